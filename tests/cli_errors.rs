@@ -1,0 +1,46 @@
+//! Bad input exits 2 with a message naming the flag and the bad value, and never panics.
+
+mod common;
+
+use common::{stderr, Sandbox};
+
+fn assert_usage_error(args: &[&str], must_mention: &[&str]) {
+    let sb = Sandbox::new();
+    let a = sb.run(args, 60).code(2);
+    let err = stderr(&a);
+    assert!(!err.contains("panicked"), "panic: {err}");
+    for m in must_mention {
+        assert!(err.contains(m), "stderr should mention {m:?}:\n{err}");
+    }
+    sb.assert_clean();
+}
+
+#[test]
+fn unknown_model_lists_the_catalog() {
+    assert_usage_error(
+        &["--models", "nosuch"],
+        &["--models", "nosuch", "bert-base-uncased", "vit-base-patch16-224", "whisper-tiny", "all-minilm-l6-v2"],
+    );
+}
+
+#[test]
+fn missing_browser_names_the_package() {
+    // Edge cannot be installed on this machine, so this is a real missing browser.
+    assert_usage_error(&["--models", "bert-tiny", "--browsers", "edge"], &["--browsers", "edge", "microsoft-edge"]);
+}
+
+#[test]
+fn unknown_browser_and_backend_are_named() {
+    assert_usage_error(&["--models", "bert-tiny", "--browsers", "safari"], &["safari"]);
+    assert_usage_error(&["--models", "bert-tiny", "--backends", "cuda"], &["cuda", "webgpu, webnn, wasm"]);
+}
+
+#[test]
+fn durations_need_a_unit() {
+    assert_usage_error(&["--models", "bert-tiny", "--load-timeout", "30"], &["--load-timeout", "30"]);
+}
+
+#[test]
+fn zero_iterations_refused() {
+    assert_usage_error(&["--models", "bert-tiny", "--iterations", "0"], &["--iterations", "0"]);
+}

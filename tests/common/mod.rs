@@ -1,0 +1,122 @@
+//! Shared helpers for tests that drive the real binary and real browsers.
+//!
+//! Each test gets a [`Sandbox`]: its own `TMPDIR` and results folder. Every browser profile and
+//! driver temp dir of the run lands under that `TMPDIR`, and every process the run starts
+//! inherits it, so the sandbox can tell — and on drop, kill — exactly the processes its run
+//! left, without touching anyone else's (tests run in parallel).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use assert_cmd::Command;
+
+/// A test's private temp dir and results dir, with leak checks.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("wgp-test-").tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("tmp")).expect("tmp dir");
+        Self { dir }
+    }
+
+    pub fn tmp(&self) -> PathBuf {
+        self.dir.path().join("tmp")
+    }
+
+    pub fn results(&self) -> PathBuf {
+        self.dir.path().join("results")
+    }
+
+    /// The binary, with this sandbox's TMPDIR and a bound on how long it may run.
+    pub fn cmd(&self, timeout_s: u64) -> Command {
+        let mut c = Command::cargo_bin("webgpu-pool").expect("binary built");
+        c.env("TMPDIR", self.tmp()).env("NO_COLOR", "1").timeout(Duration::from_secs(timeout_s));
+        c
+    }
+
+    /// `run` with the results folder in the sandbox.
+    pub fn run(&self, args: &[&str], timeout_s: u64) -> assert_cmd::assert::Assert {
+        let mut c = self.cmd(timeout_s);
+        c.arg("run").args(args).arg("--results-dir").arg(self.results());
+        c.assert()
+    }
+
+    /// The `run.json` of the only run in the sandbox.
+    pub fn run_json(&self) -> serde_json::Value {
+        let dirs: Vec<_> = std::fs::read_dir(self.results()).expect("results dir").flatten().collect();
+        assert_eq!(dirs.len(), 1, "expected exactly one run folder");
+        let text = std::fs::read_to_string(dirs[0].path().join("run.json")).expect("run.json");
+        serde_json::from_str(&text).expect("run.json is JSON")
+    }
+
+    /// Pids of live processes started under this sandbox (by TMPDIR or a path in their command line).
+    pub fn leftover_pids(&self) -> Vec<u32> {
+        processes_mentioning(self.dir.path())
+    }
+
+    /// Asserts nothing of this run is left: no process, no profile or driver temp dir.
+    pub fn assert_clean(&self) {
+        let pids = self.leftover_pids();
+        assert!(pids.is_empty(), "processes left running: {}", describe(&pids));
+        let left: Vec<_> = std::fs::read_dir(self.tmp()).expect("tmp").flatten().map(|e| e.path()).collect();
+        assert!(left.is_empty(), "temp dirs left behind: {left:?}");
+    }
+}
+
+impl Drop for Sandbox {
+    /// Kills whatever the run left, even when an assertion failed (fantoccini's "close even if an
+    /// assertion fails"): only processes that carry this sandbox's path.
+    fn drop(&mut self) {
+        for pid in self.leftover_pids() {
+            // SAFETY: kill(2) with a pid we found under our own sandbox; no memory is touched.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn processes_mentioning(dir: &Path) -> Vec<u32> {
+    let needle = dir.to_string_lossy().into_owned().into_bytes();
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            let has = |f: &str| {
+                std::fs::read(format!("/proc/{pid}/{f}"))
+                    .map(|b| b.windows(needle.len()).any(|w| w == needle.as_slice()))
+                    .unwrap_or(false)
+            };
+            // Zombies have empty cmdline/environ and are not running anything.
+            has("environ") || has("cmdline")
+        })
+        .collect()
+}
+
+fn describe(pids: &[u32]) -> String {
+    pids.iter()
+        .map(|p| {
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            format!("{p} {}", cmd.chars().take(120).collect::<String>())
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The stdout of an assertion, as text.
+pub fn stdout(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stdout).into_owned()
+}
+
+/// The stderr of an assertion, as text.
+pub fn stderr(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}

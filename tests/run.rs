@@ -1,0 +1,124 @@
+//! `webgpu-pool run` end to end in real Chromium and Firefox: real onnxruntime-web sessions,
+//! backend fallback, correctness checks, and nothing left running afterwards.
+
+mod common;
+
+use common::{stdout, Sandbox};
+use serde_json::Value;
+
+fn rows(run: &Value) -> &Vec<Value> {
+    run["results"].as_array().expect("results array")
+}
+
+fn assert_accounted(run: &Value) {
+    let q = &run["requests"];
+    assert_eq!(q["lost"], 0, "lost requests: {q}");
+    assert_eq!(
+        q["issued"].as_u64().unwrap(),
+        q["succeeded"].as_u64().unwrap() + q["failed"].as_u64().unwrap(),
+        "{q}"
+    );
+}
+
+#[test]
+fn tiny_models_run_in_chromium_and_firefox() {
+    let sb = Sandbox::new();
+    let a = sb.run(
+        &["--models", "bert-tiny,vit-micro,whisper-micro", "--browsers", "chromium,firefox", "-n", "3", "--warmup", "1"],
+        600,
+    );
+    let a = a.success();
+    let table = stdout(&a);
+    let run = sb.run_json();
+    assert_eq!(run["schema_version"], 1);
+    assert_accounted(&run);
+    assert_eq!(rows(&run).len(), 6, "3 models x 2 browsers: {}", run["results"]);
+    for r in rows(&run) {
+        assert!(r["error"].is_null(), "{r}");
+        assert_eq!(r["runs"], 3, "{r}");
+        assert_eq!(r["weights"], "seeded");
+        // Default priority, software adapter not counted as WebGPU, WebNN unavailable here.
+        assert_eq!(r["backend"], "wasm", "{r}");
+        let why = r["backend_fallback_reason"].as_str().unwrap_or_default();
+        assert!(why.contains("webgpu") && why.contains("webnn"), "fallback reason: {why}");
+        assert!(r["correctness"]["passed"].as_bool().unwrap(), "{r}");
+        assert!(r["correctness"]["check"].as_str().unwrap().contains("cross"), "{r}");
+        assert!(r["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
+        assert!(r["load_ms"].as_f64().unwrap() > 0.0);
+    }
+    let browsers = run["environment"]["browsers"].as_array().unwrap();
+    assert_eq!(browsers.len(), 2);
+    for b in browsers {
+        assert_eq!(b["cross_origin_isolated"], true, "{b}");
+        assert!(!b["version"].as_str().unwrap().is_empty());
+    }
+    assert!(table.contains("bert-tiny") && table.contains("firefox") && table.contains("chromium"), "{table}");
+    sb.assert_clean();
+}
+
+#[test]
+fn minilm_golden_check_passes_in_both_browsers_on_wasm() {
+    let sb = Sandbox::new();
+    sb.run(
+        &["--models", "all-minilm-l6-v2", "--browsers", "chromium,firefox", "--backends", "wasm", "-n", "2", "--warmup", "0"],
+        600,
+    )
+    .success();
+    let run = sb.run_json();
+    assert_accounted(&run);
+    assert_eq!(rows(&run).len(), 2);
+    for r in rows(&run) {
+        assert_eq!(r["weights"], "real", "{r}");
+        assert_eq!(r["backend"], "wasm");
+        let c = &r["correctness"];
+        assert!(c["check"].as_str().unwrap().contains("golden"), "{c}");
+        assert!(c["passed"].as_bool().unwrap(), "{c}");
+        assert!(c["max_abs_diff"].as_f64().unwrap() < 1e-4, "{c}");
+    }
+    sb.assert_clean();
+}
+
+#[test]
+fn naming_webgpu_runs_on_the_software_adapter_in_both_browsers() {
+    let sb = Sandbox::new();
+    sb.run(&["--models", "bert-tiny", "--browsers", "chromium,firefox", "--backends", "webgpu", "-n", "2", "--warmup", "0"], 600)
+        .success();
+    let run = sb.run_json();
+    assert_accounted(&run);
+    for r in rows(&run) {
+        assert_eq!(r["backend"], "webgpu", "{r}");
+        assert!(r["correctness"]["passed"].as_bool().unwrap(), "{r}");
+    }
+    for b in run["environment"]["browsers"].as_array().unwrap() {
+        assert_eq!(b["webgpu"]["available"], true, "{b}");
+        assert_eq!(b["webgpu"]["adapter"]["fallback"], true, "{b}");
+    }
+    sb.assert_clean();
+}
+
+#[test]
+fn webnn_falls_back_to_wasm_and_records_why() {
+    let sb = Sandbox::new();
+    sb.run(&["--models", "bert-tiny", "--browsers", "chromium", "--backends", "webnn,wasm", "-n", "1", "--warmup", "0"], 300)
+        .success();
+    let run = sb.run_json();
+    let r = &rows(&run)[0];
+    assert_eq!(r["backend"], "wasm", "{r}");
+    let why = r["backend_fallback_reason"].as_str().expect("fallback reason");
+    assert!(why.starts_with("webnn:") && why.len() > "webnn: ".len(), "{why}");
+    let webnn = &run["environment"]["browsers"][0]["webnn"];
+    assert_eq!(webnn["available"], false, "{webnn}");
+    assert!(!webnn["reason"].as_str().unwrap_or_default().is_empty(), "{webnn}");
+    sb.assert_clean();
+}
+
+#[test]
+fn chromium_through_chromedriver() {
+    let sb = Sandbox::new();
+    sb.run(&["--models", "vit-micro", "--browsers", "chromium", "--driver", "webdriver", "-n", "2", "--warmup", "0"], 300)
+        .success();
+    let run = sb.run_json();
+    assert_eq!(run["environment"]["browsers"][0]["driver"], "webdriver");
+    assert_eq!(rows(&run)[0]["runs"], 2);
+    sb.assert_clean();
+}

@@ -1,0 +1,646 @@
+// The webgpu-pool worker page, API version 1 (contract: docs/page-api.md).
+//
+// Installs `window.webgpuPool = { ready, init_error, api_version, call(method, argsJson) }`.
+// `call` always resolves to a JSON string, `{"ok":true,"value":...}` or
+// `{"ok":false,"error":{name,message,stage}}`; no exception escapes it, so the CDP and the
+// WebDriver drivers see the same thing.
+//
+// onnxruntime-web is imported from the local npm install through a URL relative to this module,
+// so the run token in the path is carried along; nothing comes from a CDN. The jsep bundle
+// (`ort.all.min.mjs`) is used because it is the one build that carries WebGPU, WebNN and wasm;
+// `ort.webgpu.min.mjs` (native WebGPU EP, asyncify) has no WebNN.
+
+const API_VERSION = 1;
+const ORT_BUNDLE = 'ort.all.min.mjs';
+const ORT_DIR = new URL('./node_modules/onnxruntime-web/dist/', import.meta.url);
+const KNOWN_BACKENDS = ['webgpu', 'webnn', 'wasm'];
+const WEBNN_DEVICE_TYPES = ['cpu', 'gpu', 'npu'];
+// When load picks a WebNN device itself, it prefers accelerators.
+const WEBNN_LOAD_ORDER = ['gpu', 'npu', 'cpu'];
+const SAMPLE_MAX = 256;
+// Names of software adapters that count as fallback even when the isFallbackAdapter flag says no
+// (Chromium reports SwiftShader with the flag false; Firefox reports lavapipe without the flag).
+const SOFTWARE_ADAPTER = /swiftshader|lavapipe|llvmpipe|softpipe|microsoft basic render|\bwarp\b/;
+
+/** An error with a chosen name; `call` turns it into `{ok:false, error}`. */
+class PageError extends Error {
+  constructor(name, message, extra) {
+    super(message);
+    this.name = name;
+    if (extra) this.extra = extra;
+  }
+}
+
+const state = {
+  ort: null,
+  /** model_id -> entry (see `load`). */
+  sessions: new Map(),
+  loadCount: 0,
+  runs: 0,
+  slowMs: 0,
+  /** Set once the WebGPU device onnxruntime-web uses reports `lost`. */
+  gpuLost: null,
+  gpuWatched: null,
+  /** Serializes every onnxruntime-web session operation in this page (see `exclusive`). */
+  ortQueue: Promise.resolve(),
+};
+
+const api = {
+  ready: false,
+  init_error: null,
+  api_version: API_VERSION,
+  call,
+};
+window.webgpuPool = api;
+
+const ortImport = import(new URL(ORT_BUNDLE, ORT_DIR).href).then(
+  (ort) => {
+    // The bundle finds its .wasm/.mjs next to itself already; saying so explicitly keeps a
+    // future bundler or blob: URL from silently changing where they come from.
+    ort.env.wasm.wasmPaths = ORT_DIR.href;
+    state.ort = ort;
+    api.ready = true;
+    return ort;
+  },
+  (e) => {
+    api.init_error = `importing ${ORT_BUNDLE} failed: ${describe(e)}`;
+    throw new PageError('InitError', api.init_error);
+  },
+);
+// The rejection is reported through `init_error` and every later `call`.
+ortImport.catch(() => {});
+
+const METHODS = {
+  capabilities,
+  load,
+  run,
+  unload,
+  stats,
+  echo: async (args) => args,
+  hang,
+  slow,
+  destroy_gpu_device: destroyGpuDevice,
+};
+
+/**
+ * The single entry point. Never throws, never rejects: resolves to a JSON string.
+ * @param {string} method
+ * @param {string} argsJson
+ */
+async function call(method, argsJson) {
+  let stage = 'args';
+  try {
+    let args = {};
+    if (argsJson !== undefined && argsJson !== null && argsJson !== '') {
+      if (typeof argsJson !== 'string') {
+        throw new PageError('TypeError', `argsJson must be a JSON string, got ${typeof argsJson}`);
+      }
+      args = JSON.parse(argsJson);
+    }
+    const handler = Object.hasOwn(METHODS, method) ? METHODS[method] : undefined;
+    if (!handler) {
+      throw new PageError('UnknownMethod', `unknown method '${method}'; known: ${Object.keys(METHODS).join(', ')}`);
+    }
+    if (method !== 'echo') {
+      // Every method but echo needs onnxruntime-web; an import failure is reported as stage init.
+      stage = 'init';
+      await ortImport;
+    }
+    stage = method;
+    const value = await handler(args ?? {});
+    return JSON.stringify({ ok: true, value: value === undefined ? null : value });
+  } catch (e) {
+    try {
+      return JSON.stringify({ ok: false, error: errorJson(e, stage) });
+    } catch (e2) {
+      return JSON.stringify({ ok: false, error: { name: 'Error', message: String(e2), stage } });
+    }
+  }
+}
+
+function errorJson(e, stage) {
+  const out = { name: 'Error', message: '', stage };
+  if (e instanceof Error || (e && typeof e === 'object' && 'message' in e)) {
+    out.name = e.name || 'Error';
+    out.message = String(e.message);
+    if (e.extra) Object.assign(out, e.extra);
+  } else {
+    out.message = String(e);
+  }
+  return out;
+}
+
+/** `name: message` for errors, `String(e)` for anything else thrown. */
+function describe(e) {
+  if (e instanceof Error || (e && typeof e === 'object' && 'message' in e)) {
+    return `${e.name || 'Error'}: ${e.message}`;
+  }
+  return String(e);
+}
+
+/**
+ * Runs `fn` after every earlier ORT operation in this page has finished. The jsep build drives
+ * WebGPU through Emscripten asyncify, which allows one async operation in flight, and the wasm EP
+ * runs on this thread anyway; queueing here (instead of letting overlapping calls corrupt the
+ * runtime) costs nothing real and the wait is reported as `queue_ms`.
+ */
+function exclusive(fn) {
+  const result = state.ortQueue.then(fn);
+  state.ortQueue = result.then(() => {}, () => {});
+  return result;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function withTimeout(promise, ms) {
+  let timer;
+  const timeout = new Promise((resolve) => { timer = setTimeout(() => resolve(undefined), ms); });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// capabilities
+
+async function capabilities(args) {
+  const ort = state.ort;
+  const probeWebnn = args.webnn !== false;
+  return {
+    api_version: API_VERSION,
+    user_agent: navigator.userAgent,
+    ort_version: ort.env.versions?.web ?? ort.env.versions?.common ?? null,
+    ort_bundle: ORT_BUNDLE,
+    cross_origin_isolated: self.crossOriginIsolated === true,
+    hardware_concurrency: navigator.hardwareConcurrency ?? null,
+    webgpu: await webgpuCapabilities(),
+    webnn: probeWebnn ? await webnnCapabilities() : { available: false, probed: false, reason: 'not probed (args.webnn is false)', devices: {} },
+    wasm: wasmCapabilities(),
+  };
+}
+
+/** Adapter info as the page reports it, with the fallback verdict. */
+async function describeAdapter(adapter) {
+  let info = adapter.info;
+  if (!info && typeof adapter.requestAdapterInfo === 'function') {
+    info = await adapter.requestAdapterInfo();
+  }
+  info = info ?? {};
+  const flag = info.isFallbackAdapter ?? adapter.isFallbackAdapter;
+  const names = [info.vendor, info.architecture, info.device, info.description].join(' ').toLowerCase();
+  const software = names.match(SOFTWARE_ADAPTER);
+  return {
+    vendor: info.vendor ?? '',
+    architecture: info.architecture ?? '',
+    device: info.device ?? '',
+    description: info.description ?? '',
+    fallback: flag === true || software !== null,
+    fallback_flag: typeof flag === 'boolean' ? flag : null,
+    software: software ? software[0] : null,
+  };
+}
+
+/** Why `adapter` (from `describeAdapter`) counts as fallback, for reasons and messages. */
+function fallbackWhy(adapter) {
+  return adapter.software ?? (adapter.fallback_flag ? 'isFallbackAdapter' : 'fallback');
+}
+
+const LIMIT_NAMES = [
+  'maxBufferSize', 'maxStorageBufferBindingSize', 'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX', 'maxStorageBuffersPerShaderStage',
+];
+
+async function webgpuCapabilities() {
+  const out = { available: false, reason: null, adapter: null, features: [], limits: {} };
+  if (!navigator.gpu) {
+    out.reason = 'navigator.gpu is missing (WebGPU not exposed by this browser or its flags)';
+    return out;
+  }
+  let adapter;
+  try {
+    adapter = await navigator.gpu.requestAdapter();
+  } catch (e) {
+    out.reason = `requestAdapter() threw ${describe(e)}`;
+    return out;
+  }
+  if (!adapter) {
+    out.reason = 'requestAdapter() returned null (no usable adapter)';
+    return out;
+  }
+  out.adapter = await describeAdapter(adapter);
+  out.features = [...adapter.features].sort();
+  for (const name of LIMIT_NAMES) {
+    if (adapter.limits[name] !== undefined) out.limits[name] = adapter.limits[name];
+  }
+  // This probe uses its own adapter and device; onnxruntime-web requests its own, so a probe
+  // never consumes the adapter the EP will use.
+  try {
+    const device = await adapter.requestDevice();
+    device.destroy();
+    out.available = true;
+  } catch (e) {
+    out.reason = `requestDevice() failed: ${describe(e)}`;
+  }
+  return out;
+}
+
+async function webnnContext(deviceType) {
+  try {
+    const context = await navigator.ml.createContext({ deviceType });
+    if (typeof context?.destroy === 'function') context.destroy();
+    return { ok: true, error: null };
+  } catch (e) {
+    return { ok: false, error: describe(e) };
+  }
+}
+
+async function webnnCapabilities() {
+  const out = { available: false, probed: true, reason: null, devices: {} };
+  if (!navigator.ml || typeof navigator.ml.createContext !== 'function') {
+    out.reason = 'navigator.ml is missing (WebNN not exposed by this browser or its flags)';
+    return out;
+  }
+  for (const deviceType of WEBNN_DEVICE_TYPES) {
+    out.devices[deviceType] = await webnnContext(deviceType);
+  }
+  out.available = Object.values(out.devices).some((d) => d.ok);
+  if (!out.available) out.reason = out.devices.cpu.error;
+  return out;
+}
+
+const WASM_SIMD_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11,
+]);
+
+function wasmCapabilities() {
+  let simd = false;
+  try {
+    simd = WebAssembly.validate(WASM_SIMD_PROBE);
+  } catch {
+    simd = false;
+  }
+  const threads = self.crossOriginIsolated === true && typeof SharedArrayBuffer !== 'undefined';
+  return { simd, threads, num_threads: resolvedNumThreads(threads), proxy: state.ort.env.wasm.proxy === true };
+}
+
+/** `ort.env.wasm.numThreads` once set; before the first session, the value ORT will pick. */
+function resolvedNumThreads(threads) {
+  const set = state.ort.env.wasm.numThreads;
+  if (Number.isInteger(set) && set > 0) return threads ? set : 1;
+  if (!threads) return 1;
+  // The same rule onnxruntime-web 1.30 applies when it initialises the wasm backend.
+  return Math.min(4, Math.ceil((navigator.hardwareConcurrency || 1) / 2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// load
+
+const DTYPES = {
+  int64: BigInt64Array,
+  int32: Int32Array,
+  float32: Float32Array,
+  uint8: Uint8Array,
+};
+
+function requireString(args, key) {
+  const v = args[key];
+  if (typeof v !== 'string' || v === '') {
+    throw new PageError('TypeError', `'${key}' must be a non-empty string, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+async function fetchBytes(url, what) {
+  let response;
+  try {
+    response = await fetch(url, { cache: 'no-store' });
+  } catch (e) {
+    throw new PageError('FetchError', `fetching ${what} ${url} failed: ${describe(e)}`);
+  }
+  if (!response.ok) {
+    throw new PageError('FetchError', `fetching ${what} ${url} failed: HTTP ${response.status} ${response.statusText}`);
+  }
+  return response.arrayBuffer();
+}
+
+async function fetchInput(input) {
+  const name = requireString(input, 'name');
+  const url = requireString(input, 'url');
+  const Typed = DTYPES[input.dtype];
+  if (!Typed) {
+    throw new PageError('TypeError', `input '${name}': dtype ${JSON.stringify(input.dtype)} is not one of ${Object.keys(DTYPES).join(', ')}`);
+  }
+  if (!Array.isArray(input.dims) || !input.dims.every((d) => Number.isInteger(d) && d >= 0)) {
+    throw new PageError('TypeError', `input '${name}': dims must be an array of non-negative integers`);
+  }
+  const bytes = await fetchBytes(url, `input '${name}'`);
+  const count = input.dims.reduce((a, b) => a * b, 1);
+  if (bytes.byteLength !== count * Typed.BYTES_PER_ELEMENT) {
+    throw new PageError('InputSizeMismatch', `input '${name}' from ${url}: ${bytes.byteLength} bytes, but ${input.dtype}[${input.dims.join(',')}] needs ${count * Typed.BYTES_PER_ELEMENT}`);
+  }
+  return { name, tensor: new state.ort.Tensor(input.dtype, new Typed(bytes), input.dims) };
+}
+
+/**
+ * Why `backend` cannot be tried in this page, or null when it can. For webnn, also the device
+ * type to pass to the EP.
+ */
+async function backendBlocker(backend, args) {
+  if (backend === 'webgpu') {
+    if (!navigator.gpu) return { reason: 'navigator.gpu is missing (WebGPU not exposed)' };
+    if (state.gpuLost) return { reason: `the WebGPU device of this page was lost (${state.gpuLost}); reload the page` };
+    let adapter;
+    try {
+      adapter = await navigator.gpu.requestAdapter();
+    } catch (e) {
+      return { reason: `requestAdapter() threw ${describe(e)}` };
+    }
+    if (!adapter) return { reason: 'requestAdapter() returned null (no usable adapter)' };
+    const info = await describeAdapter(adapter);
+    if (info.fallback && args.allow_fallback_adapter !== true) {
+      return { reason: `fallback adapter (${fallbackWhy(info)}) not allowed; set allow_fallback_adapter to use it` };
+    }
+    return null;
+  }
+  if (backend === 'webnn') {
+    if (!navigator.ml || typeof navigator.ml.createContext !== 'function') {
+      return { reason: 'navigator.ml is missing (WebNN not exposed)' };
+    }
+    const order = args.webnn_device_type ? [args.webnn_device_type] : WEBNN_LOAD_ORDER;
+    const errors = [];
+    for (const deviceType of order) {
+      const probe = await webnnContext(deviceType);
+      if (probe.ok) return { deviceType };
+      errors.push(`${deviceType}: ${probe.error}`);
+    }
+    return { reason: `createContext failed: ${errors.join('; ')}` };
+  }
+  return null;
+}
+
+function executionProvider(backend, blocker) {
+  if (backend === 'webnn') return { name: 'webnn', deviceType: blocker.deviceType };
+  return backend;
+}
+
+/** Starts watching the WebGPU device onnxruntime-web created, so a loss is known to the page. */
+function watchGpuDevice() {
+  const device = state.ort.env.webgpu?.device;
+  if (!device || state.gpuWatched === device) return;
+  state.gpuWatched = device;
+  device.lost.then((info) => {
+    state.gpuLost = `${info.reason ?? 'unknown'}: ${info.message ?? ''}`.trim();
+  });
+}
+
+async function webgpuAdapterInUse() {
+  const adapter = state.ort.env.webgpu?.adapter;
+  return adapter ? describeAdapter(adapter) : null;
+}
+
+function loadValue(entry, reused) {
+  const value = {
+    model_id: entry.modelId,
+    backend: entry.backend,
+    reused,
+    fallback_reasons: entry.fallbackReasons,
+    session_create_ms: entry.sessionCreateMs,
+    fetch_ms: entry.fetchMs,
+    model_bytes: entry.modelBytes,
+    input_names: entry.session.inputNames,
+    output_names: entry.session.outputNames,
+    load_count: state.loadCount,
+  };
+  if (entry.webnnDeviceType) value.webnn_device_type = entry.webnnDeviceType;
+  if (entry.adapter) value.adapter = entry.adapter;
+  return value;
+}
+
+async function load(args) {
+  const modelId = requireString(args, 'model_id');
+  const existing = state.sessions.get(modelId);
+  if (existing) return loadValue(existing, true);
+
+  const url = requireString(args, 'url');
+  const backends = args.backends ?? ['wasm'];
+  if (!Array.isArray(backends) || backends.length === 0) {
+    throw new PageError('TypeError', "'backends' must be a non-empty array");
+  }
+  for (const b of backends) {
+    if (!KNOWN_BACKENDS.includes(b)) {
+      throw new PageError('TypeError', `unknown backend ${JSON.stringify(b)}; known: ${KNOWN_BACKENDS.join(', ')}`);
+    }
+  }
+  if (args.webnn_device_type !== undefined && !WEBNN_DEVICE_TYPES.includes(args.webnn_device_type)) {
+    throw new PageError('TypeError', `webnn_device_type must be one of ${WEBNN_DEVICE_TYPES.join(', ')}`);
+  }
+  const inputs = args.inputs ?? [];
+  if (!Array.isArray(inputs)) throw new PageError('TypeError', "'inputs' must be an array");
+
+  const fetchStart = performance.now();
+  const [modelBuffer, feedList] = await Promise.all([
+    fetchBytes(url, 'model'),
+    Promise.all(inputs.map(fetchInput)),
+  ]);
+  const fetchMs = performance.now() - fetchStart;
+  const modelBytes = new Uint8Array(modelBuffer);
+  const feeds = Object.fromEntries(feedList.map((f) => [f.name, f.tensor]));
+
+  const fallbackReasons = [];
+  for (const backend of backends) {
+    const blocker = await backendBlocker(backend, args);
+    if (blocker?.reason) {
+      fallbackReasons.push({ backend, reason: blocker.reason });
+      continue;
+    }
+    const options = { executionProviders: [executionProvider(backend, blocker)], graphOptimizationLevel: 'all' };
+    let session;
+    let sessionCreateMs;
+    try {
+      // Queued behind other ORT work; the timer starts when this creation really starts.
+      [session, sessionCreateMs] = await exclusive(async () => {
+        const t0 = performance.now();
+        const s = await state.ort.InferenceSession.create(modelBytes, options);
+        return [s, performance.now() - t0];
+      });
+    } catch (e) {
+      fallbackReasons.push({ backend, reason: `InferenceSession.create failed: ${describe(e)}` });
+      continue;
+    }
+    const missing = session.inputNames.filter((n) => !(n in feeds));
+    const unknown = Object.keys(feeds).filter((n) => !session.inputNames.includes(n));
+    if (missing.length > 0 || unknown.length > 0) {
+      await exclusive(() => session.release());
+      // The caller's inputs do not fit the model: another backend would not fix that.
+      throw new PageError('InputMismatch', `model '${modelId}' takes inputs [${session.inputNames.join(', ')}]; missing [${missing.join(', ')}], unknown [${unknown.join(', ')}]`);
+    }
+    state.loadCount += 1;
+    if (backend === 'webgpu') watchGpuDevice();
+    const entry = {
+      modelId,
+      backend,
+      session,
+      feeds,
+      fallbackReasons,
+      sessionCreateMs,
+      fetchMs,
+      modelBytes: modelBytes.byteLength,
+      runIndex: 0,
+      webnnDeviceType: blocker?.deviceType ?? null,
+      adapter: backend === 'webgpu' ? await webgpuAdapterInUse() : null,
+    };
+    state.sessions.set(modelId, entry);
+    return loadValue(entry, false);
+  }
+  const summary = fallbackReasons.map((r) => `${r.backend}: ${r.reason}`).join('; ');
+  throw new PageError('NoBackend', `no backend could load model '${modelId}': ${summary}`, { fallback_reasons: fallbackReasons });
+}
+
+// ---------------------------------------------------------------------------------------------
+// run
+
+function sessionEntry(args) {
+  const modelId = requireString(args, 'model_id');
+  const entry = state.sessions.get(modelId);
+  if (!entry) {
+    throw new PageError('NotLoaded', `model '${modelId}' is not loaded in this page; loaded: [${[...state.sessions.keys()].join(', ')}]`);
+  }
+  return entry;
+}
+
+function evenSample(data) {
+  const n = data.length;
+  const take = Math.min(n, SAMPLE_MAX);
+  const out = new Array(take);
+  for (let i = 0; i < take; i += 1) {
+    const idx = take === 1 ? 0 : Math.round((i * (n - 1)) / (take - 1));
+    out[i] = Number(data[idx]);
+  }
+  return out;
+}
+
+function base64(typed) {
+  const bytes = new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+  const chunks = [];
+  const step = 0x8000;
+  for (let i = 0; i < bytes.length; i += step) {
+    chunks.push(String.fromCharCode.apply(null, bytes.subarray(i, i + step)));
+  }
+  return btoa(chunks.join(''));
+}
+
+async function run(args) {
+  const entry = sessionEntry(args);
+  const mode = args.outputs ?? 'none';
+  if (!['none', 'sample', 'full'].includes(mode)) {
+    throw new PageError('TypeError', `'outputs' must be none, sample or full, got ${JSON.stringify(mode)}`);
+  }
+  if (state.slowMs > 0) await sleep(state.slowMs);
+  const queued = performance.now();
+  return exclusive(async () => {
+    if (state.sessions.get(entry.modelId) !== entry) {
+      throw new PageError('NotLoaded', `model '${entry.modelId}' was unloaded while this run waited`);
+    }
+    const queueMs = performance.now() - queued;
+    const runIndex = entry.runIndex;
+    let results = null;
+    try {
+      const t0 = performance.now();
+      results = await entry.session.run(entry.feeds);
+      // Read-back is part of the measured time: a GPU-located output is not usable until then.
+      const host = {};
+      for (const name of entry.session.outputNames) {
+        const t = results[name];
+        host[name] = t.location === 'cpu' || t.location === undefined ? t.data : await t.getData();
+      }
+      const runMs = performance.now() - t0;
+      entry.runIndex += 1;
+      state.runs += 1;
+      const outputs = {};
+      if (mode !== 'none') {
+        for (const name of entry.session.outputNames) {
+          const out = { dims: results[name].dims, dtype: results[name].type, sample: evenSample(host[name]) };
+          if (mode === 'full') out.data_b64 = base64(host[name]);
+          outputs[name] = out;
+        }
+      }
+      return { model_id: entry.modelId, backend: entry.backend, run_index: runIndex, run_ms: runMs, queue_ms: queueMs, slow_ms: state.slowMs, outputs };
+    } catch (e) {
+      if (e instanceof PageError) throw e;
+      if (entry.backend === 'webgpu' && state.gpuLost) {
+        throw new PageError('GpuDeviceLost', `run of '${entry.modelId}' failed after the WebGPU device was lost (${state.gpuLost}): ${describe(e)}`);
+      }
+      throw e;
+    } finally {
+      if (results) {
+        for (const t of Object.values(results)) {
+          try { t.dispose(); } catch { /* a tensor of a lost device may refuse; nothing to free */ }
+        }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// unload, stats
+
+async function unload(args) {
+  const modelId = requireString(args, 'model_id');
+  const entry = state.sessions.get(modelId);
+  if (!entry) return { released: false };
+  state.sessions.delete(modelId);
+  await exclusive(() => entry.session.release());
+  return { released: true };
+}
+
+async function stats() {
+  return {
+    load_count: state.loadCount,
+    loaded: [...state.sessions.keys()],
+    runs: state.runs,
+    slow_ms: state.slowMs,
+    gpu_device_lost: state.gpuLost,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// fault hooks
+
+function nonNegativeMs(args) {
+  const ms = args.ms;
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
+    throw new PageError('TypeError', `'ms' must be a non-negative number, got ${JSON.stringify(ms)}`);
+  }
+  return ms;
+}
+
+async function hang(args) {
+  const ms = nonNegativeMs(args);
+  const start = performance.now();
+  // A real busy loop: the main thread is blocked, so the page stops answering its driver.
+  while (performance.now() - start < ms) { /* spin */ }
+  return { hung_ms: performance.now() - start };
+}
+
+async function slow(args) {
+  state.slowMs = nonNegativeMs(args);
+  return { slow_ms: state.slowMs };
+}
+
+async function destroyGpuDevice() {
+  const device = state.ort.env.webgpu?.device;
+  if (!device || typeof device.destroy !== 'function') {
+    throw new PageError('NoGpuDevice', 'onnxruntime-web has no WebGPU device in this page (ort.env.webgpu.device is unset until a model is loaded on the webgpu backend)');
+  }
+  watchGpuDevice();
+  device.destroy();
+  const info = await withTimeout(device.lost, 2000);
+  if (info) state.gpuLost = `${info.reason ?? 'unknown'}: ${info.message ?? ''}`.trim();
+  return {
+    destroyed: true,
+    lost: info ? { reason: info.reason ?? null, message: info.message ?? '' } : null,
+    webgpu_sessions: [...state.sessions.values()].filter((e) => e.backend === 'webgpu').map((e) => e.modelId),
+  };
+}
