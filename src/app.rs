@@ -82,24 +82,46 @@ impl RunConfig {
         if models.is_empty() {
             bail!(UsageError("--models: no model named".into()));
         }
-        let backends = options.backends.clone().unwrap_or_else(|| Backend::DEFAULT_PRIORITY.to_vec());
+        let backends = options
+            .backends
+            .clone()
+            .unwrap_or_else(|| Backend::DEFAULT_PRIORITY.to_vec());
         if backends.is_empty() {
             bail!(UsageError("--backends: no backend named".into()));
         }
         // Naming webgpu explicitly asks for it even on a software adapter (issue #2, item 7).
-        let allow_fallback_adapter =
-            options.backends.as_ref().is_some_and(|b| b.contains(&Backend::Webgpu));
+        let allow_fallback_adapter = options
+            .backends
+            .as_ref()
+            .is_some_and(|b| b.contains(&Backend::Webgpu));
         let installed = browser::discover();
         let mut launches = Vec::new();
         for &kind in &dedup(&options.browsers) {
-            let driver = if kind.is_chromium_family() { options.chromium_driver } else { DriverKind::WebDriver };
-            launches.push(launch_spec(&installed, kind, driver, backends.contains(&Backend::Webnn))?);
+            let driver = if kind.is_chromium_family() {
+                options.chromium_driver
+            } else {
+                DriverKind::WebDriver
+            };
+            launches.push(launch_spec(
+                &installed,
+                kind,
+                driver,
+                backends.contains(&Backend::Webnn),
+            )?);
         }
         if launches.is_empty() {
             bail!(UsageError("--browsers: no browser named".into()));
         }
         let web_dir = web_dir()?;
-        Ok(Self { models, launches, backends, allow_fallback_adapter, options, cache: Cache::from_env(), web_dir })
+        Ok(Self {
+            models,
+            launches,
+            backends,
+            allow_fallback_adapter,
+            options,
+            cache: Cache::from_env(),
+            web_dir,
+        })
     }
 }
 
@@ -117,7 +139,12 @@ fn dedup<T: PartialEq + Copy>(v: &[T]) -> Vec<T> {
 ///
 /// # Errors
 /// [`UsageError`] when the browser or the driver it needs is not installed.
-pub fn launch_spec(installed: &Installed, kind: BrowserKind, driver: DriverKind, webnn: bool) -> Result<LaunchSpec> {
+pub fn launch_spec(
+    installed: &Installed,
+    kind: BrowserKind,
+    driver: DriverKind,
+    webnn: bool,
+) -> Result<LaunchSpec> {
     installed
         .launch_spec(kind, driver, "", webnn, Duration::from_secs(60))
         .map_err(|e| UsageError(format!("--browsers: {e}")).into())
@@ -131,22 +158,34 @@ pub fn web_dir() -> Result<PathBuf> {
     let candidates: Vec<PathBuf> = std::env::var_os("WEBGPU_POOL_WEB_DIR")
         .map(PathBuf::from)
         .into_iter()
-        .chain([PathBuf::from("web"), Path::new(env!("CARGO_MANIFEST_DIR")).join("web")])
+        .chain([
+            PathBuf::from("web"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("web"),
+        ])
         .collect();
     for dir in &candidates {
         if dir.join("worker.html").is_file() {
-            if !dir.join("node_modules/onnxruntime-web/package.json").is_file() {
+            if !dir
+                .join("node_modules/onnxruntime-web/package.json")
+                .is_file()
+            {
                 bail!(UsageError(format!(
                     "onnxruntime-web is not installed in '{}'; run scripts/setup.sh (or `npm ci` in web/)",
                     dir.display()
                 )));
             }
-            return dir.canonicalize().with_context(|| format!("reading '{}'", dir.display()));
+            return dir
+                .canonicalize()
+                .with_context(|| format!("reading '{}'", dir.display()));
         }
     }
     bail!(UsageError(format!(
         "the worker page (web/worker.html) was not found in {}; set WEBGPU_POOL_WEB_DIR",
-        candidates.iter().map(|p| format!("'{}'", p.display())).collect::<Vec<_>>().join(", ")
+        candidates
+            .iter()
+            .map(|p| format!("'{}'", p.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
     )))
 }
 
@@ -165,9 +204,11 @@ pub async fn run(
     let started = SystemTime::now();
     let run_id = run_id(started);
     let run_dir = config.options.results_dir.join(&run_id);
-    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating '{}'", run_dir.display()))?;
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("creating '{}'", run_dir.display()))?;
 
-    let prepared = prepare_models(&config.models, &config.cache, config.options.seed, progress).await?;
+    let prepared =
+        prepare_models(&config.models, &config.cache, config.options.seed, progress).await?;
     let server = AssetServer::start(config.web_dir.clone(), config.cache.models_dir())
         .await
         .context("starting the asset server")?;
@@ -217,7 +258,11 @@ pub async fn run(
             // Nothing was measured, but the run folder still says what happened.
             summary.stopped_early = Some(e.to_string());
             crate::report::write_run(&summary, &run_dir)?;
-            Err(anyhow::Error::new(e).context(format!("run {} stopped; partial report in '{}'", summary.run_id, run_dir.display())))
+            Err(anyhow::Error::new(e).context(format!(
+                "run {} stopped; partial report in '{}'",
+                summary.run_id,
+                run_dir.display()
+            )))
         }
     }
 }
@@ -241,7 +286,9 @@ pub async fn prepare_models(
             .await
             .context("model preparation task")?
             .map_err(|e| match e {
-                models::ModelError::MissingWeights { .. } => anyhow::Error::new(UsageError(e.to_string())),
+                models::ModelError::MissingWeights { .. } => {
+                    anyhow::Error::new(UsageError(e.to_string()))
+                }
                 other => anyhow::Error::new(other),
             })
             .with_context(|| format!("preparing model '{}'", spec.name))?;
@@ -262,15 +309,22 @@ pub fn environment() -> Environment {
     Environment {
         harness_version: env!("CARGO_PKG_VERSION").to_string(),
         os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
-        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         browsers: Vec::new(),
     }
 }
 
 /// `2026-11-28T10-00-00Z-ab12`: sortable, safe in paths, unique per start.
 fn run_id(at: SystemTime) -> String {
-    let stamp = humantime::format_rfc3339_seconds(at).to_string().replace(':', "-");
-    let nanos = at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let stamp = humantime::format_rfc3339_seconds(at)
+        .to_string()
+        .replace(':', "-");
+    let nanos = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     format!("{stamp}-{:04x}", (nanos ^ std::process::id()) & 0xffff)
 }
 
@@ -292,7 +346,11 @@ pub fn model_list() -> Vec<crate::metrics::ModelInfo> {
 ///
 /// # Errors
 /// [`UsageError`] for an unknown name; model errors with their path.
-pub async fn prepare_named(names: &[String], seed: u64, progress: &dyn Fn(&str)) -> Result<Vec<models::PreparedModel>> {
+pub async fn prepare_named(
+    names: &[String],
+    seed: u64,
+    progress: &dyn Fn(&str),
+) -> Result<Vec<models::PreparedModel>> {
     let specs: Vec<&'static ModelSpec> = if names.is_empty() {
         models::catalog().iter().collect()
     } else {
@@ -309,10 +367,16 @@ pub async fn prepare_named(names: &[String], seed: u64, progress: &dyn Fn(&str))
 ///
 /// # Errors
 /// [`UsageError`] when a browser named in `only` is missing or the page is not set up.
-pub async fn probe_browsers(only: &[BrowserKind], progress: &dyn Fn(&str)) -> Result<crate::metrics::BrowserProbe> {
+pub async fn probe_browsers(
+    only: &[BrowserKind],
+    progress: &dyn Fn(&str),
+) -> Result<crate::metrics::BrowserProbe> {
     let installed = browser::discover();
     let kinds: Vec<BrowserKind> = if only.is_empty() {
-        BrowserKind::ALL.into_iter().filter(|&k| installed.browser(k).is_some()).collect()
+        BrowserKind::ALL
+            .into_iter()
+            .filter(|&k| installed.browser(k).is_some())
+            .collect()
     } else {
         dedup(only)
     };
@@ -330,7 +394,11 @@ pub async fn probe_browsers(only: &[BrowserKind], progress: &dyn Fn(&str)) -> Re
         ..Default::default()
     };
     for kind in kinds {
-        let driver = if kind.is_chromium_family() { DriverKind::Cdp } else { DriverKind::WebDriver };
+        let driver = if kind.is_chromium_family() {
+            DriverKind::Cdp
+        } else {
+            DriverKind::WebDriver
+        };
         match launch_spec(&installed, kind, driver, true) {
             Ok(spec) => launches.push(spec),
             Err(e) if only.is_empty() => probe.errors.push(format!("{kind}: {e}")),

@@ -15,7 +15,12 @@ use webgpu_pool::pool::Backend;
 /// Models are written as ONNX by this tool and run with onnxruntime-web inside real Chromium and
 /// Firefox processes. Run `scripts/setup.sh` once to install browsers, drivers and weights.
 #[derive(Debug, Parser)]
-#[command(name = "webgpu-pool", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "webgpu-pool",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -48,10 +53,22 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Models to run, comma-separated (see `webgpu-pool models list`).
-    #[arg(long, short, value_delimiter = ',', required = true, value_name = "NAME,...")]
+    #[arg(
+        long,
+        short,
+        value_delimiter = ',',
+        required = true,
+        value_name = "NAME,..."
+    )]
     pub models: Vec<String>,
     /// Browsers to run them in, comma-separated.
-    #[arg(long, short, value_delimiter = ',', default_value = "chromium,firefox", value_name = "KIND,...")]
+    #[arg(
+        long,
+        short,
+        value_delimiter = ',',
+        default_value = "chromium,firefox",
+        value_name = "KIND,..."
+    )]
     pub browsers: Vec<BrowserKind>,
     /// Backend priority, comma-separated; the first one that works is used. By default a
     /// software WebGPU adapter (SwiftShader, lavapipe) does not count as WebGPU; naming

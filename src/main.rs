@@ -19,7 +19,10 @@ use webgpu_pool::report;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error: cannot start the async runtime: {e}");
@@ -72,7 +75,8 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
             };
             let config = RunConfig::resolve(options)?;
             let observer = observe::Stderr { quiet };
-            let (summary, dir) = app::run(&config, shutdown.clone(), &observer, &|m| observer.line(m)).await?;
+            let (summary, dir) =
+                app::run(&config, shutdown.clone(), &observer, &|m| observer.line(m)).await?;
             print(&report::table::render(&summary))?;
             observer.line(&format!("wrote {}", dir.join("run.json").display()));
             Ok(if shutdown.is_cancelled() {
@@ -89,7 +93,10 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
             if args.json {
                 print(&format!("{}\n", serde_json::to_string_pretty(&probe)?))?;
             } else {
-                print(&report::table::render_browsers(&probe.browsers, &probe.drivers))?;
+                print(&report::table::render_browsers(
+                    &probe.browsers,
+                    &probe.drivers,
+                ))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -106,7 +113,12 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
             let observer = observe::Stderr { quiet };
             let prepared = app::prepare_named(&models, seed, &|m| observer.line(m)).await?;
             for p in prepared {
-                print(&format!("{}\t{}\t{}\n", p.name, p.weights.as_str(), p.onnx_file.display()))?;
+                print(&format!(
+                    "{}\t{}\t{}\n",
+                    p.name,
+                    p.weights.as_str(),
+                    p.onnx_file.display()
+                ))?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -19,28 +19,50 @@ fn assert_usage_error(args: &[&str], must_mention: &[&str]) {
 fn unknown_model_lists_the_catalog() {
     assert_usage_error(
         &["--models", "nosuch"],
-        &["--models", "nosuch", "bert-base-uncased", "vit-base-patch16-224", "whisper-tiny", "all-minilm-l6-v2"],
+        &[
+            "--models",
+            "nosuch",
+            "bert-base-uncased",
+            "vit-base-patch16-224",
+            "whisper-tiny",
+            "all-minilm-l6-v2",
+        ],
     );
 }
 
 #[test]
 fn missing_browser_names_the_package() {
     // Edge cannot be installed on this machine, so this is a real missing browser.
-    assert_usage_error(&["--models", "bert-tiny", "--browsers", "edge"], &["--browsers", "edge", "microsoft-edge"]);
+    assert_usage_error(
+        &["--models", "bert-tiny", "--browsers", "edge"],
+        &["--browsers", "edge", "microsoft-edge"],
+    );
 }
 
 #[test]
 fn unknown_browser_and_backend_are_named() {
-    assert_usage_error(&["--models", "bert-tiny", "--browsers", "safari"], &["safari"]);
-    assert_usage_error(&["--models", "bert-tiny", "--backends", "cuda"], &["cuda", "webgpu, webnn, wasm"]);
+    assert_usage_error(
+        &["--models", "bert-tiny", "--browsers", "safari"],
+        &["safari"],
+    );
+    assert_usage_error(
+        &["--models", "bert-tiny", "--backends", "cuda"],
+        &["cuda", "webgpu, webnn, wasm"],
+    );
 }
 
 #[test]
 fn durations_need_a_unit() {
-    assert_usage_error(&["--models", "bert-tiny", "--load-timeout", "30"], &["--load-timeout", "30"]);
+    assert_usage_error(
+        &["--models", "bert-tiny", "--load-timeout", "30"],
+        &["--load-timeout", "30"],
+    );
 }
 
 #[test]
 fn zero_iterations_refused() {
-    assert_usage_error(&["--models", "bert-tiny", "--iterations", "0"], &["--iterations", "0"]);
+    assert_usage_error(
+        &["--models", "bert-tiny", "--iterations", "0"],
+        &["--iterations", "0"],
+    );
 }

@@ -24,7 +24,16 @@ fn assert_accounted(run: &Value) {
 fn tiny_models_run_in_chromium_and_firefox() {
     let sb = Sandbox::new();
     let a = sb.run(
-        &["--models", "bert-tiny,vit-micro,whisper-micro", "--browsers", "chromium,firefox", "-n", "3", "--warmup", "1"],
+        &[
+            "--models",
+            "bert-tiny,vit-micro,whisper-micro",
+            "--browsers",
+            "chromium,firefox",
+            "-n",
+            "3",
+            "--warmup",
+            "1",
+        ],
         600,
     );
     let a = a.success();
@@ -32,7 +41,12 @@ fn tiny_models_run_in_chromium_and_firefox() {
     let run = sb.run_json();
     assert_eq!(run["schema_version"], 1);
     assert_accounted(&run);
-    assert_eq!(rows(&run).len(), 6, "3 models x 2 browsers: {}", run["results"]);
+    assert_eq!(
+        rows(&run).len(),
+        6,
+        "3 models x 2 browsers: {}",
+        run["results"]
+    );
     for r in rows(&run) {
         assert!(r["error"].is_null(), "{r}");
         assert_eq!(r["runs"], 3, "{r}");
@@ -40,9 +54,18 @@ fn tiny_models_run_in_chromium_and_firefox() {
         // Default priority, software adapter not counted as WebGPU, WebNN unavailable here.
         assert_eq!(r["backend"], "wasm", "{r}");
         let why = r["backend_fallback_reason"].as_str().unwrap_or_default();
-        assert!(why.contains("webgpu") && why.contains("webnn"), "fallback reason: {why}");
+        assert!(
+            why.contains("webgpu") && why.contains("webnn"),
+            "fallback reason: {why}"
+        );
         assert!(r["correctness"]["passed"].as_bool().unwrap(), "{r}");
-        assert!(r["correctness"]["check"].as_str().unwrap().contains("cross"), "{r}");
+        assert!(
+            r["correctness"]["check"]
+                .as_str()
+                .unwrap()
+                .contains("cross"),
+            "{r}"
+        );
         assert!(r["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
         assert!(r["load_ms"].as_f64().unwrap() > 0.0);
     }
@@ -52,7 +75,10 @@ fn tiny_models_run_in_chromium_and_firefox() {
         assert_eq!(b["cross_origin_isolated"], true, "{b}");
         assert!(!b["version"].as_str().unwrap().is_empty());
     }
-    assert!(table.contains("bert-tiny") && table.contains("firefox") && table.contains("chromium"), "{table}");
+    assert!(
+        table.contains("bert-tiny") && table.contains("firefox") && table.contains("chromium"),
+        "{table}"
+    );
     sb.assert_clean();
 }
 
@@ -60,7 +86,18 @@ fn tiny_models_run_in_chromium_and_firefox() {
 fn minilm_golden_check_passes_in_both_browsers_on_wasm() {
     let sb = Sandbox::new();
     sb.run(
-        &["--models", "all-minilm-l6-v2", "--browsers", "chromium,firefox", "--backends", "wasm", "-n", "2", "--warmup", "0"],
+        &[
+            "--models",
+            "all-minilm-l6-v2",
+            "--browsers",
+            "chromium,firefox",
+            "--backends",
+            "wasm",
+            "-n",
+            "2",
+            "--warmup",
+            "0",
+        ],
         600,
     )
     .success();
@@ -81,8 +118,22 @@ fn minilm_golden_check_passes_in_both_browsers_on_wasm() {
 #[test]
 fn naming_webgpu_runs_on_the_software_adapter_in_both_browsers() {
     let sb = Sandbox::new();
-    sb.run(&["--models", "bert-tiny", "--browsers", "chromium,firefox", "--backends", "webgpu", "-n", "2", "--warmup", "0"], 600)
-        .success();
+    sb.run(
+        &[
+            "--models",
+            "bert-tiny",
+            "--browsers",
+            "chromium,firefox",
+            "--backends",
+            "webgpu",
+            "-n",
+            "2",
+            "--warmup",
+            "0",
+        ],
+        600,
+    )
+    .success();
     let run = sb.run_json();
     assert_accounted(&run);
     for r in rows(&run) {
@@ -99,24 +150,60 @@ fn naming_webgpu_runs_on_the_software_adapter_in_both_browsers() {
 #[test]
 fn webnn_falls_back_to_wasm_and_records_why() {
     let sb = Sandbox::new();
-    sb.run(&["--models", "bert-tiny", "--browsers", "chromium", "--backends", "webnn,wasm", "-n", "1", "--warmup", "0"], 300)
-        .success();
+    sb.run(
+        &[
+            "--models",
+            "bert-tiny",
+            "--browsers",
+            "chromium",
+            "--backends",
+            "webnn,wasm",
+            "-n",
+            "1",
+            "--warmup",
+            "0",
+        ],
+        300,
+    )
+    .success();
     let run = sb.run_json();
     let r = &rows(&run)[0];
     assert_eq!(r["backend"], "wasm", "{r}");
-    let why = r["backend_fallback_reason"].as_str().expect("fallback reason");
-    assert!(why.starts_with("webnn:") && why.len() > "webnn: ".len(), "{why}");
+    let why = r["backend_fallback_reason"]
+        .as_str()
+        .expect("fallback reason");
+    assert!(
+        why.starts_with("webnn:") && why.len() > "webnn: ".len(),
+        "{why}"
+    );
     let webnn = &run["environment"]["browsers"][0]["webnn"];
     assert_eq!(webnn["available"], false, "{webnn}");
-    assert!(!webnn["reason"].as_str().unwrap_or_default().is_empty(), "{webnn}");
+    assert!(
+        !webnn["reason"].as_str().unwrap_or_default().is_empty(),
+        "{webnn}"
+    );
     sb.assert_clean();
 }
 
 #[test]
 fn chromium_through_chromedriver() {
     let sb = Sandbox::new();
-    sb.run(&["--models", "vit-micro", "--browsers", "chromium", "--driver", "webdriver", "-n", "2", "--warmup", "0"], 300)
-        .success();
+    sb.run(
+        &[
+            "--models",
+            "vit-micro",
+            "--browsers",
+            "chromium",
+            "--driver",
+            "webdriver",
+            "-n",
+            "2",
+            "--warmup",
+            "0",
+        ],
+        300,
+    )
+    .success();
     let run = sb.run_json();
     assert_eq!(run["environment"]["browsers"][0]["driver"], "webdriver");
     assert_eq!(rows(&run)[0]["runs"], 2);

@@ -18,8 +18,10 @@ const WEBNN_DEVICE_TYPES = ['cpu', 'gpu', 'npu'];
 // When load picks a WebNN device itself, it prefers accelerators.
 const WEBNN_LOAD_ORDER = ['gpu', 'npu', 'cpu'];
 const SAMPLE_MAX = 256;
-// Names of software adapters that count as fallback even when the isFallbackAdapter flag says no
-// (Chromium reports SwiftShader with the flag false; Firefox reports lavapipe without the flag).
+// Names of software adapters that count as fallback even where a browser leaves the
+// isFallbackAdapter flag false or missing. Measured here: Chromium 156 reports SwiftShader with
+// the flag true and architecture "swiftshader"; Firefox ESR 153 reports lavapipe with the flag
+// true and empty vendor/architecture strings, so the flag and the names are both needed.
 const SOFTWARE_ADAPTER = /swiftshader|lavapipe|llvmpipe|softpipe|microsoft basic render|\bwarp\b/;
 
 /** An error with a chosen name; `call` turns it into `{ok:false, error}`. */
@@ -38,9 +40,17 @@ const state = {
   loadCount: 0,
   runs: 0,
   slowMs: 0,
-  /** Set once the WebGPU device onnxruntime-web uses reports `lost`. */
+  /** `reason: message` once the WebGPU device onnxruntime-web uses reports `lost`. */
   gpuLost: null,
   gpuWatched: null,
+  /** Rejects with a GpuDeviceLost PageError when the watched device is lost; never resolves. */
+  gpuLostSignal: null,
+  /**
+   * Set when a run was abandoned mid-flight because its device was lost. The jsep runtime is one
+   * wasm instance for every EP and still holds that run, so every later run in this page fails
+   * ("Session already started", measured in Chromium 156); the page needs a reload.
+   */
+  wedged: null,
   /** Serializes every onnxruntime-web session operation in this page (see `exclusive`). */
   ortQueue: Promise.resolve(),
 };
@@ -360,7 +370,7 @@ async function backendBlocker(backend, args) {
     if (!adapter) return { reason: 'requestAdapter() returned null (no usable adapter)' };
     const info = await describeAdapter(adapter);
     if (info.fallback && args.allow_fallback_adapter !== true) {
-      return { reason: `fallback adapter (${fallbackWhy(info)}) not allowed; set allow_fallback_adapter to use it` };
+      return { reason: `software adapter (${fallbackWhy(info)}), not counted as WebGPU unless asked for` };
     }
     return null;
   }
@@ -373,9 +383,14 @@ async function backendBlocker(backend, args) {
     for (const deviceType of order) {
       const probe = await webnnContext(deviceType);
       if (probe.ok) return { deviceType };
-      errors.push(`${deviceType}: ${probe.error}`);
+      errors.push({ deviceType, error: probe.error });
     }
-    return { reason: `createContext failed: ${errors.join('; ')}` };
+    // One line when every device failed the same way (the usual case), else one per device.
+    const same = errors.every((e) => e.error === errors[0].error);
+    const detail = same
+      ? `${errors.map((e) => e.deviceType).join('/')}: ${errors[0].error}`
+      : errors.map((e) => `${e.deviceType}: ${e.error}`).join('; ');
+    return { reason: `createContext failed (${detail})` };
   }
   return null;
 }
@@ -390,9 +405,11 @@ function watchGpuDevice() {
   const device = state.ort.env.webgpu?.device;
   if (!device || state.gpuWatched === device) return;
   state.gpuWatched = device;
-  device.lost.then((info) => {
+  state.gpuLostSignal = device.lost.then((info) => {
     state.gpuLost = `${info.reason ?? 'unknown'}: ${info.message ?? ''}`.trim();
+    throw new PageError('GpuDeviceLost', `the WebGPU device was lost (${state.gpuLost})`);
   });
+  state.gpuLostSignal.catch(() => {});
 }
 
 async function webgpuAdapterInUse() {
@@ -438,6 +455,7 @@ async function load(args) {
   }
   const inputs = args.inputs ?? [];
   if (!Array.isArray(inputs)) throw new PageError('TypeError', "'inputs' must be an array");
+  refuseIfWedged();
 
   const fetchStart = performance.now();
   const [modelBuffer, feedList] = await Promise.all([
@@ -531,8 +549,15 @@ function base64(typed) {
   return btoa(chunks.join(''));
 }
 
+function refuseIfWedged() {
+  if (state.wedged) {
+    throw new PageError('PageWedged', `onnxruntime-web in this page is stuck: ${state.wedged}; reload the page`);
+  }
+}
+
 async function run(args) {
   const entry = sessionEntry(args);
+  refuseIfWedged();
   const mode = args.outputs ?? 'none';
   if (!['none', 'sample', 'full'].includes(mode)) {
     throw new PageError('TypeError', `'outputs' must be none, sample or full, got ${JSON.stringify(mode)}`);
@@ -540,20 +565,45 @@ async function run(args) {
   if (state.slowMs > 0) await sleep(state.slowMs);
   const queued = performance.now();
   return exclusive(async () => {
+    refuseIfWedged();
     if (state.sessions.get(entry.modelId) !== entry) {
       throw new PageError('NotLoaded', `model '${entry.modelId}' was unloaded while this run waited`);
     }
     const queueMs = performance.now() - queued;
     const runIndex = entry.runIndex;
+    const onGpu = entry.backend === 'webgpu';
+    if (onGpu && state.gpuLost) {
+      // Measured in Chromium 156: session.run on a destroyed device never settles, so refuse
+      // up front instead of hanging the page.
+      throw new PageError('GpuDeviceLost', `model '${entry.modelId}' runs on a WebGPU device that was lost (${state.gpuLost}); reload the page`);
+    }
     let results = null;
     try {
       const t0 = performance.now();
-      results = await entry.session.run(entry.feeds);
-      // Read-back is part of the measured time: a GPU-located output is not usable until then.
       const host = {};
-      for (const name of entry.session.outputNames) {
-        const t = results[name];
-        host[name] = t.location === 'cpu' || t.location === undefined ? t.data : await t.getData();
+      const runAndReadBack = async () => {
+        results = await entry.session.run(entry.feeds);
+        // Read-back is part of the measured time: a GPU-located output is not usable until then.
+        for (const name of entry.session.outputNames) {
+          const t = results[name];
+          host[name] = t.location === 'cpu' || t.location === undefined ? t.data : await t.getData();
+        }
+      };
+      // A device lost mid-run would leave session.run pending forever; the lost signal ends it.
+      if (onGpu && state.gpuLostSignal) {
+        let settled = false;
+        const pending = runAndReadBack().finally(() => { settled = true; });
+        pending.catch(() => {});
+        try {
+          await Promise.race([pending, state.gpuLostSignal]);
+        } catch (e) {
+          if (!settled) {
+            state.wedged = `the run of '${entry.modelId}' was abandoned when the WebGPU device was lost (${state.gpuLost})`;
+          }
+          throw e;
+        }
+      } else {
+        await runAndReadBack();
       }
       const runMs = performance.now() - t0;
       entry.runIndex += 1;
@@ -602,6 +652,7 @@ async function stats() {
     runs: state.runs,
     slow_ms: state.slowMs,
     gpu_device_lost: state.gpuLost,
+    wedged: state.wedged,
   };
 }
 

@@ -2,16 +2,21 @@
 //!
 //! Inputs: a [`LaunchSpec`] with `driver: Cdp`. Output: a [`CdpBrowser`] whose page answers
 //! `window.webgpuPool.call`. `headless_chrome` is blocking, so each browser lives on its own
-//! `std::thread` (the *owner*), which alone holds the `headless_chrome::Browser` and `Tab`;
-//! async callers send it `(Cmd, oneshot::Sender)` pairs over a bounded channel (fantoccini's
-//! session task, STYLE.md section 5). One owner means one place that closes the browser.
-//! Rejected: `spawn_blocking` per call, which would share the `Tab` across pool threads and give
-//! no single place to tear down. Must not import `report`, `cli` or terminal crates.
+//! `std::thread` (the *owner*), which alone holds the `headless_chrome::Browser` and `Tab`:
+//! it launches, opens the page, waits for ready, and later closes, reaps and removes the profile
+//! when it receives `Cmd::Close` over a bounded channel (fantoccini's one-owner session,
+//! STYLE.md section 5), or when the handle is dropped. One owner means one place that closes.
 //!
-//! Timeouts: `headless_chrome` uses its "idle browser timeout" both as the idle limit of the
+//! Page calls do not go through `headless_chrome`: its transport adds about 100 ms to every
+//! message (see `cdp_socket.rs`). They use a second, async DevTools connection to the same tab,
+//! which also reports a dead browser as soon as its socket closes. Must not import `report`,
+//! `cli` or terminal crates.
+//!
+//! Timeouts: `headless_chrome` uses its "idle browser timeout" both as the idle limit of its
 //! event loops and as the bound of every protocol call, so it is set very large and every
 //! caller-facing wait is bounded here with `tokio::time::timeout` instead.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +29,7 @@ use headless_chrome::{LaunchOptions, Tab};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use super::cdp_socket::{self, CdpSocket, Reply};
 use super::discovery::parse_version;
 use super::process::{self, Signal};
 use super::{flags, page, Browser, BrowserKind, DriverKind, LaunchSpec, WorkerError};
@@ -34,45 +40,27 @@ const HC_IDLE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 const READY_POLL: Duration = Duration::from_millis(50);
 /// How long close() waits for an orderly `Browser.close` before it SIGKILLs.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
-/// How long close() waits for the owner thread after a SIGKILL.
+/// How long close() waits for the owner thread, and for the processes, after a SIGKILL.
 const CLOSE_AFTER_KILL: Duration = Duration::from_secs(5);
 /// Extra time the async side gives the owner thread to report a failed launch.
 const LAUNCH_SLACK: Duration = Duration::from_secs(2);
-
-/// A failure on the owner thread, before classification.
-#[derive(Debug)]
-enum OwnerError {
-    /// The DevTools socket is closed.
-    Closed(String),
-    /// Any other protocol error.
-    Other(String),
-}
-
-impl OwnerError {
-    fn from_anyhow(e: &anyhow::Error) -> Self {
-        if e.downcast_ref::<ConnectionClosed>().is_some() {
-            Self::Closed(e.to_string())
-        } else {
-            Self::Other(format!("{e:#}"))
-        }
-    }
-}
+/// Bound on opening the page-call connection.
+const SOCKET_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the owner thread reports after a successful launch.
 #[derive(Debug)]
 struct Launched {
     pid: Option<u32>,
     version: String,
+    /// DevTools port, from the browser's WebSocket URL.
+    port: u16,
+    /// Target id of the tab with the worker page.
+    target_id: String,
 }
 
 /// A command for the owner thread.
 #[derive(Debug)]
 enum Cmd {
-    /// Evaluate a page call; the reply is the raw envelope string.
-    Call {
-        expression: String,
-        reply: oneshot::Sender<Result<String, OwnerError>>,
-    },
     /// Close the browser, reap it and remove the profile; then reply.
     Close { reply: oneshot::Sender<()> },
 }
@@ -90,8 +78,12 @@ pub struct CdpBrowser {
     kind: BrowserKind,
     version: String,
     pid: Option<u32>,
-    profile: PathBuf,
+    /// The temporary directory holding the profile (`profile/`) and the browser's TMPDIR
+    /// (`tmp/`); removed on close.
+    dir: PathBuf,
     cmds: mpsc::Sender<Cmd>,
+    /// The page-call connection; `None` once the session is lost or closed.
+    socket: tokio::sync::Mutex<Option<CdpSocket>>,
     broken: Mutex<Option<Broken>>,
     closed: AtomicBool,
     /// The owner thread, joined by close().
@@ -99,8 +91,8 @@ pub struct CdpBrowser {
 }
 
 impl CdpBrowser {
-    /// Launches the browser on its own owner thread, opens `spec.page_url` and waits until the
-    /// page reports ready.
+    /// Launches the browser on its own owner thread, opens `spec.page_url`, waits until the
+    /// page reports ready and connects the page-call socket.
     ///
     /// # Errors
     /// [`WorkerError::Launch`] when the process does not start, the page does not load or the
@@ -108,51 +100,101 @@ impl CdpBrowser {
     /// removes the profile on every failure path (if Chromium hangs before printing its
     /// DevTools URL, that happens when headless_chrome's own 30 s wait ends).
     pub async fn launch(spec: &LaunchSpec) -> Result<Self, WorkerError> {
-        let fail = |message: String| WorkerError::Launch { browser: spec.kind, message };
+        let fail = |message: String| WorkerError::Launch {
+            browser: spec.kind,
+            message,
+        };
         if !spec.kind.is_chromium_family() {
-            return Err(fail("the CDP driver only drives Chromium-family browsers".into()));
+            return Err(fail(
+                "the CDP driver only drives Chromium-family browsers".into(),
+            ));
         }
-        let profile = tempfile::Builder::new()
+        let dir = tempfile::Builder::new()
             .prefix(&format!("webgpu-pool-{}-", spec.kind))
             .tempdir()
-            .map_err(|e| fail(format!("cannot create a profile directory in {}: {e}", std::env::temp_dir().display())))?;
-        let profile_path = profile.path().to_path_buf();
+            .map_err(|e| {
+                fail(format!(
+                    "cannot create a profile directory in {}: {e}",
+                    std::env::temp_dir().display()
+                ))
+            })?;
+        let dir_path = dir.path().to_path_buf();
         let (cmd_tx, cmd_rx) = mpsc::channel(4);
         let (ready_tx, ready_rx) = oneshot::channel();
         let owner_spec = spec.clone();
         let thread = std::thread::Builder::new()
             .name(format!("cdp-{}", spec.kind))
-            .spawn(move || owner_main(owner_spec, profile, cmd_rx, ready_tx))
+            .spawn(move || owner_main(owner_spec, dir, cmd_rx, ready_tx))
             .map_err(|e| fail(format!("cannot spawn the CDP owner thread: {e}")))?;
 
-        let launched = match tokio::time::timeout(spec.launch_timeout + LAUNCH_SLACK, ready_rx).await {
-            Ok(Ok(Ok(l))) => l,
-            Ok(Ok(Err(message))) => return Err(fail(message)),
-            Ok(Err(_)) => return Err(fail("the CDP owner thread ended during launch".into())),
-            // Dropping `ready_rx` tells the owner to give up; it tears down on its own.
-            Err(_) => {
-                return Err(fail(format!(
-                    "{} did not start within {:?} (executable {})",
-                    spec.kind,
-                    spec.launch_timeout,
-                    spec.executable.display()
-                )))
-            }
-        };
-        Ok(Self {
+        let launched =
+            match tokio::time::timeout(spec.launch_timeout + LAUNCH_SLACK, ready_rx).await {
+                Ok(Ok(Ok(l))) => l,
+                Ok(Ok(Err(message))) => return Err(fail(message)),
+                Ok(Err(_)) => return Err(fail("the CDP owner thread ended during launch".into())),
+                // Dropping `ready_rx` tells the owner to give up; it tears down on its own.
+                Err(_) => {
+                    return Err(fail(format!(
+                        "{} did not start within {:?} (executable {})",
+                        spec.kind,
+                        spec.launch_timeout,
+                        spec.executable.display()
+                    )))
+                }
+            };
+        let this = Self {
             kind: spec.kind,
             version: launched.version,
             pid: launched.pid,
-            profile: profile_path,
+            dir: dir_path,
             cmds: cmd_tx,
+            socket: tokio::sync::Mutex::new(None),
             broken: Mutex::new(None),
             closed: AtomicBool::new(false),
             thread: Mutex::new(Some(thread)),
-        })
+        };
+        let connected = tokio::time::timeout(
+            SOCKET_TIMEOUT,
+            CdpSocket::connect(launched.port, &launched.target_id),
+        )
+        .await;
+        match connected {
+            Ok(Ok(sock)) => {
+                *this.socket.lock().await = Some(sock);
+                Ok(this)
+            }
+            other => {
+                let why = match other {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no answer within {SOCKET_TIMEOUT:?}"),
+                };
+                let _ = this.close().await;
+                Err(fail(format!(
+                    "cannot connect to the page's DevTools socket on port {}: {why}",
+                    launched.port
+                )))
+            }
+        }
     }
 
-    fn broken(&self) -> Option<Broken> {
-        self.broken.lock().map(|g| g.clone()).unwrap_or(None)
+    fn refusal(&self, method: &str) -> Option<WorkerError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Some(WorkerError::Unusable {
+                method: method.to_owned(),
+                reason: "the session was closed".into(),
+            });
+        }
+        let broken = self.broken.lock().ok()?.clone()?;
+        Some(match broken {
+            Broken::Crashed(message) => WorkerError::Crashed {
+                method: method.to_owned(),
+                message,
+            },
+            Broken::Unusable(reason) => WorkerError::Unusable {
+                method: method.to_owned(),
+                reason,
+            },
+        })
     }
 
     fn set_broken(&self, b: Broken) {
@@ -163,19 +205,6 @@ impl CdpBrowser {
 
     fn browser_alive(&self) -> bool {
         self.pid.is_some_and(process::pid_alive)
-    }
-
-    /// Maps an owner failure to a [`WorkerError`], deciding "crashed" from the socket state and
-    /// the pid's liveness rather than from message text.
-    fn classify(&self, method: &str, e: OwnerError) -> WorkerError {
-        match e {
-            OwnerError::Closed(message) => WorkerError::Crashed { method: method.to_owned(), message },
-            OwnerError::Other(message) if !self.browser_alive() => WorkerError::Crashed {
-                method: method.to_owned(),
-                message: format!("browser pid {:?} is gone: {message}", self.pid),
-            },
-            OwnerError::Other(message) => WorkerError::Driver { method: method.to_owned(), message },
-        }
     }
 
     fn take_thread(&self) -> Option<std::thread::JoinHandle<()>> {
@@ -206,105 +235,105 @@ impl Browser for CdpBrowser {
     }
 
     fn profile_dir(&self) -> Option<&Path> {
-        Some(&self.profile)
+        Some(&self.dir)
     }
 
-    async fn call(&self, method: &str, args: Value, timeout: Duration) -> Result<Value, WorkerError> {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(WorkerError::Unusable { method: method.to_owned(), reason: "the session was closed".into() });
-        }
-        match self.broken() {
-            Some(Broken::Crashed(message)) => {
-                return Err(WorkerError::Crashed { method: method.to_owned(), message })
-            }
-            Some(Broken::Unusable(reason)) => {
-                return Err(WorkerError::Unusable { method: method.to_owned(), reason })
-            }
-            None => {}
+    async fn call(
+        &self,
+        method: &str,
+        args: Value,
+        timeout: Duration,
+    ) -> Result<Value, WorkerError> {
+        if let Some(e) = self.refusal(method) {
+            return Err(e);
         }
         let args_json = serde_json::to_string(&args).map_err(|e| WorkerError::Driver {
             method: method.to_owned(),
             message: format!("cannot encode arguments: {e}"),
         })?;
-        let (reply, answer) = oneshot::channel();
-        let cmd = Cmd::Call { expression: page::cdp_call_expression(method, &args_json), reply };
-        let exchange = async {
-            self.cmds.send(cmd).await.ok()?;
-            answer.await.ok()
+        let expression = page::cdp_call_expression(method, &args_json);
+        let mut guard = self.socket.lock().await;
+        let Some(sock) = guard.as_mut() else {
+            return Err(WorkerError::Unusable {
+                method: method.to_owned(),
+                reason: "no DevTools connection".into(),
+            });
         };
-        let result = match tokio::time::timeout(timeout, exchange).await {
+        let outcome = tokio::time::timeout(timeout, sock.evaluate(&expression)).await;
+        let err = match outcome {
+            Ok(Ok(Reply::Result(result))) => return envelope_of(method, &result),
             Err(_) => {
-                self.set_broken(Broken::Unusable(format!("'{method}' timed out after {timeout:?}")));
-                return Err(WorkerError::Timeout { method: method.to_owned(), after: timeout });
+                // The request is still in flight on this socket; the session cannot be reused.
+                self.set_broken(Broken::Unusable(format!(
+                    "'{method}' timed out after {timeout:?}"
+                )));
+                *guard = None;
+                return Err(WorkerError::Timeout {
+                    method: method.to_owned(),
+                    after: timeout,
+                });
             }
-            // The owner thread is gone: it only exits on close or after the connection died.
-            Ok(None) => Err(OwnerError::Closed("the CDP owner thread has exited".into())),
-            Ok(Some(r)) => r,
+            Ok(Ok(Reply::Error(message))) => {
+                classify(method, Failure::Protocol(message), self.browser_alive())
+            }
+            Ok(Err(e)) => classify(method, Failure::Io(e), self.browser_alive()),
         };
-        match result {
-            Ok(raw) => page::parse_envelope(method, &raw),
-            Err(e) => {
-                let err = self.classify(method, e);
-                if let WorkerError::Crashed { message, .. } = &err {
-                    self.set_broken(Broken::Crashed(message.clone()));
-                }
-                Err(err)
-            }
+        if let WorkerError::Crashed { message, .. } = &err {
+            self.set_broken(Broken::Crashed(message.clone()));
+            *guard = None;
         }
+        Err(err)
     }
 
     async fn close(&self) -> Result<(), WorkerError> {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        *self.socket.lock().await = None;
         // Snapshot the tree first: once the main process dies its children re-parent.
-        let tree = self.pid.map(process::tree_of).unwrap_or_default();
+        let mut tree = self.pid.map(process::tree_of).unwrap_or_default();
+        // Crashpad handlers re-parent to init but carry our directory in their arguments.
+        for p in process::mentioning(&self.dir) {
+            if !tree.contains(&p) {
+                tree.push(p);
+            }
+        }
         let (reply, done) = oneshot::channel();
         let sent = self.cmds.try_send(Cmd::Close { reply }).is_ok();
-        let mut done = Some(done);
-        let orderly = sent
-            && match done.as_mut() {
-                Some(d) => tokio::time::timeout(CLOSE_GRACE, d).await.is_ok(),
-                None => false,
-            };
+        let mut done = sent.then_some(done);
+        let mut orderly = false;
+        if let Some(d) = done.as_mut() {
+            orderly = tokio::time::timeout(CLOSE_GRACE, d).await.is_ok();
+        }
         if !orderly {
-            // A hung page keeps the owner inside `Runtime.evaluate`; killing the browser closes
-            // the socket, which ends that call, and the owner then runs the queued Close.
+            // A frozen browser never answers `Browser.close`; killing it closes the socket,
+            // which ends that wait, and the owner then reaps and removes the profile.
             for &p in &tree {
                 let _ = process::kill(p, Signal::Kill);
             }
-            if let Some(d) = done.take().filter(|_| sent) {
+            if let Some(d) = done.take() {
                 let _ = tokio::time::timeout(CLOSE_AFTER_KILL, d).await;
             }
         }
         // Whatever survived the orderly path (zygotes, GPU process) is killed by pid.
-        let deadline = Instant::now() + CLOSE_AFTER_KILL;
-        loop {
-            let alive: Vec<u32> = tree.iter().copied().filter(|&p| process::pid_alive(p)).collect();
-            if alive.is_empty() {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(WorkerError::Driver {
-                    method: "close".into(),
-                    message: format!("processes {alive:?} survived SIGKILL"),
-                });
-            }
-            for p in alive {
-                let _ = process::kill(p, Signal::Kill);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        process::kill_until_dead(&tree, CLOSE_AFTER_KILL)
+            .await
+            .map_err(|alive| WorkerError::Driver {
+                method: "close".into(),
+                message: format!("processes {alive:?} survived SIGKILL"),
+            })?;
         if let Some(t) = self.take_thread() {
             // The owner has replied or is about to exit: joining is quick, but never block here.
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
-        // The owner removes the profile; this covers an owner that never got to it.
-        if tokio::fs::try_exists(&self.profile).await.unwrap_or(false) {
-            tokio::fs::remove_dir_all(&self.profile).await.map_err(|e| WorkerError::Driver {
-                method: "close".into(),
-                message: format!("cannot remove profile {}: {e}", self.profile.display()),
-            })?;
+        // The owner removes the directory; this covers an owner that never got to it.
+        if tokio::fs::try_exists(&self.dir).await.unwrap_or(false) {
+            tokio::fs::remove_dir_all(&self.dir)
+                .await
+                .map_err(|e| WorkerError::Driver {
+                    method: "close".into(),
+                    message: format!("cannot remove profile {}: {e}", self.dir.display()),
+                })?;
         }
         Ok(())
     }
@@ -315,54 +344,85 @@ impl Drop for CdpBrowser {
     /// channel close, drops the `headless_chrome::Browser` (which reaps the process) and removes
     /// the profile directory.
     fn drop(&mut self) {
-        if self.closed.load(Ordering::SeqCst) {
-            return;
-        }
-        if let Some(pid) = self.pid {
-            process::kill_tree(pid, Signal::Kill);
+        if !self.closed.load(Ordering::SeqCst) {
+            if let Some(pid) = self.pid {
+                process::kill_tree(pid, Signal::Kill);
+            }
         }
     }
 }
 
-/// The owner thread: launch, then serve commands until Close or until the handle is dropped.
+/// A failed page call on the DevTools socket, before classification.
+#[derive(Debug)]
+enum Failure {
+    /// The socket failed (closed, reset, bad frame).
+    Io(std::io::Error),
+    /// Chromium answered the command with an error (e.g. the target navigated or crashed).
+    Protocol(String),
+}
+
+/// Decides what a failed page call means: a disconnected socket or a dead browser process is a
+/// crash; anything else is a driver error. No message text is inspected.
+fn classify(method: &str, failure: Failure, browser_alive: bool) -> WorkerError {
+    let method = method.to_owned();
+    match failure {
+        Failure::Io(e) if cdp_socket::is_disconnect(&e) || !browser_alive => WorkerError::Crashed {
+            method,
+            message: format!("DevTools socket closed: {e}"),
+        },
+        Failure::Protocol(m) if !browser_alive => WorkerError::Crashed {
+            method,
+            message: format!("browser process is gone: {m}"),
+        },
+        Failure::Io(e) => WorkerError::Driver {
+            method,
+            message: e.to_string(),
+        },
+        Failure::Protocol(message) => WorkerError::Driver { method, message },
+    }
+}
+
+/// The page envelope inside a `Runtime.evaluate` result.
+fn envelope_of(method: &str, result: &Value) -> Result<Value, WorkerError> {
+    match result.pointer("/result/value") {
+        Some(Value::String(raw)) => page::parse_envelope(method, raw),
+        // The wrapper never rejects, so this is an evaluation failure (e.g. a page mid-reload).
+        _ => Err(WorkerError::Driver {
+            method: method.to_owned(),
+            message: format!(
+                "evaluation did not give a string: {}",
+                page::truncate(&result.to_string(), 300)
+            ),
+        }),
+    }
+}
+
+/// The owner thread: launch, then wait for Close or for the handle to be dropped.
 fn owner_main(
     spec: LaunchSpec,
-    profile: tempfile::TempDir,
+    dir: tempfile::TempDir,
     mut cmds: mpsc::Receiver<Cmd>,
     ready: oneshot::Sender<Result<Launched, String>>,
 ) {
-    let session = match start(&spec, profile.path(), &ready) {
+    let session = match start(&spec, dir.path(), &ready) {
         Ok(s) => s,
         Err(message) => {
+            // The browser (dropped inside `start`) is reaped; remove the directory before
+            // answering, so a failed launch has left nothing behind when it returns.
+            let _ = dir.close();
             let _ = ready.send(Err(message));
-            // `profile` drops here, after the browser (dropped inside `start`) is reaped.
             return;
         }
     };
-    let launched = Launched { pid: session.browser.get_process_id(), version: session.version.clone() };
-    if ready.send(Ok(launched)).is_err() {
+    if ready.send(Ok(session.launched())).is_err() {
         // The launcher gave up (timeout) just as we finished: tear down.
-        drop(session);
         return;
     }
-    let mut close_reply = None;
-    while let Some(cmd) = cmds.blocking_recv() {
-        match cmd {
-            Cmd::Call { expression, reply } => {
-                if reply.is_closed() {
-                    continue; // the caller already timed out
-                }
-                let _ = reply.send(evaluate_string(&session.tab, &expression));
-            }
-            Cmd::Close { reply } => {
-                close_reply = Some(reply);
-                break;
-            }
-        }
-    }
+    // `None`: the handle was dropped without close().
+    let close_reply = cmds.blocking_recv().map(|Cmd::Close { reply }| reply);
     // Dropping the Browser sends `Browser.close`, then kills and waits for the process.
     drop(session);
-    let _ = profile.close();
+    let _ = dir.close();
     if let Some(r) = close_reply {
         let _ = r.send(());
     }
@@ -376,25 +436,56 @@ struct Session {
     version: String,
 }
 
+impl Session {
+    fn launched(&self) -> Launched {
+        let ws = self.browser.get_ws_url();
+        // ws://127.0.0.1:<port>/devtools/browser/<id>
+        let port = ws
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|hostport| hostport.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        Launched {
+            pid: self.browser.get_process_id(),
+            version: self.version.clone(),
+            port,
+            target_id: self.tab.get_target_id().clone(),
+        }
+    }
+}
+
 fn start(
     spec: &LaunchSpec,
-    profile: &Path,
+    dir: &Path,
     ready: &oneshot::Sender<Result<Launched, String>>,
 ) -> Result<Session, String> {
     let deadline = Instant::now() + spec.launch_timeout;
+    // Chromium puts its singleton socket and shared-memory files under TMPDIR and leaves them
+    // behind when killed; pointing TMPDIR into our directory removes them with the profile.
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
     let args = flags::chromium_args(spec);
     let options = LaunchOptions {
         path: Some(spec.executable.clone()),
-        // The flags carry `--headless=new` and `--no-sandbox`; headless_chrome's own
-        // `--headless` would pick the old mode on Chromium before 132.
+        // The flags carry `--headless=new`; headless_chrome's own `--headless` meant the old
+        // mode on Chromium before 132.
         headless: false,
+        // Root cannot use the sandbox; this adds `--no-sandbox --disable-setuid-sandbox`.
         sandbox: false,
         // Keeps headless_chrome from adding `--disable-gpu`, which would take WebGPU away.
         enable_gpu: true,
-        user_data_dir: Some(profile.to_path_buf()),
+        user_data_dir: Some(dir.join("profile")),
         idle_browser_timeout: HC_IDLE_TIMEOUT,
+        process_envs: Some(HashMap::from([(
+            "TMPDIR".to_owned(),
+            tmp.display().to_string(),
+        )])),
         // Its default `--enable-features=NetworkService,...` would override ours (last wins).
-        ignore_default_args: vec![OsStr::new("--enable-features=NetworkService,NetworkServiceInProcess")],
+        ignore_default_args: vec![OsStr::new(
+            "--enable-features=NetworkService,NetworkServiceInProcess",
+        )],
         args: args.iter().map(OsStr::new).collect(),
         ..LaunchOptions::default()
     };
@@ -405,7 +496,9 @@ fn start(
         .ok()
         .and_then(|v| parse_version(&v.product))
         .unwrap_or_else(|| "unknown".to_owned());
-    let tab = browser.new_tab().map_err(|e| format!("cannot open a tab: {e:#}"))?;
+    let tab = browser
+        .new_tab()
+        .map_err(|e| format!("cannot open a tab: {e:#}"))?;
     tab.set_default_timeout(HC_IDLE_TIMEOUT);
     tab.navigate_to(&spec.page_url)
         .map_err(|e| format!("cannot open {}: {e:#}", spec.page_url))?;
@@ -414,10 +507,11 @@ fn start(
         match tab.evaluate(page::READY_EXPR, false) {
             Ok(obj) if obj.value == Some(Value::Bool(true)) => break,
             Ok(obj) => last = format!("window.webgpuPool.ready is {:?}", obj.value),
-            Err(e) => match OwnerError::from_anyhow(&e) {
-                OwnerError::Closed(m) => return Err(format!("the browser went away while loading the page: {m}")),
-                OwnerError::Other(m) => last = m, // e.g. the context is being replaced by navigation
-            },
+            Err(e) if e.downcast_ref::<ConnectionClosed>().is_some() => {
+                return Err(format!("the browser went away while loading the page: {e}"))
+            }
+            // e.g. the execution context is being replaced by the navigation
+            Err(e) => last = format!("{e:#}"),
         }
         if ready.is_closed() {
             return Err("launch abandoned by the caller".into());
@@ -430,19 +524,44 @@ fn start(
         }
         std::thread::sleep(READY_POLL);
     }
-    Ok(Session { tab, browser, version })
+    Ok(Session {
+        tab,
+        browser,
+        version,
+    })
 }
 
-/// Evaluates an expression that resolves to a string (the page envelope).
-fn evaluate_string(tab: &Tab, expression: &str) -> Result<String, OwnerError> {
-    let obj = tab.evaluate(expression, true).map_err(|e| OwnerError::from_anyhow(&e))?;
-    match obj.value {
-        Some(Value::String(s)) => Ok(s),
-        // The wrapper never rejects, so this is an evaluation failure (e.g. a page mid-reload).
-        _ => Err(OwnerError::Other(format!(
-            "evaluation gave a {:?} instead of a string: {}",
-            obj.Type,
-            obj.description.unwrap_or_default()
-        ))),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn classification() {
+        let eof = || {
+            Failure::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "eof",
+            ))
+        };
+        assert!(classify("run", eof(), true).is_browser_crash());
+        let proto = || Failure::Protocol("Inspected target navigated or closed".into());
+        assert!(classify("run", proto(), false).is_browser_crash());
+        assert!(matches!(
+            classify("run", proto(), true),
+            WorkerError::Driver { .. }
+        ));
+    }
+
+    #[test]
+    fn envelope_from_evaluate_result() {
+        let ok = json!({"result": {"type": "string", "value": "{\"ok\":true,\"value\":3}"}});
+        assert_eq!(envelope_of("echo", &ok).unwrap(), json!(3));
+        let thrown =
+            json!({"result": {"type": "object", "subtype": "error"}, "exceptionDetails": {}});
+        assert!(matches!(
+            envelope_of("echo", &thrown),
+            Err(WorkerError::Driver { .. })
+        ));
     }
 }

@@ -52,7 +52,9 @@ impl WebDriverServer {
     /// How to install it.
     pub fn install_hint(self) -> &'static str {
         match self {
-            Self::Chromedriver => "install the Debian package `chromium-driver` (scripts/setup.sh does)",
+            Self::Chromedriver => {
+                "install the Debian package `chromium-driver` (scripts/setup.sh does)"
+            }
             Self::Msedgedriver => "download msedgedriver matching your Edge version from Microsoft",
             Self::Geckodriver => "run `cargo install --locked geckodriver` (scripts/setup.sh does)",
         }
@@ -61,8 +63,14 @@ impl WebDriverServer {
     /// Executable names and absolute paths to look for, in preference order.
     fn candidates(self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = match self {
-            Self::Chromedriver => vec!["chromedriver".into(), "/usr/lib/chromium/chromedriver".into()],
-            Self::Msedgedriver => vec!["msedgedriver".into(), "/opt/microsoft/msedge/msedgedriver".into()],
+            Self::Chromedriver => vec![
+                "chromedriver".into(),
+                "/usr/lib/chromium/chromedriver".into(),
+            ],
+            Self::Msedgedriver => vec![
+                "msedgedriver".into(),
+                "/opt/microsoft/msedge/msedgedriver".into(),
+            ],
             Self::Geckodriver => vec!["geckodriver".into()],
         };
         // `cargo install` puts geckodriver here, which is often not on a service's PATH.
@@ -79,8 +87,16 @@ fn browser_candidates(kind: BrowserKind) -> Vec<PathBuf> {
         // The real binary first: `/usr/bin/chromium` is a shell wrapper that adds flags and
         // execs it, so its pid would not be the browser's.
         BrowserKind::Chromium => &["/usr/lib/chromium/chromium", "chromium", "chromium-browser"],
-        BrowserKind::Chrome => &["/opt/google/chrome/chrome", "google-chrome-stable", "google-chrome"],
-        BrowserKind::Edge => &["/opt/microsoft/msedge/msedge", "microsoft-edge-stable", "microsoft-edge"],
+        BrowserKind::Chrome => &[
+            "/opt/google/chrome/chrome",
+            "google-chrome-stable",
+            "google-chrome",
+        ],
+        BrowserKind::Edge => &[
+            "/opt/microsoft/msedge/msedge",
+            "microsoft-edge-stable",
+            "microsoft-edge",
+        ],
         BrowserKind::Firefox => &["firefox-esr", "firefox", "/usr/lib/firefox-esr/firefox-esr"],
     };
     list.iter().map(PathBuf::from).collect()
@@ -147,11 +163,12 @@ impl Installed {
     /// [`WorkerError::NotInstalled`] naming how to install it.
     pub fn require_driver_for(&self, kind: BrowserKind) -> Result<&Found, WorkerError> {
         let server = WebDriverServer::for_browser(kind);
-        self.driver_for(kind).ok_or_else(|| WorkerError::NotInstalled {
-            browser: kind,
-            program: server.as_str().to_owned(),
-            hint: server.install_hint().to_owned(),
-        })
+        self.driver_for(kind)
+            .ok_or_else(|| WorkerError::NotInstalled {
+                browser: kind,
+                program: server.as_str().to_owned(),
+                hint: server.install_hint().to_owned(),
+            })
     }
 
     /// A [`LaunchSpec`] for `kind` driven by `driver`, using the installed executables.
@@ -172,7 +189,8 @@ impl Installed {
             DriverKind::Cdp if !kind.is_chromium_family() => {
                 return Err(WorkerError::Launch {
                     browser: kind,
-                    message: "the CDP driver only drives Chromium-family browsers; use webdriver".into(),
+                    message: "the CDP driver only drives Chromium-family browsers; use webdriver"
+                        .into(),
                 })
             }
             DriverKind::Cdp => None,
@@ -197,7 +215,11 @@ pub fn discover() -> Installed {
         .into_iter()
         .filter_map(|k| first_existing(&browser_candidates(k)).map(|p| (k, p)))
         .collect();
-    let servers = [WebDriverServer::Chromedriver, WebDriverServer::Msedgedriver, WebDriverServer::Geckodriver];
+    let servers = [
+        WebDriverServer::Chromedriver,
+        WebDriverServer::Msedgedriver,
+        WebDriverServer::Geckodriver,
+    ];
     let drivers: Vec<(WebDriverServer, PathBuf)> = servers
         .into_iter()
         .filter_map(|s| first_existing(&s.candidates()).map(|p| (s, p)))
@@ -231,19 +253,27 @@ pub fn discover() -> Installed {
 /// binary's own.
 fn first_existing(candidates: &[PathBuf]) -> Option<PathBuf> {
     candidates.iter().find_map(|c| {
-        let found = if c.is_absolute() { is_executable(c).then(|| c.clone()) } else { which(c) };
+        let found = if c.is_absolute() {
+            is_executable(c).then(|| c.clone())
+        } else {
+            which(c)
+        };
         found.map(|p| p.canonicalize().unwrap_or(p))
     })
 }
 
 fn which(name: &Path) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| is_executable(p))
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
 }
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 /// Runs `<path> --version` with a time bound and extracts the version number.
@@ -273,6 +303,24 @@ pub fn version_of(path: &Path) -> Option<String> {
     parse_version(&text)
 }
 
+/// Async [`version_of`]: the child is killed if the future is dropped (`kill_on_drop`), so a
+/// launch that fails or times out leaves no `--version` process behind.
+pub async fn version_of_async(path: &Path, bound: Duration) -> Option<String> {
+    let child = tokio::process::Command::new(path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    let out = tokio::time::timeout(bound, child.wait_with_output())
+        .await
+        .ok()?
+        .ok()?;
+    parse_version(&String::from_utf8_lossy(&out.stdout))
+}
+
 /// The first whitespace-separated token of the first non-empty line that starts with a digit:
 /// `Chromium 156.0.8078.108` -> `156.0.8078.108`, `Mozilla Firefox 153.8.0esr` -> `153.8.0esr`,
 /// `ChromeDriver 156.0.8078.108 (730482a9...)` -> `156.0.8078.108`. Also accepts a CDP product
@@ -290,14 +338,29 @@ mod tests {
 
     #[test]
     fn versions_parse() {
-        assert_eq!(parse_version("Chromium 156.0.8078.108 \n").as_deref(), Some("156.0.8078.108"));
-        assert_eq!(parse_version("Mozilla Firefox 153.8.0esr").as_deref(), Some("153.8.0esr"));
         assert_eq!(
-            parse_version("ChromeDriver 156.0.8078.108 (730482a940ce-refs/branch-heads/8078@{#2244})").as_deref(),
+            parse_version("Chromium 156.0.8078.108 \n").as_deref(),
             Some("156.0.8078.108")
         );
-        assert_eq!(parse_version("geckodriver 0.37.1\n\nThe source code ...").as_deref(), Some("0.37.1"));
-        assert_eq!(parse_version("HeadlessChrome/156.0.8078.108").as_deref(), Some("156.0.8078.108"));
+        assert_eq!(
+            parse_version("Mozilla Firefox 153.8.0esr").as_deref(),
+            Some("153.8.0esr")
+        );
+        assert_eq!(
+            parse_version(
+                "ChromeDriver 156.0.8078.108 (730482a940ce-refs/branch-heads/8078@{#2244})"
+            )
+            .as_deref(),
+            Some("156.0.8078.108")
+        );
+        assert_eq!(
+            parse_version("geckodriver 0.37.1\n\nThe source code ...").as_deref(),
+            Some("0.37.1")
+        );
+        assert_eq!(
+            parse_version("HeadlessChrome/156.0.8078.108").as_deref(),
+            Some("156.0.8078.108")
+        );
         assert_eq!(parse_version("no digits here"), None);
         assert_eq!(parse_version(""), None);
     }
@@ -307,19 +370,34 @@ mod tests {
         let mut inst = Installed::default();
         inst.browsers.insert(
             BrowserKind::Firefox,
-            Found { path: "/usr/lib/firefox-esr/firefox-esr".into(), version: Some("153.8.0esr".into()) },
+            Found {
+                path: "/usr/lib/firefox-esr/firefox-esr".into(),
+                version: Some("153.8.0esr".into()),
+            },
         );
         let json = serde_json::to_string(&inst).unwrap();
         assert!(json.contains("\"firefox\""), "{json}");
         let back: Installed = serde_json::from_str(&json).unwrap();
         assert_eq!(back, inst);
 
-        let err = inst.require_driver_for(BrowserKind::Firefox).unwrap_err().to_string();
+        let err = inst
+            .require_driver_for(BrowserKind::Firefox)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cargo install --locked geckodriver"), "{err}");
-        let err = inst.require_browser(BrowserKind::Chromium).unwrap_err().to_string();
+        let err = inst
+            .require_browser(BrowserKind::Chromium)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("chromium"), "{err}");
         let err = inst
-            .launch_spec(BrowserKind::Firefox, DriverKind::Cdp, "http://x/", false, Duration::from_secs(1))
+            .launch_spec(
+                BrowserKind::Firefox,
+                DriverKind::Cdp,
+                "http://x/",
+                false,
+                Duration::from_secs(1),
+            )
             .unwrap_err();
         assert!(matches!(err, WorkerError::Launch { .. }));
     }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub mod cdp;
+mod cdp_socket;
 pub mod discovery;
+mod driver_server;
 mod flags;
 mod page;
 pub mod process;
@@ -58,8 +60,12 @@ impl BrowserKind {
     pub fn install_hint(self) -> &'static str {
         match self {
             Self::Chromium => "install the Debian package `chromium` (scripts/setup.sh does)",
-            Self::Chrome => "install Google Chrome (`google-chrome-stable`); not available on this machine",
-            Self::Edge => "install Microsoft Edge (`microsoft-edge-stable`); not available on this machine",
+            Self::Chrome => {
+                "install Google Chrome (`google-chrome-stable`); not available on this machine"
+            }
+            Self::Edge => {
+                "install Microsoft Edge (`microsoft-edge-stable`); not available on this machine"
+            }
             Self::Firefox => "install the Debian package `firefox-esr` (scripts/setup.sh does)",
         }
     }
@@ -77,7 +83,9 @@ impl std::str::FromStr for BrowserKind {
         Self::ALL
             .into_iter()
             .find(|k| k.as_str() == s.to_ascii_lowercase())
-            .ok_or_else(|| format!("unknown browser '{s}' (known: chromium, chrome, edge, firefox)"))
+            .ok_or_else(|| {
+                format!("unknown browser '{s}' (known: chromium, chrome, edge, firefox)")
+            })
     }
 }
 
@@ -160,7 +168,9 @@ pub trait Browser: Send + Sync + fmt::Debug {
 /// within `spec.launch_timeout`. Nothing is left running on error.
 pub async fn launch(spec: &LaunchSpec) -> Result<Box<dyn Browser>, WorkerError> {
     match spec.driver {
-        DriverKind::Cdp => cdp::CdpBrowser::launch(spec).await.map(|b| Box::new(b) as Box<dyn Browser>),
+        DriverKind::Cdp => cdp::CdpBrowser::launch(spec)
+            .await
+            .map(|b| Box::new(b) as Box<dyn Browser>),
         DriverKind::WebDriver => webdriver::WebDriverBrowser::launch(spec)
             .await
             .map(|b| Box::new(b) as Box<dyn Browser>),

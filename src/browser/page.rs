@@ -52,7 +52,10 @@ pub(crate) fn webdriver_call_script() -> String {
 pub(crate) fn parse_envelope(method: &str, raw: &str) -> Result<Value, WorkerError> {
     let malformed = |why: &str| WorkerError::Driver {
         method: method.to_owned(),
-        message: format!("malformed reply from the page ({why}): {}", truncate(raw, 200)),
+        message: format!(
+            "malformed reply from the page ({why}): {}",
+            truncate(raw, 200)
+        ),
     };
     let mut v: Value = serde_json::from_str(raw).map_err(|e| malformed(&e.to_string()))?;
     match v.get("ok").and_then(Value::as_bool) {
@@ -63,7 +66,11 @@ pub(crate) fn parse_envelope(method: &str, raw: &str) -> Result<Value, WorkerErr
             let name = field("name");
             Err(WorkerError::Page {
                 method: method.to_owned(),
-                name: if name.is_empty() { "Error".to_owned() } else { name },
+                name: if name.is_empty() {
+                    "Error".to_owned()
+                } else {
+                    name
+                },
                 message: field("message"),
             })
         }
@@ -87,12 +94,21 @@ mod tests {
     fn envelope_ok_and_error() {
         let v = parse_envelope("echo", r#"{"ok":true,"value":{"x":1}}"#).unwrap();
         assert_eq!(v["x"], 1);
-        let e = parse_envelope("load", r#"{"ok":false,"error":{"name":"NotSupportedError","message":"no"}}"#)
-            .unwrap_err();
+        let e = parse_envelope(
+            "load",
+            r#"{"ok":false,"error":{"name":"NotSupportedError","message":"no"}}"#,
+        )
+        .unwrap_err();
         assert!(e.is_page_error());
         assert!(e.to_string().contains("NotSupportedError"), "{e}");
-        assert!(matches!(parse_envelope("x", "nope"), Err(WorkerError::Driver { .. })));
-        assert!(matches!(parse_envelope("x", "{}"), Err(WorkerError::Driver { .. })));
+        assert!(matches!(
+            parse_envelope("x", "nope"),
+            Err(WorkerError::Driver { .. })
+        ));
+        assert!(matches!(
+            parse_envelope("x", "{}"),
+            Err(WorkerError::Driver { .. })
+        ));
     }
 
     #[test]

@@ -70,7 +70,14 @@ pub fn pid_alive(pid: u32) -> bool {
     // SAFETY: kill with signal 0 sends nothing; it only checks that the pid exists.
     let rc = unsafe { libc::kill(raw, 0) };
     let exists = rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-    exists && !matches!(read_stat(pid), Some(Stat { state: 'Z' | 'X', .. }))
+    exists
+        && !matches!(
+            read_stat(pid),
+            Some(Stat {
+                state: 'Z' | 'X',
+                ..
+            })
+        )
 }
 
 /// Sends `signal` to `pid`.
@@ -98,7 +105,11 @@ fn parent_map() -> HashMap<u32, u32> {
         return map;
     };
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         if let Some(stat) = read_stat(pid) {
@@ -153,6 +164,34 @@ pub fn tree_of(pid: u32) -> Vec<u32> {
     all
 }
 
+/// Live processes whose command line or environment contains `dir` (as a path string).
+///
+/// Chromium's crashpad handlers double-fork and re-parent to init, so they are not in the
+/// browser's tree; but they carry the launch's private `--user-data-dir` / `TMPDIR`, which no
+/// other process has. Close uses this sweep so nothing of a launch outlives it.
+pub fn mentioning(dir: &std::path::Path) -> Vec<u32> {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    if needle.is_empty() {
+        return Vec::new();
+    }
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me && pid_alive(pid))
+        .filter(|&pid| {
+            ["cmdline", "environ"].iter().any(|f| {
+                std::fs::read(format!("/proc/{pid}/{f}"))
+                    .map(|b| b.windows(needle.len()).any(|w| w == needle))
+                    .unwrap_or(false)
+            })
+        })
+        .collect()
+}
+
 /// Sends `signal` to `pid` and every descendant found in one snapshot taken *before* the first
 /// signal (once a parent dies its children are re-parented and no longer found under it).
 /// Returns the pids that were signalled. Errors for processes already gone are ignored.
@@ -162,6 +201,28 @@ pub fn kill_tree(pid: u32, signal: Signal) -> Vec<u32> {
         .copied()
         .filter(|&p| kill(p, signal).is_ok())
         .collect()
+}
+
+/// SIGKILLs every pid in `pids` that is still alive, again and again, until none is or `bound`
+/// passes. The caller snapshots `pids` (with [`tree_of`]) before the first signal.
+///
+/// # Errors
+/// The pids still alive when `bound` passed.
+pub async fn kill_until_dead(pids: &[u32], bound: std::time::Duration) -> Result<(), Vec<u32>> {
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        let alive: Vec<u32> = pids.iter().copied().filter(|&p| pid_alive(p)).collect();
+        if alive.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(alive);
+        }
+        for &p in &alive {
+            let _ = kill(p, Signal::Kill);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Parses the `Pss:` line of `/proc/<pid>/smaps_rollup` (kibibytes).
@@ -196,8 +257,28 @@ mod tests {
     #[test]
     fn stat_with_spaces_and_parens_in_name() {
         let s = "1234 (Web Content (x)) S 99 1234 1234 0 -1 4194560 0 0";
-        assert_eq!(parse_stat(s), Some(Stat { state: 'S', ppid: 99 }));
+        assert_eq!(
+            parse_stat(s),
+            Some(Stat {
+                state: 'S',
+                ppid: 99
+            })
+        );
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn mentioning_finds_a_child_by_its_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env("WGP_MARK", dir.path())
+            .spawn()
+            .unwrap();
+        let found = mentioning(dir.path());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(found, vec![child.id()]);
     }
 
     #[test]
@@ -217,7 +298,10 @@ mod tests {
 
     #[test]
     fn child_is_found_and_killed() {
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         let pid = child.id();
         assert!(children_of(std::process::id()).contains(&pid));
         assert!(descendants_of(std::process::id()).contains(&pid));

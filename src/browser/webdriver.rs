@@ -4,42 +4,38 @@
 //! Inputs: a [`LaunchSpec`] with `driver: WebDriver` and a driver executable. Output: a
 //! [`WebDriverBrowser`] whose page answers `window.webgpuPool.call`. The driver server is our
 //! own child process (`kill_on_drop`), on a free port, with its own temporary directory that also
-//! holds the browser profile, so close() removes everything it created. Must not import
-//! `report`, `cli` or terminal crates.
+//! holds the browser profile (see `driver_server.rs`), so close() removes everything it created.
+//! Must not import `report`, `cli` or terminal crates.
 //!
-//! Error classification lives in one function, [`classify`]: thirtyfour's error variants plus
+//! Error classification lives in one function, `classify`: thirtyfour's error variants plus
 //! the liveness of the browser and driver pids decide "crashed"; the only message inspection
 //! (chromedriver reports a dead tab as a generic "unknown error") is confined there.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 use thirtyfour::common::config::WebDriverConfig;
 use thirtyfour::error::{WebDriverError, WebDriverErrorInner};
 use thirtyfour::WebDriver;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use super::discovery::version_of;
+use super::discovery::version_of_async;
+use super::driver_server::{find_browser_child, start_driver};
 use super::process::{self, Signal};
 use super::{flags, page, Browser, BrowserKind, DriverKind, LaunchSpec, WorkerError};
 
-/// Attempts at starting the driver on a fresh port (another process may take the port between
-/// our probe and the driver's bind; thirtyfour's manager retries the same way).
-const PORT_ATTEMPTS: u32 = 3;
 /// How often the launcher polls the driver's `/status` and the page's ready flag.
 const POLL: Duration = Duration::from_millis(50);
-/// Bound on one `/status` request.
-const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bound on `DELETE /session` during close.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on the driver's exit after SIGKILL, and on the browser tree's.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often an in-flight call checks that the browser and driver processes are alive.
+const PID_WATCH: Duration = Duration::from_millis(25);
 /// Script timeout given to the driver. Each call is bounded by its own `timeout` with
 /// `tokio::time::timeout`; this only keeps the driver from cutting a long call short.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -66,6 +62,8 @@ pub struct WebDriverBrowser {
     /// Why later calls are refused (set after a crash or a timeout).
     broken: Mutex<Option<WorkerError>>,
     closed: AtomicBool,
+    /// The launch step in progress, for the launch-timeout message.
+    stage: &'static str,
 }
 
 impl WebDriverBrowser {
@@ -76,42 +74,50 @@ impl WebDriverBrowser {
     /// [`WorkerError::Launch`] when the driver or browser does not start or the page is not ready
     /// within `spec.launch_timeout`; everything started so far is killed and removed first.
     pub async fn launch(spec: &LaunchSpec) -> Result<Self, WorkerError> {
-        let fail = |message: String| WorkerError::Launch { browser: spec.kind, message };
-        let driver_exe = spec
-            .driver_executable
-            .clone()
-            .ok_or_else(|| fail("no driver executable in the launch spec (geckodriver/chromedriver)".into()))?;
+        let fail = |message: String| WorkerError::Launch {
+            browser: spec.kind,
+            message,
+        };
+        let driver_exe = spec.driver_executable.clone().ok_or_else(|| {
+            fail("no driver executable in the launch spec (geckodriver/chromedriver)".into())
+        })?;
         let temp = tempfile::Builder::new()
             .prefix(&format!("webgpu-pool-{}-wd-", spec.kind))
             .tempdir()
             .map_err(|e| fail(format!("cannot create a temporary directory: {e}")))?;
-        let exe = spec.executable.clone();
-        let version = tokio::task::spawn_blocking(move || version_of(&exe));
-
         let mut this = Self {
             kind: spec.kind,
             version: String::new(),
             pid: None,
             driver_pid: None,
             profile: temp.path().to_path_buf(),
-            owned: Mutex::new(Owned { temp: Some(temp), ..Owned::default() }),
+            owned: Mutex::new(Owned {
+                temp: Some(temp),
+                ..Owned::default()
+            }),
             broken: Mutex::new(None),
             closed: AtomicBool::new(false),
+            stage: "starting the driver",
         };
-        let started = tokio::time::timeout(spec.launch_timeout, this.start(spec, &driver_exe)).await;
+        // The version comes from `--version` (thirtyfour does not hand back the session's
+        // capabilities), read while the driver starts; the child dies with its future.
+        let (started, version) = tokio::join!(
+            tokio::time::timeout(spec.launch_timeout, this.start(spec, &driver_exe)),
+            version_of_async(&spec.executable, spec.launch_timeout),
+        );
         let result = match started {
             Ok(r) => r,
-            Err(_) => Err(format!("not ready within {:?}", spec.launch_timeout)),
+            Err(_) => Err(format!(
+                "not ready within {:?} while {}",
+                spec.launch_timeout, this.stage
+            )),
         };
         if let Err(message) = result {
             let log = this.driver_log_tail();
             let _ = this.close().await;
             return Err(fail(format!("{message}{log}")));
         }
-        this.version = match tokio::time::timeout(Duration::from_secs(10), version).await {
-            Ok(Ok(Some(v))) => v,
-            _ => "unknown".to_owned(),
-        };
+        this.version = version.unwrap_or_else(|| "unknown".to_owned());
         Ok(this)
     }
 
@@ -122,6 +128,7 @@ impl WebDriverBrowser {
         let (child, port) = start_driver(spec.kind, driver_exe, &dir).await?;
         self.driver_pid = child.id();
         self.lock_owned().driver = Some(child);
+        self.stage = "creating the session (starting the browser)";
 
         let config = WebDriverConfig::builder()
             .reqwest_timeout(HTTP_TIMEOUT)
@@ -132,7 +139,10 @@ impl WebDriverBrowser {
             .await
             .map_err(|e| format!("the driver refused the session: {e}"))?;
         self.lock_owned().session = Some(session.clone());
-        self.pid = self.driver_pid.and_then(|d| find_browser_child(d, &spec.executable));
+        self.pid = self
+            .driver_pid
+            .and_then(|d| find_browser_child(d, &spec.executable));
+        self.stage = "loading the page";
 
         session
             .set_script_timeout(SCRIPT_TIMEOUT)
@@ -143,6 +153,7 @@ impl WebDriverBrowser {
             .await
             .map_err(|e| format!("cannot open {}: {e}", spec.page_url))?;
         let script = format!("return {};", page::READY_EXPR);
+        self.stage = "waiting for window.webgpuPool.ready";
         loop {
             if let Ok(ret) = session.execute(script.as_str(), Vec::new()).await {
                 if ret.json() == &Value::Bool(true) {
@@ -164,10 +175,14 @@ impl WebDriverBrowser {
 
     fn set_broken(&self, e: &WorkerError) {
         let reason = match e {
-            WorkerError::Crashed { method, message } => {
-                WorkerError::Crashed { method: method.clone(), message: message.clone() }
-            }
-            other => WorkerError::Unusable { method: String::new(), reason: other.to_string() },
+            WorkerError::Crashed { method, message } => WorkerError::Crashed {
+                method: method.clone(),
+                message: message.clone(),
+            },
+            other => WorkerError::Unusable {
+                method: String::new(),
+                reason: other.to_string(),
+            },
         };
         if let Ok(mut g) = self.broken.lock() {
             g.get_or_insert(reason);
@@ -177,16 +192,21 @@ impl WebDriverBrowser {
     /// The refusal for `method` when the session is closed or broken.
     fn refusal(&self, method: &str) -> Option<WorkerError> {
         if self.closed.load(Ordering::SeqCst) {
-            return Some(WorkerError::Unusable { method: method.to_owned(), reason: "the session was closed".into() });
+            return Some(WorkerError::Unusable {
+                method: method.to_owned(),
+                reason: "the session was closed".into(),
+            });
         }
         let g = self.broken.lock().ok()?;
         match g.as_ref()? {
-            WorkerError::Crashed { message, .. } => {
-                Some(WorkerError::Crashed { method: method.to_owned(), message: message.clone() })
-            }
-            WorkerError::Unusable { reason, .. } => {
-                Some(WorkerError::Unusable { method: method.to_owned(), reason: reason.clone() })
-            }
+            WorkerError::Crashed { message, .. } => Some(WorkerError::Crashed {
+                method: method.to_owned(),
+                message: message.clone(),
+            }),
+            WorkerError::Unusable { reason, .. } => Some(WorkerError::Unusable {
+                method: method.to_owned(),
+                reason: reason.clone(),
+            }),
             _ => None,
         }
     }
@@ -229,12 +249,20 @@ impl Browser for WebDriverBrowser {
         Some(&self.profile)
     }
 
-    async fn call(&self, method: &str, args: Value, timeout: Duration) -> Result<Value, WorkerError> {
+    async fn call(
+        &self,
+        method: &str,
+        args: Value,
+        timeout: Duration,
+    ) -> Result<Value, WorkerError> {
         if let Some(e) = self.refusal(method) {
             return Err(e);
         }
         let Some(session) = self.session() else {
-            return Err(WorkerError::Unusable { method: method.to_owned(), reason: "no session".into() });
+            return Err(WorkerError::Unusable {
+                method: method.to_owned(),
+                reason: "no session".into(),
+            });
         };
         let args_json = serde_json::to_string(&args).map_err(|e| WorkerError::Driver {
             method: method.to_owned(),
@@ -242,19 +270,39 @@ impl Browser for WebDriverBrowser {
         })?;
         let script = page::webdriver_call_script();
         let params = vec![Value::String(method.to_owned()), Value::String(args_json)];
-        let result = tokio::time::timeout(timeout, session.execute_async(script.as_str(), params)).await;
-        let err = match result {
-            Err(_) => WorkerError::Timeout { method: method.to_owned(), after: timeout },
-            Ok(Ok(ret)) => {
+        // The driver reports a dead browser only when its own connection to it fails (about
+        // 400 ms for geckodriver); watching the pids answers within one poll interval.
+        let exchange = async {
+            tokio::select! {
+                r = session.execute_async(script.as_str(), params) => Some(r),
+                () = watch_until_dead(self.pid, self.driver_pid) => None,
+            }
+        };
+        let err = match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => WorkerError::Timeout {
+                method: method.to_owned(),
+                after: timeout,
+            },
+            Ok(None) => WorkerError::Crashed {
+                method: method.to_owned(),
+                message: format!(
+                    "the browser (pid {:?}) or its driver (pid {:?}) exited during the call",
+                    self.pid, self.driver_pid
+                ),
+            },
+            Ok(Some(Ok(ret))) => {
                 return match ret.json() {
                     Value::String(raw) => page::parse_envelope(method, raw),
                     other => Err(WorkerError::Driver {
                         method: method.to_owned(),
-                        message: format!("script returned {} instead of a string", page::truncate(&other.to_string(), 200)),
+                        message: format!(
+                            "script returned {} instead of a string",
+                            page::truncate(&other.to_string(), 200)
+                        ),
                     }),
                 }
             }
-            Ok(Err(e)) => classify(
+            Ok(Some(Err(e))) => classify(
                 method,
                 timeout,
                 &e,
@@ -270,7 +318,11 @@ impl Browser for WebDriverBrowser {
 
     async fn close(&self) -> Result<(), WorkerError> {
         self.closed.store(true, Ordering::SeqCst);
-        let Owned { session, driver, temp } = std::mem::take(&mut *self.lock_owned());
+        let Owned {
+            session,
+            driver,
+            temp,
+        } = std::mem::take(&mut *self.lock_owned());
         // Snapshot both trees before anything dies (children re-parent once a parent is gone).
         let mut tree: Vec<u32> = self.driver_pid.map(process::tree_of).unwrap_or_default();
         for p in self.pid.map(process::tree_of).unwrap_or_default() {
@@ -278,10 +330,23 @@ impl Browser for WebDriverBrowser {
                 tree.push(p);
             }
         }
+        // Crashpad handlers re-parent to init but carry our temp dir in their arguments.
+        if let Some(t) = &temp {
+            for p in process::mentioning(t.path()) {
+                if !tree.contains(&p) {
+                    tree.push(p);
+                }
+            }
+        }
+        // A crashed browser cannot quit, and a timed-out one is still running the script the
+        // driver waits on: skip the polite DELETE for both and go straight to the kill.
+        let polite = self.broken.lock().map(|g| g.is_none()).unwrap_or(false);
         if let Some(s) = session {
-            // Quit a clone: if the bound expires, the clone is dropped while `s` still holds the
-            // session handle, and `leak()` then stops thirtyfour's blocking quit-on-drop.
-            let _ = tokio::time::timeout(QUIT_TIMEOUT, s.clone().quit()).await;
+            if polite {
+                // Quit a clone: if the bound expires, the clone is dropped while `s` still holds the
+                // session handle, and `leak()` then stops thirtyfour's blocking quit-on-drop.
+                let _ = tokio::time::timeout(QUIT_TIMEOUT, s.clone().quit()).await;
+            }
             let _ = s.leak();
         }
         // The browser first (so the driver cannot respawn or wait on it), then the driver.
@@ -294,31 +359,23 @@ impl Browser for WebDriverBrowser {
             let _ = child.start_kill();
             let _ = tokio::time::timeout(EXIT_TIMEOUT, child.wait()).await;
         }
-        let deadline = Instant::now() + EXIT_TIMEOUT;
-        loop {
-            let alive: Vec<u32> = tree.iter().copied().filter(|&p| process::pid_alive(p)).collect();
-            if alive.is_empty() {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(WorkerError::Driver {
-                    method: "close".into(),
-                    message: format!("processes {alive:?} survived SIGKILL"),
-                });
-            }
-            for p in alive {
-                let _ = process::kill(p, Signal::Kill);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        process::kill_until_dead(&tree, EXIT_TIMEOUT)
+            .await
+            .map_err(|alive| WorkerError::Driver {
+                method: "close".into(),
+                message: format!("processes {alive:?} survived SIGKILL"),
+            })?;
         if let Some(t) = temp {
             let path = t.path().to_path_buf();
             let removed = tokio::task::spawn_blocking(move || t.close()).await;
-            if !matches!(removed, Ok(Ok(()))) && tokio::fs::try_exists(&path).await.unwrap_or(false) {
-                tokio::fs::remove_dir_all(&path).await.map_err(|e| WorkerError::Driver {
-                    method: "close".into(),
-                    message: format!("cannot remove {}: {e}", path.display()),
-                })?;
+            if !matches!(removed, Ok(Ok(()))) && tokio::fs::try_exists(&path).await.unwrap_or(false)
+            {
+                tokio::fs::remove_dir_all(&path)
+                    .await
+                    .map_err(|e| WorkerError::Driver {
+                        method: "close".into(),
+                        message: format!("cannot remove {}: {e}", path.display()),
+                    })?;
             }
         }
         Ok(())
@@ -330,7 +387,11 @@ impl Drop for WebDriverBrowser {
     /// browser tree and the driver; the temporary directory is removed off-thread when a
     /// runtime is available.
     fn drop(&mut self) {
-        let Owned { session, driver, temp } = std::mem::take(&mut *self.lock_owned());
+        let Owned {
+            session,
+            driver,
+            temp,
+        } = std::mem::take(&mut *self.lock_owned());
         if let Some(s) = session {
             let _ = s.leak();
         }
@@ -348,22 +409,50 @@ impl Drop for WebDriverBrowser {
     }
 }
 
+/// Resolves once the browser or the driver process is gone; never when neither pid is known.
+async fn watch_until_dead(browser: Option<u32>, driver: Option<u32>) {
+    if browser.is_none() && driver.is_none() {
+        return std::future::pending().await;
+    }
+    loop {
+        let dead = |p: Option<u32>| p.is_some_and(|p| !process::pid_alive(p));
+        if dead(browser) || dead(driver) {
+            return;
+        }
+        tokio::time::sleep(PID_WATCH).await;
+    }
+}
+
 /// Decides what a thirtyfour error means, from its variant and from whether the browser and the
 /// driver processes are still alive. This is the only place that looks at driver messages.
-fn classify(method: &str, after: Duration, e: &WebDriverError, browser_alive: bool, driver_alive: bool) -> WorkerError {
+fn classify(
+    method: &str,
+    after: Duration,
+    e: &WebDriverError,
+    browser_alive: bool,
+    driver_alive: bool,
+) -> WorkerError {
     let method = method.to_owned();
     let message = page::truncate(&e.to_string(), 600);
     if !driver_alive {
-        return WorkerError::Crashed { method, message: format!("the driver process is gone: {message}") };
+        return WorkerError::Crashed {
+            method,
+            message: format!("the driver process is gone: {message}"),
+        };
     }
     if !browser_alive {
-        return WorkerError::Crashed { method, message: format!("the browser process is gone: {message}") };
+        return WorkerError::Crashed {
+            method,
+            message: format!("the browser process is gone: {message}"),
+        };
     }
     match e.as_inner() {
         WebDriverErrorInner::InvalidSessionId(_) | WebDriverErrorInner::NoSuchWindow(_) => {
             WorkerError::Crashed { method, message }
         }
-        WebDriverErrorInner::ScriptTimeout(_) | WebDriverErrorInner::Timeout(_) => WorkerError::Timeout { method, after },
+        WebDriverErrorInner::ScriptTimeout(_) | WebDriverErrorInner::Timeout(_) => {
+            WorkerError::Timeout { method, after }
+        }
         WebDriverErrorInner::JavascriptError(info) => WorkerError::Page {
             method,
             name: "JavascriptError".into(),
@@ -373,7 +462,13 @@ fn classify(method: &str, after: Duration, e: &WebDriverError, browser_alive: bo
         // "chrome not reachable", "disconnected: not connected to DevTools".
         WebDriverErrorInner::UnknownError(info) | WebDriverErrorInner::NotInSpec(info) => {
             let m = info.value.message.to_ascii_lowercase();
-            let dead = ["crash", "session deleted", "not reachable", "disconnected", "browser has closed"];
+            let dead = [
+                "crash",
+                "session deleted",
+                "not reachable",
+                "disconnected",
+                "browser has closed",
+            ];
             if dead.iter().any(|d| m.contains(d)) {
                 WorkerError::Crashed { method, message }
             } else {
@@ -412,91 +507,6 @@ fn capabilities(spec: &LaunchSpec, dir: &Path) -> Map<String, Value> {
     }
 }
 
-/// Starts the driver server on a free port and waits for `/status` to say ready.
-async fn start_driver(kind: BrowserKind, exe: &Path, dir: &Path) -> Result<(Child, u16), String> {
-    let mut last = String::new();
-    for _ in 0..PORT_ATTEMPTS {
-        let port = free_port().map_err(|e| format!("no free local port: {e}"))?;
-        let log = std::fs::File::create(dir.join("driver.log"))
-            .map_err(|e| format!("cannot create {}: {e}", dir.join("driver.log").display()))?;
-        let log2 = log.try_clone().map_err(|e| format!("driver log: {e}"))?;
-        let mut cmd = Command::new(exe);
-        match kind {
-            BrowserKind::Firefox => {
-                // The profile geckodriver writes goes to `dir`, and so do Firefox's temp files.
-                cmd.arg("--host").arg("127.0.0.1").arg("--port").arg(port.to_string());
-                cmd.arg("--profile-root").arg(dir);
-                // BiDi's default port 9222 would collide between parallel geckodrivers.
-                cmd.arg("--websocket-port").arg("0");
-            }
-            _ => {
-                cmd.arg(format!("--port={port}"));
-            }
-        }
-        cmd.env("TMPDIR", dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2))
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
-        match wait_ready(&mut child, port).await {
-            Ok(()) => return Ok((child, port)),
-            Err(e) => {
-                last = e;
-                let _ = child.start_kill();
-                let _ = tokio::time::timeout(EXIT_TIMEOUT, child.wait()).await;
-            }
-        }
-    }
-    Err(format!("{} did not become ready: {last}", exe.display()))
-}
-
-/// Polls `/status` until `ready: true`; gives up early when the driver exits (port taken).
-/// The overall bound is the caller's launch timeout.
-async fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("exited with {status} before it was ready"));
-        }
-        if let Ok(Ok(body)) = tokio::time::timeout(STATUS_TIMEOUT, http_get(port, "/status")).await {
-            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-            if v.pointer("/value/ready") == Some(&Value::Bool(true)) {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// A minimal HTTP/1.1 GET on 127.0.0.1 returning the body. thirtyfour has no way to ask a
-/// driver for `/status` before a session exists, and a whole HTTP client dependency for one
-/// readiness probe was the rejected alternative.
-async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf);
-    Ok(text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
-}
-
-/// A port that was free a moment ago (the OS picks it; the driver binds it right after).
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// The browser's main process: the driver's child whose executable is `exe`, else its only or
-/// first child (drivers start the browser directly).
-fn find_browser_child(driver_pid: u32, exe: &Path) -> Option<u32> {
-    let want = exe.canonicalize().unwrap_or_else(|_| exe.to_path_buf());
-    let kids = process::children_of(driver_pid);
-    kids.iter()
-        .copied()
-        .find(|k| std::fs::read_link(format!("/proc/{k}/exe")).is_ok_and(|p| p == want))
-        .or_else(|| kids.first().copied())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -510,14 +520,25 @@ mod tests {
     fn classification() {
         let t = Duration::from_secs(1);
         let info = |m: &str| WebDriverErrorInfo::new(m.to_owned());
-        let gone = err(WebDriverErrorInner::InvalidSessionId(info("invalid session id")));
+        let gone = err(WebDriverErrorInner::InvalidSessionId(info(
+            "invalid session id",
+        )));
         assert!(classify("run", t, &gone, true, true).is_browser_crash());
-        let http500 = err(WebDriverErrorInner::UnknownError(info("Failed to decode response from marionette")));
+        let http500 = err(WebDriverErrorInner::UnknownError(info(
+            "Failed to decode response from marionette",
+        )));
         assert!(classify("run", t, &http500, false, true).is_browser_crash());
-        assert!(matches!(classify("run", t, &http500, true, true), WorkerError::Driver { .. }));
-        let tab = err(WebDriverErrorInner::UnknownError(info("session deleted because of page crash")));
+        assert!(matches!(
+            classify("run", t, &http500, true, true),
+            WorkerError::Driver { .. }
+        ));
+        let tab = err(WebDriverErrorInner::UnknownError(info(
+            "session deleted because of page crash",
+        )));
         assert!(classify("run", t, &tab, true, true).is_browser_crash());
-        let refused = err(WebDriverErrorInner::RequestFailed("connection refused".into()));
+        let refused = err(WebDriverErrorInner::RequestFailed(
+            "connection refused".into(),
+        ));
         assert!(classify("run", t, &refused, true, false).is_browser_crash());
         let js = err(WebDriverErrorInner::JavascriptError(info("boom")));
         assert!(classify("run", t, &js, true, true).is_page_error());
@@ -537,7 +558,13 @@ mod tests {
             launch_timeout: Duration::from_secs(1),
         };
         let caps = Value::Object(capabilities(&spec, Path::new("/tmp/x")));
-        assert_eq!(caps.pointer("/moz:firefoxOptions/prefs/dom.webgpu.enabled"), Some(&Value::Bool(true)));
-        assert_eq!(caps.pointer("/moz:firefoxOptions/args/0"), Some(&json!("-headless")));
+        assert_eq!(
+            caps.pointer("/moz:firefoxOptions/prefs/dom.webgpu.enabled"),
+            Some(&Value::Bool(true))
+        );
+        assert_eq!(
+            caps.pointer("/moz:firefoxOptions/args/0"),
+            Some(&json!("-headless"))
+        );
     }
 }

@@ -4,10 +4,10 @@
 //! serialisable [`RunSummary`] (the `run.json` contract in ARCHITECTURE.md). Imports only std,
 //! serde and itself, so reports can depend on it without pulling in the engine.
 
-pub mod stats;
 pub mod listing;
+pub mod stats;
 pub mod summary;
 
-pub use stats::Percentiles;
 pub use listing::*;
+pub use stats::Percentiles;
 pub use summary::*;

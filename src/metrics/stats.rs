@@ -26,7 +26,11 @@ pub struct Percentiles {
 impl Percentiles {
     /// Computes the statistics of `samples_ms`; `None` when there are no finite samples.
     pub fn from_ms(samples_ms: &[f64]) -> Option<Self> {
-        let mut v: Vec<f64> = samples_ms.iter().copied().filter(|x| x.is_finite()).collect();
+        let mut v: Vec<f64> = samples_ms
+            .iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .collect();
         if v.is_empty() {
             return None;
         }
@@ -57,7 +61,10 @@ mod tests {
     fn nearest_rank_percentiles() {
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
         let p = Percentiles::from_ms(&v).unwrap();
-        assert_eq!((p.p50, p.p95, p.p99, p.max, p.min), (50.0, 95.0, 99.0, 100.0, 1.0));
+        assert_eq!(
+            (p.p50, p.p95, p.p99, p.max, p.min),
+            (50.0, 95.0, 99.0, 100.0, 1.0)
+        );
         assert!((p.mean - 50.5).abs() < 1e-9);
     }
 

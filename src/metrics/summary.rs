@@ -44,7 +44,9 @@ pub struct RunSummary {
 impl RunSummary {
     /// Whether every row passed its correctness check and every threshold held.
     pub fn passed(&self) -> bool {
-        self.results.iter().all(|r| r.error.is_none() && r.correctness.passed)
+        self.results
+            .iter()
+            .all(|r| r.error.is_none() && r.correctness.passed)
             && self.thresholds.iter().all(|t| t.passed)
             && self.requests.lost == 0
     }

@@ -81,6 +81,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| ModelError::io(dir, e))?;
     tmp.write_all(bytes)
         .map_err(|e| ModelError::io(tmp.path(), e))?;
+    // Temp files are created 0600; cached models are ordinary shared files.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| ModelError::io(tmp.path(), e))?;
+    }
     tmp.persist(path)
         .map_err(|e| ModelError::io(path, e.error))?;
     Ok(())
@@ -142,5 +150,14 @@ mod tests {
             Some(deep.join("tokenizer.json"))
         );
         assert_eq!(find_file(&c.weights_dir(), "missing.bin"), None);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(deep.join("tokenizer.json"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o644);
+        }
     }
 }

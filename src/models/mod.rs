@@ -35,11 +35,15 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use bert::BertConfig;
 pub use cache::Cache;
-pub use catalog::{catalog, resolve, ModelSpec};
+pub use catalog::{catalog, resolve, Arch, ModelSpec, WeightPlan};
 pub use error::ModelError;
 pub use golden::{Golden, GoldenCheck};
+pub use llama::LlamaConfig;
 pub use prepare::{prepare, WRITER_VERSION};
+pub use vit::VitConfig;
+pub use whisper::WhisperConfig;
 
 /// What a model does; decides routing preferences and which input generator feeds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

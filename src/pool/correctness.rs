@@ -57,8 +57,11 @@ pub fn judge(cells: &[CellOutput]) -> Vec<Correctness> {
                 ));
             }
             if let Some(r) = reference {
-                let others: Vec<usize> =
-                    if i == r { (0..cells.len()).filter(|&j| j != r).collect() } else { vec![r] };
+                let others: Vec<usize> = if i == r {
+                    (0..cells.len()).filter(|&j| j != r).collect()
+                } else {
+                    vec![r]
+                };
                 for j in others.into_iter().filter(|&j| !cells[j].sample.is_empty()) {
                     let (diff, ok) = allclose(&cell.sample, &cells[j].sample);
                     if !checks.contains(&"cross") {
@@ -69,11 +72,21 @@ pub fn judge(cells: &[CellOutput]) -> Vec<Correctness> {
                     details.push(format!(
                         "vs {}: max |diff| {diff:.2e}{}",
                         cells[j].label,
-                        if ok { "" } else { " (outside atol 1e-3 + rtol 1e-3)" }
+                        if ok {
+                            ""
+                        } else {
+                            " (outside atol 1e-3 + rtol 1e-3)"
+                        }
                     ));
                 }
             }
-            Correctness { passed, check: checks.join("+"), max_abs_diff, tolerance, detail: details.join("; ") }
+            Correctness {
+                passed,
+                check: checks.join("+"),
+                max_abs_diff,
+                tolerance,
+                detail: details.join("; "),
+            }
         })
         .collect()
 }
@@ -85,7 +98,14 @@ fn allclose(a: &[f32], b: &[f32]) -> (f64, bool) {
     }
     a.iter().zip(b).fold((0.0f64, true), |(max, ok), (&x, &y)| {
         let d = (f64::from(x) - f64::from(y)).abs();
-        (if d.is_nan() { f64::INFINITY } else { max.max(d) }, ok && d <= ATOL + RTOL * f64::from(y).abs())
+        (
+            if d.is_nan() {
+                f64::INFINITY
+            } else {
+                max.max(d)
+            },
+            ok && d <= ATOL + RTOL * f64::from(y).abs(),
+        )
     })
 }
 
@@ -94,7 +114,12 @@ mod tests {
     use super::*;
 
     fn cell(label: &str, backend: &str, sample: Vec<f32>) -> CellOutput {
-        CellOutput { label: label.into(), backend: backend.into(), sample, golden: None }
+        CellOutput {
+            label: label.into(),
+            backend: backend.into(),
+            sample,
+            golden: None,
+        }
     }
 
     #[test]
@@ -110,7 +135,10 @@ mod tests {
 
     #[test]
     fn disagreement_fails_both_sides() {
-        let v = judge(&[cell("a/wasm", "wasm", vec![1.0]), cell("b/wasm", "wasm", vec![1.1])]);
+        let v = judge(&[
+            cell("a/wasm", "wasm", vec![1.0]),
+            cell("b/wasm", "wasm", vec![1.1]),
+        ]);
         assert!(!v[0].passed && !v[1].passed);
         assert!((v[1].max_abs_diff - 0.1).abs() < 1e-6);
     }

@@ -136,7 +136,10 @@ pub async fn execute(
                 observer.on_event(&RunEvent::Warning {
                     message: format!("{}: capabilities failed: {e}", worker.id),
                 });
-                BrowserEnv { kind: worker.kind().to_string(), ..Default::default() }
+                BrowserEnv {
+                    kind: worker.kind().to_string(),
+                    ..Default::default()
+                }
             }
         };
         out.browsers.push(env);
@@ -145,10 +148,17 @@ pub async fn execute(
                 out.stopped_early = Some("interrupted".into());
                 break 'workers;
             }
-            observer.on_event(&RunEvent::Loading { worker: &worker.id, model: &model.name });
+            observer.on_event(&RunEvent::Loading {
+                worker: &worker.id,
+                model: &model.name,
+            });
             let cell = measure(worker, model, plan, server, cancel, &mut out.requests).await;
             observer.on_event(&RunEvent::CellDone { row: &cell.row });
-            let crashed = cell.row.error.as_deref().is_some_and(|e| e.starts_with("browser crashed"));
+            let crashed = cell
+                .row
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("browser crashed"));
             cells.push((m, cell));
             if crashed {
                 observer.on_event(&RunEvent::Warning {
@@ -188,7 +198,10 @@ pub async fn execute(
     Ok(out)
 }
 
-async fn launch_all(plan: &RunPlan, observer: &dyn RunObserver) -> Vec<Result<Worker, WorkerError>> {
+async fn launch_all(
+    plan: &RunPlan,
+    observer: &dyn RunObserver,
+) -> Vec<Result<Worker, WorkerError>> {
     let mut n = std::collections::HashMap::new();
     let launches = plan.browsers.iter().map(|spec| {
         let k = n.entry(spec.kind).or_insert(0);
@@ -271,15 +284,31 @@ async fn measure(
     row.session_create_ms = load.session_create_ms;
     row.load_ms = load.fetch_ms + load.session_create_ms;
     if !load.fallback_reasons.is_empty() {
-        let reasons: Vec<String> =
-            load.fallback_reasons.iter().map(|r| format!("{}: {}", r.backend, r.reason)).collect();
+        let reasons: Vec<String> = load
+            .fallback_reasons
+            .iter()
+            .map(|r| format!("{}: {}", r.backend, r.reason))
+            .collect();
         row.backend_fallback_reason = Some(reasons.join("; "));
     }
 
     // First run: its output feeds the correctness check; full output only where a golden
     // vector needs every value (the strided sample is enough to compare browsers).
-    let mode = if model.golden.is_some() { OutputMode::Full } else { OutputMode::Sample };
-    let first = match issue(worker, &model.name, mode, plan.run_timeout, cancel, requests).await {
+    let mode = if model.golden.is_some() {
+        OutputMode::Full
+    } else {
+        OutputMode::Sample
+    };
+    let first = match issue(
+        worker,
+        &model.name,
+        mode,
+        plan.run_timeout,
+        cancel,
+        requests,
+    )
+    .await
+    {
         Ok((reply, _)) => reply,
         Err(e) => {
             row.error = Some(e);
@@ -294,10 +323,23 @@ async fn measure(
     let mut wall = Duration::ZERO;
     for i in 0..plan.warmup + plan.iterations {
         if cancel.is_cancelled() {
-            row.error = Some(format!("interrupted after {} of {} measured runs", page_ms.len(), plan.iterations));
+            row.error = Some(format!(
+                "interrupted after {} of {} measured runs",
+                page_ms.len(),
+                plan.iterations
+            ));
             break;
         }
-        match issue(worker, &model.name, OutputMode::None, plan.run_timeout, cancel, requests).await {
+        match issue(
+            worker,
+            &model.name,
+            OutputMode::None,
+            plan.run_timeout,
+            cancel,
+            requests,
+        )
+        .await
+        {
             Ok((reply, took)) if i >= plan.warmup => {
                 page_ms.push(reply.run_ms);
                 trip_ms.push(took.as_secs_f64() * 1e3);
@@ -316,7 +358,11 @@ async fn measure(
     if !wall.is_zero() {
         row.throughput_per_s = page_ms.len() as f64 / wall.as_secs_f64();
     }
-    if row.error.as_deref().is_none_or(|e| !e.starts_with("browser crashed")) {
+    if row
+        .error
+        .as_deref()
+        .is_none_or(|e| !e.starts_with("browser crashed"))
+    {
         // A failed unload leaves a session in a page that is about to close; not worth a row error.
         let _ = worker.unload(&model.name, plan.run_timeout).await;
     }
@@ -359,7 +405,10 @@ fn describe_error(e: &WorkerError) -> String {
 }
 
 fn cell_output(row: &ResultRow, model: &PreparedModel, first: &RunReply) -> Option<CellOutput> {
-    let tensor = first.outputs.get(&model.output_name).or_else(|| first.outputs.values().next())?;
+    let tensor = first
+        .outputs
+        .get(&model.output_name)
+        .or_else(|| first.outputs.values().next())?;
     let golden = model.golden.as_ref().map(|g| match tensor.full() {
         Ok(full) => g.check(&tensor.dims, &full),
         Err(_) => g.check(&tensor.dims, &[]),

@@ -57,7 +57,9 @@ impl FromStr for Backend {
             "webgpu" => Ok(Self::Webgpu),
             "webnn" => Ok(Self::Webnn),
             "wasm" => Ok(Self::Wasm),
-            _ => Err(format!("unknown backend '{s}' (known: webgpu, webnn, wasm)")),
+            _ => Err(format!(
+                "unknown backend '{s}' (known: webgpu, webnn, wasm)"
+            )),
         }
     }
 }

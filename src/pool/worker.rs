@@ -113,14 +113,23 @@ impl OutputTensor {
     /// When the field is missing or is not base64 of whole float32 values.
     pub fn full(&self) -> Result<Vec<f32>, String> {
         use base64::Engine as _;
-        let b64 = self.data_b64.as_deref().ok_or("the page returned no full output")?;
+        let b64 = self
+            .data_b64
+            .as_deref()
+            .ok_or("the page returned no full output")?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64)
             .map_err(|e| format!("output is not base64: {e}"))?;
         if bytes.len() % 4 != 0 {
-            return Err(format!("output has {} bytes, not whole float32 values", bytes.len()));
+            return Err(format!(
+                "output has {} bytes, not whole float32 values",
+                bytes.len()
+            ));
         }
-        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 }
 
@@ -132,7 +141,12 @@ impl Worker {
     pub async fn start(id: String, spec: LaunchSpec) -> Result<Self, WorkerError> {
         let started = Instant::now();
         let browser = browser::launch(&spec).await?;
-        Ok(Self { id, spec, launch_time: started.elapsed(), browser })
+        Ok(Self {
+            id,
+            spec,
+            launch_time: started.elapsed(),
+            browser,
+        })
     }
 
     /// The browser kind.
@@ -149,8 +163,14 @@ impl Worker {
     ///
     /// # Errors
     /// Any [`WorkerError`] from the call.
-    pub async fn capabilities(&self, webnn: bool, timeout: Duration) -> Result<serde_json::Value, WorkerError> {
-        self.browser.call("capabilities", json!({ "webnn": webnn }), timeout).await
+    pub async fn capabilities(
+        &self,
+        webnn: bool,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, WorkerError> {
+        self.browser
+            .call("capabilities", json!({ "webnn": webnn }), timeout)
+            .await
     }
 
     /// Loads `model` with the first backend of `backends` that works.
@@ -192,7 +212,12 @@ impl Worker {
     ///
     /// # Errors
     /// Any [`WorkerError`] from the call.
-    pub async fn run(&self, model_id: &str, outputs: OutputMode, timeout: Duration) -> Result<RunReply, WorkerError> {
+    pub async fn run(
+        &self,
+        model_id: &str,
+        outputs: OutputMode,
+        timeout: Duration,
+    ) -> Result<RunReply, WorkerError> {
         let args = json!({ "model_id": model_id, "outputs": outputs.as_str() });
         let value = self.browser.call("run", args, timeout).await?;
         parse("run", value)
@@ -203,7 +228,10 @@ impl Worker {
     /// # Errors
     /// Any [`WorkerError`] from the call.
     pub async fn unload(&self, model_id: &str, timeout: Duration) -> Result<(), WorkerError> {
-        self.browser.call("unload", json!({ "model_id": model_id }), timeout).await.map(drop)
+        self.browser
+            .call("unload", json!({ "model_id": model_id }), timeout)
+            .await
+            .map(drop)
     }
 
     /// Closes the browser, its driver and its profile.
@@ -216,10 +244,15 @@ impl Worker {
 }
 
 fn file_name(path: &std::path::Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
-fn parse<T: serde::de::DeserializeOwned>(method: &str, value: serde_json::Value) -> Result<T, WorkerError> {
+fn parse<T: serde::de::DeserializeOwned>(
+    method: &str,
+    value: serde_json::Value,
+) -> Result<T, WorkerError> {
     serde_json::from_value(value).map_err(|e| WorkerError::Driver {
         method: method.to_string(),
         message: format!("the page's reply does not match page API v1: {e}"),

@@ -14,8 +14,10 @@ impl Reporter for JsonReport {
     }
 
     fn render(&self, summary: &RunSummary) -> Result<Vec<u8>, ReportError> {
-        let mut v = serde_json::to_vec_pretty(summary)
-            .map_err(|e| ReportError::Encode { format: "json", message: e.to_string() })?;
+        let mut v = serde_json::to_vec_pretty(summary).map_err(|e| ReportError::Encode {
+            format: "json",
+            message: e.to_string(),
+        })?;
         v.push(b'\n');
         Ok(v)
     }

@@ -56,7 +56,10 @@ pub fn write_run(summary: &RunSummary, run_dir: &Path) -> Result<(), ReportError
         let tmp = run_dir.join(format!(".{}.tmp", r.file_name()));
         std::fs::write(&tmp, bytes)
             .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|source| ReportError::Write { path: path.display().to_string(), source })?;
+            .map_err(|source| ReportError::Write {
+                path: path.display().to_string(),
+                source,
+            })?;
     }
     Ok(())
 }

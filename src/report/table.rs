@@ -10,13 +10,29 @@ pub fn render(summary: &RunSummary) -> String {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header([
-        "model", "browser", "backend", "weights", "load ms", "first run ms", "warm p50 ms", "warm p95 ms",
-        "runs/s", "correct",
+        "model",
+        "browser",
+        "backend",
+        "weights",
+        "load ms",
+        "first run ms",
+        "warm p50 ms",
+        "warm p95 ms",
+        "runs/s",
+        "correct",
     ]);
     let mut notes = Vec::new();
+    // The same fallback usually hits every model of a browser: say it once per browser.
+    let mut fallbacks: Vec<(String, String, Vec<&str>)> = Vec::new();
     for r in &summary.results {
         let measured = r.runs > 0;
-        let num = |v: f64| if measured { format!("{v:.1}") } else { "-".to_string() };
+        let num = |v: f64| {
+            if measured {
+                format!("{v:.1}")
+            } else {
+                "-".to_string()
+            }
+        };
         let verdict = match (&r.error, r.correctness.passed) {
             (Some(_), _) => "error".to_string(),
             (None, true) => format!("ok ({})", r.correctness.check),
@@ -25,24 +41,53 @@ pub fn render(summary: &RunSummary) -> String {
         table.add_row([
             r.model.clone(),
             r.browser.clone(),
-            if r.backend.is_empty() { "-".into() } else { r.backend.clone() },
+            if r.backend.is_empty() {
+                "-".into()
+            } else {
+                r.backend.clone()
+            },
             r.weights.clone(),
-            if r.load_ms > 0.0 { format!("{:.0}", r.load_ms) } else { "-".into() },
-            if r.first_run_ms > 0.0 { format!("{:.1}", r.first_run_ms) } else { "-".into() },
+            if r.load_ms > 0.0 {
+                format!("{:.0}", r.load_ms)
+            } else {
+                "-".into()
+            },
+            if r.first_run_ms > 0.0 {
+                format!("{:.1}", r.first_run_ms)
+            } else {
+                "-".into()
+            },
             num(r.latency_ms.p50),
             num(r.latency_ms.p95),
-            if measured { format!("{:.2}", r.throughput_per_s) } else { "-".into() },
+            if measured {
+                format!("{:.2}", r.throughput_per_s)
+            } else {
+                "-".into()
+            },
             verdict,
         ]);
         let who = format!("{} on {}", r.model, r.browser);
         if let Some(f) = &r.backend_fallback_reason {
-            notes.push(format!("{who}: fell back to {}: {f}", r.backend));
+            let key = (
+                r.browser.clone(),
+                format!("fell back to {}: {f}", r.backend),
+            );
+            match fallbacks
+                .iter_mut()
+                .find(|(b, why, _)| (b, why) == (&key.0, &key.1))
+            {
+                Some((_, _, models)) => models.push(&r.model),
+                None => fallbacks.push((key.0, key.1, vec![&r.model])),
+            }
         }
         if let Some(e) = &r.error {
             notes.push(format!("{who}: {e}"));
         }
         if !r.correctness.passed && r.error.is_none() {
-            notes.push(format!("{who}: output check failed: {}", r.correctness.detail));
+            notes.push(format!(
+                "{who}: output check failed: {}",
+                r.correctness.detail
+            ));
         }
     }
     for i in 4..9 {
@@ -57,7 +102,15 @@ pub fn render(summary: &RunSummary) -> String {
         q.issued, q.succeeded, q.failed, q.lost
     ));
     if summary.results.iter().any(|r| r.weights == "seeded") {
-        out.push_str("seeded: random weights at the exact architecture (same compute as the real model)\n");
+        out.push_str(
+            "seeded: random weights at the exact architecture (same compute as the real model)\n",
+        );
+    }
+    for (browser, why, models) in fallbacks {
+        out.push_str(&format!(
+            "note: {} on {browser}: {why}\n",
+            models.join(", ")
+        ));
     }
     for n in notes {
         out.push_str(&format!("note: {n}\n"));
@@ -73,9 +126,22 @@ pub fn render_models(models: &[ModelInfo]) -> String {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header(["model", "aliases", "task", "about"]);
-    for m in models.iter().filter(|m| !m.test_variant).chain(models.iter().filter(|m| m.test_variant)) {
-        let name = if m.test_variant { format!("{} (test)", m.name) } else { m.name.clone() };
-        table.add_row([name, m.aliases.join(", "), m.task.clone(), m.summary.clone()]);
+    for m in models
+        .iter()
+        .filter(|m| !m.test_variant)
+        .chain(models.iter().filter(|m| m.test_variant))
+    {
+        let name = if m.test_variant {
+            format!("{} (test)", m.name)
+        } else {
+            m.name.clone()
+        };
+        table.add_row([
+            name,
+            m.aliases.join(", "),
+            m.task.clone(),
+            m.summary.clone(),
+        ]);
     }
     format!("{table}\n")
 }
@@ -84,17 +150,32 @@ pub fn render_models(models: &[ModelInfo]) -> String {
 pub fn render_browsers(browsers: &[BrowserEnv], drivers: &[ToolInfo]) -> String {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["browser", "version", "driver", "WebGPU adapter", "WebNN", "WASM"]);
+    table.set_header([
+        "browser",
+        "version",
+        "driver",
+        "WebGPU adapter",
+        "WebNN",
+        "WASM",
+    ]);
     for b in browsers {
         let gpu = &b.webgpu;
         let adapter = if gpu["available"].as_bool() == Some(true) {
             let a = &gpu["adapter"];
-            let fallback = if a["fallback"].as_bool() == Some(true) { ", software fallback" } else { "" };
+            let fallback = if a["fallback"].as_bool() == Some(true) {
+                ", software fallback"
+            } else {
+                ""
+            };
             let f16 = match gpu["features"].as_array() {
                 Some(f) if f.iter().any(|x| x == "shader-f16") => ", shader-f16",
                 _ => "",
             };
-            format!("{} {}{fallback}{f16}", text(&a["vendor"]), text(&a["architecture"]))
+            format!(
+                "{} {}{fallback}{f16}",
+                text(&a["vendor"]),
+                text(&a["architecture"])
+            )
         } else {
             format!("unavailable: {}", text(&gpu["reason"]))
         };
@@ -110,7 +191,14 @@ pub fn render_browsers(browsers: &[BrowserEnv], drivers: &[ToolInfo]) -> String 
             b.wasm["num_threads"].as_u64().unwrap_or(1),
             if b.cross_origin_isolated { "yes" } else { "no" }
         );
-        table.add_row([b.kind.clone(), b.version.clone(), b.driver.clone(), adapter, webnn, wasm]);
+        table.add_row([
+            b.kind.clone(),
+            b.version.clone(),
+            b.driver.clone(),
+            adapter,
+            webnn,
+            wasm,
+        ]);
     }
     let mut out = format!("{table}\n");
     for d in drivers {

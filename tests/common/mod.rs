@@ -18,7 +18,10 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("wgp-test-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("wgp-test-")
+            .tempdir()
+            .expect("temp dir");
         std::fs::create_dir_all(dir.path().join("tmp")).expect("tmp dir");
         Self { dir }
     }
@@ -34,20 +37,28 @@ impl Sandbox {
     /// The binary, with this sandbox's TMPDIR and a bound on how long it may run.
     pub fn cmd(&self, timeout_s: u64) -> Command {
         let mut c = Command::cargo_bin("webgpu-pool").expect("binary built");
-        c.env("TMPDIR", self.tmp()).env("NO_COLOR", "1").timeout(Duration::from_secs(timeout_s));
+        c.env("TMPDIR", self.tmp())
+            .env("NO_COLOR", "1")
+            .timeout(Duration::from_secs(timeout_s));
         c
     }
 
     /// `run` with the results folder in the sandbox.
     pub fn run(&self, args: &[&str], timeout_s: u64) -> assert_cmd::assert::Assert {
         let mut c = self.cmd(timeout_s);
-        c.arg("run").args(args).arg("--results-dir").arg(self.results());
+        c.arg("run")
+            .args(args)
+            .arg("--results-dir")
+            .arg(self.results());
         c.assert()
     }
 
     /// The `run.json` of the only run in the sandbox.
     pub fn run_json(&self) -> serde_json::Value {
-        let dirs: Vec<_> = std::fs::read_dir(self.results()).expect("results dir").flatten().collect();
+        let dirs: Vec<_> = std::fs::read_dir(self.results())
+            .expect("results dir")
+            .flatten()
+            .collect();
         assert_eq!(dirs.len(), 1, "expected exactly one run folder");
         let text = std::fs::read_to_string(dirs[0].path().join("run.json")).expect("run.json");
         serde_json::from_str(&text).expect("run.json is JSON")
@@ -61,8 +72,16 @@ impl Sandbox {
     /// Asserts nothing of this run is left: no process, no profile or driver temp dir.
     pub fn assert_clean(&self) {
         let pids = self.leftover_pids();
-        assert!(pids.is_empty(), "processes left running: {}", describe(&pids));
-        let left: Vec<_> = std::fs::read_dir(self.tmp()).expect("tmp").flatten().map(|e| e.path()).collect();
+        assert!(
+            pids.is_empty(),
+            "processes left running: {}",
+            describe(&pids)
+        );
+        let left: Vec<_> = std::fs::read_dir(self.tmp())
+            .expect("tmp")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         assert!(left.is_empty(), "temp dirs left behind: {left:?}");
     }
 }
@@ -83,7 +102,9 @@ impl Drop for Sandbox {
 fn processes_mentioning(dir: &Path) -> Vec<u32> {
     let needle = dir.to_string_lossy().into_owned().into_bytes();
     let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())

@@ -1,0 +1,163 @@
+//! The local WebDriver server process (geckodriver, chromedriver, msedgedriver): started on a
+//! free port with its own temporary directory, polled on `/status` until ready, and asked which
+//! child is the browser.
+//!
+//! Inputs: the browser kind, the driver executable and a temporary directory. Outputs: the
+//! driver's `tokio::process::Child` (with `kill_on_drop`) and its port; the browser's pid.
+//! Used by `webdriver.rs` only. Must not import `report`, `cli` or terminal crates.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+use super::process;
+use super::BrowserKind;
+
+/// Attempts at starting the driver on a fresh port (another process may take the port between
+/// our probe and the driver's bind; thirtyfour's manager retries the same way).
+const PORT_ATTEMPTS: u32 = 3;
+/// How often `/status` is polled.
+const POLL: Duration = Duration::from_millis(50);
+/// Bound on one `/status` request.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound on a failed driver's exit after SIGKILL.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Starts the driver server on a free port and waits for `/status` to say ready.
+pub(crate) async fn start_driver(
+    kind: BrowserKind,
+    exe: &Path,
+    dir: &Path,
+) -> Result<(Child, u16), String> {
+    let mut last = String::new();
+    for _ in 0..PORT_ATTEMPTS {
+        let port = free_port().map_err(|e| format!("no free local port: {e}"))?;
+        let log = std::fs::File::create(dir.join("driver.log"))
+            .map_err(|e| format!("cannot create {}: {e}", dir.join("driver.log").display()))?;
+        let log2 = log.try_clone().map_err(|e| format!("driver log: {e}"))?;
+        let mut cmd = Command::new(exe);
+        match kind {
+            BrowserKind::Firefox => {
+                // The profile geckodriver writes goes to `dir`, and so do Firefox's temp files.
+                cmd.arg("--host")
+                    .arg("127.0.0.1")
+                    .arg("--port")
+                    .arg(port.to_string());
+                cmd.arg("--profile-root").arg(dir);
+                // BiDi's default port 9222 would collide between parallel geckodrivers.
+                cmd.arg("--websocket-port").arg("0");
+            }
+            _ => {
+                cmd.arg(format!("--port={port}"));
+            }
+        }
+        cmd.env("TMPDIR", dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+        match wait_ready(&mut child, port).await {
+            Ok(()) => return Ok((child, port)),
+            Err(e) => {
+                last = e;
+                let _ = child.start_kill();
+                let _ = tokio::time::timeout(EXIT_TIMEOUT, child.wait()).await;
+            }
+        }
+    }
+    Err(format!("{} did not become ready: {last}", exe.display()))
+}
+
+/// Polls `/status` until `ready: true`; gives up early when the driver exits (port taken).
+/// The overall bound is the caller's launch timeout.
+async fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited with {status} before it was ready"));
+        }
+        if let Ok(Ok(body)) = tokio::time::timeout(STATUS_TIMEOUT, http_get(port, "/status")).await
+        {
+            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            if v.pointer("/value/ready") == Some(&Value::Bool(true)) {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A minimal HTTP/1.1 GET on 127.0.0.1 returning the body. thirtyfour has no way to ask a
+/// driver for `/status` before a session exists, and a whole HTTP client dependency for one
+/// readiness probe was the rejected alternative.
+async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await?;
+    // chromedriver keeps the connection open despite `Connection: close`, so read by
+    // Content-Length instead of to EOF.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).await?;
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(body) = complete_body(&buf) {
+            return Ok(body);
+        }
+        if n == 0 {
+            let text = String::from_utf8_lossy(&buf);
+            return Ok(text
+                .split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_owned())
+                .unwrap_or_default());
+        }
+    }
+}
+
+/// The body of a buffered HTTP response once all `Content-Length` bytes are in.
+fn complete_body(buf: &[u8]) -> Option<String> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())?;
+    let body = buf.get(end..end + len)?;
+    Some(String::from_utf8_lossy(body).into_owned())
+}
+
+/// A port that was free a moment ago (the OS picks it; the driver binds it right after).
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The browser's main process: the driver's child whose executable is `exe`, else its only or
+/// first child (drivers start the browser directly).
+pub(crate) fn find_browser_child(driver_pid: u32, exe: &Path) -> Option<u32> {
+    let want = exe.canonicalize().unwrap_or_else(|_| exe.to_path_buf());
+    let kids = process::children_of(driver_pid);
+    kids.iter()
+        .copied()
+        .find(|k| std::fs::read_link(format!("/proc/{k}/exe")).is_ok_and(|p| p == want))
+        .or_else(|| kids.first().copied())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_body_by_content_length() {
+        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nContent-Type: x\r\n\r\nabcd";
+        assert_eq!(complete_body(r).as_deref(), Some("abcd"));
+        assert_eq!(complete_body(&r[..r.len() - 1]), None);
+    }
+}
