@@ -251,13 +251,13 @@ pub async fn run(
             summary.environment.browsers = out.browsers;
             summary.requests = out.requests;
             summary.results = out.rows;
-            crate::report::write_run(&summary, &run_dir)?;
+            crate::report::write_run(&summary, &out.samples, &run_dir)?;
             Ok((summary, run_dir))
         }
         Err(e) => {
             // Nothing was measured, but the run folder still says what happened.
             summary.stopped_early = Some(e.to_string());
-            crate::report::write_run(&summary, &run_dir)?;
+            crate::report::write_run(&summary, &[], &run_dir)?;
             Err(anyhow::Error::new(e).context(format!(
                 "run {} stopped; partial report in '{}'",
                 summary.run_id,

@@ -5,9 +5,11 @@
 //! serde and itself, so reports can depend on it without pulling in the engine.
 
 pub mod listing;
+pub mod sample;
 pub mod stats;
 pub mod summary;
 
 pub use listing::*;
+pub use sample::{Phase, Sample};
 pub use stats::Percentiles;
 pub use summary::*;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::browser::{BrowserKind, LaunchSpec, WorkerError};
-use crate::metrics::{BrowserEnv, Percentiles, Requests, ResultRow};
+use crate::metrics::{BrowserEnv, Percentiles, Phase, Requests, ResultRow, Sample};
 use crate::models::PreparedModel;
 use crate::server::AssetServer;
 
@@ -49,6 +49,8 @@ pub struct EngineOutput {
     pub rows: Vec<ResultRow>,
     /// Request accounting.
     pub requests: Requests,
+    /// Every request issued, in order.
+    pub samples: Vec<Sample>,
     /// Why the run stopped before its end, if it did.
     pub stopped_early: Option<String>,
 }
@@ -128,6 +130,11 @@ pub async fn execute(
         return Err(e);
     }
 
+    let mut rec = Recorder {
+        t0: Instant::now(),
+        requests: Requests::default(),
+        samples: Vec::new(),
+    };
     let mut cells: Vec<(usize, Cell)> = Vec::new();
     'workers: for worker in &live {
         let env = match describe(worker, plan).await {
@@ -152,7 +159,7 @@ pub async fn execute(
                 worker: &worker.id,
                 model: &model.name,
             });
-            let cell = measure(worker, model, plan, server, cancel, &mut out.requests).await;
+            let cell = measure(worker, model, plan, server, cancel, &mut rec).await;
             observer.on_event(&RunEvent::CellDone { row: &cell.row });
             let crashed = cell
                 .row
@@ -194,7 +201,9 @@ pub async fn execute(
         }
     }
     out.rows = cells.into_iter().map(|(_, c)| c.row).collect();
+    out.requests = rec.requests;
     out.requests.settle();
+    out.samples = rec.samples;
     Ok(out)
 }
 
@@ -256,7 +265,7 @@ async fn measure(
     plan: &RunPlan,
     server: &AssetServer,
     cancel: &CancellationToken,
-    requests: &mut Requests,
+    rec: &mut Recorder,
 ) -> Cell {
     let mut row = ResultRow {
         model: model.name.clone(),
@@ -302,10 +311,12 @@ async fn measure(
     let first = match issue(
         worker,
         &model.name,
+        &row.backend,
+        Phase::First,
         mode,
         plan.run_timeout,
         cancel,
-        requests,
+        rec,
     )
     .await
     {
@@ -330,13 +341,20 @@ async fn measure(
             ));
             break;
         }
+        let phase = if i < plan.warmup {
+            Phase::Warmup
+        } else {
+            Phase::Measure
+        };
         match issue(
             worker,
             &model.name,
+            &row.backend,
+            phase,
             OutputMode::None,
             plan.run_timeout,
             cancel,
-            requests,
+            rec,
         )
         .await
         {
@@ -369,30 +387,78 @@ async fn measure(
     Cell { row, output }
 }
 
-/// Issues one run request and accounts for it: it ends succeeded or failed, never neither.
+/// Request accounting and raw samples of a run, in issue order.
+#[derive(Debug)]
+struct Recorder {
+    t0: Instant,
+    requests: Requests,
+    samples: Vec<Sample>,
+}
+
+/// Issues one run request and accounts for it: it ends succeeded or failed, never neither,
+/// and leaves one [`Sample`].
+#[allow(clippy::too_many_arguments)]
 async fn issue(
     worker: &Worker,
     model: &str,
+    backend: &str,
+    phase: Phase,
     mode: OutputMode,
     timeout: Duration,
     cancel: &CancellationToken,
-    requests: &mut Requests,
+    rec: &mut Recorder,
 ) -> Result<(RunReply, Duration), String> {
-    requests.issued += 1;
+    rec.requests.issued += 1;
     let started = Instant::now();
     let result = tokio::select! {
-        r = worker.run(model, mode, timeout) => r.map_err(|e| describe_error(&e)),
-        () = cancel.cancelled() => Err("interrupted during a run".to_string()),
+        r = worker.run(model, mode, timeout) => r.map_err(|e| (error_class(&e), describe_error(&e))),
+        () = cancel.cancelled() => Err(("interrupted", "interrupted during a run".to_string())),
     };
-    match result {
+    let took = started.elapsed();
+    let at = started.duration_since(rec.t0).as_secs_f64() * 1e3;
+    let mut sample = Sample {
+        seq: rec.samples.len() as u64,
+        model: model.to_string(),
+        browser: worker.kind().to_string(),
+        worker: worker.id.clone(),
+        backend: backend.to_string(),
+        phase,
+        // Requests here are issued back to back, so the schedule is the issue time.
+        scheduled_ms: at,
+        started_ms: at,
+        latency_ms: took.as_secs_f64() * 1e3,
+        service_ms: took.as_secs_f64() * 1e3,
+        page_ms: 0.0,
+        ok: result.is_ok(),
+        error: String::new(),
+        attempt: 1,
+    };
+    let out = match result {
         Ok(reply) => {
-            requests.succeeded += 1;
-            Ok((reply, started.elapsed()))
+            rec.requests.succeeded += 1;
+            sample.page_ms = reply.run_ms;
+            Ok((reply, took))
         }
-        Err(e) => {
-            requests.failed += 1;
+        Err((class, e)) => {
+            rec.requests.failed += 1;
+            sample.error = class.to_string();
             Err(e)
         }
+    };
+    rec.samples.push(sample);
+    out
+}
+
+/// A short, stable error class for samples and counts.
+fn error_class(e: &WorkerError) -> &'static str {
+    if e.is_browser_crash() {
+        "crash"
+    } else if e.is_timeout() {
+        "timeout"
+    } else if e.is_page_error() {
+        "page"
+    } else {
+        "driver"
     }
 }
 
