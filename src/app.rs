@@ -46,6 +46,25 @@ pub struct RunOptions {
     pub run_timeout: Duration,
     /// The command line, for the report.
     pub command: String,
+    /// Run every model at once over a routed pool instead of the one-at-a-time matrix.
+    pub concurrent: Option<Concurrent>,
+}
+
+/// Options of a concurrent (routed) run.
+#[derive(Debug, Clone)]
+pub struct Concurrent {
+    /// Closed-loop clients (or the in-flight budget of an open loop).
+    pub concurrency: usize,
+    /// Run for this long instead of a number of iterations.
+    pub duration: Option<Duration>,
+    /// Open loop at this many requests per second.
+    pub rate: Option<f64>,
+    /// Workers kept alive.
+    pub min_workers: usize,
+    /// Workers never exceeded.
+    pub max_workers: usize,
+    /// Idle time before a worker beyond the minimum is closed.
+    pub idle_timeout: Duration,
 }
 
 /// A resolved run: every name looked up, every path found.
@@ -216,18 +235,12 @@ pub async fn run(
     for l in &mut launches {
         l.page_url = server.page_url();
     }
-    let plan = RunPlan {
-        models: prepared,
-        browsers: launches,
-        backends: config.backends.clone(),
-        allow_fallback_adapter: config.allow_fallback_adapter,
-        warmup: config.options.warmup,
-        iterations: config.options.iterations,
-        run_timeout: config.options.run_timeout,
-        load_timeout: config.options.load_timeout,
-    };
-    let outcome = pool::execute(&plan, &server, &shutdown, observer).await;
-    server.shutdown().await;
+    let plan = build_plan(config, prepared, launches);
+    let server = std::sync::Arc::new(server);
+    let outcome = pool::execute(&plan, server.clone(), &shutdown, observer).await;
+    if let Ok(server) = std::sync::Arc::try_unwrap(server) {
+        server.shutdown().await;
+    }
 
     let mut summary = RunSummary {
         schema_version: SCHEMA_VERSION,
@@ -243,6 +256,10 @@ pub async fn run(
         faults: Vec::new(),
         recovery_events: Vec::new(),
         thresholds: Vec::new(),
+        workers: Vec::new(),
+        routing: Vec::new(),
+        pool_events: Vec::new(),
+        peak_workers: 0,
     };
     match outcome {
         Ok(out) => {
@@ -251,6 +268,10 @@ pub async fn run(
             summary.environment.browsers = out.browsers;
             summary.requests = out.requests;
             summary.results = out.rows;
+            summary.workers = out.workers;
+            summary.routing = out.routing;
+            summary.pool_events = out.pool_events;
+            summary.peak_workers = out.peak_workers;
             crate::report::write_run(&summary, &out.samples, &run_dir)?;
             Ok((summary, run_dir))
         }
@@ -265,6 +286,44 @@ pub async fn run(
             )))
         }
     }
+}
+
+/// Compiles the resolved options into the engine's plan: the benchmark matrix by default, or
+/// all models at once over a routed pool with `concurrent`.
+fn build_plan(
+    config: &RunConfig,
+    models: Vec<models::PreparedModel>,
+    launches: Vec<LaunchSpec>,
+) -> RunPlan {
+    let o = &config.options;
+    let mut plan = RunPlan::matrix(models, launches, o.iterations, o.warmup);
+    plan.backends = config.backends.clone();
+    plan.allow_fallback_adapter = config.allow_fallback_adapter;
+    plan.timeouts.load = o.load_timeout;
+    plan.timeouts.run = o.run_timeout;
+    plan.workload.request_timeout = o.run_timeout;
+    plan.cache = config.cache.clone();
+    plan.seed = o.seed;
+    if let Some(c) = &o.concurrent {
+        plan.placement = pool::Placement::Routed;
+        plan.workload.schedule = match c.rate {
+            Some(rate) => pool::Schedule::Open {
+                rate_per_s: rate,
+                max_in_flight: c.concurrency.max(1) * 4,
+            },
+            None => pool::Schedule::Closed {
+                concurrency: c.concurrency.max(1),
+            },
+        };
+        if let Some(d) = c.duration {
+            plan.workload.bound = pool::Bound::Duration(d);
+        }
+        plan.pool.min_workers = c.min_workers;
+        plan.pool.max_workers = c.max_workers.max(c.min_workers);
+        plan.pool.idle_timeout = c.idle_timeout;
+        plan.pool.scale_up_queue = 2;
+    }
+    plan
 }
 
 /// Prepares models off the async runtime (weight generation and ONNX encoding are CPU work).
@@ -423,7 +482,7 @@ pub async fn probe_browsers(
             let closed = worker.close().await;
             let caps = caps?;
             closed?;
-            Ok::<_, browser::WorkerError>(pool::engine::browser_env(&worker, &caps))
+            Ok::<_, browser::WorkerError>(pool::worker::browser_env(&worker, &caps))
         }
     });
     for r in futures::future::join_all(probes).await {

@@ -96,6 +96,40 @@ pub struct RunArgs {
     /// Bound on one inference request.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub run_timeout: Duration,
+    #[command(flatten)]
+    pub concurrency: ConcurrencyArgs,
+}
+
+/// Running every model at once over a routed, scaling pool.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Concurrent models")]
+pub struct ConcurrencyArgs {
+    /// Run all models at once: the router places each model on the browser its type prefers
+    /// (audio -> firefox, vision -> chromium, text_embedding -> edge or another Chromium), and
+    /// clients send requests concurrently instead of one model at a time.
+    #[arg(long)]
+    pub concurrent_models: bool,
+    /// Concurrent clients (closed loop), or the in-flight budget of an open loop.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256), requires = "concurrent_models")]
+    pub concurrency: u32,
+    /// Run for this long (e.g. 30s, 2m) instead of a fixed number of requests.
+    #[arg(long, value_parser = parse_duration, requires = "concurrent_models")]
+    pub duration: Option<Duration>,
+    /// Open loop: start this many requests per second whatever the latency.
+    #[arg(long, value_parser = parse_rate, requires = "concurrent_models")]
+    pub rate: Option<f64>,
+    /// Workers kept alive (default: one per browser).
+    #[arg(long, requires = "concurrent_models")]
+    pub min_connections: Option<u32>,
+    /// Workers never exceeded; the pool grows toward it when requests queue.
+    #[arg(long, default_value_t = 4, requires = "concurrent_models")]
+    pub max_connections: u32,
+    /// Idle time after which a worker beyond the minimum is closed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, requires = "concurrent_models")]
+    pub idle_timeout: Duration,
+    /// Print why each model went to the worker it went to.
+    #[arg(long)]
+    pub explain_routing: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -133,6 +167,16 @@ pub enum ModelsCommand {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+}
+
+/// Parses a positive request rate, e.g. `20` or `2.5` (per second).
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "'{s}' is not a positive number of requests per second"
+        )),
+    }
 }
 
 /// Parses `30s`, `5m`, `1h 10m`, `250ms`. A bare number is refused: the unit must be explicit.

@@ -57,6 +57,7 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
     let quiet = cli.global.quiet;
     match cli.command {
         Command::Run(args) => {
+            let n_browsers = args.browsers.len();
             let options = RunOptions {
                 models: args.models,
                 browsers: args.browsers,
@@ -72,12 +73,27 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
                 load_timeout: args.load_timeout,
                 run_timeout: args.run_timeout,
                 command: command_line(),
+                concurrent: args.concurrency.concurrent_models.then(|| {
+                    let c = &args.concurrency;
+                    app::Concurrent {
+                        concurrency: c.concurrency as usize,
+                        duration: c.duration,
+                        rate: c.rate,
+                        min_workers: c.min_connections.map_or(n_browsers, |m| m as usize),
+                        max_workers: c.max_connections as usize,
+                        idle_timeout: c.idle_timeout,
+                    }
+                }),
             };
+            let explain = args.concurrency.explain_routing;
             let config = RunConfig::resolve(options)?;
             let observer = observe::Stderr { quiet };
             let (summary, dir) =
                 app::run(&config, shutdown.clone(), &observer, &|m| observer.line(m)).await?;
             print(&report::table::render(&summary))?;
+            if explain {
+                print(&explain_routing(&summary))?;
+            }
             observer.line(&format!("wrote {}", dir.join("run.json").display()));
             Ok(if shutdown.is_cancelled() {
                 ExitCode::from(130)
@@ -123,6 +139,28 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `--explain-routing`: each decision with its reasons, then what the pool did.
+fn explain_routing(summary: &webgpu_pool::metrics::RunSummary) -> String {
+    let mut out = String::from("routing:\n");
+    for r in &summary.routing {
+        out.push_str(&format!("  {} -> {}\n", r.model, r.target));
+        for why in &r.reasons {
+            out.push_str(&format!("      because {why}\n"));
+        }
+    }
+    out.push_str(&format!("pool: peak {} worker(s)\n", summary.peak_workers));
+    for e in &summary.pool_events {
+        out.push_str(&format!(
+            "  {:>8.1}s {:<16} {:<12} {}\n",
+            e.at_ms as f64 / 1e3,
+            e.kind,
+            e.worker,
+            e.detail
+        ));
+    }
+    out
 }
 
 fn print(s: &str) -> Result<()> {

@@ -21,31 +21,15 @@ impl Stderr {
 impl RunObserver for Stderr {
     fn on_event(&self, event: &RunEvent<'_>) {
         match event {
-            RunEvent::Launching { browser } => self.line(&format!("launching {browser} ...")),
-            RunEvent::Launched {
-                worker,
-                version,
-                elapsed,
-            } => self.line(&format!(
-                "{worker} ready ({version}) in {:.1}s",
-                elapsed.as_secs_f64()
-            )),
-            RunEvent::Loading { worker, model } => {
-                self.line(&format!("{worker}: loading {model} ..."))
+            RunEvent::Starting { browsers } => {
+                let names: Vec<String> = browsers.iter().map(|b| b.to_string()).collect();
+                self.line(&format!("launching {} ...", names.join(", ")))
             }
-            RunEvent::CellDone { row } => match &row.error {
-                None => self.line(&format!(
-                    "{}: {} on {}: load {:.0} ms, first run {:.1} ms, warm p50 {:.1} ms ({} runs)",
-                    row.browser,
-                    row.model,
-                    row.backend,
-                    row.load_ms,
-                    row.first_run_ms,
-                    row.latency_ms.p50,
-                    row.runs
-                )),
-                Some(e) => self.line(&format!("{}: {}: {e}", row.browser, row.model)),
+            RunEvent::Loading { browser, model } => match browser {
+                Some(b) => self.line(&format!("{b}: loading {model} ...")),
+                None => self.line(&format!("placing {model} ...")),
             },
+            RunEvent::Driving { what } => self.line(&format!("running {what} ...")),
             RunEvent::Warning { message } => eprintln!("warning: {message}"),
             _ => {}
         }

@@ -39,6 +39,18 @@ pub struct RunSummary {
     pub recovery_events: Vec<RecoveryEvent>,
     /// Threshold verdicts.
     pub thresholds: Vec<ThresholdResult>,
+    /// Every worker the pool ran: resources and utilization.
+    #[serde(default)]
+    pub workers: Vec<WorkerSummary>,
+    /// Why each model went where (`--explain-routing` prints these).
+    #[serde(default)]
+    pub routing: Vec<RoutingRecord>,
+    /// Pool scaling and health events.
+    #[serde(default)]
+    pub pool_events: Vec<PoolEventRecord>,
+    /// Most workers alive at once.
+    #[serde(default)]
+    pub peak_workers: usize,
 }
 
 impl RunSummary {
@@ -139,10 +151,20 @@ pub struct ResultRow {
     pub runs: u64,
     /// Warm `session.run` latency measured in the page.
     pub latency_ms: Percentiles,
-    /// Warm request latency measured by the harness (includes the driver round trip).
+    /// Request latency from its scheduled start to its end, measured by the harness (includes
+    /// queueing and the driver round trip).
     pub round_trip_ms: Percentiles,
-    /// Warm requests per second, from the harness's wall time over the measured runs.
+    /// Measured requests that succeeded per second of the row's measured window.
     pub throughput_per_s: f64,
+    /// Measured requests that failed.
+    #[serde(default)]
+    pub failed: u64,
+    /// Growth of the browser's memory (PSS) when the model was loaded, MiB.
+    #[serde(default)]
+    pub memory_added_mb: f64,
+    /// Workers that served this row.
+    #[serde(default)]
+    pub workers: Vec<String>,
     /// Output check.
     pub correctness: Correctness,
     /// Why the row has no measurements, when it has none.
@@ -202,4 +224,63 @@ pub struct ThresholdResult {
     pub value: f64,
     /// Whether it held.
     pub passed: bool,
+}
+
+/// One worker over its life.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WorkerSummary {
+    /// Worker id, e.g. `chromium#1`.
+    pub id: String,
+    /// Browser kind.
+    pub browser: String,
+    /// Browser version.
+    pub version: String,
+    /// Final lifecycle state.
+    pub state: String,
+    /// Seconds alive.
+    pub alive_s: f64,
+    /// Busy time over time alive.
+    pub utilization: f64,
+    /// Peak PSS of the browser's process tree, MiB.
+    pub pss_peak_mb: f64,
+    /// Mean PSS over the samples taken (one a second), MiB.
+    pub pss_mean_mb: f64,
+    /// Models loaded there and the memory each added.
+    pub models: Vec<ModelMemory>,
+    /// Why it was taken out of service, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+}
+
+/// Memory a model added to a worker.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ModelMemory {
+    /// Model name.
+    pub model: String,
+    /// PSS growth across its load, MiB.
+    pub memory_added_mb: f64,
+}
+
+/// One routing decision.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RoutingRecord {
+    /// Model name.
+    pub model: String,
+    /// Worker id, or `new <kind> worker`.
+    pub target: String,
+    /// The reasons, in the order they were applied.
+    pub reasons: Vec<String>,
+}
+
+/// One pool event.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PoolEventRecord {
+    /// Since the pool started, ms.
+    pub at_ms: u64,
+    /// `launched`, `placed`, `closed_idle`, `unhealthy`, ...
+    pub kind: String,
+    /// Worker id.
+    pub worker: String,
+    /// Details.
+    pub detail: String,
 }

@@ -46,7 +46,7 @@ pub use vit::VitConfig;
 pub use whisper::WhisperConfig;
 
 /// What a model does; decides routing preferences and which input generator feeds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
     /// Sentence or token embeddings from text.

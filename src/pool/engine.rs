@@ -1,43 +1,125 @@
-//! The run loop: launch every browser, then for each browser x model load, run once (first
-//! run, with outputs for the check), warm up, measure, unload; then close everything.
+//! The run engine: one path for every run. A [`RunPlan`] says which models, which browsers,
+//! how they are placed and which workload drives them; the engine starts a [`Pool`], places
+//! the models, drives the workload through the scheduler, shuts the pool down and turns what
+//! it observed into report rows.
 //!
-//! Measurement is sequential on purpose: on a 2-core machine two browsers computing at once
-//! would measure each other. Browsers are launched in parallel (launching is mostly waiting).
-//! Every request issued is accounted for as succeeded or failed; a cancelled or crashed run
-//! still closes every browser and returns what it measured.
+//! Placement: [`Placement::Matrix`] measures every model in every browser one cell at a time
+//! (the benchmark grid; on 2 cores two browsers computing at once would measure each other);
+//! [`Placement::Routed`] lets the router place each model and runs them all at once.
 
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::browser::{BrowserKind, LaunchSpec, WorkerError};
-use crate::metrics::{BrowserEnv, Percentiles, Phase, Requests, ResultRow, Sample};
-use crate::models::PreparedModel;
+use crate::browser::{BrowserKind, LaunchSpec};
+use crate::metrics::{
+    BrowserEnv, ModelMemory, Percentiles, Phase, PoolEventRecord, Requests, ResultRow,
+    RoutingRecord, Sample, WorkerSummary,
+};
+use crate::models::{Cache, PreparedModel};
 use crate::server::AssetServer;
 
 use super::correctness::{self, CellOutput};
-use super::worker::{OutputMode, RunReply};
-use super::{Backend, Worker};
+use super::manager::{FaultTolerance, Pool, PoolConfig, PoolError, PoolReport};
+use super::router::{HardwarePreferences, Preferences, Target};
+use super::scheduler::{self, Bound, Schedule, Workload};
+use super::slot::SlotTimeouts;
+use super::Backend;
+
+/// How models are put on browsers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Every model in every browser, one cell at a time.
+    Matrix,
+    /// The router places each model; all run at once.
+    Routed,
+}
+
+/// The pool's shape and upkeep.
+#[derive(Debug, Clone)]
+pub struct PoolShape {
+    /// Workers kept alive.
+    pub min_workers: usize,
+    /// Workers never exceeded.
+    pub max_workers: usize,
+    /// Browser preference per model type.
+    pub preferences: Preferences,
+    /// Idle time before a worker beyond the minimum is closed.
+    pub idle_timeout: Duration,
+    /// Health-check period.
+    pub heartbeat_interval: Duration,
+    /// Health-check bound.
+    pub heartbeat_timeout: Duration,
+    /// Queue per placement that adds a worker.
+    pub scale_up_queue: usize,
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct RunPlan {
     /// Prepared models, in the order given.
     pub models: Vec<PreparedModel>,
-    /// One launch per browser, in the order given.
+    /// One launch per browser kind, in the order given.
     pub browsers: Vec<LaunchSpec>,
-    /// Backend priority list.
+    /// Backend priority.
     pub backends: Vec<Backend>,
-    /// Whether a software WebGPU adapter (SwiftShader, lavapipe) counts as WebGPU.
+    /// Whether a software WebGPU adapter counts as WebGPU.
     pub allow_fallback_adapter: bool,
-    /// Warm-up runs after the first run, not measured.
-    pub warmup: u32,
-    /// Measured warm runs.
-    pub iterations: u32,
-    /// Bound on one `run` call.
-    pub run_timeout: Duration,
-    /// Bound on one `load` call (fetch plus session creation).
-    pub load_timeout: Duration,
+    /// Matrix or routed.
+    pub placement: Placement,
+    /// The workload (per cell in matrix mode).
+    pub workload: Workload,
+    /// Pool shape.
+    pub pool: PoolShape,
+    /// Bounds on page calls.
+    pub timeouts: SlotTimeouts,
+    /// Model cache.
+    pub cache: Cache,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl RunPlan {
+    /// The benchmark grid `run` uses: each model in each browser, `iterations` back to back.
+    pub fn matrix(
+        models: Vec<PreparedModel>,
+        browsers: Vec<LaunchSpec>,
+        iterations: u32,
+        warmup: u32,
+    ) -> Self {
+        let n = browsers.len().max(1);
+        Self {
+            models,
+            browsers,
+            backends: Backend::DEFAULT_PRIORITY.to_vec(),
+            allow_fallback_adapter: false,
+            placement: Placement::Matrix,
+            workload: Workload {
+                schedule: Schedule::Closed { concurrency: 1 },
+                bound: Bound::Iterations(u64::from(iterations)),
+                warmup,
+                request_timeout: Duration::from_secs(120),
+            },
+            pool: PoolShape {
+                min_workers: n,
+                max_workers: n,
+                preferences: Preferences::default(),
+                idle_timeout: Duration::from_secs(3600),
+                heartbeat_interval: Duration::from_secs(5),
+                heartbeat_timeout: Duration::from_secs(30),
+                scale_up_queue: usize::MAX,
+            },
+            timeouts: SlotTimeouts {
+                load: Duration::from_secs(300),
+                run: Duration::from_secs(120),
+                call: Duration::from_secs(60),
+            },
+            cache: Cache::from_env(),
+            seed: 42,
+        }
+    }
 }
 
 /// What the engine measured.
@@ -45,12 +127,20 @@ pub struct RunPlan {
 pub struct EngineOutput {
     /// Each browser launched and what it offered.
     pub browsers: Vec<BrowserEnv>,
-    /// One row per model x browser (x the backend it ended up on).
+    /// One row per model x browser x backend.
     pub rows: Vec<ResultRow>,
     /// Request accounting.
     pub requests: Requests,
     /// Every request issued, in order.
     pub samples: Vec<Sample>,
+    /// Per-worker resources and utilization.
+    pub workers: Vec<WorkerSummary>,
+    /// Every routing decision.
+    pub routing: Vec<RoutingRecord>,
+    /// Scaling and health events.
+    pub pool_events: Vec<PoolEventRecord>,
+    /// Largest number of live workers at once.
+    pub peak_workers: usize,
     /// Why the run stopped before its end, if it did.
     pub stopped_early: Option<String>,
 }
@@ -59,31 +149,22 @@ pub struct EngineOutput {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum RunEvent<'a> {
-    /// A browser is being launched.
-    Launching {
-        /// Which.
-        browser: BrowserKind,
+    /// The pool is starting its first workers.
+    Starting {
+        /// Browser kinds.
+        browsers: &'a [BrowserKind],
     },
-    /// A browser is ready.
-    Launched {
-        /// Worker id.
-        worker: &'a str,
-        /// Version.
-        version: &'a str,
-        /// Launch to page ready.
-        elapsed: Duration,
-    },
-    /// A model is loading on a worker.
+    /// A model is being placed.
     Loading {
-        /// Worker id.
-        worker: &'a str,
+        /// Browser kind asked for, if any.
+        browser: Option<BrowserKind>,
         /// Model name.
         model: &'a str,
     },
-    /// A model finished on a worker.
-    CellDone {
-        /// The row just measured.
-        row: &'a ResultRow,
+    /// A workload phase started.
+    Driving {
+        /// What runs.
+        what: String,
     },
     /// Something worth telling the user that does not stop the run.
     Warning {
@@ -98,391 +179,316 @@ pub trait RunObserver: Send + Sync {
     fn on_event(&self, _event: &RunEvent<'_>) {}
 }
 
-/// One measured cell before the correctness verdict.
-struct Cell {
-    row: ResultRow,
-    output: Option<CellOutput>,
-}
-
-/// Runs `plan`. Returns what was measured even when the run was cancelled or a browser failed;
-/// only a failure to launch any browser at all is an error.
+/// Runs `plan`. Returns what was measured even when the run was cancelled or a model failed;
+/// only a failure to start the pool is an error (nothing is left running then).
 ///
 /// # Errors
-/// [`WorkerError::Launch`] when a browser cannot be launched (nothing is left running).
+/// [`PoolError`] when the initial workers cannot be launched.
 pub async fn execute(
     plan: &RunPlan,
-    server: &AssetServer,
+    server: Arc<AssetServer>,
     cancel: &CancellationToken,
     observer: &dyn RunObserver,
-) -> Result<EngineOutput, WorkerError> {
-    let mut out = EngineOutput::default();
-    let workers = launch_all(plan, observer).await;
-    let mut live = Vec::new();
-    let mut launch_error = None;
-    for w in workers {
-        match w {
-            Ok(w) => live.push(w),
-            Err(e) => launch_error = Some(e),
-        }
-    }
-    if let Some(e) = launch_error {
-        close_all(&live).await;
-        return Err(e);
-    }
-
-    let mut rec = Recorder {
-        t0: Instant::now(),
-        requests: Requests::default(),
-        samples: Vec::new(),
+) -> Result<EngineOutput, PoolError> {
+    let kinds: Vec<BrowserKind> = plan.browsers.iter().map(|b| b.kind).collect();
+    observer.on_event(&RunEvent::Starting { browsers: &kinds });
+    let config = PoolConfig {
+        launches: plan.browsers.clone(),
+        initial: kinds.clone(),
+        min_workers: plan.pool.min_workers,
+        max_workers: plan.pool.max_workers.max(plan.pool.min_workers).max(1),
+        backends: plan.backends.clone(),
+        allow_fallback_adapter: plan.allow_fallback_adapter,
+        preferences: plan.pool.preferences.clone(),
+        timeouts: plan.timeouts,
+        heartbeat_interval: plan.pool.heartbeat_interval,
+        heartbeat_timeout: plan.pool.heartbeat_timeout,
+        idle_timeout: plan.pool.idle_timeout,
+        scale_up_queue: plan.pool.scale_up_queue,
+        cache: plan.cache.clone(),
+        seed: plan.seed,
     };
-    let mut cells: Vec<(usize, Cell)> = Vec::new();
-    'workers: for worker in &live {
-        let env = match describe(worker, plan).await {
-            Ok(env) => env,
-            Err(e) => {
-                observer.on_event(&RunEvent::Warning {
-                    message: format!("{}: capabilities failed: {e}", worker.id),
-                });
-                BrowserEnv {
-                    kind: worker.kind().to_string(),
-                    ..Default::default()
+    let pool = tokio::select! {
+        p = Pool::start(config, server, cancel.clone()) => p?,
+        () = cancel.cancelled() => return Ok(EngineOutput { stopped_early: Some("interrupted".into()), ..Default::default() }),
+    };
+    let mut errors: Vec<(String, String, String)> = Vec::new();
+    match plan.placement {
+        Placement::Matrix => {
+            'cells: for &kind in &kinds {
+                for model in &plan.models {
+                    if cancel.is_cancelled() {
+                        break 'cells;
+                    }
+                    let hw = HardwarePreferences {
+                        browser: Some(kind),
+                        backends: None,
+                    };
+                    observer.on_event(&RunEvent::Loading {
+                        browser: Some(kind),
+                        model: &model.name,
+                    });
+                    let placed = tokio::select! {
+                        h = pool.get_model(model.task, &model.name, hw, FaultTolerance::None) => h,
+                        () = cancel.cancelled() => break 'cells,
+                    };
+                    match placed {
+                        Ok(h) => {
+                            observer.on_event(&RunEvent::Driving {
+                                what: format!("{} on {kind}", model.name),
+                            });
+                            scheduler::drive(std::slice::from_ref(&h), &plan.workload, cancel)
+                                .await;
+                            h.release().await;
+                        }
+                        Err(e) => {
+                            errors.push((model.name.clone(), kind.to_string(), e.to_string()))
+                        }
+                    }
                 }
             }
-        };
-        out.browsers.push(env);
-        for (m, model) in plan.models.iter().enumerate() {
-            if cancel.is_cancelled() {
-                out.stopped_early = Some("interrupted".into());
-                break 'workers;
-            }
-            observer.on_event(&RunEvent::Loading {
-                worker: &worker.id,
-                model: &model.name,
-            });
-            let cell = measure(worker, model, plan, server, cancel, &mut rec).await;
-            observer.on_event(&RunEvent::CellDone { row: &cell.row });
-            let crashed = cell
-                .row
-                .error
-                .as_deref()
-                .is_some_and(|e| e.starts_with("browser crashed"));
-            cells.push((m, cell));
-            if crashed {
-                observer.on_event(&RunEvent::Warning {
-                    message: format!("{} is gone; its remaining models are skipped", worker.id),
+        }
+        Placement::Routed => {
+            let mut handles = Vec::new();
+            for model in &plan.models {
+                if cancel.is_cancelled() {
+                    break;
+                }
+                observer.on_event(&RunEvent::Loading {
+                    browser: None,
+                    model: &model.name,
                 });
-                break;
+                let placed = tokio::select! {
+                    h = pool.get_model(model.task, &model.name, HardwarePreferences::default(), FaultTolerance::None) => h,
+                    () = cancel.cancelled() => break,
+                };
+                match placed {
+                    Ok(h) => handles.push(h),
+                    Err(e) => errors.push((model.name.clone(), String::new(), e.to_string())),
+                }
+            }
+            if !cancel.is_cancelled() {
+                let names: Vec<_> = handles.iter().map(|h| h.model().name.clone()).collect();
+                observer.on_event(&RunEvent::Driving {
+                    what: names.join(", "),
+                });
+                scheduler::drive(&handles, &plan.workload, cancel).await;
             }
         }
     }
-    if cancel.is_cancelled() && out.stopped_early.is_none() {
+    let report = pool.shutdown().await;
+    let mut out = summarize(plan, report, errors);
+    if cancel.is_cancelled() {
         out.stopped_early = Some("interrupted".into());
     }
-    close_all(&live).await;
+    Ok(out)
+}
 
-    // Correctness, model by model, over every cell that produced output.
-    for m in 0..plan.models.len() {
-        let idx: Vec<usize> = (0..cells.len()).filter(|&i| cells[i].0 == m).collect();
-        let outputs: Vec<CellOutput> = idx
+/// Turns what the pool observed into report rows, worker summaries and routing records.
+fn summarize(
+    plan: &RunPlan,
+    report: PoolReport,
+    errors: Vec<(String, String, String)>,
+) -> EngineOutput {
+    let mut out = EngineOutput {
+        requests: report.requests,
+        peak_workers: report.peak_workers,
+        ..Default::default()
+    };
+    let mut workers = report.workers;
+    workers.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+    for w in &workers {
+        if let Some(env) = &w.status.env {
+            if !out.browsers.iter().any(|b| b.kind == env.kind) {
+                out.browsers.push(env.clone());
+            }
+        }
+    }
+
+    // One row per model x browser x backend, in plan order.
+    let mut rows: BTreeMap<(usize, String, String), (ResultRow, Option<CellOutput>)> =
+        BTreeMap::new();
+    let order = |m: &str| {
+        plan.models
             .iter()
-            .map(|&i| {
-                cells[i].1.output.clone().unwrap_or_else(|| CellOutput {
-                    label: String::new(),
-                    backend: String::new(),
+            .position(|p| p.name == m)
+            .unwrap_or(usize::MAX)
+    };
+    for p in &report.placements {
+        let key = (
+            order(&p.model),
+            p.browser.to_string(),
+            p.load.backend.to_string(),
+        );
+        let entry = rows.entry(key).or_insert_with(|| {
+            let model = plan.models.iter().find(|m| m.name == p.model);
+            let row = ResultRow {
+                model: p.model.clone(),
+                task: model
+                    .map(|m| m.task.as_str().to_string())
+                    .unwrap_or_default(),
+                weights: model
+                    .map(|m| m.weights.as_str().to_string())
+                    .unwrap_or_default(),
+                weights_note: model.map(|m| m.weights_note.clone()).unwrap_or_default(),
+                browser: p.browser.to_string(),
+                backend: p.load.backend.to_string(),
+                backend_fallback_reason: (!p.load.fallback_reasons.is_empty()).then(|| {
+                    p.load
+                        .fallback_reasons
+                        .iter()
+                        .map(|r| format!("{}: {}", r.backend, r.reason))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                }),
+                load_ms: p.load.fetch_ms + p.load.session_create_ms,
+                session_create_ms: p.load.session_create_ms,
+                first_run_ms: p.first_run_ms,
+                memory_added_mb: p.memory_added_kib as f64 / 1024.0,
+                ..Default::default()
+            };
+            (row, p.output.clone())
+        });
+        if !entry.0.workers.contains(&p.worker) {
+            entry.0.workers.push(p.worker.clone());
+        }
+    }
+    for ((_, browser, backend), (row, _)) in rows.iter_mut() {
+        let mine: Vec<&Sample> = report
+            .samples
+            .iter()
+            .filter(|s| {
+                s.model == row.model
+                    && &s.browser == browser
+                    && &s.backend == backend
+                    && s.phase == Phase::Measure
+            })
+            .collect();
+        let ok: Vec<&&Sample> = mine.iter().filter(|s| s.ok).collect();
+        row.runs = ok.len() as u64;
+        row.failed = (mine.len() - ok.len()) as u64;
+        row.latency_ms = Percentiles::from_ms(&ok.iter().map(|s| s.page_ms).collect::<Vec<_>>())
+            .unwrap_or_default();
+        row.round_trip_ms =
+            Percentiles::from_ms(&ok.iter().map(|s| s.latency_ms).collect::<Vec<_>>())
+                .unwrap_or_default();
+        let start = mine
+            .iter()
+            .map(|s| s.started_ms)
+            .fold(f64::INFINITY, f64::min);
+        let end = mine
+            .iter()
+            .map(|s| s.scheduled_ms + s.latency_ms)
+            .fold(0.0, f64::max);
+        if end > start && !ok.is_empty() {
+            row.throughput_per_s = ok.len() as f64 / ((end - start) / 1e3);
+        }
+        if row.failed > 0 {
+            let mut classes: BTreeMap<&str, u64> = BTreeMap::new();
+            for s in mine.iter().filter(|s| !s.ok) {
+                *classes.entry(s.error.as_str()).or_default() += 1;
+            }
+            let what: Vec<String> = classes.iter().map(|(c, n)| format!("{n} {c}")).collect();
+            row.error = Some(format!(
+                "{} of {} requests failed ({})",
+                row.failed,
+                mine.len(),
+                what.join(", ")
+            ));
+        }
+    }
+    // Correctness per model across its cells.
+    let keys: Vec<_> = rows.keys().cloned().collect();
+    for m in 0..plan.models.len() {
+        let mine: Vec<_> = keys.iter().filter(|k| k.0 == m).cloned().collect();
+        let outputs: Vec<CellOutput> = mine
+            .iter()
+            .map(|k| {
+                rows[k].1.clone().unwrap_or_else(|| CellOutput {
+                    label: format!("{}/{}", k.1, k.2),
+                    backend: k.2.clone(),
                     sample: Vec::new(),
                     golden: None,
                 })
             })
             .collect();
-        for (&i, verdict) in idx.iter().zip(correctness::judge(&outputs)) {
-            if cells[i].1.output.is_some() {
-                cells[i].1.row.correctness = verdict;
+        for (k, verdict) in mine.iter().zip(correctness::judge(&outputs)) {
+            if let Some(r) = rows.get_mut(k) {
+                r.0.correctness = verdict;
             }
         }
     }
-    out.rows = cells.into_iter().map(|(_, c)| c.row).collect();
-    out.requests = rec.requests;
-    out.requests.settle();
-    out.samples = rec.samples;
-    Ok(out)
-}
-
-async fn launch_all(
-    plan: &RunPlan,
-    observer: &dyn RunObserver,
-) -> Vec<Result<Worker, WorkerError>> {
-    let mut n = std::collections::HashMap::new();
-    let launches = plan.browsers.iter().map(|spec| {
-        let k = n.entry(spec.kind).or_insert(0);
-        *k += 1;
-        let id = format!("{}#{}", spec.kind, k);
-        observer.on_event(&RunEvent::Launching { browser: spec.kind });
-        Worker::start(id, spec.clone())
-    });
-    let results = futures::future::join_all(launches).await;
-    for w in results.iter().flatten() {
-        observer.on_event(&RunEvent::Launched {
-            worker: &w.id,
-            version: w.browser().version(),
-            elapsed: w.launch_time,
+    out.rows = rows.into_values().map(|(r, _)| r).collect();
+    for (model, browser, e) in errors {
+        let spec = plan.models.iter().find(|m| m.name == model);
+        out.rows.push(ResultRow {
+            task: spec
+                .map(|m| m.task.as_str().to_string())
+                .unwrap_or_default(),
+            weights: spec
+                .map(|m| m.weights.as_str().to_string())
+                .unwrap_or_default(),
+            model,
+            browser,
+            error: Some(e),
+            ..Default::default()
         });
     }
-    results
-}
 
-async fn close_all(workers: &[Worker]) {
-    // A failed close has already killed what was left; there is nothing more to do.
-    futures::future::join_all(workers.iter().map(|w| w.close())).await;
-}
-
-async fn describe(worker: &Worker, plan: &RunPlan) -> Result<BrowserEnv, WorkerError> {
-    let webnn = plan.backends.contains(&Backend::Webnn);
-    let caps = worker.capabilities(webnn, Duration::from_secs(60)).await?;
-    Ok(browser_env(worker, &caps))
-}
-
-/// The environment record of `worker`, from its page's `capabilities` answer.
-pub fn browser_env(worker: &Worker, caps: &serde_json::Value) -> BrowserEnv {
-    let b = worker.browser();
-    BrowserEnv {
-        kind: b.kind().to_string(),
-        version: b.version().to_string(),
-        driver: b.driver().as_str().to_string(),
-        executable: worker.spec.executable.display().to_string(),
-        ort_version: caps["ort_version"].as_str().unwrap_or_default().to_string(),
-        webgpu: caps["webgpu"].clone(),
-        webnn: caps["webnn"].clone(),
-        wasm: caps["wasm"].clone(),
-        cross_origin_isolated: caps["cross_origin_isolated"].as_bool().unwrap_or(false),
-        launch_ms: worker.launch_time.as_secs_f64() * 1e3,
-    }
-}
-
-/// One model on one worker: load, first run, warm-up, measured runs, unload.
-async fn measure(
-    worker: &Worker,
-    model: &PreparedModel,
-    plan: &RunPlan,
-    server: &AssetServer,
-    cancel: &CancellationToken,
-    rec: &mut Recorder,
-) -> Cell {
-    let mut row = ResultRow {
-        model: model.name.clone(),
-        task: model.task.as_str().to_string(),
-        weights: model.weights.as_str().to_string(),
-        weights_note: model.weights_note.clone(),
-        browser: worker.kind().to_string(),
-        ..Default::default()
-    };
-    let load = tokio::select! {
-        r = worker.load(model, server, &plan.backends, plan.allow_fallback_adapter, plan.load_timeout) => r,
-        () = cancel.cancelled() => {
-            row.error = Some("interrupted while loading".into());
-            return Cell { row, output: None };
-        }
-    };
-    let load = match load {
-        Ok(l) => l,
-        Err(e) => {
-            row.error = Some(describe_error(&e));
-            return Cell { row, output: None };
-        }
-    };
-    row.backend = load.backend.to_string();
-    row.session_create_ms = load.session_create_ms;
-    row.load_ms = load.fetch_ms + load.session_create_ms;
-    if !load.fallback_reasons.is_empty() {
-        let reasons: Vec<String> = load
-            .fallback_reasons
-            .iter()
-            .map(|r| format!("{}: {}", r.backend, r.reason))
-            .collect();
-        row.backend_fallback_reason = Some(reasons.join("; "));
-    }
-
-    // First run: its output feeds the correctness check; full output only where a golden
-    // vector needs every value (the strided sample is enough to compare browsers).
-    let mode = if model.golden.is_some() {
-        OutputMode::Full
-    } else {
-        OutputMode::Sample
-    };
-    let first = match issue(
-        worker,
-        &model.name,
-        &row.backend,
-        Phase::First,
-        mode,
-        plan.run_timeout,
-        cancel,
-        rec,
-    )
-    .await
-    {
-        Ok((reply, _)) => reply,
-        Err(e) => {
-            row.error = Some(e);
-            return Cell { row, output: None };
-        }
-    };
-    row.first_run_ms = first.run_ms;
-    let output = cell_output(&row, model, &first);
-
-    let mut page_ms = Vec::with_capacity(plan.iterations as usize);
-    let mut trip_ms = Vec::with_capacity(plan.iterations as usize);
-    let mut wall = Duration::ZERO;
-    for i in 0..plan.warmup + plan.iterations {
-        if cancel.is_cancelled() {
-            row.error = Some(format!(
-                "interrupted after {} of {} measured runs",
-                page_ms.len(),
-                plan.iterations
-            ));
-            break;
-        }
-        let phase = if i < plan.warmup {
-            Phase::Warmup
-        } else {
-            Phase::Measure
-        };
-        match issue(
-            worker,
-            &model.name,
-            &row.backend,
-            phase,
-            OutputMode::None,
-            plan.run_timeout,
-            cancel,
-            rec,
-        )
-        .await
-        {
-            Ok((reply, took)) if i >= plan.warmup => {
-                page_ms.push(reply.run_ms);
-                trip_ms.push(took.as_secs_f64() * 1e3);
-                wall += took;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                row.error = Some(e);
-                break;
-            }
-        }
-    }
-    row.runs = page_ms.len() as u64;
-    row.latency_ms = Percentiles::from_ms(&page_ms).unwrap_or_default();
-    row.round_trip_ms = Percentiles::from_ms(&trip_ms).unwrap_or_default();
-    if !wall.is_zero() {
-        row.throughput_per_s = page_ms.len() as f64 / wall.as_secs_f64();
-    }
-    if row
-        .error
-        .as_deref()
-        .is_none_or(|e| !e.starts_with("browser crashed"))
-    {
-        // A failed unload leaves a session in a page that is about to close; not worth a row error.
-        let _ = worker.unload(&model.name, plan.run_timeout).await;
-    }
-    Cell { row, output }
-}
-
-/// Request accounting and raw samples of a run, in issue order.
-#[derive(Debug)]
-struct Recorder {
-    t0: Instant,
-    requests: Requests,
-    samples: Vec<Sample>,
-}
-
-/// Issues one run request and accounts for it: it ends succeeded or failed, never neither,
-/// and leaves one [`Sample`].
-#[allow(clippy::too_many_arguments)]
-async fn issue(
-    worker: &Worker,
-    model: &str,
-    backend: &str,
-    phase: Phase,
-    mode: OutputMode,
-    timeout: Duration,
-    cancel: &CancellationToken,
-    rec: &mut Recorder,
-) -> Result<(RunReply, Duration), String> {
-    rec.requests.issued += 1;
-    let started = Instant::now();
-    let result = tokio::select! {
-        r = worker.run(model, mode, timeout) => r.map_err(|e| (error_class(&e), describe_error(&e))),
-        () = cancel.cancelled() => Err(("interrupted", "interrupted during a run".to_string())),
-    };
-    let took = started.elapsed();
-    let at = started.duration_since(rec.t0).as_secs_f64() * 1e3;
-    let mut sample = Sample {
-        seq: rec.samples.len() as u64,
-        model: model.to_string(),
-        browser: worker.kind().to_string(),
-        worker: worker.id.clone(),
-        backend: backend.to_string(),
-        phase,
-        // Requests here are issued back to back, so the schedule is the issue time.
-        scheduled_ms: at,
-        started_ms: at,
-        latency_ms: took.as_secs_f64() * 1e3,
-        service_ms: took.as_secs_f64() * 1e3,
-        page_ms: 0.0,
-        ok: result.is_ok(),
-        error: String::new(),
-        attempt: 1,
-    };
-    let out = match result {
-        Ok(reply) => {
-            rec.requests.succeeded += 1;
-            sample.page_ms = reply.run_ms;
-            Ok((reply, took))
-        }
-        Err((class, e)) => {
-            rec.requests.failed += 1;
-            sample.error = class.to_string();
-            Err(e)
-        }
-    };
-    rec.samples.push(sample);
+    out.workers = workers
+        .iter()
+        .map(|w| WorkerSummary {
+            id: w.id.clone(),
+            browser: w.kind.to_string(),
+            version: w
+                .status
+                .env
+                .as_ref()
+                .map(|e| e.version.clone())
+                .unwrap_or_default(),
+            state: format!("{:?}", w.status.lifecycle).to_lowercase(),
+            alive_s: w.alive.as_secs_f64(),
+            utilization: w.utilization,
+            pss_peak_mb: w.status.pss_peak_kib as f64 / 1024.0,
+            pss_mean_mb: if w.status.pss_samples > 0 {
+                w.status.pss_sum_kib as f64 / w.status.pss_samples as f64 / 1024.0
+            } else {
+                0.0
+            },
+            models: report
+                .placements
+                .iter()
+                .filter(|p| p.worker == w.id)
+                .map(|p| ModelMemory {
+                    model: p.model.clone(),
+                    memory_added_mb: p.memory_added_kib as f64 / 1024.0,
+                })
+                .collect(),
+            fault: w.status.fault.clone(),
+        })
+        .collect();
+    out.routing = report
+        .decisions
+        .iter()
+        .map(|d| RoutingRecord {
+            model: d.model.clone(),
+            target: match &d.target {
+                Target::Worker(id) => id.clone(),
+                Target::Launch(k) => format!("new {k} worker"),
+            },
+            reasons: d.reasons.clone(),
+        })
+        .collect();
+    out.pool_events = report
+        .events
+        .iter()
+        .map(|e| PoolEventRecord {
+            at_ms: e.at_ms,
+            kind: e.kind.clone(),
+            worker: e.worker.clone(),
+            detail: e.detail.clone(),
+        })
+        .collect();
+    out.samples = report.samples;
     out
-}
-
-/// A short, stable error class for samples and counts.
-fn error_class(e: &WorkerError) -> &'static str {
-    if e.is_browser_crash() {
-        "crash"
-    } else if e.is_timeout() {
-        "timeout"
-    } else if e.is_page_error() {
-        "page"
-    } else {
-        "driver"
-    }
-}
-
-fn describe_error(e: &WorkerError) -> String {
-    if e.is_browser_crash() {
-        format!("browser crashed: {e}")
-    } else {
-        e.to_string()
-    }
-}
-
-fn cell_output(row: &ResultRow, model: &PreparedModel, first: &RunReply) -> Option<CellOutput> {
-    let tensor = first
-        .outputs
-        .get(&model.output_name)
-        .or_else(|| first.outputs.values().next())?;
-    let golden = model.golden.as_ref().map(|g| match tensor.full() {
-        Ok(full) => g.check(&tensor.dims, &full),
-        Err(_) => g.check(&tensor.dims, &[]),
-    });
-    Some(CellOutput {
-        label: format!("{}/{}", row.browser, row.backend),
-        backend: row.backend.clone(),
-        sample: tensor.sample.clone(),
-        golden,
-    })
 }

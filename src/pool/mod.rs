@@ -13,9 +13,16 @@ use serde::{Deserialize, Serialize};
 
 pub mod correctness;
 pub mod engine;
+pub mod manager;
+pub mod router;
+pub mod scheduler;
+pub mod slot;
 pub mod worker;
 
-pub use engine::{execute, EngineOutput, RunEvent, RunObserver, RunPlan};
+pub use engine::{execute, EngineOutput, Placement, PoolShape, RunEvent, RunObserver, RunPlan};
+pub use manager::{FaultTolerance, Inference, Input, ModelHandle, Pool, PoolConfig, PoolError};
+pub use router::{HardwarePreferences, Preferences};
+pub use scheduler::{Bound, Schedule, Workload};
 pub use worker::Worker;
 
 /// An onnxruntime-web execution provider, as the page names it.

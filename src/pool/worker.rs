@@ -258,3 +258,76 @@ fn parse<T: serde::de::DeserializeOwned>(
         message: format!("the page's reply does not match page API v1: {e}"),
     })
 }
+
+/// The environment record of `worker`, from its page's `capabilities` answer.
+pub fn browser_env(worker: &Worker, caps: &serde_json::Value) -> crate::metrics::BrowserEnv {
+    let b = worker.browser();
+    crate::metrics::BrowserEnv {
+        kind: b.kind().to_string(),
+        version: b.version().to_string(),
+        driver: b.driver().as_str().to_string(),
+        executable: worker.spec.executable.display().to_string(),
+        ort_version: caps["ort_version"].as_str().unwrap_or_default().to_string(),
+        webgpu: caps["webgpu"].clone(),
+        webnn: caps["webnn"].clone(),
+        wasm: caps["wasm"].clone(),
+        cross_origin_isolated: caps["cross_origin_isolated"].as_bool().unwrap_or(false),
+        launch_ms: worker.launch_time.as_secs_f64() * 1e3,
+    }
+}
+
+/// The backends a page can run, from its `capabilities`: wasm always; WebGPU when an adapter
+/// exists and is either hardware or allowed as a software fallback; WebNN when a context opened.
+pub fn offered_backends(caps: &serde_json::Value, allow_fallback_adapter: bool) -> Vec<Backend> {
+    let mut out = Vec::new();
+    let gpu = &caps["webgpu"];
+    if gpu["available"].as_bool() == Some(true)
+        && (allow_fallback_adapter || gpu["adapter"]["fallback"].as_bool() != Some(true))
+    {
+        out.push(Backend::Webgpu);
+    }
+    if caps["webnn"]["available"].as_bool() == Some(true) {
+        out.push(Backend::Webnn);
+    }
+    out.push(Backend::Wasm);
+    out
+}
+
+/// The correctness input of a first run: the strided sample, and the golden check where the
+/// model has one.
+pub fn cell_output(
+    browser: &str,
+    model: &PreparedModel,
+    backend: Backend,
+    first: &RunReply,
+) -> Option<super::correctness::CellOutput> {
+    let tensor = first
+        .outputs
+        .get(&model.output_name)
+        .or_else(|| first.outputs.values().next())?;
+    let golden = model.golden.as_ref().map(|g| match tensor.full() {
+        Ok(full) => g.check(&tensor.dims, &full),
+        Err(_) => g.check(&tensor.dims, &[]),
+    });
+    Some(super::correctness::CellOutput {
+        label: format!("{browser}/{backend}"),
+        backend: backend.to_string(),
+        sample: tensor.sample.clone(),
+        golden,
+    })
+}
+
+/// A short, stable error class for samples and counts.
+pub fn error_class(e: &WorkerError) -> &'static str {
+    if e.is_browser_crash() {
+        "crash"
+    } else if e.is_timeout() {
+        "timeout"
+    } else if e.is_page_error() {
+        "page"
+    } else if e.is_session_lost() {
+        "session_lost"
+    } else {
+        "driver"
+    }
+}

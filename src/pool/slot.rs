@@ -1,0 +1,428 @@
+//! A pool slot: the task that owns one [`Worker`] (a browser and its page) and the handle the
+//! rest of the pool uses to talk to it.
+//!
+//! One task owns each browser session and callers send it `(Job, oneshot reply)` over a bounded
+//! channel (fantoccini's session task): this serialises page calls, gives backpressure, and
+//! leaves one place that closes the browser. The handle's [`SlotStatus`] is a snapshot the router,
+//! the reaper and the reports read; its `std::sync::Mutex` is never held across an `.await`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::browser::{process, BrowserKind, WorkerError};
+use crate::metrics::BrowserEnv;
+use crate::models::PreparedModel;
+use crate::server::AssetServer;
+
+use super::worker::{LoadReply, OutputMode, RunReply};
+use super::{Backend, Worker};
+
+/// Jobs waiting per slot before senders wait (backpressure).
+const QUEUE_CAPACITY: usize = 64;
+
+/// Where a worker is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifecycle {
+    /// Launching the browser and opening the page.
+    Starting,
+    /// Up and idle.
+    Ready,
+    /// Running a job.
+    Busy,
+    /// Failed a call or a health check; not routed to.
+    Unhealthy,
+    /// Being repaired.
+    Recovering,
+    /// Closed; its browser is gone.
+    Closed,
+}
+
+/// A model loaded on a slot.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The page's load answer (backend, fallback reasons, timings).
+    pub reply: LoadReply,
+    /// Growth of the browser's PSS across the load, KiB (0 when not measurable).
+    pub memory_added_kib: u64,
+}
+
+/// What the pool knows about a slot right now.
+#[derive(Debug, Clone)]
+pub struct SlotStatus {
+    /// Lifecycle state.
+    pub lifecycle: Lifecycle,
+    /// Jobs queued or running.
+    pub queued: usize,
+    /// Models with a live session, by name.
+    pub loaded: BTreeMap<String, Loaded>,
+    /// Time spent running jobs.
+    pub busy: Duration,
+    /// When the slot was created.
+    pub created: Instant,
+    /// When it last finished a job (or was created).
+    pub last_active: Instant,
+    /// What the page offered at start.
+    pub env: Option<BrowserEnv>,
+    /// Backends this slot can run, given the pool's fallback-adapter policy.
+    pub backends: Vec<Backend>,
+    /// Browser main pid.
+    pub pid: Option<u32>,
+    /// Peak PSS of the browser's process tree seen so far, KiB.
+    pub pss_peak_kib: u64,
+    /// Sum and count of PSS samples, for the mean.
+    pub pss_sum_kib: u64,
+    /// Number of PSS samples.
+    pub pss_samples: u64,
+    /// Why it went unhealthy, when it did.
+    pub fault: Option<String>,
+}
+
+/// A job for the slot task.
+#[derive(Debug)]
+enum Job {
+    Load {
+        model: Arc<PreparedModel>,
+        reply: oneshot::Sender<Result<Loaded, WorkerError>>,
+    },
+    Run {
+        model: String,
+        mode: OutputMode,
+        reply: oneshot::Sender<Result<RunReply, WorkerError>>,
+    },
+    Unload {
+        model: String,
+        reply: oneshot::Sender<Result<(), WorkerError>>,
+    },
+    Call {
+        method: String,
+        args: serde_json::Value,
+        reply: oneshot::Sender<Result<serde_json::Value, WorkerError>>,
+    },
+}
+
+/// The pool's handle on one slot. Cheap to share (`Arc<Slot>`).
+#[derive(Debug)]
+pub struct Slot {
+    /// Worker id, e.g. `chromium#2`.
+    pub id: String,
+    /// Browser kind.
+    pub kind: BrowserKind,
+    tx: mpsc::Sender<Job>,
+    status: Mutex<SlotStatus>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    timeouts: SlotTimeouts,
+}
+
+/// Bounds on page calls made by a slot.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotTimeouts {
+    /// A load (fetch plus session creation).
+    pub load: Duration,
+    /// One run.
+    pub run: Duration,
+    /// Anything else (capabilities, unload, health checks).
+    pub call: Duration,
+}
+
+impl Slot {
+    /// Takes ownership of a started worker and spawns the task that serves it.
+    pub fn spawn(
+        worker: Worker,
+        env: BrowserEnv,
+        backends: Vec<Backend>,
+        server: Arc<AssetServer>,
+        pool_backends: Vec<Backend>,
+        allow_fallback_adapter: bool,
+        timeouts: SlotTimeouts,
+    ) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let now = Instant::now();
+        let slot = Arc::new(Self {
+            id: worker.id.clone(),
+            kind: worker.kind(),
+            tx,
+            status: Mutex::new(SlotStatus {
+                lifecycle: Lifecycle::Ready,
+                queued: 0,
+                loaded: BTreeMap::new(),
+                busy: Duration::ZERO,
+                created: now,
+                last_active: now,
+                env: Some(env),
+                backends,
+                pid: worker.browser().pid(),
+                pss_peak_kib: 0,
+                pss_sum_kib: 0,
+                pss_samples: 0,
+                fault: None,
+            }),
+            task: Mutex::new(None),
+            timeouts,
+        });
+        let serve = Serve {
+            slot: Arc::downgrade(&slot),
+            server,
+            backends: pool_backends,
+            allow_fallback_adapter,
+        };
+        let handle = tokio::spawn(serve.run(worker, rx, timeouts));
+        *lock(&slot.task) = Some(handle);
+        slot
+    }
+
+    /// A snapshot of the status.
+    pub fn status(&self) -> SlotStatus {
+        lock(&self.status).clone()
+    }
+
+    /// Whether the router may send work here.
+    pub fn is_routable(&self) -> bool {
+        matches!(
+            lock(&self.status).lifecycle,
+            Lifecycle::Ready | Lifecycle::Busy
+        )
+    }
+
+    /// Jobs queued or running.
+    pub fn queued(&self) -> usize {
+        lock(&self.status).queued
+    }
+
+    /// Marks the slot unhealthy so the router stops using it.
+    pub fn mark_unhealthy(&self, why: String) {
+        let mut s = lock(&self.status);
+        if s.lifecycle != Lifecycle::Closed {
+            s.lifecycle = Lifecycle::Unhealthy;
+            s.fault.get_or_insert(why);
+        }
+    }
+
+    /// Records one PSS sample of the browser's process tree.
+    pub fn sample_memory(&self) {
+        let pid = lock(&self.status).pid;
+        if let Some(kib) = pid.and_then(process::tree_pss_kib) {
+            let mut s = lock(&self.status);
+            s.pss_peak_kib = s.pss_peak_kib.max(kib);
+            s.pss_sum_kib += kib;
+            s.pss_samples += 1;
+        }
+    }
+
+    /// Loads `model` (first backend that works).
+    ///
+    /// # Errors
+    /// The page's or driver's error; [`WorkerError::Unusable`] when the slot is closed.
+    pub async fn load(&self, model: Arc<PreparedModel>) -> Result<Loaded, WorkerError> {
+        self.ask("load", |reply| Job::Load { model, reply }).await
+    }
+
+    /// Runs `model` once.
+    ///
+    /// # Errors
+    /// As [`Slot::load`].
+    pub async fn run(&self, model: &str, mode: OutputMode) -> Result<RunReply, WorkerError> {
+        self.ask("run", |reply| Job::Run {
+            model: model.to_string(),
+            mode,
+            reply,
+        })
+        .await
+    }
+
+    /// Releases `model`'s session.
+    ///
+    /// # Errors
+    /// As [`Slot::load`].
+    pub async fn unload(&self, model: &str) -> Result<(), WorkerError> {
+        self.ask("unload", |reply| Job::Unload {
+            model: model.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    /// Any page API call (`echo` for health checks, `stats`, fault hooks).
+    ///
+    /// # Errors
+    /// As [`Slot::load`].
+    pub async fn call(
+        &self,
+        method: &str,
+        args: serde_json::Value,
+    ) -> Result<serde_json::Value, WorkerError> {
+        self.ask(method, |reply| Job::Call {
+            method: method.to_string(),
+            args,
+            reply,
+        })
+        .await
+    }
+
+    async fn ask<T>(
+        &self,
+        method: &str,
+        job: impl FnOnce(oneshot::Sender<Result<T, WorkerError>>) -> Job,
+    ) -> Result<T, WorkerError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || WorkerError::Unusable {
+            method: method.to_string(),
+            reason: format!("{} is closed", self.id),
+        };
+        // Counted until answered or abandoned (a caller past its deadline drops this future).
+        let _queued = Queued::enter(&self.status);
+        let sent = self.tx.send(job(reply)).await;
+        let result = match sent {
+            Ok(()) => answer.await.unwrap_or_else(|_| Err(gone())),
+            Err(_) => Err(gone()),
+        };
+        if let Err(e) = &result {
+            if e.is_session_lost() || e.is_timeout() {
+                self.mark_unhealthy(e.to_string());
+            }
+        }
+        result
+    }
+
+    /// Closes the browser: queued jobs fail, the task ends, processes and profile are gone.
+    pub async fn close(&self) {
+        let handle = lock(&self.task).take();
+        // Dropping our sender is not enough (the Arc may live on); the task exits on Close.
+        let (reply, done) = oneshot::channel();
+        let _ = self
+            .tx
+            .send(Job::Call {
+                method: CLOSE.to_string(),
+                args: serde_json::Value::Null,
+                reply,
+            })
+            .await;
+        let _ = tokio::time::timeout(self.timeouts.call + Duration::from_secs(10), done).await;
+        if let Some(h) = handle {
+            let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+        }
+        lock(&self.status).lifecycle = Lifecycle::Closed;
+    }
+}
+
+/// Counts a job in `queued` for as long as it lives.
+struct Queued<'a>(&'a Mutex<SlotStatus>);
+
+impl<'a> Queued<'a> {
+    fn enter(status: &'a Mutex<SlotStatus>) -> Self {
+        lock(status).queued += 1;
+        Self(status)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        lock(self.0).queued -= 1;
+    }
+}
+
+/// The pseudo-method that tells the slot task to close its browser and stop.
+const CLOSE: &str = "\u{0}close";
+
+/// The slot task's state.
+struct Serve {
+    slot: std::sync::Weak<Slot>,
+    server: Arc<AssetServer>,
+    backends: Vec<Backend>,
+    allow_fallback_adapter: bool,
+}
+
+impl Serve {
+    async fn run(self, worker: Worker, mut rx: mpsc::Receiver<Job>, t: SlotTimeouts) {
+        while let Some(job) = rx.recv().await {
+            let started = Instant::now();
+            self.with_status(|s| {
+                if s.lifecycle == Lifecycle::Ready {
+                    s.lifecycle = Lifecycle::Busy;
+                }
+            });
+            let closing = matches!(&job, Job::Call { method, .. } if method == CLOSE);
+            match job {
+                Job::Load { model, reply } => {
+                    let pid = worker.browser().pid();
+                    let before = pid.and_then(process::tree_pss_kib).unwrap_or(0);
+                    let r = worker
+                        .load(
+                            &model,
+                            &self.server,
+                            &self.backends,
+                            self.allow_fallback_adapter,
+                            t.load,
+                        )
+                        .await
+                        .map(|reply| {
+                            let after = pid.and_then(process::tree_pss_kib).unwrap_or(0);
+                            Loaded {
+                                reply,
+                                memory_added_kib: after.saturating_sub(before),
+                            }
+                        });
+                    if let Ok(l) = &r {
+                        let name = model.name.clone();
+                        let l = l.clone();
+                        self.with_status(|s| {
+                            s.loaded.insert(name, l);
+                        });
+                    }
+                    let _ = reply.send(r);
+                }
+                Job::Run { model, mode, reply } => {
+                    let _ = reply.send(worker.run(&model, mode, t.run).await);
+                }
+                Job::Unload { model, reply } => {
+                    let r = worker.unload(&model, t.call).await;
+                    self.with_status(|s| {
+                        s.loaded.remove(&model);
+                    });
+                    let _ = reply.send(r);
+                }
+                Job::Call { reply, .. } if closing => {
+                    let r = worker.close().await.map(|()| serde_json::Value::Null);
+                    self.with_status(|s| {
+                        s.lifecycle = Lifecycle::Closed;
+                        s.loaded.clear();
+                    });
+                    let _ = reply.send(r);
+                    break;
+                }
+                Job::Call {
+                    method,
+                    args,
+                    reply,
+                } => {
+                    let _ = reply.send(worker.browser().call(&method, args, t.call).await);
+                }
+            }
+            let took = started.elapsed();
+            self.with_status(|s| {
+                s.busy += took;
+                s.last_active = Instant::now();
+                if s.lifecycle == Lifecycle::Busy {
+                    s.lifecycle = Lifecycle::Ready;
+                }
+            });
+        }
+        // Every handle is gone or Close was handled: make sure the browser is closed.
+        let _ = worker.close().await;
+        self.with_status(|s| s.lifecycle = Lifecycle::Closed);
+    }
+
+    fn with_status(&self, f: impl FnOnce(&mut SlotStatus)) {
+        if let Some(slot) = self.slot.upgrade() {
+            f(&mut lock(&slot.status));
+        }
+    }
+}
+
+/// Locks a std mutex, recovering from poisoning (a panicked holder left plain data behind).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
