@@ -65,6 +65,8 @@ pub struct Concurrent {
     pub max_workers: usize,
     /// Idle time before a worker beyond the minimum is closed.
     pub idle_timeout: Duration,
+    /// Keep the pool up and idle this long after the workload (to watch it shrink).
+    pub cooldown: Duration,
 }
 
 /// A resolved run: every name looked up, every path found.
@@ -315,9 +317,12 @@ fn build_plan(
                 concurrency: c.concurrency.max(1),
             },
         };
-        if let Some(d) = c.duration {
-            plan.workload.bound = pool::Bound::Duration(d);
-        }
+        plan.workload.bound = match c.duration {
+            Some(d) => pool::Bound::Duration(d),
+            // Iterations are per model, as in the matrix.
+            None => pool::Bound::Iterations(u64::from(o.iterations) * config.models.len() as u64),
+        };
+        plan.cooldown = c.cooldown;
         plan.pool.min_workers = c.min_workers;
         plan.pool.max_workers = c.max_workers.max(c.min_workers);
         plan.pool.idle_timeout = c.idle_timeout;

@@ -247,6 +247,12 @@ pub struct WorkerSummary {
     pub pss_mean_mb: f64,
     /// Models loaded there and the memory each added.
     pub models: Vec<ModelMemory>,
+    /// Sessions the page created (its own counter; a reused model does not add one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_load_count: Option<u64>,
+    /// Runs the page served (its own counter).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_runs: Option<u64>,
     /// Why it was taken out of service, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,

@@ -71,6 +71,8 @@ pub struct RunPlan {
     pub placement: Placement,
     /// The workload (per cell in matrix mode).
     pub workload: Workload,
+    /// Routed mode: after the workload, keep the pool up and idle this long (scale-down shows).
+    pub cooldown: Duration,
     /// Pool shape.
     pub pool: PoolShape,
     /// Bounds on page calls.
@@ -102,6 +104,7 @@ impl RunPlan {
                 warmup,
                 request_timeout: Duration::from_secs(120),
             },
+            cooldown: Duration::ZERO,
             pool: PoolShape {
                 min_workers: n,
                 max_workers: n,
@@ -273,6 +276,13 @@ pub async fn execute(
                     what: names.join(", "),
                 });
                 scheduler::drive(&handles, &plan.workload, cancel).await;
+                if !plan.cooldown.is_zero() {
+                    observer.on_event(&RunEvent::Driving { what: format!("nothing: cooling down for {:?}", plan.cooldown) });
+                    tokio::select! {
+                        () = tokio::time::sleep(plan.cooldown) => {}
+                        () = cancel.cancelled() => {}
+                    }
+                }
             }
         }
     }
@@ -465,6 +475,8 @@ fn summarize(
                 })
                 .collect(),
             fault: w.status.fault.clone(),
+            page_load_count: w.status.page_stats.as_ref().and_then(|v| v["load_count"].as_u64()),
+            page_runs: w.status.page_stats.as_ref().and_then(|v| v["runs"].as_u64()),
         })
         .collect();
     out.routing = report

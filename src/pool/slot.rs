@@ -79,6 +79,8 @@ pub struct SlotStatus {
     pub pss_samples: u64,
     /// Why it went unhealthy, when it did.
     pub fault: Option<String>,
+    /// The page's own counters (`stats`: load_count, runs), read just before close.
+    pub page_stats: Option<serde_json::Value>,
 }
 
 /// A job for the slot task.
@@ -159,6 +161,7 @@ impl Slot {
                 pss_sum_kib: 0,
                 pss_samples: 0,
                 fault: None,
+                page_stats: None,
             }),
             task: Mutex::new(None),
             timeouts,
@@ -289,6 +292,13 @@ impl Slot {
 
     /// Closes the browser: queued jobs fail, the task ends, processes and profile are gone.
     pub async fn close(&self) {
+        if self.is_routable() {
+            // The page's own counters outlive it in the report (bounded: a hung page says nothing).
+            let stats = tokio::time::timeout(Duration::from_secs(5), self.call("stats", serde_json::json!({}))).await;
+            if let Ok(Ok(v)) = stats {
+                lock(&self.status).page_stats = Some(v);
+            }
+        }
         let handle = lock(&self.task).take();
         // Dropping our sender is not enough (the Arc may live on); the task exits on Close.
         let (reply, done) = oneshot::channel();

@@ -222,3 +222,35 @@ fn yes(v: &serde_json::Value) -> &'static str {
         "no"
     }
 }
+
+/// Renders one row per worker: lifetime, utilization, memory, and the memory each model added.
+pub fn render_workers(summary: &RunSummary) -> String {
+    if summary.workers.is_empty() {
+        return String::new();
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["worker", "alive s", "busy %", "PSS peak MiB", "PSS mean MiB", "models (MiB added at load)", "state"]);
+    for w in &summary.workers {
+        let models: Vec<String> = w.models.iter().map(|m| format!("{} +{:.0}", m.model, m.memory_added_mb)).collect();
+        let state = match &w.fault {
+            Some(f) => format!("{}: {f}", w.state),
+            None => w.state.clone(),
+        };
+        table.add_row([
+            w.id.clone(),
+            format!("{:.1}", w.alive_s),
+            format!("{:.0}", w.utilization * 100.0),
+            format!("{:.0}", w.pss_peak_mb),
+            format!("{:.0}", w.pss_mean_mb),
+            models.join(", "),
+            state,
+        ]);
+    }
+    for i in 1..5 {
+        if let Some(c) = table.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    format!("{table}\n")
+}
