@@ -1,7 +1,7 @@
 //! The application layer: resolves what the user asked for into a [`RunConfig`] (models found,
 //! browsers located, defaults applied), runs the engine, and writes the reports.
 //!
-//! `main` builds a [`RunOptions`] from the flags; everything here is callable in-process by tests.
+//! `main` compiles flags or a scenario file into a [`Scenario`]; everything here is callable in-process by tests.
 //! Uses `anyhow` for context at I/O boundaries; the engine below uses typed errors.
 
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use crate::browser::{self, BrowserKind, DriverKind, Installed, LaunchSpec};
 use crate::metrics::{Environment, RunSummary, SCHEMA_VERSION};
 use crate::models::{self, Cache, ModelSpec};
 use crate::pool::{self, Backend, RunObserver, RunPlan};
+use crate::scenario::{PlacementMode, Scenario, WorkloadMode};
 use crate::server::AssetServer;
 
 /// A bad flag or value: reported with exit code 2 and never retried.
@@ -21,67 +22,27 @@ use crate::server::AssetServer;
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// What the user asked for, before anything is looked up.
+/// Where and how a run is recorded (not part of the scenario: the same scenario can be run
+/// into different folders).
 #[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Model names or aliases.
-    pub models: Vec<String>,
-    /// Browser kinds, in order.
-    pub browsers: Vec<BrowserKind>,
-    /// Backend priority, or `None` for the default (webgpu, webnn, wasm).
-    pub backends: Option<Vec<Backend>>,
-    /// Measured warm runs.
-    pub iterations: u32,
-    /// Warm-up runs.
-    pub warmup: u32,
-    /// Seed for weights and inputs.
-    pub seed: u64,
-    /// Driver for Chromium-family browsers.
-    pub chromium_driver: DriverKind,
+pub struct RunExtras {
     /// Where run folders go.
     pub results_dir: PathBuf,
-    /// Bound on a load.
-    pub load_timeout: Duration,
-    /// Bound on a run.
-    pub run_timeout: Duration,
     /// The command line, for the report.
     pub command: String,
-    /// Run every model at once over a routed pool instead of the one-at-a-time matrix.
-    pub concurrent: Option<Concurrent>,
 }
 
-/// Options of a concurrent (routed) run.
-#[derive(Debug, Clone)]
-pub struct Concurrent {
-    /// Closed-loop clients (or the in-flight budget of an open loop).
-    pub concurrency: usize,
-    /// Run for this long instead of a number of iterations.
-    pub duration: Option<Duration>,
-    /// Open loop at this many requests per second.
-    pub rate: Option<f64>,
-    /// Workers kept alive.
-    pub min_workers: usize,
-    /// Workers never exceeded.
-    pub max_workers: usize,
-    /// Idle time before a worker beyond the minimum is closed.
-    pub idle_timeout: Duration,
-    /// Keep the pool up and idle this long after the workload (to watch it shrink).
-    pub cooldown: Duration,
-}
-
-/// A resolved run: every name looked up, every path found.
+/// A resolved run: the validated scenario with every name looked up and every path found.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// The models.
+    /// The scenario as given (validated).
+    pub scenario: Scenario,
+    /// Its models, resolved in the catalog, in order.
     pub models: Vec<&'static ModelSpec>,
-    /// Launch specs (the page URL is filled in once the server is up).
+    /// One launch spec per browser kind (the page URL is filled in once the server is up).
     pub launches: Vec<LaunchSpec>,
-    /// Backend priority.
-    pub backends: Vec<Backend>,
-    /// Whether a software WebGPU adapter counts as WebGPU.
-    pub allow_fallback_adapter: bool,
-    /// The options it came from.
-    pub options: RunOptions,
+    /// Recording options.
+    pub extras: RunExtras,
     /// Model cache.
     pub cache: Cache,
     /// The `web/` folder served to the page.
@@ -89,57 +50,40 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// Looks up models, browsers, drivers and the page.
+    /// Validates `scenario` and looks up its models, browsers, drivers and the page.
     ///
     /// # Errors
-    /// [`UsageError`] naming the flag and value for an unknown model, a missing browser or
-    /// driver (with the package to install), or a page that is not set up.
-    pub fn resolve(options: RunOptions) -> Result<Self> {
-        let models = options
+    /// [`UsageError`] for an invalid scenario, an unknown model, a missing browser or driver
+    /// (naming the package to install), or a page that is not set up.
+    pub fn resolve(scenario: Scenario, extras: RunExtras) -> Result<Self> {
+        if let Err(errors) = scenario.validate() {
+            let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            bail!(UsageError(lines.join("\n")));
+        }
+        let models = scenario
             .models
             .iter()
-            .map(|m| models::resolve(m).map_err(|e| UsageError(format!("--models: {e}"))))
+            .map(|m| models::resolve(&m.name).map_err(|e| UsageError(format!("--models: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        if models.is_empty() {
-            bail!(UsageError("--models: no model named".into()));
-        }
-        let backends = options
-            .backends
-            .clone()
-            .unwrap_or_else(|| Backend::DEFAULT_PRIORITY.to_vec());
-        if backends.is_empty() {
-            bail!(UsageError("--backends: no backend named".into()));
-        }
-        // Naming webgpu explicitly asks for it even on a software adapter (issue #2, item 7).
-        let allow_fallback_adapter = options
-            .backends
-            .as_ref()
-            .is_some_and(|b| b.contains(&Backend::Webgpu));
         let installed = browser::discover();
+        let webnn = scenario.backends.contains(&Backend::Webnn);
         let mut launches = Vec::new();
-        for &kind in &dedup(&options.browsers) {
+        for &kind in &dedup(&scenario.pool.browsers) {
             let driver = if kind.is_chromium_family() {
-                options.chromium_driver
+                scenario.pool.driver
             } else {
                 DriverKind::WebDriver
             };
-            launches.push(launch_spec(
-                &installed,
-                kind,
-                driver,
-                backends.contains(&Backend::Webnn),
-            )?);
-        }
-        if launches.is_empty() {
-            bail!(UsageError("--browsers: no browser named".into()));
+            let mut spec = launch_spec(&installed, kind, driver, webnn)?;
+            spec.launch_timeout = scenario.pool.launch_timeout;
+            launches.push(spec);
         }
         let web_dir = web_dir()?;
         Ok(Self {
+            scenario,
             models,
             launches,
-            backends,
-            allow_fallback_adapter,
-            options,
+            extras,
             cache: Cache::from_env(),
             web_dir,
         })
@@ -224,12 +168,17 @@ pub async fn run(
 ) -> Result<(RunSummary, PathBuf)> {
     let started = SystemTime::now();
     let run_id = run_id(started);
-    let run_dir = config.options.results_dir.join(&run_id);
+    let run_dir = config.extras.results_dir.join(&run_id);
     std::fs::create_dir_all(&run_dir)
         .with_context(|| format!("creating '{}'", run_dir.display()))?;
 
-    let prepared =
-        prepare_models(&config.models, &config.cache, config.options.seed, progress).await?;
+    let prepared = prepare_models(
+        &config.models,
+        &config.cache,
+        config.scenario.seed,
+        progress,
+    )
+    .await?;
     let server = AssetServer::start(config.web_dir.clone(), config.cache.models_dir())
         .await
         .context("starting the asset server")?;
@@ -247,7 +196,7 @@ pub async fn run(
     let mut summary = RunSummary {
         schema_version: SCHEMA_VERSION,
         run_id,
-        command: config.options.command.clone(),
+        command: config.extras.command.clone(),
         started_at: humantime::format_rfc3339_seconds(started).to_string(),
         finished_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         complete: false,
@@ -274,6 +223,8 @@ pub async fn run(
             summary.routing = out.routing;
             summary.pool_events = out.pool_events;
             summary.peak_workers = out.peak_workers;
+            summary.thresholds =
+                crate::metrics::thresholds::evaluate(&summary, &limits(&config.scenario));
             crate::report::write_run(&summary, &out.samples, &run_dir)?;
             Ok((summary, run_dir))
         }
@@ -290,45 +241,106 @@ pub async fn run(
     }
 }
 
-/// Compiles the resolved options into the engine's plan: the benchmark matrix by default, or
-/// all models at once over a routed pool with `concurrent`.
+/// Compiles the resolved scenario into the engine's plan.
 fn build_plan(
     config: &RunConfig,
     models: Vec<models::PreparedModel>,
     launches: Vec<LaunchSpec>,
 ) -> RunPlan {
-    let o = &config.options;
-    let mut plan = RunPlan::matrix(models, launches, o.iterations, o.warmup);
-    plan.backends = config.backends.clone();
-    plan.allow_fallback_adapter = config.allow_fallback_adapter;
-    plan.timeouts.load = o.load_timeout;
-    plan.timeouts.run = o.run_timeout;
-    plan.workload.request_timeout = o.run_timeout;
+    let sc = &config.scenario;
+    let w = &sc.workload;
+    let mut plan = RunPlan::matrix(models, launches, 0, w.warmup);
+    plan.backends = sc.backends.clone();
+    plan.allow_fallback_adapter = sc.allow_fallback_adapter;
+    plan.timeouts.load = w.load_timeout;
+    plan.timeouts.run = w.request_timeout;
+    plan.workload.request_timeout = w.request_timeout;
     plan.cache = config.cache.clone();
-    plan.seed = o.seed;
-    if let Some(c) = &o.concurrent {
-        plan.placement = pool::Placement::Routed;
-        plan.workload.schedule = match c.rate {
-            Some(rate) => pool::Schedule::Open {
-                rate_per_s: rate,
-                max_in_flight: c.concurrency.max(1) * 4,
-            },
-            None => pool::Schedule::Closed {
-                concurrency: c.concurrency.max(1),
-            },
-        };
-        plan.workload.bound = match c.duration {
-            Some(d) => pool::Bound::Duration(d),
-            // Iterations are per model, as in the matrix.
-            None => pool::Bound::Iterations(u64::from(o.iterations) * config.models.len() as u64),
-        };
-        plan.cooldown = c.cooldown;
-        plan.pool.min_workers = c.min_workers;
-        plan.pool.max_workers = c.max_workers.max(c.min_workers);
-        plan.pool.idle_timeout = c.idle_timeout;
-        plan.pool.scale_up_queue = 2;
+    plan.seed = sc.seed;
+    plan.pins = sc.models.iter().map(|m| (m.browser, m.weight)).collect();
+    plan.workload.schedule = match (w.mode, w.rate) {
+        (WorkloadMode::Open, Some(rate)) => pool::Schedule::Open {
+            rate_per_s: rate,
+            max_in_flight: w.concurrency.max(1) as usize,
+        },
+        _ => pool::Schedule::Closed {
+            concurrency: w.concurrency.max(1) as usize,
+        },
+    };
+    let per_model = w.iterations.unwrap_or(10);
+    match sc.pool.placement {
+        PlacementMode::Matrix => {
+            plan.workload.bound = match w.duration {
+                Some(d) => pool::Bound::Duration(d),
+                None => pool::Bound::Iterations(per_model),
+            };
+        }
+        PlacementMode::Routed => {
+            plan.placement = pool::Placement::Routed;
+            plan.workload.bound = match w.duration {
+                Some(d) => pool::Bound::Duration(d),
+                // Iterations are per model, as in the matrix.
+                None => pool::Bound::Iterations(per_model * config.models.len() as u64),
+            };
+            plan.cooldown = w.cooldown;
+            plan.pool.min_workers = sc.pool.min_connections as usize;
+            plan.pool.max_workers = (sc.pool.max_connections as usize).max(1);
+            plan.pool.idle_timeout = sc.pool.idle_timeout;
+            plan.pool.heartbeat_interval = sc.pool.heartbeat_interval;
+            plan.pool.heartbeat_timeout = sc.pool.heartbeat_timeout;
+            plan.pool.scale_up_queue = 2;
+        }
     }
+    plan.pool.preferences = preferences(sc);
     plan
+}
+
+/// The scenario's per-type browser preferences over the built-in defaults.
+fn preferences(sc: &Scenario) -> pool::Preferences {
+    let mut p = pool::Preferences::default();
+    let given = [
+        (models::Task::Audio, sc.pool.preferences.audio),
+        (models::Task::Vision, sc.pool.preferences.vision),
+        (
+            models::Task::TextEmbedding,
+            sc.pool.preferences.text_embedding,
+        ),
+        (
+            models::Task::TextGeneration,
+            sc.pool.preferences.text_generation,
+        ),
+    ];
+    for (task, kind) in given {
+        if let Some(k) = kind {
+            p.0.insert(task, k);
+        }
+    }
+    p
+}
+
+/// The scenario's thresholds as metric limits, model aliases resolved to catalog names.
+fn limits(sc: &Scenario) -> crate::metrics::thresholds::Limits {
+    let name = |m: &String| {
+        models::resolve(m)
+            .map(|s| s.name.to_string())
+            .unwrap_or_else(|_| m.clone())
+    };
+    crate::metrics::thresholds::Limits {
+        lost_requests: sc.thresholds.lost_requests,
+        error_rate: sc.thresholds.error_rate,
+        p95_ms: sc
+            .thresholds
+            .p95_ms
+            .iter()
+            .map(|(m, v)| (name(m), *v))
+            .collect(),
+        p99_ms: sc
+            .thresholds
+            .p99_ms
+            .iter()
+            .map(|(m, v)| (name(m), *v))
+            .collect(),
+    }
 }
 
 /// Prepares models off the async runtime (weight generation and ONNX encoding are CPU work).

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use webgpu_pool::browser::BrowserKind;
+use webgpu_pool::browser::{BrowserKind, DriverKind};
 use webgpu_pool::pool::Backend;
+use webgpu_pool::scenario::{ModelEntry, PlacementMode, Scenario, WorkloadMode};
 
 /// Run real AI models in a pool of real headless browsers over WebGPU, WebNN and WASM, and
 /// measure them.
@@ -42,16 +43,62 @@ pub enum Command {
     ///
     /// Example: webgpu-pool run --models bert,vit,whisper --browsers chromium,firefox
     Run(RunArgs),
+    /// Re-render a finished run (its run.json and samples.csv) in one format, to stdout.
+    ///
+    /// Example: webgpu-pool report results/2026-11-28T10-00-00Z-ab12 --format md
+    Report(ReportArgs),
+    /// Compare a run with a baseline: per-metric deltas (warm latency p50/p95, throughput per
+    /// model x browser x backend) and a significance test over the raw samples. Exits 1 when a
+    /// metric is worse by more than the threshold with p < 0.01, naming it.
+    ///
+    /// Example: webgpu-pool compare --baseline nightly results/2026-11-28T10-00-00Z-ab12
+    Compare(CompareArgs),
     /// Find installed browsers and drivers, launch each, and show what it offers (WebGPU adapter,
     /// WebNN, WASM SIMD and threads).
     Browsers(BrowsersArgs),
     /// List the model catalog, or write models' ONNX files and inputs into the cache.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Benchmark the harness itself against real browsers.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Run a scenario file, or a built-in scenario by name (basic, concurrent-models,
+    /// fault-tolerance, recovery, sharding, stress, state-management). See docs/scenario.md.
+    ///
+    /// Example: webgpu-pool scenario scenarios/concurrent-models.yaml --explain-routing
+    Scenario(ScenarioArgs),
+    /// Check scenario files without running them; every error names file:line:col, the key
+    /// path and the bad value (exit 2 when any file is invalid).
+    Validate {
+        /// Scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of the scenario format (for editors).
+    Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct ScenarioArgs {
+    /// A scenario file, or the name of a built-in scenario.
+    pub file: String,
+    /// Where run folders are written.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub results_dir: PathBuf,
+    /// Print why each model went to the worker it went to.
+    #[arg(long)]
+    pub explain_routing: bool,
+    /// Print the scenario as YAML (defaults filled in) and exit without running it.
+    #[arg(long)]
+    pub print_scenario: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// After the run, copy its report files to `<results-dir>/baselines/NAME/`, for
+    /// `compare --baseline NAME`.
+    #[arg(long, value_name = "NAME")]
+    pub save_baseline: Option<String>,
     /// Models to run, comma-separated (see `webgpu-pool models list`).
     #[arg(
         long,
@@ -96,8 +143,88 @@ pub struct RunArgs {
     /// Bound on one inference request.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub run_timeout: Duration,
+    /// Print the scenario these flags compile into, as YAML, and exit without running it.
+    #[arg(long)]
+    pub print_scenario: bool,
     #[command(flatten)]
     pub concurrency: ConcurrencyArgs,
+}
+
+impl RunArgs {
+    /// Compiles the flags into the same [`Scenario`] a YAML file gives: one engine path.
+    pub fn to_scenario(&self) -> Scenario {
+        let mut s = Scenario {
+            name: "run".into(),
+            seed: self.seed,
+            ..Scenario::default()
+        };
+        s.models = self
+            .models
+            .iter()
+            .map(|m| ModelEntry {
+                name: m.clone(),
+                browser: None,
+                weight: 1,
+            })
+            .collect();
+        s.pool.browsers = self.browsers.clone();
+        s.pool.driver = match self.driver {
+            DriverChoice::Cdp => DriverKind::Cdp,
+            DriverChoice::Webdriver => DriverKind::WebDriver,
+        };
+        if let Some(b) = &self.backends {
+            s.backends = b.clone();
+            // Naming webgpu explicitly asks for it even on a software adapter (issue #2).
+            s.allow_fallback_adapter = b.contains(&Backend::Webgpu);
+        }
+        let w = &mut s.workload;
+        w.warmup = self.warmup;
+        w.request_timeout = self.run_timeout;
+        w.load_timeout = self.load_timeout;
+        w.iterations = Some(u64::from(self.iterations));
+        w.duration = None;
+        let c = &self.concurrency;
+        let n = self.browsers.len() as u32;
+        if c.concurrent_models {
+            s.pool.placement = PlacementMode::Routed;
+            s.pool.min_connections = c.min_connections.unwrap_or(n);
+            s.pool.max_connections = c.max_connections;
+            s.pool.idle_timeout = c.idle_timeout;
+            w.concurrency = c.concurrency;
+            w.cooldown = c.cooldown;
+            if let Some(rate) = c.rate {
+                w.mode = WorkloadMode::Open;
+                w.rate = Some(rate);
+            }
+            if c.duration.is_some() {
+                w.duration = c.duration;
+                w.iterations = None;
+            }
+        } else {
+            s.pool.placement = PlacementMode::Matrix;
+            s.pool.min_connections = n;
+            s.pool.max_connections = n;
+            w.concurrency = 1;
+        }
+        s
+    }
+}
+
+/// The flag a scenario key path came from, for errors about flags.
+pub fn flag_for(path: &str) -> &'static str {
+    match path {
+        p if p.starts_with("models") => "--models",
+        p if p.starts_with("pool.browsers") => "--browsers",
+        "backends" => "--backends",
+        "workload.concurrency" => "--concurrency",
+        "workload.duration" => "--duration",
+        "workload.iterations" => "--iterations",
+        "workload.rate" | "workload.mode" => "--rate",
+        "pool.max_connections" => "--max-connections",
+        "pool.min_connections" => "--min-connections",
+        "pool.idle_timeout" => "--idle-timeout",
+        _ => "a flag",
+    }
 }
 
 /// Running every model at once over a routed, scaling pool.
@@ -127,6 +254,10 @@ pub struct ConcurrencyArgs {
     /// Idle time after which a worker beyond the minimum is closed.
     #[arg(long, default_value = "30s", value_parser = parse_duration, requires = "concurrent_models")]
     pub idle_timeout: Duration,
+    /// After the workload, keep the pool up and idle this long, so idle workers beyond the
+    /// minimum are closed (visible with --explain-routing).
+    #[arg(long, default_value = "0s", value_parser = parse_duration, requires = "concurrent_models")]
+    pub cooldown: Duration,
     /// Print why each model went to the worker it went to.
     #[arg(long)]
     pub explain_routing: bool,
@@ -169,6 +300,51 @@ pub enum ModelsCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Latency the pool path adds over a bare driver round trip (page `echo`, p50/p99 per driver
+    /// path), and throughput of a tiny wasm model with 1 vs 2 workers.
+    ///
+    /// Example: webgpu-pool bench overhead --iterations 2000 --duration 20s
+    Overhead(BenchOverheadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchOverheadArgs {
+    /// Browsers whose driver paths are measured (Chromium-family ones also run throughput).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "chromium,firefox",
+        value_name = "KIND,..."
+    )]
+    pub browsers: Vec<BrowserKind>,
+    /// Driver for Chromium-family browsers (default: both cdp and webdriver).
+    #[arg(long, value_enum)]
+    pub driver: Option<DriverChoice>,
+    /// Measured bare/pool call pairs per driver path.
+    #[arg(long, short = 'n', default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub iterations: u32,
+    /// Unmeasured pairs first.
+    #[arg(long, default_value_t = 200)]
+    pub warmup: u32,
+    /// Tiny model of the throughput part.
+    #[arg(long, default_value = "bert-tiny")]
+    pub model: String,
+    /// Measured time of each throughput leg (1 worker, 2 workers).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Closed-loop clients of the throughput part.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub concurrency: u32,
+    /// Only measure latency.
+    #[arg(long)]
+    pub no_throughput: bool,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Parses a positive request rate, e.g. `20` or `2.5` (per second).
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
@@ -176,6 +352,56 @@ fn parse_rate(s: &str) -> Result<f64, String> {
         _ => Err(format!(
             "'{s}' is not a positive number of requests per second"
         )),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A run folder (`results/<run-id>`) or a baseline folder.
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
+    /// The format to print.
+    #[arg(long, short, value_enum, default_value_t = ReportFormat::Md)]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// report.html: charts and tables, self-contained.
+    Html,
+    /// summary.md: for a CI step summary.
+    Md,
+    /// samples.csv: one row per request.
+    Csv,
+    /// run.json: the report contract.
+    Json,
+    /// junit.xml: a testcase per model x browser x backend and per threshold.
+    Junit,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// BASELINE_DIR CURRENT_DIR, or only CURRENT_DIR with --baseline NAME.
+    #[arg(value_name = "RUN_DIR", num_args = 1..=2, required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Compare with the saved baseline NAME (`<results-dir>/baselines/NAME/`, written by
+    /// `run --save-baseline NAME`).
+    #[arg(long, value_name = "NAME")]
+    pub baseline: Option<String>,
+    /// Where `--baseline` looks for `baselines/NAME/`.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub results_dir: PathBuf,
+    /// Smallest change for the worse that counts as a regression, e.g. 5% or 10%.
+    #[arg(long, default_value = "5%", value_parser = parse_percent, value_name = "PERCENT")]
+    pub threshold: f64,
+}
+
+/// Parses `5%`, `12.5%` or a bare `5` (percent) into a fraction (0.05).
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let n = s.trim().trim_end_matches('%').trim();
+    match n.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..1000.0).contains(&v) => Ok(v / 100.0),
+        _ => Err(format!("'{s}' is not a percentage like 5% (0 to 1000)")),
     }
 }
 
@@ -192,6 +418,13 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn percentages() {
+        assert_eq!(parse_percent("5%").unwrap(), 0.05);
+        assert_eq!(parse_percent("12.5").unwrap(), 0.125);
+        assert!(parse_percent("-1%").is_err() && parse_percent("x").is_err());
     }
 
     #[test]

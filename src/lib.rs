@@ -15,9 +15,11 @@
 #![warn(missing_debug_implementations)]
 
 pub mod app;
+pub mod bench;
 pub mod browser;
 pub mod metrics;
 pub mod models;
 pub mod pool;
 pub mod report;
+pub mod scenario;
 pub mod server;

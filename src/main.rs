@@ -12,10 +12,12 @@ use anyhow::Result;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use cli::{Cli, Command, DriverChoice, ModelsCommand};
-use webgpu_pool::app::{self, RunConfig, RunOptions};
+use cli::{BenchCommand, Cli, Command, DriverChoice, ModelsCommand};
+use webgpu_pool::app::{self, RunConfig, RunExtras};
 use webgpu_pool::browser::DriverKind;
 use webgpu_pool::report;
+
+use cli::{CompareArgs, ReportFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -57,52 +59,97 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
     let quiet = cli.global.quiet;
     match cli.command {
         Command::Run(args) => {
-            let n_browsers = args.browsers.len();
-            let options = RunOptions {
-                models: args.models,
-                browsers: args.browsers,
-                backends: args.backends,
-                iterations: args.iterations,
-                warmup: args.warmup,
-                seed: args.seed,
-                chromium_driver: match args.driver {
-                    DriverChoice::Cdp => DriverKind::Cdp,
-                    DriverChoice::Webdriver => DriverKind::WebDriver,
-                },
-                results_dir: args.results_dir,
-                load_timeout: args.load_timeout,
-                run_timeout: args.run_timeout,
-                command: command_line(),
-                concurrent: args.concurrency.concurrent_models.then(|| {
-                    let c = &args.concurrency;
-                    app::Concurrent {
-                        concurrency: c.concurrency as usize,
-                        duration: c.duration,
-                        rate: c.rate,
-                        min_workers: c.min_connections.map_or(n_browsers, |m| m as usize),
-                        max_workers: c.max_connections as usize,
-                        idle_timeout: c.idle_timeout,
-                    }
-                }),
-            };
-            let explain = args.concurrency.explain_routing;
-            let config = RunConfig::resolve(options)?;
-            let observer = observe::Stderr { quiet };
-            let (summary, dir) =
-                app::run(&config, shutdown.clone(), &observer, &|m| observer.line(m)).await?;
-            print(&report::table::render(&summary))?;
-            if explain {
-                print(&explain_routing(&summary))?;
+            let scenario = args.to_scenario();
+            if args.print_scenario {
+                print(&webgpu_pool::scenario::to_yaml(&scenario))?;
+                return Ok(ExitCode::SUCCESS);
             }
-            observer.line(&format!("wrote {}", dir.join("run.json").display()));
-            Ok(if shutdown.is_cancelled() {
-                ExitCode::from(130)
-            } else if summary.passed() {
+            if let Err(errors) = scenario.validate() {
+                let lines: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", cli::flag_for(e.path()), e))
+                    .collect();
+                return Err(app::UsageError(lines.join("\n")).into());
+            }
+            if let Some(name) = &args.save_baseline {
+                report::store::baseline_dir(&args.results_dir, name)
+                    .map_err(|e| app::UsageError(format!("--save-baseline: {e}")))?;
+            }
+            let save_baseline = args.save_baseline.clone();
+            let extras = RunExtras {
+                results_dir: args.results_dir,
+                command: command_line(),
+            };
+            run_scenario(
+                scenario,
+                extras,
+                args.concurrency.explain_routing,
+                quiet,
+                shutdown,
+                save_baseline,
+            )
+            .await
+        }
+        Command::Scenario(args) => {
+            let scenario = load_scenario(&args.file)?;
+            if args.print_scenario {
+                print(&webgpu_pool::scenario::to_yaml(&scenario))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let extras = RunExtras {
+                results_dir: args.results_dir,
+                command: command_line(),
+            };
+            run_scenario(
+                scenario,
+                extras,
+                args.explain_routing,
+                quiet,
+                shutdown,
+                None,
+            )
+            .await
+        }
+        Command::Validate { files } => {
+            let mut bad = 0;
+            for f in &files {
+                match webgpu_pool::scenario::load_file(f) {
+                    Ok(_) => print(&format!("ok: {}\n", f.display()))?,
+                    Err(errors) => {
+                        bad += 1;
+                        for e in errors {
+                            eprintln!("{e}");
+                        }
+                    }
+                }
+            }
+            Ok(if bad == 0 {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::from(1)
+                ExitCode::from(2)
             })
         }
+        Command::Schema => {
+            print(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&webgpu_pool::scenario::json_schema())?
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report(args) => {
+            let run = report::load_run(&args.run_dir)?;
+            let format = match args.format {
+                ReportFormat::Html => report::Format::Html,
+                ReportFormat::Md => report::Format::Md,
+                ReportFormat::Csv => report::Format::Csv,
+                ReportFormat::Json => report::Format::Json,
+                ReportFormat::Junit => report::Format::Junit,
+            };
+            let bytes = format.reporter().render(run.data())?;
+            print(&String::from_utf8_lossy(&bytes))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compare(args) => compare(args),
         Command::Browsers(args) => {
             let observer = observe::Stderr { quiet };
             let probe = app::probe_browsers(&args.only, &|m| observer.line(m)).await?;
@@ -125,6 +172,36 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Overhead(args)) => {
+            let observer = observe::Stderr { quiet };
+            let options = webgpu_pool::bench::OverheadOptions {
+                browsers: args.browsers,
+                chromium_driver: args.driver.map(|d| match d {
+                    DriverChoice::Cdp => DriverKind::Cdp,
+                    DriverChoice::Webdriver => DriverKind::WebDriver,
+                }),
+                iterations: args.iterations,
+                warmup: args.warmup,
+                model: args.model,
+                duration: args.duration,
+                concurrency: args.concurrency as usize,
+                skip_throughput: args.no_throughput,
+                web_dir: app::web_dir()?,
+            };
+            let measured =
+                webgpu_pool::bench::overhead(&options, shutdown.clone(), &|m| observer.line(m))
+                    .await?;
+            if args.json {
+                print(&format!("{}\n", serde_json::to_string_pretty(&measured)?))?;
+            } else {
+                print(&webgpu_pool::bench::render(&measured))?;
+            }
+            Ok(if shutdown.is_cancelled() {
+                ExitCode::from(130)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Models(ModelsCommand::Prepare { models, seed }) => {
             let observer = observe::Stderr { quiet };
             let prepared = app::prepare_named(&models, seed, &|m| observer.line(m)).await?;
@@ -139,6 +216,64 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Runs a validated scenario, prints the tables, and maps the outcome to an exit code.
+async fn run_scenario(
+    scenario: webgpu_pool::scenario::Scenario,
+    extras: RunExtras,
+    explain: bool,
+    quiet: bool,
+    shutdown: CancellationToken,
+    save_baseline: Option<String>,
+) -> Result<ExitCode> {
+    let config = RunConfig::resolve(scenario, extras)?;
+    // The bar grows as cells start, so no count is needed up front.
+    let observer = observe::Progress::new(quiet, 0);
+    let (summary, dir) =
+        app::run(&config, shutdown.clone(), &observer, &|m| observer.line(m)).await?;
+    observer.finish();
+    print(&report::table::render(&summary))?;
+    print(&report::table::render_workers(&summary))?;
+    if explain {
+        print(&explain_routing(&summary))?;
+    }
+    for t in summary.thresholds.iter().filter(|t| !t.passed) {
+        eprintln!(
+            "threshold broken: {} = {:.4} (limit {})",
+            t.name, t.value, t.limit
+        );
+    }
+    observer.line(&format!(
+        "wrote {} (run.json, samples.csv, summary.md, report.html, junit.xml)",
+        dir.display()
+    ));
+    if let (Some(name), Some(results_dir)) = (&save_baseline, dir.parent()) {
+        let to = report::save_baseline(&dir, results_dir, name)?;
+        observer.line(&format!("saved baseline '{name}' in {}", to.display()));
+    }
+    Ok(if shutdown.is_cancelled() {
+        ExitCode::from(130)
+    } else if summary.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// A scenario file, or a built-in scenario by name.
+fn load_scenario(file: &str) -> Result<webgpu_pool::scenario::Scenario> {
+    let path = std::path::Path::new(file);
+    let loaded = match webgpu_pool::scenario::builtin(file) {
+        Some(text) if !path.exists() => {
+            webgpu_pool::scenario::load_str(&format!("(built-in) {file}"), text)
+        }
+        _ => webgpu_pool::scenario::load_file(path),
+    };
+    loaded.map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        app::UsageError(lines.join("\n")).into()
+    })
 }
 
 /// `--explain-routing`: each decision with its reasons, then what the pool did.
@@ -161,6 +296,45 @@ fn explain_routing(summary: &webgpu_pool::metrics::RunSummary) -> String {
         ));
     }
     out
+}
+
+/// `compare`: exit 0 when nothing regressed, 1 naming each significant regression, 2 for a
+/// missing or unreadable run (the error names the file).
+fn compare(args: CompareArgs) -> Result<ExitCode> {
+    use webgpu_pool::metrics::compare::{self as cmp, CompareOptions};
+    let (baseline_dir, current_dir) = match (&args.baseline, args.runs.as_slice()) {
+        (Some(name), [current]) => (
+            report::store::baseline_dir(&args.results_dir, name)
+                .map_err(|e| app::UsageError(format!("--baseline: {e}")))?,
+            current.clone(),
+        ),
+        (None, [baseline, current]) => (baseline.clone(), current.clone()),
+        (Some(_), _) => anyhow::bail!(app::UsageError(
+            "compare: with --baseline NAME give only the current run folder".into()
+        )),
+        (None, _) => anyhow::bail!(app::UsageError(
+            "compare: give BASELINE_DIR CURRENT_DIR, or --baseline NAME CURRENT_DIR".into()
+        )),
+    };
+    let baseline = report::load_run(&baseline_dir)?;
+    let current = report::load_run(&current_dir)?;
+    let options = CompareOptions {
+        threshold: args.threshold,
+        ..CompareOptions::default()
+    };
+    let result = cmp::compare(baseline.data(), current.data(), &options);
+    let regressions = report::compare::regression_lines(&result);
+    let mut out = report::compare::render(&result);
+    for r in &regressions {
+        out.push_str(r);
+        out.push('\n');
+    }
+    print(&out)?;
+    Ok(if regressions.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn print(s: &str) -> Result<()> {

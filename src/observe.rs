@@ -1,7 +1,26 @@
-//! Terminal progress: prints engine events to stderr as plain lines (stdout carries only the
-//! results, so `run > table.txt` stays clean).
+//! Terminal progress on stderr (stdout carries only the results, so `run > table.txt` stays
+//! clean).
+//!
+//! - [`Stderr`]: plain progress lines, for commands without a run (`browsers`, `models`, ...).
+//! - [`Progress`]: the `run` view. On a terminal: indicatif spinners for model preparation and
+//!   browser launch, and a bar over the model x browser cells (advanced as each placement
+//!   starts: the engine reports starts, not ends). When stderr is not a terminal (CI logs,
+//!   pipes): the same plain lines as [`Stderr`], since redrawn bars are noise there. With
+//!   `--quiet`: nothing but warnings. `NO_COLOR` (<https://no-color.org>) drops the colour
+//!   from the bar templates.
+//!
+//! It receives [`RunEvent`]s from the engine and the lines of `app::run`'s `progress` callback
+//! (`preparing X ...` / `prepared X ...` drive the preparation spinners; other lines are
+//! printed above the bars as they come).
 
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use webgpu_pool::pool::{RunEvent, RunObserver};
+use webgpu_pool::report::table::colour_disabled;
 
 /// Writes progress lines to stderr unless quiet.
 #[derive(Debug)]
@@ -20,18 +39,212 @@ impl Stderr {
 
 impl RunObserver for Stderr {
     fn on_event(&self, event: &RunEvent<'_>) {
-        match event {
-            RunEvent::Starting { browsers } => {
-                let names: Vec<String> = browsers.iter().map(|b| b.to_string()).collect();
-                self.line(&format!("launching {} ...", names.join(", ")))
+        if let RunEvent::Warning { message } = event {
+            eprintln!("warning: {message}");
+        } else if let Some(line) = event_line(event) {
+            self.line(&line);
+        }
+    }
+}
+
+/// The plain line for an event, if it has one (warnings are printed even when quiet).
+fn event_line(event: &RunEvent<'_>) -> Option<String> {
+    Some(match event {
+        RunEvent::Starting { browsers } => {
+            let names: Vec<String> = browsers.iter().map(|b| b.to_string()).collect();
+            format!("launching {} ...", names.join(", "))
+        }
+        RunEvent::Loading { browser, model } => match browser {
+            Some(b) => format!("{b}: loading {model} ..."),
+            None => format!("placing {model} ..."),
+        },
+        RunEvent::Driving { what } => format!("running {what} ..."),
+        _ => return None,
+    })
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// indicatif bars on a terminal.
+    Bars,
+    /// Plain lines (stderr is not a terminal).
+    Lines,
+    /// Nothing (`--quiet`).
+    Quiet,
+}
+
+/// The `run` progress view.
+#[derive(Debug)]
+pub struct Progress {
+    mode: Mode,
+    multi: MultiProgress,
+    runs: ProgressBar,
+    /// Spinners still turning, by key (`prepare:bert`, `launch`).
+    spinners: Mutex<Vec<(String, ProgressBar)>>,
+    /// Whether a cell has started and not yet been counted.
+    cell_started: AtomicBool,
+}
+
+impl Progress {
+    /// A view for a run of about `cells` model x browser cells (the bar grows if there are
+    /// more).
+    pub fn new(quiet: bool, cells: usize) -> Self {
+        let mode = if quiet {
+            Mode::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Mode::Bars
+        } else {
+            Mode::Lines
+        };
+        // Hidden targets draw nothing, so the Lines and Quiet modes never emit escape codes.
+        let target = if mode == Mode::Bars {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let multi = MultiProgress::with_draw_target(target);
+        let runs = multi.add(ProgressBar::new(cells as u64));
+        runs.set_style(style(
+            "{prefix:>9} [{bar:30.cyan/blue}] {pos}/{len} cells  {elapsed}  {wide_msg}",
+            "{prefix:>9} [{bar:30}] {pos}/{len} cells  {elapsed}  {wide_msg}",
+        ));
+        runs.set_prefix("runs");
+        if mode == Mode::Bars {
+            runs.enable_steady_tick(Duration::from_millis(250));
+        }
+        Self {
+            mode,
+            multi,
+            runs,
+            spinners: Mutex::new(Vec::new()),
+            cell_started: AtomicBool::new(false),
+        }
+    }
+
+    /// A line of `app::run`'s progress callback.
+    pub fn line(&self, message: &str) {
+        match self.mode {
+            Mode::Quiet => {}
+            Mode::Lines => eprintln!("{message}"),
+            Mode::Bars => {
+                if let Some(rest) = message.strip_prefix("preparing ") {
+                    let model = rest.trim_end_matches(" ...");
+                    self.spin(
+                        format!("prepare:{model}"),
+                        "prepare",
+                        format!("{model} ..."),
+                    );
+                } else if let Some(rest) = message.strip_prefix("prepared ") {
+                    let model = rest.split_whitespace().next().unwrap_or_default();
+                    self.done(&format!("prepare:{model}"));
+                    let _ = self.multi.println(message);
+                } else {
+                    let _ = self.multi.println(message);
+                }
             }
-            RunEvent::Loading { browser, model } => match browser {
-                Some(b) => self.line(&format!("{b}: loading {model} ...")),
-                None => self.line(&format!("placing {model} ...")),
+        }
+    }
+
+    /// Clears the bars (before the result table goes to stdout).
+    pub fn finish(&self) {
+        if self.cell_started.swap(false, Ordering::Relaxed) {
+            self.advance();
+        }
+        for (_, s) in self.spinners.lock().expect("spinners").drain(..) {
+            s.finish_and_clear();
+        }
+        self.runs.finish_and_clear();
+        let _ = self.multi.clear();
+    }
+
+    fn spin(&self, key: String, prefix: &'static str, message: String) {
+        let s = self
+            .multi
+            .insert_before(&self.runs, ProgressBar::new_spinner());
+        s.set_style(style(
+            "{prefix:>9} {spinner:.green} {msg} {elapsed}",
+            "{prefix:>9} {spinner} {msg} {elapsed}",
+        ));
+        s.set_prefix(prefix);
+        s.set_message(message);
+        s.enable_steady_tick(Duration::from_millis(100));
+        self.spinners.lock().expect("spinners").push((key, s));
+    }
+
+    fn done(&self, key: &str) {
+        let mut spinners = self.spinners.lock().expect("spinners");
+        if let Some(i) = spinners.iter().position(|(k, _)| k == key) {
+            spinners.remove(i).1.finish_and_clear();
+        }
+    }
+
+    fn advance(&self) {
+        if self.runs.position() >= self.runs.length().unwrap_or(0) {
+            self.runs.inc_length(1);
+        }
+        self.runs.inc(1);
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn style(colour: &str, plain: &str) -> ProgressStyle {
+    let template = if colour_disabled() { plain } else { colour };
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
+impl RunObserver for Progress {
+    fn on_event(&self, event: &RunEvent<'_>) {
+        if let RunEvent::Warning { message } = event {
+            match self.mode {
+                Mode::Bars => {
+                    let _ = self.multi.println(format!("warning: {message}"));
+                }
+                _ => eprintln!("warning: {message}"),
+            }
+            return;
+        }
+        match self.mode {
+            Mode::Quiet => {}
+            Mode::Lines => {
+                if let Some(line) = event_line(event) {
+                    eprintln!("{line}");
+                }
+            }
+            Mode::Bars => match event {
+                RunEvent::Starting { browsers } => {
+                    let names: Vec<String> = browsers.iter().map(|b| b.to_string()).collect();
+                    self.spin(
+                        "launch".into(),
+                        "launch",
+                        format!("{} ...", names.join(", ")),
+                    );
+                }
+                RunEvent::Loading { browser, model } => {
+                    // The pool is up once it places a model; each placement starts a cell, so
+                    // the one before it is done.
+                    self.done("launch");
+                    if self.cell_started.swap(true, Ordering::Relaxed) {
+                        self.advance();
+                    }
+                    self.runs.set_message(match browser {
+                        Some(b) => format!("{b}: {model}"),
+                        None => format!("placing {model}"),
+                    });
+                }
+                RunEvent::Driving { what } => {
+                    self.done("launch");
+                    self.runs.set_message(format!("running {what}"));
+                }
+                _ => {}
             },
-            RunEvent::Driving { what } => self.line(&format!("running {what} ...")),
-            RunEvent::Warning { message } => eprintln!("warning: {message}"),
-            _ => {}
         }
     }
 }

@@ -9,11 +9,20 @@ use serde_json::Value;
 fn accounted(run: &Value) {
     let q = &run["requests"];
     assert_eq!(q["lost"], 0, "{q}");
-    assert_eq!(q["issued"].as_u64().unwrap(), q["succeeded"].as_u64().unwrap() + q["failed"].as_u64().unwrap(), "{q}");
+    assert_eq!(
+        q["issued"].as_u64().unwrap(),
+        q["succeeded"].as_u64().unwrap() + q["failed"].as_u64().unwrap(),
+        "{q}"
+    );
 }
 
 fn rows_for<'a>(run: &'a Value, model: &str) -> Vec<&'a Value> {
-    run["results"].as_array().unwrap().iter().filter(|r| r["model"] == model).collect()
+    run["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["model"] == model)
+        .collect()
 }
 
 #[test]
@@ -22,8 +31,16 @@ fn concurrent_models_are_routed_by_type_and_explained() {
     let a = sb
         .run(
             &[
-                "--models", "bert-tiny,vit-micro,whisper-micro", "--concurrent-models", "--concurrency", "4",
-                "--duration", "6s", "--max-connections", "2", "--explain-routing",
+                "--models",
+                "bert-tiny,vit-micro,whisper-micro",
+                "--concurrent-models",
+                "--concurrency",
+                "4",
+                "--duration",
+                "6s",
+                "--max-connections",
+                "2",
+                "--explain-routing",
             ],
             600,
         )
@@ -31,15 +48,27 @@ fn concurrent_models_are_routed_by_type_and_explained() {
     let run = sb.run_json();
     accounted(&run);
     // Default preferences: audio -> firefox, vision -> chromium, text_embedding -> edge -> chromium.
-    for (model, browser) in [("whisper-micro", "firefox"), ("vit-micro", "chromium"), ("bert-tiny", "chromium")] {
+    for (model, browser) in [
+        ("whisper-micro", "firefox"),
+        ("vit-micro", "chromium"),
+        ("bert-tiny", "chromium"),
+    ] {
         let rows = rows_for(&run, model);
         assert_eq!(rows.len(), 1, "{model}: {rows:?}");
         assert_eq!(rows[0]["browser"], browser, "{model}");
         assert!(rows[0]["runs"].as_u64().unwrap() > 0, "{model}");
         let lat = &rows[0]["latency_ms"];
-        assert!(lat["p50"].as_f64().unwrap() <= lat["p99"].as_f64().unwrap(), "{lat}");
+        assert!(
+            lat["p50"].as_f64().unwrap() <= lat["p99"].as_f64().unwrap(),
+            "{lat}"
+        );
     }
-    let bert = run["routing"].as_array().unwrap().iter().find(|r| r["model"] == "bert-tiny").unwrap();
+    let bert = run["routing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "bert-tiny")
+        .unwrap();
     let why = bert["reasons"].to_string();
     assert!(why.contains("edge") && why.contains("chromium"), "{why}");
     let out = stdout(&a);
@@ -56,7 +85,17 @@ fn concurrent_models_are_routed_by_type_and_explained() {
 fn routing_falls_back_when_the_preferred_browser_is_missing() {
     let sb = Sandbox::new();
     sb.run(
-        &["--models", "whisper-micro", "--browsers", "chromium", "--concurrent-models", "-n", "3", "--max-connections", "1"],
+        &[
+            "--models",
+            "whisper-micro",
+            "--browsers",
+            "chromium",
+            "--concurrent-models",
+            "-n",
+            "3",
+            "--max-connections",
+            "1",
+        ],
         300,
     )
     .success();
@@ -64,7 +103,10 @@ fn routing_falls_back_when_the_preferred_browser_is_missing() {
     accounted(&run);
     assert_eq!(rows_for(&run, "whisper-micro")[0]["browser"], "chromium");
     let reasons = run["routing"][0]["reasons"].to_string();
-    assert!(reasons.contains("firefox") && reasons.contains("not in the pool"), "{reasons}");
+    assert!(
+        reasons.contains("firefox") && reasons.contains("not in the pool"),
+        "{reasons}"
+    );
     sb.assert_clean();
 }
 
@@ -73,9 +115,23 @@ fn pool_grows_to_max_under_load_and_shrinks_when_idle() {
     let sb = Sandbox::new();
     sb.run(
         &[
-            "--models", "bert-tiny", "--browsers", "chromium", "--concurrent-models", "--concurrency", "4",
-            "--min-connections", "1", "--max-connections", "2", "--duration", "10s", "--idle-timeout", "2s",
-            "--cooldown", "6s",
+            "--models",
+            "bert-tiny",
+            "--browsers",
+            "chromium",
+            "--concurrent-models",
+            "--concurrency",
+            "4",
+            "--min-connections",
+            "1",
+            "--max-connections",
+            "2",
+            "--duration",
+            "10s",
+            "--idle-timeout",
+            "2s",
+            "--cooldown",
+            "6s",
         ],
         600,
     )
@@ -86,7 +142,10 @@ fn pool_grows_to_max_under_load_and_shrinks_when_idle() {
     let events = run["pool_events"].as_array().unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"launched"), "{kinds:?}");
-    assert!(kinds.iter().filter(|k| **k == "launched").count() >= 2, "grew: {kinds:?}");
+    assert!(
+        kinds.iter().filter(|k| **k == "launched").count() >= 2,
+        "grew: {kinds:?}"
+    );
     assert!(kinds.contains(&"closed_idle"), "shrank: {kinds:?}");
     sb.assert_clean();
 }
@@ -95,7 +154,19 @@ fn pool_grows_to_max_under_load_and_shrinks_when_idle() {
 fn a_model_is_loaded_once_and_reused() {
     let sb = Sandbox::new();
     sb.run(
-        &["--models", "vit-micro", "--browsers", "chromium", "--concurrent-models", "--concurrency", "3", "-n", "40", "--max-connections", "1"],
+        &[
+            "--models",
+            "vit-micro",
+            "--browsers",
+            "chromium",
+            "--concurrent-models",
+            "--concurrency",
+            "3",
+            "-n",
+            "40",
+            "--max-connections",
+            "1",
+        ],
         300,
     )
     .success();
@@ -105,6 +176,10 @@ fn a_model_is_loaded_once_and_reused() {
     // The page's own counter: one session created, every request served by it.
     assert_eq!(w["page_load_count"], 1, "{w}");
     assert!(w["page_runs"].as_u64().unwrap() >= 40, "{w}");
-    assert_eq!(run["requests"]["succeeded"].as_u64().unwrap(), w["page_runs"].as_u64().unwrap(), "{w}");
+    assert_eq!(
+        run["requests"]["succeeded"].as_u64().unwrap(),
+        w["page_runs"].as_u64().unwrap(),
+        "{w}"
+    );
     sb.assert_clean();
 }

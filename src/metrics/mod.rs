@@ -4,10 +4,12 @@
 //! serialisable [`RunSummary`] (the `run.json` contract in ARCHITECTURE.md). Imports only std,
 //! serde and itself, so reports can depend on it without pulling in the engine.
 
+pub mod compare;
 pub mod listing;
 pub mod sample;
 pub mod stats;
 pub mod summary;
+pub mod thresholds;
 
 pub use listing::*;
 pub use sample::{Phase, Sample};

@@ -61,6 +61,8 @@ pub struct PoolShape {
 pub struct RunPlan {
     /// Prepared models, in the order given.
     pub models: Vec<PreparedModel>,
+    /// Per model (same order): a browser it is pinned to, and its share of requests.
+    pub pins: Vec<(Option<BrowserKind>, u32)>,
     /// One launch per browser kind, in the order given.
     pub browsers: Vec<LaunchSpec>,
     /// Backend priority.
@@ -93,6 +95,7 @@ impl RunPlan {
     ) -> Self {
         let n = browsers.len().max(1);
         Self {
+            pins: vec![(None, 1); models.len()],
             models,
             browsers,
             backends: Backend::DEFAULT_PRIORITY.to_vec(),
@@ -271,13 +274,16 @@ pub async fn execute(
                 }
             }
             if !cancel.is_cancelled() {
-                let names: Vec<_> = handles.iter().map(|h| h.model().name.clone()).collect();
+                let mut names: Vec<_> = handles.iter().map(|h| h.model().name.clone()).collect();
+                names.dedup();
                 observer.on_event(&RunEvent::Driving {
                     what: names.join(", "),
                 });
                 scheduler::drive(&handles, &plan.workload, cancel).await;
                 if !plan.cooldown.is_zero() {
-                    observer.on_event(&RunEvent::Driving { what: format!("nothing: cooling down for {:?}", plan.cooldown) });
+                    observer.on_event(&RunEvent::Driving {
+                        what: format!("nothing: cooling down for {:?}", plan.cooldown),
+                    });
                     tokio::select! {
                         () = tokio::time::sleep(plan.cooldown) => {}
                         () = cancel.cancelled() => {}
@@ -475,8 +481,16 @@ fn summarize(
                 })
                 .collect(),
             fault: w.status.fault.clone(),
-            page_load_count: w.status.page_stats.as_ref().and_then(|v| v["load_count"].as_u64()),
-            page_runs: w.status.page_stats.as_ref().and_then(|v| v["runs"].as_u64()),
+            page_load_count: w
+                .status
+                .page_stats
+                .as_ref()
+                .and_then(|v| v["load_count"].as_u64()),
+            page_runs: w
+                .status
+                .page_stats
+                .as_ref()
+                .and_then(|v| v["runs"].as_u64()),
         })
         .collect();
     out.routing = report

@@ -294,7 +294,11 @@ impl Slot {
     pub async fn close(&self) {
         if self.is_routable() {
             // The page's own counters outlive it in the report (bounded: a hung page says nothing).
-            let stats = tokio::time::timeout(Duration::from_secs(5), self.call("stats", serde_json::json!({}))).await;
+            let stats = tokio::time::timeout(
+                Duration::from_secs(5),
+                self.call("stats", serde_json::json!({})),
+            )
+            .await;
             if let Ok(Ok(v)) = stats {
                 lock(&self.status).page_stats = Some(v);
             }

@@ -1,6 +1,6 @@
 //! `run.json`: the report contract (ARCHITECTURE.md), validated by `schemas/run.schema.json`.
 
-use crate::metrics::RunSummary;
+use crate::metrics::compare::RunData;
 
 use super::{ReportError, Reporter};
 
@@ -13,8 +13,8 @@ impl Reporter for JsonReport {
         "run.json"
     }
 
-    fn render(&self, summary: &RunSummary) -> Result<Vec<u8>, ReportError> {
-        let mut v = serde_json::to_vec_pretty(summary).map_err(|e| ReportError::Encode {
+    fn render(&self, run: RunData<'_>) -> Result<Vec<u8>, ReportError> {
+        let mut v = serde_json::to_vec_pretty(run.summary).map_err(|e| ReportError::Encode {
             format: "json",
             message: e.to_string(),
         })?;

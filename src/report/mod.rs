@@ -1,24 +1,68 @@
-//! Reports: pure renderers of a [`RunSummary`] (one file per format) and the one place that
-//! writes them to disk.
+//! Reports: pure renderers of a finished run (one file per format) and the one place that
+//! reads and writes run folders ([`store`]).
 //!
-//! Depends on `metrics` only; the engine never imports this module.
+//! Inputs: a [`RunSummary`](crate::metrics::RunSummary) and its raw
+//! [`Sample`](crate::metrics::Sample)s. Outputs, in `results/<run-id>/`: `run.json` ([`json`]),
+//! `samples.csv` ([`csv`]), `summary.md` ([`markdown`]), `report.html` ([`html`], charts from
+//! [`svg`]) and `junit.xml` ([`junit`]); the terminal tables ([`table`], [`compare`]). Depends
+//! on `metrics` only; the engine never imports this module.
 
-use std::path::Path;
+use crate::metrics::compare::RunData;
 
-use crate::metrics::{RunSummary, Sample};
-
+pub mod compare;
+pub mod csv;
+pub mod html;
 pub mod json;
+pub mod junit;
+pub mod markdown;
+pub mod store;
+pub mod svg;
 pub mod table;
+mod template;
+
+pub use store::{load_run, save_baseline, write_run, LoadedRun};
 
 /// Renders a finished run into bytes. Pure: no I/O.
 pub trait Reporter {
     /// The file name this format is written to inside the run folder.
     fn file_name(&self) -> &'static str;
-    /// Renders `summary`.
+    /// Renders `run`.
     ///
     /// # Errors
-    /// When the summary cannot be encoded.
-    fn render(&self, summary: &RunSummary) -> Result<Vec<u8>, ReportError>;
+    /// When the run cannot be encoded.
+    fn render(&self, run: RunData<'_>) -> Result<Vec<u8>, ReportError>;
+}
+
+/// The file formats, as `report --format` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `report.html`.
+    Html,
+    /// `summary.md`.
+    Md,
+    /// `samples.csv`.
+    Csv,
+    /// `run.json`.
+    Json,
+    /// `junit.xml`.
+    Junit,
+}
+
+impl Format {
+    /// Every format, in the order the files are written (`run.json` first: it is the contract,
+    /// and the others are worth nothing without it).
+    pub const ALL: [Format; 5] = [Self::Json, Self::Csv, Self::Md, Self::Html, Self::Junit];
+
+    /// The renderer of this format.
+    pub fn reporter(self) -> &'static dyn Reporter {
+        match self {
+            Self::Html => &html::HtmlReport,
+            Self::Md => &markdown::MarkdownReport,
+            Self::Csv => &csv::CsvReport,
+            Self::Json => &json::JsonReport,
+            Self::Junit => &junit::JunitReport,
+        }
+    }
 }
 
 /// Report failures, naming the file.
@@ -34,37 +78,32 @@ pub enum ReportError {
         message: String,
     },
     /// Writing failed.
-    #[error("could not write '{path}': {source}")]
+    #[error("could not write '{path}'")]
     Write {
         /// The file.
         path: String,
         /// The I/O error.
         source: std::io::Error,
     },
-}
-
-/// Writes every file report of `summary` into `run_dir`, each atomically (temp file + rename),
-/// so a reader never sees half a `run.json`.
-///
-/// # Errors
-/// [`ReportError`] naming the file that could not be written.
-pub fn write_run(
-    summary: &RunSummary,
-    samples: &[Sample],
-    run_dir: &Path,
-) -> Result<(), ReportError> {
-    let _ = samples; // samples.csv lands with the reports issue
-    let reporters: [&dyn Reporter; 1] = [&json::JsonReport];
-    for r in reporters {
-        let bytes = r.render(summary)?;
-        let path = run_dir.join(r.file_name());
-        let tmp = run_dir.join(format!(".{}.tmp", r.file_name()));
-        std::fs::write(&tmp, bytes)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|source| ReportError::Write {
-                path: path.display().to_string(),
-                source,
-            })?;
-    }
-    Ok(())
+    /// Reading failed (missing file, permissions).
+    #[error("could not read '{path}'")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file exists but is not what a run writes.
+    #[error("'{path}' is not a valid run file: {message}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A bad baseline name.
+    #[error(
+        "baseline name '{0}' must be letters, digits, '.', '_' or '-' (and not start with '.')"
+    )]
+    BaselineName(String),
 }

@@ -1,72 +1,102 @@
-//! The terminal summary table (comfy-table) with footnotes for fallbacks and errors.
+//! The terminal tables (comfy-table): the run summary with footnotes for fallbacks and errors,
+//! `models list`, `browsers` and workers. The row and note helpers are shared with
+//! `summary.md` and `report.html`.
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{CellAlignment, Table};
+use comfy_table::{Cell, CellAlignment, Color, Table};
 
-use crate::metrics::{BrowserEnv, ModelInfo, RunSummary, ToolInfo};
+use crate::metrics::{BrowserEnv, ModelInfo, ResultRow, RunSummary, ToolInfo};
 
-/// Renders the per model x browser x backend table and its notes.
-pub fn render(summary: &RunSummary) -> String {
+/// The column headers of the result table (terminal and Markdown).
+pub const RESULT_COLUMNS: [&str; 10] = [
+    "model",
+    "browser",
+    "backend",
+    "weights",
+    "load ms",
+    "first run ms",
+    "warm p50 ms",
+    "warm p95 ms",
+    "runs/s",
+    "correct",
+];
+
+/// A new table in the house style. Colour (the red/green verdicts) only when `NO_COLOR` is
+/// unset (<https://no-color.org>) and stdout is a terminal (comfy-table checks that itself).
+pub fn new_table() -> Table {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header([
-        "model",
-        "browser",
-        "backend",
-        "weights",
-        "load ms",
-        "first run ms",
-        "warm p50 ms",
-        "warm p95 ms",
-        "runs/s",
-        "correct",
-    ]);
-    let mut notes = Vec::new();
-    // The same fallback usually hits every model of a browser: say it once per browser.
+    if colour_disabled() {
+        table.force_no_tty();
+    }
+    table
+}
+
+/// The verdict of a whole run for the reports: every row and threshold passed
+/// ([`RunSummary::passed`]) and the run finished its workload.
+pub fn run_passed(summary: &RunSummary) -> bool {
+    summary.passed() && summary.complete && summary.stopped_early.is_none()
+}
+
+/// Whether `NO_COLOR` asks for no colour (any non-empty value).
+pub fn colour_disabled() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// The cells of one result row, as text, in [`RESULT_COLUMNS`] order.
+pub fn row_values(r: &ResultRow) -> [String; 10] {
+    let measured = r.runs > 0;
+    let num = |v: f64| {
+        if measured {
+            format!("{v:.1}")
+        } else {
+            "-".to_string()
+        }
+    };
+    [
+        r.model.clone(),
+        r.browser.clone(),
+        if r.backend.is_empty() {
+            "-".into()
+        } else {
+            r.backend.clone()
+        },
+        r.weights.clone(),
+        if r.load_ms > 0.0 {
+            format!("{:.0}", r.load_ms)
+        } else {
+            "-".into()
+        },
+        if r.first_run_ms > 0.0 {
+            format!("{:.1}", r.first_run_ms)
+        } else {
+            "-".into()
+        },
+        num(r.latency_ms.p50),
+        num(r.latency_ms.p95),
+        if measured {
+            format!("{:.2}", r.throughput_per_s)
+        } else {
+            "-".into()
+        },
+        verdict(r),
+    ]
+}
+
+/// `ok (finite+cross)`, `FAIL (golden)` or `error`.
+pub fn verdict(r: &ResultRow) -> String {
+    match (&r.error, r.correctness.passed) {
+        (Some(_), _) => "error".to_string(),
+        (None, true) => format!("ok ({})", r.correctness.check),
+        (None, false) => format!("FAIL ({})", r.correctness.check),
+    }
+}
+
+/// Backend fallbacks, said once per browser and reason (the same fallback usually hits every
+/// model of a browser): `bert, vit on chromium: fell back to wasm: ...`.
+pub fn fallback_notes(summary: &RunSummary) -> Vec<String> {
     let mut fallbacks: Vec<(String, String, Vec<&str>)> = Vec::new();
     for r in &summary.results {
-        let measured = r.runs > 0;
-        let num = |v: f64| {
-            if measured {
-                format!("{v:.1}")
-            } else {
-                "-".to_string()
-            }
-        };
-        let verdict = match (&r.error, r.correctness.passed) {
-            (Some(_), _) => "error".to_string(),
-            (None, true) => format!("ok ({})", r.correctness.check),
-            (None, false) => format!("FAIL ({})", r.correctness.check),
-        };
-        table.add_row([
-            r.model.clone(),
-            r.browser.clone(),
-            if r.backend.is_empty() {
-                "-".into()
-            } else {
-                r.backend.clone()
-            },
-            r.weights.clone(),
-            if r.load_ms > 0.0 {
-                format!("{:.0}", r.load_ms)
-            } else {
-                "-".into()
-            },
-            if r.first_run_ms > 0.0 {
-                format!("{:.1}", r.first_run_ms)
-            } else {
-                "-".into()
-            },
-            num(r.latency_ms.p50),
-            num(r.latency_ms.p95),
-            if measured {
-                format!("{:.2}", r.throughput_per_s)
-            } else {
-                "-".into()
-            },
-            verdict,
-        ]);
-        let who = format!("{} on {}", r.model, r.browser);
         if let Some(f) = &r.backend_fallback_reason {
             let key = (
                 r.browser.clone(),
@@ -80,6 +110,18 @@ pub fn render(summary: &RunSummary) -> String {
                 None => fallbacks.push((key.0, key.1, vec![&r.model])),
             }
         }
+    }
+    fallbacks
+        .into_iter()
+        .map(|(browser, why, models)| format!("{} on {browser}: {why}", models.join(", ")))
+        .collect()
+}
+
+/// Rows that errored or failed their output check, one line each.
+pub fn problem_notes(summary: &RunSummary) -> Vec<String> {
+    let mut notes = Vec::new();
+    for r in &summary.results {
+        let who = format!("{} on {}", r.model, r.browser);
         if let Some(e) = &r.error {
             notes.push(format!("{who}: {e}"));
         }
@@ -89,6 +131,26 @@ pub fn render(summary: &RunSummary) -> String {
                 r.correctness.detail
             ));
         }
+    }
+    notes
+}
+
+/// Renders the per model x browser x backend table and its notes.
+pub fn render(summary: &RunSummary) -> String {
+    let mut table = new_table();
+    table.set_header(RESULT_COLUMNS);
+    for r in &summary.results {
+        let values = row_values(r);
+        let colour = if r.error.is_some() || !r.correctness.passed {
+            Color::Red
+        } else {
+            Color::Green
+        };
+        let mut cells: Vec<Cell> = values.into_iter().map(Cell::new).collect();
+        if let Some(last) = cells.pop() {
+            cells.push(last.fg(colour));
+        }
+        table.add_row(cells);
     }
     for i in 4..9 {
         if let Some(c) = table.column_mut(i) {
@@ -106,14 +168,17 @@ pub fn render(summary: &RunSummary) -> String {
             "seeded: random weights at the exact architecture (same compute as the real model)\n",
         );
     }
-    for (browser, why, models) in fallbacks {
-        out.push_str(&format!(
-            "note: {} on {browser}: {why}\n",
-            models.join(", ")
-        ));
-    }
-    for n in notes {
+    for n in fallback_notes(summary)
+        .into_iter()
+        .chain(problem_notes(summary))
+    {
         out.push_str(&format!("note: {n}\n"));
+    }
+    for t in summary.thresholds.iter().filter(|t| !t.passed) {
+        out.push_str(&format!(
+            "threshold failed: {} = {} (limit {})\n",
+            t.name, t.value, t.limit
+        ));
     }
     if let Some(why) = &summary.stopped_early {
         out.push_str(&format!("stopped early: {why}\n"));
@@ -123,8 +188,7 @@ pub fn render(summary: &RunSummary) -> String {
 
 /// Renders `models list`.
 pub fn render_models(models: &[ModelInfo]) -> String {
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED);
+    let mut table = new_table();
     table.set_header(["model", "aliases", "task", "about"]);
     for m in models
         .iter()
@@ -148,8 +212,7 @@ pub fn render_models(models: &[ModelInfo]) -> String {
 
 /// Renders `browsers`: one row per browser with its WebGPU adapter, WebNN and WASM facts.
 pub fn render_browsers(browsers: &[BrowserEnv], drivers: &[ToolInfo]) -> String {
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED);
+    let mut table = new_table();
     table.set_header([
         "browser",
         "version",
@@ -228,11 +291,22 @@ pub fn render_workers(summary: &RunSummary) -> String {
     if summary.workers.is_empty() {
         return String::new();
     }
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["worker", "alive s", "busy %", "PSS peak MiB", "PSS mean MiB", "models (MiB added at load)", "state"]);
+    let mut table = new_table();
+    table.set_header([
+        "worker",
+        "alive s",
+        "busy %",
+        "PSS peak MiB",
+        "PSS mean MiB",
+        "models (MiB added at load)",
+        "state",
+    ]);
     for w in &summary.workers {
-        let models: Vec<String> = w.models.iter().map(|m| format!("{} +{:.0}", m.model, m.memory_added_mb)).collect();
+        let models: Vec<String> = w
+            .models
+            .iter()
+            .map(|m| format!("{} +{:.0}", m.model, m.memory_added_mb))
+            .collect();
         let state = match &w.fault {
             Some(f) => format!("{}: {f}", w.state),
             None => w.state.clone(),

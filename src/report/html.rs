@@ -1,0 +1,462 @@
+//! `report.html`: a self-contained page (no scripts, no network; a Content-Security-Policy
+//! enforces it) built from `templates/report.html`: the verdict, the result table, a latency
+//! CDF per model (one line per browser x backend), throughput over time with fault and
+//! recovery markers, a shard timeline when the run had shards, and the environment with each
+//! browser's adapter.
+
+use std::fmt::Write as _;
+
+use crate::metrics::compare::RunData;
+use crate::metrics::{BrowserEnv, Phase, RunSummary, Sample};
+
+use super::svg::{Chart, Marker, MarkerKind, Scale, Series, Timeline, TimelineBar};
+use super::template::{escape, fill};
+use super::{table, ReportError, Reporter};
+
+const REPORT_HTML: &str = include_str!("templates/report.html");
+
+/// The HTML report.
+#[derive(Debug, Clone, Copy)]
+pub struct HtmlReport;
+
+impl Reporter for HtmlReport {
+    fn file_name(&self) -> &'static str {
+        "report.html"
+    }
+
+    fn render(&self, run: RunData<'_>) -> Result<Vec<u8>, ReportError> {
+        Ok(render(run).into_bytes())
+    }
+}
+
+fn render(run: RunData<'_>) -> String {
+    let s = run.summary;
+    let q = &s.requests;
+    let passed = table::run_passed(s);
+    fill(
+        REPORT_HTML,
+        &[
+            ("run_id", &escape(&s.run_id)),
+            ("verdict", if passed { "passed" } else { "failed" }),
+            ("verdict_class", if passed { "passed" } else { "failed" }),
+            ("command", &escape(&s.command)),
+            ("started_at", &escape(&s.started_at)),
+            ("finished_at", &escape(&s.finished_at)),
+            (
+                "complete_note",
+                &match (&s.stopped_early, s.complete) {
+                    (Some(why), _) => format!(
+                        r#" <span class="bad">stopped early: {}</span>"#,
+                        escape(why)
+                    ),
+                    (None, false) => r#" <span class="bad">incomplete</span>"#.to_string(),
+                    (None, true) => String::new(),
+                },
+            ),
+            ("issued", &q.issued.to_string()),
+            ("succeeded", &q.succeeded.to_string()),
+            ("failed", &q.failed.to_string()),
+            ("lost", &q.lost.to_string()),
+            ("fault_count", &s.faults.len().to_string()),
+            ("result_rows", &result_rows(s)),
+            ("notes", &notes(s)),
+            ("thresholds", &thresholds(s)),
+            ("cdf_charts", &cdf_charts(run.samples)),
+            ("throughput_chart", &throughput_chart(s, run.samples)),
+            ("shard_section", &shard_section(&[])),
+            ("host_rows", &host_rows(s)),
+            ("browser_rows", &browser_rows(&s.environment.browsers)),
+        ],
+    )
+}
+
+fn result_rows(s: &RunSummary) -> String {
+    let mut out = String::new();
+    for r in &s.results {
+        let v = table::row_values(r);
+        let bad = r.error.is_some() || !r.correctness.passed;
+        let p99 = if r.runs > 0 {
+            format!("{:.1}", r.latency_ms.p99)
+        } else {
+            "-".into()
+        };
+        let _ = writeln!(
+            out,
+            r#"      <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td{}>{}</td></tr>"#,
+            escape(&v[0]),
+            escape(&v[1]),
+            escape(&v[2]),
+            escape(&v[3]),
+            escape(&v[4]),
+            escape(&v[5]),
+            escape(&v[6]),
+            escape(&v[7]),
+            p99,
+            escape(&v[8]),
+            if bad { r#" class="bad""# } else { "" },
+            escape(&v[9]),
+        );
+    }
+    out
+}
+
+fn notes(s: &RunSummary) -> String {
+    let lines: Vec<String> = table::fallback_notes(s)
+        .into_iter()
+        .map(|n| escape(&n))
+        .chain(
+            table::problem_notes(s)
+                .into_iter()
+                .map(|n| format!(r#"<span class="bad">{}</span>"#, escape(&n))),
+        )
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(r#"<ul class="notes">"#);
+    for l in lines {
+        let _ = write!(out, "<li>{l}</li>");
+    }
+    out.push_str("</ul>");
+    out
+}
+
+fn thresholds(s: &RunSummary) -> String {
+    if s.thresholds.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<h3>Thresholds</h3><table><thead><tr><th>threshold</th><th>limit</th><th>value</th><th>result</th></tr></thead><tbody>",
+    );
+    for t in &s.thresholds {
+        let _ = write!(
+            out,
+            r#"<tr><td>{}</td><td class="num">{}</td><td class="num">{}</td><td{}>{}</td></tr>"#,
+            escape(&t.name),
+            t.limit,
+            t.value,
+            if t.passed { "" } else { r#" class="bad""# },
+            if t.passed { "pass" } else { "FAIL" }
+        );
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+/// Per model: (browser/backend label, its measured `page_ms`).
+type ByModel = Vec<(String, Vec<(String, Vec<f64>)>)>;
+
+/// Measured warm `page_ms` per model, then per browser/backend, in first-seen order.
+fn measured_by_model(samples: &[Sample]) -> ByModel {
+    let mut out: ByModel = Vec::new();
+    for s in samples
+        .iter()
+        .filter(|s| s.phase == Phase::Measure && s.ok && s.page_ms > 0.0)
+    {
+        let label = format!("{}/{}", s.browser, s.backend);
+        let model = match out.iter_mut().find(|(m, _)| *m == s.model) {
+            Some(m) => m,
+            None => {
+                out.push((s.model.clone(), Vec::new()));
+                out.last_mut().expect("just pushed")
+            }
+        };
+        match model.1.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, v)) => v.push(s.page_ms),
+            None => model.1.push((label, vec![s.page_ms])),
+        }
+    }
+    out
+}
+
+fn cdf_charts(samples: &[Sample]) -> String {
+    let models = measured_by_model(samples);
+    if models.is_empty() {
+        return r#"<p class="empty">No measured runs.</p>"#.into();
+    }
+    let mut out = String::new();
+    for (model, cells) in models {
+        let x = Scale::fit(cells.iter().flat_map(|(_, v)| v.iter().copied()), false);
+        let series = cells
+            .into_iter()
+            .map(|(label, mut v)| {
+                v.sort_by(f64::total_cmp);
+                let n = v.len() as f64;
+                // A step function: up by 1/n at each sample.
+                let mut points = Vec::with_capacity(v.len() * 2);
+                for (i, &ms) in v.iter().enumerate() {
+                    points.push((ms, i as f64 / n));
+                    points.push((ms, (i + 1) as f64 / n));
+                }
+                Series {
+                    label: format!("{label} (n={})", v.len()),
+                    points,
+                    wide: false,
+                }
+            })
+            .collect();
+        let chart = Chart {
+            title: format!("{model}: warm latency CDF"),
+            x_label: format!(
+                "session.run ms{}",
+                if matches!(x, Scale::Log { .. }) {
+                    " (log scale)"
+                } else {
+                    ""
+                }
+            ),
+            y_label: "share of runs".into(),
+            x,
+            y: Scale::Linear { min: 0.0, max: 1.0 },
+            series,
+            markers: Vec::new(),
+        };
+        let _ = write!(out, r#"<h3>{}</h3>{}"#, escape(&model), chart.render());
+    }
+    out
+}
+
+fn throughput_chart(s: &RunSummary, samples: &[Sample]) -> String {
+    let done: Vec<(&str, f64)> = samples
+        .iter()
+        .filter(|x| x.ok)
+        .map(|x| (x.browser.as_str(), (x.started_ms + x.service_ms) / 1000.0))
+        .collect();
+    if done.is_empty() {
+        return r#"<p class="empty">No completed requests.</p>"#.into();
+    }
+    let end = done.iter().map(|(_, t)| *t).fold(0.0, f64::max);
+    let fault_end = s
+        .faults
+        .iter()
+        .map(|f| f.at_ms as f64 / 1000.0)
+        .fold(0.0, f64::max);
+    let buckets = end.max(fault_end).floor() as usize + 1;
+    let mut browsers: Vec<&str> = Vec::new();
+    for (b, _) in &done {
+        if !browsers.contains(b) {
+            browsers.push(b);
+        }
+    }
+    let step = |counts: &[f64]| {
+        let mut pts = Vec::with_capacity(counts.len() * 2);
+        for (i, &c) in counts.iter().enumerate() {
+            pts.push((i as f64, c));
+            pts.push((i as f64 + 1.0, c));
+        }
+        pts
+    };
+    let count = |only: Option<&str>| {
+        let mut c = vec![0.0; buckets];
+        for (b, t) in &done {
+            if only.is_none_or(|o| o == *b) {
+                c[(t.floor() as usize).min(buckets - 1)] += 1.0;
+            }
+        }
+        c
+    };
+    let total = count(None);
+    let mut series = vec![Series {
+        label: "all requests".into(),
+        points: step(&total),
+        wide: browsers.len() > 1,
+    }];
+    if browsers.len() > 1 {
+        for b in &browsers {
+            series.push(Series {
+                label: (*b).to_string(),
+                points: step(&count(Some(b))),
+                wide: false,
+            });
+        }
+    }
+    let chart = Chart {
+        title: "throughput over time".into(),
+        x_label: "seconds since the run started".into(),
+        y_label: "requests / s".into(),
+        x: Scale::Linear {
+            min: 0.0,
+            max: buckets as f64,
+        },
+        y: Scale::fit(total.iter().copied(), true),
+        series,
+        markers: markers(s),
+    };
+    chart.render()
+}
+
+/// Fault markers at their injection time, and recovery markers where service came back
+/// (fault time + detection + recovery; the n-th recovery of a kind belongs to the n-th fault
+/// of that kind, since recovery events carry no timestamp of their own).
+fn markers(s: &RunSummary) -> Vec<Marker> {
+    let mut out: Vec<Marker> = s
+        .faults
+        .iter()
+        .map(|f| Marker {
+            x: f.at_ms as f64 / 1000.0,
+            label: format!("{} {}", f.kind, f.target),
+            kind: MarkerKind::Fault,
+        })
+        .collect();
+    let mut used = vec![false; s.faults.len()];
+    for r in &s.recovery_events {
+        let Some(i) = (0..s.faults.len()).find(|&i| !used[i] && s.faults[i].kind == r.fault_kind)
+        else {
+            continue;
+        };
+        used[i] = true;
+        out.push(Marker {
+            x: (s.faults[i].at_ms + r.detection_ms + r.recovery_ms) as f64 / 1000.0,
+            label: format!(
+                "{} {}",
+                r.level,
+                if r.succeeded { "recovered" } else { "failed" }
+            ),
+            kind: MarkerKind::Recovery,
+        });
+    }
+    out
+}
+
+/// The shard timeline section, or nothing when the run had no shards. `RunSummary` has no
+/// shard records yet; the sharding work fills `bars` from them.
+fn shard_section(bars: &[TimelineBar]) -> String {
+    if bars.is_empty() {
+        return String::new();
+    }
+    let svg = Timeline {
+        title: "shard timeline".into(),
+        bars: bars.to_vec(),
+    }
+    .render();
+    format!(
+        r#"<section id="shards"><h2>Shard timeline</h2><p>Each bar is one shard execution on a worker; red bars failed.</p>{svg}</section>"#
+    )
+}
+
+fn host_rows(s: &RunSummary) -> String {
+    let e = &s.environment;
+    format!(
+        "      <tr><th>webgpu-pool</th><td>{}</td></tr>\n      <tr><th>host</th><td>{}, {} CPUs</td></tr>",
+        escape(&e.harness_version),
+        escape(&e.os),
+        e.cpus
+    )
+}
+
+fn text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn browser_rows(browsers: &[BrowserEnv]) -> String {
+    let mut out = String::new();
+    for b in browsers {
+        let g = &b.webgpu;
+        let gpu = if g["available"].as_bool() == Some(true) {
+            let a = &g["adapter"];
+            let name: Vec<String> = [text(&a["vendor"]), text(&a["architecture"])]
+                .into_iter()
+                .filter(|t| !t.is_empty() && t != "-")
+                .collect();
+            let mut parts = vec![if name.is_empty() {
+                "adapter".to_string()
+            } else {
+                name.join(" ")
+            }];
+            if a["fallback"].as_bool() == Some(true) {
+                parts.push("software fallback".into());
+            }
+            for k in ["device", "description"] {
+                let t = text(&a[k]);
+                if !t.is_empty() && t != "-" {
+                    parts.push(t);
+                }
+            }
+            if let Some(f) = g["features"].as_array() {
+                parts.push(format!("{} features", f.len()));
+                if f.iter().any(|x| x == "shader-f16") {
+                    parts.push("shader-f16".into());
+                }
+            }
+            parts.join(", ")
+        } else {
+            format!("unavailable: {}", text(&g["reason"]))
+        };
+        let webnn = if b.webnn["available"].as_bool() == Some(true) {
+            "available".to_string()
+        } else {
+            format!("unavailable: {}", text(&b.webnn["reason"]))
+        };
+        let wasm = format!(
+            "simd {}, threads {}, {} thread(s)",
+            yes(&b.wasm["simd"]),
+            yes(&b.wasm["threads"]),
+            b.wasm["num_threads"].as_u64().unwrap_or(1)
+        );
+        let _ = writeln!(
+            out,
+            r#"      <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{:.0}</td></tr>"#,
+            escape(&b.kind),
+            escape(&b.version),
+            escape(&b.driver),
+            escape(&b.ort_version),
+            escape(&gpu),
+            escape(&webnn),
+            escape(&wasm),
+            if b.cross_origin_isolated { "yes" } else { "no" },
+            b.launch_ms
+        );
+    }
+    out
+}
+
+fn yes(v: &serde_json::Value) -> &'static str {
+    if v.as_bool() == Some(true) {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{FaultRecord, RecoveryEvent};
+
+    #[test]
+    fn markers_pair_recoveries_with_their_faults() {
+        let mut s: RunSummary = serde_json::from_str(
+            r#"{"schema_version":1,"run_id":"r","command":"c","started_at":"","finished_at":"",
+            "complete":true,"environment":{"harness_version":"","os":"","cpus":1,"browsers":[]},
+            "requests":{"issued":0,"succeeded":0,"failed":0,"lost":0},"results":[],"faults":[],
+            "recovery_events":[],"thresholds":[]}"#,
+        )
+        .unwrap();
+        s.faults.push(FaultRecord {
+            kind: "kill_browser".into(),
+            at_ms: 2000,
+            target: "chromium#1".into(),
+        });
+        s.recovery_events.push(RecoveryEvent {
+            fault_kind: "kill_browser".into(),
+            level: "migrate".into(),
+            detection_ms: 60,
+            recovery_ms: 940,
+            succeeded: true,
+        });
+        let m = markers(&s);
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].x, m[1].x), (2.0, 3.0));
+        let html = render(RunData {
+            summary: &s,
+            samples: &[],
+        });
+        assert!(!html.contains("{{"));
+        assert!(!html.contains("<script"));
+        assert!(!html.contains("id=\"shards\""));
+    }
+}

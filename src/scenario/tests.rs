@@ -1,0 +1,197 @@
+//! Unit tests of the scenario module: built-ins, round trips, the schema file, messages, fuzzing.
+
+use std::time::Duration;
+
+use super::*;
+use crate::browser::BrowserKind;
+
+fn load(text: &str) -> Result<Scenario, Vec<ScenarioError>> {
+    load_str("t.yaml", text)
+}
+
+fn first_error(text: &str) -> String {
+    match load(text) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(errs) => errs[0].to_string(),
+    }
+}
+
+#[test]
+fn every_builtin_is_valid_and_named_after_its_file() {
+    for name in BUILTINS {
+        let text = builtin(name).unwrap();
+        assert!(text.starts_with("# "), "{name} needs a comment header");
+        let s = load_str(name, text).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!(&s.name, name);
+    }
+    assert!(builtin("nope").is_none());
+}
+
+#[test]
+fn default_is_valid_once_models_are_given() {
+    let mut s = Scenario::default();
+    let errs = s.validate().unwrap_err();
+    assert_eq!(errs[0].path(), "models");
+    assert!(errs[0].file().is_none());
+    s.models.push(ModelEntry::named("bert"));
+    s.validate().unwrap();
+}
+
+#[test]
+fn builtins_and_a_full_scenario_round_trip_through_yaml() {
+    for name in BUILTINS {
+        let s = load_str(name, builtin(name).unwrap()).unwrap();
+        let text = to_yaml(&s);
+        let back = load_str("printed", &text).unwrap_or_else(|e| panic!("{text}\n{e:?}"));
+        assert_eq!(back, s, "{text}");
+    }
+    let mut s = Scenario {
+        description: Some("quotes \" and: colons # and hashes\nnew line".into()),
+        ..Scenario::default()
+    };
+    s.models = vec![ModelEntry::named("llama-tiny"), ModelEntry::named("x")];
+    s.models[1].name = "vit".into();
+    s.models[1].browser = Some(BrowserKind::Chromium);
+    s.workload.rate = Some(2.5);
+    s.workload.mode = WorkloadMode::Open;
+    s.faults
+        .push(Fault::at(FaultKind::Slow, Duration::from_millis(1500)));
+    s.faults[0].delay = Some(Duration::from_millis(250));
+    s.faults[0].target = FaultTarget::Model("vit".into());
+    s.sharding = Some(Sharding {
+        model: "llama".into(),
+        shards: 2,
+        strategy: ShardStrategy::EqualLayers,
+        recovery: ShardRecovery::RestartAll,
+    });
+    s.state = Some(StateSync::default());
+    s.thresholds.p95_ms.insert("vit".into(), 12.5);
+    s.thresholds.error_rate = Some(0.0);
+    s.validate().unwrap();
+    let text = to_yaml(&s);
+    assert_eq!(load_str("printed", &text).unwrap(), s, "{text}");
+    assert!(text.contains("\nworkload:\n  mode: open\n"), "{text}");
+    assert!(
+        text.contains("\nfaults:\n  - kind: slow\n    at: 1500ms\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  preferences: {audio: firefox, vision: chromium, text_embedding: edge}\n")
+    );
+}
+
+#[test]
+fn schema_file_matches_the_types() {
+    let generated = format!(
+        "{}\n",
+        serde_json::to_string_pretty(&json_schema()).unwrap()
+    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/scenario.schema.json");
+    if std::env::var_os("UPDATE_SCHEMA").is_some() {
+        std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas")).unwrap();
+        std::fs::write(path, &generated).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "schemas/scenario.schema.json is stale; regenerate with \
+         UPDATE_SCHEMA=1 cargo test --lib scenario::tests::schema_file_matches_the_types"
+    );
+}
+
+#[test]
+fn messages_name_file_line_col_path_and_value() {
+    let e = first_error("models: [{name: bert}]\nworkload:\n  concurrency: 2\n  duration: 30\n");
+    assert_eq!(
+        e,
+        "t.yaml:4:13: workload.duration: '30' has no unit; write it like 30s or 5m"
+    );
+    let e = first_error("models: [{name: bert}]\npool:\n  browsrs: [chromium]\n");
+    assert!(
+        e.starts_with("t.yaml:3:3: pool.browsrs: unknown key 'browsrs'; expected one of:"),
+        "{e}"
+    );
+    let e = first_error("models:\n  - name: bert\n  - name: gpt5\n");
+    assert!(
+        e.starts_with("t.yaml:3:11: models[1].name: unknown model 'gpt5'"),
+        "{e}"
+    );
+    let e = first_error("models: [{name: bert}]\npool: {browsers: [safari]}\n");
+    assert!(
+        e.starts_with("t.yaml:2:19: pool.browsers[0]: unknown value 'safari'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn semantic_errors_are_all_reported() {
+    let text = "models: []\npool: {min_connections: 5, max_connections: 2}\n\
+                workload: {concurrency: 0, duration: 10s, iterations: 5}\n";
+    let errs = load(text).unwrap_err();
+    let paths: Vec<&str> = errs.iter().map(ScenarioError::path).collect();
+    for p in [
+        "models",
+        "pool.min_connections",
+        "workload.concurrency",
+        "workload.iterations",
+    ] {
+        assert!(paths.contains(&p), "{p} missing from {paths:?}");
+    }
+    assert!(errs.iter().all(|e| e.line() > 0 && e.is_invalid()));
+}
+
+#[test]
+fn fault_targets_and_shorthand_enums_parse() {
+    let s = load(
+        "models: [{name: whisper}]\nworkload: {duration: 60s}\nfaults:\n\
+         - {kind: hang, at: 5s, target: random}\n\
+         - {kind: kill_browser, rate: 2, target: {model: whisper}}\n",
+    )
+    .unwrap();
+    assert_eq!(s.faults[0].target, FaultTarget::Random);
+    assert_eq!(s.faults[1].target, FaultTarget::Model("whisper".into()));
+    assert_eq!(s.faults[1].rate, Some(2.0));
+}
+
+/// Small xorshift so the fuzz test needs no extra crate and is reproducible.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[test]
+fn random_mutations_of_the_builtins_never_panic() {
+    const BYTES: &[u8] = b" \t\n:-[]{},#&*!|>'\"%@`0123456789.smhxyz\xff\xc3";
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    // FUZZ_ROUNDS=100000 for a longer run.
+    let rounds: usize = std::env::var("FUZZ_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
+    for name in BUILTINS {
+        let base = builtin(name).unwrap().as_bytes();
+        for _ in 0..rounds {
+            let mut bytes = base.to_vec();
+            for _ in 0..(1 + next(&mut state) % 4) {
+                let at = (next(&mut state) as usize) % bytes.len();
+                let b = BYTES[(next(&mut state) as usize) % BYTES.len()];
+                match next(&mut state) % 3 {
+                    0 => bytes[at] = b,
+                    1 => bytes.insert(at, b),
+                    _ => {
+                        bytes.remove(at);
+                    }
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            if let Err(errs) = load_str(name, &text) {
+                assert!(!errs.is_empty());
+                for e in errs {
+                    assert!(e.to_string().starts_with(name), "{e}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! The scenario types: what a YAML file (or the CLI flags) describes.
+//!
+//! Input: nothing (plain data). Output: [`Scenario`] and its parts, with serde (unknown keys
+//! rejected everywhere), JSON Schema derives and `Default`s that are the built-in defaults.
+//! The doc comments here become the descriptions in `schemas/scenario.schema.json`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::defaults as d;
+use super::duration;
+use crate::browser::{BrowserKind, DriverKind};
+use crate::pool::Backend;
+
+/// One test scenario: a pool, the models to run in it, the load, and what to break.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name, used in reports and run folders (letters, digits, `-`, `_`, `.`).
+    #[serde(default = "d::name")]
+    pub name: String,
+    /// What the scenario exercises, in a sentence or two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Seed for generated weights, inputs and every random choice (fault times, targets).
+    #[serde(default = "d::seed")]
+    pub seed: u64,
+    /// The browser pool.
+    #[serde(default)]
+    pub pool: PoolConfig,
+    /// Backend priority list; each model uses the first one its browser really offers.
+    #[serde(default = "d::backends")]
+    pub backends: Vec<Backend>,
+    /// Count a software WebGPU adapter (SwiftShader, lavapipe) as WebGPU. Off by default: on
+    /// such adapters a model falls back to the next backend and the report says why.
+    #[serde(default)]
+    pub allow_fallback_adapter: bool,
+    /// The models to run (catalog names or aliases; see `webgpu-pool models list`).
+    #[serde(default)]
+    pub models: Vec<ModelEntry>,
+    /// The load: closed or open loop, bounded by duration or iterations.
+    #[serde(default)]
+    pub workload: Workload,
+    /// Faults injected during the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<Fault>,
+    /// How workers and requests recover from faults.
+    #[serde(default)]
+    pub recovery: Recovery,
+    /// Split one text-generation model across several workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharding: Option<Sharding>,
+    /// Periodic state synchronisation between workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateSync>,
+    /// Pass/fail limits; a broken threshold makes the run exit 1.
+    #[serde(default, skip_serializing_if = "Thresholds::is_empty")]
+    pub thresholds: Thresholds,
+}
+
+/// The browser pool: how many workers, which browsers, and health checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Workers kept alive even when idle (0 lets the pool empty out).
+    #[serde(default = "d::min_connections")]
+    pub min_connections: u32,
+    /// Most workers at once; at least one per listed browser.
+    #[serde(default = "d::max_connections")]
+    pub max_connections: u32,
+    /// Browser kinds the pool may launch.
+    #[serde(default = "d::browsers")]
+    pub browsers: Vec<BrowserKind>,
+    /// How Chromium-family browsers are driven; Firefox always uses WebDriver (geckodriver).
+    #[serde(default = "d::driver")]
+    pub driver: DriverKind,
+    /// Preferred browser per model task; the router falls back when it is not in the pool.
+    #[serde(default)]
+    pub preferences: Preferences,
+    /// A worker idle this long is closed (down to `min_connections`).
+    #[serde(default = "d::idle_timeout", with = "duration")]
+    #[schemars(schema_with = "duration::schema")]
+    pub idle_timeout: Duration,
+    /// Time between heartbeats to each worker.
+    #[serde(default = "d::heartbeat_interval", with = "duration")]
+    #[schemars(schema_with = "duration::schema")]
+    pub heartbeat_interval: Duration,
+    /// A heartbeat unanswered this long marks the worker unhealthy.
+    #[serde(default = "d::heartbeat_timeout", with = "duration")]
+    #[schemars(schema_with = "duration::schema")]
+    pub heartbeat_timeout: Duration,
+    /// Bound on launching one browser and opening its page.
+    #[serde(default = "d::launch_timeout", with = "duration")]
+    #[schemars(schema_with = "duration::schema")]
+    pub launch_timeout: Duration,
+    /// `routed` (default): the router puts each model on the browser its type prefers and all
+    /// models run at once. `matrix`: every model in every browser, one at a time (the
+    /// benchmark grid `webgpu-pool run` uses).
+    #[serde(default = "d::placement")]
+    pub placement: PlacementMode,
+}
+
+/// How models are put on browsers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlacementMode {
+    /// The router places each model; all run at once.
+    Routed,
+    /// Each model in each browser, one cell at a time.
+    Matrix,
+}
+
+/// Preferred browser per model task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Preferences {
+    /// Audio models (whisper). Default: firefox.
+    #[serde(default = "d::pref_audio", skip_serializing_if = "Option::is_none")]
+    pub audio: Option<BrowserKind>,
+    /// Vision models (vit). Default: chromium.
+    #[serde(default = "d::pref_vision", skip_serializing_if = "Option::is_none")]
+    pub vision: Option<BrowserKind>,
+    /// Text-embedding models (bert, minilm). Default: edge, else another Chromium-family browser.
+    #[serde(default = "d::pref_text", skip_serializing_if = "Option::is_none")]
+    pub text_embedding: Option<BrowserKind>,
+    /// Text-generation models (llama). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_generation: Option<BrowserKind>,
+}
+
+/// One model to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// Catalog name or alias, e.g. `bert-base-uncased` or `bert`.
+    pub name: String,
+    /// Pin the model to this browser kind (it must be in `pool.browsers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<BrowserKind>,
+    /// Relative share of requests (default 1).
+    #[serde(default = "d::weight")]
+    pub weight: u32,
+}
+
+impl ModelEntry {
+    /// An entry with no pin and weight 1.
+    pub fn named(name: impl Into<String>) -> Self {
+        ModelEntry {
+            name: name.into(),
+            browser: None,
+            weight: 1,
+        }
+    }
+}
+
+/// Closed loop (N clients, each sends its next request when the last one ends) or open loop
+/// (requests arrive at a fixed rate whatever the latency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadMode {
+    /// `concurrency` clients in a loop.
+    Closed,
+    /// `rate` requests per second; `concurrency` bounds the requests in flight.
+    Open,
+}
+
+/// The load and its bounds. Give exactly one of `duration` and `iterations`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// `closed` (default) or `open`.
+    #[serde(default = "d::mode")]
+    pub mode: WorkloadMode,
+    /// Closed loop: concurrent clients. Open loop: most requests in flight.
+    #[serde(default = "d::concurrency")]
+    pub concurrency: u32,
+    /// Open loop only: arrivals per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Run for this long (measured part, after warm-up).
+    #[serde(
+        default,
+        with = "duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "duration::schema")]
+    pub duration: Option<Duration>,
+    /// Or run this many measured requests per model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<u64>,
+    /// Unmeasured warm-up requests per model and worker.
+    #[serde(default = "d::warmup")]
+    pub warmup: u32,
+    /// Deadline of one request, measured from its scheduled start.
+    #[serde(default = "d::request_timeout", with = "duration")]
+    #[schemars(schema_with = "duration::schema")]
+    pub request_timeout: Duration,
+    /// Bound on loading one model in one worker (fetch plus session creation).
+    #[serde(default = "d::load_timeout", with = "duration")]
+    #[schemars(schema_with = "duration::schema")]
+    pub load_timeout: Duration,
+    /// After the measured part, keep the pool up and idle this long so idle workers beyond
+    /// `min_connections` are closed (scale-down shows in the report).
+    #[serde(default = "d::cooldown", with = "duration")]
+    #[schemars(schema_with = "duration::schema")]
+    pub cooldown: Duration,
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// SIGKILL the browser's process tree.
+    KillBrowser,
+    /// Crash the worker's tab (renderer), keeping the browser.
+    CrashTab,
+    /// Stop the page's event loop for `duration`.
+    Hang,
+    /// Destroy the page's WebGPU device (`device.destroy()`).
+    GpuDeviceLost,
+    /// SIGKILL the WebDriver server (geckodriver, chromedriver).
+    KillDriver,
+    /// Drop the driver connection for `duration`.
+    Disconnect,
+    /// Add `delay` to every request on the target for `duration`.
+    Slow,
+    /// One of the kinds above, chosen with the fault's seed.
+    Random,
+}
+
+impl FaultKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [FaultKind; 8] = [
+        Self::KillBrowser,
+        Self::CrashTab,
+        Self::Hang,
+        Self::GpuDeviceLost,
+        Self::KillDriver,
+        Self::Disconnect,
+        Self::Slow,
+        Self::Random,
+    ];
+
+    /// The snake_case name used in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::KillBrowser => "kill_browser",
+            Self::CrashTab => "crash_tab",
+            Self::Hang => "hang",
+            Self::GpuDeviceLost => "gpu_device_lost",
+            Self::KillDriver => "kill_driver",
+            Self::Disconnect => "disconnect",
+            Self::Slow => "slow",
+            Self::Random => "random",
+        }
+    }
+
+    /// Whether the fault lasts a while (`duration` applies).
+    pub fn has_duration(self) -> bool {
+        matches!(
+            self,
+            Self::Hang | Self::Disconnect | Self::Slow | Self::Random
+        )
+    }
+}
+
+/// Which worker a fault hits.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultTarget {
+    /// A worker chosen with the fault's seed (default).
+    #[default]
+    Random,
+    /// A worker of this browser kind: `{browser: firefox}`.
+    Browser(BrowserKind),
+    /// One worker by id, `<browser>#<n>` with n from 1: `{worker: "chromium#1"}`.
+    Worker(String),
+    /// The worker hosting this model: `{model: whisper}`.
+    Model(String),
+}
+
+/// One fault and its schedule. Give exactly one of `at`, `every` and `rate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// What to do.
+    pub kind: FaultKind,
+    /// Once, this long after the measured part starts.
+    #[serde(
+        default,
+        with = "duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "duration::schema")]
+    pub at: Option<Duration>,
+    /// Periodically, first after one period.
+    #[serde(
+        default,
+        with = "duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "duration::schema")]
+    pub every: Option<Duration>,
+    /// At random (Poisson) times, this many per minute on average, drawn with `seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// At most this many occurrences (for `every` and `rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// Seed for random times, kinds and targets (default: the scenario seed plus the index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Which worker (default `random`).
+    #[serde(default)]
+    pub target: FaultTarget,
+    /// How long a hang, disconnect or slowdown lasts (default 5s).
+    #[serde(
+        default,
+        with = "duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "duration::schema")]
+    pub duration: Option<Duration>,
+    /// `slow` only: latency added to each request (default 250ms).
+    #[serde(
+        default,
+        with = "duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "duration::schema")]
+    pub delay: Option<Duration>,
+}
+
+impl Fault {
+    /// A one-shot fault at `at` on a random worker.
+    pub fn at(kind: FaultKind, at: Duration) -> Self {
+        Fault {
+            kind,
+            at: Some(at),
+            every: None,
+            rate: None,
+            count: None,
+            seed: None,
+            target: FaultTarget::Random,
+            duration: None,
+            delay: None,
+        }
+    }
+}
+
+/// How recovery proceeds after a worker fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryStrategy {
+    /// Fail over at once: requeue in-flight requests on another worker, replace the failed one.
+    Immediate,
+    /// Retry on the same worker, then restart its browser, then fail over (with backoff).
+    Progressive,
+    /// No recovery: failed requests count as errors and the worker stays down.
+    None,
+}
+
+/// Recovery settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Recovery {
+    /// `progressive` (default), `immediate` or `none`.
+    #[serde(default = "d::strategy")]
+    pub strategy: RecoveryStrategy,
+    /// Bound on one recovery (relaunch plus reload); past it the worker is closed.
+    #[serde(default = "d::recovery_timeout", with = "duration")]
+    #[schemars(schema_with = "duration::schema")]
+    pub timeout: Duration,
+    /// Attempts per failed request before it counts as lost.
+    #[serde(default = "d::max_attempts")]
+    pub max_attempts: u32,
+}
+
+/// How layers are split across shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardStrategy {
+    /// Balance parameters: the shards holding the embeddings and the LM head get fewer layers.
+    LayerBalanced,
+    /// The same number of decoder layers per shard.
+    EqualLayers,
+}
+
+/// What happens when a shard's worker fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardRecovery {
+    /// Reload only the failed shards on other workers and rerun the request.
+    RetryFailedShards,
+    /// Reload every shard.
+    RestartAll,
+    /// Fail the request.
+    Fail,
+}
+
+/// Split one text-generation model into pipeline shards on separate workers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Sharding {
+    /// A text_generation model from the catalog (e.g. `llama-tiny`).
+    pub model: String,
+    /// Number of shards, from 2 up to `pool.max_connections` and the model's layer count.
+    pub shards: u32,
+    /// `layer_balanced` (default) or `equal_layers`.
+    #[serde(default = "d::shard_strategy")]
+    pub strategy: ShardStrategy,
+    /// `retry_failed_shards` (default), `restart_all` or `fail`.
+    #[serde(default = "d::shard_recovery")]
+    pub recovery: ShardRecovery,
+}
+
+/// Periodic state synchronisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateSync {
+    /// Time between syncs of the pool state (workers, loaded models, counters).
+    #[serde(default = "d::sync_interval", with = "duration")]
+    #[schemars(schema_with = "duration::schema")]
+    pub sync_interval: Duration,
+}
+
+/// Pass/fail limits evaluated after the run.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// Most requests that may end without any answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_requests: Option<u64>,
+    /// Largest share of failed requests, from 0 to 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<f64>,
+    /// Largest p95 latency per model, in milliseconds (keys: models of this scenario).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub p95_ms: BTreeMap<String, f64>,
+    /// Largest p99 latency per model, in milliseconds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub p99_ms: BTreeMap<String, f64>,
+}
+
+impl Thresholds {
+    /// True when no limit is set.
+    pub fn is_empty(&self) -> bool {
+        self.lost_requests.is_none()
+            && self.error_rate.is_none()
+            && self.p95_ms.is_empty()
+            && self.p99_ms.is_empty()
+    }
+}

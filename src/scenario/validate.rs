@@ -1,0 +1,333 @@
+//! Semantic checks: values that parse but do not make sense together.
+//!
+//! Input: a [`Scenario`]. Output: every problem found, each as a key path (`models[1].name`)
+//! and a message naming the bad value. `load_str` places them in the file; scenarios built in
+//! code get them without a location.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::types::{Scenario, WorkloadMode};
+use crate::browser::BrowserKind;
+use crate::models::{self, Arch, Task};
+
+/// One problem: key path and message.
+pub(crate) type Issue = (String, String);
+
+/// Longest scenario name.
+const MAX_NAME: usize = 64;
+
+/// Most workers a scenario may ask for.
+pub const MAX_CONNECTIONS: u32 = 64;
+
+pub(super) fn push(out: &mut Vec<Issue>, path: impl Into<String>, message: impl Into<String>) {
+    out.push((path.into(), message.into()));
+}
+
+/// Runs every check.
+pub(crate) fn check(s: &Scenario) -> Vec<Issue> {
+    let mut out = Vec::new();
+    check_top(s, &mut out);
+    check_pool(s, &mut out);
+    let models = check_models(s, &mut out);
+    check_workload(s, &mut out);
+    for (i, f) in s.faults.iter().enumerate() {
+        super::validate_faults::check_fault(s, &models, i, f, &mut out);
+    }
+    check_recovery_sharding_state(s, &mut out);
+    check_thresholds(s, &models, &mut out);
+    out
+}
+
+fn check_top(s: &Scenario, out: &mut Vec<Issue>) {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if s.name.is_empty() || s.name.len() > MAX_NAME || !s.name.chars().all(ok) {
+        push(
+            out,
+            "name",
+            format!(
+                "'{}' is not a usable name; use 1 to {MAX_NAME} letters, digits, '-', '_' or '.'",
+                s.name
+            ),
+        );
+    }
+    if s.backends.is_empty() {
+        push(
+            out,
+            "backends",
+            "the backend list is empty; list at least one of webgpu, webnn, wasm",
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, b) in s.backends.iter().enumerate() {
+        if !seen.insert(*b) {
+            push(
+                out,
+                format!("backends[{i}]"),
+                format!("'{b}' is listed twice"),
+            );
+        }
+    }
+}
+
+fn check_pool(s: &Scenario, out: &mut Vec<Issue>) {
+    let p = &s.pool;
+    if p.max_connections == 0 || p.max_connections > MAX_CONNECTIONS {
+        push(
+            out,
+            "pool.max_connections",
+            format!(
+                "'{}' is out of range; use 1 to {MAX_CONNECTIONS}",
+                p.max_connections
+            ),
+        );
+    }
+    if p.min_connections > p.max_connections {
+        push(
+            out,
+            "pool.min_connections",
+            format!(
+                "'{}' is more than max_connections ({})",
+                p.min_connections, p.max_connections
+            ),
+        );
+    }
+    if p.browsers.is_empty() {
+        push(
+            out,
+            "pool.browsers",
+            "the browser list is empty; list at least one of chromium, chrome, edge, firefox",
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, b) in p.browsers.iter().enumerate() {
+        if !seen.insert(*b) {
+            push(
+                out,
+                format!("pool.browsers[{i}]"),
+                format!("'{b}' is listed twice"),
+            );
+        }
+    }
+    if !p.browsers.is_empty()
+        && (seen.len() as u64) > u64::from(p.max_connections)
+        && p.max_connections > 0
+    {
+        push(
+            out,
+            "pool.max_connections",
+            format!(
+                "'{}' is fewer than the {} browsers listed; each browser needs a worker",
+                p.max_connections,
+                seen.len()
+            ),
+        );
+    }
+    for (key, d) in [
+        ("idle_timeout", p.idle_timeout),
+        ("heartbeat_interval", p.heartbeat_interval),
+        ("heartbeat_timeout", p.heartbeat_timeout),
+        ("launch_timeout", p.launch_timeout),
+    ] {
+        positive(out, &format!("pool.{key}"), d);
+    }
+}
+
+pub(super) fn positive(out: &mut Vec<Issue>, path: &str, d: Duration) {
+    if d.is_zero() {
+        push(
+            out,
+            path,
+            "'0s' is too short; give a positive duration like 5s",
+        );
+    }
+}
+
+/// Checks `models` and returns the canonical names that resolved.
+fn check_models(s: &Scenario, out: &mut Vec<Issue>) -> Vec<&'static models::ModelSpec> {
+    if s.models.is_empty() {
+        push(
+            out,
+            "models",
+            "the model list is empty; list at least one, e.g. models: [{name: bert}]",
+        );
+    }
+    let mut specs: Vec<&'static models::ModelSpec> = Vec::new();
+    for (i, m) in s.models.iter().enumerate() {
+        match models::resolve(&m.name) {
+            Ok(spec) => {
+                if specs.iter().any(|s| s.name == spec.name) {
+                    push(
+                        out,
+                        format!("models[{i}].name"),
+                        format!("'{}' is listed twice (as {})", m.name, spec.name),
+                    );
+                } else {
+                    specs.push(spec);
+                }
+            }
+            Err(e) => push(out, format!("models[{i}].name"), e.to_string()),
+        }
+        if let Some(b) = m.browser {
+            if !s.pool.browsers.contains(&b) {
+                push(
+                    out,
+                    format!("models[{i}].browser"),
+                    not_in_pool(b, &s.pool.browsers),
+                );
+            }
+        }
+        if m.weight == 0 {
+            push(
+                out,
+                format!("models[{i}].weight"),
+                "'0' never sends a request; use 1 or more",
+            );
+        }
+    }
+    specs
+}
+
+pub(super) fn not_in_pool(b: BrowserKind, pool: &[BrowserKind]) -> String {
+    let names: Vec<&str> = pool.iter().map(|b| b.as_str()).collect();
+    format!("'{b}' is not in pool.browsers ({})", names.join(", "))
+}
+
+fn check_workload(s: &Scenario, out: &mut Vec<Issue>) {
+    let w = &s.workload;
+    if w.concurrency == 0 {
+        push(
+            out,
+            "workload.concurrency",
+            "'0' runs nothing; use 1 or more",
+        );
+    }
+    match (w.duration, w.iterations) {
+        (Some(_), Some(_)) => push(
+            out,
+            "workload.iterations",
+            "give either duration or iterations, not both",
+        ),
+        (None, None) => push(
+            out,
+            "workload.duration",
+            "say how long to run: give duration (e.g. 60s) or iterations (e.g. 100)",
+        ),
+        (Some(d), None) => positive(out, "workload.duration", d),
+        (None, Some(0)) => push(
+            out,
+            "workload.iterations",
+            "'0' runs nothing; use 1 or more",
+        ),
+        (None, Some(_)) => {}
+    }
+    match (w.mode, w.rate) {
+        (WorkloadMode::Closed, Some(r)) => push(out, "workload.rate", format!(
+            "'{r}' is a request rate, which needs mode: open (closed loops are paced by concurrency)"
+        )),
+        (WorkloadMode::Open, None) => push(out, "workload.mode",
+            "mode open needs rate (requests per second), e.g. rate: 20"),
+        (WorkloadMode::Open, Some(r)) if !(r.is_finite() && r > 0.0) => push(out, "workload.rate",
+            format!("'{r}' is not a usable rate; give requests per second above 0")),
+        _ => {}
+    }
+    positive(out, "workload.request_timeout", w.request_timeout);
+    positive(out, "workload.load_timeout", w.load_timeout);
+}
+
+fn check_recovery_sharding_state(s: &Scenario, out: &mut Vec<Issue>) {
+    positive(out, "recovery.timeout", s.recovery.timeout);
+    if s.recovery.max_attempts == 0 {
+        push(
+            out,
+            "recovery.max_attempts",
+            "'0' never tries; use 1 or more",
+        );
+    }
+    if let Some(sh) = &s.sharding {
+        match models::resolve(&sh.model) {
+            Err(e) => push(out, "sharding.model", e.to_string()),
+            Ok(spec) if spec.task != Task::TextGeneration => push(
+                out,
+                "sharding.model",
+                format!(
+                    "'{}' is a {} model; only text_generation models (llama-tiny) can be sharded",
+                    sh.model,
+                    spec.task.as_str()
+                ),
+            ),
+            Ok(spec) => {
+                if let Arch::Llama(cfg) = &spec.arch {
+                    if sh.shards as usize > cfg.layers {
+                        push(
+                            out,
+                            "sharding.shards",
+                            format!(
+                                "'{}' is more shards than {} has layers ({})",
+                                sh.shards, spec.name, cfg.layers
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        if sh.shards < 2 {
+            push(
+                out,
+                "sharding.shards",
+                format!("'{}' is not a split; use 2 or more", sh.shards),
+            );
+        } else if sh.shards > s.pool.max_connections {
+            push(
+                out,
+                "sharding.shards",
+                format!(
+                    "'{}' is more shards than workers (pool.max_connections {})",
+                    sh.shards, s.pool.max_connections
+                ),
+            );
+        }
+    }
+    if let Some(st) = &s.state {
+        positive(out, "state.sync_interval", st.sync_interval);
+    }
+}
+
+fn check_thresholds(s: &Scenario, specs: &[&models::ModelSpec], out: &mut Vec<Issue>) {
+    let t = &s.thresholds;
+    if let Some(r) = t.error_rate {
+        if !(0.0..=1.0).contains(&r) {
+            push(
+                out,
+                "thresholds.error_rate",
+                format!("'{r}' is not a share; use 0 to 1 (0.01 is 1%)"),
+            );
+        }
+    }
+    for (key, map) in [("p95_ms", &t.p95_ms), ("p99_ms", &t.p99_ms)] {
+        for (model, ms) in map {
+            let path = format!("thresholds.{key}.{model}");
+            let known = models::resolve(model)
+                .ok()
+                .filter(|spec| specs.iter().any(|s| s.name == spec.name));
+            if known.is_none() {
+                let names: Vec<&str> = s.models.iter().map(|m| m.name.as_str()).collect();
+                push(
+                    out,
+                    &path,
+                    format!(
+                        "'{model}' is not one of this scenario's models ({})",
+                        names.join(", ")
+                    ),
+                );
+            }
+            if !(ms.is_finite() && *ms > 0.0) {
+                push(
+                    out,
+                    path,
+                    format!("'{ms}' is not a usable latency; give milliseconds above 0"),
+                );
+            }
+        }
+    }
+}
