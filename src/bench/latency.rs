@@ -1,18 +1,21 @@
 //! Part 1 of `bench overhead`: bare `Browser::call("echo")` vs the pool path
-//! (`Slot::call("echo")`) on one driver path, interleaved pair by pair.
+//! (`Slot::call("echo")`) on one driver path, in the same page, interleaved pair by pair.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::browser::{self, Browser, LaunchSpec};
-use crate::pool::Pool;
+use crate::browser::{self, Browser, BrowserKind, DriverKind, LaunchSpec, WorkerError};
+use crate::pool::slot::Slot;
+use crate::pool::worker::{browser_env, offered_backends};
+use crate::pool::{Backend, Worker};
 use crate::server::AssetServer;
 
-use super::{pool_config, timeouts, BenchError, LatencyRow, OverheadOptions, Series};
+use super::{timeouts, BenchError, LatencyRow, OverheadOptions, Series};
 
-/// Part 1 on one driver path: a one-worker pool and a twin bare browser, interleaved.
+/// Part 1 on one driver path: one browser, reached both bare and through a pool slot, so the
+/// two kinds of call land in the same page; interleaved pair by pair.
 pub(super) async fn latency_path(
     o: &OverheadOptions,
     spec: &LaunchSpec,
@@ -20,37 +23,46 @@ pub(super) async fn latency_path(
     cancel: &CancellationToken,
     progress: &dyn Fn(&str),
 ) -> Result<LatencyRow, BenchError> {
-    let mut bare_spec = spec.clone();
-    bare_spec.page_url = server.page_url();
-    // Heartbeats are pool traffic on the same slot; push them out of the measured window so
-    // they do not queue in front of a measured call (they are not what is being measured).
-    let config = pool_config(spec, 1, 1, Duration::from_secs(24 * 3600));
-    let (bare, pool) = tokio::join!(
-        browser::launch(&bare_spec),
-        Pool::start(config, server.clone(), cancel.clone())
+    let mut spec = spec.clone();
+    spec.page_url = server.page_url();
+    let started = Instant::now();
+    let bare: Arc<dyn Browser> = Arc::from(browser::launch(&spec).await?);
+    let launch_time = started.elapsed();
+    let worker = Worker::from_browser(
+        format!("{}#1", spec.kind),
+        spec.clone(),
+        Box::new(Shared(bare.clone())),
+        launch_time,
     );
-    let (bare, pool) = match (bare, pool) {
-        (Ok(b), Ok(p)) => (b, p),
-        (Err(e), p) => {
-            if let Ok(p) = p {
-                p.shutdown().await;
-            }
-            return Err(e.into());
-        }
-        (Ok(b), Err(e)) => {
-            let _ = b.close().await;
+    let t = timeouts();
+    let caps = match worker.capabilities(false, t.call).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = bare.close().await;
             return Err(e.into());
         }
     };
+    let env = browser_env(&worker, &caps);
+    let offered = offered_backends(&caps, false);
+    // No pool upkeep: no heartbeat can queue in front of a measured call.
+    let slot = Slot::spawn(
+        worker,
+        env,
+        offered,
+        server.clone(),
+        vec![Backend::Wasm],
+        false,
+        t,
+    );
     progress(&format!(
-        "latency: {} over {}: {} warm-up + {} measured pairs ...",
+        "latency: {} over {}: {} warm-up + {} measured pairs in one page ...",
         spec.kind,
         spec.driver.as_str(),
         o.warmup,
         o.iterations
     ));
-    let measured = interleave(bare.as_ref(), &pool, o, cancel).await;
-    pool.shutdown().await;
+    let measured = interleave(bare.as_ref(), &slot, o, cancel).await;
+    slot.close().await;
     let closed = bare.close().await;
     let (bare_t, pool_t) = measured?;
     closed?;
@@ -58,7 +70,7 @@ pub(super) async fn latency_path(
     Ok(LatencyRow {
         browser: spec.kind,
         driver: spec.driver,
-        same_page: false,
+        same_page: true,
         added_p50_ms: p.p50_ms - b.p50_ms,
         added_p99_ms: p.p99_ms - b.p99_ms,
         bare: b,
@@ -66,18 +78,50 @@ pub(super) async fn latency_path(
     })
 }
 
+/// One browser shared by the slot and the bare calls: every method forwards.
+#[derive(Debug)]
+struct Shared(Arc<dyn Browser>);
+
+#[async_trait::async_trait]
+impl Browser for Shared {
+    fn kind(&self) -> BrowserKind {
+        self.0.kind()
+    }
+    fn driver(&self) -> DriverKind {
+        self.0.driver()
+    }
+    fn version(&self) -> &str {
+        self.0.version()
+    }
+    fn pid(&self) -> Option<u32> {
+        self.0.pid()
+    }
+    fn driver_pid(&self) -> Option<u32> {
+        self.0.driver_pid()
+    }
+    fn profile_dir(&self) -> Option<&std::path::Path> {
+        self.0.profile_dir()
+    }
+    async fn call(
+        &self,
+        method: &str,
+        args: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, WorkerError> {
+        self.0.call(method, args, timeout).await
+    }
+    async fn close(&self) -> Result<(), WorkerError> {
+        self.0.close().await
+    }
+}
+
 /// `warmup + iterations` pairs of bare and pool-path `echo`, the order flipped every pair.
 async fn interleave(
     bare: &dyn Browser,
-    pool: &Pool,
+    slot: &Slot,
     o: &OverheadOptions,
     cancel: &CancellationToken,
 ) -> Result<(Vec<Duration>, Vec<Duration>), BenchError> {
-    let slot = pool
-        .workers()
-        .into_iter()
-        .next()
-        .ok_or_else(|| BenchError::Setup("the pool started without a worker".into()))?;
     let call_timeout = timeouts().call;
     let args = serde_json::json!({});
     let n = o.iterations as usize;

@@ -365,7 +365,9 @@ impl Pool {
     /// Stops upkeep, closes every worker, and returns what the pool observed.
     pub async fn shutdown(self) -> PoolReport {
         self.inner.cancel.cancel();
-        if let Some(h) = lock(&self.inner.upkeep).take() {
+        // Take the handle first: the std mutex must not be held across the await.
+        let upkeep = lock(&self.inner.upkeep).take();
+        if let Some(h) = upkeep {
             let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
         }
         self.close_all().await;

@@ -174,7 +174,7 @@ pub fn route(req: &Request<'_>, candidates: &[Candidate]) -> Result<Decision, St
                 .then_with(|| b.score.unwrap_or(0.0).total_cmp(&a.score.unwrap_or(0.0)))
                 .then_with(|| a.id.cmp(&b.id))
         })
-        .map(|c| c.clone());
+        .cloned();
     let Some(best) = best else {
         return Err(format!("no worker can run {}", req.model));
     };

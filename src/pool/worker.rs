@@ -149,6 +149,22 @@ impl Worker {
         })
     }
 
+    /// Wraps a browser that is already up (launched elsewhere, e.g. shared with a benchmark
+    /// that needs the pool path and a bare call on the same page).
+    pub fn from_browser(
+        id: String,
+        spec: LaunchSpec,
+        browser: Box<dyn Browser>,
+        launch_time: Duration,
+    ) -> Self {
+        Self {
+            id,
+            spec,
+            launch_time,
+            browser,
+        }
+    }
+
     /// The browser kind.
     pub fn kind(&self) -> BrowserKind {
         self.browser.kind()
