@@ -105,10 +105,18 @@ impl Progress {
         };
         let multi = MultiProgress::with_draw_target(target);
         let runs = multi.add(ProgressBar::new(cells as u64));
-        runs.set_style(style(
-            "{prefix:>9} [{bar:30.cyan/blue}] {pos}/{len} cells  {elapsed}  {wide_msg}",
-            "{prefix:>9} [{bar:30}] {pos}/{len} cells  {elapsed}  {wide_msg}",
-        ));
+        // Without a count up front a bar would read full at 0/0: count cells instead.
+        runs.set_style(if cells == 0 {
+            style(
+                "{prefix:>9} {spinner:.cyan} {pos} placed  {elapsed}  {wide_msg}",
+                "{prefix:>9} {spinner} {pos} placed  {elapsed}  {wide_msg}",
+            )
+        } else {
+            style(
+                "{prefix:>9} [{bar:30.cyan/blue}] {pos}/{len} cells  {elapsed}  {wide_msg}",
+                "{prefix:>9} [{bar:30}] {pos}/{len} cells  {elapsed}  {wide_msg}",
+            )
+        });
         runs.set_prefix("runs");
         if mode == Mode::Bars {
             runs.enable_steady_tick(Duration::from_millis(250));

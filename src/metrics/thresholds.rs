@@ -126,9 +126,6 @@ mod tests {
         assert!(by["lost_requests"]);
         assert!(!by["error_rate"], "2% > 1%");
         assert!(by["p95_ms.bert-tiny.chromium.wasm"]);
-        assert_eq!(
-            by["p95_ms.vit-micro"], false,
-            "unmeasured model must not pass"
-        );
+        assert!(!by["p95_ms.vit-micro"], "unmeasured model must not pass");
     }
 }
