@@ -3,18 +3,8 @@
 
 mod common;
 
-use common::{stdout, Sandbox};
+use common::{assert_accounted, stdout, Sandbox};
 use serde_json::Value;
-
-fn accounted(run: &Value) {
-    let q = &run["requests"];
-    assert_eq!(q["lost"], 0, "{q}");
-    assert_eq!(
-        q["issued"].as_u64().unwrap(),
-        q["succeeded"].as_u64().unwrap() + q["failed"].as_u64().unwrap(),
-        "{q}"
-    );
-}
 
 fn rows_for<'a>(run: &'a Value, model: &str) -> Vec<&'a Value> {
     run["results"]
@@ -46,7 +36,7 @@ fn concurrent_models_are_routed_by_type_and_explained() {
         )
         .success();
     let run = sb.run_json();
-    accounted(&run);
+    assert_accounted(&run);
     // Default preferences: audio -> firefox, vision -> chromium, text_embedding -> edge -> chromium.
     for (model, browser) in [
         ("whisper-micro", "firefox"),
@@ -100,7 +90,7 @@ fn routing_falls_back_when_the_preferred_browser_is_missing() {
     )
     .success();
     let run = sb.run_json();
-    accounted(&run);
+    assert_accounted(&run);
     assert_eq!(rows_for(&run, "whisper-micro")[0]["browser"], "chromium");
     let reasons = run["routing"][0]["reasons"].to_string();
     assert!(
@@ -137,7 +127,7 @@ fn pool_grows_to_max_under_load_and_shrinks_when_idle() {
     )
     .success();
     let run = sb.run_json();
-    accounted(&run);
+    assert_accounted(&run);
     assert_eq!(run["peak_workers"], 2, "{}", run["pool_events"]);
     let events = run["pool_events"].as_array().unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
@@ -171,7 +161,7 @@ fn a_model_is_loaded_once_and_reused() {
     )
     .success();
     let run = sb.run_json();
-    accounted(&run);
+    assert_accounted(&run);
     let w = &run["workers"][0];
     // The page's own counter: one session created, every request served by it.
     assert_eq!(w["page_load_count"], 1, "{w}");

@@ -3,21 +3,11 @@
 
 mod common;
 
-use common::{stdout, Sandbox};
+use common::{assert_accounted, stdout, Sandbox};
 use serde_json::Value;
 
 fn rows(run: &Value) -> &Vec<Value> {
     run["results"].as_array().expect("results array")
-}
-
-fn assert_accounted(run: &Value) {
-    let q = &run["requests"];
-    assert_eq!(q["lost"], 0, "lost requests: {q}");
-    assert_eq!(
-        q["issued"].as_u64().unwrap(),
-        q["succeeded"].as_u64().unwrap() + q["failed"].as_u64().unwrap(),
-        "{q}"
-    );
 }
 
 #[test]

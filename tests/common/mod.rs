@@ -6,7 +6,7 @@
 //! left, without touching anyone else's (tests run in parallel).
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use assert_cmd::Command;
@@ -66,7 +66,8 @@ impl Sandbox {
 
     /// Pids of live processes started under this sandbox (by TMPDIR or a path in their command line).
     pub fn leftover_pids(&self) -> Vec<u32> {
-        processes_mentioning(self.dir.path())
+        // The same sweep the drivers use on close (command line or environment names the dir).
+        webgpu_pool::browser::process::mentioning(self.dir.path())
     }
 
     /// Asserts nothing of this run is left: no process, no profile or driver temp dir.
@@ -99,28 +100,6 @@ impl Drop for Sandbox {
     }
 }
 
-fn processes_mentioning(dir: &Path) -> Vec<u32> {
-    let needle = dir.to_string_lossy().into_owned().into_bytes();
-    let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me)
-        .filter(|&pid| {
-            let has = |f: &str| {
-                std::fs::read(format!("/proc/{pid}/{f}"))
-                    .map(|b| b.windows(needle.len()).any(|w| w == needle.as_slice()))
-                    .unwrap_or(false)
-            };
-            // Zombies have empty cmdline/environ and are not running anything.
-            has("environ") || has("cmdline")
-        })
-        .collect()
-}
-
 fn describe(pids: &[u32]) -> String {
     pids.iter()
         .map(|p| {
@@ -130,6 +109,14 @@ fn describe(pids: &[u32]) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Every request ended succeeded or failed: `lost` is 0 and the counts add up.
+pub fn assert_accounted(run: &serde_json::Value) {
+    let q = &run["requests"];
+    assert_eq!(q["lost"], 0, "lost requests: {q}");
+    let n = |k: &str| q[k].as_u64().unwrap_or(u64::MAX);
+    assert_eq!(n("issued"), n("succeeded") + n("failed"), "{q}");
 }
 
 /// The stdout of an assertion, as text.
