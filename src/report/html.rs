@@ -75,11 +75,6 @@ fn result_rows(s: &RunSummary) -> String {
     for r in &s.results {
         let v = table::row_values(r);
         let bad = r.error.is_some() || !r.correctness.passed;
-        let p99 = if r.runs > 0 {
-            format!("{:.1}", r.latency_ms.p99)
-        } else {
-            "-".into()
-        };
         let _ = writeln!(
             out,
             r#"      <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td{}>{}</td></tr>"#,
@@ -91,10 +86,10 @@ fn result_rows(s: &RunSummary) -> String {
             escape(&v[5]),
             escape(&v[6]),
             escape(&v[7]),
-            p99,
             escape(&v[8]),
-            if bad { r#" class="bad""# } else { "" },
             escape(&v[9]),
+            if bad { r#" class="bad""# } else { "" },
+            escape(&v[10]),
         );
     }
     out

@@ -37,8 +37,8 @@ fn render(run: RunData<'_>) -> String {
     };
     let _ = writeln!(out, "## webgpu-pool run `{}`: {verdict}\n", s.run_id);
     let _ = writeln!(out, "`{}`\n", cell(&s.command));
-    out.push_str("| model | browser | backend | weights | load ms | first run ms | warm p50 ms | warm p95 ms | runs/s | correct |\n");
-    out.push_str("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n");
+    out.push_str("| model | browser | backend | weights | load ms | first run ms | warm p50 ms | warm p95 ms | warm p99 ms | runs/s | correct |\n");
+    out.push_str("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
     for r in &s.results {
         let v = table::row_values(r);
         let _ = writeln!(

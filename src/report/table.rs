@@ -8,7 +8,7 @@ use comfy_table::{Cell, CellAlignment, Color, Table};
 use crate::metrics::{BrowserEnv, ModelInfo, ResultRow, RunSummary, ToolInfo};
 
 /// The column headers of the result table (terminal and Markdown).
-pub const RESULT_COLUMNS: [&str; 10] = [
+pub const RESULT_COLUMNS: [&str; 11] = [
     "model",
     "browser",
     "backend",
@@ -17,6 +17,7 @@ pub const RESULT_COLUMNS: [&str; 10] = [
     "first run ms",
     "warm p50 ms",
     "warm p95 ms",
+    "warm p99 ms",
     "runs/s",
     "correct",
 ];
@@ -44,7 +45,7 @@ pub fn colour_disabled() -> bool {
 }
 
 /// The cells of one result row, as text, in [`RESULT_COLUMNS`] order.
-pub fn row_values(r: &ResultRow) -> [String; 10] {
+pub fn row_values(r: &ResultRow) -> [String; 11] {
     let measured = r.runs > 0;
     let num = |v: f64| {
         if measured {
@@ -74,6 +75,7 @@ pub fn row_values(r: &ResultRow) -> [String; 10] {
         },
         num(r.latency_ms.p50),
         num(r.latency_ms.p95),
+        num(r.latency_ms.p99),
         if measured {
             format!("{:.2}", r.throughput_per_s)
         } else {
@@ -152,7 +154,7 @@ pub fn render(summary: &RunSummary) -> String {
         }
         table.add_row(cells);
     }
-    for i in 4..9 {
+    for i in 4..10 {
         if let Some(c) = table.column_mut(i) {
             c.set_cell_alignment(CellAlignment::Right);
         }
