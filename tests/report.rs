@@ -172,12 +172,14 @@ fn a_run_writes_every_report_and_each_checks_out() {
     assert!(outside.is_empty(), "requests outside the file: {outside:?}");
     assert!(seen.requests.contains(&file_url), "{:?}", seen.requests);
     // Two CDFs (one per model) with a line per browser, and the throughput chart with the
-    // total and one line per browser: 4 + 3 series, each drawn with a real length.
+    // total and one line per browser: 4 + 3 series, each drawn with a real length. Width is
+    // data-dependent (a CDF of near-identical latencies is almost vertical), so the check is
+    // on height and path length: every series climbs from 0 and has a real line.
     assert_eq!(seen.series.len(), 7, "{:?}", seen.series);
     assert!(
         seen.series
             .iter()
-            .all(|&(w, h, len)| w > 50.0 && h > 20.0 && len > 100.0),
+            .all(|&(_, h, len)| h > 20.0 && len > 100.0),
         "{:?}",
         seen.series
     );
