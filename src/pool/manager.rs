@@ -532,13 +532,16 @@ impl Pool {
             OutputMode::Sample
         };
         let backend = loaded.reply.backend;
+        let issued = Instant::now();
+        let ran = slot.run(&model.name, mode).await;
         let first = self.record(
             &slot,
             &model.name,
             backend,
             Phase::First,
-            Instant::now(),
-            slot.run(&model.name, mode).await,
+            issued,
+            issued,
+            ran,
         )?;
         let output = super::worker::cell_output(&slot.kind.to_string(), model, backend, &first);
         lock(&self.inner.log).placements.push(PlacementRecord {
@@ -555,7 +558,9 @@ impl Pool {
         Ok(())
     }
 
-    /// Accounts for one request: it ends succeeded or failed, and leaves one sample.
+    /// Accounts for one request that reached `slot`: it ends succeeded or failed, and leaves
+    /// one sample.
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
         slot: &Slot,
@@ -563,33 +568,55 @@ impl Pool {
         backend: Backend,
         phase: Phase,
         scheduled: Instant,
+        issued: Instant,
         result: Result<RunReply, WorkerError>,
     ) -> Result<RunReply, PoolError> {
-        let issued_at = Instant::now();
-        let ms = |t: Instant| t.saturating_duration_since(self.inner.t0).as_secs_f64() * 1e3;
+        let outcome = match &result {
+            Ok(r) => Ok(r.run_ms),
+            Err(e) => Err(super::worker::error_class(e)),
+        };
+        self.push_request(
+            model,
+            Some((slot, backend)),
+            phase,
+            scheduled,
+            issued,
+            outcome,
+        );
+        result.map_err(PoolError::from)
+    }
+
+    /// Builds the one sample of a request from what is known about it and accounts for it.
+    /// `ran` is where it ran (`None` when it never reached a worker); `outcome` is the page's
+    /// `session.run` ms or the error class.
+    fn push_request(
+        &self,
+        model: &str,
+        ran: Option<(&Slot, Backend)>,
+        phase: Phase,
+        scheduled: Instant,
+        issued: Instant,
+        outcome: Result<f64, &str>,
+    ) {
         let done = Instant::now();
-        let sample = Sample {
+        let ms = |t: Instant| t.saturating_duration_since(self.inner.t0).as_secs_f64() * 1e3;
+        let since = |t: Instant| done.saturating_duration_since(t).as_secs_f64() * 1e3;
+        self.push_sample(Sample {
             seq: 0,
             model: model.to_string(),
-            browser: slot.kind.to_string(),
-            worker: slot.id.clone(),
-            backend: backend.to_string(),
+            browser: ran.map(|(s, _)| s.kind.to_string()).unwrap_or_default(),
+            worker: ran.map(|(s, _)| s.id.clone()).unwrap_or_default(),
+            backend: ran.map(|(_, b)| b.to_string()).unwrap_or_default(),
             phase,
             scheduled_ms: ms(scheduled),
-            started_ms: ms(scheduled.min(issued_at)),
-            latency_ms: done.duration_since(scheduled).as_secs_f64() * 1e3,
-            service_ms: 0.0,
-            page_ms: result.as_ref().map(|r| r.run_ms).unwrap_or(0.0),
-            ok: result.is_ok(),
-            error: result
-                .as_ref()
-                .err()
-                .map(|e| super::worker::error_class(e).to_string())
-                .unwrap_or_default(),
+            started_ms: ms(issued),
+            latency_ms: since(scheduled),
+            service_ms: if ran.is_some() { since(issued) } else { 0.0 },
+            page_ms: *outcome.as_ref().unwrap_or(&0.0),
+            ok: outcome.is_ok(),
+            error: outcome.err().unwrap_or_default().to_string(),
             attempt: 1,
-        };
-        self.push_sample(sample);
-        result.map_err(PoolError::from)
+        });
     }
 
     fn push_sample(&self, mut sample: Sample) {
@@ -628,11 +655,15 @@ impl ModelHandle {
     pub async fn infer_at(&self, scheduled: Instant, phase: Phase) -> Result<Inference, PoolError> {
         let pool = &self.pool;
         if pool.inner.cancel.is_cancelled() {
-            return Err(self.fail(scheduled, phase, "interrupted", PoolError::ShuttingDown));
+            self.never_ran(scheduled, phase, "interrupted");
+            return Err(PoolError::ShuttingDown);
         }
         let slot = match self.pick().await {
             Ok(s) => s,
-            Err(e) => return Err(self.fail(scheduled, phase, "no_placement", e)),
+            Err(e) => {
+                self.never_ran(scheduled, phase, "no_placement");
+                return Err(e);
+            }
         };
         self.maybe_scale_up(&slot);
         let name = &self.entry.prepared.name;
@@ -645,14 +676,7 @@ impl ModelHandle {
         let issued = Instant::now();
         let result = slot.run(name, OutputMode::None).await;
         let service = issued.elapsed();
-        let reply = pool.record(&slot, name, backend, phase, scheduled, result)?;
-        if let Some(s) = lock(&pool.inner.log).samples.last_mut() {
-            s.service_ms = service.as_secs_f64() * 1e3;
-            s.started_ms = issued
-                .saturating_duration_since(pool.inner.t0)
-                .as_secs_f64()
-                * 1e3;
-        }
+        let reply = pool.record(&slot, name, backend, phase, scheduled, issued, result)?;
         Ok(Inference {
             worker: slot.id.clone(),
             browser: slot.kind,
@@ -676,32 +700,13 @@ impl ModelHandle {
 
     /// Records a request that never ran: `rejected` (queue full) or `deadline` (too late).
     pub fn reject(&self, scheduled: Instant, class: &str) {
-        let _ = self.fail(scheduled, Phase::Measure, class, PoolError::ShuttingDown);
+        self.never_ran(scheduled, Phase::Measure, class);
     }
 
-    fn fail(&self, scheduled: Instant, phase: Phase, class: &str, e: PoolError) -> PoolError {
-        let ms = |t: Instant| {
-            t.saturating_duration_since(self.pool.inner.t0)
-                .as_secs_f64()
-                * 1e3
-        };
-        self.pool.push_sample(Sample {
-            seq: 0,
-            model: self.entry.prepared.name.clone(),
-            browser: String::new(),
-            worker: String::new(),
-            backend: String::new(),
-            phase,
-            scheduled_ms: ms(scheduled),
-            started_ms: ms(Instant::now()),
-            latency_ms: scheduled.elapsed().as_secs_f64() * 1e3,
-            service_ms: 0.0,
-            page_ms: 0.0,
-            ok: false,
-            error: class.to_string(),
-            attempt: 1,
-        });
-        e
+    fn never_ran(&self, scheduled: Instant, phase: Phase, class: &str) {
+        let name = &self.entry.prepared.name;
+        self.pool
+            .push_request(name, None, phase, scheduled, Instant::now(), Err(class));
     }
 
     /// The least-loaded live placement, placing the model again if it has none.
