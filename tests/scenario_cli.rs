@@ -156,3 +156,40 @@ fn a_broken_threshold_exits_1_and_is_recorded() {
     );
     sb.assert_clean();
 }
+
+#[test]
+fn model_pins_and_weights_are_honoured() {
+    let sb = Sandbox::new();
+    let file = sb.dir.path().join("pins.yaml");
+    // vit-micro would go to chromium by preference; the pin sends it to firefox. bert-tiny has
+    // three times vit-micro's share of the 40 requests (20 per model x 2 models).
+    std::fs::write(
+        &file,
+        "name: pins\npool: {browsers: [chromium, firefox], min_connections: 2, max_connections: 2}\n\
+         models: [{name: vit-micro, browser: firefox}, {name: bert-tiny, weight: 3}]\n\
+         workload: {concurrency: 2, iterations: 20, warmup: 0}\n",
+    )
+    .unwrap();
+    sb.cmd(300)
+        .arg("scenario")
+        .arg(&file)
+        .arg("--results-dir")
+        .arg(sb.results())
+        .assert()
+        .success();
+    let run = sb.run_json();
+    common::assert_accounted(&run);
+    let row = |m: &str| {
+        run["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["model"] == m)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(row("vit-micro")["browser"], "firefox", "{}", run["routing"]);
+    assert_eq!(row("vit-micro")["runs"], 10, "{}", row("vit-micro"));
+    assert_eq!(row("bert-tiny")["runs"], 30, "{}", row("bert-tiny"));
+    sb.assert_clean();
+}

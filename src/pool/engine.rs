@@ -222,9 +222,18 @@ pub async fn execute(
     match plan.placement {
         Placement::Matrix => {
             'cells: for &kind in &kinds {
-                for model in &plan.models {
+                for (i, model) in plan.models.iter().enumerate() {
                     if cancel.is_cancelled() {
                         break 'cells;
+                    }
+                    // A model pinned to a browser is measured there only.
+                    if plan
+                        .pins
+                        .get(i)
+                        .and_then(|p| p.0)
+                        .is_some_and(|pin| pin != kind)
+                    {
+                        continue;
                     }
                     let hw = HardwarePreferences {
                         browser: Some(kind),
@@ -248,7 +257,10 @@ pub async fn execute(
                             h.release().await;
                         }
                         Err(e) => {
-                            errors.push((model.name.clone(), kind.to_string(), e.to_string()))
+                            observer.on_event(&RunEvent::Warning {
+                                message: format!("{} on {kind}: {e}", model.name),
+                            });
+                            errors.push((model.name.clone(), kind.to_string(), e.to_string()));
                         }
                     }
                 }
@@ -256,21 +268,32 @@ pub async fn execute(
         }
         Placement::Routed => {
             let mut handles = Vec::new();
-            for model in &plan.models {
+            for (i, model) in plan.models.iter().enumerate() {
                 if cancel.is_cancelled() {
                     break;
                 }
+                let (pin, weight) = plan.pins.get(i).copied().unwrap_or((None, 1));
                 observer.on_event(&RunEvent::Loading {
-                    browser: None,
+                    browser: pin,
                     model: &model.name,
                 });
+                let hw = HardwarePreferences {
+                    browser: pin,
+                    backends: None,
+                };
                 let placed = tokio::select! {
-                    h = pool.get_model(model.task, &model.name, HardwarePreferences::default(), FaultTolerance::None) => h,
+                    h = pool.get_model(model.task, &model.name, hw, FaultTolerance::None) => h,
                     () = cancel.cancelled() => break,
                 };
                 match placed {
-                    Ok(h) => handles.push(h),
-                    Err(e) => errors.push((model.name.clone(), String::new(), e.to_string())),
+                    // A model's share of the round-robin is its weight.
+                    Ok(h) => handles.extend(std::iter::repeat_n(h, weight.max(1) as usize)),
+                    Err(e) => {
+                        observer.on_event(&RunEvent::Warning {
+                            message: format!("{}: {e}", model.name),
+                        });
+                        errors.push((model.name.clone(), String::new(), e.to_string()));
+                    }
                 }
             }
             if !cancel.is_cancelled() {

@@ -131,13 +131,14 @@ pub struct SlotTimeouts {
 }
 
 impl Slot {
-    /// Takes ownership of a started worker and spawns the task that serves it.
+    /// Takes ownership of a started worker and spawns the task that serves it. `offered` is
+    /// what this browser can run (for the router); `priority` is the order loads try backends.
     pub fn spawn(
         worker: Worker,
         env: BrowserEnv,
-        backends: Vec<Backend>,
+        offered: Vec<Backend>,
         server: Arc<AssetServer>,
-        pool_backends: Vec<Backend>,
+        priority: Vec<Backend>,
         allow_fallback_adapter: bool,
         timeouts: SlotTimeouts,
     ) -> Arc<Self> {
@@ -155,7 +156,7 @@ impl Slot {
                 created: now,
                 last_active: now,
                 env: Some(env),
-                backends,
+                backends: offered,
                 pid: worker.browser().pid(),
                 pss_peak_kib: 0,
                 pss_sum_kib: 0,
@@ -169,7 +170,7 @@ impl Slot {
         let serve = Serve {
             slot: Arc::downgrade(&slot),
             server,
-            backends: pool_backends,
+            backends: priority,
             allow_fallback_adapter,
         };
         let handle = tokio::spawn(serve.run(worker, rx, timeouts));
