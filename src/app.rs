@@ -14,8 +14,9 @@ use crate::browser::{self, BrowserKind, DriverKind, Installed, LaunchSpec};
 use crate::metrics::{Environment, RunSummary, SCHEMA_VERSION};
 use crate::models::{self, Cache, ModelSpec};
 use crate::pool::{self, Backend, RunObserver, RunPlan};
-use crate::scenario::{PlacementMode, Scenario, WorkloadMode};
+use crate::scenario::{self, PlacementMode, RecoveryStrategy, Scenario, WorkloadMode};
 use crate::server::AssetServer;
+use crate::{faults, recovery};
 
 /// A bad flag or value: reported with exit code 2 and never retried.
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +224,32 @@ pub async fn run(
             summary.routing = out.routing;
             summary.pool_events = out.pool_events;
             summary.peak_workers = out.peak_workers;
+            summary.faults = out
+                .faults
+                .iter()
+                .map(|f| crate::metrics::FaultRecord {
+                    kind: f.kind.clone(),
+                    at_ms: f.at_ms,
+                    target: f.target.clone(),
+                    injected: f.injected,
+                    detail: f.detail.clone(),
+                })
+                .collect();
+            summary.recovery_events = out
+                .recoveries
+                .iter()
+                .map(|r| crate::metrics::RecoveryEvent {
+                    fault_kind: r.fault_kind.clone(),
+                    level: r.level.map_or("none", |l| l.as_str()).to_string(),
+                    detection_ms: r.detection_ms,
+                    recovery_ms: r.recovery_ms,
+                    succeeded: r.succeeded,
+                    at_ms: r.at_ms,
+                    worker: r.worker.clone(),
+                    detected_by: r.detected_by.clone(),
+                    steps: r.steps.clone(),
+                })
+                .collect();
             summary.thresholds =
                 crate::metrics::thresholds::evaluate(&summary, &limits(&config.scenario));
             crate::report::write_run(&summary, &out.samples, &run_dir)?;
@@ -289,10 +316,78 @@ fn build_plan(
             plan.pool.heartbeat_interval = sc.pool.heartbeat_interval;
             plan.pool.heartbeat_timeout = sc.pool.heartbeat_timeout;
             plan.pool.scale_up_queue = 2;
+            plan.recovery = pool::RecoveryConfig {
+                strategy: match sc.recovery.strategy {
+                    RecoveryStrategy::Progressive => recovery::Strategy::Progressive,
+                    RecoveryStrategy::Immediate => recovery::Strategy::Immediate,
+                    RecoveryStrategy::None => recovery::Strategy::None,
+                },
+                timeout: sc.recovery.timeout,
+                max_attempts: sc.recovery.max_attempts,
+            };
+            if plan.recovery.strategy != recovery::Strategy::None {
+                // A hung page must be noticed with time left to recover and run the request
+                // again inside its deadline.
+                plan.timeouts.run = w.request_timeout / 4;
+            }
+            plan.workload.pin_clients = !sc.faults.is_empty();
+            if !sc.faults.is_empty() {
+                // The room above min_connections is for rebuilding failed workers, not for
+                // scaling up on queues.
+                plan.pool.scale_up_queue = usize::MAX;
+            }
+            plan.faults = sc
+                .faults
+                .iter()
+                .enumerate()
+                .map(|(i, f)| fault_spec(sc, i, f))
+                .collect();
         }
     }
     plan.pool.preferences = preferences(sc);
     plan
+}
+
+/// One scenario fault as the injector takes it, defaults applied (duration 5s, delay 250ms,
+/// seed = scenario seed + index).
+fn fault_spec(sc: &Scenario, i: usize, f: &scenario::Fault) -> faults::FaultSpec {
+    use scenario::{FaultKind as K, FaultTarget as T};
+    let kind = |k: K| match k {
+        K::KillBrowser | K::Random => faults::Kind::KillBrowser,
+        K::CrashTab => faults::Kind::CrashTab,
+        K::Hang => faults::Kind::Hang,
+        K::GpuDeviceLost => faults::Kind::GpuDeviceLost,
+        K::KillDriver => faults::Kind::KillDriver,
+        K::Disconnect => faults::Kind::Disconnect,
+        K::Slow => faults::Kind::Slow,
+    };
+    faults::FaultSpec {
+        choice: match f.kind {
+            K::Random => faults::Choice::Random(f.kinds.iter().map(|k| kind(*k)).collect()),
+            k => faults::Choice::One(kind(k)),
+        },
+        when: match (f.at, f.every, f.rate) {
+            (Some(at), _, _) => faults::When::At(at),
+            (_, Some(every), _) => faults::When::Every(every),
+            (_, _, Some(rate)) => faults::When::Rate(rate),
+            // Validation requires a schedule; an unscheduled fault never fires.
+            _ => faults::When::Rate(0.0),
+        },
+        count: f.count,
+        seed: f.seed.unwrap_or(sc.seed.wrapping_add(i as u64)),
+        target: match &f.target {
+            T::Random => faults::Target::Random,
+            T::Browser(b) => faults::Target::Browser(*b),
+            T::Worker(w) => faults::Target::Worker(w.clone()),
+            T::Model(m) => faults::Target::Model(
+                models::resolve(m)
+                    .map(|s| s.name.to_string())
+                    .unwrap_or_else(|_| m.clone()),
+            ),
+        },
+        duration: f.duration.unwrap_or(Duration::from_secs(5)),
+        delay: f.delay.unwrap_or(Duration::from_millis(250)),
+    }
 }
 
 /// The scenario's per-type browser preferences over the built-in defaults.

@@ -319,6 +319,7 @@ fn pool_config(spec: &LaunchSpec, min: usize, max: usize, heartbeat: Duration) -
         scale_up_queue: 1,
         cache: Cache::from_env(),
         seed: 42,
+        recovery: crate::pool::RecoveryConfig::default(),
     }
 }
 

@@ -8,7 +8,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use webgpu_pool::browser::{BrowserKind, DriverKind};
 use webgpu_pool::pool::Backend;
-use webgpu_pool::scenario::{ModelEntry, PlacementMode, Scenario, WorkloadMode};
+use webgpu_pool::scenario::{
+    Fault, FaultKind, FaultTarget, ModelEntry, PlacementMode, RecoveryStrategy, Scenario,
+    WorkloadMode,
+};
 
 /// Run real AI models in a pool of real headless browsers over WebGPU, WebNN and WASM, and
 /// measure them.
@@ -43,6 +46,16 @@ pub enum Command {
     ///
     /// Example: webgpu-pool run --models bert,vit,whisper --browsers chromium,firefox
     Run(RunArgs),
+    /// Run models concurrently under load for a while, inject real faults (SIGKILLed browsers
+    /// and drivers, crashed tabs, hung pages, lost GPU devices, dropped connections, slow pages)
+    /// and recover from them without losing a request. The report gives issued / succeeded /
+    /// failed / lost, faults by kind, recovery events by ladder level with detection and
+    /// time-to-recover percentiles, and throughput over time.
+    ///
+    /// Example: webgpu-pool stress --fault-injection --duration 120
+    ///
+    /// Example: webgpu-pool stress --fault-injection --fault-kinds kill_browser,hang --fault-every 10s
+    Stress(StressArgs),
     /// Re-render a finished run (its run.json and samples.csv) in one format, to stdout.
     ///
     /// Example: webgpu-pool report results/2026-11-28T10-00-00Z-ab12 --format md
@@ -210,6 +223,172 @@ impl RunArgs {
     }
 }
 
+/// `stress`: a routed, concurrent workload with faults injected and recovered.
+#[derive(Debug, Args)]
+pub struct StressArgs {
+    /// Models to run at once, comma-separated (see `webgpu-pool models list`).
+    #[arg(
+        long,
+        short,
+        value_delimiter = ',',
+        default_value = "bert,vit,whisper",
+        value_name = "NAME,..."
+    )]
+    pub models: Vec<String>,
+    /// Browsers in the pool, comma-separated (one worker each).
+    #[arg(
+        long,
+        short,
+        value_delimiter = ',',
+        default_value = "chromium,firefox",
+        value_name = "KIND,..."
+    )]
+    pub browsers: Vec<BrowserKind>,
+    /// Backend priority, comma-separated (naming webgpu counts software adapters; needed for
+    /// gpu_device_lost to have a device to lose).
+    #[arg(long, value_delimiter = ',', value_name = "BACKEND,...")]
+    pub backends: Option<Vec<Backend>>,
+    /// How long to drive the load.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Concurrent clients (closed loop).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+    /// Inject faults while the load runs.
+    #[arg(long)]
+    pub fault_injection: bool,
+    /// One fault about this often (first after one period).
+    #[arg(long, default_value = "15s", value_parser = parse_duration, conflicts_with = "fault_rate")]
+    pub fault_every: Duration,
+    /// Faults at random (Poisson) times instead, this many per minute on average.
+    #[arg(long, value_parser = parse_rate)]
+    pub fault_rate: Option<f64>,
+    /// Fault kinds to draw from, comma-separated: kill_browser, crash_tab, hang,
+    /// gpu_device_lost, kill_driver, disconnect, slow (default: all that fit a live worker).
+    #[arg(long, value_delimiter = ',', value_name = "KIND,...")]
+    pub fault_kinds: Vec<FaultKind>,
+    /// How long a hang, a frozen driver or a slowdown lasts.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub fault_duration: Duration,
+    /// `slow`: delay added to every run.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub slow_delay: Duration,
+    /// Seed for fault times, kinds and targets (and for weights and inputs).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Recovery strategy: progressive (retry, reset, migrate, rebuild), immediate (migrate
+    /// at once), or none (failures stay failures).
+    #[arg(long, value_enum, default_value_t = RecoveryChoice::Progressive)]
+    pub recovery: RecoveryChoice,
+    /// Bound on one recovery episode.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub recovery_timeout: Duration,
+    /// Attempts per request, the first included, before it counts as failed.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub max_attempts: u32,
+    /// Deadline of one request from its scheduled start, recoveries included. One page run
+    /// is bounded by a quarter of it, so a hung page is noticed in time to recover.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// How to drive Chromium-family browsers (Firefox always uses geckodriver).
+    #[arg(long, value_enum, default_value_t = DriverChoice::Cdp)]
+    pub driver: DriverChoice,
+    /// Where run folders are written.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub results_dir: PathBuf,
+    /// Print the scenario these flags compile into, as YAML, and exit without running it.
+    #[arg(long)]
+    pub print_scenario: bool,
+    /// Print why each model went to the worker it went to.
+    #[arg(long)]
+    pub explain_routing: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RecoveryChoice {
+    /// Retry, then reset the page, then migrate, then rebuild.
+    Progressive,
+    /// Migrate at once, then rebuild.
+    Immediate,
+    /// No recovery.
+    None,
+}
+
+impl StressArgs {
+    /// Compiles the flags into a [`Scenario`]: one engine path with `run` and `scenario`.
+    pub fn to_scenario(&self) -> Scenario {
+        let mut s = Scenario {
+            name: "stress".into(),
+            seed: self.seed,
+            ..Scenario::default()
+        };
+        s.models = self
+            .models
+            .iter()
+            .map(|m| ModelEntry {
+                name: m.clone(),
+                browser: None,
+                weight: 1,
+            })
+            .collect();
+        s.pool.browsers = self.browsers.clone();
+        s.pool.driver = match self.driver {
+            DriverChoice::Cdp => DriverKind::Cdp,
+            DriverChoice::Webdriver => DriverKind::WebDriver,
+        };
+        s.pool.placement = PlacementMode::Routed;
+        let n = self.browsers.len() as u32;
+        s.pool.min_connections = n;
+        // One above the browsers: room to rebuild a worker while the failed one is closing.
+        s.pool.max_connections = n + 1;
+        s.pool.heartbeat_interval = Duration::from_secs(2);
+        s.pool.heartbeat_timeout = Duration::from_secs(5);
+        if let Some(b) = &self.backends {
+            s.backends = b.clone();
+            s.allow_fallback_adapter = b.contains(&Backend::Webgpu);
+        }
+        let w = &mut s.workload;
+        w.mode = WorkloadMode::Closed;
+        w.concurrency = self.concurrency;
+        w.duration = Some(self.duration);
+        w.iterations = None;
+        w.warmup = 1;
+        w.request_timeout = self.request_timeout;
+        s.recovery.strategy = match self.recovery {
+            RecoveryChoice::Progressive => RecoveryStrategy::Progressive,
+            RecoveryChoice::Immediate => RecoveryStrategy::Immediate,
+            RecoveryChoice::None => RecoveryStrategy::None,
+        };
+        s.recovery.timeout = self.recovery_timeout;
+        s.recovery.max_attempts = self.max_attempts;
+        if self.fault_injection {
+            let mut f = Fault::at(FaultKind::Random, Duration::ZERO);
+            f.at = None;
+            match self.fault_rate {
+                Some(rate) => f.rate = Some(rate),
+                None => f.every = Some(self.fault_every),
+            }
+            f.target = FaultTarget::Random;
+            f.seed = Some(self.seed);
+            f.duration = Some(self.fault_duration);
+            f.delay = Some(self.slow_delay);
+            f.kinds = self.fault_kinds.clone();
+            if let [one] = self.fault_kinds.as_slice() {
+                f.kind = *one;
+                f.kinds.clear();
+                if !one.has_duration() {
+                    f.duration = None;
+                }
+                if *one != FaultKind::Slow {
+                    f.delay = None;
+                }
+            }
+            s.faults = vec![f];
+        }
+        s
+    }
+}
+
 /// The flag a scenario key path came from, for errors about flags.
 pub fn flag_for(path: &str) -> &'static str {
     match path {
@@ -223,6 +402,11 @@ pub fn flag_for(path: &str) -> &'static str {
         "pool.max_connections" => "--max-connections",
         "pool.min_connections" => "--min-connections",
         "pool.idle_timeout" => "--idle-timeout",
+        p if p.starts_with("faults") && p.contains("kinds") => "--fault-kinds",
+        p if p.starts_with("faults") && p.ends_with("every") => "--fault-every",
+        p if p.starts_with("faults") && p.ends_with("rate") => "--fault-rate",
+        p if p.starts_with("faults") && p.ends_with("duration") => "--fault-duration",
+        p if p.starts_with("recovery") => "--recovery",
         _ => "a flag",
     }
 }

@@ -6,6 +6,8 @@
 //! - [`server`]: the token-protected asset server that hands the page its files.
 //! - [`browser`]: the [`browser::Browser`] trait and its CDP and WebDriver drivers.
 //! - [`pool`]: workers (one task owns each browser session) and the run engine.
+//! - [`recovery`]: the recovery ladder and circuit breakers (pure decisions).
+//! - [`faults`]: fault schedules and target choice (pure); `pool::injector` carries them out.
 //! - [`metrics`]: samples and latency statistics.
 //! - [`report`]: the terminal table and `run.json`; consumes [`metrics`] types only.
 //! - [`app`]: wires a resolved [`app::RunConfig`] to the engine and the reports.
@@ -17,9 +19,11 @@
 pub mod app;
 pub mod bench;
 pub mod browser;
+pub mod faults;
 pub mod metrics;
 pub mod models;
 pub mod pool;
+pub mod recovery;
 pub mod report;
 pub mod scenario;
 pub mod server;

@@ -90,6 +90,33 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
             )
             .await
         }
+        Command::Stress(args) => {
+            let scenario = args.to_scenario();
+            if args.print_scenario {
+                print(&webgpu_pool::scenario::to_yaml(&scenario))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Err(errors) = scenario.validate() {
+                let lines: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", cli::flag_for(e.path()), e))
+                    .collect();
+                return Err(app::UsageError(lines.join("\n")).into());
+            }
+            let extras = RunExtras {
+                results_dir: args.results_dir,
+                command: command_line(),
+            };
+            run_scenario(
+                scenario,
+                extras,
+                args.explain_routing,
+                quiet,
+                shutdown,
+                None,
+            )
+            .await
+        }
         Command::Scenario(args) => {
             let scenario = load_scenario(&args.file)?;
             if args.print_scenario {

@@ -59,6 +59,7 @@ fn event_line(event: &RunEvent<'_>) -> Option<String> {
             None => format!("placing {model} ..."),
         },
         RunEvent::Driving { what } => format!("running {what} ..."),
+        RunEvent::Incident { line } => line.clone(),
         _ => return None,
     })
 }
@@ -84,6 +85,8 @@ pub struct Progress {
     spinners: Mutex<Vec<(String, ProgressBar)>>,
     /// Whether a cell has started and not yet been counted.
     cell_started: AtomicBool,
+    /// When the last plain counts line was printed (Lines mode prints one every 10 s).
+    last_counts: Mutex<Option<std::time::Instant>>,
 }
 
 impl Progress {
@@ -127,6 +130,7 @@ impl Progress {
             runs,
             spinners: Mutex::new(Vec::new()),
             cell_started: AtomicBool::new(false),
+            last_counts: Mutex::new(None),
         }
     }
 
@@ -219,6 +223,28 @@ impl RunObserver for Progress {
             }
             return;
         }
+        if let RunEvent::Counts {
+            ok,
+            failed,
+            recovering,
+            faults,
+        } = event
+        {
+            let line =
+                format!("ok {ok}  failed {failed}  recovering {recovering}  faults {faults}");
+            match self.mode {
+                Mode::Bars => self.runs.set_message(line),
+                Mode::Lines => {
+                    let mut last = self.last_counts.lock().expect("last_counts");
+                    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        *last = Some(std::time::Instant::now());
+                        eprintln!("{line}");
+                    }
+                }
+                Mode::Quiet => {}
+            }
+            return;
+        }
         match self.mode {
             Mode::Quiet => {}
             Mode::Lines => {
@@ -250,6 +276,9 @@ impl RunObserver for Progress {
                 RunEvent::Driving { what } => {
                     self.done("launch");
                     self.runs.set_message(format!("running {what}"));
+                }
+                RunEvent::Incident { line } => {
+                    let _ = self.multi.println(line);
                 }
                 _ => {}
             },

@@ -667,12 +667,23 @@ function nonNegativeMs(args) {
   return ms;
 }
 
-async function hang(args) {
-  const ms = nonNegativeMs(args);
+function spin(ms) {
   const start = performance.now();
   // A real busy loop: the main thread is blocked, so the page stops answering its driver.
   while (performance.now() - start < ms) { /* spin */ }
-  return { hung_ms: performance.now() - start };
+  return performance.now() - start;
+}
+
+async function hang(args) {
+  const ms = nonNegativeMs(args);
+  // `defer: true` answers first and blocks right after, so the injector is not the one stuck.
+  if (args.defer === true) {
+    // 100 ms: long enough for the answer to leave the page (Firefox sends it from this same
+    // main thread), short against any hang worth injecting.
+    setTimeout(() => spin(ms), 100);
+    return { hang_scheduled_ms: ms };
+  }
+  return { hung_ms: spin(ms) };
 }
 
 async function slow(args) {

@@ -113,6 +113,15 @@ impl Browser for Shared {
     async fn close(&self) -> Result<(), WorkerError> {
         self.0.close().await
     }
+    async fn reset(&self, timeout: Duration) -> Result<(), WorkerError> {
+        self.0.reset(timeout).await
+    }
+    async fn crash_tab(&self) -> Result<String, WorkerError> {
+        self.0.crash_tab().await
+    }
+    async fn disconnect(&self, hold: Duration) -> Result<String, WorkerError> {
+        self.0.disconnect(hold).await
+    }
 }
 
 /// `warmup + iterations` pairs of bare and pool-path `echo`, the order flipped every pair.

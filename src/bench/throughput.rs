@@ -94,6 +94,7 @@ async fn leg(
         bound,
         warmup: 0,
         request_timeout: timeouts().run,
+        pin_clients: false,
     };
     let h = std::slice::from_ref(&handle);
     let placed = || {

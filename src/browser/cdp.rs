@@ -69,6 +69,8 @@ enum Cmd {
 #[derive(Debug, Clone)]
 enum Broken {
     Crashed(String),
+    TabCrashed(String),
+    Disconnected(String),
     Unusable(String),
 }
 
@@ -82,6 +84,14 @@ pub struct CdpBrowser {
     /// (`tmp/`); removed on close.
     dir: PathBuf,
     cmds: mpsc::Sender<Cmd>,
+    /// DevTools port (for new tabs and fault injection).
+    port: u16,
+    /// Target id of the tab with the worker page (changes on reset).
+    target: Mutex<String>,
+    /// The worker page's URL.
+    page_url: String,
+    /// Fault injection: wakes a call in flight so it drops the connection.
+    drop_connection: tokio::sync::Notify,
     /// The page-call connection; `None` once the session is lost or closed.
     socket: tokio::sync::Mutex<Option<CdpSocket>>,
     broken: Mutex<Option<Broken>>,
@@ -148,16 +158,17 @@ impl CdpBrowser {
             pid: launched.pid,
             dir: dir_path,
             cmds: cmd_tx,
+            port: launched.port,
+            target: Mutex::new(launched.target_id.clone()),
+            page_url: spec.page_url.clone(),
+            drop_connection: tokio::sync::Notify::new(),
             socket: tokio::sync::Mutex::new(None),
             broken: Mutex::new(None),
             closed: AtomicBool::new(false),
             thread: Mutex::new(Some(thread)),
         };
-        let connected = tokio::time::timeout(
-            SOCKET_TIMEOUT,
-            CdpSocket::connect(launched.port, &launched.target_id),
-        )
-        .await;
+        let connected =
+            tokio::time::timeout(SOCKET_TIMEOUT, connect(launched.port, &launched.target_id)).await;
         match connected {
             Ok(Ok(sock)) => {
                 *this.socket.lock().await = Some(sock);
@@ -190,6 +201,14 @@ impl CdpBrowser {
                 method: method.to_owned(),
                 message,
             },
+            Broken::TabCrashed(message) => WorkerError::TabCrashed {
+                method: method.to_owned(),
+                message,
+            },
+            Broken::Disconnected(message) => WorkerError::Disconnected {
+                method: method.to_owned(),
+                message,
+            },
             Broken::Unusable(reason) => WorkerError::Unusable {
                 method: method.to_owned(),
                 reason,
@@ -205,6 +224,47 @@ impl CdpBrowser {
 
     fn browser_alive(&self) -> bool {
         self.pid.is_some_and(process::pid_alive)
+    }
+
+    fn target_id(&self) -> String {
+        self.target.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// Opens a new tab on the worker page, closes the old one, and connects to the new one.
+    async fn open_fresh_tab(&self, timeout: Duration) -> Result<(), String> {
+        let created = cdp_socket::http(self.port, "PUT", &format!("/json/new?{}", self.page_url))
+            .await
+            .map_err(|e| format!("cannot open a new tab: {e}"))?;
+        let id = serde_json::from_str::<Value>(&created)
+            .ok()
+            .and_then(|v| v["id"].as_str().map(str::to_owned))
+            .ok_or_else(|| format!("no target id in {}", page::truncate(&created, 200)))?;
+        let old = std::mem::replace(
+            &mut *self.target.lock().map_err(|e| e.to_string())?,
+            id.clone(),
+        );
+        // The old tab may be crashed or hung; closing it is the browser's job and never waits
+        // for its renderer.
+        let _ = cdp_socket::http(self.port, "GET", &format!("/json/close/{old}")).await;
+        let mut sock = connect(self.port, &id)
+            .await
+            .map_err(|e| format!("cannot connect to the new tab: {e}"))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Reply::Result(r)) = sock.evaluate(page::READY_EXPR).await {
+                if r.pointer("/result/value") == Some(&Value::Bool(true)) {
+                    break;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the new tab's page was not ready within {timeout:?}"
+                ));
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+        *self.socket.lock().await = Some(sock);
+        Ok(())
     }
 
     fn take_thread(&self) -> Option<std::thread::JoinHandle<()>> {
@@ -259,9 +319,27 @@ impl Browser for CdpBrowser {
                 reason: "no DevTools connection".into(),
             });
         };
-        let outcome = tokio::time::timeout(timeout, sock.evaluate(&expression)).await;
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(timeout, sock.evaluate(&expression)) => r,
+            () = self.drop_connection.notified() => {
+                // Fault injection: the socket is closed under the call.
+                *guard = None;
+                let message = "the DevTools connection was dropped".to_owned();
+                self.set_broken(Broken::Disconnected(message.clone()));
+                return Err(WorkerError::Disconnected { method: method.to_owned(), message });
+            }
+        };
         let err = match outcome {
             Ok(Ok(Reply::Result(result))) => return envelope_of(method, &result),
+            Ok(Ok(Reply::TargetCrashed(why))) => {
+                *guard = None;
+                let message = format!("the renderer is gone ({why})");
+                self.set_broken(Broken::TabCrashed(message.clone()));
+                return Err(WorkerError::TabCrashed {
+                    method: method.to_owned(),
+                    message,
+                });
+            }
             Err(_) => {
                 // The request is still in flight on this socket; the session cannot be reused.
                 self.set_broken(Broken::Unusable(format!(
@@ -336,6 +414,74 @@ impl Browser for CdpBrowser {
                 })?;
         }
         Ok(())
+    }
+
+    async fn reset(&self, timeout: Duration) -> Result<(), WorkerError> {
+        let method = "reset";
+        if self.closed.load(Ordering::SeqCst) || !self.browser_alive() {
+            return Err(WorkerError::Crashed {
+                method: method.into(),
+                message: format!("the browser (pid {:?}) is gone", self.pid),
+            });
+        }
+        *self.socket.lock().await = None;
+        match tokio::time::timeout(timeout, self.open_fresh_tab(timeout)).await {
+            Ok(Ok(())) => {
+                if let Ok(mut b) = self.broken.lock() {
+                    *b = None;
+                }
+                Ok(())
+            }
+            Ok(Err(message)) if !self.browser_alive() => Err(WorkerError::Crashed {
+                method: method.into(),
+                message,
+            }),
+            Ok(Err(message)) => Err(WorkerError::Driver {
+                method: method.into(),
+                message,
+            }),
+            Err(_) => Err(WorkerError::Timeout {
+                method: method.into(),
+                after: timeout,
+            }),
+        }
+    }
+
+    async fn crash_tab(&self) -> Result<String, WorkerError> {
+        // Not `Page.crash`: measured here, Chromium reports a tab crashed that way only after
+        // about 4.8 s (the renderer sits in its crash handler); a renderer killed by the OS
+        // (what an OOM kill does) is reported within about 60 ms.
+        super::kill_page_processes(self.pid).map_err(|message| WorkerError::Driver {
+            method: "crash_tab".into(),
+            message,
+        })
+    }
+
+    async fn disconnect(&self, _hold: Duration) -> Result<String, WorkerError> {
+        // A call in flight drops the socket itself; otherwise drop it here.
+        self.drop_connection.notify_waiters();
+        if let Ok(mut g) = self.socket.try_lock() {
+            if g.take().is_some() {
+                self.set_broken(Broken::Disconnected(
+                    "the DevTools connection was dropped".into(),
+                ));
+            }
+        }
+        Ok(format!(
+            "closed the DevTools connection to tab {}",
+            self.target_id()
+        ))
+    }
+}
+
+/// Connects the page-call socket and turns on crash notices.
+async fn connect(port: u16, target_id: &str) -> std::io::Result<CdpSocket> {
+    let mut sock = CdpSocket::connect(port, target_id).await?;
+    match sock.watch_crashes().await? {
+        Reply::Result(_) => Ok(sock),
+        Reply::Error(m) | Reply::TargetCrashed(m) => Err(std::io::Error::other(format!(
+            "Inspector.enable failed: {m}"
+        ))),
     }
 }
 
@@ -478,10 +624,14 @@ fn start(
         enable_gpu: true,
         user_data_dir: Some(dir.join("profile")),
         idle_browser_timeout: HC_IDLE_TIMEOUT,
-        process_envs: Some(HashMap::from([(
-            "TMPDIR".to_owned(),
-            tmp.display().to_string(),
-        )])),
+        process_envs: Some(HashMap::from([
+            ("TMPDIR".to_owned(), tmp.display().to_string()),
+            // Crash dumps (a crashed tab writes one) go here, not to ~/.config/chromium.
+            (
+                "BREAKPAD_DUMP_LOCATION".to_owned(),
+                tmp.display().to_string(),
+            ),
+        ])),
         // Its default `--enable-features=NetworkService,...` would override ours (last wins).
         ignore_default_args: vec![OsStr::new(
             "--enable-features=NetworkService,NetworkServiceInProcess",

@@ -37,6 +37,9 @@ pub(crate) enum Reply {
     Result(Value),
     /// `error.message` of a failed command (e.g. the target navigated or crashed).
     Error(String),
+    /// `Inspector.targetCrashed` (or `Inspector.detached`) arrived before the answer: the
+    /// renderer hosting the page is gone, and the answer will never come.
+    TargetCrashed(String),
 }
 
 impl CdpSocket {
@@ -91,8 +94,17 @@ impl CdpSocket {
         self.command("Runtime.evaluate", params).await
     }
 
-    /// Sends one command and reads messages until its answer (events are skipped; none are
-    /// enabled on this connection).
+    /// Turns on the `Inspector` domain, whose `targetCrashed` event tells a crashed tab from a
+    /// slow one.
+    ///
+    /// # Errors
+    /// As [`CdpSocket::evaluate`].
+    pub(crate) async fn watch_crashes(&mut self) -> io::Result<Reply> {
+        self.command("Inspector.enable", json!({})).await
+    }
+
+    /// Sends one command and reads messages until its answer. Events are skipped, except the
+    /// Inspector's crash notices, which end the wait.
     async fn command(&mut self, method: &str, params: Value) -> io::Result<Reply> {
         let id = self.next_id;
         self.next_id += 1;
@@ -103,6 +115,21 @@ impl CdpSocket {
             let v: Value = serde_json::from_str(&text).map_err(|e| {
                 io::Error::new(ErrorKind::InvalidData, format!("bad CDP JSON: {e}"))
             })?;
+            match v.get("method").and_then(Value::as_str) {
+                Some("Inspector.targetCrashed") => {
+                    return Ok(Reply::TargetCrashed("Inspector.targetCrashed".into()))
+                }
+                Some("Inspector.detached") => {
+                    let reason = v
+                        .pointer("/params/reason")
+                        .and_then(Value::as_str)
+                        .unwrap_or("detached");
+                    return Ok(Reply::TargetCrashed(format!(
+                        "Inspector.detached: {reason}"
+                    )));
+                }
+                _ => {}
+            }
             if v.get("id").and_then(Value::as_u64) != Some(id) {
                 continue;
             }
@@ -204,6 +231,52 @@ impl CdpSocket {
             }
         }
     }
+}
+
+/// One plain HTTP/1.1 request to the DevTools HTTP endpoint (`/json/new`, `/json/close`),
+/// returning the body. Loopback only; the answers are small.
+///
+/// # Errors
+/// I/O errors, or `InvalidData` on a non-200 answer.
+pub(crate) async fn http(port: u16, method: &str, path: &str) -> io::Result<String> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut stream = BufReader::new(tcp);
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.get_mut().write_all(req.as_bytes()).await?;
+    // Chromium keeps the connection open whatever we ask: read the head, then exactly the body.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 16 * 1024 {
+            return Err(io::Error::new(
+                ErrorKind::InvalidData,
+                "oversized HTTP head",
+            ));
+        }
+        head.push(stream.read_u8().await?);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    if !head.starts_with("HTTP/1.1 200") {
+        let first = head.lines().next().unwrap_or("").to_owned();
+        return Err(io::Error::new(
+            ErrorKind::InvalidData,
+            format!("{method} {path}: {first}"),
+        ));
+    }
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0)
+        .min(1024 * 1024);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Whether an I/O error means the other end is gone (as opposed to a protocol bug).

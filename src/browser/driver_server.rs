@@ -55,7 +55,9 @@ pub(crate) async fn start_driver(
                 cmd.arg(format!("--port={port}"));
             }
         }
+        // Crash dumps of a crashed tab stay in our directory (Chromium reads this variable).
         cmd.env("TMPDIR", dir)
+            .env("BREAKPAD_DUMP_LOCATION", dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))

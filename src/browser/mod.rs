@@ -159,6 +159,29 @@ pub trait Browser: Send + Sync + fmt::Debug {
     /// Closes the page, the browser and its driver, and removes the temporary profile.
     /// Idempotent; never blocks the async runtime.
     async fn close(&self) -> Result<(), WorkerError>;
+    /// Opens a fresh copy of the worker page in the same browser (CDP: a new tab, the old one
+    /// closed; WebDriver: the page navigated again) and waits until it is ready. A session that
+    /// an earlier timeout, crashed tab or dropped connection left unusable is usable again
+    /// afterwards; models must be loaded again.
+    ///
+    /// # Errors
+    /// [`WorkerError::Crashed`] when the browser or its driver is gone; [`WorkerError::Timeout`]
+    /// when the page is not ready within `timeout`.
+    async fn reset(&self, timeout: Duration) -> Result<(), WorkerError>;
+    /// Fault injection: crashes the renderer that hosts the worker page, for real (CDP
+    /// `Page.crash`; for Firefox, SIGKILL of the content process that hosts the page). Returns
+    /// what was done.
+    ///
+    /// # Errors
+    /// [`WorkerError::Driver`] when there is nothing to crash.
+    async fn crash_tab(&self) -> Result<String, WorkerError>;
+    /// Fault injection: drops the harness's connection to the page (CDP: the DevTools
+    /// WebSocket is closed; WebDriver: the driver is frozen with SIGSTOP for `hold`, so its
+    /// connection stalls, then resumed). Returns what was done.
+    ///
+    /// # Errors
+    /// [`WorkerError::Driver`] when there is no connection to drop.
+    async fn disconnect(&self, hold: Duration) -> Result<String, WorkerError>;
 }
 
 /// Launches a browser per `spec`, opens the worker page and waits until `window.webgpuPool.ready`.
@@ -175,6 +198,33 @@ pub async fn launch(spec: &LaunchSpec) -> Result<Box<dyn Browser>, WorkerError> 
             .await
             .map(|b| Box::new(b) as Box<dyn Browser>),
     }
+}
+
+/// Crashes the renderers of the browser with main process `pid` by SIGKILL: Chromium's
+/// `--type=renderer` children (not its WebUI or extension renderers), Firefox's
+/// `-contentproc ... tab` children. The page's tab is among them; the browser lives on.
+pub(crate) fn kill_page_processes(pid: Option<u32>) -> Result<String, String> {
+    let pid = pid.ok_or("the browser's pid is unknown")?;
+    let pages: Vec<u32> = process::descendants_of(pid)
+        .into_iter()
+        .filter(|&p| {
+            process::cmdline(p).is_some_and(|args| {
+                let has = |a: &str| args.iter().any(|x| x == a);
+                let chromium = has("--type=renderer")
+                    && !has("--top-chrome-webui")
+                    && !has("--extension-process");
+                let firefox = has("-contentproc") && args.last().is_some_and(|a| a == "tab");
+                chromium || firefox
+            })
+        })
+        .collect();
+    if pages.is_empty() {
+        return Err(format!("no renderer process found under pid {pid}"));
+    }
+    for &p in &pages {
+        let _ = process::kill(p, process::Signal::Kill);
+    }
+    Ok(format!("SIGKILL to renderer processes {pages:?}"))
 }
 
 /// Errors from a browser or its page. Classify with the `is_*` methods, never by message.
@@ -232,6 +282,23 @@ pub enum WorkerError {
         /// Why: closed, or the earlier failure.
         reason: String,
     },
+    /// The renderer hosting the page crashed while the browser lives on (CDP
+    /// `Inspector.targetCrashed`, or the tab's content process is gone).
+    #[error("the tab crashed during '{method}': {message}")]
+    TabCrashed {
+        /// The page method called.
+        method: String,
+        /// What the driver said.
+        message: String,
+    },
+    /// The connection to the page was dropped while the browser lives on.
+    #[error("connection to the page dropped during '{method}': {message}")]
+    Disconnected {
+        /// The page method called.
+        method: String,
+        /// What happened.
+        message: String,
+    },
     /// A browser or driver program is not installed.
     #[error("{program} not found (needed for {browser}); {hint}")]
     NotInstalled {
@@ -257,10 +324,33 @@ impl WorkerError {
     pub fn is_page_error(&self) -> bool {
         matches!(self, Self::Page { .. })
     }
-    /// The session cannot serve calls any more (crashed, closed, or broken by a timeout):
-    /// replace the browser.
+    /// The renderer hosting the page crashed; the browser may live on (a new tab can help).
+    pub fn is_tab_crash(&self) -> bool {
+        matches!(self, Self::TabCrashed { .. })
+    }
+    /// The browser, or the tab hosting the page, crashed.
+    pub fn is_crash(&self) -> bool {
+        self.is_browser_crash() || self.is_tab_crash()
+    }
+    /// The connection to the page was dropped; the browser may live on.
+    pub fn is_disconnect(&self) -> bool {
+        matches!(self, Self::Disconnected { .. })
+    }
+    /// The page's WebGPU device was lost (or a run was abandoned because of it): the page
+    /// must be reloaded before it runs a WebGPU model again.
+    pub fn is_device_lost(&self) -> bool {
+        matches!(self, Self::Page { name, .. } if name == "GpuDeviceLost" || name == "PageWedged")
+    }
+    /// The session cannot serve calls any more (crashed, closed, disconnected, or broken by a
+    /// timeout): reset the page or replace the browser.
     pub fn is_session_lost(&self) -> bool {
-        matches!(self, Self::Crashed { .. } | Self::Unusable { .. })
+        matches!(
+            self,
+            Self::Crashed { .. }
+                | Self::Unusable { .. }
+                | Self::TabCrashed { .. }
+                | Self::Disconnected { .. }
+        )
     }
     /// A browser or driver is missing from this machine (a setup error, not a run failure).
     pub fn is_not_installed(&self) -> bool {

@@ -157,6 +157,18 @@ pub fn descendants_of(pid: u32) -> Vec<u32> {
     out
 }
 
+/// The command line of `pid`, split into words at NULs and spaces (`None` when it is gone).
+pub fn cmdline(pid: u32) -> Option<Vec<String>> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        // Chromium's zygote children rewrite their argv into one space-separated string.
+        raw.split(|&b| b == 0 || b == b' ')
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
 /// `pid` followed by all its live descendants.
 pub fn tree_of(pid: u32) -> Vec<u32> {
     let mut all = vec![pid];

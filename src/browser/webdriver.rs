@@ -58,6 +58,8 @@ pub struct WebDriverBrowser {
     pid: Option<u32>,
     driver_pid: Option<u32>,
     profile: PathBuf,
+    /// The worker page's URL (for resets).
+    page_url: String,
     owned: Mutex<Owned>,
     /// Why later calls are refused (set after a crash or a timeout).
     broken: Mutex<Option<WorkerError>>,
@@ -91,6 +93,7 @@ impl WebDriverBrowser {
             pid: None,
             driver_pid: None,
             profile: temp.path().to_path_buf(),
+            page_url: spec.page_url.clone(),
             owned: Mutex::new(Owned {
                 temp: Some(temp),
                 ..Owned::default()
@@ -316,6 +319,89 @@ impl Browser for WebDriverBrowser {
         Err(err)
     }
 
+    async fn reset(&self, timeout: Duration) -> Result<(), WorkerError> {
+        let method = "reset";
+        let gone = |message: String| WorkerError::Crashed {
+            method: method.into(),
+            message,
+        };
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(gone("the session was closed".into()));
+        }
+        let dead = |p: Option<u32>| p.is_some_and(|p| !process::pid_alive(p));
+        if dead(self.pid) || dead(self.driver_pid) {
+            return Err(gone(format!(
+                "the browser (pid {:?}) or its driver (pid {:?}) is gone",
+                self.pid, self.driver_pid
+            )));
+        }
+        let Some(session) = self.session() else {
+            return Err(gone("no session".into()));
+        };
+        let reload = async {
+            session
+                .goto(self.page_url.as_str())
+                .await
+                .map_err(|e| format!("cannot open {}: {e}", self.page_url))?;
+            let script = format!("return {};", page::READY_EXPR);
+            loop {
+                if let Ok(ret) = session.execute(script.as_str(), Vec::new()).await {
+                    if ret.json() == &Value::Bool(true) {
+                        return Ok::<(), String>(());
+                    }
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        };
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(timeout, reload) => r,
+            () = watch_until_dead(self.pid, self.driver_pid) => {
+                return Err(gone("the browser or its driver exited during the reset".into()));
+            }
+        };
+        match outcome {
+            Ok(Ok(())) => {
+                if let Ok(mut b) = self.broken.lock() {
+                    *b = None;
+                }
+                Ok(())
+            }
+            Ok(Err(message)) => Err(WorkerError::Driver {
+                method: method.into(),
+                message,
+            }),
+            Err(_) => Err(WorkerError::Timeout {
+                method: method.into(),
+                after: timeout,
+            }),
+        }
+    }
+
+    async fn crash_tab(&self) -> Result<String, WorkerError> {
+        super::kill_page_processes(self.pid).map_err(|message| WorkerError::Driver {
+            method: "crash_tab".into(),
+            message,
+        })
+    }
+
+    async fn disconnect(&self, hold: Duration) -> Result<String, WorkerError> {
+        let Some(driver) = self.driver_pid else {
+            return Err(WorkerError::Driver {
+                method: "disconnect".into(),
+                message: "no driver process".into(),
+            });
+        };
+        process::kill(driver, Signal::Stop).map_err(|e| WorkerError::Driver {
+            method: "disconnect".into(),
+            message: format!("cannot stop the driver (pid {driver}): {e}"),
+        })?;
+        tokio::spawn(async move {
+            tokio::time::sleep(hold).await;
+            let _ = process::kill(driver, Signal::Cont);
+        });
+        Ok(format!("froze the driver (pid {driver}) for {hold:?}"))
+    }
+
     async fn close(&self) -> Result<(), WorkerError> {
         self.closed.store(true, Ordering::SeqCst);
         let Owned {
@@ -447,9 +533,9 @@ fn classify(
         };
     }
     match e.as_inner() {
-        WebDriverErrorInner::InvalidSessionId(_) | WebDriverErrorInner::NoSuchWindow(_) => {
-            WorkerError::Crashed { method, message }
-        }
+        WebDriverErrorInner::InvalidSessionId(_) => WorkerError::Crashed { method, message },
+        // The browser lives (checked above): the tab's content process went away.
+        WebDriverErrorInner::NoSuchWindow(_) => WorkerError::TabCrashed { method, message },
         WebDriverErrorInner::ScriptTimeout(_) | WebDriverErrorInner::Timeout(_) => {
             WorkerError::Timeout { method, after }
         }
@@ -469,7 +555,10 @@ fn classify(
                 "disconnected",
                 "browser has closed",
             ];
-            if dead.iter().any(|d| m.contains(d)) {
+            if m.contains("crash") {
+                // The browser lives (checked above): its renderer crashed.
+                WorkerError::TabCrashed { method, message }
+            } else if dead.iter().any(|d| m.contains(d)) {
                 WorkerError::Crashed { method, message }
             } else {
                 WorkerError::Driver { method, message }
@@ -535,7 +624,7 @@ mod tests {
         let tab = err(WebDriverErrorInner::UnknownError(info(
             "session deleted because of page crash",
         )));
-        assert!(classify("run", t, &tab, true, true).is_browser_crash());
+        assert!(classify("run", t, &tab, true, true).is_tab_crash());
         let refused = err(WebDriverErrorInner::RequestFailed(
             "connection refused".into(),
         ));

@@ -188,18 +188,28 @@ pub struct Correctness {
 }
 
 /// One injected fault.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FaultRecord {
     /// Fault kind, e.g. `kill_browser`.
     pub kind: String,
     /// Offset from run start, ms.
     pub at_ms: u64,
-    /// The worker hit, e.g. `chromium#1`.
+    /// The worker hit, e.g. `chromium#1` (empty when skipped).
     pub target: String,
+    /// Whether it was carried out (false: skipped or failed, see `detail`).
+    #[serde(default = "yes")]
+    pub injected: bool,
+    /// What was done (e.g. `SIGKILL to browser pid 4242`), or why it was skipped.
+    #[serde(default)]
+    pub detail: String,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One recovery.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RecoveryEvent {
     /// The fault kind that caused it.
     pub fault_kind: String,
@@ -211,6 +221,19 @@ pub struct RecoveryEvent {
     pub recovery_ms: u64,
     /// Whether service was restored.
     pub succeeded: bool,
+    /// When the failure was detected, ms from run start.
+    #[serde(default)]
+    pub at_ms: u64,
+    /// The worker that failed.
+    #[serde(default)]
+    pub worker: String,
+    /// How it was noticed: the failing call's error class (`crash`, `tab_crash`, `timeout`,
+    /// `disconnect`, `device_lost`, ...) or `heartbeat` / `process_exit`.
+    #[serde(default)]
+    pub detected_by: String,
+    /// What each ladder level did.
+    #[serde(default)]
+    pub steps: Vec<String>,
 }
 
 /// One threshold verdict.

@@ -22,7 +22,9 @@ use crate::models::{Cache, PreparedModel};
 use crate::server::AssetServer;
 
 use super::correctness::{self, CellOutput};
-use super::manager::{FaultTolerance, Pool, PoolConfig, PoolError, PoolReport};
+use super::manager::{
+    FaultTolerance, Pool, PoolConfig, PoolError, PoolReport, RecoveryConfig, RecoveryRecord,
+};
 use super::router::{HardwarePreferences, Preferences, Target};
 use super::scheduler::{self, Bound, Schedule, Workload};
 use super::slot::SlotTimeouts;
@@ -83,6 +85,10 @@ pub struct RunPlan {
     pub cache: Cache,
     /// Seed.
     pub seed: u64,
+    /// How failed workers are recovered (routed runs; matrix cells report failures as they are).
+    pub recovery: RecoveryConfig,
+    /// Faults injected while the workload runs (routed runs).
+    pub faults: Vec<crate::faults::FaultSpec>,
 }
 
 impl RunPlan {
@@ -106,6 +112,7 @@ impl RunPlan {
                 bound: Bound::Iterations(u64::from(iterations)),
                 warmup,
                 request_timeout: Duration::from_secs(120),
+                pin_clients: false,
             },
             cooldown: Duration::ZERO,
             pool: PoolShape {
@@ -124,6 +131,8 @@ impl RunPlan {
             },
             cache: Cache::from_env(),
             seed: 42,
+            recovery: RecoveryConfig::default(),
+            faults: Vec::new(),
         }
     }
 }
@@ -149,6 +158,10 @@ pub struct EngineOutput {
     pub peak_workers: usize,
     /// Why the run stopped before its end, if it did.
     pub stopped_early: Option<String>,
+    /// Faults injected (or skipped, with the reason).
+    pub faults: Vec<super::manager::FaultNote>,
+    /// Recovery episodes.
+    pub recoveries: Vec<RecoveryRecord>,
 }
 
 /// Progress events, for a terminal view or a log. The engine never prints.
@@ -176,6 +189,22 @@ pub enum RunEvent<'a> {
     Warning {
         /// The message.
         message: String,
+    },
+    /// Live counts while a routed workload runs (about twice a second).
+    Counts {
+        /// Requests succeeded so far.
+        ok: u64,
+        /// Requests failed so far.
+        failed: u64,
+        /// Workers in a recovery episode now.
+        recovering: usize,
+        /// Faults injected so far.
+        faults: usize,
+    },
+    /// A fault was injected (or skipped), or a recovery episode ended: one line for the log.
+    Incident {
+        /// The line.
+        line: String,
     },
 }
 
@@ -213,6 +242,14 @@ pub async fn execute(
         scale_up_queue: plan.pool.scale_up_queue,
         cache: plan.cache.clone(),
         seed: plan.seed,
+        recovery: plan.recovery,
+    };
+    // Matrix cells measure each browser as it is; routed runs hide worker failures.
+    let tolerance = match plan.placement {
+        Placement::Routed if plan.recovery.strategy != crate::recovery::Strategy::None => {
+            FaultTolerance::Recover
+        }
+        _ => FaultTolerance::None,
     };
     let pool = tokio::select! {
         p = Pool::start(config, server, cancel.clone()) => p?,
@@ -282,7 +319,7 @@ pub async fn execute(
                     backends: None,
                 };
                 let placed = tokio::select! {
-                    h = pool.get_model(model.task, &model.name, hw, FaultTolerance::None) => h,
+                    h = pool.get_model(model.task, &model.name, hw, tolerance) => h,
                     () = cancel.cancelled() => break,
                 };
                 match placed {
@@ -302,7 +339,71 @@ pub async fn execute(
                 observer.on_event(&RunEvent::Driving {
                     what: names.join(", "),
                 });
-                scheduler::drive(&handles, &plan.workload, cancel).await;
+                let injector = (!plan.faults.is_empty()).then(|| {
+                    let horizon = match plan.workload.bound {
+                        scheduler::Bound::Duration(d) => Some(d),
+                        scheduler::Bound::Iterations(_) => None,
+                    };
+                    let stop = cancel.child_token();
+                    let task = tokio::spawn(super::injector::run(
+                        pool.clone(),
+                        plan.faults.clone(),
+                        horizon,
+                        stop.clone(),
+                    ));
+                    (task, stop)
+                });
+                {
+                    let drive = scheduler::drive(&handles, &plan.workload, cancel);
+                    tokio::pin!(drive);
+                    let mut tick = tokio::time::interval(Duration::from_millis(500));
+                    let (mut seen_faults, mut seen_recoveries) = (0, 0);
+                    loop {
+                        tokio::select! {
+                            _ = &mut drive => break,
+                            _ = tick.tick() => {}
+                        }
+                        let (ok, failed, recovering, faults, recoveries) =
+                            pool.live(seen_faults, seen_recoveries);
+                        seen_faults += faults.len();
+                        seen_recoveries += recoveries.len();
+                        for f in faults {
+                            observer.on_event(&RunEvent::Incident {
+                                line: format!(
+                                    "fault at {:.1}s: {} on {}: {}",
+                                    f.at_ms as f64 / 1e3,
+                                    f.kind,
+                                    if f.target.is_empty() { "-" } else { &f.target },
+                                    f.detail
+                                ),
+                            });
+                        }
+                        for r in recoveries {
+                            observer.on_event(&RunEvent::Incident {
+                                line: format!(
+                                    "recovery of {} ({}, seen as {}): {} at level {} after {} ms detection + {} ms",
+                                    r.worker,
+                                    r.fault_kind,
+                                    r.detected_by,
+                                    if r.succeeded { "recovered" } else { "FAILED" },
+                                    r.level.map_or("none", |l| l.as_str()),
+                                    r.detection_ms,
+                                    r.recovery_ms
+                                ),
+                            });
+                        }
+                        observer.on_event(&RunEvent::Counts {
+                            ok,
+                            failed,
+                            recovering,
+                            faults: seen_faults,
+                        });
+                    }
+                }
+                if let Some((task, stop)) = injector {
+                    stop.cancel();
+                    let _ = task.await;
+                }
                 if !plan.cooldown.is_zero() {
                     observer.on_event(&RunEvent::Driving {
                         what: format!("nothing: cooling down for {:?}", plan.cooldown),
@@ -332,6 +433,8 @@ fn summarize(
     let mut out = EngineOutput {
         requests: report.requests,
         peak_workers: report.peak_workers,
+        faults: report.faults.clone(),
+        recoveries: report.recoveries.clone(),
         ..Default::default()
     };
     let mut workers = report.workers;

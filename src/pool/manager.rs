@@ -18,6 +18,8 @@ use crate::metrics::{Phase, Requests, Sample};
 use crate::models::{self, Cache, PreparedModel, Task};
 use crate::server::AssetServer;
 
+use crate::recovery;
+
 use super::correctness::CellOutput;
 use super::router::{self, Candidate, Decision, HardwarePreferences, Preferences, Target};
 use super::slot::{Lifecycle, Slot, SlotStatus, SlotTimeouts};
@@ -55,6 +57,29 @@ pub struct PoolConfig {
     pub cache: Cache,
     /// Seed for weights and inputs.
     pub seed: u64,
+    /// How failed workers are recovered.
+    pub recovery: RecoveryConfig,
+}
+
+/// How the pool recovers failed workers.
+#[derive(Debug, Clone, Copy)]
+pub struct RecoveryConfig {
+    /// Ladder start (`None`: failed workers are closed and their requests fail).
+    pub strategy: recovery::Strategy,
+    /// Bound on one recovery episode.
+    pub timeout: Duration,
+    /// Attempts per request (the first included) before it counts as failed.
+    pub max_attempts: u32,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        Self {
+            strategy: recovery::Strategy::None,
+            timeout: Duration::from_secs(30),
+            max_attempts: 1,
+        }
+    }
 }
 
 /// Errors from the pool. Classify with the methods.
@@ -101,12 +126,16 @@ impl From<WorkerError> for PoolError {
     }
 }
 
-/// Fault-tolerance wishes for a model handle (the recovery ladder issue fills these in).
+/// Fault-tolerance wishes for a model handle.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum FaultTolerance {
     /// Fail the request when its worker fails.
     #[default]
     None,
+    /// Hide worker failures from the caller: the pool recovers (per its recovery strategy and
+    /// timeout) and the request runs again on the recovered placement, up to the pool's
+    /// `max_attempts`. A request succeeds at most once.
+    Recover,
 }
 
 /// What to run a model on.
@@ -195,6 +224,56 @@ pub struct PoolReport {
     pub samples: Vec<Sample>,
     /// Largest number of live workers at once.
     pub peak_workers: usize,
+    /// Every recovery episode.
+    pub recoveries: Vec<RecoveryRecord>,
+    /// Every fault injected through [`Pool::note_fault`].
+    pub faults: Vec<FaultNote>,
+}
+
+/// One recovery episode: a worker failed, the ladder ran.
+#[derive(Debug, Clone)]
+pub struct RecoveryRecord {
+    /// When the failure was detected, ms since the pool started.
+    pub at_ms: u64,
+    /// The worker that failed.
+    pub worker: String,
+    /// The injected fault it is attributed to, or `external` (a failure nobody injected).
+    pub fault_kind: String,
+    /// How it was noticed: the error class of the failing call, or `heartbeat`/`process_exit`.
+    pub detected_by: String,
+    /// Fault to detection, ms (for external failures: the failing call's time in flight).
+    pub detection_ms: u64,
+    /// Highest ladder level tried.
+    pub level: Option<recovery::Level>,
+    /// Detection to serving again (or to giving up), ms.
+    pub recovery_ms: u64,
+    /// Whether service was restored.
+    pub succeeded: bool,
+    /// What each level did.
+    pub steps: Vec<String>,
+}
+
+/// A fault as the injector carried it out.
+#[derive(Debug, Clone)]
+pub struct FaultNote {
+    /// Kind, e.g. `kill_browser`.
+    pub kind: String,
+    /// Ms since the pool started.
+    pub at_ms: u64,
+    /// Worker hit (empty when skipped).
+    pub target: String,
+    /// What was done, or why it was skipped.
+    pub detail: String,
+    /// Whether it was carried out.
+    pub injected: bool,
+}
+
+/// A fault injected on a worker and not yet matched to a detected failure.
+#[derive(Debug)]
+struct Pending {
+    worker: String,
+    kind: String,
+    at: Instant,
 }
 
 /// A pool of browser workers. Cheap to clone.
@@ -217,6 +296,10 @@ struct Inner {
     models: Mutex<HashMap<String, Arc<ModelEntry>>>,
     log: Mutex<Log>,
     upkeep: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Injected faults waiting to be matched with the failure they cause.
+    pending: Mutex<Vec<Pending>>,
+    /// Closes of retired workers in flight; shutdown waits for them.
+    closing: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Debug, Default)]
@@ -226,6 +309,8 @@ struct Log {
     events: Vec<PoolEvent>,
     requests: Requests,
     samples: Vec<Sample>,
+    recoveries: Vec<RecoveryRecord>,
+    faults: Vec<FaultNote>,
 }
 
 #[derive(Debug)]
@@ -243,6 +328,7 @@ struct ModelEntry {
 pub struct ModelHandle {
     pool: Pool,
     entry: Arc<ModelEntry>,
+    tolerance: FaultTolerance,
 }
 
 impl Pool {
@@ -269,6 +355,8 @@ impl Pool {
                 models: Mutex::default(),
                 log: Mutex::default(),
                 upkeep: Mutex::new(None),
+                pending: Mutex::default(),
+                closing: Mutex::default(),
             }),
         };
         let c = &pool.inner.config;
@@ -295,7 +383,7 @@ impl Pool {
         task: Task,
         name: &str,
         hardware: HardwarePreferences,
-        _fault_tolerance: FaultTolerance,
+        fault_tolerance: FaultTolerance,
     ) -> Result<ModelHandle, PoolError> {
         let spec = models::resolve(name).map_err(|e| PoolError::Model {
             model: name.into(),
@@ -342,6 +430,7 @@ impl Pool {
         let handle = ModelHandle {
             pool: self.clone(),
             entry,
+            tolerance: fault_tolerance,
         };
         handle.ensure_placed().await?;
         Ok(handle)
@@ -371,6 +460,10 @@ impl Pool {
             let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
         }
         self.close_all().await;
+        let closing: Vec<_> = std::mem::take(&mut *lock(&self.inner.closing));
+        for h in closing {
+            let _ = tokio::time::timeout(Duration::from_secs(30), h).await;
+        }
         let now = Instant::now();
         let workers = lock(&self.inner.retired)
             .iter()
@@ -396,6 +489,74 @@ impl Pool {
             requests: log.requests,
             samples: log.samples,
             peak_workers: self.inner.peak.load(Ordering::SeqCst),
+            recoveries: log.recoveries,
+            faults: log.faults,
+        }
+    }
+
+    /// Requests finished so far `(succeeded, failed)`, workers in recovery, and the faults and
+    /// recovery episodes after the first `seen_faults` / `seen_recoveries` (for live progress).
+    pub fn live(
+        &self,
+        seen_faults: usize,
+        seen_recoveries: usize,
+    ) -> (u64, u64, usize, Vec<FaultNote>, Vec<RecoveryRecord>) {
+        let recovering = self
+            .workers()
+            .iter()
+            .filter(|s| s.status().lifecycle == Lifecycle::Recovering)
+            .count();
+        let log = lock(&self.inner.log);
+        (
+            log.requests.succeeded,
+            log.requests.failed,
+            recovering,
+            log.faults.iter().skip(seen_faults).cloned().collect(),
+            log.recoveries
+                .iter()
+                .skip(seen_recoveries)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Announces a fault about to hit `worker`: from now on a failure detected there is
+    /// matched with it (and timed from it). Announced before the fault acts, so a failure seen
+    /// at once is not taken for an external one.
+    pub fn fault_starting(&self, worker: &str, kind: &str) {
+        lock(&self.inner.pending).push(Pending {
+            worker: worker.to_string(),
+            kind: kind.to_string(),
+            at: Instant::now(),
+        });
+    }
+
+    /// The announced fault took effect now (a page fault answers once it has started).
+    pub fn fault_effective(&self, worker: &str, kind: &str) {
+        if let Some(f) = lock(&self.inner.pending)
+            .iter_mut()
+            .rev()
+            .find(|f| f.worker == worker && f.kind == kind)
+        {
+            f.at = Instant::now();
+        }
+    }
+
+    /// Records a fault the injector carried out, skipped or failed to carry out (an announced
+    /// fault that failed stops waiting for a failure).
+    pub fn note_fault(&self, note: FaultNote) {
+        if !note.injected && !note.target.is_empty() {
+            self.fault_absorbed(&note.target, &note.kind);
+        }
+        lock(&self.inner.log).faults.push(note);
+    }
+
+    /// Clears a pending fault that ended without a failure (a hang or slowdown absorbed by the
+    /// timeouts).
+    pub fn fault_absorbed(&self, worker: &str, kind: &str) {
+        let mut p = lock(&self.inner.pending);
+        if let Some(i) = p.iter().position(|f| f.worker == worker && f.kind == kind) {
+            p.remove(i);
         }
     }
 
@@ -541,6 +702,7 @@ impl Pool {
             Phase::First,
             issued,
             issued,
+            1,
             ran,
         )?;
         let output = super::worker::cell_output(&slot.kind.to_string(), model, backend, &first);
@@ -569,6 +731,7 @@ impl Pool {
         phase: Phase,
         scheduled: Instant,
         issued: Instant,
+        attempt: u32,
         result: Result<RunReply, WorkerError>,
     ) -> Result<RunReply, PoolError> {
         let outcome = match &result {
@@ -579,8 +742,8 @@ impl Pool {
             model,
             Some((slot, backend)),
             phase,
-            scheduled,
-            issued,
+            (scheduled, issued),
+            attempt,
             outcome,
         );
         result.map_err(PoolError::from)
@@ -594,8 +757,8 @@ impl Pool {
         model: &str,
         ran: Option<(&Slot, Backend)>,
         phase: Phase,
-        scheduled: Instant,
-        issued: Instant,
+        (scheduled, issued): (Instant, Instant),
+        attempt: u32,
         outcome: Result<f64, &str>,
     ) {
         let done = Instant::now();
@@ -615,7 +778,7 @@ impl Pool {
             page_ms: *outcome.as_ref().unwrap_or(&0.0),
             ok: outcome.is_ok(),
             error: outcome.err().unwrap_or_default().to_string(),
-            attempt: 1,
+            attempt,
         });
     }
 
@@ -654,36 +817,98 @@ impl ModelHandle {
     /// As [`ModelHandle::infer`].
     pub async fn infer_at(&self, scheduled: Instant, phase: Phase) -> Result<Inference, PoolError> {
         let pool = &self.pool;
-        if pool.inner.cancel.is_cancelled() {
-            self.never_ran(scheduled, phase, "interrupted");
-            return Err(PoolError::ShuttingDown);
-        }
-        let slot = match self.pick().await {
-            Ok(s) => s,
-            Err(e) => {
-                self.never_ran(scheduled, phase, "no_placement");
-                return Err(e);
-            }
+        let recovery = pool.inner.config.recovery;
+        let tolerant = self.tolerance == FaultTolerance::Recover
+            && recovery.strategy != recovery::Strategy::None;
+        let max_attempts = if tolerant {
+            recovery.max_attempts.max(1)
+        } else {
+            1
         };
-        self.maybe_scale_up(&slot);
-        let name = &self.entry.prepared.name;
-        let backend = slot
-            .status()
-            .loaded
-            .get(name)
-            .map(|l| l.reply.backend)
-            .unwrap_or(Backend::Wasm);
-        let issued = Instant::now();
-        let result = slot.run(name, OutputMode::None).await;
-        let service = issued.elapsed();
-        let reply = pool.record(&slot, name, backend, phase, scheduled, issued, result)?;
-        Ok(Inference {
-            worker: slot.id.clone(),
-            browser: slot.kind,
-            backend,
-            page_ms: reply.run_ms,
-            service,
-        })
+        let mut attempt = 1;
+        loop {
+            if pool.inner.cancel.is_cancelled() {
+                self.never_ran_after(scheduled, phase, attempt, "interrupted");
+                return Err(PoolError::ShuttingDown);
+            }
+            let slot = match self.pick().await {
+                Ok(s) => s,
+                Err(e)
+                    if tolerant && attempt < max_attempts && !pool.inner.cancel.is_cancelled() =>
+                {
+                    // Nowhere to run right now (every placement is being recovered): wait for
+                    // the episode in flight, then look again.
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => {
+                    self.never_ran_after(scheduled, phase, attempt, "no_placement");
+                    return Err(e);
+                }
+            };
+            self.maybe_scale_up(&slot);
+            let name = &self.entry.prepared.name;
+            let backend = slot
+                .status()
+                .loaded
+                .get(name)
+                .map(|l| l.reply.backend)
+                .unwrap_or(Backend::Wasm);
+            let generation = slot.generation();
+            let issued = Instant::now();
+            let result = slot.run(name, OutputMode::None).await;
+            let service = issued.elapsed();
+            match result {
+                Ok(reply) => {
+                    slot.breaker_outcome(true);
+                    let reply = pool.record(
+                        &slot,
+                        name,
+                        backend,
+                        phase,
+                        scheduled,
+                        issued,
+                        attempt,
+                        Ok(reply),
+                    )?;
+                    return Ok(Inference {
+                        worker: slot.id.clone(),
+                        browser: slot.kind,
+                        backend,
+                        page_ms: reply.run_ms,
+                        service,
+                    });
+                }
+                Err(e)
+                    if tolerant && attempt < max_attempts && !pool.inner.cancel.is_cancelled() =>
+                {
+                    let cause = Cause {
+                        class: super::worker::error_class(&e),
+                        session_usable: !(e.is_session_lost()
+                            || e.is_timeout()
+                            || e.is_device_lost()),
+                        model: Some(name.clone()),
+                        in_flight: service,
+                    };
+                    pool.recover(&slot, generation, cause).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    slot.breaker_outcome(false);
+                    pool.push_request(
+                        name,
+                        Some((&slot, backend)),
+                        phase,
+                        (scheduled, issued),
+                        attempt,
+                        Err(super::worker::error_class(&e)),
+                    );
+                    return Err(e.into());
+                }
+            }
+        }
     }
 
     /// Unloads the model from every worker holding it.
@@ -704,9 +929,19 @@ impl ModelHandle {
     }
 
     fn never_ran(&self, scheduled: Instant, phase: Phase, class: &str) {
+        self.never_ran_after(scheduled, phase, 1, class);
+    }
+
+    fn never_ran_after(&self, scheduled: Instant, phase: Phase, attempt: u32, class: &str) {
         let name = &self.entry.prepared.name;
-        self.pool
-            .push_request(name, None, phase, scheduled, Instant::now(), Err(class));
+        self.pool.push_request(
+            name,
+            None,
+            phase,
+            (scheduled, Instant::now()),
+            attempt,
+            Err(class),
+        );
     }
 
     /// The least-loaded live placement, placing the model again if it has none.
@@ -794,8 +1029,14 @@ async fn upkeep(pool: Pool) {
             () = pool.inner.cancel.cancelled() => return,
         }
         let slots = pool.workers();
+        let tolerant = c.recovery.strategy != recovery::Strategy::None;
         for s in &slots {
             s.sample_memory();
+            // A browser killed while idle is found here within a tick, not at the next request.
+            if !s.browser_alive() && s.status().lifecycle != Lifecycle::Recovering {
+                s.mark_unhealthy("the browser process exited".into());
+                pool.event("process_exit", &s.id, "the browser process exited".into());
+            }
         }
         if last_beat.elapsed() >= c.heartbeat_interval {
             last_beat = Instant::now();
@@ -805,9 +1046,14 @@ async fn upkeep(pool: Pool) {
                 .cloned()
                 .collect();
             let beats = idle.iter().map(|s| async move {
+                // Bounded twice: in the queue (the outer timeout) and in the page.
                 let r = tokio::time::timeout(
                     c.heartbeat_timeout,
-                    s.call("echo", serde_json::json!({"beat": true})),
+                    s.call_within(
+                        "echo",
+                        serde_json::json!({"beat": true}),
+                        c.heartbeat_timeout,
+                    ),
                 )
                 .await;
                 (s.clone(), r)
@@ -822,7 +1068,31 @@ async fn upkeep(pool: Pool) {
                 pool.event("unhealthy", &s.id, why);
             }
         }
-        // Close unhealthy workers, and idle ones beyond the minimum.
+        // Unhealthy workers nobody is recovering yet get a recovery episode.
+        if tolerant {
+            for s in &slots {
+                if s.status().lifecycle == Lifecycle::Unhealthy && s.episode.try_lock().is_ok() {
+                    let detected_by = if s.browser_alive() {
+                        "heartbeat"
+                    } else {
+                        "process_exit"
+                    };
+                    s.set_lifecycle(Lifecycle::Recovering);
+                    let (pool, s) = (pool.clone(), s.clone());
+                    let generation = s.generation();
+                    tokio::spawn(async move {
+                        let cause = Cause {
+                            class: detected_by,
+                            session_usable: false,
+                            model: None,
+                            in_flight: Duration::ZERO,
+                        };
+                        pool.recover(&s, generation, cause).await;
+                    });
+                }
+            }
+        }
+        // Close unhealthy workers (when nothing recovers them), and idle ones beyond the minimum.
         let now = Instant::now();
         let mut close = Vec::new();
         {
@@ -830,8 +1100,12 @@ async fn upkeep(pool: Pool) {
             let mut count = live.len();
             live.retain(|s| {
                 let st = s.status();
+                if st.lifecycle == Lifecycle::Recovering {
+                    return true;
+                }
                 let idle = st.queued == 0 && now.duration_since(st.last_active) >= c.idle_timeout;
-                let drop = st.lifecycle == Lifecycle::Unhealthy || (idle && count > c.min_workers);
+                let drop = (st.lifecycle == Lifecycle::Unhealthy && !tolerant)
+                    || (idle && count > c.min_workers && st.lifecycle != Lifecycle::Unhealthy);
                 if drop {
                     count -= 1;
                     close.push((s.clone(), st.lifecycle));
@@ -852,14 +1126,39 @@ async fn upkeep(pool: Pool) {
         // Keep the minimum.
         let live = pool.workers().len() + pool.inner.launching.load(Ordering::SeqCst);
         if live < c.min_workers && !pool.inner.cancel.is_cancelled() {
-            if let Some(&kind) = c.initial.first() {
-                if let Err(e) = pool.launch(kind, "keeping the minimum").await {
-                    pool.event("launch_failed", "", e.to_string());
-                }
+            // The kind the pool is short of (a killed Firefox comes back as a Firefox).
+            let have: Vec<BrowserKind> = pool.workers().iter().map(|s| s.kind).collect();
+            let wanted = c
+                .initial
+                .iter()
+                .copied()
+                .cycle()
+                .take(c.min_workers.max(c.initial.len()))
+                .collect::<Vec<_>>();
+            let short = wanted
+                .iter()
+                .copied()
+                .find(|k| {
+                    wanted.iter().filter(|w| *w == k).count()
+                        > have.iter().filter(|h| *h == k).count()
+                })
+                .or_else(|| c.initial.first().copied());
+            if let Some(kind) = short {
+                // In the background: upkeep keeps watching the other workers meanwhile.
+                // (launch counts itself in `launching` from its first poll, within the tick.)
+                let p = pool.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = p.launch(kind, "keeping the minimum").await {
+                        p.event("launch_failed", "", e.to_string());
+                    }
+                });
             }
         }
     }
 }
+
+mod recover;
+use recover::Cause;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

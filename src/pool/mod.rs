@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod correctness;
 pub mod engine;
+pub mod injector;
 pub mod manager;
 pub mod router;
 pub mod scheduler;
@@ -20,7 +21,10 @@ pub mod slot;
 pub mod worker;
 
 pub use engine::{execute, EngineOutput, Placement, PoolShape, RunEvent, RunObserver, RunPlan};
-pub use manager::{FaultTolerance, Inference, Input, ModelHandle, Pool, PoolConfig, PoolError};
+pub use manager::{
+    FaultNote, FaultTolerance, Inference, Input, ModelHandle, Pool, PoolConfig, PoolError,
+    RecoveryConfig, RecoveryRecord,
+};
 pub use router::{HardwarePreferences, Preferences};
 pub use scheduler::{Bound, Schedule, Workload};
 pub use worker::Worker;

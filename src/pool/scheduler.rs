@@ -50,6 +50,10 @@ pub struct Workload {
     pub warmup: u32,
     /// Per-request deadline (from the scheduled start).
     pub request_timeout: Duration,
+    /// Closed loop: client `i` always drives `handles[i % len]` instead of taking the next
+    /// handle round-robin, so a worker stuck on one model (a hung page) holds only that model's
+    /// clients. Used when faults are injected.
+    pub pin_clients: bool,
 }
 
 /// What a drive took.
@@ -105,9 +109,16 @@ pub async fn drive(
     };
     match workload.schedule {
         Schedule::Closed { concurrency } => {
-            let clients = (0..concurrency.max(1)).map(|_| async {
+            // Pinning needs a client for every handle, or some would never run.
+            let pin = workload.pin_clients && concurrency >= handles.len();
+            let take = &take;
+            let clients = (0..concurrency.max(1)).map(|i| async move {
                 while let Some(n) = take() {
-                    let h = &handles[n % handles.len()];
+                    let h = if pin {
+                        &handles[i % handles.len()]
+                    } else {
+                        &handles[n % handles.len()]
+                    };
                     let _ =
                         with_deadline(h, Instant::now(), Phase::Measure, workload.request_timeout)
                             .await;

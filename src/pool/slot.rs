@@ -6,15 +6,17 @@
 //! leaves one place that closes the browser. The handle's [`SlotStatus`] is a snapshot the router,
 //! the reaper and the reports read; its `std::sync::Mutex` is never held across an `.await`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::browser::{process, BrowserKind, WorkerError};
+use crate::browser::{process, Browser, BrowserKind, WorkerError};
 use crate::metrics::BrowserEnv;
 use crate::models::PreparedModel;
+use crate::recovery::Breaker;
 use crate::server::AssetServer;
 
 use super::worker::{LoadReply, OutputMode, RunReply};
@@ -102,7 +104,14 @@ enum Job {
     Call {
         method: String,
         args: serde_json::Value,
+        /// Bound in the page (default: the slot's call timeout).
+        within: Option<Duration>,
         reply: oneshot::Sender<Result<serde_json::Value, WorkerError>>,
+    },
+    /// Reopen the page and load every model it held again.
+    Reset {
+        timeout: Duration,
+        reply: oneshot::Sender<Result<(), WorkerError>>,
     },
 }
 
@@ -117,6 +126,13 @@ pub struct Slot {
     status: Mutex<SlotStatus>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     timeouts: SlotTimeouts,
+    browser: Arc<dyn Browser>,
+    /// Bumped by every recovery that repaired this slot in place; a request that failed on an
+    /// older generation knows it was already handled.
+    generation: AtomicU64,
+    /// Held for the length of one recovery episode on this slot.
+    pub(crate) episode: tokio::sync::Mutex<()>,
+    breaker: Mutex<Breaker>,
 }
 
 /// Bounds on page calls made by a slot.
@@ -144,7 +160,12 @@ impl Slot {
     ) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let now = Instant::now();
+        let browser = worker.shared_browser();
         let slot = Arc::new(Self {
+            browser,
+            generation: AtomicU64::new(0),
+            episode: tokio::sync::Mutex::new(()),
+            breaker: Mutex::new(Breaker::new(3, Duration::from_secs(5))),
             id: worker.id.clone(),
             kind: worker.kind(),
             tx,
@@ -172,6 +193,7 @@ impl Slot {
             server,
             backends: priority,
             allow_fallback_adapter,
+            models: HashMap::new(),
         };
         let handle = tokio::spawn(serve.run(worker, rx, timeouts));
         *lock(&slot.task) = Some(handle);
@@ -183,12 +205,62 @@ impl Slot {
         lock(&self.status).clone()
     }
 
-    /// Whether the router may send work here.
+    /// Whether the router may send work here: it is up and its breaker lets work through.
     pub fn is_routable(&self) -> bool {
         matches!(
             lock(&self.status).lifecycle,
             Lifecycle::Ready | Lifecycle::Busy
-        )
+        ) && lock(&self.breaker).state(Instant::now()) != crate::recovery::BreakerState::Open
+    }
+
+    /// The browser, shared with the slot task: its pids and the fault hooks (`crash_tab`,
+    /// `disconnect`) that must not wait behind queued page calls.
+    pub fn browser(&self) -> Arc<dyn Browser> {
+        self.browser.clone()
+    }
+
+    /// How many times a recovery repaired this slot in place.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Marks a repair in place: the slot serves again.
+    pub(crate) fn repaired(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let mut s = lock(&self.status);
+        if s.lifecycle != Lifecycle::Closed {
+            s.lifecycle = Lifecycle::Ready;
+            s.fault = None;
+        }
+    }
+
+    /// Sets the lifecycle (unless closed).
+    pub(crate) fn set_lifecycle(&self, l: Lifecycle) {
+        let mut s = lock(&self.status);
+        if s.lifecycle != Lifecycle::Closed {
+            s.lifecycle = l;
+        }
+    }
+
+    /// Reports a request's outcome to the breaker. Returns whether it is open afterwards.
+    pub(crate) fn breaker_outcome(&self, ok: bool) -> bool {
+        let mut b = lock(&self.breaker);
+        if ok {
+            b.on_success();
+            false
+        } else {
+            b.on_failure(Instant::now())
+        }
+    }
+
+    /// Whether the breaker is open now.
+    pub(crate) fn breaker_open(&self) -> bool {
+        lock(&self.breaker).state(Instant::now()) == crate::recovery::BreakerState::Open
+    }
+
+    /// Whether the browser's main process is alive (true when its pid is unknown).
+    pub fn browser_alive(&self) -> bool {
+        self.browser.pid().is_none_or(process::pid_alive)
     }
 
     /// Jobs queued or running.
@@ -199,7 +271,8 @@ impl Slot {
     /// Marks the slot unhealthy so the router stops using it.
     pub fn mark_unhealthy(&self, why: String) {
         let mut s = lock(&self.status);
-        if s.lifecycle != Lifecycle::Closed {
+        // A recovery in progress owns the state (its probes may fail on the way).
+        if !matches!(s.lifecycle, Lifecycle::Closed | Lifecycle::Recovering) {
             s.lifecycle = Lifecycle::Unhealthy;
             s.fault.get_or_insert(why);
         }
@@ -249,6 +322,15 @@ impl Slot {
         .await
     }
 
+    /// Reopens the page (new tab, or the page navigated again) and loads every model it held.
+    ///
+    /// # Errors
+    /// The reset's or a reload's error.
+    pub async fn reset(&self, timeout: Duration) -> Result<(), WorkerError> {
+        self.ask("reset", |reply| Job::Reset { timeout, reply })
+            .await
+    }
+
     /// Any page API call (`echo` for health checks, `stats`, fault hooks).
     ///
     /// # Errors
@@ -261,6 +343,27 @@ impl Slot {
         self.ask(method, |reply| Job::Call {
             method: method.to_string(),
             args,
+            within: None,
+            reply,
+        })
+        .await
+    }
+
+    /// A page API call bounded by `within` in the page as well (heartbeats: a hung page must
+    /// not hold the slot for the whole call timeout).
+    ///
+    /// # Errors
+    /// As [`Slot::load`].
+    pub async fn call_within(
+        &self,
+        method: &str,
+        args: serde_json::Value,
+        within: Duration,
+    ) -> Result<serde_json::Value, WorkerError> {
+        self.ask(method, |reply| Job::Call {
+            method: method.to_string(),
+            args,
+            within: Some(within),
             reply,
         })
         .await
@@ -312,6 +415,7 @@ impl Slot {
             .send(Job::Call {
                 method: CLOSE.to_string(),
                 args: serde_json::Value::Null,
+                within: None,
                 reply,
             })
             .await;
@@ -348,10 +452,12 @@ struct Serve {
     server: Arc<AssetServer>,
     backends: Vec<Backend>,
     allow_fallback_adapter: bool,
+    /// Models loaded here, to load again after a reset.
+    models: HashMap<String, Arc<PreparedModel>>,
 }
 
 impl Serve {
-    async fn run(self, worker: Worker, mut rx: mpsc::Receiver<Job>, t: SlotTimeouts) {
+    async fn run(mut self, worker: Worker, mut rx: mpsc::Receiver<Job>, t: SlotTimeouts) {
         while let Some(job) = rx.recv().await {
             let started = Instant::now();
             self.with_status(|s| {
@@ -383,17 +489,22 @@ impl Serve {
                     if let Ok(l) = &r {
                         let name = model.name.clone();
                         let l = l.clone();
+                        self.models.insert(name.clone(), model.clone());
                         self.with_status(|s| {
                             s.loaded.insert(name, l);
                         });
                     }
                     let _ = reply.send(r);
                 }
+                Job::Reset { timeout, reply } => {
+                    let _ = reply.send(self.reset(&worker, timeout, t).await);
+                }
                 Job::Run { model, mode, reply } => {
                     let _ = reply.send(worker.run(&model, mode, t.run).await);
                 }
                 Job::Unload { model, reply } => {
                     let r = worker.unload(&model, t.call).await;
+                    self.models.remove(&model);
                     self.with_status(|s| {
                         s.loaded.remove(&model);
                     });
@@ -411,9 +522,11 @@ impl Serve {
                 Job::Call {
                     method,
                     args,
+                    within,
                     reply,
                 } => {
-                    let _ = reply.send(worker.browser().call(&method, args, t.call).await);
+                    let bound = within.unwrap_or(t.call);
+                    let _ = reply.send(worker.browser().call(&method, args, bound).await);
                 }
             }
             let took = started.elapsed();
@@ -428,6 +541,41 @@ impl Serve {
         // Every handle is gone or Close was handled: make sure the browser is closed.
         let _ = worker.close().await;
         self.with_status(|s| s.lifecycle = Lifecycle::Closed);
+    }
+
+    /// Reopens the page and loads every model again, in load order of names.
+    async fn reset(
+        &self,
+        worker: &Worker,
+        timeout: Duration,
+        t: SlotTimeouts,
+    ) -> Result<(), WorkerError> {
+        self.with_status(|s| s.loaded.clear());
+        worker.browser().reset(timeout).await?;
+        let mut names: Vec<_> = self.models.keys().cloned().collect();
+        names.sort();
+        for name in names {
+            let model = self.models[&name].clone();
+            let reply = worker
+                .load(
+                    &model,
+                    &self.server,
+                    &self.backends,
+                    self.allow_fallback_adapter,
+                    t.load,
+                )
+                .await?;
+            self.with_status(|s| {
+                s.loaded.insert(
+                    name,
+                    Loaded {
+                        reply,
+                        memory_added_kib: 0,
+                    },
+                );
+            });
+        }
+        Ok(())
     }
 
     fn with_status(&self, f: impl FnOnce(&mut SlotStatus)) {

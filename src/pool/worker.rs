@@ -26,7 +26,7 @@ pub struct Worker {
     pub spec: LaunchSpec,
     /// Launch to page ready.
     pub launch_time: Duration,
-    browser: Box<dyn Browser>,
+    browser: std::sync::Arc<dyn Browser>,
 }
 
 /// How much of each output a run returns.
@@ -145,7 +145,7 @@ impl Worker {
             id,
             spec,
             launch_time: started.elapsed(),
-            browser,
+            browser: browser.into(),
         })
     }
 
@@ -161,7 +161,7 @@ impl Worker {
             id,
             spec,
             launch_time,
-            browser,
+            browser: browser.into(),
         }
     }
 
@@ -173,6 +173,12 @@ impl Worker {
     /// The live browser.
     pub fn browser(&self) -> &dyn Browser {
         self.browser.as_ref()
+    }
+
+    /// A shared handle on the browser, for fault injection from outside the slot task (its
+    /// pids, `crash_tab`, `disconnect`), which must not wait behind queued page calls.
+    pub fn shared_browser(&self) -> std::sync::Arc<dyn Browser> {
+        self.browser.clone()
     }
 
     /// Asks the page what it offers (WebGPU adapter, WebNN, WASM).
@@ -337,6 +343,12 @@ pub fn cell_output(
 pub fn error_class(e: &WorkerError) -> &'static str {
     if e.is_browser_crash() {
         "crash"
+    } else if e.is_tab_crash() {
+        "tab_crash"
+    } else if e.is_disconnect() {
+        "disconnect"
+    } else if e.is_device_lost() {
+        "device_lost"
     } else if e.is_timeout() {
         "timeout"
     } else if e.is_page_error() {

@@ -435,6 +435,7 @@ mod tests {
             kind: "kill_browser".into(),
             at_ms: 2000,
             target: "chromium#1".into(),
+            ..Default::default()
         });
         s.recovery_events.push(RecoveryEvent {
             fault_kind: "kill_browser".into(),
@@ -442,6 +443,7 @@ mod tests {
             detection_ms: 60,
             recovery_ms: 940,
             succeeded: true,
+            ..Default::default()
         });
         let m = markers(&s);
         assert_eq!(m.len(), 2);

@@ -67,7 +67,7 @@ const ORDER: &[(&str, &[&str])] = &[
     (
         "faults",
         &[
-            "kind", "at", "every", "rate", "count", "seed", "target", "duration", "delay",
+            "kind", "at", "every", "rate", "count", "seed", "target", "duration", "delay", "kinds",
         ],
     ),
     ("recovery", &["strategy", "timeout", "max_attempts"]),

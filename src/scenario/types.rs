@@ -258,6 +258,20 @@ impl FaultKind {
         }
     }
 
+    /// Parses a snake_case name (`kill_browser`, ...), naming the known kinds on error.
+    ///
+    /// # Errors
+    /// When `s` is not a kind.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown fault kind '{s}' (known: {})", names.join(", "))
+            })
+    }
+
     /// Whether the fault lasts a while (`duration` applies).
     pub fn has_duration(self) -> bool {
         matches!(
@@ -332,6 +346,9 @@ pub struct Fault {
     )]
     #[schemars(schema_with = "duration::schema")]
     pub delay: Option<Duration>,
+    /// `random` only: the kinds to draw from (default: every kind that fits the target).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<FaultKind>,
 }
 
 impl Fault {
@@ -347,6 +364,7 @@ impl Fault {
             target: FaultTarget::Random,
             duration: None,
             delay: None,
+            kinds: Vec::new(),
         }
     }
 }
@@ -452,5 +470,12 @@ impl Thresholds {
             && self.error_rate.is_none()
             && self.p95_ms.is_empty()
             && self.p99_ms.is_empty()
+    }
+}
+
+impl std::str::FromStr for FaultKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
     }
 }

@@ -16,6 +16,14 @@ pub(super) fn check_fault(
     out: &mut Vec<Issue>,
 ) {
     let p = format!("faults[{i}]");
+    if i == 0 && s.pool.placement == super::types::PlacementMode::Matrix {
+        push(
+            out,
+            "pool.placement".to_string(),
+            "faults are injected in routed runs (the matrix measures each cell undisturbed); \
+             set pool.placement: routed or drop the faults",
+        );
+    }
     let given: Vec<&str> = [
         ("at", f.at.is_some()),
         ("every", f.every.is_some()),
@@ -100,6 +108,20 @@ pub(super) fn check_fault(
                 "'{}' takes no delay; delay applies to slow",
                 f.kind.as_str()
             ),
+        );
+    }
+    if !f.kinds.is_empty() && f.kind != FaultKind::Random {
+        push(
+            out,
+            format!("{p}.kinds"),
+            format!("kinds applies to kind random, not '{}'", f.kind.as_str()),
+        );
+    }
+    if let Some(j) = f.kinds.iter().position(|k| *k == FaultKind::Random) {
+        push(
+            out,
+            format!("{p}.kinds[{j}]"),
+            "'random' cannot be one of the kinds random draws from",
         );
     }
     check_target(s, specs, &p, f, out);

@@ -1,0 +1,90 @@
+//! Fault injection, the plan half: which faults fire when, and on which worker.
+//!
+//! Inputs: fault specs (from the scenario's `faults[]` or `stress --fault-*` flags) and, at
+//! injection time, a view of the live workers. Outputs: [`Planned`] faults in time order, and for
+//! each the concrete [`Kind`] and worker it hits. Everything here is pure and seeded, so the same
+//! seed gives the same faults; `pool::injector` carries them out against real browsers (SIGKILL,
+//! `Page.crash`, a busy-looping page, `device.destroy()`, a frozen driver, a closed socket).
+//! Must not import `report`, `cli` or terminal crates.
+
+mod plan;
+mod rng;
+
+pub use plan::{choose, plan, Choice, FaultSpec, Planned, Target, When, WorkerView};
+pub use rng::Rng;
+
+use std::fmt;
+
+/// A concrete fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// SIGKILL the browser's main process.
+    KillBrowser,
+    /// Crash the renderer hosting the page.
+    CrashTab,
+    /// Busy-loop the page's main thread for the fault's duration.
+    Hang,
+    /// `device.destroy()` on the page's WebGPU device.
+    GpuDeviceLost,
+    /// SIGKILL the WebDriver server.
+    KillDriver,
+    /// Drop the harness's connection to the page.
+    Disconnect,
+    /// Add a delay to every run for the fault's duration.
+    Slow,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 7] = [
+        Self::KillBrowser,
+        Self::CrashTab,
+        Self::Hang,
+        Self::GpuDeviceLost,
+        Self::KillDriver,
+        Self::Disconnect,
+        Self::Slow,
+    ];
+
+    /// The snake_case name used in scenarios, flags and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::KillBrowser => "kill_browser",
+            Self::CrashTab => "crash_tab",
+            Self::Hang => "hang",
+            Self::GpuDeviceLost => "gpu_device_lost",
+            Self::KillDriver => "kill_driver",
+            Self::Disconnect => "disconnect",
+            Self::Slow => "slow",
+        }
+    }
+
+    /// Whether this fault can hit `w`: `kill_driver` needs a driver process, `gpu_device_lost`
+    /// a model running on WebGPU.
+    pub fn fits(self, w: &WorkerView) -> bool {
+        match self {
+            Self::KillDriver => w.has_driver,
+            Self::GpuDeviceLost => w.runs_webgpu,
+            _ => true,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown fault kind '{s}' (known: {})", names.join(", "))
+            })
+    }
+}

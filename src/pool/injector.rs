@@ -1,0 +1,182 @@
+//! The fault injector: carries out the planned faults (`crate::faults`) against the pool's real
+//! browsers, on time, and tells the pool what it did so detection can be timed.
+//!
+//! Every fault is real: `kill_browser` and `kill_driver` are SIGKILLs by pid, `crash_tab` is
+//! CDP `Page.crash` (Firefox: SIGKILL of the page's content process), `hang` busy-loops the page's
+//! main thread, `gpu_device_lost` calls `device.destroy()` in the page, `disconnect` closes the
+//! DevTools socket (WebDriver: freezes the driver with SIGSTOP), `slow` delays every run in the
+//! page. Must not import `report`, `cli` or terminal crates.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::browser::process::{self, Signal};
+use crate::faults::{self, FaultSpec, Kind, WorkerView};
+
+use super::manager::{FaultNote, Pool};
+use super::slot::Slot;
+use super::Backend;
+
+/// How long after a lasting fault ends (or after an instant one) an unmatched fault stops
+/// waiting for the failure it might cause.
+const ABSORB_AFTER: Duration = Duration::from_secs(20);
+
+/// Injects `specs` from now until `horizon` (or cancellation), recording each in the pool. Each
+/// fault runs in its own task, so a page fault queued behind a busy worker never delays the
+/// next one; the recorded time is when the fault took effect.
+pub async fn run(
+    pool: Pool,
+    specs: Vec<FaultSpec>,
+    horizon: Option<Duration>,
+    cancel: CancellationToken,
+) {
+    let start = Instant::now();
+    let specs = std::sync::Arc::new(specs);
+    let mut inflight = Vec::new();
+    for planned in faults::plan(&specs, horizon) {
+        tokio::select! {
+            () = tokio::time::sleep_until((start + planned.at).into()) => {}
+            () = cancel.cancelled() => break,
+        }
+        let (pool, specs) = (pool.clone(), specs.clone());
+        inflight.push(tokio::spawn(async move {
+            let spec = &specs[planned.spec];
+            let note = match faults::choose(spec, planned.seed, &views(&pool)) {
+                Err(why) => FaultNote {
+                    kind: match &spec.choice {
+                        faults::Choice::One(k) => k.as_str().to_string(),
+                        faults::Choice::Random(_) => "random".into(),
+                    },
+                    at_ms: pool.elapsed_ms() as u64,
+                    target: String::new(),
+                    detail: format!("skipped: {why}"),
+                    injected: false,
+                },
+                Ok((kind, worker)) => {
+                    let slot = pool.workers().into_iter().find(|s| s.id == worker);
+                    pool.fault_starting(&worker, kind.as_str());
+                    let done = match &slot {
+                        Some(s) => inject(s, kind, spec).await,
+                        None => Err(format!("{worker} went away")),
+                    };
+                    if done.is_ok() && matches!(kind, Kind::Hang | Kind::Slow | Kind::GpuDeviceLost)
+                    {
+                        pool.fault_effective(&worker, kind.as_str());
+                    }
+                    if let (Ok(_), Some(s)) = (&done, &slot) {
+                        absorb_later(&pool, s, kind, spec);
+                    }
+                    FaultNote {
+                        kind: kind.as_str().to_string(),
+                        at_ms: pool.elapsed_ms() as u64,
+                        target: worker,
+                        injected: done.is_ok(),
+                        detail: done.unwrap_or_else(|e| format!("failed: {e}")),
+                    }
+                }
+            };
+            pool.note_fault(note);
+        }));
+    }
+    // Page faults are bounded by their call timeouts; wait so every fault is on record.
+    for task in inflight {
+        let _ = tokio::time::timeout(Duration::from_secs(40), task).await;
+    }
+}
+
+/// What the chooser may know about each live worker.
+fn views(pool: &Pool) -> Vec<WorkerView> {
+    pool.workers()
+        .iter()
+        .filter(|s| s.is_routable())
+        .map(|s| {
+            let st = s.status();
+            WorkerView {
+                id: s.id.clone(),
+                browser: s.kind,
+                has_driver: s.browser().driver_pid().is_some(),
+                runs_webgpu: st
+                    .loaded
+                    .values()
+                    .any(|l| l.reply.backend == Backend::Webgpu),
+                models: st.loaded.keys().cloned().collect(),
+            }
+        })
+        .collect()
+}
+
+/// Carries out one fault on `slot`; says what was done.
+pub async fn inject(slot: &Slot, kind: Kind, spec: &FaultSpec) -> Result<String, String> {
+    let browser = slot.browser();
+    let page = |method: &'static str, args: serde_json::Value| async move {
+        let bound = Duration::from_secs(30);
+        tokio::time::timeout(bound, slot.call_within(method, args, bound))
+            .await
+            .map_err(|_| format!("'{method}' got no answer within 30s"))?
+            .map_err(|e| e.to_string())
+    };
+    match kind {
+        Kind::KillBrowser => {
+            let pid = browser.pid().ok_or("the browser's pid is unknown")?;
+            process::kill(pid, Signal::Kill).map_err(|e| format!("SIGKILL {pid}: {e}"))?;
+            Ok(format!("SIGKILL to browser pid {pid}"))
+        }
+        Kind::KillDriver => {
+            let pid = browser.driver_pid().ok_or("no driver process (CDP)")?;
+            process::kill(pid, Signal::Kill).map_err(|e| format!("SIGKILL {pid}: {e}"))?;
+            Ok(format!("SIGKILL to driver pid {pid}"))
+        }
+        Kind::CrashTab => browser.crash_tab().await.map_err(|e| e.to_string()),
+        Kind::Disconnect => browser
+            .disconnect(spec.duration)
+            .await
+            .map_err(|e| e.to_string()),
+        Kind::Hang => {
+            let ms = spec.duration.as_millis() as u64;
+            page("hang", json!({"ms": ms, "defer": true})).await?;
+            // The page starts spinning 100 ms after it answers.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(format!("page main thread busy-looping for {ms} ms"))
+        }
+        Kind::GpuDeviceLost => {
+            let v = page("destroy_gpu_device", json!({})).await?;
+            Ok(format!(
+                "device.destroy(); lost: {}",
+                v.get("lost").map(|l| l.to_string()).unwrap_or_default()
+            ))
+        }
+        Kind::Slow => {
+            let ms = spec.delay.as_millis() as u64;
+            page("slow", json!({"ms": ms})).await?;
+            Ok(format!("every run delayed {ms} ms for {:?}", spec.duration))
+        }
+    }
+}
+
+/// Ends lasting faults (`slow`), and after a while forgets a fault that caused no failure so a
+/// later, unrelated failure on the same worker is not blamed on it.
+fn absorb_later(pool: &Pool, slot: &Slot, kind: Kind, spec: &FaultSpec) {
+    let lasting = matches!(kind, Kind::Hang | Kind::Slow | Kind::Disconnect);
+    let wait = if lasting {
+        spec.duration
+    } else {
+        Duration::ZERO
+    };
+    let pool = pool.clone();
+    let worker = slot.id.clone();
+    let slot = pool.workers().into_iter().find(|s| s.id == worker);
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        if kind == Kind::Slow {
+            if let Some(s) = &slot {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(10), s.call("slow", json!({"ms": 0})))
+                        .await;
+            }
+        }
+        tokio::time::sleep(ABSORB_AFTER).await;
+        pool.fault_absorbed(&worker, kind.as_str());
+    });
+}
