@@ -7,6 +7,7 @@
 //! - [`browser`]: the [`browser::Browser`] trait and its CDP and WebDriver drivers.
 //! - [`pool`]: workers (one task owns each browser session) and the run engine.
 //! - [`metrics`]: samples and latency statistics.
+//! - [`state`]: the crash-safe transaction log of pool state, snapshots, replay and verify.
 //! - [`report`]: the terminal table and `run.json`; consumes [`metrics`] types only.
 //! - [`app`]: wires a resolved [`app::RunConfig`] to the engine and the reports.
 //!
@@ -23,3 +24,4 @@ pub mod pool;
 pub mod report;
 pub mod scenario;
 pub mod server;
+pub mod state;
