@@ -66,6 +66,12 @@ pub enum Command {
     ///
     /// Example: webgpu-pool compare --baseline nightly results/2026-11-28T10-00-00Z-ab12
     Compare(CompareArgs),
+    /// Check or print a run's crash-safe state: the transaction log (txlog.log) and snapshot
+    /// (snapshot.json) in its run folder. See docs/state.md.
+    ///
+    /// Example: webgpu-pool state verify results/2026-11-28T10-00-00Z-ab12
+    #[command(subcommand)]
+    State(StateCommand),
     /// Find installed browsers and drivers, launch each, and show what it offers (WebGPU adapter,
     /// WebNN, WASM SIMD and threads).
     Browsers(BrowsersArgs),
@@ -578,6 +584,33 @@ pub struct CompareArgs {
     /// Smallest change for the worse that counts as a regression, e.g. 5% or 10%.
     #[arg(long, default_value = "5%", value_parser = parse_percent, value_name = "PERCENT")]
     pub threshold: f64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Check every record's CRC32C and framing, the sequence order, the transaction structure
+    /// and the snapshot's SHA-256. Exits 0 when sound (a torn last record is only a warning: it
+    /// is what a crash mid-write leaves), 2 naming the file, byte offset and seq of the first
+    /// damaged record.
+    ///
+    /// Example: webgpu-pool state verify results/2026-11-28T10-00-00Z-ab12
+    Verify {
+        /// A run folder (`results/<run-id>`) holding txlog.log.
+        #[arg(value_name = "RUN_DIR")]
+        run_dir: PathBuf,
+    },
+    /// Print the state rebuilt from the snapshot plus the log's committed transactions:
+    /// workers and their pids, placements, shard plans, recovery events, progress.
+    ///
+    /// Example: webgpu-pool state show results/2026-11-28T10-00-00Z-ab12 --json
+    Show {
+        /// A run folder (`results/<run-id>`) holding txlog.log.
+        #[arg(value_name = "RUN_DIR")]
+        run_dir: PathBuf,
+        /// Print JSON (the state, the log counts, incomplete transactions, warnings).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Parses `5%`, `12.5%` or a bare `5` (percent) into a fraction (0.05).

@@ -177,6 +177,7 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Compare(args) => compare(args),
+        Command::State(cmd) => state_command(cmd),
         Command::Browsers(args) => {
             let observer = observe::Stderr { quiet };
             let probe = app::probe_browsers(&args.only, &|m| observer.line(m)).await?;
@@ -362,6 +363,32 @@ fn compare(args: CompareArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `state verify` and `state show`: exit 0 when sound (a torn tail is a warning on stderr);
+/// damage is an error naming the file, byte offset and seq, which exits 2.
+fn state_command(cmd: cli::StateCommand) -> Result<ExitCode> {
+    use webgpu_pool::state;
+    let (warnings, out) = match cmd {
+        cli::StateCommand::Verify { run_dir } => {
+            let report = state::verify(&run_dir)?;
+            (report.warnings.clone(), state::render_verify(&report))
+        }
+        cli::StateCommand::Show { run_dir, json } => {
+            let replayed = state::show(&run_dir)?;
+            let out = if json {
+                format!("{}\n", serde_json::to_string_pretty(&replayed)?)
+            } else {
+                state::render_state(&replayed)
+            };
+            (replayed.warnings, out)
+        }
+    };
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    print(&out)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print(s: &str) -> Result<()> {
