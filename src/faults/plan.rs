@@ -101,11 +101,7 @@ pub fn plan(specs: &[FaultSpec], horizon: Option<Duration>) -> Vec<Planned> {
             })
         };
         match s.when {
-            When::At(t) => {
-                if inside(t) {
-                    push(t, &mut rng);
-                }
-            }
+            When::At(t) if inside(t) => push(t, &mut rng),
             When::Every(period) if !period.is_zero() => {
                 let mut t = period;
                 for _ in 0..limit {
@@ -218,7 +214,7 @@ mod tests {
             Choice::One(Kind::Hang),
             When::Every(Duration::from_secs(15)),
         );
-        let p = plan(&[s.clone()], Some(Duration::from_secs(120)));
+        let p = plan(std::slice::from_ref(&s), Some(Duration::from_secs(120)));
         let at: Vec<u64> = p.iter().map(|p| p.at.as_secs()).collect();
         assert_eq!(at, [15, 30, 45, 60, 75, 90, 105]);
         let mut limited = s;
@@ -235,7 +231,7 @@ mod tests {
     fn rate_is_seeded_and_near_its_mean() {
         let s = spec(Choice::One(Kind::Slow), When::Rate(6.0));
         let h = Some(Duration::from_secs(3600));
-        let a = plan(&[s.clone()], h);
+        let a = plan(std::slice::from_ref(&s), h);
         assert_eq!(a, plan(&[s], h), "same seed, same times");
         // 6 per minute for an hour: 360 expected; Poisson sd is 19.
         assert!((280..440).contains(&a.len()), "{}", a.len());
