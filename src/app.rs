@@ -172,7 +172,52 @@ pub async fn run(
     let run_dir = config.extras.results_dir.join(&run_id);
     std::fs::create_dir_all(&run_dir)
         .with_context(|| format!("creating '{}'", run_dir.display()))?;
+    // The scenario as run, and the journal of the pool's state: what `resume` needs.
+    std::fs::write(
+        run_dir.join("scenario.yaml"),
+        crate::scenario::to_yaml(&config.scenario),
+    )
+    .with_context(|| format!("writing '{}'", run_dir.join("scenario.yaml").display()))?;
+    let sync = config
+        .scenario
+        .state
+        .as_ref()
+        .map_or(Duration::from_secs(5), |s| s.sync_interval);
+    let journal = pool::Journal::create(&run_dir, sync)
+        .with_context(|| format!("creating the transaction log in '{}'", run_dir.display()))?;
+    let part = Part {
+        run_id,
+        run_dir,
+        started,
+        journal,
+        earlier: None,
+    };
+    run_part(config, part, shutdown, observer, progress).await
+}
 
+/// One part of a run: the whole of a fresh run, or what is left of a resumed one.
+struct Part {
+    run_id: String,
+    run_dir: PathBuf,
+    started: SystemTime,
+    journal: pool::Journal,
+    earlier: Option<crate::metrics::EarlierPart>,
+}
+
+async fn run_part(
+    config: &RunConfig,
+    part: Part,
+    shutdown: CancellationToken,
+    observer: &dyn RunObserver,
+    progress: &dyn Fn(&str),
+) -> Result<(RunSummary, PathBuf)> {
+    let Part {
+        run_id,
+        run_dir,
+        started,
+        journal,
+        earlier,
+    } = part;
     let prepared = prepare_models(
         &config.models,
         &config.cache,
@@ -187,7 +232,15 @@ pub async fn run(
     for l in &mut launches {
         l.page_url = server.page_url();
     }
-    let plan = build_plan(config, prepared, launches);
+    let mut plan = build_plan(config, prepared, launches);
+    plan.resumed = earlier.as_ref().map(|e| crate::state::Progress {
+        issued: e.issued,
+        succeeded: e.succeeded,
+        failed: e.failed + e.interrupted,
+        per_model: e.per_model.clone(),
+        elapsed_ms: e.elapsed_ms,
+    });
+    plan.journal = Some((journal, run_id.clone()));
     let server = std::sync::Arc::new(server);
     let outcome = pool::execute(&plan, server.clone(), &shutdown, observer).await;
     if let Ok(server) = std::sync::Arc::try_unwrap(server) {
@@ -212,6 +265,7 @@ pub async fn run(
         routing: Vec::new(),
         pool_events: Vec::new(),
         peak_workers: 0,
+        resumed: earlier.clone(),
     };
     match outcome {
         Ok(out) => {
@@ -219,6 +273,12 @@ pub async fn run(
             summary.stopped_early = out.stopped_early;
             summary.environment.browsers = out.browsers;
             summary.requests = out.requests;
+            if let Some(e) = &earlier {
+                // Both parts are one run: its accounting covers both.
+                summary.requests.issued += e.issued;
+                summary.requests.succeeded += e.succeeded;
+                summary.requests.failed += e.failed + e.interrupted;
+            }
             summary.results = out.rows;
             summary.workers = out.workers;
             summary.routing = out.routing;
@@ -605,4 +665,176 @@ pub async fn probe_browsers(
     }
     server.shutdown().await;
     Ok(probe)
+}
+
+/// Finishes a run whose harness died (SIGKILL, power loss): rebuilds its state from the run
+/// folder's snapshot and transaction log, reaps the browsers and drivers the dead harness left
+/// (found by their recorded profile directories, so nothing else is touched), rolls back the
+/// transactions it left open, relaunches workers and reloads each model where it was placed,
+/// and runs what is left of the workload. The report covers both parts.
+///
+/// # Errors
+/// [`UsageError`] (exit 2) when the folder is not a resumable run: no log or scenario, a damaged
+/// log (the error names the record's byte offset), or a run that already finished.
+pub async fn resume(
+    run_dir: &Path,
+    command: String,
+    shutdown: CancellationToken,
+    observer: &dyn RunObserver,
+    progress: &dyn Fn(&str),
+) -> Result<(RunSummary, PathBuf)> {
+    let scenario_file = run_dir.join("scenario.yaml");
+    if !scenario_file.is_file() {
+        bail!(UsageError(format!(
+            "'{}' is not a run folder to resume: it has no scenario.yaml",
+            run_dir.display()
+        )));
+    }
+    let mut scenario = crate::scenario::load_file(&scenario_file).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        UsageError(lines.join("\n"))
+    })?;
+    let sync = scenario
+        .state
+        .as_ref()
+        .map_or(Duration::from_secs(5), |s| s.sync_interval);
+    let policy = crate::state::CommitPolicy::Group { interval: sync };
+    let (log, replayed) = crate::state::TxLog::open_append(run_dir, policy)
+        .map_err(|e| UsageError(format!("cannot resume '{}': {e}", run_dir.display())))?;
+    for w in &replayed.warnings {
+        progress(&format!("warning: {w}"));
+    }
+    let state = log.state().clone();
+    if state.finished {
+        bail!(UsageError(format!(
+            "run {} in '{}' finished; there is nothing to resume",
+            state.run_id,
+            run_dir.display()
+        )));
+    }
+    let journal = pool::Journal::wrap(log, sync);
+
+    // The dead harness's browsers and drivers: reap them, and say so in the log.
+    let reap = journal.begin();
+    for w in state.workers.values() {
+        let reaped = reap_worker(w).await;
+        progress(&format!("reaped {}: {reaped}", w.id));
+        if let Some(tx) = reap {
+            journal.op(
+                tx,
+                crate::state::Op::WorkerRemoved { id: w.id.clone() },
+            );
+        }
+    }
+    if let Some(tx) = reap {
+        journal.commit_tx(tx);
+    }
+    // Transactions the crash cut short (a migration half done): their browsers are gone with
+    // the rest, so rolling back is recording the abort.
+    let open: Vec<crate::state::TxId> = replayed.incomplete.iter().map(|t| t.txid).collect();
+    for tx in &open {
+        journal.abort(*tx, "the harness died mid-transaction; rolled back on resume");
+    }
+
+    // What is left, and where each model was.
+    let p = &state.progress;
+    let w = &mut scenario.workload;
+    match state.workload {
+        Some(crate::state::WorkloadBound::DurationMs(total)) => {
+            let left = total.saturating_sub(p.elapsed_ms).max(1000);
+            w.duration = Some(Duration::from_millis(left));
+            w.iterations = None;
+        }
+        Some(crate::state::WorkloadBound::Iterations(total)) => {
+            let done: u64 = p.per_model.values().sum();
+            let models = scenario.models.len().max(1) as u64;
+            w.iterations = Some(total.saturating_sub(done).div_ceil(models).max(1));
+            w.duration = None;
+        }
+        _ => {}
+    }
+    w.warmup = w.warmup.min(1);
+    for m in &mut scenario.models {
+        if m.browser.is_some() {
+            continue;
+        }
+        let placed = models::resolve(&m.name)
+            .ok()
+            .and_then(|spec| state.placements.get(spec.name))
+            .and_then(|ws| ws.first())
+            .and_then(|id| state.workers.get(id))
+            .and_then(|w| w.browser.parse::<BrowserKind>().ok());
+        if let Some(kind) = placed.filter(|k| scenario.pool.browsers.contains(k)) {
+            m.browser = Some(kind);
+        }
+    }
+    let earlier = crate::metrics::EarlierPart {
+        issued: p.issued,
+        succeeded: p.succeeded,
+        failed: p.failed,
+        interrupted: p.issued.saturating_sub(p.succeeded + p.failed),
+        elapsed_ms: p.elapsed_ms,
+        transactions: format!(
+            "{} committed, {} aborted, {} rolled back on resume",
+            replayed.applied,
+            replayed.aborted,
+            open.len()
+        ),
+        per_model: p.per_model.clone(),
+    };
+    progress(&format!(
+        "resuming run {}: {} requests before the harness died ({} succeeded, {} failed, {} in flight), {}",
+        state.run_id,
+        earlier.issued,
+        earlier.succeeded,
+        earlier.failed,
+        earlier.interrupted,
+        earlier.transactions
+    ));
+    let results_dir = run_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let config = RunConfig::resolve(
+        scenario,
+        RunExtras {
+            results_dir,
+            command,
+        },
+    )?;
+    let part = Part {
+        run_id: state.run_id.clone(),
+        run_dir: run_dir.to_path_buf(),
+        started: SystemTime::now(),
+        journal,
+        earlier: Some(earlier),
+    };
+    run_part(&config, part, shutdown, observer, progress).await
+}
+
+/// Kills every process that carries `w`'s profile directory (the browser, its children, its
+/// driver) and removes the directory. Returns what was done.
+async fn reap_worker(w: &crate::state::WorkerRecord) -> String {
+    let Some(dir) = w.profile_dir.as_deref().map(Path::new) else {
+        return "no profile directory on record".into();
+    };
+    let pids = browser::process::mentioning(dir);
+    for &p in &pids {
+        let _ = browser::process::kill(p, browser::process::Signal::Kill);
+    }
+    let survivors = browser::process::kill_until_dead(&pids, Duration::from_secs(5)).await;
+    let removed = if dir.exists() {
+        std::fs::remove_dir_all(dir).is_ok()
+    } else {
+        false
+    };
+    format!(
+        "{} process(es) killed{}{}",
+        pids.len(),
+        if removed { ", profile removed" } else { "" },
+        match survivors {
+            Ok(()) => String::new(),
+            Err(alive) => format!(", {alive:?} survived"),
+        }
+    )
 }

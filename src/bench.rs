@@ -320,6 +320,7 @@ fn pool_config(spec: &LaunchSpec, min: usize, max: usize, heartbeat: Duration) -
         cache: Cache::from_env(),
         seed: 42,
         recovery: crate::pool::RecoveryConfig::default(),
+        journal: None,
     }
 }
 

@@ -56,6 +56,13 @@ pub enum Command {
     ///
     /// Example: webgpu-pool stress --fault-injection --fault-kinds kill_browser,hang --fault-every 10s
     Stress(StressArgs),
+    /// Finish a run whose harness died (SIGKILL, power loss): rebuild its state from the run
+    /// folder's snapshot and transaction log (checksums verified), reap the browsers it left,
+    /// relaunch workers, reload each model where it was placed, and run what is left of the
+    /// workload. The report accounts for both parts. A damaged log exits 2 naming the record.
+    ///
+    /// Example: webgpu-pool resume results/2026-11-28T10-00-00Z-ab12
+    Resume(ResumeArgs),
     /// Re-render a finished run (its run.json and samples.csv) in one format, to stdout.
     ///
     /// Example: webgpu-pool report results/2026-11-28T10-00-00Z-ab12 --format md
@@ -227,6 +234,16 @@ impl RunArgs {
         }
         s
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run folder (`results/<run-id>`) of the run to finish.
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
+    /// Print why each model went to the worker it went to.
+    #[arg(long)]
+    pub explain_routing: bool,
 }
 
 /// `stress`: a routed, concurrent workload with faults injected and recovered.

@@ -117,6 +117,7 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
             )
             .await
         }
+        Command::Resume(args) => resume(args, quiet, shutdown).await,
         Command::Scenario(args) => {
             let scenario = load_scenario(&args.file)?;
             if args.print_scenario {
@@ -260,8 +261,45 @@ async fn run_scenario(
     let observer = observe::Progress::new(quiet, 0);
     let (summary, dir) =
         app::run(&config, shutdown.clone(), &observer, &|m| observer.line(m)).await?;
+    finish(summary, dir, &observer, explain, shutdown, save_baseline)
+}
+
+/// `resume RUN_DIR`: finishes a run whose harness died.
+async fn resume(args: cli::ResumeArgs, quiet: bool, shutdown: CancellationToken) -> Result<ExitCode> {
+    let observer = observe::Progress::new(quiet, 0);
+    let (summary, dir) = app::resume(
+        &args.run_dir,
+        command_line(),
+        shutdown.clone(),
+        &observer,
+        &|m| observer.line(m),
+    )
+    .await?;
+    finish(summary, dir, &observer, args.explain_routing, shutdown, None)
+}
+
+/// Prints a finished run's tables and maps its outcome to an exit code.
+fn finish(
+    summary: webgpu_pool::metrics::RunSummary,
+    dir: std::path::PathBuf,
+    observer: &observe::Progress,
+    explain: bool,
+    shutdown: CancellationToken,
+    save_baseline: Option<String>,
+) -> Result<ExitCode> {
     observer.finish();
     print(&report::table::render(&summary))?;
+    if let Some(e) = &summary.resumed {
+        print(&format!(
+            "resumed: before the harness died {} requests ({} succeeded, {} failed, {} in flight, counted failed) in {:.1}s; transactions: {}\n",
+            e.issued,
+            e.succeeded,
+            e.failed,
+            e.interrupted,
+            e.elapsed_ms as f64 / 1e3,
+            e.transactions
+        ))?;
+    }
     print(&report::table::render_workers(&summary))?;
     if explain {
         print(&explain_routing(&summary))?;

@@ -51,6 +51,31 @@ pub struct RunSummary {
     /// Most workers alive at once.
     #[serde(default)]
     pub peak_workers: usize,
+    /// When this run was resumed after the harness died: what its earlier part did (its
+    /// counts are included in `requests`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<EarlierPart>,
+}
+
+/// The part of a resumed run that ran before the harness died, as its transaction log has it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EarlierPart {
+    /// Requests started before the harness died.
+    pub issued: u64,
+    /// Of those, succeeded.
+    pub succeeded: u64,
+    /// Of those, failed.
+    pub failed: u64,
+    /// In flight when the harness died: no answer was ever recorded, so they count as failed
+    /// (class `harness_killed`).
+    pub interrupted: u64,
+    /// Measured time it ran, ms.
+    pub elapsed_ms: u64,
+    /// Transactions committed and aborted in the log, and open ones rolled back on resume.
+    pub transactions: String,
+    /// Measured requests per model before the harness died.
+    #[serde(default)]
+    pub per_model: std::collections::BTreeMap<String, u64>,
 }
 
 impl RunSummary {

@@ -89,6 +89,11 @@ pub struct RunPlan {
     pub recovery: RecoveryConfig,
     /// Faults injected while the workload runs (routed runs).
     pub faults: Vec<crate::faults::FaultSpec>,
+    /// The run's transaction log, and the run id it records.
+    pub journal: Option<(super::Journal, String)>,
+    /// This plan finishes a resumed run: what its earlier part did (its journal already has
+    /// the start, and the progress it records adds to this).
+    pub resumed: Option<crate::state::Progress>,
 }
 
 impl RunPlan {
@@ -133,6 +138,8 @@ impl RunPlan {
             seed: 42,
             recovery: RecoveryConfig::default(),
             faults: Vec::new(),
+            journal: None,
+            resumed: None,
         }
     }
 }
@@ -243,7 +250,20 @@ pub async fn execute(
         cache: plan.cache.clone(),
         seed: plan.seed,
         recovery: plan.recovery,
+        journal: plan.journal.as_ref().map(|(j, _)| j.clone()),
     };
+    if let Some((j, run_id)) = plan.journal.as_ref().filter(|_| plan.resumed.is_none()) {
+        j.commit(crate::state::Op::RunStarted {
+            run_id: run_id.clone(),
+            seed: plan.seed,
+            workload: Some(match plan.workload.bound {
+                scheduler::Bound::Duration(d) => {
+                    crate::state::WorkloadBound::DurationMs(d.as_millis() as u64)
+                }
+                scheduler::Bound::Iterations(n) => crate::state::WorkloadBound::Iterations(n),
+            }),
+        });
+    }
     // Matrix cells measure each browser as it is; routed runs hide worker failures.
     let tolerance = match plan.placement {
         Placement::Routed if plan.recovery.strategy != crate::recovery::Strategy::None => {
@@ -356,12 +376,20 @@ pub async fn execute(
                 {
                     let drive = scheduler::drive(&handles, &plan.workload, cancel);
                     tokio::pin!(drive);
+                    let driving = std::time::Instant::now();
                     let mut tick = tokio::time::interval(Duration::from_millis(500));
                     let (mut seen_faults, mut seen_recoveries) = (0, 0);
                     loop {
                         tokio::select! {
                             _ = &mut drive => break,
                             _ = tick.tick() => {}
+                        }
+                        if let Some(j) = pool.journal_handle() {
+                            j.commit(with_earlier(
+                                pool.progress(driving.elapsed()),
+                                plan.resumed.as_ref(),
+                            ));
+                            j.tick();
                         }
                         let (ok, failed, recovering, faults, recoveries) =
                             pool.live(seen_faults, seen_recoveries);
@@ -416,12 +444,69 @@ pub async fn execute(
             }
         }
     }
+    let journal = pool.journal_handle().cloned();
     let report = pool.shutdown().await;
+    if let Some(j) = journal {
+        let finished = report.requests.clone();
+        let mut per_model = BTreeMap::new();
+        for s in report.samples.iter().filter(|s| s.phase == Phase::Measure) {
+            *per_model.entry(s.model.clone()).or_insert(0u64) += 1;
+        }
+        let elapsed_ms = j.state().map_or(0, |s| s.progress.elapsed_ms);
+        // The tick's ops already include the earlier part: add it to this one too.
+        let earlier_elapsed = plan.resumed.as_ref().map_or(0, |p| p.elapsed_ms);
+        j.commit(with_earlier(
+            crate::state::Op::Progress {
+                issued: finished.issued,
+                succeeded: finished.succeeded,
+                failed: finished.failed,
+                per_model,
+                elapsed_ms: elapsed_ms.saturating_sub(earlier_elapsed),
+            },
+            plan.resumed.as_ref(),
+        ));
+        if !cancel.is_cancelled() {
+            j.commit(crate::state::Op::RunFinished);
+        }
+        if let Some(e) = j.close() {
+            observer.on_event(&RunEvent::Warning {
+                message: format!("the run's transaction log: {e}"),
+            });
+        }
+    }
     let mut out = summarize(plan, report, errors);
     if cancel.is_cancelled() {
         out.stopped_early = Some("interrupted".into());
     }
     Ok(out)
+}
+
+/// A progress op of this part plus what an earlier part (of a resumed run) did.
+fn with_earlier(op: crate::state::Op, earlier: Option<&crate::state::Progress>) -> crate::state::Op {
+    match (op, earlier) {
+        (
+            crate::state::Op::Progress {
+                issued,
+                succeeded,
+                failed,
+                mut per_model,
+                elapsed_ms,
+            },
+            Some(e),
+        ) => {
+            for (m, n) in &e.per_model {
+                *per_model.entry(m.clone()).or_insert(0) += n;
+            }
+            crate::state::Op::Progress {
+                issued: issued + e.issued,
+                succeeded: succeeded + e.succeeded,
+                failed: failed + e.failed,
+                per_model,
+                elapsed_ms: elapsed_ms + e.elapsed_ms,
+            }
+        }
+        (op, _) => op,
+    }
 }
 
 /// Turns what the pool observed into report rows, worker summaries and routing records.

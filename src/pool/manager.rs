@@ -59,6 +59,8 @@ pub struct PoolConfig {
     pub seed: u64,
     /// How failed workers are recovered.
     pub recovery: RecoveryConfig,
+    /// Where changes of state are journaled (the run's transaction log), if anywhere.
+    pub journal: Option<super::Journal>,
 }
 
 /// How the pool recovers failed workers.
@@ -300,6 +302,8 @@ struct Inner {
     pending: Mutex<Vec<Pending>>,
     /// Closes of retired workers in flight; shutdown waits for them.
     closing: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Requests started (each counted once, whatever its attempts).
+    started: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -311,6 +315,8 @@ struct Log {
     samples: Vec<Sample>,
     recoveries: Vec<RecoveryRecord>,
     faults: Vec<FaultNote>,
+    /// Measured requests finished, per model.
+    per_model: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug)]
@@ -357,6 +363,7 @@ impl Pool {
                 upkeep: Mutex::new(None),
                 pending: Mutex::default(),
                 closing: Mutex::default(),
+                started: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         let c = &pool.inner.config;
@@ -454,6 +461,13 @@ impl Pool {
     /// Stops upkeep, closes every worker, and returns what the pool observed.
     pub async fn shutdown(self) -> PoolReport {
         self.inner.cancel.cancel();
+        // Launches in flight close their own browser when they see the cancellation.
+        let waited = Instant::now();
+        while self.inner.launching.load(Ordering::SeqCst) > 0
+            && waited.elapsed() < Duration::from_secs(90)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         // Take the handle first: the std mutex must not be held across the await.
         let upkeep = lock(&self.inner.upkeep).take();
         if let Some(h) = upkeep {
@@ -563,7 +577,40 @@ impl Pool {
     async fn close_all(&self) {
         let slots: Vec<_> = std::mem::take(&mut *lock(&self.inner.slots));
         futures::future::join_all(slots.iter().map(|s| s.close())).await;
+        for s in &slots {
+            self.journal(crate::state::Op::WorkerRemoved { id: s.id.clone() });
+        }
         lock(&self.inner.retired).extend(slots);
+    }
+
+    /// Commits `op` to the run's journal, if it has one.
+    pub(crate) fn journal(&self, op: crate::state::Op) {
+        if let Some(j) = &self.inner.config.journal {
+            j.commit(op);
+        }
+    }
+
+    /// The journal's progress op for now: requests started (in flight included), succeeded
+    /// and failed, measured requests per model, and `elapsed` of measured time.
+    pub fn progress(&self, elapsed: Duration) -> crate::state::Op {
+        let log = lock(&self.inner.log);
+        crate::state::Op::Progress {
+            issued: self.requests_started(),
+            succeeded: log.requests.succeeded,
+            failed: log.requests.failed,
+            per_model: log.per_model.clone(),
+            elapsed_ms: elapsed.as_millis() as u64,
+        }
+    }
+
+    /// The run's journal, if it has one.
+    pub fn journal_handle(&self) -> Option<&super::Journal> {
+        self.inner.config.journal.as_ref()
+    }
+
+    /// Requests started so far (in flight included).
+    pub fn requests_started(&self) -> u64 {
+        self.inner.started.load(Ordering::SeqCst)
     }
 
     fn event(&self, kind: &str, worker: &str, detail: String) {
@@ -598,7 +645,9 @@ impl Pool {
             *k += 1;
             format!("{kind}#{k}")
         };
-        self.inner.launching.fetch_add(1, Ordering::SeqCst);
+        // Counted until the new worker is in the list or closed (even if this future is
+        // dropped): has_room() and shutdown() read it.
+        let _launching = Launching::enter(&self.inner.launching);
         let started = async {
             let worker = Worker::start(id.clone(), spec).await?;
             let caps = match worker
@@ -614,7 +663,6 @@ impl Pool {
             Ok::<_, WorkerError>((worker, caps))
         }
         .await;
-        self.inner.launching.fetch_sub(1, Ordering::SeqCst);
         let (worker, caps) = started?;
         let env = super::worker::browser_env(&worker, &caps);
         let backends = super::worker::offered_backends(&caps, c.allow_fallback_adapter);
@@ -630,10 +678,35 @@ impl Pool {
         );
         let live = {
             let mut slots = lock(&self.inner.slots);
-            slots.push(slot.clone());
-            slots.len()
+            // Checked under the lock shutdown takes the list with: a launch that finishes
+            // after shutdown began must not add a browser nobody will close.
+            if self.inner.cancel.is_cancelled() {
+                None
+            } else {
+                slots.push(slot.clone());
+                Some(slots.len())
+            }
+        };
+        let Some(live) = live else {
+            slot.close().await;
+            lock(&self.inner.retired).push(slot);
+            return Err(PoolError::ShuttingDown);
         };
         self.inner.peak.fetch_max(live, Ordering::SeqCst);
+        let browser = slot.browser();
+        self.journal(crate::state::Op::WorkerAdded {
+            worker: crate::state::WorkerRecord {
+                pid: browser.pid(),
+                driver_pid: browser.driver_pid(),
+                profile_dir: browser.profile_dir().map(|p| p.display().to_string()),
+                status: "ready".into(),
+                ..crate::state::WorkerRecord::new(
+                    slot.id.clone(),
+                    kind.as_str(),
+                    browser.driver().as_str(),
+                )
+            },
+        });
         self.event(
             "launched",
             &slot.id,
@@ -716,6 +789,10 @@ impl Pool {
             output,
         });
         self.event("placed", &slot.id, format!("{} on {backend}", model.name));
+        self.journal(crate::state::Op::Placed {
+            model: model.name.clone(),
+            worker: slot.id.clone(),
+        });
         lock(&entry.placements).push(slot);
         Ok(())
     }
@@ -785,6 +862,9 @@ impl Pool {
     fn push_sample(&self, mut sample: Sample) {
         let mut log = lock(&self.inner.log);
         sample.seq = log.samples.len() as u64;
+        if sample.phase == Phase::Measure {
+            *log.per_model.entry(sample.model.clone()).or_default() += 1;
+        }
         log.requests.issued += 1;
         if sample.ok {
             log.requests.succeeded += 1;
@@ -817,6 +897,7 @@ impl ModelHandle {
     /// As [`ModelHandle::infer`].
     pub async fn infer_at(&self, scheduled: Instant, phase: Phase) -> Result<Inference, PoolError> {
         let pool = &self.pool;
+        pool.inner.started.fetch_add(1, Ordering::SeqCst);
         let recovery = pool.inner.config.recovery;
         let tolerant = self.tolerance == FaultTolerance::Recover
             && recovery.strategy != recovery::Strategy::None;
@@ -918,6 +999,10 @@ impl ModelHandle {
             let _ = s.unload(&self.entry.prepared.name).await;
             self.pool
                 .event("unloaded", &s.id, self.entry.prepared.name.clone());
+            self.pool.journal(crate::state::Op::Unplaced {
+                model: self.entry.prepared.name.clone(),
+                worker: s.id.clone(),
+            });
         }
         let mut models = lock(&self.pool.inner.models);
         models.retain(|_, e| !Arc::ptr_eq(e, &self.entry));
@@ -1121,6 +1206,7 @@ async fn upkeep(pool: Pool) {
             };
             s.close().await;
             pool.event(why, &s.id, format!("{} live", pool.workers().len()));
+            pool.journal(crate::state::Op::WorkerRemoved { id: s.id.clone() });
             lock(&pool.inner.retired).push(s);
         }
         // Keep the minimum.
@@ -1159,6 +1245,22 @@ async fn upkeep(pool: Pool) {
 
 mod recover;
 use recover::Cause;
+
+/// Counts a launch in progress for as long as it lives.
+struct Launching<'a>(&'a AtomicUsize);
+
+impl<'a> Launching<'a> {
+    fn enter(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::SeqCst);
+        Self(n)
+    }
+}
+
+impl Drop for Launching<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 pub mod correctness;
 pub mod engine;
 pub mod injector;
+pub mod journal;
 pub mod manager;
 pub mod router;
 pub mod scheduler;
@@ -25,6 +26,7 @@ pub use manager::{
     FaultNote, FaultTolerance, Inference, Input, ModelHandle, Pool, PoolConfig, PoolError,
     RecoveryConfig, RecoveryRecord,
 };
+pub use journal::Journal;
 pub use router::{HardwarePreferences, Preferences};
 pub use scheduler::{Bound, Schedule, Workload};
 pub use worker::Worker;

@@ -115,6 +115,16 @@ impl Pool {
                 steps.join("; ")
             ),
         );
+        self.journal(crate::state::Op::RecoveryRecorded {
+            event: crate::state::RecoveryRecord {
+                fault_kind: fault_kind.clone(),
+                level: level.to_string(),
+                detection_ms,
+                recovery_ms,
+                succeeded,
+                worker: Some(slot.id.clone()),
+            },
+        });
         lock(&self.inner.log).recoveries.push(RecoveryRecord {
             at_ms,
             worker: slot.id.clone(),
@@ -244,6 +254,9 @@ impl Pool {
         }
         slot.mark_unhealthy(why.to_string());
         self.event("retired", &slot.id, why.to_string());
+        self.journal(crate::state::Op::WorkerRemoved {
+            id: slot.id.clone(),
+        });
         let s = slot.clone();
         let handle = tokio::spawn(async move { s.close().await });
         lock(&self.inner.closing).push(handle);

@@ -1,0 +1,232 @@
+//! Each fault kind, injected for real into a real browser under load, is detected and recovered
+//! from: the run loses no request, records the fault and a successful recovery at the expected
+//! ladder level, and leaves no browser, driver or profile behind.
+
+mod common;
+
+use common::{assert_accounted, stderr, Sandbox};
+use serde_json::Value;
+
+/// Runs `yaml` as a scenario in `sb` and returns its run.json (the run must pass).
+fn run_scenario(sb: &Sandbox, yaml: &str) -> Value {
+    let file = sb.dir.path().join("scenario.yaml");
+    std::fs::write(&file, yaml).expect("scenario written");
+    let a = sb
+        .cmd(300)
+        .arg("scenario")
+        .arg(&file)
+        .arg("--results-dir")
+        .arg(sb.results())
+        .assert();
+    let run = sb.run_json();
+    assert!(
+        a.get_output().status.success(),
+        "run failed: {}\nrecovery events: {}\nevents: {}",
+        stderr(&a),
+        run["recovery_events"],
+        run["pool_events"]
+    );
+    run
+}
+
+/// The run lost and failed nothing, injected `kind`, and recovered from it at one of `levels`,
+/// having noticed it as one of `seen_as`.
+fn assert_recovered(run: &Value, kind: &str, levels: &[&str], seen_as: &[&str]) {
+    assert_accounted(run);
+    assert_eq!(run["requests"]["failed"], 0, "{}", run["requests"]);
+    let faults = run["faults"].as_array().expect("faults");
+    assert!(
+        faults
+            .iter()
+            .any(|f| f["kind"] == kind && f["injected"] == true),
+        "no injected {kind}: {faults:?}"
+    );
+    let events = run["recovery_events"].as_array().expect("recovery_events");
+    let ours: Vec<&Value> = events.iter().filter(|e| e["fault_kind"] == kind).collect();
+    assert!(
+        !ours.is_empty(),
+        "no recovery attributed to {kind}: {events:?}\n{}",
+        run["pool_events"]
+    );
+    for e in ours {
+        assert_eq!(e["succeeded"], true, "{e}");
+        let level = e["level"].as_str().unwrap_or_default();
+        assert!(levels.contains(&level), "{kind} recovered at {level}: {e}");
+        let by = e["detected_by"].as_str().unwrap_or_default();
+        assert!(seen_as.contains(&by), "{kind} noticed as {by}: {e}");
+    }
+    // The requests that met the fault were re-run, not dropped.
+    let measured = run["requests"]["succeeded"].as_u64().unwrap_or(0);
+    assert!(measured > 10, "too few requests: {}", run["requests"]);
+}
+
+/// A one-browser routed run of bert-tiny under a closed loop, with `faults` (YAML list items).
+fn scenario(browsers: &str, extra: &str, faults: &str) -> String {
+    format!(
+        "name: fault-test\n\
+         pool: {{browsers: [{browsers}], min_connections: 1, max_connections: 3, heartbeat_interval: 1s, heartbeat_timeout: 3s}}\n\
+         models: [{{name: bert-tiny}}]\n\
+         {extra}\
+         workload: {{mode: closed, concurrency: 2, duration: 14s, warmup: 1, request_timeout: 12s}}\n\
+         recovery: {{strategy: progressive, timeout: 30s, max_attempts: 4}}\n\
+         thresholds: {{lost_requests: 0}}\n\
+         faults:\n{faults}"
+    )
+}
+
+#[test]
+fn kill_browser_is_rebuilt() {
+    let sb = Sandbox::new();
+    let run = run_scenario(
+        &sb,
+        &scenario("chromium", "", "  - {kind: kill_browser, at: 4s}\n"),
+    );
+    // One browser: nowhere to migrate, so a new one is launched.
+    assert_recovered(
+        &run,
+        "kill_browser",
+        &["rebuild"],
+        &["crash", "process_exit"],
+    );
+    sb.assert_clean();
+}
+
+#[test]
+fn crash_tab_is_reset_in_chromium_and_firefox() {
+    let sb = Sandbox::new();
+    let run = run_scenario(
+        &sb,
+        &scenario(
+            "chromium, firefox",
+            "",
+            "  - {kind: crash_tab, at: 3s, target: {browser: chromium}}\n  - {kind: crash_tab, at: 8s, target: {browser: firefox}}\n",
+        )
+        .replace("min_connections: 1", "min_connections: 2")
+        .replace(
+            "models: [{name: bert-tiny}]",
+            "models: [{name: bert-tiny, browser: chromium}, {name: whisper-micro, browser: firefox}]",
+        ),
+    );
+    assert_recovered(
+        &run,
+        "crash_tab",
+        &["reset"],
+        &["tab_crash", "page", "heartbeat", "driver"],
+    );
+    let workers: Vec<&str> = run["recovery_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["worker"].as_str())
+        .collect();
+    assert!(workers.iter().any(|w| w.starts_with("chromium")), "{workers:?}");
+    assert!(workers.iter().any(|w| w.starts_with("firefox")), "{workers:?}");
+    sb.assert_clean();
+}
+
+#[test]
+fn hang_is_caught_by_the_run_deadline_and_reset() {
+    let sb = Sandbox::new();
+    // request_timeout 12s bounds one page run at 3s; the hang lasts 8s.
+    let run = run_scenario(
+        &sb,
+        &scenario("chromium", "", "  - {kind: hang, at: 3s, duration: 8s}\n"),
+    );
+    assert_recovered(
+        &run,
+        "hang",
+        &["reset"],
+        &["timeout", "session_lost", "heartbeat"],
+    );
+    let e = &run["recovery_events"][0];
+    assert!(
+        e["detection_ms"].as_u64().unwrap_or(0) >= 2500,
+        "a hang is noticed at the run bound, not before: {e}"
+    );
+    sb.assert_clean();
+}
+
+#[test]
+fn gpu_device_lost_is_reset_and_the_model_reloaded_on_webgpu() {
+    let sb = Sandbox::new();
+    let run = run_scenario(
+        &sb,
+        &scenario(
+            "chromium",
+            "backends: [webgpu]\nallow_fallback_adapter: true\n",
+            "  - {kind: gpu_device_lost, at: 4s}\n",
+        )
+        .replace("request_timeout: 12s", "request_timeout: 60s"),
+    );
+    assert_recovered(
+        &run,
+        "gpu_device_lost",
+        &["reset"],
+        &["device_lost", "page", "timeout", "session_lost"],
+    );
+    assert_eq!(run["results"][0]["backend"], "webgpu", "{}", run["results"]);
+    sb.assert_clean();
+}
+
+#[test]
+fn kill_driver_is_rebuilt() {
+    let sb = Sandbox::new();
+    let run = run_scenario(
+        &sb,
+        &scenario("firefox", "", "  - {kind: kill_driver, at: 4s}\n"),
+    );
+    assert_recovered(
+        &run,
+        "kill_driver",
+        &["rebuild"],
+        &["crash", "heartbeat", "process_exit"],
+    );
+    sb.assert_clean();
+}
+
+#[test]
+fn disconnect_is_reset_over_cdp_and_webdriver() {
+    let sb = Sandbox::new();
+    let run = run_scenario(
+        &sb,
+        &scenario(
+            "chromium, firefox",
+            "",
+            "  - {kind: disconnect, at: 3s, target: {browser: chromium}}\n  - {kind: disconnect, at: 6s, duration: 5s, target: {browser: firefox}}\n",
+        )
+        .replace("min_connections: 1", "min_connections: 2")
+        .replace(
+            "models: [{name: bert-tiny}]",
+            "models: [{name: bert-tiny, browser: chromium}, {name: whisper-micro, browser: firefox}]",
+        )
+        .replace("duration: 14s", "duration: 20s"),
+    );
+    assert_recovered(
+        &run,
+        "disconnect",
+        &["reset"],
+        &["disconnect", "timeout", "session_lost", "heartbeat"],
+    );
+    sb.assert_clean();
+}
+
+#[test]
+fn slow_past_the_run_bound_is_reset() {
+    let sb = Sandbox::new();
+    // Each run delayed 5s against a 3s run bound: runs time out until the page is reloaded.
+    let run = run_scenario(
+        &sb,
+        &scenario(
+            "chromium",
+            "",
+            "  - {kind: slow, at: 3s, duration: 10s, delay: 5s}\n",
+        ),
+    );
+    assert_recovered(
+        &run,
+        "slow",
+        &["reset"],
+        &["timeout", "session_lost", "heartbeat"],
+    );
+    sb.assert_clean();
+}
