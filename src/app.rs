@@ -390,6 +390,17 @@ fn build_plan(
                 // again inside its deadline.
                 plan.timeouts.run = w.request_timeout / 4;
             }
+            plan.migrations = sc
+                .state
+                .iter()
+                .flat_map(|st| &st.migrations)
+                .map(|m| {
+                    let name = models::resolve(&m.model)
+                        .map(|s| s.name.to_string())
+                        .unwrap_or_else(|_| m.model.clone());
+                    (name, m.to, m.at)
+                })
+                .collect();
             plan.workload.pin_clients = !sc.faults.is_empty();
             if !sc.faults.is_empty() {
                 // The room above min_connections is for rebuilding failed workers, not for
@@ -720,10 +731,7 @@ pub async fn resume(
         let reaped = reap_worker(w).await;
         progress(&format!("reaped {}: {reaped}", w.id));
         if let Some(tx) = reap {
-            journal.op(
-                tx,
-                crate::state::Op::WorkerRemoved { id: w.id.clone() },
-            );
+            journal.op(tx, crate::state::Op::WorkerRemoved { id: w.id.clone() });
         }
     }
     if let Some(tx) = reap {
@@ -733,7 +741,10 @@ pub async fn resume(
     // the rest, so rolling back is recording the abort.
     let open: Vec<crate::state::TxId> = replayed.incomplete.iter().map(|t| t.txid).collect();
     for tx in &open {
-        journal.abort(*tx, "the harness died mid-transaction; rolled back on resume");
+        journal.abort(
+            *tx,
+            "the harness died mid-transaction; rolled back on resume",
+        );
     }
 
     // What is left, and where each model was.

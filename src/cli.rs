@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use webgpu_pool::browser::{BrowserKind, DriverKind};
 use webgpu_pool::pool::Backend;
 use webgpu_pool::scenario::{
-    Fault, FaultKind, FaultTarget, ModelEntry, PlacementMode, RecoveryStrategy, Scenario,
-    WorkloadMode,
+    Fault, FaultKind, FaultTarget, Migration, ModelEntry, PlacementMode, RecoveryStrategy,
+    Scenario, StateSync, WorkloadMode,
 };
 
 /// Run real AI models in a pool of real headless browsers over WebGPU, WebNN and WASM, and
@@ -120,6 +120,7 @@ pub struct ScenarioArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("routed").multiple(true).args(["concurrent_models", "test_state_management"])))]
 pub struct RunArgs {
     /// After the run, copy its report files to `<results-dir>/baselines/NAME/`, for
     /// `compare --baseline NAME`.
@@ -172,6 +173,15 @@ pub struct RunArgs {
     /// Print the scenario these flags compile into, as YAML, and exit without running it.
     #[arg(long)]
     pub print_scenario: bool,
+    /// Exercise the crash-safe state: run the models concurrently (as --concurrent-models,
+    /// 20s unless --duration says otherwise), sync the transaction log every --sync-interval,
+    /// migrate the first model to another browser half way (one transaction, rolled back if it
+    /// fails), and verify the log and snapshot at the end.
+    #[arg(long)]
+    pub test_state_management: bool,
+    /// Time between syncs (fsync and snapshot) of the run's transaction log, e.g. 5s.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub sync_interval: Option<Duration>,
     #[command(flatten)]
     pub concurrency: ConcurrencyArgs,
 }
@@ -211,7 +221,33 @@ impl RunArgs {
         w.duration = None;
         let c = &self.concurrency;
         let n = self.browsers.len() as u32;
-        if c.concurrent_models {
+        if let Some(every) = self.sync_interval {
+            s.state = Some(StateSync {
+                sync_interval: every,
+                migrations: Vec::new(),
+            });
+        }
+        if self.test_state_management {
+            let total = c.duration.unwrap_or(Duration::from_secs(20));
+            let state = s.state.get_or_insert_with(StateSync::default);
+            if let Some(first) = self.models.first() {
+                // Away from the browser the router prefers for it, so it really moves.
+                let preferred = match webgpu_pool::models::resolve(first).map(|m| m.task) {
+                    Ok(webgpu_pool::models::Task::Audio) => BrowserKind::Firefox,
+                    _ => BrowserKind::Chromium,
+                };
+                if let Some(&to) = self.browsers.iter().find(|b| **b != preferred) {
+                    state.migrations.push(Migration {
+                        model: first.clone(),
+                        to,
+                        at: total / 2,
+                    });
+                }
+            }
+            w.duration = Some(total);
+            w.iterations = None;
+        }
+        if c.concurrent_models || self.test_state_management {
             s.pool.placement = PlacementMode::Routed;
             s.pool.min_connections = c.min_connections.unwrap_or(n);
             s.pool.max_connections = c.max_connections;
@@ -444,26 +480,26 @@ pub struct ConcurrencyArgs {
     #[arg(long)]
     pub concurrent_models: bool,
     /// Concurrent clients (closed loop), or the in-flight budget of an open loop.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256), requires = "concurrent_models")]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256), requires = "routed")]
     pub concurrency: u32,
     /// Run for this long (e.g. 30s, 2m) instead of a fixed number of requests.
-    #[arg(long, value_parser = parse_duration, requires = "concurrent_models")]
+    #[arg(long, value_parser = parse_duration, requires = "routed")]
     pub duration: Option<Duration>,
     /// Open loop: start this many requests per second whatever the latency.
-    #[arg(long, value_parser = parse_rate, requires = "concurrent_models")]
+    #[arg(long, value_parser = parse_rate, requires = "routed")]
     pub rate: Option<f64>,
     /// Workers kept alive (default: one per browser).
-    #[arg(long, requires = "concurrent_models")]
+    #[arg(long, requires = "routed")]
     pub min_connections: Option<u32>,
     /// Workers never exceeded; the pool grows toward it when requests queue.
-    #[arg(long, default_value_t = 4, requires = "concurrent_models")]
+    #[arg(long, default_value_t = 4, requires = "routed")]
     pub max_connections: u32,
     /// Idle time after which a worker beyond the minimum is closed.
-    #[arg(long, default_value = "30s", value_parser = parse_duration, requires = "concurrent_models")]
+    #[arg(long, default_value = "30s", value_parser = parse_duration, requires = "routed")]
     pub idle_timeout: Duration,
     /// After the workload, keep the pool up and idle this long, so idle workers beyond the
     /// minimum are closed (visible with --explain-routing).
-    #[arg(long, default_value = "0s", value_parser = parse_duration, requires = "concurrent_models")]
+    #[arg(long, default_value = "0s", value_parser = parse_duration, requires = "routed")]
     pub cooldown: Duration,
     /// Print why each model went to the worker it went to.
     #[arg(long)]

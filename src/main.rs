@@ -76,11 +76,12 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
                     .map_err(|e| app::UsageError(format!("--save-baseline: {e}")))?;
             }
             let save_baseline = args.save_baseline.clone();
+            let results_dir = args.results_dir.clone();
             let extras = RunExtras {
                 results_dir: args.results_dir,
                 command: command_line(),
             };
-            run_scenario(
+            let code = run_scenario(
                 scenario,
                 extras,
                 args.concurrency.explain_routing,
@@ -88,7 +89,11 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
                 shutdown,
                 save_baseline,
             )
-            .await
+            .await?;
+            if args.test_state_management {
+                verify_latest(&results_dir)?;
+            }
+            Ok(code)
         }
         Command::Stress(args) => {
             let scenario = args.to_scenario();
@@ -265,7 +270,11 @@ async fn run_scenario(
 }
 
 /// `resume RUN_DIR`: finishes a run whose harness died.
-async fn resume(args: cli::ResumeArgs, quiet: bool, shutdown: CancellationToken) -> Result<ExitCode> {
+async fn resume(
+    args: cli::ResumeArgs,
+    quiet: bool,
+    shutdown: CancellationToken,
+) -> Result<ExitCode> {
     let observer = observe::Progress::new(quiet, 0);
     let (summary, dir) = app::resume(
         &args.run_dir,
@@ -275,7 +284,14 @@ async fn resume(args: cli::ResumeArgs, quiet: bool, shutdown: CancellationToken)
         &|m| observer.line(m),
     )
     .await?;
-    finish(summary, dir, &observer, args.explain_routing, shutdown, None)
+    finish(
+        summary,
+        dir,
+        &observer,
+        args.explain_routing,
+        shutdown,
+        None,
+    )
 }
 
 /// Prints a finished run's tables and maps its outcome to an exit code.
@@ -289,6 +305,7 @@ fn finish(
 ) -> Result<ExitCode> {
     observer.finish();
     print(&report::table::render(&summary))?;
+    print(&report::table::render_resilience(&summary))?;
     if let Some(e) = &summary.resumed {
         print(&format!(
             "resumed: before the harness died {} requests ({} succeeded, {} failed, {} in flight, counted failed) in {:.1}s; transactions: {}\n",
@@ -405,6 +422,22 @@ fn compare(args: CompareArgs) -> Result<ExitCode> {
 
 /// `state verify` and `state show`: exit 0 when sound (a torn tail is a warning on stderr);
 /// damage is an error naming the file, byte offset and seq, which exits 2.
+/// `run --test-state-management`: verifies the newest run's log and snapshot and says so.
+fn verify_latest(results_dir: &std::path::Path) -> Result<()> {
+    let newest = std::fs::read_dir(results_dir)?
+        .flatten()
+        .filter(|e| e.path().join("txlog.log").exists())
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok());
+    if let Some(run) = newest {
+        let report = webgpu_pool::state::verify(&run.path())?;
+        for w in &report.warnings {
+            eprintln!("warning: {w}");
+        }
+        eprint!("state: {}", webgpu_pool::state::render_verify(&report));
+    }
+    Ok(())
+}
+
 fn state_command(cmd: cli::StateCommand) -> Result<ExitCode> {
     use webgpu_pool::state;
     let (warnings, out) = match cmd {

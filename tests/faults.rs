@@ -119,8 +119,14 @@ fn crash_tab_is_reset_in_chromium_and_firefox() {
         .iter()
         .filter_map(|e| e["worker"].as_str())
         .collect();
-    assert!(workers.iter().any(|w| w.starts_with("chromium")), "{workers:?}");
-    assert!(workers.iter().any(|w| w.starts_with("firefox")), "{workers:?}");
+    assert!(
+        workers.iter().any(|w| w.starts_with("chromium")),
+        "{workers:?}"
+    );
+    assert!(
+        workers.iter().any(|w| w.starts_with("firefox")),
+        "{workers:?}"
+    );
     sb.assert_clean();
 }
 

@@ -1,8 +1,10 @@
 //! The report files of a real run (real Chromium and Firefox): `run.json` against its checked-in
 //! schema, `samples.csv` with one row per request, `junit.xml` parsed, `summary.md`, `report`
 //! re-rendering each file byte for byte, and `report.html` opened in real headless Chromium:
-//! no console error, no request outside the file, and charts that really drew.
-// See: issue 6 (reports for people and for CI).
+//! no console error, no request outside the file, and charts that really drew. Also the faults
+//! and recovery sections, rendered from a hand-written stress run with faults
+//! (`tests/fixtures/runs/stress-faults`), since a real one takes browsers and minutes.
+// See: issue 6 (reports for people and for CI), issue 4 (the fault and recovery report).
 
 mod common;
 
@@ -223,6 +225,114 @@ fn report_names_the_missing_or_corrupt_file() {
     assert!(
         err.contains("run.json") && err.contains("not a valid run file"),
         "{err}"
+    );
+    sb.assert_clean();
+}
+
+/// The checked-in stress run with faults: two injected, one skipped, and three recovery events
+/// (a migrate and a reset that recovered, and an external failure the rebuild gave up on).
+fn stress_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs/stress-faults")
+}
+
+// See: issue 4, "done when": issued, succeeded, failed, lost, success rate, faults by kind,
+// recovery events by ladder level with detection ms and time-to-recover p50/p95, throughput
+// over time.
+#[test]
+fn the_reports_show_faults_and_recovery() {
+    let dir = stress_fixture();
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    assert_valid(&run);
+    let sb = Sandbox::new();
+    let report = |format: &str| {
+        let out = sb
+            .cmd(60)
+            .args(["report", dir.to_str().unwrap(), "--format", format])
+            .assert()
+            .success();
+        stdout(&out)
+    };
+
+    // summary.md: the section, its tables, and both lists in time order.
+    let md = report("md");
+    assert!(!md.contains("fault(s) injected"), "{md}");
+    let section = &md[md.find("### Faults and recovery").expect("the section")..];
+    for want in [
+        "24 issued, 23 succeeded, 1 failed, 0 lost, success rate 95.83%, 3 retried (at most 2 attempts)",
+        "| fault kind | injected | skipped | recoveries | recovered | detection p50 ms | detection p95 ms | time to recover p50 ms | time to recover p95 ms |",
+        "| crash_tab | 1 | 0 | 1 | 1 | 25 | 25 | 675 | 675 |",
+        "| hang | 0 | 1 | 0 | 0 | - | - | - | - |",
+        "| kill_browser | 1 | 0 | 1 | 1 | 40 | 40 | 1240 | 1240 |",
+        "| external | 0 | 0 | 1 | 0 | 5000 | 5000 | - | - |",
+        "| reset | 1 | 1 | 25 | 25 | 650 | 650 | 675 | 675 |",
+        "| migrate | 1 | 1 | 40 | 40 | 1200 | 1200 | 1240 | 1240 |",
+        "| rebuild | 1 | 0 | 5000 | 5000 | - | - | - | - |",
+        "| all | 3 | 2 | 40 | 5000 | 650 | 1200 | 675 | 1240 |",
+        "- firefox#1: external (detected by timeout at 19.0 s) not recovered, gave up at rebuild after 8000 ms: ",
+        "| 3.0 | kill_browser | chromium#1 | yes | SIGKILL to browser pid 4242 |",
+        "| 6.0 | hang |  | skipped | skipped: no worker to target (the only live one was recovering) |",
+        "| 3.0 | chromium#1 | kill_browser | process_exit | migrate | 40 | 1200 | ok |",
+        "| 19.0 | firefox#1 | external | timeout | rebuild | 5000 | 8000 | failed |",
+    ] {
+        assert!(section.contains(want), "{want}\nnot in\n{section}");
+    }
+    let order = |s: &str, a: &str, b: &str| s.find(a).unwrap() < s.find(b).unwrap();
+    assert!(order(section, "| 3.0 | kill_browser", "| 9.0 | crash_tab"));
+    assert!(order(section, "| 9.0 | firefox#1", "| 19.0 | firefox#1"));
+    // The accounting line above is unchanged.
+    assert!(md.contains("**Requests:** 24 issued, 23 succeeded, 1 failed, 0 lost"));
+
+    // report.html: the same section, and the throughput chart with its markers: the two
+    // injected faults (not the skipped one) and the three recoveries.
+    let html = report("html");
+    assert!(!html.contains("{{") && !html.contains("<script"));
+    let faults = html
+        .find(r#"<section id="faults">"#)
+        .expect("the faults section");
+    let throughput = html.find(r#"<section id="throughput">"#).unwrap();
+    assert!(faults < throughput);
+    let section = &html[faults..throughput];
+    for want in [
+        "success rate 95.83%, 3 retried (at most 2 attempts)",
+        r#"<td>kill_browser</td><td class="num">1</td><td class="num">0</td><td class="num">1</td><td class="num">1</td><td class="num">40</td><td class="num">40</td><td class="num">1240</td><td class="num">1240</td>"#,
+        r#"<td>external</td><td class="num">0</td><td class="num">0</td><td class="num">1</td><td class="num bad">0</td>"#,
+        r#"<td>all</td><td class="num">3</td><td class="num bad">2</td><td class="num">40</td><td class="num">5000</td><td class="num">650</td><td class="num">1200</td><td class="num">675</td><td class="num">1240</td>"#,
+        "Failed recoveries",
+        r#"<td class="bad">skipped</td>"#,
+        r#"<td class="bad">failed</td>"#,
+    ] {
+        assert!(section.contains(want), "{want}\nnot in\n{section}");
+    }
+    let chart = &html[throughput..];
+    assert!(chart.contains("<svg"), "no throughput chart");
+    assert_eq!(chart.matches(r#"class="marker fault""#).count(), 2);
+    assert_eq!(chart.matches(r#"class="marker recovery""#).count(), 3);
+    for label in [
+        "kill_browser chromium#1",
+        "crash_tab firefox#1",
+        "chromium#1 migrate recovered",
+        "firefox#1 reset recovered",
+        "firefox#1 rebuild failed",
+    ] {
+        assert!(
+            chart.contains(&format!("<title>{label}</title>")),
+            "{label}"
+        );
+    }
+
+    // The terminal section (what `run` and `stress` print), from the same run.
+    let loaded = webgpu_pool::report::load_run(&dir).unwrap();
+    let term = webgpu_pool::report::table::render_resilience(&loaded.summary);
+    assert!(
+        term.starts_with(
+            "faults and recovery: 24 issued, 23 succeeded, 1 failed, 0 lost, success rate 95.83%\n"
+        ),
+        "{term}"
+    );
+    assert!(
+        term.contains("recovery failed: firefox#1: external"),
+        "{term}"
     );
     sb.assert_clean();
 }

@@ -1,17 +1,20 @@
 //! Metrics: raw samples, latency statistics and the [`RunSummary`] that reports consume.
 //!
-//! Inputs: per-request samples from the engine. Outputs: [`stats::Percentiles`] and the
-//! serialisable [`RunSummary`] (the `run.json` contract in ARCHITECTURE.md). Imports only std,
-//! serde and itself, so reports can depend on it without pulling in the engine.
+//! Inputs: per-request samples from the engine. Outputs: [`stats::Percentiles`], the
+//! serialisable [`RunSummary`] (the `run.json` contract in ARCHITECTURE.md) and what the reports
+//! derive from it ([`Resilience`]: faults and recovery). Imports only std, serde and itself, so
+//! reports can depend on it without pulling in the engine.
 
 pub mod compare;
 pub mod listing;
+pub mod resilience;
 pub mod sample;
 pub mod stats;
 pub mod summary;
 pub mod thresholds;
 
 pub use listing::*;
+pub use resilience::{FaultKindStats, RecoveryStats, Resilience, Retries};
 pub use sample::{Phase, Sample};
 pub use stats::Percentiles;
 pub use summary::*;

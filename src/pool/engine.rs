@@ -91,6 +91,8 @@ pub struct RunPlan {
     pub faults: Vec<crate::faults::FaultSpec>,
     /// The run's transaction log, and the run id it records.
     pub journal: Option<(super::Journal, String)>,
+    /// Planned migrations: model, target browser kind, time after the workload starts.
+    pub migrations: Vec<(String, BrowserKind, Duration)>,
     /// This plan finishes a resumed run: what its earlier part did (its journal already has
     /// the start, and the progress it records adds to this).
     pub resumed: Option<crate::state::Progress>,
@@ -139,6 +141,7 @@ impl RunPlan {
             recovery: RecoveryConfig::default(),
             faults: Vec::new(),
             journal: None,
+            migrations: Vec::new(),
             resumed: None,
         }
     }
@@ -373,6 +376,22 @@ pub async fn execute(
                     ));
                     (task, stop)
                 });
+                let stop_migrations = cancel.child_token();
+                let migrations: Vec<_> = plan
+                    .migrations
+                    .iter()
+                    .cloned()
+                    .map(|(model, to, at)| {
+                        let (pool, stop) = (pool.clone(), stop_migrations.clone());
+                        tokio::spawn(async move {
+                            tokio::select! {
+                                () = tokio::time::sleep(at) => {}
+                                () = stop.cancelled() => return None,
+                            }
+                            Some(pool.migrate(&model, to).await)
+                        })
+                    })
+                    .collect();
                 {
                     let drive = scheduler::drive(&handles, &plan.workload, cancel);
                     tokio::pin!(drive);
@@ -428,6 +447,15 @@ pub async fn execute(
                         });
                     }
                 }
+                stop_migrations.cancel();
+                for m in migrations {
+                    let line = match m.await {
+                        Ok(Some(Err(why))) => format!("migration rolled back: {why}"),
+                        Ok(Some(Ok(done))) => format!("migrated {done}"),
+                        _ => continue,
+                    };
+                    observer.on_event(&RunEvent::Incident { line });
+                }
                 if let Some((task, stop)) = injector {
                     stop.cancel();
                     let _ = task.await;
@@ -447,7 +475,7 @@ pub async fn execute(
     let journal = pool.journal_handle().cloned();
     let report = pool.shutdown().await;
     if let Some(j) = journal {
-        let finished = report.requests.clone();
+        let finished = report.requests;
         let mut per_model = BTreeMap::new();
         for s in report.samples.iter().filter(|s| s.phase == Phase::Measure) {
             *per_model.entry(s.model.clone()).or_insert(0u64) += 1;
@@ -482,7 +510,10 @@ pub async fn execute(
 }
 
 /// A progress op of this part plus what an earlier part (of a resumed run) did.
-fn with_earlier(op: crate::state::Op, earlier: Option<&crate::state::Progress>) -> crate::state::Op {
+fn with_earlier(
+    op: crate::state::Op,
+    earlier: Option<&crate::state::Progress>,
+) -> crate::state::Op {
     match (op, earlier) {
         (
             crate::state::Op::Progress {

@@ -71,9 +71,17 @@ impl Journal {
         self.with(|log| log.commit(tx).map(drop));
     }
 
-    /// Aborts transaction `tx`, saying why (the log shows the rollback).
+    /// Aborts transaction `tx`, saying why: the log shows the Abort record, and the state
+    /// keeps the rollback (so a later compaction does not hide it).
     pub fn abort(&self, tx: TxId, reason: &str) {
-        self.with(|log| log.abort(tx, reason).map(drop));
+        self.with(|log| {
+            log.abort(tx, reason)?;
+            log.commit_one(&Op::RolledBack {
+                tx: tx.0,
+                reason: reason.to_string(),
+            })
+            .map(drop)
+        });
     }
 
     /// Periodic upkeep: fsync when the interval passed, snapshot and compact when due.

@@ -22,11 +22,11 @@ pub mod slot;
 pub mod worker;
 
 pub use engine::{execute, EngineOutput, Placement, PoolShape, RunEvent, RunObserver, RunPlan};
+pub use journal::Journal;
 pub use manager::{
     FaultNote, FaultTolerance, Inference, Input, ModelHandle, Pool, PoolConfig, PoolError,
     RecoveryConfig, RecoveryRecord,
 };
-pub use journal::Journal;
 pub use router::{HardwarePreferences, Preferences};
 pub use scheduler::{Bound, Schedule, Workload};
 pub use worker::Worker;

@@ -1,19 +1,21 @@
 //! `report.html`: a self-contained page (no scripts, no network; a Content-Security-Policy
 //! enforces it) built from `templates/report.html`: the verdict, the result table, a latency
-//! CDF per model (one line per browser x backend), throughput over time with fault and
-//! recovery markers, a shard timeline when the run had shards, and the environment with each
-//! browser's adapter.
+//! CDF per model (one line per browser x backend), faults and recovery (from
+//! `templates/faults.html`) when the run had any, throughput over time with fault and recovery
+//! markers, a shard timeline when the run had shards, and the environment with each browser's
+//! adapter.
 
 use std::fmt::Write as _;
 
 use crate::metrics::compare::RunData;
-use crate::metrics::{BrowserEnv, Phase, RunSummary, Sample};
+use crate::metrics::{BrowserEnv, FaultRecord, Phase, Resilience, RunSummary, Sample};
 
 use super::svg::{Chart, Marker, MarkerKind, Scale, Series, Timeline, TimelineBar};
 use super::template::{escape, fill};
 use super::{table, ReportError, Reporter};
 
 const REPORT_HTML: &str = include_str!("templates/report.html");
+const FAULTS_HTML: &str = include_str!("templates/faults.html");
 
 /// The HTML report.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +64,7 @@ fn render(run: RunData<'_>) -> String {
             ("notes", &notes(s)),
             ("thresholds", &thresholds(s)),
             ("cdf_charts", &cdf_charts(run.samples)),
+            ("faults_section", &faults_section(s, run.samples)),
             ("throughput_chart", &throughput_chart(s, run.samples)),
             ("shard_section", &shard_section(&[])),
             ("host_rows", &host_rows(s)),
@@ -136,6 +139,127 @@ fn thresholds(s: &RunSummary) -> String {
     }
     out.push_str("</tbody></table>");
     out
+}
+
+/// A table of `rows` under `header`; the columns `numeric` picks are right-aligned, and the
+/// cell a row names (if any) is marked bad.
+fn html_table<const N: usize>(
+    header: [&str; N],
+    numeric: fn(usize) -> bool,
+    rows: impl IntoIterator<Item = ([String; N], Option<usize>)>,
+) -> String {
+    let mut out = String::from("<table><thead><tr>");
+    for h in header {
+        let _ = write!(out, "<th>{}</th>", escape(h));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for (cells, bad) in rows {
+        out.push_str("<tr>");
+        for (i, c) in cells.iter().enumerate() {
+            let class = match (numeric(i), bad == Some(i)) {
+                (true, true) => r#" class="num bad""#,
+                (true, false) => r#" class="num""#,
+                (false, true) => r#" class="bad""#,
+                (false, false) => "",
+            };
+            let _ = write!(out, "<td{class}>{}</td>", escape(c));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+/// The "Faults and recovery" section, or nothing when the run had no faults and no recovery
+/// events. The same numbers as the terminal and `summary.md`, plus the retried requests from
+/// the samples.
+fn faults_section(s: &RunSummary, samples: &[Sample]) -> String {
+    // An empty samples.csv (a run that stopped before issuing) says nothing about retries.
+    let r = Resilience::from_run(s, (!samples.is_empty()).then_some(samples));
+    if r.is_empty() {
+        return String::new();
+    }
+    let kinds = html_table(
+        table::FAULT_KIND_COLUMNS,
+        |i| i > 0,
+        r.fault_kinds.iter().map(|k| {
+            let bad = (k.recovery.failed() > 0).then_some(4);
+            (table::fault_kind_values(k), bad)
+        }),
+    );
+    let levels = table::recovery_level_rows(&r);
+    let level_table = if levels.is_empty() {
+        r#"<p class="empty">No recovery events.</p>"#.to_string()
+    } else {
+        html_table(
+            table::RECOVERY_LEVEL_COLUMNS,
+            |i| i > 0,
+            levels.into_iter().map(|l| {
+                let bad = (l.failed() > 0).then_some(2);
+                (table::recovery_level_values(l), bad)
+            }),
+        )
+    };
+    let failed = table::failed_recovery_notes(s);
+    let failed_list = if failed.is_empty() {
+        String::new()
+    } else {
+        let mut out = String::from(r#"<h3>Failed recoveries</h3><ul class="notes">"#);
+        for n in failed {
+            let _ = write!(out, r#"<li class="bad">{}</li>"#, escape(&n));
+        }
+        out.push_str("</ul>");
+        out
+    };
+    let fault_table = if s.faults.is_empty() {
+        r#"<p class="empty">No faults injected.</p>"#.to_string()
+    } else {
+        html_table(
+            table::FAULT_COLUMNS,
+            |i| i == 0,
+            table::fault_rows(s).into_iter().map(|f| {
+                let bad = (f[3] != "yes").then_some(3);
+                (f, bad)
+            }),
+        )
+    };
+    let event_table = if s.recovery_events.is_empty() {
+        String::new()
+    } else {
+        html_table(
+            table::RECOVERY_EVENT_COLUMNS,
+            |i| matches!(i, 0 | 5 | 6),
+            table::recovery_event_rows(s).into_iter().map(|e| {
+                let bad = (e[7] != "ok").then_some(7);
+                (e, bad)
+            }),
+        )
+    };
+    fill(
+        FAULTS_HTML,
+        &[
+            ("requests", &escape(&table::resilience_requests(&r))),
+            ("kind_table", &kinds),
+            (
+                "ttr_note",
+                &escape(&upper_first(table::TIME_TO_RECOVER_NOTE)),
+            ),
+            ("level_table", &level_table),
+            ("failed_recoveries", &failed_list),
+            ("fault_table", &fault_table),
+            ("event_table", &event_table),
+        ],
+    )
+}
+
+/// `text` with its first letter in upper case (the shared notes start lower case, for the
+/// terminal).
+fn upper_first(text: &str) -> String {
+    let mut c = text.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
 }
 
 /// Per model: (browser/backend label, its measured `page_ms`).
@@ -221,12 +345,10 @@ fn throughput_chart(s: &RunSummary, samples: &[Sample]) -> String {
         return r#"<p class="empty">No completed requests.</p>"#.into();
     }
     let end = done.iter().map(|(_, t)| *t).fold(0.0, f64::max);
-    let fault_end = s
-        .faults
-        .iter()
-        .map(|f| f.at_ms as f64 / 1000.0)
-        .fold(0.0, f64::max);
-    let buckets = end.max(fault_end).floor() as usize + 1;
+    let markers = markers(s);
+    // The x axis reaches every marker, so a fault or recovery after the last request shows.
+    let marker_end = markers.iter().map(|m| m.x).fold(0.0, f64::max);
+    let buckets = end.max(marker_end).floor() as usize + 1;
     let mut browsers: Vec<&str> = Vec::new();
     for (b, _) in &done {
         if !browsers.contains(b) {
@@ -275,17 +397,21 @@ fn throughput_chart(s: &RunSummary, samples: &[Sample]) -> String {
         },
         y: Scale::fit(total.iter().copied(), true),
         series,
-        markers: markers(s),
+        markers,
     };
     chart.render()
 }
 
-/// Fault markers at their injection time, and recovery markers where service came back
-/// (fault time + detection + recovery; the n-th recovery of a kind belongs to the n-th fault
-/// of that kind, since recovery events carry no timestamp of their own).
+/// Fault markers at the time each fault was carried out (skipped faults did nothing, so they
+/// get none), and recovery markers where service came back (or the ladder gave up).
+///
+/// A recovery event's `at_ms` is when its failure was detected, so it ends at `at_ms +
+/// recovery_ms`, and failures nobody injected (`external`) get their marker too. An older
+/// `run.json` has no `at_ms` (0): then the n-th recovery of a kind is paired with the n-th
+/// injected fault of that kind and ends at fault + detection + recovery.
 fn markers(s: &RunSummary) -> Vec<Marker> {
-    let mut out: Vec<Marker> = s
-        .faults
+    let injected: Vec<&FaultRecord> = s.faults.iter().filter(|f| f.injected).collect();
+    let mut out: Vec<Marker> = injected
         .iter()
         .map(|f| Marker {
             x: f.at_ms as f64 / 1000.0,
@@ -293,20 +419,27 @@ fn markers(s: &RunSummary) -> Vec<Marker> {
             kind: MarkerKind::Fault,
         })
         .collect();
-    let mut used = vec![false; s.faults.len()];
+    let mut used = vec![false; injected.len()];
     for r in &s.recovery_events {
-        let Some(i) = (0..s.faults.len()).find(|&i| !used[i] && s.faults[i].kind == r.fault_kind)
-        else {
-            continue;
+        let end_ms = if r.at_ms > 0 {
+            r.at_ms + r.recovery_ms
+        } else {
+            let Some(i) =
+                (0..injected.len()).find(|&i| !used[i] && injected[i].kind == r.fault_kind)
+            else {
+                continue;
+            };
+            used[i] = true;
+            injected[i].at_ms + r.detection_ms + r.recovery_ms
         };
-        used[i] = true;
+        let outcome = if r.succeeded { "recovered" } else { "failed" };
         out.push(Marker {
-            x: (s.faults[i].at_ms + r.detection_ms + r.recovery_ms) as f64 / 1000.0,
-            label: format!(
-                "{} {}",
-                r.level,
-                if r.succeeded { "recovered" } else { "failed" }
-            ),
+            x: end_ms as f64 / 1000.0,
+            label: if r.worker.is_empty() {
+                format!("{} {outcome}", r.level)
+            } else {
+                format!("{} {} {outcome}", r.worker, r.level)
+            },
             kind: MarkerKind::Recovery,
         });
     }
@@ -420,21 +553,27 @@ fn yes(v: &serde_json::Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{FaultRecord, RecoveryEvent};
+    use crate::metrics::RecoveryEvent;
 
-    #[test]
-    fn markers_pair_recoveries_with_their_faults() {
-        let mut s: RunSummary = serde_json::from_str(
+    fn summary() -> RunSummary {
+        serde_json::from_str(
             r#"{"schema_version":1,"run_id":"r","command":"c","started_at":"","finished_at":"",
             "complete":true,"environment":{"harness_version":"","os":"","cpus":1,"browsers":[]},
             "requests":{"issued":0,"succeeded":0,"failed":0,"lost":0},"results":[],"faults":[],
             "recovery_events":[],"thresholds":[]}"#,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn markers_pair_recoveries_with_their_faults() {
+        // An older run.json: recovery events without `at_ms` pair with faults by kind and order.
+        let mut s = summary();
         s.faults.push(FaultRecord {
             kind: "kill_browser".into(),
             at_ms: 2000,
             target: "chromium#1".into(),
+            injected: true,
             ..Default::default()
         });
         s.recovery_events.push(RecoveryEvent {
@@ -455,5 +594,109 @@ mod tests {
         assert!(!html.contains("{{"));
         assert!(!html.contains("<script"));
         assert!(!html.contains("id=\"shards\""));
+    }
+
+    #[test]
+    fn markers_use_detection_time_and_skip_skipped_faults() {
+        let mut s = summary();
+        s.faults = vec![
+            FaultRecord {
+                kind: "hang".into(),
+                at_ms: 1000,
+                target: "firefox#1".into(),
+                injected: true,
+                detail: "busy loop for 5 s".into(),
+            },
+            FaultRecord {
+                kind: "kill_browser".into(),
+                at_ms: 4000,
+                target: String::new(),
+                injected: false,
+                detail: "no live worker to target".into(),
+            },
+        ];
+        s.recovery_events = vec![
+            // Detected late, out of fault order: placed by its own time, not the hang's.
+            RecoveryEvent {
+                fault_kind: "external".into(),
+                level: "rebuild".into(),
+                detection_ms: 5,
+                recovery_ms: 1500,
+                succeeded: true,
+                at_ms: 8000,
+                worker: "chromium#2".into(),
+                ..Default::default()
+            },
+            RecoveryEvent {
+                fault_kind: "hang".into(),
+                level: "reset".into(),
+                detection_ms: 3000,
+                recovery_ms: 500,
+                succeeded: false,
+                at_ms: 4000,
+                worker: "firefox#1".into(),
+                ..Default::default()
+            },
+        ];
+        let m = markers(&s);
+        let got: Vec<(f64, &str)> = m.iter().map(|m| (m.x, m.label.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (1.0, "hang firefox#1"),
+                (9.5, "chromium#2 rebuild recovered"),
+                (4.5, "firefox#1 reset failed"),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_faults_section_only_when_there_were_faults() {
+        let mut s = summary();
+        let html = render(RunData {
+            summary: &s,
+            samples: &[],
+        });
+        assert!(!html.contains(r#"id="faults""#));
+        s.requests.issued = 10;
+        s.requests.succeeded = 10;
+        s.faults.push(FaultRecord {
+            kind: "crash_tab".into(),
+            at_ms: 1500,
+            target: "chromium#1".into(),
+            injected: true,
+            detail: "Page.crash <tab 1>".into(),
+        });
+        s.recovery_events.push(RecoveryEvent {
+            fault_kind: "crash_tab".into(),
+            level: "reset".into(),
+            detection_ms: 20,
+            recovery_ms: 700,
+            succeeded: true,
+            at_ms: 1520,
+            worker: "chromium#1".into(),
+            detected_by: "tab_crash".into(),
+            steps: vec!["reset: page reopened".into()],
+        });
+        let html = render(RunData {
+            summary: &s,
+            samples: &[],
+        });
+        assert!(!html.contains("{{"));
+        let section = &html[html.find(r#"<section id="faults">"#).unwrap()..];
+        let section = &section[..section.find("</section>").unwrap()];
+        assert!(
+            section.contains("10 issued, 10 succeeded, 0 failed, 0 lost, success rate 100%"),
+            "{section}"
+        );
+        assert!(
+            section.contains(r#"<td>crash_tab</td><td class="num">1</td><td class="num">0</td><td class="num">1</td><td class="num">1</td><td class="num">20</td><td class="num">20</td><td class="num">720</td><td class="num">720</td>"#),
+            "{section}"
+        );
+        assert!(section.contains("<td>reset</td>") && section.contains("<td>all</td>"));
+        assert!(section.contains("Page.crash &lt;tab 1&gt;"), "{section}");
+        assert!(!section.contains("Failed recoveries"));
+        // Faults come before the throughput chart that marks them.
+        assert!(html.find(r#"id="faults""#) < html.find(r#"id="throughput""#));
     }
 }

@@ -1,10 +1,12 @@
 //! `summary.md`: a GitHub-flavoured Markdown summary sized for a CI step summary
 //! (`cat summary.md >> "$GITHUB_STEP_SUMMARY"`): the verdict, the result table, request
-//! accounting, fallbacks, and every failed check or threshold.
+//! accounting, fallbacks, every failed check or threshold, and faults and recovery when the run
+//! had any.
 
 use std::fmt::Write as _;
 
 use crate::metrics::compare::RunData;
+use crate::metrics::{Resilience, RunSummary};
 
 use super::{table, ReportError, Reporter};
 
@@ -25,6 +27,80 @@ impl Reporter for MarkdownReport {
 /// Escapes a table cell: pipes and newlines would break the row.
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// A Markdown table: `header`, then `rows`; the columns `numeric` picks are right-aligned.
+fn md_table<const N: usize>(
+    out: &mut String,
+    header: [&str; N],
+    numeric: fn(usize) -> bool,
+    rows: impl IntoIterator<Item = [String; N]>,
+) {
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let rule: Vec<&str> = (0..N)
+        .map(|i| if numeric(i) { "---:" } else { "---" })
+        .collect();
+    let _ = writeln!(out, "| {} |", rule.join(" | "));
+    for row in rows {
+        let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+    out.push('\n');
+}
+
+/// The "Faults and recovery" section: accounting with the success rate, faults by kind,
+/// recovery by ladder level, failed recoveries, then every fault and recovery event in time
+/// order.
+fn faults_and_recovery(out: &mut String, s: &RunSummary, r: &Resilience) {
+    let _ = writeln!(
+        out,
+        "\n### Faults and recovery\n\n{}\n",
+        table::resilience_requests(r)
+    );
+    out.push_str("**Faults by kind**\n\n");
+    md_table(
+        out,
+        table::FAULT_KIND_COLUMNS,
+        |i| i > 0,
+        r.fault_kinds.iter().map(table::fault_kind_values),
+    );
+    let levels = table::recovery_level_rows(r);
+    if levels.is_empty() {
+        out.push_str("No recovery events.\n\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "**Recovery by ladder level**\n\n_{}_\n",
+            table::TIME_TO_RECOVER_NOTE
+        );
+        md_table(
+            out,
+            table::RECOVERY_LEVEL_COLUMNS,
+            |i| i > 0,
+            levels.into_iter().map(table::recovery_level_values),
+        );
+    }
+    let failed = table::failed_recovery_notes(s);
+    if !failed.is_empty() {
+        out.push_str("**Failed recoveries**\n\n");
+        for n in failed {
+            let _ = writeln!(out, "- {}", cell(&n));
+        }
+        out.push('\n');
+    }
+    if !s.faults.is_empty() {
+        out.push_str("**Faults**\n\n");
+        md_table(out, table::FAULT_COLUMNS, |i| i == 0, table::fault_rows(s));
+    }
+    if !s.recovery_events.is_empty() {
+        out.push_str("**Recovery events**\n\n");
+        md_table(
+            out,
+            table::RECOVERY_EVENT_COLUMNS,
+            |i| matches!(i, 0 | 5 | 6),
+            table::recovery_event_rows(s),
+        );
+    }
 }
 
 fn render(run: RunData<'_>) -> String {
@@ -93,13 +169,11 @@ fn render(run: RunData<'_>) -> String {
             );
         }
     }
-    if !s.faults.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n{} fault(s) injected, {} recovery event(s).",
-            s.faults.len(),
-            s.recovery_events.len()
-        );
+    // An empty samples.csv (a run that stopped before issuing) says nothing about retries.
+    let samples = (!run.samples.is_empty()).then_some(run.samples);
+    let resilience = Resilience::from_run(s, samples);
+    if !resilience.is_empty() {
+        faults_and_recovery(&mut out, s, &resilience);
     }
     if let Some(why) = &s.stopped_early {
         let _ = writeln!(out, "\n**Stopped early:** {}", cell(why));

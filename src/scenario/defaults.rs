@@ -200,6 +200,7 @@ impl Default for StateSync {
     fn default() -> Self {
         StateSync {
             sync_interval: sync_interval(),
+            migrations: Vec::new(),
         }
     }
 }

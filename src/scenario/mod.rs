@@ -25,9 +25,9 @@ mod yaml;
 
 pub use error::{ScenarioError, TOP_LEVEL};
 pub use types::{
-    Fault, FaultKind, FaultTarget, ModelEntry, PlacementMode, PoolConfig, Preferences, Recovery,
-    RecoveryStrategy, Scenario, ShardRecovery, ShardStrategy, Sharding, StateSync, Thresholds,
-    Workload, WorkloadMode,
+    Fault, FaultKind, FaultTarget, Migration, ModelEntry, PlacementMode, PoolConfig, Preferences,
+    Recovery, RecoveryStrategy, Scenario, ShardRecovery, ShardStrategy, Sharding, StateSync,
+    Thresholds, Workload, WorkloadMode,
 };
 pub use validate::MAX_CONNECTIONS;
 

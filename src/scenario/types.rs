@@ -443,6 +443,24 @@ pub struct StateSync {
     #[serde(default = "d::sync_interval", with = "duration")]
     #[schemars(schema_with = "duration::schema")]
     pub sync_interval: Duration,
+    /// Planned migrations, each one transaction (load on the target, switch the placement,
+    /// unload from the source), rolled back for real if a step fails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<Migration>,
+}
+
+/// One planned migration of a model to a worker of another browser kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Migration {
+    /// The model to move (must be one of `models`).
+    pub model: String,
+    /// The browser kind to move it to (must be in `pool.browsers`).
+    pub to: BrowserKind,
+    /// When, after the workload starts.
+    #[serde(with = "duration")]
+    #[schemars(schema_with = "duration::schema")]
+    pub at: Duration,
 }
 
 /// Pass/fail limits evaluated after the run.

@@ -290,6 +290,40 @@ fn check_recovery_sharding_state(s: &Scenario, out: &mut Vec<Issue>) {
     }
     if let Some(st) = &s.state {
         positive(out, "state.sync_interval", st.sync_interval);
+        for (i, m) in st.migrations.iter().enumerate() {
+            let p = format!("state.migrations[{i}]");
+            let known = models::resolve(&m.model).ok().is_some_and(|spec| {
+                s.models
+                    .iter()
+                    .any(|x| models::resolve(&x.name).is_ok_and(|y| y.name == spec.name))
+            });
+            if !known {
+                let names: Vec<&str> = s.models.iter().map(|m| m.name.as_str()).collect();
+                push(
+                    out,
+                    format!("{p}.model"),
+                    format!(
+                        "'{}' is not one of this scenario's models ({})",
+                        m.model,
+                        names.join(", ")
+                    ),
+                );
+            }
+            if !s.pool.browsers.contains(&m.to) {
+                push(out, format!("{p}.to"), not_in_pool(m.to, &s.pool.browsers));
+            }
+            if let Some(end) = s.workload.duration.filter(|end| m.at >= *end) {
+                push(
+                    out,
+                    format!("{p}.at"),
+                    format!(
+                        "'{}' is not before the end of the run (workload.duration {})",
+                        super::duration::format(m.at),
+                        super::duration::format(end)
+                    ),
+                );
+            }
+        }
     }
 }
 

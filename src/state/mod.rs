@@ -66,7 +66,7 @@ use serde::{Deserialize, Serialize};
 pub use error::StateError;
 pub use logfile::LoggedOp;
 pub use model::{
-    Op, Progress, RecoveryRecord, ShardAssignment, State, WorkerRecord, WorkloadBound,
+    Op, Progress, RecoveryRecord, Rollback, ShardAssignment, State, WorkerRecord, WorkloadBound,
 };
 pub use render::{render_state, render_verify};
 pub use replay::{replay, IncompleteTx, Replayed};

@@ -32,6 +32,9 @@ pub struct State {
     pub progress: Progress,
     /// True once [`Op::RunFinished`] was committed: there is nothing left to resume.
     pub finished: bool,
+    /// Transactions that were rolled back, with why (kept here so compaction never hides one).
+    #[serde(default)]
+    pub rollbacks: Vec<Rollback>,
 }
 
 /// The bound of a run's workload, to compute what is left on resume.
@@ -224,6 +227,23 @@ pub enum Op {
     },
     /// The workload is done; nothing is left to resume.
     RunFinished,
+    /// Transaction `tx` was aborted and its effects undone (committed right after the Abort
+    /// record, so the state keeps the fact after the log is compacted).
+    RolledBack {
+        /// The aborted transaction's id.
+        tx: u64,
+        /// Why, and what was undone.
+        reason: String,
+    },
+}
+
+/// A transaction that was rolled back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollback {
+    /// The aborted transaction's id.
+    pub tx: u64,
+    /// Why, and what was undone.
+    pub reason: String,
 }
 
 impl State {
@@ -304,6 +324,10 @@ impl State {
                 };
             }
             Op::RunFinished => self.finished = true,
+            Op::RolledBack { tx, reason } => self.rollbacks.push(Rollback {
+                tx: *tx,
+                reason: reason.clone(),
+            }),
         }
     }
 

@@ -128,6 +128,10 @@ pub fn render_state(r: &Replayed) -> String {
                 .map_or(String::new(), |w| format!(" on {w}"))
         );
     }
+    let _ = writeln!(out, "rolled back: {}", s.rollbacks.len());
+    for rb in &s.rollbacks {
+        let _ = writeln!(out, "  transaction {}: {}", rb.tx, rb.reason);
+    }
     for tx in &r.incomplete {
         let _ = writeln!(
             out,

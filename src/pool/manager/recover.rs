@@ -321,3 +321,98 @@ impl Pool {
         Some((f.kind, f.at))
     }
 }
+
+impl Pool {
+    /// Moves `model` to a worker of kind `to`, as one transaction of the run's journal: load on
+    /// the target, switch the placement, unload from the source. A failure part way rolls back
+    /// for real: the half-loaded model is unloaded from the target (or the target, if it cannot
+    /// answer, is marked unhealthy so its page is reset without it), the source keeps serving,
+    /// and the log records the abort with the reason. Returns what was done.
+    ///
+    /// # Errors
+    /// Why the migration did not happen (after its rollback).
+    pub async fn migrate(
+        &self,
+        model: &str,
+        to: crate::browser::BrowserKind,
+    ) -> Result<String, String> {
+        let entry = lock(&self.inner.models)
+            .values()
+            .find(|e| e.prepared.name == model)
+            .cloned()
+            .ok_or_else(|| format!("{model} is not placed in this pool"))?;
+        let _placing = entry.placing.lock().await;
+        let source = lock(&entry.placements)
+            .iter()
+            .find(|s| s.is_routable())
+            .cloned()
+            .ok_or_else(|| format!("{model} has no live placement to move"))?;
+        if source.kind == to {
+            return Err(format!("{model} already runs on {to} ({})", source.id));
+        }
+        let target = self
+            .workers()
+            .into_iter()
+            .find(|s| s.kind == to && s.is_routable())
+            .ok_or_else(|| format!("no live {to} worker to move {model} to"))?;
+        let journal = self.inner.config.journal.clone();
+        let tx = journal.as_ref().and_then(|j| j.begin());
+        let op = |o: crate::state::Op| {
+            if let (Some(j), Some(t)) = (&journal, tx) {
+                j.op(t, o);
+            }
+        };
+        op(crate::state::Op::Placed {
+            model: model.to_string(),
+            worker: target.id.clone(),
+        });
+        self.event(
+            "migrating",
+            &target.id,
+            format!("{model}: {} -> {}", source.id, target.id),
+        );
+        if let Err(e) = target.load(entry.prepared.clone()).await {
+            // Roll back: nothing of the model may stay on the target.
+            let undo = match target.unload(model).await {
+                Ok(()) => format!("unloaded {model} from {}", target.id),
+                Err(u) => {
+                    target.mark_unhealthy(format!("rollback of a migration: {u}"));
+                    format!(
+                        "{} could not unload ({u}); marked unhealthy so its page is reset without {model}",
+                        target.id
+                    )
+                }
+            };
+            let why = format!(
+                "load on {} failed: {e}; rolled back: {undo}; {model} keeps serving from {}",
+                target.id, source.id
+            );
+            if let (Some(j), Some(t)) = (&journal, tx) {
+                j.abort(t, &why);
+            }
+            self.event("migration_rolled_back", &target.id, why.clone());
+            return Err(why);
+        }
+        lock(&entry.placements).push(target.clone());
+        lock(&entry.placements).retain(|s| !Arc::ptr_eq(s, &source));
+        op(crate::state::Op::Unplaced {
+            model: model.to_string(),
+            worker: source.id.clone(),
+        });
+        let unloaded = source.unload(model).await;
+        if let (Some(j), Some(t)) = (&journal, tx) {
+            j.commit_tx(t);
+        }
+        let done = format!(
+            "{model}: {} -> {}{}",
+            source.id,
+            target.id,
+            match unloaded {
+                Ok(()) => String::new(),
+                Err(e) => format!(" (unload from the source failed: {e})"),
+            }
+        );
+        self.event("migrated", &target.id, done.clone());
+        Ok(done)
+    }
+}
