@@ -1,0 +1,231 @@
+//! The run's state survives the harness dying: a real SIGKILL of the harness mid-run, then
+//! `resume` finishes the run with every request of both parts accounted for and no browser of
+//! the first part left; a torn last record is dropped with a warning; a planned migration that
+//! fails half way rolls back and the model keeps serving from its source. Also (issue #4): a
+//! browser SIGKILLed from outside the harness, by the pid the run's state lists, is recovered.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use common::{assert_accounted, stderr, Sandbox};
+use serde_json::Value;
+
+/// Starts `webgpu-pool ARGS --results-dir` in the sandbox, with stderr lines on a channel.
+fn spawn(sb: &Sandbox, args: &[&str]) -> (Child, Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_webgpu-pool"))
+        .args(args)
+        .arg("--results-dir")
+        .arg(sb.results())
+        .env("TMPDIR", sb.tmp())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let err = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// Waits (bounded) until the run prints that its workload started, then `extra` more.
+fn wait_running(rx: &Receiver<String>, extra: Duration) {
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    while started.elapsed() < Duration::from_secs(120) {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            let go = line.starts_with("running ");
+            seen.push(line);
+            if go {
+                std::thread::sleep(extra);
+                return;
+            }
+        }
+    }
+    panic!("the workload never started: {seen:?}");
+}
+
+fn run_dir(sb: &Sandbox) -> PathBuf {
+    let dirs: Vec<_> = std::fs::read_dir(sb.results())
+        .expect("results")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}
+
+/// `state show --json` of a run folder.
+fn state(sb: &Sandbox, dir: &Path) -> Value {
+    let a = sb.cmd(30).args(["state", "show", "--json"]).arg(dir).assert();
+    assert!(a.get_output().status.success(), "{}", stderr(&a));
+    serde_json::from_slice(&a.get_output().stdout).expect("state JSON")
+}
+
+fn alive(pid: u64) -> bool {
+    webgpu_pool::browser::process::pid_alive(pid as u32)
+}
+
+fn scenario_file(sb: &Sandbox, yaml: &str) -> String {
+    let f = sb.dir.path().join("scenario.yaml");
+    std::fs::write(&f, yaml).expect("scenario");
+    f.display().to_string()
+}
+
+#[test]
+fn harness_sigkilled_mid_run_is_resumed_to_the_end() {
+    let sb = Sandbox::new();
+    // A long sync interval: the log is not compacted during the run, so it has a tail to tear.
+    let file = scenario_file(
+        &sb,
+        "name: resume-test\n\
+         pool: {browsers: [chromium, firefox], min_connections: 2, max_connections: 3}\n\
+         models: [{name: bert-tiny}, {name: whisper-micro}]\n\
+         workload: {mode: closed, concurrency: 2, duration: 16s, warmup: 1, request_timeout: 20s}\n\
+         state: {sync_interval: 60s}\n\
+         thresholds: {lost_requests: 0}\n",
+    );
+    let (mut child, rx) = spawn(&sb, &["scenario", &file]);
+    wait_running(&rx, Duration::from_secs(5));
+    let dir = run_dir(&sb);
+    let before = state(&sb, &dir);
+    let pids: Vec<u64> = before["state"]["workers"]
+        .as_object()
+        .expect("workers")
+        .values()
+        .filter_map(|w| w["pid"].as_u64())
+        .collect();
+    assert_eq!(pids.len(), 2, "{before}");
+    child.kill().expect("SIGKILL the harness");
+    let _ = child.wait();
+    assert!(pids.iter().all(|&p| alive(p)), "the dead harness's browsers live on");
+
+    // Committed so far, read after the kill; then tear the last record.
+    let after_kill = state(&sb, &dir);
+    let committed = after_kill["state"]["progress"]["succeeded"].as_u64().unwrap();
+    assert!(committed > 0, "{after_kill}");
+    let log = dir.join("txlog.log");
+    let len = std::fs::metadata(&log).expect("txlog").len();
+    assert!(len > 64, "log too short to tear: {len}");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .and_then(|f| f.set_len(len - 3))
+        .expect("truncate");
+
+    let a = sb.cmd(300).arg("resume").arg(&dir).assert();
+    let err = stderr(&a);
+    assert!(a.get_output().status.success(), "resume failed: {err}");
+    assert!(
+        err.contains("warning") && err.contains("torn"),
+        "no warning about the torn record: {err}"
+    );
+    assert!(pids.iter().all(|&p| !alive(p)), "the first part's browsers were not reaped");
+    let run = sb.run_json();
+    assert_accounted(&run);
+    let earlier = &run["resumed"];
+    let earlier_ok = earlier["succeeded"].as_u64().unwrap();
+    // Every committed transaction was recovered: at most the torn record (one progress op) is
+    // missing, and progress ops are absolute, so the earlier count is at least the one before.
+    assert!(earlier_ok > 0 && earlier_ok + 200 >= committed, "{earlier} vs {committed}");
+    let total = run["requests"]["succeeded"].as_u64().unwrap();
+    assert!(total > earlier_ok, "the second part ran nothing: {}", run["requests"]);
+    assert_eq!(run["run_id"], before["state"]["run_id"]);
+    sb.assert_clean();
+}
+
+#[test]
+fn a_migration_that_fails_half_way_rolls_back() {
+    let sb = Sandbox::new();
+    // The target is hung when the load arrives: the load times out, the half-loaded model is
+    // dropped from it, and the source keeps serving.
+    let file = scenario_file(
+        &sb,
+        "name: migration-rollback\n\
+         pool: {browsers: [chromium, firefox], min_connections: 2, max_connections: 3, heartbeat_interval: 1s, heartbeat_timeout: 3s}\n\
+         models: [{name: bert-tiny}]\n\
+         workload: {mode: closed, concurrency: 2, duration: 14s, warmup: 1, request_timeout: 20s, load_timeout: 3s}\n\
+         faults: [{kind: hang, at: 3s, duration: 8s, target: {browser: firefox}}]\n\
+         state: {sync_interval: 1s, migrations: [{model: bert-tiny, to: firefox, at: 4s}]}\n\
+         thresholds: {lost_requests: 0}\n",
+    );
+    let a = sb
+        .cmd(300)
+        .args(["scenario", &file, "--results-dir"])
+        .arg(sb.results())
+        .assert();
+    assert!(a.get_output().status.success(), "{}", stderr(&a));
+    let run = sb.run_json();
+    assert_accounted(&run);
+    assert_eq!(run["requests"]["failed"], 0, "{}", run["requests"]);
+    let events = run["pool_events"].as_array().unwrap();
+    assert!(
+        events.iter().any(|e| e["kind"] == "migration_rolled_back"),
+        "{events:?}"
+    );
+    assert!(!events.iter().any(|e| e["kind"] == "migrated"), "{events:?}");
+    // It kept serving from Chromium only.
+    let rows = run["results"].as_array().unwrap();
+    assert!(rows.iter().all(|r| r["browser"] == "chromium"), "{rows:?}");
+    let st = state(&sb, &run_dir(&sb));
+    let rollbacks = st["state"]["rollbacks"].as_array().expect("rollbacks");
+    assert_eq!(rollbacks.len(), 1, "{st}");
+    assert!(rollbacks[0]["reason"].as_str().unwrap().contains("keeps serving from chromium"));
+    sb.assert_clean();
+}
+
+#[test]
+fn a_browser_killed_from_outside_is_recovered_with_nothing_lost() {
+    let sb = Sandbox::new();
+    let (mut child, rx) = spawn(
+        &sb,
+        &[
+            "stress",
+            "--models",
+            "bert-tiny,whisper-micro",
+            "--duration",
+            "20s",
+            "--concurrency",
+            "2",
+        ],
+    );
+    wait_running(&rx, Duration::from_secs(4));
+    let dir = run_dir(&sb);
+    let st = state(&sb, &dir);
+    let victim = st["state"]["workers"]["chromium#1"]["pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no chromium#1 pid in the state: {st}"));
+    // SAFETY: kill(2) on a browser pid our run's state lists.
+    unsafe {
+        libc::kill(victim as i32, libc::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(200);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the run did not end");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.success(), "exit {status:?}");
+    let run = sb.run_json();
+    assert_accounted(&run);
+    assert_eq!(run["requests"]["failed"], 0, "{}", run["requests"]);
+    let events = run["recovery_events"].as_array().unwrap();
+    let ours = events
+        .iter()
+        .find(|e| e["worker"] == "chromium#1")
+        .unwrap_or_else(|| panic!("no recovery of chromium#1: {events:?}"));
+    assert_eq!(ours["fault_kind"], "external", "{ours}");
+    assert_eq!(ours["succeeded"], true, "{ours}");
+    sb.assert_clean();
+}
