@@ -307,8 +307,8 @@ pub struct StressArgs {
     /// gpu_device_lost to have a device to lose).
     #[arg(long, value_delimiter = ',', value_name = "BACKEND,...")]
     pub backends: Option<Vec<Backend>>,
-    /// How long to drive the load.
-    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    /// How long to drive the load: seconds (120) or a duration (2m).
+    #[arg(long, default_value = "120s", value_parser = parse_seconds)]
     pub duration: Duration,
     /// Concurrent clients (closed loop).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -676,6 +676,14 @@ fn parse_percent(s: &str) -> Result<f64, String> {
 }
 
 /// Parses `30s`, `5m`, `1h 10m`, `250ms`. A bare number is refused: the unit must be explicit.
+/// A bare number of seconds (`120`) or a duration with a unit (`2m`).
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<u64>() {
+        Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
+        _ => parse_duration(s),
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration like 30s or 5m: {e}"))
 }

@@ -32,6 +32,11 @@ fn run_scenario(sb: &Sandbox, yaml: &str) -> Value {
 /// The run lost and failed nothing, injected `kind`, and recovered from it at one of `levels`,
 /// having noticed it as one of `seen_as`.
 fn assert_recovered(run: &Value, kind: &str, levels: &[&str], seen_as: &[&str]) {
+    assert_recovered_min(run, kind, levels, seen_as, 10);
+}
+
+/// As [`assert_recovered`], with at least `min` requests succeeded.
+fn assert_recovered_min(run: &Value, kind: &str, levels: &[&str], seen_as: &[&str], min: u64) {
     assert_accounted(run);
     assert_eq!(run["requests"]["failed"], 0, "{}", run["requests"]);
     let faults = run["faults"].as_array().expect("faults");
@@ -57,7 +62,7 @@ fn assert_recovered(run: &Value, kind: &str, levels: &[&str], seen_as: &[&str]) 
     }
     // The requests that met the fault were re-run, not dropped.
     let measured = run["requests"]["succeeded"].as_u64().unwrap_or(0);
-    assert!(measured > 10, "too few requests: {}", run["requests"]);
+    assert!(measured > min, "too few requests: {}", run["requests"]);
 }
 
 /// A one-browser routed run of bert-tiny under a closed loop, with `faults` (YAML list items).
@@ -92,7 +97,7 @@ fn kill_browser_is_rebuilt() {
 }
 
 #[test]
-fn crash_tab_is_reset_in_chromium_and_firefox() {
+fn crash_tab_is_recovered_in_chromium_and_firefox() {
     let sb = Sandbox::new();
     let run = run_scenario(
         &sb,
@@ -107,11 +112,20 @@ fn crash_tab_is_reset_in_chromium_and_firefox() {
             "models: [{name: bert-tiny, browser: chromium}, {name: whisper-micro, browser: firefox}]",
         ),
     );
+    // Firefox drops the crashed tab's window from the WebDriver session altogether, so only a
+    // new browser context helps there: migrate (or rebuild). Chromium gets a new tab: reset.
     assert_recovered(
         &run,
         "crash_tab",
-        &["reset"],
-        &["tab_crash", "page", "heartbeat", "driver"],
+        &["reset", "migrate", "rebuild"],
+        &["tab_crash", "page", "heartbeat", "driver", "crash"],
+    );
+    let events = run["recovery_events"].as_array().unwrap();
+    assert!(
+        events.iter().any(|e| e["fault_kind"] == "crash_tab"
+            && e["level"] == "reset"
+            && e["worker"].as_str().unwrap_or("").starts_with("chromium")),
+        "a crashed Chromium tab is recovered by a reset: {events:?}"
     );
     let workers: Vec<&str> = run["recovery_events"]
         .as_array()
@@ -164,11 +178,13 @@ fn gpu_device_lost_is_reset_and_the_model_reloaded_on_webgpu() {
         )
         .replace("request_timeout: 12s", "request_timeout: 60s"),
     );
-    assert_recovered(
+    // bert-tiny on a software adapter runs a few times a second at best.
+    assert_recovered_min(
         &run,
         "gpu_device_lost",
         &["reset"],
         &["device_lost", "page", "timeout", "session_lost"],
+        2,
     );
     assert_eq!(run["results"][0]["backend"], "webgpu", "{}", run["results"]);
     sb.assert_clean();

@@ -66,7 +66,11 @@ fn run_dir(sb: &Sandbox) -> PathBuf {
 
 /// `state show --json` of a run folder.
 fn state(sb: &Sandbox, dir: &Path) -> Value {
-    let a = sb.cmd(30).args(["state", "show", "--json"]).arg(dir).assert();
+    let a = sb
+        .cmd(30)
+        .args(["state", "show", "--json"])
+        .arg(dir)
+        .assert();
     assert!(a.get_output().status.success(), "{}", stderr(&a));
     serde_json::from_slice(&a.get_output().stdout).expect("state JSON")
 }
@@ -107,11 +111,16 @@ fn harness_sigkilled_mid_run_is_resumed_to_the_end() {
     assert_eq!(pids.len(), 2, "{before}");
     child.kill().expect("SIGKILL the harness");
     let _ = child.wait();
-    assert!(pids.iter().all(|&p| alive(p)), "the dead harness's browsers live on");
+    assert!(
+        pids.iter().all(|&p| alive(p)),
+        "the dead harness's browsers live on"
+    );
 
     // Committed so far, read after the kill; then tear the last record.
     let after_kill = state(&sb, &dir);
-    let committed = after_kill["state"]["progress"]["succeeded"].as_u64().unwrap();
+    let committed = after_kill["state"]["progress"]["succeeded"]
+        .as_u64()
+        .unwrap();
     assert!(committed > 0, "{after_kill}");
     let log = dir.join("txlog.log");
     let len = std::fs::metadata(&log).expect("txlog").len();
@@ -129,16 +138,26 @@ fn harness_sigkilled_mid_run_is_resumed_to_the_end() {
         err.contains("warning") && err.contains("torn"),
         "no warning about the torn record: {err}"
     );
-    assert!(pids.iter().all(|&p| !alive(p)), "the first part's browsers were not reaped");
+    assert!(
+        pids.iter().all(|&p| !alive(p)),
+        "the first part's browsers were not reaped"
+    );
     let run = sb.run_json();
     assert_accounted(&run);
     let earlier = &run["resumed"];
     let earlier_ok = earlier["succeeded"].as_u64().unwrap();
     // Every committed transaction was recovered: at most the torn record (one progress op) is
     // missing, and progress ops are absolute, so the earlier count is at least the one before.
-    assert!(earlier_ok > 0 && earlier_ok + 200 >= committed, "{earlier} vs {committed}");
+    assert!(
+        earlier_ok > 0 && earlier_ok + 200 >= committed,
+        "{earlier} vs {committed}"
+    );
     let total = run["requests"]["succeeded"].as_u64().unwrap();
-    assert!(total > earlier_ok, "the second part ran nothing: {}", run["requests"]);
+    assert!(
+        total > earlier_ok,
+        "the second part ran nothing: {}",
+        run["requests"]
+    );
     assert_eq!(run["run_id"], before["state"]["run_id"]);
     sb.assert_clean();
 }
@@ -172,14 +191,20 @@ fn a_migration_that_fails_half_way_rolls_back() {
         events.iter().any(|e| e["kind"] == "migration_rolled_back"),
         "{events:?}"
     );
-    assert!(!events.iter().any(|e| e["kind"] == "migrated"), "{events:?}");
+    assert!(
+        !events.iter().any(|e| e["kind"] == "migrated"),
+        "{events:?}"
+    );
     // It kept serving from Chromium only.
     let rows = run["results"].as_array().unwrap();
     assert!(rows.iter().all(|r| r["browser"] == "chromium"), "{rows:?}");
     let st = state(&sb, &run_dir(&sb));
     let rollbacks = st["state"]["rollbacks"].as_array().expect("rollbacks");
     assert_eq!(rollbacks.len(), 1, "{st}");
-    assert!(rollbacks[0]["reason"].as_str().unwrap().contains("keeps serving from chromium"));
+    assert!(rollbacks[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("keeps serving from chromium"));
     sb.assert_clean();
 }
 

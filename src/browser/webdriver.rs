@@ -339,10 +339,25 @@ impl Browser for WebDriverBrowser {
             return Err(gone("no session".into()));
         };
         let reload = async {
-            session
-                .goto(self.page_url.as_str())
-                .await
-                .map_err(|e| format!("cannot open {}: {e}", self.page_url))?;
+            if let Err(first) = session.goto(self.page_url.as_str()).await {
+                // A crashed content process discards the tab's browsing context: carry on in
+                // another window of the session, or a new tab opened from one.
+                // (After a Firefox tab crash the session has no window left at all: the reset
+                // fails and the ladder moves on to migrate.)
+                let handles = session.windows().await.unwrap_or_default();
+                let mut opened = false;
+                for h in handles {
+                    if session.switch_to_window(h).await.is_ok()
+                        && session.goto(self.page_url.as_str()).await.is_ok()
+                    {
+                        opened = true;
+                        break;
+                    }
+                }
+                if !opened {
+                    return Err(format!("cannot open {}: {first}", self.page_url));
+                }
+            }
             let script = format!("return {};", page::READY_EXPR);
             loop {
                 if let Ok(ret) = session.execute(script.as_str(), Vec::new()).await {

@@ -4,7 +4,7 @@
 //! injection time, a view of the live workers. Outputs: [`Planned`] faults in time order, and for
 //! each the concrete [`Kind`] and worker it hits. Everything here is pure and seeded, so the same
 //! seed gives the same faults; `pool::injector` carries them out against real browsers (SIGKILL,
-//! `Page.crash`, a busy-looping page, `device.destroy()`, a frozen driver, a closed socket).
+//! killed renderers, a busy-looping page, `device.destroy()`, a frozen driver, a closed socket).
 //! Must not import `report`, `cli` or terminal crates.
 
 mod plan;

@@ -2,7 +2,7 @@
 //! browsers, on time, and tells the pool what it did so detection can be timed.
 //!
 //! Every fault is real: `kill_browser` and `kill_driver` are SIGKILLs by pid, `crash_tab` is
-//! CDP `Page.crash` (Firefox: SIGKILL of the page's content process), `hang` busy-loops the page's
+//! a SIGKILL of the page's renderer process(es), `hang` busy-loops the page's
 //! main thread, `gpu_device_lost` calls `device.destroy()` in the page, `disconnect` closes the
 //! DevTools socket (WebDriver: freezes the driver with SIGSTOP), `slow` delays every run in the
 //! page. Must not import `report`, `cli` or terminal crates.

@@ -213,7 +213,7 @@ pub struct Workload {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
-    /// SIGKILL the browser's process tree.
+    /// SIGKILL the browser's main process.
     KillBrowser,
     /// Crash the worker's tab (renderer), keeping the browser.
     CrashTab,
@@ -373,9 +373,11 @@ impl Fault {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecoveryStrategy {
-    /// Fail over at once: requeue in-flight requests on another worker, replace the failed one.
+    /// Fail over at once: migrate the failed worker's models to another worker (rebuild if
+    /// none), and re-run its in-flight requests there.
     Immediate,
-    /// Retry on the same worker, then restart its browser, then fail over (with backoff).
+    /// Retry on the same worker, then reset its page (models reloaded), then migrate to
+    /// another worker, then rebuild on a new browser.
     Progressive,
     /// No recovery: failed requests count as errors and the worker stays down.
     None,
@@ -392,7 +394,7 @@ pub struct Recovery {
     #[serde(default = "d::recovery_timeout", with = "duration")]
     #[schemars(schema_with = "duration::schema")]
     pub timeout: Duration,
-    /// Attempts per failed request before it counts as lost.
+    /// Attempts per request, the first included, before it counts as failed.
     #[serde(default = "d::max_attempts")]
     pub max_attempts: u32,
 }

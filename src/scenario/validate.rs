@@ -290,6 +290,14 @@ fn check_recovery_sharding_state(s: &Scenario, out: &mut Vec<Issue>) {
     }
     if let Some(st) = &s.state {
         positive(out, "state.sync_interval", st.sync_interval);
+        if !st.migrations.is_empty() && s.pool.placement == super::types::PlacementMode::Matrix {
+            push(
+                out,
+                "pool.placement",
+                "migrations run in routed runs (the matrix measures each cell undisturbed); \
+                 set pool.placement: routed or drop state.migrations",
+            );
+        }
         for (i, m) in st.migrations.iter().enumerate() {
             let p = format!("state.migrations[{i}]");
             let known = models::resolve(&m.model).ok().is_some_and(|spec| {
