@@ -33,6 +33,7 @@ use crate::pool::{Backend, PoolConfig, PoolError};
 use crate::server::{AssetServer, ServerError};
 
 mod latency;
+pub mod recovery;
 mod throughput;
 
 /// Layout version of the `--json` document.
@@ -321,6 +322,7 @@ fn pool_config(spec: &LaunchSpec, min: usize, max: usize, heartbeat: Duration) -
         seed: 42,
         recovery: crate::pool::RecoveryConfig::default(),
         journal: None,
+        warm_spares: false,
     }
 }
 

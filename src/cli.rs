@@ -550,6 +550,28 @@ pub enum BenchCommand {
     ///
     /// Example: webgpu-pool bench overhead --iterations 2000 --duration 20s
     Overhead(BenchOverheadArgs),
+    /// Time to recover after a real kill_browser (SIGKILL to the first answer after it), with a
+    /// warm spare worker and without, alternating rounds in one run. Target: p50 <= 1.5 s with
+    /// a spare.
+    ///
+    /// Example: webgpu-pool bench recovery --rounds 10
+    Recovery(BenchRecoveryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchRecoveryArgs {
+    /// The browser to kill.
+    #[arg(long, default_value = "chromium")]
+    pub browser: BrowserKind,
+    /// Kills per leg.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rounds: u32,
+    /// The model served.
+    #[arg(long, default_value = "bert-tiny")]
+    pub model: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

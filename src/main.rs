@@ -206,6 +206,30 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Recovery(args)) => {
+            let observer = observe::Stderr { quiet };
+            let options = webgpu_pool::bench::recovery::RecoveryOptions {
+                browser: args.browser,
+                rounds: args.rounds,
+                model: args.model,
+                web_dir: app::web_dir()?,
+            };
+            let measured =
+                webgpu_pool::bench::recovery::recovery(&options, shutdown.clone(), &|m| {
+                    observer.line(m)
+                })
+                .await?;
+            if args.json {
+                print(&format!("{}\n", serde_json::to_string_pretty(&measured)?))?;
+            } else {
+                print(&webgpu_pool::bench::recovery::render(&measured))?;
+            }
+            Ok(if shutdown.is_cancelled() {
+                ExitCode::from(130)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Bench(BenchCommand::Overhead(args)) => {
             let observer = observe::Stderr { quiet };
             let options = webgpu_pool::bench::OverheadOptions {

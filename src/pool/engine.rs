@@ -254,6 +254,7 @@ pub async fn execute(
         seed: plan.seed,
         recovery: plan.recovery,
         journal: plan.journal.as_ref().map(|(j, _)| j.clone()),
+        warm_spares: false,
     };
     if let Some((j, run_id)) = plan.journal.as_ref().filter(|_| plan.resumed.is_none()) {
         j.commit(crate::state::Op::RunStarted {

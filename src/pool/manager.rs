@@ -61,6 +61,9 @@ pub struct PoolConfig {
     pub recovery: RecoveryConfig,
     /// Where changes of state are journaled (the run's transaction log), if anywhere.
     pub journal: Option<super::Journal>,
+    /// Keep a warm spare of every model: a second worker with the model loaded that serves
+    /// nothing until a failure promotes it (a migration then costs no load).
+    pub warm_spares: bool,
 }
 
 /// How the pool recovers failed workers.
@@ -327,6 +330,10 @@ struct ModelEntry {
     /// Serialises (re)placement so a burst of requests places a model once.
     placing: tokio::sync::Mutex<()>,
     scaling: AtomicBool,
+    /// Warm spares: workers with the model loaded that serve only once promoted.
+    standby: Mutex<Vec<Arc<Slot>>>,
+    /// A standby load is in flight.
+    readying: AtomicBool,
 }
 
 /// A model placed in the pool. Cheap to clone; `infer` is safe to call concurrently.
@@ -430,6 +437,8 @@ impl Pool {
                     placements: Mutex::default(),
                     placing: tokio::sync::Mutex::new(()),
                     scaling: AtomicBool::new(false),
+                    standby: Mutex::default(),
+                    readying: AtomicBool::new(false),
                 });
                 lock(&self.inner.models).entry(key).or_insert(entry).clone()
             }
@@ -606,6 +615,62 @@ impl Pool {
     /// The run's journal, if it has one.
     pub fn journal_handle(&self) -> Option<&super::Journal> {
         self.inner.config.journal.as_ref()
+    }
+
+    /// Loads a standby copy of every model that has none, on a live worker that does not serve
+    /// it (in the background, one per model at a time).
+    fn ensure_standbys(&self) {
+        let entries: Vec<Arc<ModelEntry>> = lock(&self.inner.models).values().cloned().collect();
+        for entry in entries {
+            lock(&entry.standby).retain(|s| s.is_routable());
+            if !lock(&entry.standby).is_empty() || lock(&entry.placements).is_empty() {
+                continue;
+            }
+            let serving: Vec<String> = lock(&entry.placements)
+                .iter()
+                .map(|s| s.id.clone())
+                .collect();
+            let Some(spare) = self
+                .workers()
+                .into_iter()
+                .filter(|s| s.is_routable() && !serving.contains(&s.id))
+                .filter(|s| entry.hardware.browser.is_none_or(|b| b == s.kind))
+                .min_by_key(|s| s.queued())
+            else {
+                continue;
+            };
+            if entry.readying.swap(true, Ordering::SeqCst) {
+                continue;
+            }
+            let (pool, entry) = (self.clone(), entry.clone());
+            tokio::spawn(async move {
+                match spare.load(entry.prepared.clone()).await {
+                    Ok(_) => {
+                        pool.event(
+                            "standby",
+                            &spare.id,
+                            format!("{} loaded as a warm spare", entry.prepared.name),
+                        );
+                        lock(&entry.standby).push(spare);
+                    }
+                    Err(e) => pool.event("standby_failed", &spare.id, e.to_string()),
+                }
+                entry.readying.store(false, Ordering::SeqCst);
+            });
+        }
+    }
+
+    /// No launch in progress and no recovery running (a benchmark waits for this between
+    /// faults).
+    pub fn is_settled(&self) -> bool {
+        let spares_ready = !self.inner.config.warm_spares
+            || lock(&self.inner.models).values().all(|e| {
+                lock(&e.placements).is_empty() || lock(&e.standby).iter().any(|s| s.is_routable())
+            });
+        self.inner.launching.load(Ordering::SeqCst) == 0
+            && self.workers().iter().all(|s| s.episode.try_lock().is_ok())
+            && self.workers().len() >= self.inner.config.min_workers
+            && spares_ready
     }
 
     /// Requests started so far (in flight included).
@@ -992,6 +1057,11 @@ impl ModelHandle {
         }
     }
 
+    /// The workers serving this model now (warm spares excluded).
+    pub fn serving(&self) -> Vec<Arc<Slot>> {
+        lock(&self.entry.placements).clone()
+    }
+
     /// Unloads the model from every worker holding it.
     pub async fn release(&self) {
         let slots: Vec<_> = std::mem::take(&mut *lock(&self.entry.placements));
@@ -1152,6 +1222,9 @@ async fn upkeep(pool: Pool) {
                 s.mark_unhealthy(why.clone());
                 pool.event("unhealthy", &s.id, why);
             }
+        }
+        if c.warm_spares && !pool.inner.cancel.is_cancelled() {
+            pool.ensure_standbys();
         }
         // Unhealthy workers nobody is recovering yet get a recovery episode.
         if tolerant {

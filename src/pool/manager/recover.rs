@@ -248,6 +248,7 @@ impl Pool {
         };
         for e in lock(&self.inner.models).values() {
             lock(&e.placements).retain(|p| !Arc::ptr_eq(p, slot));
+            lock(&e.standby).retain(|p| !Arc::ptr_eq(p, slot));
         }
         if !removed {
             return;
@@ -273,6 +274,25 @@ impl Pool {
             .cloned()
         {
             return Ok(format!("{} (already placed)", s.id));
+        }
+        // A warm spare holds the model already: promote it, no load needed.
+        let spare = {
+            let mut standby = lock(&entry.standby);
+            standby.retain(|s| s.is_routable());
+            (!standby.is_empty()).then(|| standby.remove(0))
+        };
+        if let Some(s) = spare {
+            lock(&entry.placements).push(s.clone());
+            self.journal(crate::state::Op::Placed {
+                model: entry.prepared.name.clone(),
+                worker: s.id.clone(),
+            });
+            self.event(
+                "promoted",
+                &s.id,
+                format!("warm spare of {} now serves", entry.prepared.name),
+            );
+            return Ok(format!("{} (warm spare promoted)", s.id));
         }
         let decision = self
             .route(entry, launch && self.has_room())
