@@ -1,5 +1,6 @@
 //! Ctrl-C in the middle of a run: a real SIGINT stops issuing, closes every browser and driver,
-//! writes the partial report with every request accounted for, and exits 130.
+//! writes the partial report with every request accounted for, and exits 130 — also while
+//! faults are being injected and recovered.
 
 mod common;
 
@@ -9,26 +10,18 @@ use std::time::{Duration, Instant};
 
 use common::{assert_accounted, Sandbox};
 
-#[test]
-fn sigint_mid_run_writes_the_partial_report_and_closes_browsers() {
-    let sb = Sandbox::new();
+/// Runs the binary with `args`, waits until a stderr line starts with `cue` (bounded), waits
+/// `after` more, sends SIGINT, and checks the interrupted run. Returns its run.json.
+fn interrupt(sb: &Sandbox, args: &[&str], cue: &str, after: Duration) -> serde_json::Value {
     let mut child = Command::new(env!("CARGO_BIN_EXE_webgpu-pool"))
-        .args([
-            "run",
-            "--models",
-            "bert-tiny",
-            "--browsers",
-            "chromium,firefox",
-            "--concurrent-models",
-        ])
-        .args(["--concurrency", "2", "--duration", "120s", "--results-dir"])
+        .args(args)
+        .arg("--results-dir")
         .arg(sb.results())
         .env("TMPDIR", sb.tmp())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("binary starts");
-    // Wait until requests are flowing (bounded), then interrupt.
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -40,7 +33,7 @@ fn sigint_mid_run_writes_the_partial_report_and_closes_browsers() {
     let mut seen = Vec::new();
     while started.elapsed() < Duration::from_secs(120) {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            let go = line.starts_with("running ");
+            let go = line.starts_with(cue);
             seen.push(line);
             if go {
                 break;
@@ -48,10 +41,10 @@ fn sigint_mid_run_writes_the_partial_report_and_closes_browsers() {
         }
     }
     assert!(
-        seen.iter().any(|l| l.starts_with("running ")),
-        "never started: {seen:?}"
+        seen.iter().any(|l| l.starts_with(cue)),
+        "never saw '{cue}': {seen:?}"
     );
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(after);
     // SAFETY: kill(2) on the child we spawned; no memory is touched.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
@@ -83,8 +76,59 @@ fn sigint_mid_run_writes_the_partial_report_and_closes_browsers() {
         .next()
         .unwrap()
         .path();
-    for f in ["samples.csv", "summary.md", "report.html", "junit.xml"] {
+    for f in ["samples.csv", "summary.md", "report.html", "junit.xml", "txlog.log"] {
         assert!(dir.join(f).is_file(), "partial {f} missing");
     }
+    run
+}
+
+#[test]
+fn sigint_mid_run_writes_the_partial_report_and_closes_browsers() {
+    let sb = Sandbox::new();
+    interrupt(
+        &sb,
+        &[
+            "run",
+            "--models",
+            "bert-tiny",
+            "--browsers",
+            "chromium,firefox",
+            "--concurrent-models",
+            "--concurrency",
+            "2",
+            "--duration",
+            "120s",
+        ],
+        "running ",
+        Duration::from_secs(3),
+    );
+    sb.assert_clean();
+}
+
+#[test]
+fn sigint_during_fault_injection_closes_everything() {
+    let sb = Sandbox::new();
+    let run = interrupt(
+        &sb,
+        &[
+            "stress",
+            "--fault-injection",
+            "--models",
+            "bert-tiny,whisper-micro",
+            "--fault-every",
+            "3s",
+            "--fault-kinds",
+            "kill_browser,hang,crash_tab",
+            "--duration",
+            "120",
+        ],
+        "fault at ",
+        Duration::from_millis(1500),
+    );
+    assert!(
+        !run["faults"].as_array().unwrap().is_empty(),
+        "no fault on record: {}",
+        run["faults"]
+    );
     sb.assert_clean();
 }
