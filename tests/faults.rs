@@ -201,7 +201,13 @@ fn kill_driver_is_rebuilt() {
         &run,
         "kill_driver",
         &["rebuild"],
-        &["crash", "heartbeat", "process_exit", "driver", "session_lost"],
+        &[
+            "crash",
+            "heartbeat",
+            "process_exit",
+            "driver",
+            "session_lost",
+        ],
     );
     sb.assert_clean();
 }

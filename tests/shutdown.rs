@@ -76,7 +76,13 @@ fn interrupt(sb: &Sandbox, args: &[&str], cue: &str, after: Duration) -> serde_j
         .next()
         .unwrap()
         .path();
-    for f in ["samples.csv", "summary.md", "report.html", "junit.xml", "txlog.log"] {
+    for f in [
+        "samples.csv",
+        "summary.md",
+        "report.html",
+        "junit.xml",
+        "txlog.log",
+    ] {
         assert!(dir.join(f).is_file(), "partial {f} missing");
     }
     run

@@ -109,6 +109,9 @@ pub async fn recovery(
     for spare in [true, false] {
         let mut config = pool_config(&spec, if spare { 2 } else { 1 }, 3, Duration::from_secs(1));
         config.warm_spares = spare;
+        // Back to the exact shape between rounds: a worker beyond the minimum (a rebuild's
+        // replacement racing the minimum's) is closed, so a pool without a spare never has one.
+        config.idle_timeout = Duration::from_secs(1);
         config.recovery = RecoveryConfig {
             strategy: Strategy::Progressive,
             timeout: Duration::from_secs(30),
@@ -247,13 +250,14 @@ async fn kill_once(handle: &ModelHandle) -> Option<f64> {
     recovered.map(|d| d.as_secs_f64() * 1e3)
 }
 
-/// Waits (up to 30 s) until every worker of the pool is routable and none is launching.
+/// Waits (up to 30 s) until the pool is back to its shape: exactly its minimum of workers, all
+/// routable, none launching, every warm spare loaded.
 async fn settle(pool: &Pool) {
     let until = Instant::now() + Duration::from_secs(30);
     tokio::time::sleep(Duration::from_millis(500)).await;
     while Instant::now() < until {
         let ws = pool.workers();
-        if ws.iter().all(|s| s.is_routable()) && pool.is_settled() {
+        if ws.iter().all(|s| s.is_routable()) && pool.is_settled() && pool.at_minimum() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

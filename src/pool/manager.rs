@@ -673,6 +673,11 @@ impl Pool {
             && spares_ready
     }
 
+    /// Whether exactly `min_workers` are live.
+    pub fn at_minimum(&self) -> bool {
+        self.workers().len() == self.inner.config.min_workers
+    }
+
     /// Requests started so far (in flight included).
     pub fn requests_started(&self) -> u64 {
         self.inner.started.load(Ordering::SeqCst)
