@@ -258,3 +258,37 @@ fn slow_past_the_run_bound_is_reset() {
     );
     sb.assert_clean();
 }
+
+#[test]
+fn a_run_without_recovery_fails_requests_but_loses_none_and_leaves_nothing() {
+    let sb = Sandbox::new();
+    let file = sb.dir.path().join("scenario.yaml");
+    std::fs::write(
+        &file,
+        scenario("chromium", "", "  - {kind: kill_browser, at: 3s}\n")
+            .replace("strategy: progressive", "strategy: none")
+            .replace("concurrency: 2", "concurrency: 1"),
+    )
+    .expect("scenario");
+    let a = sb
+        .cmd(300)
+        .arg("scenario")
+        .arg(&file)
+        .arg("--results-dir")
+        .arg(sb.results())
+        .assert();
+    let run = sb.run_json();
+    assert_accounted(&run);
+    assert!(
+        run["requests"]["failed"].as_u64().unwrap_or(0) >= 1,
+        "the request on the killed browser fails without recovery: {} ({})",
+        run["requests"],
+        stderr(&a)
+    );
+    assert!(
+        run["recovery_events"].as_array().unwrap().is_empty(),
+        "{}",
+        run["recovery_events"]
+    );
+    sb.assert_clean();
+}
