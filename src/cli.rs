@@ -179,8 +179,9 @@ pub struct RunArgs {
     /// fails), and verify the log and snapshot at the end.
     #[arg(long)]
     pub test_state_management: bool,
-    /// Time between syncs (fsync and snapshot) of the run's transaction log, e.g. 5s.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    /// Time between syncs (fsync and snapshot) of the run's transaction log: seconds (5) or a
+    /// duration (500ms).
+    #[arg(long, value_parser = parse_seconds, value_name = "DURATION")]
     pub sync_interval: Option<Duration>,
     #[command(flatten)]
     pub concurrency: ConcurrencyArgs,

@@ -254,3 +254,36 @@ fn a_browser_killed_from_outside_is_recovered_with_nothing_lost() {
     assert_eq!(ours["succeeded"], true, "{ours}");
     sb.assert_clean();
 }
+
+#[test]
+fn test_state_management_migrates_and_verifies_the_log() {
+    let sb = Sandbox::new();
+    let a = sb.run(
+        &[
+            "--models",
+            "bert-tiny",
+            "--browsers",
+            "chromium,firefox",
+            "--test-state-management",
+            "--sync-interval",
+            "1",
+            "--duration",
+            "8s",
+        ],
+        300,
+    );
+    let err = stderr(&a);
+    assert!(a.get_output().status.success(), "{err}");
+    assert!(err.contains("state: ok"), "the log was not verified: {err}");
+    let run = sb.run_json();
+    assert_accounted(&run);
+    let events = run["pool_events"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["kind"] == "migrated"), "{events:?}");
+    let st = state(&sb, &run_dir(&sb));
+    assert_eq!(st["state"]["finished"], true, "{st}");
+    assert_eq!(
+        st["state"]["progress"]["succeeded"], run["requests"]["succeeded"],
+        "the log's progress matches the report"
+    );
+    sb.assert_clean();
+}

@@ -67,7 +67,7 @@ pub struct EarlierPart {
     /// Of those, failed.
     pub failed: u64,
     /// In flight when the harness died: no answer was ever recorded, so they count as failed
-    /// (class `harness_killed`).
+    /// (no sample of them exists; only this count).
     pub interrupted: u64,
     /// Measured time it ran, ms.
     pub elapsed_ms: u64,
