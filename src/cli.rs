@@ -190,30 +190,14 @@ pub struct RunArgs {
 impl RunArgs {
     /// Compiles the flags into the same [`Scenario`] a YAML file gives: one engine path.
     pub fn to_scenario(&self) -> Scenario {
-        let mut s = Scenario {
-            name: "run".into(),
-            seed: self.seed,
-            ..Scenario::default()
-        };
-        s.models = self
-            .models
-            .iter()
-            .map(|m| ModelEntry {
-                name: m.clone(),
-                browser: None,
-                weight: 1,
-            })
-            .collect();
-        s.pool.browsers = self.browsers.clone();
-        s.pool.driver = match self.driver {
-            DriverChoice::Cdp => DriverKind::Cdp,
-            DriverChoice::Webdriver => DriverKind::WebDriver,
-        };
-        if let Some(b) = &self.backends {
-            s.backends = b.clone();
-            // Naming webgpu explicitly asks for it even on a software adapter (issue #2).
-            s.allow_fallback_adapter = b.contains(&Backend::Webgpu);
-        }
+        let mut s = base_scenario(
+            "run",
+            self.seed,
+            &self.models,
+            &self.browsers,
+            self.driver,
+            self.backends.as_deref(),
+        );
         let w = &mut s.workload;
         w.warmup = self.warmup;
         w.request_timeout = self.run_timeout;
@@ -377,25 +361,14 @@ pub enum RecoveryChoice {
 impl StressArgs {
     /// Compiles the flags into a [`Scenario`]: one engine path with `run` and `scenario`.
     pub fn to_scenario(&self) -> Scenario {
-        let mut s = Scenario {
-            name: "stress".into(),
-            seed: self.seed,
-            ..Scenario::default()
-        };
-        s.models = self
-            .models
-            .iter()
-            .map(|m| ModelEntry {
-                name: m.clone(),
-                browser: None,
-                weight: 1,
-            })
-            .collect();
-        s.pool.browsers = self.browsers.clone();
-        s.pool.driver = match self.driver {
-            DriverChoice::Cdp => DriverKind::Cdp,
-            DriverChoice::Webdriver => DriverKind::WebDriver,
-        };
+        let mut s = base_scenario(
+            "stress",
+            self.seed,
+            &self.models,
+            &self.browsers,
+            self.driver,
+            self.backends.as_deref(),
+        );
         s.pool.placement = PlacementMode::Routed;
         let n = self.browsers.len() as u32;
         s.pool.min_connections = n;
@@ -403,10 +376,6 @@ impl StressArgs {
         s.pool.max_connections = n + 1;
         s.pool.heartbeat_interval = Duration::from_secs(2);
         s.pool.heartbeat_timeout = Duration::from_secs(5);
-        if let Some(b) = &self.backends {
-            s.backends = b.clone();
-            s.allow_fallback_adapter = b.contains(&Backend::Webgpu);
-        }
         let w = &mut s.workload;
         w.mode = WorkloadMode::Closed;
         w.concurrency = self.concurrency;
@@ -447,6 +416,42 @@ impl StressArgs {
         }
         s
     }
+}
+
+/// The part of a flag-built scenario `run` and `stress` share: name, seed, models, browsers,
+/// driver and backends.
+fn base_scenario(
+    name: &str,
+    seed: u64,
+    models: &[String],
+    browsers: &[BrowserKind],
+    driver: DriverChoice,
+    backends: Option<&[Backend]>,
+) -> Scenario {
+    let mut s = Scenario {
+        name: name.into(),
+        seed,
+        ..Scenario::default()
+    };
+    s.models = models
+        .iter()
+        .map(|m| ModelEntry {
+            name: m.clone(),
+            browser: None,
+            weight: 1,
+        })
+        .collect();
+    s.pool.browsers = browsers.to_vec();
+    s.pool.driver = match driver {
+        DriverChoice::Cdp => DriverKind::Cdp,
+        DriverChoice::Webdriver => DriverKind::WebDriver,
+    };
+    if let Some(b) = backends {
+        s.backends = b.to_vec();
+        // Naming webgpu explicitly asks for it even on a software adapter (issue #2).
+        s.allow_fallback_adapter = b.contains(&Backend::Webgpu);
+    }
+    s
 }
 
 /// The flag a scenario key path came from, for errors about flags.

@@ -64,13 +64,7 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
                 print(&webgpu_pool::scenario::to_yaml(&scenario))?;
                 return Ok(ExitCode::SUCCESS);
             }
-            if let Err(errors) = scenario.validate() {
-                let lines: Vec<String> = errors
-                    .iter()
-                    .map(|e| format!("{}: {}", cli::flag_for(e.path()), e))
-                    .collect();
-                return Err(app::UsageError(lines.join("\n")).into());
-            }
+            flags_valid(&scenario)?;
             if let Some(name) = &args.save_baseline {
                 report::store::baseline_dir(&args.results_dir, name)
                     .map_err(|e| app::UsageError(format!("--save-baseline: {e}")))?;
@@ -101,13 +95,7 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
                 print(&webgpu_pool::scenario::to_yaml(&scenario))?;
                 return Ok(ExitCode::SUCCESS);
             }
-            if let Err(errors) = scenario.validate() {
-                let lines: Vec<String> = errors
-                    .iter()
-                    .map(|e| format!("{}: {}", cli::flag_for(e.path()), e))
-                    .collect();
-                return Err(app::UsageError(lines.join("\n")).into());
-            }
+            flags_valid(&scenario)?;
             let extras = RunExtras {
                 results_dir: args.results_dir,
                 command: command_line(),
@@ -274,6 +262,18 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Validates a scenario compiled from flags, naming the flag each error came from (exit 2).
+fn flags_valid(scenario: &webgpu_pool::scenario::Scenario) -> Result<()> {
+    if let Err(errors) = scenario.validate() {
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: {}", cli::flag_for(e.path()), e))
+            .collect();
+        return Err(app::UsageError(lines.join("\n")).into());
+    }
+    Ok(())
 }
 
 /// Runs a validated scenario, prints the tables, and maps the outcome to an exit code.
