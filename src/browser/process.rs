@@ -287,7 +287,16 @@ mod tests {
             .env("WGP_MARK", dir.path())
             .spawn()
             .unwrap();
-        let found = mentioning(dir.path());
+        // Right after spawn the child may not have exec'd yet (its environ is still ours):
+        // look again for a moment.
+        let mut found = mentioning(dir.path());
+        for _ in 0..100 {
+            if !found.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            found = mentioning(dir.path());
+        }
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(found, vec![child.id()]);
