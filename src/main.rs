@@ -96,17 +96,12 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             flags_valid(&scenario)?;
-            let extras = RunExtras {
-                results_dir: args.results_dir,
-                command: command_line(),
-            };
-            run_scenario(
+            run_in(
                 scenario,
-                extras,
+                args.results_dir,
                 args.explain_routing,
                 quiet,
                 shutdown,
-                None,
             )
             .await
         }
@@ -117,17 +112,12 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
                 print(&webgpu_pool::scenario::to_yaml(&scenario))?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let extras = RunExtras {
-                results_dir: args.results_dir,
-                command: command_line(),
-            };
-            run_scenario(
+            run_in(
                 scenario,
-                extras,
+                args.results_dir,
                 args.explain_routing,
                 quiet,
                 shutdown,
-                None,
             )
             .await
         }
@@ -262,6 +252,21 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Runs `scenario` into `results_dir` (no baseline saved): `scenario` and `stress`.
+async fn run_in(
+    scenario: webgpu_pool::scenario::Scenario,
+    results_dir: std::path::PathBuf,
+    explain: bool,
+    quiet: bool,
+    shutdown: CancellationToken,
+) -> Result<ExitCode> {
+    let extras = RunExtras {
+        results_dir,
+        command: command_line(),
+    };
+    run_scenario(scenario, extras, explain, quiet, shutdown, None).await
 }
 
 /// Validates a scenario compiled from flags, naming the flag each error came from (exit 2).

@@ -75,16 +75,3 @@ impl fmt::Display for Kind {
         f.write_str(self.as_str())
     }
 }
-
-impl std::str::FromStr for Kind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
-                format!("unknown fault kind '{s}' (known: {})", names.join(", "))
-            })
-    }
-}

@@ -258,20 +258,6 @@ impl FaultKind {
         }
     }
 
-    /// Parses a snake_case name (`kill_browser`, ...), naming the known kinds on error.
-    ///
-    /// # Errors
-    /// When `s` is not a kind.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
-                format!("unknown fault kind '{s}' (known: {})", names.join(", "))
-            })
-    }
-
     /// Whether the fault lasts a while (`duration` applies).
     pub fn has_duration(self) -> bool {
         matches!(
@@ -493,9 +479,17 @@ impl Thresholds {
     }
 }
 
+/// Parses a snake_case name (`kill_browser`, ...), naming the known kinds on error (the
+/// `stress --fault-kinds` flag).
 impl std::str::FromStr for FaultKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown fault kind '{s}' (known: {})", names.join(", "))
+            })
     }
 }
