@@ -1,22 +1,28 @@
 //! `compare` on real runs in real Chromium: the same run against itself passes, two normal runs
-//! pass, and a run made slower by real CPU contention fails naming the metric; a saved baseline
-//! is found by name.
+//! pass, and a run made slower on purpose (its browser throttled to 40% of the time) fails
+//! naming the metric; a saved baseline is found by name.
 // See: issue 6 ("compare: two identical runs -> exit 0; a run made 20% slower on purpose ->
 // exit 1 naming the metric; two normal runs -> exit 0").
 //
-// One test, run step by step: the slowed run hogs both cores, and a normal run measured at the
-// same time would be slowed too. The threshold is 20% (the issue's "20% slower"): this machine
-// shares its 2 cores with other work, and a 5% gate between two runs minutes apart would flag
-// that noise rather than the code.
+// The threshold is 20% (the issue's "20% slower"). This machine shares its 2 cores with other
+// work. An earlier version slowed its run with a CPU hog, and CI then saw the *next* runs as
+// slow as the hogged one, 2-3x the baseline (the machine stays slow for a while after a burst
+// of load, as a burstable VM does). The slowed run's browser is now throttled the way a CPU
+// quota does it, SIGSTOP for 3 ms and SIGCONT for 2 ms, which starves it without loading the
+// machine. Runs go one at a time (two browsers running onnxruntime-web's threads at once on 2
+// cores slow each other unevenly), the baseline and the normal run back to back, the slowed
+// run last.
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{stdout, Sandbox};
+use webgpu_pool::browser::process::{kill, tree_of, Signal};
 
 const RUN: [&str; 10] = [
     "--models",
@@ -24,9 +30,9 @@ const RUN: [&str; 10] = [
     "--browsers",
     "chromium",
     "-n",
-    "30",
+    "200",
     "--warmup",
-    "3",
+    "5",
     "--quiet",
     "--backends=wasm",
 ];
@@ -58,44 +64,91 @@ fn compare(sb: &Sandbox, args: &[&str]) -> (i32, String) {
     (code, text)
 }
 
-/// Four threads, two per core, that keep both cores busy until dropped (or 5 minutes pass):
-/// real contention for the browser's threads, nothing simulated. Two per core leave the browser
-/// about a third of the CPU, a slowdown well clear of the noise a busy shared machine puts on the
-/// baseline itself (with one per core a CI run once saw the baseline slower than the hogged run
-/// three rounds in a row).
-struct Hog {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<u64>>,
+/// `webgpu-pool run RUN extra` started in `sb` (its TMPDIR, its results folder), output to a log
+/// file beside the sandbox's tmp (which must end empty).
+fn start(sb: &Sandbox, extra: &[&str], log: &str) -> Child {
+    let log = std::fs::File::create(sb.dir.path().join(log)).expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_webgpu-pool"))
+        .env("TMPDIR", sb.tmp())
+        .env("NO_COLOR", "1")
+        .arg("run")
+        .args(RUN)
+        .args(extra)
+        .arg("--results-dir")
+        .arg(sb.results())
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start webgpu-pool")
 }
 
-impl Hog {
-    fn start() -> Self {
+/// Waits for `child` up to `bound`, killing it past that; its exit code, with its log.
+fn finish(sb: &Sandbox, mut child: Child, log: &str, bound: Duration) -> (Option<i32>, String) {
+    let deadline = Instant::now() + bound;
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(sb.dir.path().join(log)).unwrap_or_default();
+    (code, text)
+}
+
+/// Throttles every process below `pid` (the browser a run launched, not the harness itself) to
+/// at most 40% of the time until dropped: SIGSTOP, 3 ms, SIGCONT, 2 ms, as a CPU quota or
+/// `cpulimit` does. Real starvation that, unlike a hog, puts no load on the machine. The period
+/// is well under one inference (about 10 ms), so each one is stretched rather than slipping
+/// whole into a running window. On drop every process is resumed, even when an assertion
+/// failed.
+struct Throttle {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Throttle {
+    fn below(pid: u32) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..4)
-            .map(|_| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    let started = Instant::now();
-                    let mut x = 0u64;
-                    while !stop.load(Ordering::Relaxed)
-                        && started.elapsed() < Duration::from_secs(300)
-                    {
-                        for i in 0..10_000u64 {
-                            x = std::hint::black_box(x.wrapping_mul(6364136223846793005) ^ i);
-                        }
-                    }
-                    x
-                })
-            })
-            .collect();
-        Self { stop, threads }
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut pids: Vec<u32> = Vec::new();
+            let mut listed = Instant::now() - Duration::from_secs(1);
+            while !flag.load(Ordering::Relaxed) {
+                // Browsers start renderers as they go: look again five times a second.
+                if listed.elapsed() > Duration::from_millis(200) {
+                    pids = tree_of(pid).into_iter().filter(|&p| p != pid).collect();
+                    listed = Instant::now();
+                }
+                for &p in &pids {
+                    let _ = kill(p, Signal::Stop);
+                }
+                std::thread::sleep(Duration::from_millis(3));
+                for &p in &pids {
+                    let _ = kill(p, Signal::Cont);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            for p in tree_of(pid) {
+                let _ = kill(p, Signal::Cont);
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
-impl Drop for Hog {
+impl Drop for Throttle {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
+        if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
@@ -111,17 +164,41 @@ fn compare_passes_same_and_normal_runs_and_fails_a_slowed_one() {
     // slow the baseline (hiding the slowed run) or a normal run (failing the pair). So a round
     // whose verdicts do not hold is measured again, from a fresh baseline, up to three rounds;
     // a broken `compare` fails every round.
+    // The slowed run gets its own sandbox, so its processes are told apart from the others'.
+    let slow_sb = Sandbox::new();
+    // A burst of outside load can still fall on one run more than another; a round whose
+    // verdicts do not hold is measured again, up to three rounds. A broken `compare` fails
+    // every round.
     let mut verdicts = Vec::new();
     for round in 0..3 {
-        sb.run(&with_baseline, 300).success();
-        let baseline = run_dirs(&sb.results()).pop().unwrap();
-        {
-            let _hog = Hog::start();
-            sb.run(&RUN, 300).success();
+        let bound = Duration::from_secs(300);
+        for (name, extra) in [
+            ("baseline", &["--save-baseline", "main"][..]),
+            ("normal", &[]),
+        ] {
+            let log = format!("{name}.log");
+            let (code, text) = finish(&sb, start(&sb, extra, &log), &log, bound);
+            assert_eq!(code, Some(0), "the {name} run failed:\n{text}");
         }
-        let slowed = run_dirs(&sb.results()).pop().unwrap();
-        sb.run(&RUN, 300).success();
-        let normal = run_dirs(&sb.results()).pop().unwrap();
+        let slowed = start(&slow_sb, &[], "slowed.log");
+        let (code, text) = {
+            let _throttle = Throttle::below(slowed.id());
+            finish(&slow_sb, slowed, "slowed.log", bound)
+        };
+        assert_eq!(code, Some(0), "the slowed run failed:\n{text}");
+        let dirs = run_dirs(&sb.results());
+        let baseline_dir = sb.results().join("baselines/main");
+        let json = std::fs::read_to_string(baseline_dir.join("run.json")).expect("baseline");
+        let baseline_id = serde_json::from_str::<serde_json::Value>(&json).expect("json")["run_id"]
+            .as_str()
+            .expect("run_id")
+            .to_owned();
+        let (baseline, normal): (Vec<_>, Vec<_>) = dirs[dirs.len() - 2..]
+            .iter()
+            .cloned()
+            .partition(|d| d.file_name().unwrap().to_str() == Some(baseline_id.as_str()));
+        let (baseline, normal) = (baseline[0].clone(), normal[0].clone());
+        let slowed = run_dirs(&slow_sb.results()).pop().unwrap();
         assert!(sb.results().join("baselines/main/samples.csv").is_file());
         let (a, slow, b) = (
             baseline.to_str().unwrap(),
@@ -136,7 +213,7 @@ fn compare_passes_same_and_normal_runs_and_fails_a_slowed_one() {
 
         // Two normal runs, the baseline found by name.
         let normal_pair = compare(&sb, &["--baseline", "main", b]);
-        // The run measured while four threads hogged both cores.
+        // The run whose browser was throttled.
         let slowed_pair = compare(&sb, &["--baseline", "main", slow]);
         let held = normal_pair.0 == 0
             && slowed_pair.0 == 1
@@ -179,4 +256,5 @@ fn compare_passes_same_and_normal_runs_and_fails_a_slowed_one() {
         .assert()
         .code(2);
     sb.assert_clean();
+    slow_sb.assert_clean();
 }
