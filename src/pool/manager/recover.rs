@@ -246,8 +246,13 @@ impl Pool {
             live.retain(|s| !Arc::ptr_eq(s, slot));
             before != live.len()
         };
-        for e in lock(&self.inner.models).values() {
-            lock(&e.placements).retain(|p| !Arc::ptr_eq(p, slot));
+        let mut held = Vec::new();
+        for (name, e) in lock(&self.inner.models).iter() {
+            let mut placements = lock(&e.placements);
+            if placements.iter().any(|p| Arc::ptr_eq(p, slot)) {
+                held.push(name.clone());
+            }
+            placements.retain(|p| !Arc::ptr_eq(p, slot));
             lock(&e.standby).retain(|p| !Arc::ptr_eq(p, slot));
         }
         if !removed {
@@ -255,11 +260,35 @@ impl Pool {
         }
         slot.mark_unhealthy(why.to_string());
         self.event("retired", &slot.id, why.to_string());
-        self.journal(crate::state::Op::WorkerRemoved {
-            id: slot.id.clone(),
-        });
+        // The worker stays a member, `closing` and serving nothing, until its browser is gone:
+        // a harness killed while the close runs leaves a record for `resume` to reap by.
+        if let Some(j) = &self.inner.config.journal {
+            if let Some(tx) = j.begin() {
+                j.op(
+                    tx,
+                    crate::state::Op::WorkerStatus {
+                        id: slot.id.clone(),
+                        status: "closing".into(),
+                    },
+                );
+                for model in held {
+                    j.op(
+                        tx,
+                        crate::state::Op::Unplaced {
+                            model,
+                            worker: slot.id.clone(),
+                        },
+                    );
+                }
+                j.commit_tx(tx);
+            }
+        }
         let s = slot.clone();
-        let handle = tokio::spawn(async move { s.close().await });
+        let pool = self.clone();
+        let handle = tokio::spawn(async move {
+            s.close().await;
+            pool.journal(crate::state::Op::WorkerRemoved { id: s.id.clone() });
+        });
         lock(&self.inner.closing).push(handle);
         lock(&self.inner.retired).push(slot.clone());
     }
