@@ -307,6 +307,8 @@ struct Inner {
     closing: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Requests started (each counted once, whatever its attempts).
     started: std::sync::atomic::AtomicU64,
+    /// Woken each time a request ends, for the engine to journal progress at once.
+    ended: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -371,6 +373,7 @@ impl Pool {
                 pending: Mutex::default(),
                 closing: Mutex::default(),
                 started: std::sync::atomic::AtomicU64::new(0),
+                ended: tokio::sync::Notify::new(),
             }),
         };
         let c = &pool.inner.config;
@@ -942,6 +945,14 @@ impl Pool {
             log.requests.failed += 1;
         }
         log.samples.push(sample);
+        drop(log);
+        self.inner.ended.notify_one();
+    }
+
+    /// Resolves when a request has ended (succeeded or failed) since the last call returned;
+    /// several endings in between wake it once.
+    pub async fn request_ended(&self) {
+        self.inner.ended.notified().await;
     }
 }
 
