@@ -288,10 +288,7 @@ impl Browser for WebDriverBrowser {
             },
             Ok(None) => WorkerError::Crashed {
                 method: method.to_owned(),
-                message: format!(
-                    "the browser (pid {:?}) or its driver (pid {:?}) exited during the call",
-                    self.pid, self.driver_pid
-                ),
+                message: format!("{} during the call", gone(self.pid, self.driver_pid)),
             },
             Ok(Some(Ok(ret))) => {
                 return match ret.json() {
@@ -330,10 +327,7 @@ impl Browser for WebDriverBrowser {
         }
         let dead = |p: Option<u32>| p.is_some_and(|p| !process::pid_alive(p));
         if dead(self.pid) || dead(self.driver_pid) {
-            return Err(gone(format!(
-                "the browser (pid {:?}) or its driver (pid {:?}) is gone",
-                self.pid, self.driver_pid
-            )));
+            return Err(gone(self::gone(self.pid, self.driver_pid)));
         }
         let Some(session) = self.session() else {
             return Err(gone("no session".into()));
@@ -608,6 +602,18 @@ fn capabilities(spec: &LaunchSpec, dir: &Path) -> Map<String, Value> {
     match caps {
         Value::Object(m) => m,
         _ => Map::new(),
+    }
+}
+
+/// Which of a session's processes exited, for an error message: "the driver (pid 13608)
+/// exited", "the browser (pid 13624) and its driver (pid 13608) exited".
+fn gone(browser: Option<u32>, driver: Option<u32>) -> String {
+    let dead = |p: Option<u32>| p.filter(|&p| !process::pid_alive(p));
+    match (dead(browser), dead(driver)) {
+        (Some(b), Some(d)) => format!("the browser (pid {b}) and its driver (pid {d}) exited"),
+        (Some(b), None) => format!("the browser (pid {b}) exited"),
+        (None, Some(d)) => format!("the driver (pid {d}) exited"),
+        (None, None) => "the browser or its driver exited".to_owned(),
     }
 }
 
