@@ -421,7 +421,10 @@ impl Browser for CdpBrowser {
         if self.closed.load(Ordering::SeqCst) || !self.browser_alive() {
             return Err(WorkerError::Crashed {
                 method: method.into(),
-                message: format!("the browser (pid {:?}) is gone", self.pid),
+                message: match self.pid {
+                    Some(pid) => format!("the browser (pid {pid}) is gone"),
+                    None => "the browser is gone".to_owned(),
+                },
             });
         }
         *self.socket.lock().await = None;
