@@ -247,10 +247,11 @@ impl Pool {
             before != live.len()
         };
         let mut held = Vec::new();
-        for (name, e) in lock(&self.inner.models).iter() {
+        for e in lock(&self.inner.models).values() {
             let mut placements = lock(&e.placements);
             if placements.iter().any(|p| Arc::ptr_eq(p, slot)) {
-                held.push(name.clone());
+                // The model's name, as the state knows it (the map's key adds the browser pin).
+                held.push(e.prepared.name.clone());
             }
             placements.retain(|p| !Arc::ptr_eq(p, slot));
             lock(&e.standby).retain(|p| !Arc::ptr_eq(p, slot));
