@@ -399,28 +399,28 @@ pub async fn execute(
                     let driving = std::time::Instant::now();
                     let mut tick = tokio::time::interval(Duration::from_millis(500));
                     let (mut seen_faults, mut seen_recoveries) = (0, 0);
-                    let journaled = pool.journal_handle().is_some();
+                    let journal = pool.journal_handle();
+                    let commit_progress = |j: &super::Journal| {
+                        j.commit(with_earlier(
+                            pool.progress(driving.elapsed()),
+                            plan.resumed.as_ref(),
+                        ));
+                    };
                     loop {
                         tokio::select! {
                             _ = &mut drive => break,
-                            () = pool.request_ended(), if journaled => {
+                            () = pool.request_ended(), if journal.is_some() => {
                                 // Each ended request reaches the log (and the OS) at once, so a
                                 // harness killed between ticks loses no finished request's count.
-                                if let Some(j) = pool.journal_handle() {
-                                    j.commit(with_earlier(
-                                        pool.progress(driving.elapsed()),
-                                        plan.resumed.as_ref(),
-                                    ));
+                                if let Some(j) = journal {
+                                    commit_progress(j);
                                 }
                                 continue;
                             }
                             _ = tick.tick() => {}
                         }
-                        if let Some(j) = pool.journal_handle() {
-                            j.commit(with_earlier(
-                                pool.progress(driving.elapsed()),
-                                plan.resumed.as_ref(),
-                            ));
+                        if let Some(j) = journal {
+                            commit_progress(j);
                             j.tick();
                         }
                         let (ok, failed, recovering, faults, recoveries) =
