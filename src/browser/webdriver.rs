@@ -288,7 +288,11 @@ impl Browser for WebDriverBrowser {
             },
             Ok(None) => WorkerError::Crashed {
                 method: method.to_owned(),
-                message: format!("{} during the call", gone(self.pid, self.driver_pid)),
+                message: format!(
+                    "{} during the call",
+                    exited(self.pid, self.driver_pid)
+                        .unwrap_or_else(|| "the browser or its driver exited".into())
+                ),
             },
             Ok(Some(Ok(ret))) => {
                 return match ret.json() {
@@ -325,9 +329,8 @@ impl Browser for WebDriverBrowser {
         if self.closed.load(Ordering::SeqCst) {
             return Err(gone("the session was closed".into()));
         }
-        let dead = |p: Option<u32>| p.is_some_and(|p| !process::pid_alive(p));
-        if dead(self.pid) || dead(self.driver_pid) {
-            return Err(gone(self::gone(self.pid, self.driver_pid)));
+        if let Some(why) = exited(self.pid, self.driver_pid) {
+            return Err(gone(why));
         }
         let Some(session) = self.session() else {
             return Err(gone("no session".into()));
@@ -605,15 +608,18 @@ fn capabilities(spec: &LaunchSpec, dir: &Path) -> Map<String, Value> {
     }
 }
 
-/// Which of a session's processes exited, for an error message: "the driver (pid 13608)
-/// exited", "the browser (pid 13624) and its driver (pid 13608) exited".
-fn gone(browser: Option<u32>, driver: Option<u32>) -> String {
+/// Which of a session's processes exited, for an error message ("the driver (pid 13608)
+/// exited", "the browser (pid 13624) and its driver (pid 13608) exited"); `None` while both
+/// live.
+fn exited(browser: Option<u32>, driver: Option<u32>) -> Option<String> {
     let dead = |p: Option<u32>| p.filter(|&p| !process::pid_alive(p));
     match (dead(browser), dead(driver)) {
-        (Some(b), Some(d)) => format!("the browser (pid {b}) and its driver (pid {d}) exited"),
-        (Some(b), None) => format!("the browser (pid {b}) exited"),
-        (None, Some(d)) => format!("the driver (pid {d}) exited"),
-        (None, None) => "the browser or its driver exited".to_owned(),
+        (Some(b), Some(d)) => Some(format!(
+            "the browser (pid {b}) and its driver (pid {d}) exited"
+        )),
+        (Some(b), None) => Some(format!("the browser (pid {b}) exited")),
+        (None, Some(d)) => Some(format!("the driver (pid {d}) exited")),
+        (None, None) => None,
     }
 }
 
