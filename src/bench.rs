@@ -24,12 +24,11 @@ use comfy_table::Table;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::backend::Backend;
 use crate::browser::{self, BrowserKind, DriverKind, LaunchSpec, WorkerError};
 use crate::metrics::Percentiles;
 use crate::models::Cache;
-use crate::pool::router::Preferences;
-use crate::pool::slot::SlotTimeouts;
-use crate::pool::{Backend, PoolConfig, PoolError};
+use crate::pool::{PageSettings, PoolConfig, PoolError, WorkerTimeouts};
 use crate::server::{AssetServer, ServerError};
 
 mod latency;
@@ -293,36 +292,24 @@ async fn measure_all(
     Ok((latency, throughput))
 }
 
-/// The timeouts `RunPlan::matrix` uses.
-fn timeouts() -> SlotTimeouts {
-    SlotTimeouts {
-        load: Duration::from_secs(300),
-        run: Duration::from_secs(120),
-        call: Duration::from_secs(60),
-    }
+/// The timeouts a run uses by default.
+fn timeouts() -> WorkerTimeouts {
+    WorkerTimeouts::default()
 }
 
 /// A pool of Chromium-or-other workers of one launch spec, `min..=max` workers, wasm only.
 fn pool_config(spec: &LaunchSpec, min: usize, max: usize, heartbeat: Duration) -> PoolConfig {
     PoolConfig {
-        launches: vec![spec.clone()],
-        initial: vec![spec.kind],
         min_workers: min,
         max_workers: max,
-        backends: vec![Backend::Wasm],
-        allow_fallback_adapter: false,
-        preferences: Preferences::default(),
-        timeouts: timeouts(),
+        page: PageSettings {
+            backends: vec![Backend::Wasm],
+            allow_fallback_adapter: false,
+        },
         heartbeat_interval: heartbeat,
-        heartbeat_timeout: Duration::from_secs(30),
-        idle_timeout: Duration::from_secs(3600),
         // One queued request on the only placement adds a worker (when there is room).
         scale_up_queue: 1,
-        cache: Cache::from_env(),
-        seed: 42,
-        recovery: crate::pool::RecoveryConfig::default(),
-        journal: None,
-        warm_spares: false,
+        ..PoolConfig::fixed(vec![spec.clone()])
     }
 }
 

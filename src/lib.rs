@@ -18,6 +18,7 @@
 #![warn(missing_debug_implementations)]
 
 pub mod app;
+pub mod backend;
 pub mod bench;
 pub mod browser;
 pub mod faults;

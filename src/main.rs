@@ -240,7 +240,7 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
         }
         Command::Models(ModelsCommand::Prepare { models, seed }) => {
             let observer = observe::Stderr { quiet };
-            let prepared = app::prepare_named(&models, seed, &|m| observer.line(m)).await?;
+            let prepared = app::prepare_named(&models, seed, &observer).await?;
             for p in prepared {
                 print(&format!(
                     "{}\t{}\t{}\n",
@@ -293,8 +293,7 @@ async fn run_scenario(
     let config = RunConfig::resolve(scenario, extras)?;
     // The bar grows as cells start, so no count is needed up front.
     let observer = observe::Progress::new(quiet, 0);
-    let (summary, dir) =
-        app::run(&config, shutdown.clone(), &observer, &|m| observer.line(m)).await?;
+    let (summary, dir) = app::run(&config, shutdown.clone(), &observer).await?;
     finish(summary, dir, &observer, explain, shutdown, save_baseline)
 }
 
@@ -305,14 +304,8 @@ async fn resume(
     shutdown: CancellationToken,
 ) -> Result<ExitCode> {
     let observer = observe::Progress::new(quiet, 0);
-    let (summary, dir) = app::resume(
-        &args.run_dir,
-        command_line(),
-        shutdown.clone(),
-        &observer,
-        &|m| observer.line(m),
-    )
-    .await?;
+    let (summary, dir) =
+        app::resume(&args.run_dir, command_line(), shutdown.clone(), &observer).await?;
     finish(
         summary,
         dir,

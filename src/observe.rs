@@ -9,9 +9,9 @@
 //!   `--quiet`: nothing but warnings. `NO_COLOR` (<https://no-color.org>) drops the colour
 //!   from the bar templates.
 //!
-//! It receives [`RunEvent`]s from the engine and the lines of `app::run`'s `progress` callback
-//! (`preparing X ...` / `prepared X ...` drive the preparation spinners; other lines are
-//! printed above the bars as they come).
+//! It receives [`RunEvent`]s from the app and the engine: `Preparing`/`Prepared` turn the
+//! preparation spinners, `Starting`/`Loading`/`Driving` the launch spinner and the cell bar;
+//! `Note` and `Incident` lines are printed above the bars as they come.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,7 +59,15 @@ fn event_line(event: &RunEvent<'_>) -> Option<String> {
             None => format!("placing {model} ..."),
         },
         RunEvent::Driving { what } => format!("running {what} ..."),
-        RunEvent::Incident { line } => line.clone(),
+        RunEvent::Preparing { model } => format!("preparing {model} ..."),
+        RunEvent::Prepared { model, took } => format!(
+            "prepared {} ({} weights, {:.1} MB ONNX) in {:.1}s",
+            model.name,
+            model.weights.as_str(),
+            model.onnx_bytes as f64 / 1e6,
+            took.as_secs_f64()
+        ),
+        RunEvent::Incident { line } | RunEvent::Note { line } => line.clone(),
         _ => return None,
     })
 }
@@ -134,26 +142,13 @@ impl Progress {
         }
     }
 
-    /// A line of `app::run`'s progress callback.
+    /// One plain line above the bars (or on stderr when there are none).
     pub fn line(&self, message: &str) {
         match self.mode {
             Mode::Quiet => {}
             Mode::Lines => eprintln!("{message}"),
             Mode::Bars => {
-                if let Some(rest) = message.strip_prefix("preparing ") {
-                    let model = rest.trim_end_matches(" ...");
-                    self.spin(
-                        format!("prepare:{model}"),
-                        "prepare",
-                        format!("{model} ..."),
-                    );
-                } else if let Some(rest) = message.strip_prefix("prepared ") {
-                    let model = rest.split_whitespace().next().unwrap_or_default();
-                    self.done(&format!("prepare:{model}"));
-                    let _ = self.multi.println(message);
-                } else {
-                    let _ = self.multi.println(message);
-                }
+                let _ = self.multi.println(message);
             }
         }
     }
@@ -277,7 +272,20 @@ impl RunObserver for Progress {
                     self.done("launch");
                     self.runs.set_message(format!("running {what}"));
                 }
-                RunEvent::Incident { line } => {
+                RunEvent::Preparing { model } => {
+                    self.spin(
+                        format!("prepare:{model}"),
+                        "prepare",
+                        format!("{model} ..."),
+                    );
+                }
+                RunEvent::Prepared { model, .. } => {
+                    self.done(&format!("prepare:{}", model.name));
+                    if let Some(line) = event_line(event) {
+                        let _ = self.multi.println(line);
+                    }
+                }
+                RunEvent::Incident { line } | RunEvent::Note { line } => {
                     let _ = self.multi.println(line);
                 }
                 _ => {}

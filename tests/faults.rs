@@ -292,3 +292,75 @@ fn a_run_without_recovery_fails_requests_but_loses_none_and_leaves_nothing() {
     );
     sb.assert_clean();
 }
+
+/// A page that throws fails the request, not the worker: every request that met the thrown
+/// error fails after one attempt with class `page`, and no recovery episode starts (a retry
+/// throws the same way; a reset would only hide the error by reloading the page).
+// See: issue #10 (typed error classes; retry only what is transient)
+#[test]
+fn a_page_error_fails_at_once_with_class_page_and_no_recovery() {
+    let sb = Sandbox::new();
+    let file = sb.dir.path().join("scenario.yaml");
+    std::fs::write(
+        &file,
+        scenario(
+            "chromium",
+            "",
+            "  - {kind: page_error, at: 3s, duration: 3s}\n",
+        ),
+    )
+    .expect("scenario");
+    let a = sb
+        .cmd(300)
+        .arg("scenario")
+        .arg(&file)
+        .arg("--results-dir")
+        .arg(sb.results())
+        .assert();
+    let code = a.get_output().status.code();
+    assert!(matches!(code, Some(0 | 1)), "exit {code:?}: {}", stderr(&a));
+    let run = sb.run_json();
+    assert_accounted(&run);
+    assert!(
+        run["faults"]
+            .as_array()
+            .expect("faults")
+            .iter()
+            .any(|f| f["kind"] == "page_error" && f["injected"] == true),
+        "no injected page_error: {}",
+        run["faults"]
+    );
+    assert!(
+        run["recovery_events"]
+            .as_array()
+            .expect("events")
+            .is_empty(),
+        "a page error started a recovery: {}\n{}",
+        run["recovery_events"],
+        run["pool_events"]
+    );
+    let dir = std::fs::read_dir(sb.results())
+        .expect("results")
+        .flatten()
+        .next()
+        .expect("run folder")
+        .path();
+    let mut csv = csv::Reader::from_path(dir.join("samples.csv")).expect("samples.csv");
+    let headers = csv.headers().expect("header").clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).expect(name);
+    let (error, attempt) = (col("error"), col("attempt"));
+    let mut page = 0;
+    for row in csv.records() {
+        let row = row.expect("row");
+        if !row[error].is_empty() {
+            assert_eq!(&row[error], "page", "only the page error may fail: {row:?}");
+            assert_eq!(&row[attempt], "1", "a page error was retried: {row:?}");
+            page += 1;
+        }
+    }
+    assert!(page > 0, "no request met the page error");
+    assert_eq!(run["requests"]["failed"], page, "{}", run["requests"]);
+    // Before and after the fault the same worker served: it was never taken for broken.
+    assert!(run["requests"]["succeeded"].as_u64().unwrap_or(0) > 10);
+    sb.assert_clean();
+}

@@ -40,6 +40,8 @@ const state = {
   loadCount: 0,
   runs: 0,
   slowMs: 0,
+  /** `performance.now()` until which every `run` throws (the `fail_runs` fault hook). */
+  failRunsUntil: 0,
   /** `reason: message` once the WebGPU device onnxruntime-web uses reports `lost`. */
   gpuLost: null,
   gpuWatched: null,
@@ -89,6 +91,7 @@ const METHODS = {
   echo: async (args) => args,
   hang,
   slow,
+  fail_runs: failRuns,
   destroy_gpu_device: destroyGpuDevice,
 };
 
@@ -562,6 +565,10 @@ async function run(args) {
   if (!['none', 'sample', 'full'].includes(mode)) {
     throw new PageError('TypeError', `'outputs' must be none, sample or full, got ${JSON.stringify(mode)}`);
   }
+  if (performance.now() < state.failRunsUntil) {
+    // A plain Error, as a model that throws in session.run gives: the page answers ok:false.
+    throw new Error(`run of '${entry.modelId}' threw: injected by fail_runs for ${Math.round(state.failRunsUntil - performance.now())} ms more`);
+  }
   if (state.slowMs > 0) await sleep(state.slowMs);
   const queued = performance.now();
   return exclusive(async () => {
@@ -689,6 +696,13 @@ async function hang(args) {
 async function slow(args) {
   state.slowMs = nonNegativeMs(args);
   return { slow_ms: state.slowMs };
+}
+
+/** For `ms` from now every `run` throws an Error before it reaches onnxruntime-web (0 clears). */
+async function failRuns(args) {
+  const ms = nonNegativeMs(args);
+  state.failRunsUntil = performance.now() + ms;
+  return { fail_runs_ms: ms };
 }
 
 async function destroyGpuDevice() {

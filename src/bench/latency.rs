@@ -1,20 +1,20 @@
 //! Part 1 of `bench overhead`: bare `Browser::call("echo")` vs the pool path
-//! (`Slot::call("echo")`) on one driver path, in the same page, interleaved pair by pair.
+//! (`Worker::call("echo")`) on one driver path, in the same page, interleaved pair by pair.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::backend::Backend;
 use crate::browser::{self, Browser, BrowserKind, DriverKind, LaunchSpec, WorkerError};
-use crate::pool::slot::Slot;
-use crate::pool::worker::{browser_env, offered_backends};
-use crate::pool::{Backend, Worker};
+use crate::pool::worker::WorkerContext;
+use crate::pool::{Page, PageSettings, Worker};
 use crate::server::AssetServer;
 
 use super::{timeouts, BenchError, LatencyRow, OverheadOptions, Series};
 
-/// Part 1 on one driver path: one browser, reached both bare and through a pool slot, so the
+/// Part 1 on one driver path: one browser, reached both bare and through a pool worker, so the
 /// two kinds of call land in the same page; interleaved pair by pair.
 pub(super) async fn latency_path(
     o: &OverheadOptions,
@@ -28,32 +28,30 @@ pub(super) async fn latency_path(
     let started = Instant::now();
     let bare: Arc<dyn Browser> = Arc::from(browser::launch(&spec).await?);
     let launch_time = started.elapsed();
-    let worker = Worker::from_browser(
+    let page = Page::from_browser(
         format!("{}#1", spec.kind),
         spec.clone(),
         Box::new(Shared(bare.clone())),
         launch_time,
     );
     let t = timeouts();
-    let caps = match worker.capabilities(false, t.call).await {
+    let caps = match page.capabilities(false, t.call).await {
         Ok(c) => c,
         Err(e) => {
             let _ = bare.close().await;
             return Err(e.into());
         }
     };
-    let env = browser_env(&worker, &caps);
-    let offered = offered_backends(&caps, false);
     // No pool upkeep: no heartbeat can queue in front of a measured call.
-    let slot = Slot::spawn(
-        worker,
-        env,
-        offered,
-        server.clone(),
-        vec![Backend::Wasm],
-        false,
-        t,
-    );
+    let ctx = Arc::new(WorkerContext {
+        server: server.clone(),
+        page: PageSettings {
+            backends: vec![Backend::Wasm],
+            allow_fallback_adapter: false,
+        },
+        timeouts: t,
+    });
+    let worker = Worker::spawn(page, &caps, ctx);
     progress(&format!(
         "latency: {} over {}: {} warm-up + {} measured pairs in one page ...",
         spec.kind,
@@ -61,8 +59,8 @@ pub(super) async fn latency_path(
         o.warmup,
         o.iterations
     ));
-    let measured = interleave(bare.as_ref(), &slot, o, cancel).await;
-    slot.close().await;
+    let measured = interleave(bare.as_ref(), &worker, o, cancel).await;
+    worker.close().await;
     let closed = bare.close().await;
     let (bare_t, pool_t) = measured?;
     closed?;
@@ -78,7 +76,7 @@ pub(super) async fn latency_path(
     })
 }
 
-/// One browser shared by the slot and the bare calls: every method forwards.
+/// One browser shared by the worker and the bare calls: every method forwards.
 #[derive(Debug)]
 struct Shared(Arc<dyn Browser>);
 
@@ -127,7 +125,7 @@ impl Browser for Shared {
 /// `warmup + iterations` pairs of bare and pool-path `echo`, the order flipped every pair.
 async fn interleave(
     bare: &dyn Browser,
-    slot: &Slot,
+    worker: &Worker,
     o: &OverheadOptions,
     cancel: &CancellationToken,
 ) -> Result<(Vec<Duration>, Vec<Duration>), BenchError> {
@@ -151,7 +149,7 @@ async fn interleave(
             } else {
                 let a = args.clone();
                 let t = Instant::now();
-                slot.call("echo", a).await?;
+                worker.call("echo", a).await?;
                 pool_took = t.elapsed();
             }
         }

@@ -122,7 +122,7 @@ pub async fn recovery(
             o.browser,
             if spare { "with" } else { "without" }
         ));
-        let pool = match Pool::start(config, server.clone(), cancel.clone()).await {
+        let pool = match Pool::start(config, server.clone(), None, cancel.clone()).await {
             Ok(p) => p,
             Err(e) => {
                 for (p, _) in pools {

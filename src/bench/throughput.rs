@@ -72,7 +72,7 @@ async fn leg(
     cancel: &CancellationToken,
 ) -> Result<(Leg, Backend), BenchError> {
     let config = pool_config(spec, 1, workers, Duration::from_secs(5));
-    let pool = Pool::start(config, server.clone(), cancel.clone()).await?;
+    let pool = Pool::start(config, server.clone(), None, cancel.clone()).await?;
     let hw = HardwarePreferences {
         browser: Some(spec.kind),
         backends: Some(vec![Backend::Wasm]),

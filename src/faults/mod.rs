@@ -32,10 +32,14 @@ pub enum Kind {
     Disconnect,
     /// Add a delay to every run for the fault's duration.
     Slow,
+    /// Make every run throw in the page for the fault's duration: a deterministic page error
+    /// (what a model that throws looks like), which the pool fails at once and never recovers.
+    PageError,
 }
 
 impl Kind {
-    /// Every kind.
+    /// Every kind a `random` fault chooses from: the worker failures. `page_error` is not one
+    /// (it is the request's failure, not the worker's), so it is only injected when named.
     pub const ALL: [Kind; 7] = [
         Self::KillBrowser,
         Self::CrashTab,
@@ -56,6 +60,7 @@ impl Kind {
             Self::KillDriver => "kill_driver",
             Self::Disconnect => "disconnect",
             Self::Slow => "slow",
+            Self::PageError => "page_error",
         }
     }
 

@@ -5,6 +5,7 @@
 //! derive from it ([`Resilience`]: faults and recovery). Imports only std, serde and itself, so
 //! reports can depend on it without pulling in the engine.
 
+pub mod aggregate;
 pub mod compare;
 pub mod listing;
 pub mod resilience;

@@ -5,19 +5,54 @@
 //! a SIGKILL of the page's renderer process(es), `hang` busy-loops the page's
 //! main thread, `gpu_device_lost` calls `device.destroy()` in the page, `disconnect` closes the
 //! DevTools socket (WebDriver: freezes the driver with SIGSTOP), `slow` delays every run in the
-//! page. Must not import `report`, `cli` or terminal crates.
+//! page, `page_error` makes every run throw in the page. Must not import `report`, `cli` or
+//! terminal crates.
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::backend::Backend;
 use crate::browser::process::{self, Signal};
+use crate::browser::WorkerError;
 use crate::faults::{self, FaultSpec, Kind, WorkerView};
 
-use super::manager::{FaultNote, Pool};
-use super::slot::Slot;
-use super::Backend;
+use super::attribution::FaultNote;
+use super::worker::Worker;
+use super::Pool;
+
+/// Why a fault could not be carried out.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InjectError {
+    /// The browser's pid is not known.
+    #[error("the browser's pid is unknown")]
+    NoPid,
+    /// The worker has no driver process (it is driven over CDP).
+    #[error("no driver process (CDP)")]
+    NoDriver,
+    /// The signal could not be sent.
+    #[error("SIGKILL {pid}: {source}")]
+    Signal {
+        /// The target pid.
+        pid: u32,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The page hook did not answer in time.
+    #[error("'{method}' got no answer within 30s")]
+    NoAnswer {
+        /// The page method.
+        method: &'static str,
+    },
+    /// The page or the browser refused.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+    /// The worker left the pool before the fault could hit it.
+    #[error("{0} went away")]
+    WentAway(String),
+}
 
 /// How long after a lasting fault ends (or after an instant one) an unmatched fault stops
 /// waiting for the failure it might cause.
@@ -46,8 +81,8 @@ pub async fn run(
             let note = match faults::choose(spec, planned.seed, &views(&pool)) {
                 Err(why) => FaultNote {
                     kind: match &spec.choice {
-                        faults::Choice::One(k) => k.as_str().to_string(),
-                        faults::Choice::Random(_) => "random".into(),
+                        faults::Choice::One(k) => Some(*k),
+                        faults::Choice::Random(_) => None,
                     },
                     at_ms: pool.elapsed_ms() as u64,
                     target: String::new(),
@@ -55,21 +90,25 @@ pub async fn run(
                     injected: false,
                 },
                 Ok((kind, worker)) => {
-                    let slot = pool.workers().into_iter().find(|s| s.id == worker);
-                    pool.fault_starting(&worker, kind.as_str());
-                    let done = match &slot {
+                    let target = pool.workers().into_iter().find(|s| s.id == worker);
+                    pool.fault_starting(&worker, kind);
+                    let done = match &target {
                         Some(s) => inject(s, kind, spec).await,
-                        None => Err(format!("{worker} went away")),
+                        None => Err(InjectError::WentAway(worker.clone())),
                     };
-                    if done.is_ok() && matches!(kind, Kind::Hang | Kind::Slow | Kind::GpuDeviceLost)
+                    if done.is_ok()
+                        && matches!(
+                            kind,
+                            Kind::Hang | Kind::Slow | Kind::GpuDeviceLost | Kind::PageError
+                        )
                     {
-                        pool.fault_effective(&worker, kind.as_str());
+                        pool.fault_effective(&worker, kind);
                     }
-                    if let (Ok(_), Some(s)) = (&done, &slot) {
+                    if let (Ok(_), Some(s)) = (&done, &target) {
                         absorb_later(&pool, s, kind, spec);
                     }
                     FaultNote {
-                        kind: kind.as_str().to_string(),
+                        kind: Some(kind),
                         at_ms: pool.elapsed_ms() as u64,
                         target: worker,
                         injected: done.is_ok(),
@@ -107,32 +146,35 @@ fn views(pool: &Pool) -> Vec<WorkerView> {
         .collect()
 }
 
-/// Carries out one fault on `slot`; says what was done.
-pub async fn inject(slot: &Slot, kind: Kind, spec: &FaultSpec) -> Result<String, String> {
-    let browser = slot.browser();
+/// Carries out one fault on `worker`; says what was done.
+///
+/// # Errors
+/// [`InjectError`]: why the fault could not be carried out.
+pub async fn inject(worker: &Worker, kind: Kind, spec: &FaultSpec) -> Result<String, InjectError> {
+    let browser = worker.browser();
     let page = |method: &'static str, args: serde_json::Value| async move {
         let bound = Duration::from_secs(30);
-        tokio::time::timeout(bound, slot.call_within(method, args, bound))
+        let answer = tokio::time::timeout(bound, worker.call_within(method, args, bound))
             .await
-            .map_err(|_| format!("'{method}' got no answer within 30s"))?
-            .map_err(|e| e.to_string())
+            .map_err(|_| InjectError::NoAnswer { method })?;
+        Ok::<_, InjectError>(answer?)
+    };
+    let kill = |pid: u32| {
+        process::kill(pid, Signal::Kill).map_err(|source| InjectError::Signal { pid, source })
     };
     match kind {
         Kind::KillBrowser => {
-            let pid = browser.pid().ok_or("the browser's pid is unknown")?;
-            process::kill(pid, Signal::Kill).map_err(|e| format!("SIGKILL {pid}: {e}"))?;
+            let pid = browser.pid().ok_or(InjectError::NoPid)?;
+            kill(pid)?;
             Ok(format!("SIGKILL to browser pid {pid}"))
         }
         Kind::KillDriver => {
-            let pid = browser.driver_pid().ok_or("no driver process (CDP)")?;
-            process::kill(pid, Signal::Kill).map_err(|e| format!("SIGKILL {pid}: {e}"))?;
+            let pid = browser.driver_pid().ok_or(InjectError::NoDriver)?;
+            kill(pid)?;
             Ok(format!("SIGKILL to driver pid {pid}"))
         }
-        Kind::CrashTab => browser.crash_tab().await.map_err(|e| e.to_string()),
-        Kind::Disconnect => browser
-            .disconnect(spec.duration)
-            .await
-            .map_err(|e| e.to_string()),
+        Kind::CrashTab => Ok(browser.crash_tab().await?),
+        Kind::Disconnect => Ok(browser.disconnect(spec.duration).await?),
         Kind::Hang => {
             let ms = spec.duration.as_millis() as u64;
             page("hang", json!({"ms": ms, "defer": true})).await?;
@@ -152,31 +194,39 @@ pub async fn inject(slot: &Slot, kind: Kind, spec: &FaultSpec) -> Result<String,
             page("slow", json!({"ms": ms})).await?;
             Ok(format!("every run delayed {ms} ms for {:?}", spec.duration))
         }
+        Kind::PageError => {
+            let ms = spec.duration.as_millis() as u64;
+            page("fail_runs", json!({"ms": ms})).await?;
+            Ok(format!("every run throws in the page for {ms} ms"))
+        }
     }
 }
 
 /// Ends lasting faults (`slow`), and after a while forgets a fault that caused no failure so a
 /// later, unrelated failure on the same worker is not blamed on it.
-fn absorb_later(pool: &Pool, slot: &Slot, kind: Kind, spec: &FaultSpec) {
-    let lasting = matches!(kind, Kind::Hang | Kind::Slow | Kind::Disconnect);
+fn absorb_later(pool: &Pool, worker: &Worker, kind: Kind, spec: &FaultSpec) {
+    let lasting = matches!(
+        kind,
+        Kind::Hang | Kind::Slow | Kind::Disconnect | Kind::PageError
+    );
     let wait = if lasting {
         spec.duration
     } else {
         Duration::ZERO
     };
     let pool = pool.clone();
-    let worker = slot.id.clone();
-    let slot = pool.workers().into_iter().find(|s| s.id == worker);
+    let id = worker.id.clone();
+    let target = pool.workers().into_iter().find(|s| s.id == id);
     tokio::spawn(async move {
         tokio::time::sleep(wait).await;
         if kind == Kind::Slow {
-            if let Some(s) = &slot {
+            if let Some(s) = &target {
                 let _ =
                     tokio::time::timeout(Duration::from_secs(10), s.call("slow", json!({"ms": 0})))
                         .await;
             }
         }
         tokio::time::sleep(ABSORB_AFTER).await;
-        pool.fault_absorbed(&worker, kind.as_str());
+        pool.fault_absorbed(&id, kind);
     });
 }

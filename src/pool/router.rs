@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::browser::BrowserKind;
 use crate::models::Task;
 
-use super::Backend;
+use crate::backend::Backend;
 
 /// Browser preference per model type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,6 +29,33 @@ impl Default for Preferences {
             (Task::TextEmbedding, BrowserKind::Edge),
         ]))
     }
+}
+
+impl Preferences {
+    /// The browser kind `task` models prefer among `launchable` ones (an absent Chromium-family
+    /// kind resolves to a launchable sibling), or `None` when no preference applies.
+    pub fn browser_for(&self, task: Task, launchable: &[BrowserKind]) -> Option<BrowserKind> {
+        let req = Request {
+            model: "",
+            task,
+            hardware: &HardwarePreferences::default(),
+            backends: &[],
+            preferences: self,
+            launchable,
+            can_launch: false,
+        };
+        wanted_kind(&req, &mut Vec::new())
+    }
+}
+
+/// Nothing can run the model: no worker offers its backends and none can be launched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no worker can run {model} (backends [{}]) and none can be launched", join(.backends))]
+pub struct NoRoute {
+    /// The model routed.
+    pub model: String,
+    /// The backends it may run on.
+    pub backends: Vec<Backend>,
 }
 
 /// What the caller asks for a model.
@@ -100,8 +127,8 @@ pub struct Decision {
 /// Picks a worker (or a kind to launch) for `req`.
 ///
 /// # Errors
-/// A sentence saying why nothing fits (no worker offers the backends and none can be launched).
-pub fn route(req: &Request<'_>, candidates: &[Candidate]) -> Result<Decision, String> {
+/// [`NoRoute`] when no worker offers the backends and none can be launched.
+pub fn route(req: &Request<'_>, candidates: &[Candidate]) -> Result<Decision, NoRoute> {
     let mut reasons = Vec::new();
     let backends = req.hardware.backends.as_deref().unwrap_or(req.backends);
     let wanted = wanted_kind(req, &mut reasons);
@@ -156,11 +183,10 @@ pub fn route(req: &Request<'_>, candidates: &[Candidate]) -> Result<Decision, St
                     reasons,
                 })
             }
-            _ => Err(format!(
-                "no worker can run {} (backends [{}]) and none can be launched",
-                req.model,
-                join(backends)
-            )),
+            _ => Err(NoRoute {
+                model: req.model.into(),
+                backends: backends.to_vec(),
+            }),
         };
     }
 
@@ -176,7 +202,10 @@ pub fn route(req: &Request<'_>, candidates: &[Candidate]) -> Result<Decision, St
         })
         .cloned();
     let Some(best) = best else {
-        return Err(format!("no worker can run {}", req.model));
+        return Err(NoRoute {
+            model: req.model.into(),
+            backends: backends.to_vec(),
+        });
     };
     if best.has_model {
         reasons.push(format!("{} already has {} loaded", best.id, req.model));

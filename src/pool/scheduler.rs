@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Phase;
 
-use super::manager::ModelHandle;
+use super::{ErrorClass, ModelHandle};
 
 /// How requests arrive.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -143,7 +143,7 @@ pub async fn drive(
                 let Some(n) = take() else { break };
                 let h = handles[n % handles.len()].clone();
                 if in_flight.load(Ordering::SeqCst) >= max_in_flight {
-                    h.reject(scheduled, "rejected");
+                    h.reject(scheduled, ErrorClass::Rejected);
                     continue;
                 }
                 in_flight.fetch_add(1, Ordering::SeqCst);
@@ -176,7 +176,7 @@ async fn with_deadline(
     match tokio::time::timeout(left, h.infer_at(scheduled, phase)).await {
         Ok(r) => r.is_ok(),
         Err(_) => {
-            h.reject(scheduled, "deadline");
+            h.reject(scheduled, ErrorClass::Deadline);
             false
         }
     }

@@ -13,8 +13,8 @@ use super::types::{
     PlacementMode, PoolConfig, Preferences, Recovery, RecoveryStrategy, Scenario, ShardRecovery,
     ShardStrategy, StateSync, Thresholds, Workload, WorkloadMode,
 };
+use crate::backend::Backend;
 use crate::browser::{BrowserKind, DriverKind};
-use crate::pool::Backend;
 
 pub(super) fn name() -> String {
     "custom".into()

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::defaults as d;
 use super::duration;
+use crate::backend::Backend;
 use crate::browser::{BrowserKind, DriverKind};
-use crate::pool::Backend;
 
 /// One test scenario: a pool, the models to run in it, the load, and what to break.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -227,13 +227,16 @@ pub enum FaultKind {
     Disconnect,
     /// Add `delay` to every request on the target for `duration`.
     Slow,
-    /// One of the kinds above, chosen with the fault's seed.
+    /// Make every request on the target throw in the page for `duration` (a deterministic
+    /// model error: failed at once with class `page`, never recovered).
+    PageError,
+    /// One of the worker failures above (not `page_error`), chosen with the fault's seed.
     Random,
 }
 
 impl FaultKind {
     /// Every kind, in declaration order.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         Self::KillBrowser,
         Self::CrashTab,
         Self::Hang,
@@ -241,6 +244,7 @@ impl FaultKind {
         Self::KillDriver,
         Self::Disconnect,
         Self::Slow,
+        Self::PageError,
         Self::Random,
     ];
 
@@ -254,6 +258,7 @@ impl FaultKind {
             Self::KillDriver => "kill_driver",
             Self::Disconnect => "disconnect",
             Self::Slow => "slow",
+            Self::PageError => "page_error",
             Self::Random => "random",
         }
     }
@@ -262,7 +267,7 @@ impl FaultKind {
     pub fn has_duration(self) -> bool {
         matches!(
             self,
-            Self::Hang | Self::Disconnect | Self::Slow | Self::Random
+            Self::Hang | Self::Disconnect | Self::Slow | Self::PageError | Self::Random
         )
     }
 }

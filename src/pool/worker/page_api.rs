@@ -1,9 +1,9 @@
-//! A worker: one live browser with the worker page, and typed wrappers over the page API
-//! (`docs/page-api.md`).
+//! The page API, typed: one live browser with the worker page open ([`Page`]) and its calls
+//! (`capabilities`, `load`, `run`, `unload`; `docs/page-api.md`), with every reply parsed into a
+//! struct here so the rest of the pool never touches raw JSON.
 //!
-//! The worker owns its `Box<dyn Browser>`; the driver behind it serialises calls, so one worker
-//! is used by one task at a time. Replies are parsed into typed structs here so the engine never
-//! touches raw JSON.
+//! A [`Page`] is owned by one worker task (`actor.rs`), which serialises its calls. Must not
+//! import `report`, `cli` or terminal crates.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -11,15 +11,16 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::backend::Backend;
 use crate::browser::{self, Browser, BrowserKind, LaunchSpec, WorkerError};
 use crate::models::PreparedModel;
 use crate::server::AssetServer;
 
-use super::Backend;
+use super::super::config::PageSettings;
 
 /// One browser with the worker page open.
 #[derive(Debug)]
-pub struct Worker {
+pub struct Page {
     /// Stable name in reports, e.g. `chromium#1`.
     pub id: String,
     /// The launch it came from.
@@ -47,6 +48,51 @@ impl OutputMode {
             Self::Sample => "sample",
             Self::Full => "full",
         }
+    }
+}
+
+/// What the page offers, from its `capabilities` answer.
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    /// onnxruntime-web's version.
+    pub ort_version: String,
+    /// Whether the page is cross-origin isolated (wasm threads need it).
+    pub cross_origin_isolated: bool,
+    /// Whether a WebGPU adapter was found.
+    pub webgpu: bool,
+    /// Whether that adapter is a software fallback (SwiftShader, lavapipe).
+    pub webgpu_fallback: bool,
+    /// Whether a WebNN context opened.
+    pub webnn: bool,
+    /// The answer as given: its WebGPU, WebNN and WASM details go into the report as they are.
+    pub raw: serde_json::Value,
+}
+
+impl Capabilities {
+    /// Reads the typed facts out of the page's answer.
+    pub fn from_reply(raw: serde_json::Value) -> Self {
+        Self {
+            ort_version: raw["ort_version"].as_str().unwrap_or_default().to_string(),
+            cross_origin_isolated: raw["cross_origin_isolated"].as_bool() == Some(true),
+            webgpu: raw["webgpu"]["available"].as_bool() == Some(true),
+            webgpu_fallback: raw["webgpu"]["adapter"]["fallback"].as_bool() == Some(true),
+            webnn: raw["webnn"]["available"].as_bool() == Some(true),
+            raw,
+        }
+    }
+
+    /// The backends this page can run: wasm always; WebGPU when an adapter exists and is
+    /// either hardware or allowed as a software fallback; WebNN when a context opened.
+    pub fn offered_backends(&self, allow_fallback_adapter: bool) -> Vec<Backend> {
+        let mut out = Vec::new();
+        if self.webgpu && (allow_fallback_adapter || !self.webgpu_fallback) {
+            out.push(Backend::Webgpu);
+        }
+        if self.webnn {
+            out.push(Backend::Webnn);
+        }
+        out.push(Backend::Wasm);
+        out
     }
 }
 
@@ -106,25 +152,34 @@ pub struct OutputTensor {
     pub data_b64: Option<String>,
 }
 
+/// Why a full output could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutputError {
+    /// The run was not asked for full outputs.
+    #[error("the page returned no full output")]
+    Missing,
+    /// `data_b64` is not base64.
+    #[error("output is not base64: {0}")]
+    NotBase64(String),
+    /// The bytes are not whole float32 values.
+    #[error("output has {0} bytes, not whole float32 values")]
+    Ragged(usize),
+}
+
 impl OutputTensor {
     /// Decodes `data_b64` into floats.
     ///
     /// # Errors
-    /// When the field is missing or is not base64 of whole float32 values.
-    pub fn full(&self) -> Result<Vec<f32>, String> {
+    /// [`OutputError`] when the field is missing or is not base64 of whole float32 values.
+    pub fn full(&self) -> Result<Vec<f32>, OutputError> {
         use base64::Engine as _;
-        let b64 = self
-            .data_b64
-            .as_deref()
-            .ok_or("the page returned no full output")?;
+        let b64 = self.data_b64.as_deref().ok_or(OutputError::Missing)?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64)
-            .map_err(|e| format!("output is not base64: {e}"))?;
+            .map_err(|e| OutputError::NotBase64(e.to_string()))?;
         if bytes.len() % 4 != 0 {
-            return Err(format!(
-                "output has {} bytes, not whole float32 values",
-                bytes.len()
-            ));
+            return Err(OutputError::Ragged(bytes.len()));
         }
         Ok(bytes
             .chunks_exact(4)
@@ -133,7 +188,7 @@ impl OutputTensor {
     }
 }
 
-impl Worker {
+impl Page {
     /// Launches the browser and opens the page.
     ///
     /// # Errors
@@ -175,7 +230,7 @@ impl Worker {
         self.browser.as_ref()
     }
 
-    /// A shared handle on the browser, for fault injection from outside the slot task (its
+    /// A shared handle on the browser, for fault injection from outside the worker task (its
     /// pids, `crash_tab`, `disconnect`), which must not wait behind queued page calls.
     pub fn shared_browser(&self) -> std::sync::Arc<dyn Browser> {
         self.browser.clone()
@@ -189,13 +244,14 @@ impl Worker {
         &self,
         webnn: bool,
         timeout: Duration,
-    ) -> Result<serde_json::Value, WorkerError> {
+    ) -> Result<Capabilities, WorkerError> {
         self.browser
             .call("capabilities", json!({ "webnn": webnn }), timeout)
             .await
+            .map(Capabilities::from_reply)
     }
 
-    /// Loads `model` with the first backend of `backends` that works.
+    /// Loads `model` with the first backend of `settings.backends` that works.
     ///
     /// # Errors
     /// [`WorkerError::Page`] when no backend could create a session.
@@ -203,8 +259,7 @@ impl Worker {
         &self,
         model: &PreparedModel,
         server: &AssetServer,
-        backends: &[Backend],
-        allow_fallback_adapter: bool,
+        settings: &PageSettings,
         timeout: Duration,
     ) -> Result<LoadReply, WorkerError> {
         let inputs: Vec<_> = model
@@ -222,8 +277,8 @@ impl Worker {
         let args = json!({
             "model_id": model.name,
             "url": server.model_path(&file_name(&model.onnx_file)),
-            "backends": backends,
-            "allow_fallback_adapter": allow_fallback_adapter,
+            "backends": settings.backends,
+            "allow_fallback_adapter": settings.allow_fallback_adapter,
             "inputs": inputs,
         });
         let value = self.browser.call("load", args, timeout).await?;
@@ -263,6 +318,23 @@ impl Worker {
     pub async fn close(&self) -> Result<(), WorkerError> {
         self.browser.close().await
     }
+
+    /// The environment record of this browser, from its page's capabilities.
+    pub fn env(&self, caps: &Capabilities) -> crate::metrics::BrowserEnv {
+        let b = self.browser();
+        crate::metrics::BrowserEnv {
+            kind: b.kind().to_string(),
+            version: b.version().to_string(),
+            driver: b.driver().as_str().to_string(),
+            executable: self.spec.executable.display().to_string(),
+            ort_version: caps.ort_version.clone(),
+            webgpu: caps.raw["webgpu"].clone(),
+            webnn: caps.raw["webnn"].clone(),
+            wasm: caps.raw["wasm"].clone(),
+            cross_origin_isolated: caps.cross_origin_isolated,
+            launch_ms: self.launch_time.as_secs_f64() * 1e3,
+        }
+    }
 }
 
 fn file_name(path: &std::path::Path) -> String {
@@ -281,48 +353,14 @@ fn parse<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// The environment record of `worker`, from its page's `capabilities` answer.
-pub fn browser_env(worker: &Worker, caps: &serde_json::Value) -> crate::metrics::BrowserEnv {
-    let b = worker.browser();
-    crate::metrics::BrowserEnv {
-        kind: b.kind().to_string(),
-        version: b.version().to_string(),
-        driver: b.driver().as_str().to_string(),
-        executable: worker.spec.executable.display().to_string(),
-        ort_version: caps["ort_version"].as_str().unwrap_or_default().to_string(),
-        webgpu: caps["webgpu"].clone(),
-        webnn: caps["webnn"].clone(),
-        wasm: caps["wasm"].clone(),
-        cross_origin_isolated: caps["cross_origin_isolated"].as_bool().unwrap_or(false),
-        launch_ms: worker.launch_time.as_secs_f64() * 1e3,
-    }
-}
-
-/// The backends a page can run, from its `capabilities`: wasm always; WebGPU when an adapter
-/// exists and is either hardware or allowed as a software fallback; WebNN when a context opened.
-pub fn offered_backends(caps: &serde_json::Value, allow_fallback_adapter: bool) -> Vec<Backend> {
-    let mut out = Vec::new();
-    let gpu = &caps["webgpu"];
-    if gpu["available"].as_bool() == Some(true)
-        && (allow_fallback_adapter || gpu["adapter"]["fallback"].as_bool() != Some(true))
-    {
-        out.push(Backend::Webgpu);
-    }
-    if caps["webnn"]["available"].as_bool() == Some(true) {
-        out.push(Backend::Webnn);
-    }
-    out.push(Backend::Wasm);
-    out
-}
-
 /// The correctness input of a first run: the strided sample, and the golden check where the
 /// model has one.
 pub fn cell_output(
-    browser: &str,
+    browser: BrowserKind,
     model: &PreparedModel,
     backend: Backend,
     first: &RunReply,
-) -> Option<super::correctness::CellOutput> {
+) -> Option<super::super::correctness::CellOutput> {
     let tensor = first
         .outputs
         .get(&model.output_name)
@@ -331,7 +369,7 @@ pub fn cell_output(
         Ok(full) => g.check(&tensor.dims, &full),
         Err(_) => g.check(&tensor.dims, &[]),
     });
-    Some(super::correctness::CellOutput {
+    Some(super::super::correctness::CellOutput {
         label: format!("{browser}/{backend}"),
         backend: backend.to_string(),
         sample: tensor.sample.clone(),
@@ -339,23 +377,39 @@ pub fn cell_output(
     })
 }
 
-/// A short, stable error class for samples and counts.
-pub fn error_class(e: &WorkerError) -> &'static str {
-    if e.is_browser_crash() {
-        "crash"
-    } else if e.is_tab_crash() {
-        "tab_crash"
-    } else if e.is_disconnect() {
-        "disconnect"
-    } else if e.is_device_lost() {
-        "device_lost"
-    } else if e.is_timeout() {
-        "timeout"
-    } else if e.is_page_error() {
-        "page"
-    } else if e.is_session_lost() {
-        "session_lost"
-    } else {
-        "driver"
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_offer_webgpu_only_on_hardware_unless_fallback_is_allowed() {
+        let caps = Capabilities::from_reply(json!({
+            "ort_version": "1.30.0",
+            "cross_origin_isolated": true,
+            "webgpu": {"available": true, "adapter": {"fallback": true}},
+            "webnn": {"available": false},
+        }));
+        assert_eq!(caps.offered_backends(false), vec![Backend::Wasm]);
+        assert_eq!(
+            caps.offered_backends(true),
+            vec![Backend::Webgpu, Backend::Wasm]
+        );
+        assert!(caps.cross_origin_isolated);
+        assert_eq!(caps.ort_version, "1.30.0");
+    }
+
+    #[test]
+    fn a_ragged_full_output_is_an_error() {
+        let t = OutputTensor {
+            dims: vec![1],
+            sample: vec![],
+            data_b64: Some("AAAA".into()),
+        };
+        assert_eq!(t.full(), Err(OutputError::Ragged(3)));
+        let none = OutputTensor {
+            data_b64: None,
+            ..t
+        };
+        assert_eq!(none.full(), Err(OutputError::Missing));
     }
 }

@@ -10,13 +10,20 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context, Result};
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
+use crate::backend::Backend;
 use crate::browser::{self, BrowserKind, DriverKind, Installed, LaunchSpec};
 use crate::metrics::{Environment, RunSummary, SCHEMA_VERSION};
 use crate::models::{self, Cache, ModelSpec};
-use crate::pool::{self, Backend, RunObserver, RunPlan};
-use crate::scenario::{self, PlacementMode, RecoveryStrategy, Scenario, WorkloadMode};
+use crate::pool::{self, RunEvent, RunObserver};
+use crate::scenario::Scenario;
 use crate::server::AssetServer;
-use crate::{faults, recovery};
+
+mod plan;
+mod resume;
+
+pub use resume::resume;
 
 /// A bad flag or value: reported with exit code 2 and never retried.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +43,7 @@ pub struct RunExtras {
 /// A resolved run: the validated scenario with every name looked up and every path found.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// The scenario as given (validated).
+    /// The scenario as given (validated), every model name rewritten to its catalog name.
     pub scenario: Scenario,
     /// Its models, resolved in the catalog, in order.
     pub models: Vec<&'static ModelSpec>,
@@ -56,16 +63,12 @@ impl RunConfig {
     /// # Errors
     /// [`UsageError`] for an invalid scenario, an unknown model, a missing browser or driver
     /// (naming the package to install), or a page that is not set up.
-    pub fn resolve(scenario: Scenario, extras: RunExtras) -> Result<Self> {
+    pub fn resolve(mut scenario: Scenario, extras: RunExtras) -> Result<Self> {
         if let Err(errors) = scenario.validate() {
             let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
             bail!(UsageError(lines.join("\n")));
         }
-        let models = scenario
-            .models
-            .iter()
-            .map(|m| models::resolve(&m.name).map_err(|e| UsageError(format!("--models: {e}"))))
-            .collect::<Result<Vec<_>, _>>()?;
+        let models = plan::canonicalize(&mut scenario)?;
         let installed = browser::discover();
         let webnn = scenario.backends.contains(&Backend::Webnn);
         let mut launches = Vec::new();
@@ -165,7 +168,6 @@ pub async fn run(
     config: &RunConfig,
     shutdown: CancellationToken,
     observer: &dyn RunObserver,
-    progress: &dyn Fn(&str),
 ) -> Result<(RunSummary, PathBuf)> {
     let started = SystemTime::now();
     let run_id = run_id(started);
@@ -192,7 +194,7 @@ pub async fn run(
         journal,
         earlier: None,
     };
-    run_part(config, part, shutdown, observer, progress).await
+    run_part(config, part, shutdown, observer).await
 }
 
 /// One part of a run: the whole of a fresh run, or what is left of a resumed one.
@@ -209,7 +211,6 @@ async fn run_part(
     part: Part,
     shutdown: CancellationToken,
     observer: &dyn RunObserver,
-    progress: &dyn Fn(&str),
 ) -> Result<(RunSummary, PathBuf)> {
     let Part {
         run_id,
@@ -222,17 +223,15 @@ async fn run_part(
         &config.models,
         &config.cache,
         config.scenario.seed,
-        progress,
+        observer,
     )
     .await?;
     let server = AssetServer::start(config.web_dir.clone(), config.cache.models_dir())
         .await
         .context("starting the asset server")?;
-    let mut launches = config.launches.clone();
-    for l in &mut launches {
-        l.page_url = server.page_url();
-    }
-    let mut plan = build_plan(config, prepared, launches);
+    let mut plan = plan::build_plan(config, prepared.into_iter().map(Arc::new).collect());
+    // What the earlier part did, as the journal counts it: requests in flight when its
+    // harness died count as failed. The one place that arithmetic is written.
     plan.resumed = earlier.as_ref().map(|e| crate::state::Progress {
         issued: e.issued,
         succeeded: e.succeeded,
@@ -273,11 +272,11 @@ async fn run_part(
             summary.stopped_early = out.stopped_early;
             summary.environment.browsers = out.browsers;
             summary.requests = out.requests;
-            if let Some(e) = &earlier {
+            if let Some(e) = &plan.resumed {
                 // Both parts are one run: its accounting covers both.
                 summary.requests.issued += e.issued;
                 summary.requests.succeeded += e.succeeded;
-                summary.requests.failed += e.failed + e.interrupted;
+                summary.requests.failed += e.failed;
             }
             summary.results = out.rows;
             summary.workers = out.workers;
@@ -288,7 +287,7 @@ async fn run_part(
                 .faults
                 .iter()
                 .map(|f| crate::metrics::FaultRecord {
-                    kind: f.kind.clone(),
+                    kind: f.kind_name().to_string(),
                     at_ms: f.at_ms,
                     target: f.target.clone(),
                     injected: f.injected,
@@ -299,19 +298,19 @@ async fn run_part(
                 .recoveries
                 .iter()
                 .map(|r| crate::metrics::RecoveryEvent {
-                    fault_kind: r.fault_kind.clone(),
+                    fault_kind: r.fault_name().to_string(),
                     level: r.level.map_or("none", |l| l.as_str()).to_string(),
                     detection_ms: r.detection_ms,
                     recovery_ms: r.recovery_ms,
                     succeeded: r.succeeded,
                     at_ms: r.at_ms,
                     worker: r.worker.clone(),
-                    detected_by: r.detected_by.clone(),
+                    detected_by: r.detected_by.to_string(),
                     steps: r.steps.clone(),
                 })
                 .collect();
             summary.thresholds =
-                crate::metrics::thresholds::evaluate(&summary, &limits(&config.scenario));
+                crate::metrics::thresholds::evaluate(&summary, &plan::limits(&config.scenario));
             crate::report::write_run(&summary, &out.samples, &run_dir)?;
             Ok((summary, run_dir))
         }
@@ -328,187 +327,6 @@ async fn run_part(
     }
 }
 
-/// Compiles the resolved scenario into the engine's plan.
-fn build_plan(
-    config: &RunConfig,
-    models: Vec<models::PreparedModel>,
-    launches: Vec<LaunchSpec>,
-) -> RunPlan {
-    let sc = &config.scenario;
-    let w = &sc.workload;
-    let mut plan = RunPlan::matrix(models, launches, 0, w.warmup);
-    plan.backends = sc.backends.clone();
-    plan.allow_fallback_adapter = sc.allow_fallback_adapter;
-    plan.timeouts.load = w.load_timeout;
-    plan.timeouts.run = w.request_timeout;
-    plan.workload.request_timeout = w.request_timeout;
-    plan.cache = config.cache.clone();
-    plan.seed = sc.seed;
-    plan.pins = sc.models.iter().map(|m| (m.browser, m.weight)).collect();
-    plan.workload.schedule = match (w.mode, w.rate) {
-        (WorkloadMode::Open, Some(rate)) => pool::Schedule::Open {
-            rate_per_s: rate,
-            max_in_flight: w.concurrency.max(1) as usize,
-        },
-        _ => pool::Schedule::Closed {
-            concurrency: w.concurrency.max(1) as usize,
-        },
-    };
-    let per_model = w.iterations.unwrap_or(10);
-    match sc.pool.placement {
-        PlacementMode::Matrix => {
-            plan.workload.bound = match w.duration {
-                Some(d) => pool::Bound::Duration(d),
-                None => pool::Bound::Iterations(per_model),
-            };
-        }
-        PlacementMode::Routed => {
-            plan.placement = pool::Placement::Routed;
-            plan.workload.bound = match w.duration {
-                Some(d) => pool::Bound::Duration(d),
-                // Iterations are per model, as in the matrix.
-                None => pool::Bound::Iterations(per_model * config.models.len() as u64),
-            };
-            plan.cooldown = w.cooldown;
-            plan.pool.min_workers = sc.pool.min_connections as usize;
-            plan.pool.max_workers = (sc.pool.max_connections as usize).max(1);
-            plan.pool.idle_timeout = sc.pool.idle_timeout;
-            plan.pool.heartbeat_interval = sc.pool.heartbeat_interval;
-            plan.pool.heartbeat_timeout = sc.pool.heartbeat_timeout;
-            plan.pool.scale_up_queue = 2;
-            plan.recovery = pool::RecoveryConfig {
-                strategy: match sc.recovery.strategy {
-                    RecoveryStrategy::Progressive => recovery::Strategy::Progressive,
-                    RecoveryStrategy::Immediate => recovery::Strategy::Immediate,
-                    RecoveryStrategy::None => recovery::Strategy::None,
-                },
-                timeout: sc.recovery.timeout,
-                max_attempts: sc.recovery.max_attempts,
-            };
-            if plan.recovery.strategy != recovery::Strategy::None {
-                // A hung page must be noticed with time left to recover and run the request
-                // again inside its deadline.
-                plan.timeouts.run = w.request_timeout / 4;
-            }
-            plan.migrations = sc
-                .state
-                .iter()
-                .flat_map(|st| &st.migrations)
-                .map(|m| {
-                    let name = models::resolve(&m.model)
-                        .map(|s| s.name.to_string())
-                        .unwrap_or_else(|_| m.model.clone());
-                    (name, m.to, m.at)
-                })
-                .collect();
-            plan.workload.pin_clients = !sc.faults.is_empty();
-            if !sc.faults.is_empty() {
-                // The room above min_connections is for rebuilding failed workers, not for
-                // scaling up on queues.
-                plan.pool.scale_up_queue = usize::MAX;
-            }
-            plan.faults = sc
-                .faults
-                .iter()
-                .enumerate()
-                .map(|(i, f)| fault_spec(sc, i, f))
-                .collect();
-        }
-    }
-    plan.pool.preferences = preferences(sc);
-    plan
-}
-
-/// One scenario fault as the injector takes it, defaults applied (duration 5s, delay 250ms,
-/// seed = scenario seed + index).
-fn fault_spec(sc: &Scenario, i: usize, f: &scenario::Fault) -> faults::FaultSpec {
-    use scenario::{FaultKind as K, FaultTarget as T};
-    let kind = |k: K| match k {
-        K::KillBrowser | K::Random => faults::Kind::KillBrowser,
-        K::CrashTab => faults::Kind::CrashTab,
-        K::Hang => faults::Kind::Hang,
-        K::GpuDeviceLost => faults::Kind::GpuDeviceLost,
-        K::KillDriver => faults::Kind::KillDriver,
-        K::Disconnect => faults::Kind::Disconnect,
-        K::Slow => faults::Kind::Slow,
-    };
-    faults::FaultSpec {
-        choice: match f.kind {
-            K::Random => faults::Choice::Random(f.kinds.iter().map(|k| kind(*k)).collect()),
-            k => faults::Choice::One(kind(k)),
-        },
-        when: match (f.at, f.every, f.rate) {
-            (Some(at), _, _) => faults::When::At(at),
-            (_, Some(every), _) => faults::When::Every(every),
-            (_, _, Some(rate)) => faults::When::Rate(rate),
-            // Validation requires a schedule; an unscheduled fault never fires.
-            _ => faults::When::Rate(0.0),
-        },
-        count: f.count,
-        seed: f.seed.unwrap_or(sc.seed.wrapping_add(i as u64)),
-        target: match &f.target {
-            T::Random => faults::Target::Random,
-            T::Browser(b) => faults::Target::Browser(*b),
-            T::Worker(w) => faults::Target::Worker(w.clone()),
-            T::Model(m) => faults::Target::Model(
-                models::resolve(m)
-                    .map(|s| s.name.to_string())
-                    .unwrap_or_else(|_| m.clone()),
-            ),
-        },
-        duration: f.duration.unwrap_or(Duration::from_secs(5)),
-        delay: f.delay.unwrap_or(Duration::from_millis(250)),
-    }
-}
-
-/// The scenario's per-type browser preferences over the built-in defaults.
-fn preferences(sc: &Scenario) -> pool::Preferences {
-    let mut p = pool::Preferences::default();
-    let given = [
-        (models::Task::Audio, sc.pool.preferences.audio),
-        (models::Task::Vision, sc.pool.preferences.vision),
-        (
-            models::Task::TextEmbedding,
-            sc.pool.preferences.text_embedding,
-        ),
-        (
-            models::Task::TextGeneration,
-            sc.pool.preferences.text_generation,
-        ),
-    ];
-    for (task, kind) in given {
-        if let Some(k) = kind {
-            p.0.insert(task, k);
-        }
-    }
-    p
-}
-
-/// The scenario's thresholds as metric limits, model aliases resolved to catalog names.
-fn limits(sc: &Scenario) -> crate::metrics::thresholds::Limits {
-    let name = |m: &String| {
-        models::resolve(m)
-            .map(|s| s.name.to_string())
-            .unwrap_or_else(|_| m.clone())
-    };
-    crate::metrics::thresholds::Limits {
-        lost_requests: sc.thresholds.lost_requests,
-        error_rate: sc.thresholds.error_rate,
-        p95_ms: sc
-            .thresholds
-            .p95_ms
-            .iter()
-            .map(|(m, v)| (name(m), *v))
-            .collect(),
-        p99_ms: sc
-            .thresholds
-            .p99_ms
-            .iter()
-            .map(|(m, v)| (name(m), *v))
-            .collect(),
-    }
-}
-
 /// Prepares models off the async runtime (weight generation and ONNX encoding are CPU work).
 ///
 /// # Errors
@@ -517,11 +335,11 @@ pub async fn prepare_models(
     specs: &[&'static ModelSpec],
     cache: &Cache,
     seed: u64,
-    progress: &dyn Fn(&str),
+    observer: &dyn RunObserver,
 ) -> Result<Vec<models::PreparedModel>> {
     let mut out = Vec::new();
     for &spec in specs {
-        progress(&format!("preparing {} ...", spec.name));
+        observer.on_event(&RunEvent::Preparing { model: spec.name });
         let cache = cache.clone();
         let started = std::time::Instant::now();
         let prepared = tokio::task::spawn_blocking(move || models::prepare(spec, &cache, seed))
@@ -534,13 +352,10 @@ pub async fn prepare_models(
                 other => anyhow::Error::new(other),
             })
             .with_context(|| format!("preparing model '{}'", spec.name))?;
-        progress(&format!(
-            "prepared {} ({} weights, {:.1} MB ONNX) in {:.1}s",
-            prepared.name,
-            prepared.weights.as_str(),
-            prepared.onnx_bytes as f64 / 1e6,
-            started.elapsed().as_secs_f64()
-        ));
+        observer.on_event(&RunEvent::Prepared {
+            model: &prepared,
+            took: started.elapsed(),
+        });
         out.push(prepared);
     }
     Ok(out)
@@ -591,7 +406,7 @@ pub fn model_list() -> Vec<crate::metrics::ModelInfo> {
 pub async fn prepare_named(
     names: &[String],
     seed: u64,
-    progress: &dyn Fn(&str),
+    observer: &dyn RunObserver,
 ) -> Result<Vec<models::PreparedModel>> {
     let specs: Vec<&'static ModelSpec> = if names.is_empty() {
         models::catalog().iter().collect()
@@ -601,7 +416,7 @@ pub async fn prepare_named(
             .map(|n| models::resolve(n).map_err(|e| UsageError(format!("models prepare: {e}"))))
             .collect::<Result<_, _>>()?
     };
-    prepare_models(&specs, &Cache::from_env(), seed, progress).await
+    prepare_models(&specs, &Cache::from_env(), seed, observer).await
 }
 
 /// Launches every installed browser (or the `only` ones), asks its page what it offers, and
@@ -660,12 +475,12 @@ pub async fn probe_browsers(
         spec.page_url = server.page_url();
         async move {
             progress(&format!("launching {} ...", spec.kind));
-            let worker = pool::Worker::start(format!("{}#1", spec.kind), spec.clone()).await?;
-            let caps = worker.capabilities(true, Duration::from_secs(60)).await;
-            let closed = worker.close().await;
+            let page = pool::Page::start(format!("{}#1", spec.kind), spec.clone()).await?;
+            let caps = page.capabilities(true, Duration::from_secs(60)).await;
+            let closed = page.close().await;
             let caps = caps?;
             closed?;
-            Ok::<_, browser::WorkerError>(pool::worker::browser_env(&worker, &caps))
+            Ok::<_, browser::WorkerError>(page.env(&caps))
         }
     });
     for r in futures::future::join_all(probes).await {
@@ -676,176 +491,4 @@ pub async fn probe_browsers(
     }
     server.shutdown().await;
     Ok(probe)
-}
-
-/// Finishes a run whose harness died (SIGKILL, power loss): rebuilds its state from the run
-/// folder's snapshot and transaction log, reaps the browsers and drivers the dead harness left
-/// (found by their recorded profile directories, so nothing else is touched), rolls back the
-/// transactions it left open, relaunches workers and reloads each model where it was placed,
-/// and runs what is left of the workload. The report covers both parts.
-///
-/// # Errors
-/// [`UsageError`] (exit 2) when the folder is not a resumable run: no log or scenario, a damaged
-/// log (the error names the record's byte offset), or a run that already finished.
-pub async fn resume(
-    run_dir: &Path,
-    command: String,
-    shutdown: CancellationToken,
-    observer: &dyn RunObserver,
-    progress: &dyn Fn(&str),
-) -> Result<(RunSummary, PathBuf)> {
-    let scenario_file = run_dir.join("scenario.yaml");
-    if !scenario_file.is_file() {
-        bail!(UsageError(format!(
-            "'{}' is not a run folder to resume: it has no scenario.yaml",
-            run_dir.display()
-        )));
-    }
-    let mut scenario = crate::scenario::load_file(&scenario_file).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        UsageError(lines.join("\n"))
-    })?;
-    let sync = scenario
-        .state
-        .as_ref()
-        .map_or(Duration::from_secs(5), |s| s.sync_interval);
-    let policy = crate::state::CommitPolicy::Group { interval: sync };
-    let (log, replayed) = crate::state::TxLog::open_append(run_dir, policy)
-        .map_err(|e| UsageError(format!("cannot resume '{}': {e}", run_dir.display())))?;
-    for w in &replayed.warnings {
-        progress(&format!("warning: {w}"));
-    }
-    let state = log.state().clone();
-    if state.finished {
-        bail!(UsageError(format!(
-            "run {} in '{}' finished; there is nothing to resume",
-            state.run_id,
-            run_dir.display()
-        )));
-    }
-    let journal = pool::Journal::wrap(log, sync);
-
-    // The dead harness's browsers and drivers: reap them, and say so in the log.
-    let reap = journal.begin();
-    for w in state.workers.values() {
-        let reaped = reap_worker(w).await;
-        progress(&format!("reaped {}: {reaped}", w.id));
-        if let Some(tx) = reap {
-            journal.op(tx, crate::state::Op::WorkerRemoved { id: w.id.clone() });
-        }
-    }
-    if let Some(tx) = reap {
-        journal.commit_tx(tx);
-    }
-    // Transactions the crash cut short (a migration half done): their browsers are gone with
-    // the rest, so rolling back is recording the abort.
-    let open: Vec<crate::state::TxId> = replayed.incomplete.iter().map(|t| t.txid).collect();
-    for tx in &open {
-        journal.abort(
-            *tx,
-            "the harness died mid-transaction; rolled back on resume",
-        );
-    }
-
-    // What is left, and where each model was.
-    let p = &state.progress;
-    let w = &mut scenario.workload;
-    match state.workload {
-        Some(crate::state::WorkloadBound::DurationMs(total)) => {
-            let left = total.saturating_sub(p.elapsed_ms).max(1000);
-            w.duration = Some(Duration::from_millis(left));
-            w.iterations = None;
-        }
-        Some(crate::state::WorkloadBound::Iterations(total)) => {
-            let done: u64 = p.per_model.values().sum();
-            let models = scenario.models.len().max(1) as u64;
-            w.iterations = Some(total.saturating_sub(done).div_ceil(models).max(1));
-            w.duration = None;
-        }
-        _ => {}
-    }
-    w.warmup = w.warmup.min(1);
-    for m in &mut scenario.models {
-        if m.browser.is_some() {
-            continue;
-        }
-        let placed = models::resolve(&m.name)
-            .ok()
-            .and_then(|spec| state.placements.get(spec.name))
-            .and_then(|ws| ws.first())
-            .and_then(|id| state.workers.get(id))
-            .and_then(|w| w.browser.parse::<BrowserKind>().ok());
-        if let Some(kind) = placed.filter(|k| scenario.pool.browsers.contains(k)) {
-            m.browser = Some(kind);
-        }
-    }
-    let earlier = crate::metrics::EarlierPart {
-        issued: p.issued,
-        succeeded: p.succeeded,
-        failed: p.failed,
-        interrupted: p.issued.saturating_sub(p.succeeded + p.failed),
-        elapsed_ms: p.elapsed_ms,
-        transactions: format!(
-            "{} committed, {} aborted, {} rolled back on resume",
-            replayed.applied,
-            replayed.aborted,
-            open.len()
-        ),
-        per_model: p.per_model.clone(),
-    };
-    progress(&format!(
-        "resuming run {}: {} requests before the harness died ({} succeeded, {} failed, {} in flight), {}",
-        state.run_id,
-        earlier.issued,
-        earlier.succeeded,
-        earlier.failed,
-        earlier.interrupted,
-        earlier.transactions
-    ));
-    let results_dir = run_dir
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let config = RunConfig::resolve(
-        scenario,
-        RunExtras {
-            results_dir,
-            command,
-        },
-    )?;
-    let part = Part {
-        run_id: state.run_id.clone(),
-        run_dir: run_dir.to_path_buf(),
-        started: SystemTime::now(),
-        journal,
-        earlier: Some(earlier),
-    };
-    run_part(&config, part, shutdown, observer, progress).await
-}
-
-/// Kills every process that carries `w`'s profile directory (the browser, its children, its
-/// driver) and removes the directory. Returns what was done.
-async fn reap_worker(w: &crate::state::WorkerRecord) -> String {
-    let Some(dir) = w.profile_dir.as_deref().map(Path::new) else {
-        return "no profile directory on record".into();
-    };
-    let pids = browser::process::mentioning(dir);
-    for &p in &pids {
-        let _ = browser::process::kill(p, browser::process::Signal::Kill);
-    }
-    let survivors = browser::process::kill_until_dead(&pids, Duration::from_secs(5)).await;
-    let removed = if dir.exists() {
-        std::fs::remove_dir_all(dir).is_ok()
-    } else {
-        false
-    };
-    format!(
-        "{} process(es) killed{}{}",
-        pids.len(),
-        if removed { ", profile removed" } else { "" },
-        match survivors {
-            Ok(()) => String::new(),
-            Err(alive) => format!(", {alive:?} survived"),
-        }
-    )
 }

@@ -1,0 +1,230 @@
+//! The one config path: a resolved [`RunConfig`] compiled into the engine's [`RunPlan`], with its
+//! [`PoolConfig`] built once here (workers share it read-only), plus the scenario's thresholds
+//! as metric limits. Model names in the scenario are catalog names by now
+//! ([`canonicalize`] ran once in `RunConfig::resolve`), so nothing here resolves an alias.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::models::{self, ModelSpec, PreparedModel};
+use crate::pool::engine::PlannedModel;
+use crate::pool::{
+    self, Bound, PageSettings, Placement, PoolConfig, RecoveryConfig, RunPlan, Schedule,
+    WorkerTimeouts,
+};
+use crate::scenario::{self, PlacementMode, RecoveryStrategy, Scenario, WorkloadMode};
+use crate::{faults, recovery};
+
+use super::{RunConfig, UsageError};
+
+/// Rewrites every model name in `sc` (its models, migrations, fault targets and threshold keys)
+/// to its catalog name, and returns the models' catalog entries in order: the one place an
+/// alias is resolved.
+///
+/// # Errors
+/// [`UsageError`] naming the unknown model.
+pub(super) fn canonicalize(sc: &mut Scenario) -> Result<Vec<&'static ModelSpec>, UsageError> {
+    let specs = sc
+        .models
+        .iter()
+        .map(|m| models::resolve(&m.name).map_err(|e| UsageError(format!("--models: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (m, spec) in sc.models.iter_mut().zip(&specs) {
+        m.name = spec.name.to_string();
+    }
+    // Validation named any unknown model in these already; a name it let through stays as is.
+    let canonical = |name: &mut String| {
+        if let Ok(spec) = models::resolve(name) {
+            *name = spec.name.to_string();
+        }
+    };
+    for m in sc.state.iter_mut().flat_map(|st| st.migrations.iter_mut()) {
+        canonical(&mut m.model);
+    }
+    for f in &mut sc.faults {
+        if let scenario::FaultTarget::Model(m) = &mut f.target {
+            canonical(m);
+        }
+    }
+    for keyed in [&mut sc.thresholds.p95_ms, &mut sc.thresholds.p99_ms] {
+        *keyed = std::mem::take(keyed)
+            .into_iter()
+            .map(|(mut k, v)| {
+                canonical(&mut k);
+                (k, v)
+            })
+            .collect();
+    }
+    Ok(specs)
+}
+
+/// Compiles the resolved scenario and its prepared models into the engine's plan.
+pub(super) fn build_plan(config: &RunConfig, prepared: Vec<Arc<PreparedModel>>) -> RunPlan {
+    let sc = &config.scenario;
+    let w = &sc.workload;
+    let routed = sc.pool.placement == PlacementMode::Routed;
+    let recovery = if routed {
+        RecoveryConfig {
+            strategy: match sc.recovery.strategy {
+                RecoveryStrategy::Progressive => recovery::Strategy::Progressive,
+                RecoveryStrategy::Immediate => recovery::Strategy::Immediate,
+                RecoveryStrategy::None => recovery::Strategy::None,
+            },
+            timeout: sc.recovery.timeout,
+            max_attempts: sc.recovery.max_attempts,
+        }
+    } else {
+        // Matrix cells measure each browser as it is.
+        RecoveryConfig::default()
+    };
+    let mut pool = PoolConfig::fixed(config.launches.clone());
+    pool.page = PageSettings {
+        backends: sc.backends.clone(),
+        allow_fallback_adapter: sc.allow_fallback_adapter,
+    };
+    pool.preferences = preferences(sc);
+    pool.cache = config.cache.clone();
+    pool.seed = sc.seed;
+    pool.timeouts = WorkerTimeouts {
+        load: w.load_timeout,
+        // A hung page must be noticed with time left to recover and run the request again
+        // inside its deadline.
+        run: if recovery.enabled() {
+            w.request_timeout / 4
+        } else {
+            w.request_timeout
+        },
+        ..WorkerTimeouts::default()
+    };
+    pool.recovery = recovery;
+    if routed {
+        pool.min_workers = sc.pool.min_connections as usize;
+        pool.max_workers = (sc.pool.max_connections as usize)
+            .max(pool.min_workers)
+            .max(1);
+        pool.idle_timeout = sc.pool.idle_timeout;
+        pool.heartbeat_interval = sc.pool.heartbeat_interval;
+        pool.heartbeat_timeout = sc.pool.heartbeat_timeout;
+        // The room above min_connections is for rebuilding failed workers when faults are
+        // injected, not for scaling up on queues.
+        pool.scale_up_queue = if sc.faults.is_empty() { 2 } else { usize::MAX };
+    }
+    let per_model = w.iterations.unwrap_or(10);
+    let bound = match (w.duration, routed) {
+        (Some(d), _) => Bound::Duration(d),
+        (None, false) => Bound::Iterations(per_model),
+        // Iterations are per model, as in the matrix.
+        (None, true) => Bound::Iterations(per_model * prepared.len() as u64),
+    };
+    let mut plan = RunPlan::matrix(Vec::new(), pool, 0, w.warmup);
+    plan.models = prepared
+        .into_iter()
+        .zip(&sc.models)
+        .map(|(prepared, m)| PlannedModel {
+            prepared,
+            pin: m.browser,
+            weight: m.weight,
+        })
+        .collect();
+    plan.workload.request_timeout = w.request_timeout;
+    plan.workload.bound = bound;
+    plan.workload.schedule = match (w.mode, w.rate) {
+        (WorkloadMode::Open, Some(rate)) => Schedule::Open {
+            rate_per_s: rate,
+            max_in_flight: w.concurrency.max(1) as usize,
+        },
+        _ => Schedule::Closed {
+            concurrency: w.concurrency.max(1) as usize,
+        },
+    };
+    if routed {
+        plan.placement = Placement::Routed;
+        plan.cooldown = w.cooldown;
+        plan.migrations = sc
+            .state
+            .iter()
+            .flat_map(|st| &st.migrations)
+            .map(|m| (m.model.clone(), m.to, m.at))
+            .collect();
+        plan.workload.pin_clients = !sc.faults.is_empty();
+        plan.faults = sc
+            .faults
+            .iter()
+            .enumerate()
+            .map(|(i, f)| fault_spec(sc, i, f))
+            .collect();
+    }
+    plan
+}
+
+/// One scenario fault as the injector takes it, defaults applied (duration 5s, delay 250ms,
+/// seed = scenario seed + index).
+fn fault_spec(sc: &Scenario, i: usize, f: &scenario::Fault) -> faults::FaultSpec {
+    use scenario::{FaultKind as K, FaultTarget as T};
+    let kind = |k: K| match k {
+        K::KillBrowser | K::Random => faults::Kind::KillBrowser,
+        K::CrashTab => faults::Kind::CrashTab,
+        K::Hang => faults::Kind::Hang,
+        K::GpuDeviceLost => faults::Kind::GpuDeviceLost,
+        K::KillDriver => faults::Kind::KillDriver,
+        K::Disconnect => faults::Kind::Disconnect,
+        K::Slow => faults::Kind::Slow,
+        K::PageError => faults::Kind::PageError,
+    };
+    faults::FaultSpec {
+        choice: match f.kind {
+            K::Random => faults::Choice::Random(f.kinds.iter().map(|k| kind(*k)).collect()),
+            k => faults::Choice::One(kind(k)),
+        },
+        when: match (f.at, f.every, f.rate) {
+            (Some(at), _, _) => faults::When::At(at),
+            (_, Some(every), _) => faults::When::Every(every),
+            (_, _, Some(rate)) => faults::When::Rate(rate),
+            // Validation requires a schedule; an unscheduled fault never fires.
+            _ => faults::When::Rate(0.0),
+        },
+        count: f.count,
+        seed: f.seed.unwrap_or(sc.seed.wrapping_add(i as u64)),
+        target: match &f.target {
+            T::Random => faults::Target::Random,
+            T::Browser(b) => faults::Target::Browser(*b),
+            T::Worker(w) => faults::Target::Worker(w.clone()),
+            T::Model(m) => faults::Target::Model(m.clone()),
+        },
+        duration: f.duration.unwrap_or(Duration::from_secs(5)),
+        delay: f.delay.unwrap_or(Duration::from_millis(250)),
+    }
+}
+
+/// The scenario's per-type browser preferences over the built-in defaults.
+fn preferences(sc: &Scenario) -> pool::Preferences {
+    let mut p = pool::Preferences::default();
+    let given = [
+        (models::Task::Audio, sc.pool.preferences.audio),
+        (models::Task::Vision, sc.pool.preferences.vision),
+        (
+            models::Task::TextEmbedding,
+            sc.pool.preferences.text_embedding,
+        ),
+        (
+            models::Task::TextGeneration,
+            sc.pool.preferences.text_generation,
+        ),
+    ];
+    for (task, kind) in given {
+        if let Some(k) = kind {
+            p.0.insert(task, k);
+        }
+    }
+    p
+}
+
+/// The scenario's thresholds as metric limits.
+pub(super) fn limits(sc: &Scenario) -> crate::metrics::thresholds::Limits {
+    crate::metrics::thresholds::Limits {
+        lost_requests: sc.thresholds.lost_requests,
+        error_rate: sc.thresholds.error_rate,
+        p95_ms: sc.thresholds.p95_ms.clone(),
+        p99_ms: sc.thresholds.p99_ms.clone(),
+    }
+}

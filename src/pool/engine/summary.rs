@@ -1,0 +1,224 @@
+//! What the pool observed ([`PoolReport`]) into the engine's output: one row per model x
+//! browser x backend in plan order (figures from `metrics::aggregate`, correctness judged across
+//! each model's cells), worker summaries, routing records and pool events. Pure. Must not import
+//! `report`, `cli` or terminal crates.
+
+use std::collections::BTreeMap;
+
+use crate::metrics::{
+    aggregate, ModelMemory, Phase, PoolEventRecord, ResultRow, RoutingRecord, Sample, WorkerSummary,
+};
+
+use super::super::correctness::{self, CellOutput};
+use super::super::ledger::{PoolReport, WorkerReport};
+use super::super::router::Target;
+use super::{EngineOutput, PlacementError, RunPlan};
+
+/// A row's key: the model's position in the plan, browser, backend.
+type CellKey = (usize, String, String);
+
+/// Turns what the pool observed into report rows, worker summaries and routing records.
+pub(super) fn summarize(
+    plan: &RunPlan,
+    report: PoolReport,
+    errors: Vec<PlacementError>,
+) -> EngineOutput {
+    let mut out = EngineOutput {
+        requests: report.requests,
+        peak_workers: report.peak_workers,
+        faults: report.faults.clone(),
+        recoveries: report.recoveries.clone(),
+        ..Default::default()
+    };
+    let mut workers = report.workers.clone();
+    workers.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+    for w in &workers {
+        if let Some(env) = &w.status.env {
+            if !out.browsers.iter().any(|b| b.kind == env.kind) {
+                out.browsers.push(env.clone());
+            }
+        }
+    }
+    let mut rows = cells(plan, &report);
+    judge(plan, &mut rows);
+    out.rows = rows.into_values().map(|(r, _)| r).collect();
+    for (model, browser, e) in errors {
+        let spec = plan.models.iter().find(|m| m.prepared.name == model);
+        out.rows.push(ResultRow {
+            task: spec
+                .map(|m| m.prepared.task.as_str().to_string())
+                .unwrap_or_default(),
+            weights: spec
+                .map(|m| m.prepared.weights.as_str().to_string())
+                .unwrap_or_default(),
+            model,
+            browser: browser.map(|b| b.to_string()).unwrap_or_default(),
+            error: Some(e.to_string()),
+            ..Default::default()
+        });
+    }
+    out.workers = workers.iter().map(|w| worker_summary(w, &report)).collect();
+    out.routing = report
+        .decisions
+        .iter()
+        .map(|d| RoutingRecord {
+            model: d.model.clone(),
+            target: match &d.target {
+                Target::Worker(id) => id.clone(),
+                Target::Launch(k) => format!("new {k} worker"),
+            },
+            reasons: d.reasons.clone(),
+        })
+        .collect();
+    out.pool_events = report
+        .events
+        .iter()
+        .map(|e| PoolEventRecord {
+            at_ms: e.at_ms,
+            kind: e.kind.clone(),
+            worker: e.worker.clone(),
+            detail: e.detail.clone(),
+        })
+        .collect();
+    out.samples = report.samples;
+    out
+}
+
+/// One row per model x browser x backend that was placed, in plan order, with its measured
+/// figures and its first run's output.
+fn cells(
+    plan: &RunPlan,
+    report: &PoolReport,
+) -> BTreeMap<CellKey, (ResultRow, Option<CellOutput>)> {
+    let order = |m: &str| {
+        plan.models
+            .iter()
+            .position(|p| p.prepared.name == m)
+            .unwrap_or(usize::MAX)
+    };
+    let mut rows: BTreeMap<CellKey, (ResultRow, Option<CellOutput>)> = BTreeMap::new();
+    for p in &report.placements {
+        let key = (
+            order(&p.model),
+            p.browser.to_string(),
+            p.load.backend.to_string(),
+        );
+        let entry = rows.entry(key).or_insert_with(|| {
+            let model = plan
+                .models
+                .iter()
+                .find(|m| m.prepared.name == p.model)
+                .map(|m| &m.prepared);
+            let row = ResultRow {
+                model: p.model.clone(),
+                task: model
+                    .map(|m| m.task.as_str().to_string())
+                    .unwrap_or_default(),
+                weights: model
+                    .map(|m| m.weights.as_str().to_string())
+                    .unwrap_or_default(),
+                weights_note: model.map(|m| m.weights_note.clone()).unwrap_or_default(),
+                browser: p.browser.to_string(),
+                backend: p.load.backend.to_string(),
+                backend_fallback_reason: (!p.load.fallback_reasons.is_empty()).then(|| {
+                    p.load
+                        .fallback_reasons
+                        .iter()
+                        .map(|r| format!("{}: {}", r.backend, r.reason))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                }),
+                load_ms: p.load.fetch_ms + p.load.session_create_ms,
+                session_create_ms: p.load.session_create_ms,
+                first_run_ms: p.first_run_ms,
+                memory_added_mb: p.memory_added_kib as f64 / 1024.0,
+                ..Default::default()
+            };
+            (row, p.output.clone())
+        });
+        if !entry.0.workers.contains(&p.worker) {
+            entry.0.workers.push(p.worker.clone());
+        }
+    }
+    for ((_, browser, backend), (row, _)) in rows.iter_mut() {
+        let mine: Vec<&Sample> = report
+            .samples
+            .iter()
+            .filter(|s| {
+                s.model == row.model
+                    && &s.browser == browser
+                    && &s.backend == backend
+                    && s.phase == Phase::Measure
+            })
+            .collect();
+        let stats = aggregate::cell(&mine);
+        row.runs = stats.runs;
+        row.failed = stats.failed;
+        row.latency_ms = stats.latency_ms;
+        row.round_trip_ms = stats.round_trip_ms;
+        row.throughput_per_s = stats.throughput_per_s;
+        row.error = stats.error;
+    }
+    rows
+}
+
+/// Correctness per model across its cells.
+fn judge(plan: &RunPlan, rows: &mut BTreeMap<CellKey, (ResultRow, Option<CellOutput>)>) {
+    let keys: Vec<_> = rows.keys().cloned().collect();
+    for m in 0..plan.models.len() {
+        let mine: Vec<_> = keys.iter().filter(|k| k.0 == m).cloned().collect();
+        let outputs: Vec<CellOutput> = mine
+            .iter()
+            .map(|k| {
+                rows[k].1.clone().unwrap_or_else(|| CellOutput {
+                    label: format!("{}/{}", k.1, k.2),
+                    backend: k.2.clone(),
+                    sample: Vec::new(),
+                    golden: None,
+                })
+            })
+            .collect();
+        for (k, verdict) in mine.iter().zip(correctness::judge(&outputs)) {
+            if let Some(r) = rows.get_mut(k) {
+                r.0.correctness = verdict;
+            }
+        }
+    }
+}
+
+fn worker_summary(w: &WorkerReport, report: &PoolReport) -> WorkerSummary {
+    let st = &w.status;
+    WorkerSummary {
+        id: w.id.clone(),
+        browser: w.kind.to_string(),
+        version: st
+            .env
+            .as_ref()
+            .map(|e| e.version.clone())
+            .unwrap_or_default(),
+        state: st.lifecycle.as_str().to_string(),
+        alive_s: w.alive.as_secs_f64(),
+        utilization: w.utilization,
+        pss_peak_mb: st.pss_peak_kib as f64 / 1024.0,
+        pss_mean_mb: if st.pss_samples > 0 {
+            st.pss_sum_kib as f64 / st.pss_samples as f64 / 1024.0
+        } else {
+            0.0
+        },
+        models: report
+            .placements
+            .iter()
+            .filter(|p| p.worker == w.id)
+            .map(|p| ModelMemory {
+                model: p.model.clone(),
+                memory_added_mb: p.memory_added_kib as f64 / 1024.0,
+            })
+            .collect(),
+        fault: st.fault.clone(),
+        page_load_count: st
+            .page_stats
+            .as_ref()
+            .and_then(|v| v["load_count"].as_u64()),
+        page_runs: st.page_stats.as_ref().and_then(|v| v["runs"].as_u64()),
+    }
+}

@@ -1,0 +1,250 @@
+//! [`PoolError`], and [`ErrorClass`]: what kind of failure a request met, typed from the worker
+//! error's classification methods once, at the worker boundary, and never compared as text.
+//!
+//! The class decides what the pool does next: a transient class (the browser, tab, connection or
+//! device failed, or the page did not answer in time) starts a recovery episode and the request
+//! runs again; a deterministic page error (the page threw, and will throw the same way on every
+//! retry) fails the request at once. Its stable name (`as_str`) is what samples, CSV and reports
+//! carry. Must not import `report`, `cli` or terminal crates.
+
+use std::fmt;
+
+use crate::browser::WorkerError;
+use crate::models;
+
+/// Why a request failed, or why it never ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The browser (or its driver) died.
+    Crash,
+    /// The renderer hosting the page crashed; the browser lives on.
+    TabCrash,
+    /// The connection to the page dropped.
+    Disconnect,
+    /// The page's WebGPU device was lost (or onnxruntime-web is wedged by it).
+    DeviceLost,
+    /// No answer within the bound: the page may be hung.
+    Timeout,
+    /// The page threw or refused: deterministic, a retry fails the same way.
+    Page,
+    /// The session cannot take calls (closed, or broken by an earlier failure).
+    SessionLost,
+    /// Any other driver or protocol failure.
+    Driver,
+    /// Nowhere to run it: every placement was down or being recovered.
+    NoPlacement,
+    /// The run was stopped (Ctrl-C) before it could run.
+    Interrupted,
+    /// The scheduler's queue was full (open loop).
+    Rejected,
+    /// Its deadline passed before it could start.
+    Deadline,
+}
+
+impl ErrorClass {
+    /// The class of a worker error, from its classification methods.
+    pub fn of(e: &WorkerError) -> Self {
+        if e.is_browser_crash() {
+            Self::Crash
+        } else if e.is_tab_crash() {
+            Self::TabCrash
+        } else if e.is_disconnect() {
+            Self::Disconnect
+        } else if e.is_device_lost() {
+            Self::DeviceLost
+        } else if e.is_timeout() {
+            Self::Timeout
+        } else if e.is_page_error() {
+            Self::Page
+        } else if e.is_session_lost() {
+            Self::SessionLost
+        } else {
+            Self::Driver
+        }
+    }
+
+    /// The stable name samples and reports use: `crash`, `tab_crash`, `page`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Crash => "crash",
+            Self::TabCrash => "tab_crash",
+            Self::Disconnect => "disconnect",
+            Self::DeviceLost => "device_lost",
+            Self::Timeout => "timeout",
+            Self::Page => "page",
+            Self::SessionLost => "session_lost",
+            Self::Driver => "driver",
+            Self::NoPlacement => "no_placement",
+            Self::Interrupted => "interrupted",
+            Self::Rejected => "rejected",
+            Self::Deadline => "deadline",
+        }
+    }
+
+    /// Whether the worker, not the request, failed: recovering the worker and running the
+    /// request again may succeed. A page error is not transient: the same input on the same
+    /// model throws the same way, so a recovery would only cost time and hide the error.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            Self::Crash
+                | Self::TabCrash
+                | Self::Disconnect
+                | Self::DeviceLost
+                | Self::Timeout
+                | Self::SessionLost
+                | Self::Driver
+        )
+    }
+
+    /// Whether the browser or its tab died.
+    pub fn is_crash(self) -> bool {
+        matches!(self, Self::Crash | Self::TabCrash)
+    }
+
+    /// Whether the worker's session can still take calls after this failure (a retry on the
+    /// same page may work); otherwise the page must be reset or the browser replaced.
+    pub fn session_usable(self) -> bool {
+        !matches!(
+            self,
+            Self::Crash
+                | Self::TabCrash
+                | Self::Disconnect
+                | Self::DeviceLost
+                | Self::Timeout
+                | Self::SessionLost
+        )
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Errors from the pool. Classify with the methods.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// A worker failed.
+    #[error(transparent)]
+    Worker(#[from] Box<WorkerError>),
+    /// A model could not be prepared.
+    #[error("model '{model}': {source}")]
+    Model {
+        /// Which model.
+        model: String,
+        /// Why.
+        source: Box<models::ModelError>,
+    },
+    /// The router found nowhere to put the model.
+    #[error("no placement for '{model}': {reason}")]
+    NoPlacement {
+        /// Which model.
+        model: String,
+        /// Why.
+        reason: String,
+    },
+    /// A browser kind was asked for that the pool has no launch for.
+    #[error("{kind} is not configured in the pool")]
+    NotConfigured {
+        /// The kind asked for.
+        kind: crate::browser::BrowserKind,
+    },
+    /// The pool is shutting down.
+    #[error("the pool is shutting down")]
+    ShuttingDown,
+}
+
+impl PoolError {
+    /// The underlying worker error, if this is one.
+    pub fn as_worker(&self) -> Option<&WorkerError> {
+        match self {
+            Self::Worker(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The class a request that ended with this error is counted under.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Worker(e) => ErrorClass::of(e),
+            Self::ShuttingDown => ErrorClass::Interrupted,
+            Self::Model { .. } | Self::NoPlacement { .. } | Self::NotConfigured { .. } => {
+                ErrorClass::NoPlacement
+            }
+        }
+    }
+}
+
+impl From<WorkerError> for PoolError {
+    fn from(e: WorkerError) -> Self {
+        Self::Worker(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn page(name: &str) -> WorkerError {
+        WorkerError::Page {
+            method: "run".into(),
+            name: name.into(),
+            message: "boom".into(),
+        }
+    }
+
+    #[test]
+    fn a_page_exception_is_not_transient_but_a_lost_device_is() {
+        assert_eq!(ErrorClass::of(&page("Error")), ErrorClass::Page);
+        assert!(!ErrorClass::Page.is_transient());
+        assert!(ErrorClass::Page.session_usable());
+        let lost = ErrorClass::of(&page("GpuDeviceLost"));
+        assert_eq!(lost, ErrorClass::DeviceLost);
+        assert!(lost.is_transient() && !lost.session_usable());
+    }
+
+    #[test]
+    fn browser_failures_are_transient_and_classed_by_kind() {
+        let timeout = WorkerError::Timeout {
+            method: "run".into(),
+            after: Duration::from_secs(1),
+        };
+        let crashed = WorkerError::Crashed {
+            method: "run".into(),
+            message: "socket closed".into(),
+        };
+        let tab = WorkerError::TabCrashed {
+            method: "run".into(),
+            message: "targetCrashed".into(),
+        };
+        for (e, class) in [
+            (timeout, ErrorClass::Timeout),
+            (crashed, ErrorClass::Crash),
+            (tab, ErrorClass::TabCrash),
+        ] {
+            let c = ErrorClass::of(&e);
+            assert_eq!(c, class);
+            assert!(c.is_transient() && !c.session_usable(), "{c}");
+        }
+        assert!(ErrorClass::Crash.is_crash() && ErrorClass::TabCrash.is_crash());
+        assert!(!ErrorClass::Timeout.is_crash());
+    }
+
+    #[test]
+    fn requests_that_never_ran_are_not_transient() {
+        for c in [
+            ErrorClass::NoPlacement,
+            ErrorClass::Interrupted,
+            ErrorClass::Rejected,
+            ErrorClass::Deadline,
+        ] {
+            assert!(!c.is_transient(), "{c}");
+        }
+        assert_eq!(PoolError::ShuttingDown.class(), ErrorClass::Interrupted);
+    }
+}

@@ -1,0 +1,267 @@
+//! [`ModelHandle`]: one model placed in the pool, and the path every request takes through it:
+//! pick the least-loaded live placement (placing the model again if it has none), run it on
+//! that worker, account for the outcome in the ledger, and — for a fault-tolerant handle —
+//! retry only a failure whose [`ErrorClass`] is transient, after a recovery episode. A page
+//! error (the page threw) fails at once: the same input throws the same way on every retry.
+//! Must not import `report`, `cli` or terminal crates.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::backend::Backend;
+use crate::browser::BrowserKind;
+use crate::metrics::Phase;
+use crate::models::PreparedModel;
+use crate::state::Op;
+
+use super::attribution::Detection;
+use super::ledger::{Ran, RequestEnd};
+use super::placement::{backend_at, ModelEntry};
+use super::recover::Cause;
+use super::worker::{OutputMode, Worker};
+use super::{lock, ErrorClass, FaultTolerance, Pool, PoolError};
+
+/// What to run a model on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// The model's prepared input (the catalog's tokenized sentence, image or log-mel).
+    Prepared,
+}
+
+/// The result of one inference.
+#[derive(Debug, Clone)]
+pub struct Inference {
+    /// Worker that ran it.
+    pub worker: String,
+    /// Its browser kind.
+    pub browser: BrowserKind,
+    /// Backend used.
+    pub backend: Backend,
+    /// `session.run` in the page, ms.
+    pub page_ms: f64,
+    /// Harness round trip.
+    pub service: Duration,
+}
+
+/// A model placed in the pool. Cheap to clone; `infer` is safe to call concurrently.
+#[derive(Debug, Clone)]
+pub struct ModelHandle {
+    pool: Pool,
+    entry: Arc<ModelEntry>,
+    tolerance: FaultTolerance,
+}
+
+impl ModelHandle {
+    pub(super) fn new(pool: Pool, entry: Arc<ModelEntry>, tolerance: FaultTolerance) -> Self {
+        Self {
+            pool,
+            entry,
+            tolerance,
+        }
+    }
+
+    /// The prepared model behind the handle.
+    pub fn model(&self) -> &PreparedModel {
+        &self.entry.prepared
+    }
+
+    /// Runs the model once on its prepared input.
+    ///
+    /// # Errors
+    /// When no worker can run it or the worker running it fails.
+    pub async fn infer(&self, input: Input) -> Result<Inference, PoolError> {
+        let Input::Prepared = input;
+        self.infer_at(Instant::now(), Phase::Measure).await
+    }
+
+    /// Runs the model once, accounting latency from `scheduled` (the scheduler's intended start,
+    /// so queueing behind a slow request counts: no coordinated omission).
+    ///
+    /// # Errors
+    /// As [`ModelHandle::infer`].
+    pub async fn infer_at(&self, scheduled: Instant, phase: Phase) -> Result<Inference, PoolError> {
+        let pool = &self.pool;
+        pool.inner.started.fetch_add(1, Ordering::SeqCst);
+        let recovery = pool.inner.config.recovery;
+        let tolerant = self.tolerance == FaultTolerance::Recover && recovery.enabled();
+        let max_attempts = if tolerant {
+            recovery.max_attempts.max(1)
+        } else {
+            1
+        };
+        let name = &self.entry.prepared.name;
+        let mut attempt = 1;
+        loop {
+            let may_retry = tolerant && attempt < max_attempts;
+            if pool.inner.cancel.is_cancelled() {
+                self.never_ran(scheduled, phase, attempt, ErrorClass::Interrupted);
+                return Err(PoolError::ShuttingDown);
+            }
+            let worker = match self.pick().await {
+                Ok(w) => w,
+                Err(_) if may_retry && !pool.inner.cancel.is_cancelled() => {
+                    // Nowhere to run right now (every placement is being recovered): wait for
+                    // the episode in flight, then look again.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => {
+                    self.never_ran(scheduled, phase, attempt, e.class());
+                    return Err(e);
+                }
+            };
+            self.maybe_scale_up(&worker);
+            let backend = backend_at(&worker, name);
+            let generation = worker.generation();
+            let issued = Instant::now();
+            let result = worker.run(name, OutputMode::None).await;
+            let service = issued.elapsed();
+            let class = result.as_ref().err().map(ErrorClass::of);
+            if class.is_some_and(ErrorClass::is_transient) {
+                // The worker failed, not the request: its breaker counts it.
+                worker.breaker_outcome(false);
+                if may_retry && !pool.inner.cancel.is_cancelled() {
+                    let cause = Cause {
+                        seen: Detection::Request(class.unwrap_or(ErrorClass::Driver)),
+                        model: Some(name.clone()),
+                        in_flight: service,
+                    };
+                    pool.recover(&worker, generation, cause).await;
+                    attempt += 1;
+                    continue;
+                }
+            } else if class.is_none() {
+                worker.breaker_outcome(true);
+            }
+            pool.request_ended_as(RequestEnd {
+                model: name,
+                ran: Some(Ran {
+                    worker: &worker.id,
+                    browser: worker.kind,
+                    backend,
+                }),
+                phase,
+                scheduled,
+                issued,
+                attempt,
+                outcome: result.as_ref().map(|r| r.run_ms).map_err(ErrorClass::of),
+            });
+            let reply = result?;
+            return Ok(Inference {
+                worker: worker.id.clone(),
+                browser: worker.kind,
+                backend,
+                page_ms: reply.run_ms,
+                service,
+            });
+        }
+    }
+
+    /// The workers serving this model now (warm spares excluded).
+    pub fn serving(&self) -> Vec<Arc<Worker>> {
+        lock(&self.entry.placements).clone()
+    }
+
+    /// Unloads the model from every worker holding it.
+    pub async fn release(&self) {
+        let workers: Vec<_> = std::mem::take(&mut *lock(&self.entry.placements));
+        let name = self.entry.name().to_string();
+        for w in workers {
+            let _ = w.unload(&name).await;
+            self.pool.event("unloaded", &w.id, name.clone());
+            self.pool.journal(Op::Unplaced {
+                model: name.clone(),
+                worker: w.id.clone(),
+            });
+        }
+        let mut models = lock(&self.pool.inner.models);
+        models.retain(|_, e| !Arc::ptr_eq(e, &self.entry));
+    }
+
+    /// Records a request that never ran: `Rejected` (queue full) or `Deadline` (too late).
+    pub fn reject(&self, scheduled: Instant, class: ErrorClass) {
+        self.never_ran(scheduled, Phase::Measure, 1, class);
+    }
+
+    fn never_ran(&self, scheduled: Instant, phase: Phase, attempt: u32, class: ErrorClass) {
+        self.pool.request_ended_as(RequestEnd {
+            model: self.entry.name(),
+            ran: None,
+            phase,
+            scheduled,
+            issued: Instant::now(),
+            attempt,
+            outcome: Err(class),
+        });
+    }
+
+    /// The least-loaded live placement, placing the model again if it has none.
+    async fn pick(&self) -> Result<Arc<Worker>, PoolError> {
+        if let Some(s) = self.least_loaded() {
+            return Ok(s);
+        }
+        self.ensure_placed().await?;
+        self.least_loaded().ok_or_else(|| PoolError::NoPlacement {
+            model: self.entry.name().to_string(),
+            reason: "its workers went away".into(),
+        })
+    }
+
+    fn least_loaded(&self) -> Option<Arc<Worker>> {
+        let mut placements = lock(&self.entry.placements);
+        placements.retain(|s| s.is_routable());
+        placements.iter().min_by_key(|s| s.queued()).cloned()
+    }
+
+    /// Places the model once if it has no live placement (serialised per model).
+    pub(super) async fn ensure_placed(&self) -> Result<(), PoolError> {
+        let _placing = self.entry.placing.lock().await;
+        if self.least_loaded().is_some() {
+            return Ok(());
+        }
+        let pool = &self.pool;
+        let decision = pool.route(&self.entry, pool.has_room())?;
+        let why = format!("for {}", self.entry.name());
+        let worker = pool
+            .target_of(&self.entry, decision, true, &why)
+            .await
+            .map_err(|e| match e {
+                super::placement::ReplaceError::Pool(e) => e,
+                other => PoolError::NoPlacement {
+                    model: self.entry.name().to_string(),
+                    reason: other.to_string(),
+                },
+            })?;
+        pool.place(&self.entry, worker).await
+    }
+
+    /// Adds a worker for this model when every placement is queued up and there is room.
+    fn maybe_scale_up(&self, chosen: &Worker) {
+        let pool = &self.pool;
+        if chosen.queued() < pool.inner.config.scale_up_queue || !pool.has_room() {
+            return;
+        }
+        if self.entry.scaling.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let this = self.clone();
+        let kind = chosen.kind;
+        tokio::spawn(async move {
+            let pool = &this.pool;
+            let name = this.entry.name().to_string();
+            let result = async {
+                let worker = pool
+                    .launch(kind, &format!("scale-up: {name} has a queue"))
+                    .await?;
+                pool.place(&this.entry, worker).await
+            }
+            .await;
+            if let Err(e) = result {
+                pool.event("scale_up_failed", "", format!("{name}: {e}"));
+            }
+            this.entry.scaling.store(false, Ordering::SeqCst);
+        });
+    }
+}

@@ -1,0 +1,497 @@
+//! Placement: which workers serve which model. A [`ModelEntry`] holds a model's serving workers
+//! and its warm spares; this file routes a model (through the pure `router`), places it (load
+//! and first run), replaces a lost placement (promote a spare, or route again), keeps spares
+//! loaded, and moves a model between browsers as one journaled transaction (`migrate`).
+//! Must not import `report`, `cli` or terminal crates.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::backend::Backend;
+use crate::browser::{BrowserKind, WorkerError};
+use crate::metrics::Phase;
+use crate::models::PreparedModel;
+use crate::state::Op;
+
+use super::correctness::CellOutput;
+use super::ledger::{Ran, RequestEnd};
+use super::router::{self, Candidate, Decision, HardwarePreferences, Target};
+use super::worker::{cell_output, LoadReply, OutputMode, Worker};
+use super::{lock, ErrorClass, Pool, PoolError};
+
+/// One placement ever made: a model loaded on a worker, with its first run.
+#[derive(Debug, Clone)]
+pub struct PlacementRecord {
+    /// Model name.
+    pub model: String,
+    /// Worker id.
+    pub worker: String,
+    /// Browser kind.
+    pub browser: BrowserKind,
+    /// The page's load answer.
+    pub load: LoadReply,
+    /// PSS growth across the load, KiB.
+    pub memory_added_kib: u64,
+    /// First run, ms (page-measured).
+    pub first_run_ms: f64,
+    /// Output of the first run, for the correctness checks.
+    pub output: Option<CellOutput>,
+}
+
+/// A model in the pool and the workers serving it.
+#[derive(Debug)]
+pub(super) struct ModelEntry {
+    pub prepared: Arc<PreparedModel>,
+    pub hardware: HardwarePreferences,
+    /// Workers serving the model (warm spares excluded).
+    pub placements: Mutex<Vec<Arc<Worker>>>,
+    /// Serialises (re)placement so a burst of requests places a model once.
+    pub placing: tokio::sync::Mutex<()>,
+    /// A scale-up for this model is in flight.
+    pub scaling: AtomicBool,
+    /// Warm spares: workers with the model loaded that serve only once promoted.
+    pub standby: Mutex<Vec<Arc<Worker>>>,
+    /// A standby load is in flight.
+    pub readying: AtomicBool,
+}
+
+impl ModelEntry {
+    pub fn new(prepared: Arc<PreparedModel>, hardware: HardwarePreferences) -> Self {
+        Self {
+            prepared,
+            hardware,
+            placements: Mutex::default(),
+            placing: tokio::sync::Mutex::new(()),
+            scaling: AtomicBool::new(false),
+            standby: Mutex::default(),
+            readying: AtomicBool::new(false),
+        }
+    }
+
+    /// The model's name.
+    pub fn name(&self) -> &str {
+        &self.prepared.name
+    }
+
+    /// Whether `worker` serves this model.
+    pub fn served_by(&self, worker: &Arc<Worker>) -> bool {
+        lock(&self.placements)
+            .iter()
+            .any(|p| Arc::ptr_eq(p, worker))
+    }
+
+    /// Whether a warm spare is ready (or the model is not placed at all).
+    pub fn spare_ready(&self) -> bool {
+        lock(&self.placements).is_empty() || lock(&self.standby).iter().any(|s| s.is_routable())
+    }
+}
+
+/// Why a lost placement could not be replaced.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplaceError {
+    /// Routing or placing failed.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// Migration wants another live worker and there is none.
+    #[error("no other live worker for {model} (the router wants a new {wanted})")]
+    NoOtherWorker {
+        /// The model.
+        model: String,
+        /// The kind the router would launch.
+        wanted: BrowserKind,
+    },
+}
+
+/// Why a planned migration did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrateError {
+    /// The model is not in the pool.
+    #[error("{model} is not placed in this pool")]
+    NotPlaced {
+        /// The model.
+        model: String,
+    },
+    /// The model has no live placement.
+    #[error("{model} has no live placement to move")]
+    NoLivePlacement {
+        /// The model.
+        model: String,
+    },
+    /// It runs on that kind already.
+    #[error("{model} already runs on {kind} ({worker})")]
+    AlreadyThere {
+        /// The model.
+        model: String,
+        /// The kind asked for.
+        kind: BrowserKind,
+        /// Its worker.
+        worker: String,
+    },
+    /// No live worker of that kind.
+    #[error("no live {kind} worker to move {model} to")]
+    NoTarget {
+        /// The model.
+        model: String,
+        /// The kind asked for.
+        kind: BrowserKind,
+    },
+    /// The load on the target failed; the transaction was rolled back.
+    #[error("load on {target} failed: {error}; rolled back: {undo}; {model} keeps serving from {source_worker}")]
+    RolledBack {
+        /// The model.
+        model: String,
+        /// The worker it was to move to.
+        target: String,
+        /// The worker it keeps serving from.
+        source_worker: String,
+        /// The load's error.
+        error: Box<WorkerError>,
+        /// What the rollback did.
+        undo: String,
+    },
+}
+
+impl Pool {
+    fn candidates(&self, entry: &ModelEntry) -> Vec<Candidate> {
+        self.workers()
+            .iter()
+            .filter(|s| s.is_routable())
+            .map(|s| Candidate {
+                id: s.id.clone(),
+                kind: s.kind,
+                backends: s.status().backends,
+                queued: s.queued(),
+                has_model: entry.served_by(s),
+                score: None,
+            })
+            .collect()
+    }
+
+    /// Routes `entry` (recording the decision).
+    pub(super) fn route(
+        &self,
+        entry: &ModelEntry,
+        can_launch: bool,
+    ) -> Result<Decision, PoolError> {
+        let c = &self.inner.config;
+        let launchable: Vec<BrowserKind> = c.launches.iter().map(|l| l.kind).collect();
+        let req = router::Request {
+            model: entry.name(),
+            task: entry.prepared.task,
+            hardware: &entry.hardware,
+            backends: &c.page.backends,
+            preferences: &c.preferences,
+            launchable: &launchable,
+            can_launch,
+        };
+        let decision =
+            router::route(&req, &self.candidates(entry)).map_err(|e| PoolError::NoPlacement {
+                model: entry.name().to_string(),
+                reason: e.to_string(),
+            })?;
+        lock(&self.inner.ledger).decision(decision.clone());
+        Ok(decision)
+    }
+
+    /// The worker a decision names: an existing one, or a new one launched for `why` when
+    /// `launch` allows.
+    pub(super) async fn target_of(
+        &self,
+        entry: &ModelEntry,
+        decision: Decision,
+        launch: bool,
+        why: &str,
+    ) -> Result<Arc<Worker>, ReplaceError> {
+        match decision.target {
+            Target::Worker(id) => {
+                self.workers()
+                    .into_iter()
+                    .find(|s| s.id == id)
+                    .ok_or_else(|| {
+                        ReplaceError::Pool(PoolError::NoPlacement {
+                            model: entry.name().to_string(),
+                            reason: format!("{id} went away"),
+                        })
+                    })
+            }
+            Target::Launch(kind) if launch => Ok(self.launch(kind, why).await?),
+            Target::Launch(kind) => Err(ReplaceError::NoOtherWorker {
+                model: entry.name().to_string(),
+                wanted: kind,
+            }),
+        }
+    }
+
+    /// Loads the model on `worker`, runs it once, records the placement.
+    pub(super) async fn place(
+        &self,
+        entry: &Arc<ModelEntry>,
+        worker: Arc<Worker>,
+    ) -> Result<(), PoolError> {
+        let loaded = worker.load(entry.prepared.clone()).await?;
+        let model = &entry.prepared;
+        let mode = if model.golden.is_some() {
+            OutputMode::Full
+        } else {
+            OutputMode::Sample
+        };
+        let backend = loaded.reply.backend;
+        let issued = Instant::now();
+        let first = worker.run(&model.name, mode).await;
+        self.request_ended_as(RequestEnd {
+            model: &model.name,
+            ran: Some(Ran {
+                worker: &worker.id,
+                browser: worker.kind,
+                backend,
+            }),
+            phase: Phase::First,
+            scheduled: issued,
+            issued,
+            attempt: 1,
+            outcome: first.as_ref().map(|r| r.run_ms).map_err(ErrorClass::of),
+        });
+        let first = first?;
+        lock(&self.inner.ledger).placement(PlacementRecord {
+            model: model.name.clone(),
+            worker: worker.id.clone(),
+            browser: worker.kind,
+            load: loaded.reply.clone(),
+            memory_added_kib: loaded.memory_added_kib,
+            first_run_ms: first.run_ms,
+            output: cell_output(worker.kind, model, backend, &first),
+        });
+        self.event("placed", &worker.id, format!("{} on {backend}", model.name));
+        self.journal(Op::Placed {
+            model: model.name.clone(),
+            worker: worker.id.clone(),
+        });
+        lock(&entry.placements).push(worker);
+        Ok(())
+    }
+
+    /// Places `entry` on another live worker (`launch` false: migrate) or on a new one if needed
+    /// (`launch` true: rebuild). Returns what was done.
+    pub(super) async fn replace(
+        &self,
+        entry: &Arc<ModelEntry>,
+        launch: bool,
+    ) -> Result<String, ReplaceError> {
+        let _placing = entry.placing.lock().await;
+        if let Some(s) = lock(&entry.placements)
+            .iter()
+            .find(|s| s.is_routable())
+            .cloned()
+        {
+            return Ok(format!("{} (already placed)", s.id));
+        }
+        // A warm spare holds the model already: promote it, no load needed.
+        let spare = {
+            let mut standby = lock(&entry.standby);
+            standby.retain(|s| s.is_routable());
+            (!standby.is_empty()).then(|| standby.remove(0))
+        };
+        if let Some(s) = spare {
+            lock(&entry.placements).push(s.clone());
+            self.journal(Op::Placed {
+                model: entry.name().to_string(),
+                worker: s.id.clone(),
+            });
+            self.event(
+                "promoted",
+                &s.id,
+                format!("warm spare of {} now serves", entry.name()),
+            );
+            return Ok(format!("{} (warm spare promoted)", s.id));
+        }
+        let decision = self.route(entry, launch && self.has_room())?;
+        let why = format!("rebuild for {}", entry.name());
+        let worker = self.target_of(entry, decision, launch, &why).await?;
+        let id = worker.id.clone();
+        self.place(entry, worker).await?;
+        Ok(id)
+    }
+
+    /// Model entries with a placement on `worker`.
+    pub(super) fn models_on(&self, worker: &Arc<Worker>) -> Vec<Arc<ModelEntry>> {
+        lock(&self.inner.models)
+            .values()
+            .filter(|e| e.served_by(worker))
+            .cloned()
+            .collect()
+    }
+
+    /// Model entries left with no routable placement.
+    pub(super) fn orphans(&self) -> Vec<Arc<ModelEntry>> {
+        lock(&self.inner.models)
+            .values()
+            .filter(|e| !lock(&e.placements).iter().any(|p| p.is_routable()))
+            .cloned()
+            .collect()
+    }
+
+    /// Takes `worker` out of every placement and standby; returns the names of the models it
+    /// served.
+    pub(super) fn unplace_everywhere(&self, worker: &Arc<Worker>) -> Vec<String> {
+        let mut held = Vec::new();
+        for e in lock(&self.inner.models).values() {
+            let mut placements = lock(&e.placements);
+            if placements.iter().any(|p| Arc::ptr_eq(p, worker)) {
+                held.push(e.name().to_string());
+            }
+            placements.retain(|p| !Arc::ptr_eq(p, worker));
+            lock(&e.standby).retain(|p| !Arc::ptr_eq(p, worker));
+        }
+        held
+    }
+
+    /// Loads a standby copy of every model that has none, on a live worker that does not serve
+    /// it (in the background, one per model at a time).
+    pub(super) fn ensure_standbys(&self) {
+        let entries: Vec<Arc<ModelEntry>> = lock(&self.inner.models).values().cloned().collect();
+        for entry in entries {
+            lock(&entry.standby).retain(|s| s.is_routable());
+            if !lock(&entry.standby).is_empty() || lock(&entry.placements).is_empty() {
+                continue;
+            }
+            let Some(spare) = self
+                .workers()
+                .into_iter()
+                .filter(|s| s.is_routable() && !entry.served_by(s))
+                .filter(|s| entry.hardware.browser.is_none_or(|b| b == s.kind))
+                .min_by_key(|s| s.queued())
+            else {
+                continue;
+            };
+            if entry.readying.swap(true, Ordering::SeqCst) {
+                continue;
+            }
+            let pool = self.clone();
+            tokio::spawn(async move {
+                match spare.load(entry.prepared.clone()).await {
+                    Ok(_) => {
+                        pool.event(
+                            "standby",
+                            &spare.id,
+                            format!("{} loaded as a warm spare", entry.name()),
+                        );
+                        lock(&entry.standby).push(spare);
+                    }
+                    Err(e) => pool.event("standby_failed", &spare.id, e.to_string()),
+                }
+                entry.readying.store(false, Ordering::SeqCst);
+            });
+        }
+    }
+
+    /// Moves `model` to a worker of kind `to`, as one transaction of the run's journal: load on
+    /// the target, switch the placement, unload from the source. A failure part way rolls back
+    /// for real: the half-loaded model is unloaded from the target (or the target, if it cannot
+    /// answer, is marked unhealthy so its page is reset without it), the source keeps serving,
+    /// and the log records the abort with the reason. Returns what was done.
+    ///
+    /// # Errors
+    /// [`MigrateError`]: why the migration did not happen (after its rollback).
+    pub async fn migrate(&self, model: &str, to: BrowserKind) -> Result<String, MigrateError> {
+        let entry = lock(&self.inner.models)
+            .values()
+            .find(|e| e.name() == model)
+            .cloned()
+            .ok_or_else(|| MigrateError::NotPlaced {
+                model: model.into(),
+            })?;
+        let _placing = entry.placing.lock().await;
+        let source = lock(&entry.placements)
+            .iter()
+            .find(|s| s.is_routable())
+            .cloned()
+            .ok_or_else(|| MigrateError::NoLivePlacement {
+                model: model.into(),
+            })?;
+        if source.kind == to {
+            return Err(MigrateError::AlreadyThere {
+                model: model.into(),
+                kind: to,
+                worker: source.id.clone(),
+            });
+        }
+        let target = self
+            .workers()
+            .into_iter()
+            .find(|s| s.kind == to && s.is_routable())
+            .ok_or_else(|| MigrateError::NoTarget {
+                model: model.into(),
+                kind: to,
+            })?;
+        let journal = self.inner.journal.clone();
+        let tx = journal.as_ref().and_then(|j| j.begin());
+        let op = |o: Op| {
+            if let (Some(j), Some(t)) = (&journal, tx) {
+                j.op(t, o);
+            }
+        };
+        op(Op::Placed {
+            model: model.to_string(),
+            worker: target.id.clone(),
+        });
+        self.event(
+            "migrating",
+            &target.id,
+            format!("{model}: {} -> {}", source.id, target.id),
+        );
+        if let Err(e) = target.load(entry.prepared.clone()).await {
+            // Roll back: nothing of the model may stay on the target.
+            let undo = match target.unload(model).await {
+                Ok(()) => format!("unloaded {model} from {}", target.id),
+                Err(u) => {
+                    target.mark_unhealthy(format!("rollback of a migration: {u}"));
+                    format!(
+                        "{} could not unload ({u}); marked unhealthy so its page is reset without {model}",
+                        target.id
+                    )
+                }
+            };
+            let why = MigrateError::RolledBack {
+                model: model.into(),
+                target: target.id.clone(),
+                source_worker: source.id.clone(),
+                error: Box::new(e),
+                undo,
+            };
+            if let (Some(j), Some(t)) = (&journal, tx) {
+                j.abort(t, &why.to_string());
+            }
+            self.event("migration_rolled_back", &target.id, why.to_string());
+            return Err(why);
+        }
+        lock(&entry.placements).push(target.clone());
+        lock(&entry.placements).retain(|s| !Arc::ptr_eq(s, &source));
+        op(Op::Unplaced {
+            model: model.to_string(),
+            worker: source.id.clone(),
+        });
+        let unloaded = source.unload(model).await;
+        if let (Some(j), Some(t)) = (&journal, tx) {
+            j.commit_tx(t);
+        }
+        let done = format!(
+            "{model}: {} -> {}{}",
+            source.id,
+            target.id,
+            match unloaded {
+                Ok(()) => String::new(),
+                Err(e) => format!(" (unload from the source failed: {e})"),
+            }
+        );
+        self.event("migrated", &target.id, done.clone());
+        Ok(done)
+    }
+}
+
+/// The backend `model` runs on at `worker` (wasm when the worker no longer says).
+pub(super) fn backend_at(worker: &Worker, model: &str) -> Backend {
+    worker.backend_of(model).unwrap_or(Backend::Wasm)
+}

@@ -1,0 +1,159 @@
+//! Background upkeep, once a second: memory samples, a dead-process check, heartbeats on idle
+//! workers, warm spares, a recovery episode for each unhealthy worker (when the pool recovers),
+//! closing unhealthy or idle workers beyond the minimum, and launching back up to the minimum.
+//! Must not import `report`, `cli` or terminal crates.
+
+use std::time::{Duration, Instant};
+
+use crate::browser::BrowserKind;
+
+use super::attribution::Detection;
+use super::recover::Cause;
+use super::worker::Lifecycle;
+use super::Pool;
+
+/// Runs until the pool is cancelled.
+pub(super) async fn run(pool: Pool) {
+    let c = pool.inner.config.clone();
+    let tolerant = c.recovery.enabled();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_beat = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = pool.inner.cancel.cancelled() => return,
+        }
+        let workers = pool.workers();
+        for w in &workers {
+            w.sample_memory();
+            // A browser killed while idle is found here within a tick, not at the next request.
+            if !w.browser_alive() && w.status().lifecycle != Lifecycle::Recovering {
+                w.mark_unhealthy("the browser process exited".into());
+                pool.event("process_exit", &w.id, "the browser process exited".into());
+            }
+        }
+        if last_beat.elapsed() >= c.heartbeat_interval {
+            last_beat = Instant::now();
+            heartbeats(&pool, c.heartbeat_timeout).await;
+        }
+        if c.warm_spares && !pool.inner.cancel.is_cancelled() {
+            pool.ensure_standbys();
+        }
+        // Unhealthy workers nobody is recovering yet get a recovery episode.
+        if tolerant {
+            for w in &workers {
+                if w.status().lifecycle == Lifecycle::Unhealthy && w.episode.try_lock().is_ok() {
+                    let seen = if w.browser_alive() {
+                        Detection::Heartbeat
+                    } else {
+                        Detection::ProcessExit
+                    };
+                    w.set_lifecycle(Lifecycle::Recovering);
+                    let (pool, w) = (pool.clone(), w.clone());
+                    let generation = w.generation();
+                    tokio::spawn(async move {
+                        let cause = Cause {
+                            seen,
+                            model: None,
+                            in_flight: Duration::ZERO,
+                        };
+                        pool.recover(&w, generation, cause).await;
+                    });
+                }
+            }
+        }
+        reap(&pool, tolerant).await;
+        keep_minimum(&pool);
+    }
+}
+
+/// Health-checks the idle workers; one that does not answer is marked unhealthy.
+async fn heartbeats(pool: &Pool, timeout: Duration) {
+    let idle: Vec<_> = pool
+        .workers()
+        .into_iter()
+        .filter(|w| w.is_routable() && w.queued() == 0)
+        .collect();
+    let beats = idle.iter().map(|w| async move {
+        // Bounded twice: in the queue (the outer timeout) and in the page.
+        let r = tokio::time::timeout(
+            timeout,
+            w.call_within("echo", serde_json::json!({"beat": true}), timeout),
+        )
+        .await;
+        (w.clone(), r)
+    });
+    for (w, r) in futures::future::join_all(beats).await {
+        let why = match r {
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no heartbeat answer within {timeout:?}"),
+        };
+        w.mark_unhealthy(why.clone());
+        pool.event("unhealthy", &w.id, why);
+    }
+}
+
+/// Closes unhealthy workers (when nothing recovers them), and idle ones beyond the minimum.
+async fn reap(pool: &Pool, tolerant: bool) {
+    let c = &pool.inner.config;
+    let now = Instant::now();
+    let mut why = Vec::new();
+    let close = pool.take_live(|w, live| {
+        let st = w.status();
+        if st.lifecycle == Lifecycle::Recovering {
+            return false;
+        }
+        let idle = st.queued == 0 && now.duration_since(st.last_active) >= c.idle_timeout;
+        let unhealthy = st.lifecycle == Lifecycle::Unhealthy;
+        let drop = (unhealthy && !tolerant) || (idle && live > c.min_workers && !unhealthy);
+        if drop {
+            why.push(if unhealthy {
+                "closed_unhealthy"
+            } else {
+                "closed_idle"
+            });
+        }
+        drop
+    });
+    pool.close_members(close.into_iter().zip(why).collect())
+        .await;
+}
+
+/// Launches a worker in the background when the pool is below its minimum: of the kind it is
+/// short of (a killed Firefox comes back as a Firefox).
+fn keep_minimum(pool: &Pool) {
+    let c = &pool.inner.config;
+    let live = pool.workers().len()
+        + pool
+            .inner
+            .launching
+            .load(std::sync::atomic::Ordering::SeqCst);
+    if live >= c.min_workers || pool.inner.cancel.is_cancelled() {
+        return;
+    }
+    let have: Vec<BrowserKind> = pool.workers().iter().map(|w| w.kind).collect();
+    let kinds: Vec<BrowserKind> = c.launches.iter().map(|l| l.kind).collect();
+    let wanted: Vec<BrowserKind> = kinds
+        .iter()
+        .copied()
+        .cycle()
+        .take(c.min_workers.max(kinds.len()))
+        .collect();
+    let count = |v: &[BrowserKind], k: BrowserKind| v.iter().filter(|x| **x == k).count();
+    let short = wanted
+        .iter()
+        .copied()
+        .find(|&k| count(&wanted, k) > count(&have, k))
+        .or_else(|| kinds.first().copied());
+    if let Some(kind) = short {
+        // In the background: upkeep keeps watching the other workers meanwhile.
+        // (launch counts itself in `launching` from its first poll, within the tick.)
+        let p = pool.clone();
+        tokio::spawn(async move {
+            if let Err(e) = p.launch(kind, "keeping the minimum").await {
+                p.event("launch_failed", "", e.to_string());
+            }
+        });
+    }
+}

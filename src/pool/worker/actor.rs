@@ -1,0 +1,197 @@
+//! The task that owns one worker's [`Page`]: it takes [`Job`]s one at a time from the worker's
+//! bounded channel, runs them against the page, and keeps the worker's status up to date: busy
+//! time, and what is loaded (`WorkerStatus::loaded`, the one record of it, which a reset loads
+//! again from). The only place a page is closed ([`Job::Close`]).
+//!
+//! Must not import `report`, `cli` or terminal crates.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::browser::{process, WorkerError};
+use crate::models::PreparedModel;
+
+use super::{Lifecycle, Loaded, OutputMode, Page, RunReply, Worker, WorkerContext, WorkerStatus};
+
+/// A job for the worker task.
+#[derive(Debug)]
+pub(super) enum Job {
+    Load {
+        model: Arc<PreparedModel>,
+        reply: oneshot::Sender<Result<Loaded, WorkerError>>,
+    },
+    Run {
+        model: String,
+        mode: OutputMode,
+        reply: oneshot::Sender<Result<RunReply, WorkerError>>,
+    },
+    Unload {
+        model: String,
+        reply: oneshot::Sender<Result<(), WorkerError>>,
+    },
+    Call {
+        method: String,
+        args: serde_json::Value,
+        /// Bound in the page (default: the worker's call timeout).
+        within: Option<Duration>,
+        reply: oneshot::Sender<Result<serde_json::Value, WorkerError>>,
+    },
+    /// Reopen the page and load every model it held again.
+    Reset {
+        timeout: Duration,
+        reply: oneshot::Sender<Result<(), WorkerError>>,
+    },
+    /// Close the browser and end the task.
+    Close {
+        reply: oneshot::Sender<Result<(), WorkerError>>,
+    },
+}
+
+/// The task's state.
+struct Actor {
+    worker: Weak<Worker>,
+    page: Page,
+    ctx: Arc<WorkerContext>,
+}
+
+/// Serves `rx` until a [`Job::Close`] or until every handle is gone; the page is closed either
+/// way.
+pub(super) async fn run(
+    worker: Weak<Worker>,
+    page: Page,
+    mut rx: mpsc::Receiver<Job>,
+    ctx: Arc<WorkerContext>,
+) {
+    let actor = Actor { worker, page, ctx };
+    while let Some(job) = rx.recv().await {
+        let started = Instant::now();
+        actor.with_status(|s| {
+            if s.lifecycle == Lifecycle::Ready {
+                s.lifecycle = Lifecycle::Busy;
+            }
+        });
+        if let Job::Close { reply } = job {
+            let r = actor.page.close().await;
+            actor.with_status(|s| {
+                s.lifecycle = Lifecycle::Closed;
+                s.loaded.clear();
+            });
+            let _ = reply.send(r);
+            return;
+        }
+        actor.serve(job).await;
+        let took = started.elapsed();
+        actor.with_status(|s| {
+            s.busy += took;
+            s.last_active = Instant::now();
+            if s.lifecycle == Lifecycle::Busy {
+                s.lifecycle = Lifecycle::Ready;
+            }
+        });
+    }
+    // Every handle is gone: make sure the browser is closed.
+    let _ = actor.page.close().await;
+    actor.with_status(|s| s.lifecycle = Lifecycle::Closed);
+}
+
+impl Actor {
+    async fn serve(&self, job: Job) {
+        let t = self.ctx.timeouts;
+        match job {
+            Job::Load { model, reply } => {
+                let _ = reply.send(self.load(model).await);
+            }
+            Job::Reset { timeout, reply } => {
+                let _ = reply.send(self.reset(timeout).await);
+            }
+            Job::Run { model, mode, reply } => {
+                let _ = reply.send(self.page.run(&model, mode, t.run).await);
+            }
+            Job::Unload { model, reply } => {
+                let r = self.page.unload(&model, t.call).await;
+                self.with_status(|s| {
+                    s.loaded.remove(&model);
+                });
+                let _ = reply.send(r);
+            }
+            Job::Call {
+                method,
+                args,
+                within,
+                reply,
+            } => {
+                let bound = within.unwrap_or(t.call);
+                let _ = reply.send(self.page.browser().call(&method, args, bound).await);
+            }
+            Job::Close { .. } => unreachable!("run() handles Close before serve()"),
+        }
+    }
+
+    /// Loads `model`, measuring the browser's memory growth across the load.
+    async fn load(&self, model: Arc<PreparedModel>) -> Result<Loaded, WorkerError> {
+        let pid = self.page.browser().pid();
+        let before = pid.and_then(process::tree_pss_kib).unwrap_or(0);
+        let reply = self
+            .page
+            .load(
+                &model,
+                &self.ctx.server,
+                &self.ctx.page,
+                self.ctx.timeouts.load,
+            )
+            .await?;
+        let after = pid.and_then(process::tree_pss_kib).unwrap_or(0);
+        let name = model.name.clone();
+        let loaded = Loaded {
+            model,
+            reply,
+            memory_added_kib: after.saturating_sub(before),
+        };
+        let l = loaded.clone();
+        self.with_status(|s| {
+            s.loaded.insert(name, l);
+        });
+        Ok(loaded)
+    }
+
+    /// Reopens the page and loads every model again, in order of names. A model whose reload
+    /// fails is no longer loaded here (the error says which).
+    async fn reset(&self, timeout: Duration) -> Result<(), WorkerError> {
+        let held: Vec<Arc<PreparedModel>> = self
+            .with_status(|s| std::mem::take(&mut s.loaded))
+            .unwrap_or_default()
+            .into_values()
+            .map(|l| l.model)
+            .collect();
+        self.page.browser().reset(timeout).await?;
+        for model in held {
+            let name = model.name.clone();
+            let reply = self
+                .page
+                .load(
+                    &model,
+                    &self.ctx.server,
+                    &self.ctx.page,
+                    self.ctx.timeouts.load,
+                )
+                .await?;
+            self.with_status(|s| {
+                s.loaded.insert(
+                    name,
+                    Loaded {
+                        model,
+                        reply,
+                        memory_added_kib: 0,
+                    },
+                );
+            });
+        }
+        Ok(())
+    }
+
+    fn with_status<T>(&self, f: impl FnOnce(&mut WorkerStatus) -> T) -> Option<T> {
+        self.worker.upgrade().map(|w| w.with_status(f))
+    }
+}

@@ -1,0 +1,429 @@
+//! A worker: one browser with the worker page, owned by one task (`actor.rs`), and the handle
+//! ([`Worker`]) the rest of the pool uses to talk to it.
+//!
+//! Callers send the task `(Job, oneshot reply)` over a bounded channel (fantoccini's session
+//! task): this serialises page calls, gives backpressure, and leaves one place that closes the
+//! browser. The handle's [`WorkerStatus`] is a snapshot the router, the reaper and the reports
+//! read; its `std::sync::Mutex` is never held across an `.await`. `page_api.rs` types the page's
+//! replies. Must not import `report`, `cli` or terminal crates.
+
+mod actor;
+pub mod page_api;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::backend::Backend;
+use crate::browser::{process, Browser, BrowserKind, WorkerError};
+use crate::metrics::BrowserEnv;
+use crate::models::PreparedModel;
+use crate::recovery::{Breaker, BreakerState};
+use crate::server::AssetServer;
+
+pub use page_api::{
+    cell_output, Capabilities, LoadReply, OutputMode, OutputTensor, Page, RunReply,
+};
+
+use super::config::{PageSettings, WorkerTimeouts};
+use super::lock;
+use actor::Job;
+
+/// Jobs waiting per worker before senders wait (backpressure).
+const QUEUE_CAPACITY: usize = 64;
+
+/// Where a worker is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifecycle {
+    /// Launching the browser and opening the page.
+    Starting,
+    /// Up and idle.
+    Ready,
+    /// Running a job.
+    Busy,
+    /// Failed a call or a health check; not routed to.
+    Unhealthy,
+    /// Being repaired.
+    Recovering,
+    /// Closed; its browser is gone.
+    Closed,
+}
+
+impl Lifecycle {
+    /// The lowercase name reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Ready => "ready",
+            Self::Busy => "busy",
+            Self::Unhealthy => "unhealthy",
+            Self::Recovering => "recovering",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// A model loaded on a worker.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The model (a reset loads it again from here).
+    pub model: Arc<PreparedModel>,
+    /// The page's load answer (backend, fallback reasons, timings).
+    pub reply: LoadReply,
+    /// Growth of the browser's PSS across the load, KiB (0 when not measurable).
+    pub memory_added_kib: u64,
+}
+
+/// What the pool knows about a worker right now.
+#[derive(Debug, Clone)]
+pub struct WorkerStatus {
+    /// Lifecycle state.
+    pub lifecycle: Lifecycle,
+    /// Jobs queued or running.
+    pub queued: usize,
+    /// Models with a live session, by name: the one record of what is loaded where.
+    pub loaded: BTreeMap<String, Loaded>,
+    /// Time spent running jobs.
+    pub busy: Duration,
+    /// When the worker was created.
+    pub created: Instant,
+    /// When it last finished a job (or was created).
+    pub last_active: Instant,
+    /// What the page offered at start.
+    pub env: Option<BrowserEnv>,
+    /// Backends this worker can run, given the pool's fallback-adapter policy.
+    pub backends: Vec<Backend>,
+    /// Browser main pid.
+    pub pid: Option<u32>,
+    /// Peak PSS of the browser's process tree seen so far, KiB.
+    pub pss_peak_kib: u64,
+    /// Sum of PSS samples, KiB, for the mean.
+    pub pss_sum_kib: u64,
+    /// Number of PSS samples.
+    pub pss_samples: u64,
+    /// Why it went unhealthy, when it did.
+    pub fault: Option<String>,
+    /// The page's own counters (`stats`: load_count, runs), read just before close.
+    pub page_stats: Option<serde_json::Value>,
+}
+
+/// What a worker task shares with every other: the asset server and how pages load models.
+#[derive(Debug)]
+pub struct WorkerContext {
+    /// Serves the page and the model files.
+    pub server: Arc<AssetServer>,
+    /// Backend priority and the software-adapter policy.
+    pub page: PageSettings,
+    /// Bounds on page calls.
+    pub timeouts: WorkerTimeouts,
+}
+
+/// The pool's handle on one worker. Cheap to share (`Arc<Worker>`).
+#[derive(Debug)]
+pub struct Worker {
+    /// Worker id, e.g. `chromium#2`.
+    pub id: String,
+    /// Browser kind.
+    pub kind: BrowserKind,
+    tx: mpsc::Sender<Job>,
+    status: Mutex<WorkerStatus>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    timeouts: WorkerTimeouts,
+    browser: Arc<dyn Browser>,
+    /// Bumped by every recovery that repaired this worker in place; a request that failed on
+    /// an older generation knows it was already handled.
+    generation: AtomicU64,
+    /// Held for the length of one recovery episode on this worker.
+    pub(crate) episode: tokio::sync::Mutex<()>,
+    breaker: Mutex<Breaker>,
+}
+
+impl Worker {
+    /// Takes ownership of a started page and spawns the task that serves it. `caps` is what the
+    /// page offered at start (the router reads the backends from it).
+    pub fn spawn(page: Page, caps: &Capabilities, ctx: Arc<WorkerContext>) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let now = Instant::now();
+        let worker = Arc::new(Self {
+            browser: page.shared_browser(),
+            generation: AtomicU64::new(0),
+            episode: tokio::sync::Mutex::new(()),
+            breaker: Mutex::new(Breaker::new(3, Duration::from_secs(5))),
+            id: page.id.clone(),
+            kind: page.kind(),
+            tx,
+            status: Mutex::new(WorkerStatus {
+                lifecycle: Lifecycle::Ready,
+                queued: 0,
+                loaded: BTreeMap::new(),
+                busy: Duration::ZERO,
+                created: now,
+                last_active: now,
+                env: Some(page.env(caps)),
+                backends: caps.offered_backends(ctx.page.allow_fallback_adapter),
+                pid: page.browser().pid(),
+                pss_peak_kib: 0,
+                pss_sum_kib: 0,
+                pss_samples: 0,
+                fault: None,
+                page_stats: None,
+            }),
+            task: Mutex::new(None),
+            timeouts: ctx.timeouts,
+        });
+        let handle = tokio::spawn(actor::run(Arc::downgrade(&worker), page, rx, ctx));
+        *lock(&worker.task) = Some(handle);
+        worker
+    }
+
+    /// A snapshot of the status.
+    pub fn status(&self) -> WorkerStatus {
+        lock(&self.status).clone()
+    }
+
+    /// Updates the status (the actor's and the pool's one way in).
+    pub(crate) fn with_status<T>(&self, f: impl FnOnce(&mut WorkerStatus) -> T) -> T {
+        f(&mut lock(&self.status))
+    }
+
+    /// Whether `model` has a live session here, and on which backend.
+    pub fn backend_of(&self, model: &str) -> Option<Backend> {
+        lock(&self.status)
+            .loaded
+            .get(model)
+            .map(|l| l.reply.backend)
+    }
+
+    /// Whether the router may send work here: it is up and its breaker lets work through.
+    pub fn is_routable(&self) -> bool {
+        matches!(
+            lock(&self.status).lifecycle,
+            Lifecycle::Ready | Lifecycle::Busy
+        ) && lock(&self.breaker).state(Instant::now()) != BreakerState::Open
+    }
+
+    /// The browser, shared with the worker task: its pids and the fault hooks (`crash_tab`,
+    /// `disconnect`) that must not wait behind queued page calls.
+    pub fn browser(&self) -> Arc<dyn Browser> {
+        self.browser.clone()
+    }
+
+    /// How many times a recovery repaired this worker in place.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Marks a repair in place: the worker serves again.
+    pub(crate) fn repaired(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let mut s = lock(&self.status);
+        if s.lifecycle != Lifecycle::Closed {
+            s.lifecycle = Lifecycle::Ready;
+            s.fault = None;
+        }
+    }
+
+    /// Sets the lifecycle (unless closed).
+    pub(crate) fn set_lifecycle(&self, l: Lifecycle) {
+        let mut s = lock(&self.status);
+        if s.lifecycle != Lifecycle::Closed {
+            s.lifecycle = l;
+        }
+    }
+
+    /// Reports a request's outcome to the breaker. Returns whether it is open afterwards.
+    pub(crate) fn breaker_outcome(&self, ok: bool) -> bool {
+        let mut b = lock(&self.breaker);
+        if ok {
+            b.on_success();
+            false
+        } else {
+            b.on_failure(Instant::now())
+        }
+    }
+
+    /// Whether the breaker is open now.
+    pub(crate) fn breaker_open(&self) -> bool {
+        lock(&self.breaker).state(Instant::now()) == BreakerState::Open
+    }
+
+    /// Whether the browser's main process is alive (true when its pid is unknown).
+    pub fn browser_alive(&self) -> bool {
+        self.browser.pid().is_none_or(process::pid_alive)
+    }
+
+    /// Jobs queued or running.
+    pub fn queued(&self) -> usize {
+        lock(&self.status).queued
+    }
+
+    /// Marks the worker unhealthy so the router stops using it.
+    pub fn mark_unhealthy(&self, why: String) {
+        let mut s = lock(&self.status);
+        // A recovery in progress owns the state (its probes may fail on the way).
+        if !matches!(s.lifecycle, Lifecycle::Closed | Lifecycle::Recovering) {
+            s.lifecycle = Lifecycle::Unhealthy;
+            s.fault.get_or_insert(why);
+        }
+    }
+
+    /// Records one PSS sample of the browser's process tree.
+    pub fn sample_memory(&self) {
+        let pid = lock(&self.status).pid;
+        if let Some(kib) = pid.and_then(process::tree_pss_kib) {
+            let mut s = lock(&self.status);
+            s.pss_peak_kib = s.pss_peak_kib.max(kib);
+            s.pss_sum_kib += kib;
+            s.pss_samples += 1;
+        }
+    }
+
+    /// Loads `model` (first backend that works).
+    ///
+    /// # Errors
+    /// The page's or driver's error; [`WorkerError::Unusable`] when the worker is closed.
+    pub async fn load(&self, model: Arc<PreparedModel>) -> Result<Loaded, WorkerError> {
+        self.ask("load", |reply| Job::Load { model, reply }).await
+    }
+
+    /// Runs `model` once.
+    ///
+    /// # Errors
+    /// As [`Worker::load`].
+    pub async fn run(&self, model: &str, mode: OutputMode) -> Result<RunReply, WorkerError> {
+        self.ask("run", |reply| Job::Run {
+            model: model.to_string(),
+            mode,
+            reply,
+        })
+        .await
+    }
+
+    /// Releases `model`'s session.
+    ///
+    /// # Errors
+    /// As [`Worker::load`].
+    pub async fn unload(&self, model: &str) -> Result<(), WorkerError> {
+        self.ask("unload", |reply| Job::Unload {
+            model: model.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    /// Reopens the page (new tab, or the page navigated again) and loads every model it held.
+    ///
+    /// # Errors
+    /// The reset's or a reload's error.
+    pub async fn reset(&self, timeout: Duration) -> Result<(), WorkerError> {
+        self.ask("reset", |reply| Job::Reset { timeout, reply })
+            .await
+    }
+
+    /// Any page API call (`echo` for health checks, `stats`, fault hooks).
+    ///
+    /// # Errors
+    /// As [`Worker::load`].
+    pub async fn call(
+        &self,
+        method: &str,
+        args: serde_json::Value,
+    ) -> Result<serde_json::Value, WorkerError> {
+        self.ask(method, |reply| Job::Call {
+            method: method.to_string(),
+            args,
+            within: None,
+            reply,
+        })
+        .await
+    }
+
+    /// A page API call bounded by `within` in the page as well (heartbeats: a hung page must
+    /// not hold the worker for the whole call timeout).
+    ///
+    /// # Errors
+    /// As [`Worker::load`].
+    pub async fn call_within(
+        &self,
+        method: &str,
+        args: serde_json::Value,
+        within: Duration,
+    ) -> Result<serde_json::Value, WorkerError> {
+        self.ask(method, |reply| Job::Call {
+            method: method.to_string(),
+            args,
+            within: Some(within),
+            reply,
+        })
+        .await
+    }
+
+    async fn ask<T>(
+        &self,
+        method: &str,
+        job: impl FnOnce(oneshot::Sender<Result<T, WorkerError>>) -> Job,
+    ) -> Result<T, WorkerError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || WorkerError::Unusable {
+            method: method.to_string(),
+            reason: format!("{} is closed", self.id),
+        };
+        // Counted until answered or abandoned (a caller past its deadline drops this future).
+        let _queued = Queued::enter(&self.status);
+        let sent = self.tx.send(job(reply)).await;
+        let result = match sent {
+            Ok(()) => answer.await.unwrap_or_else(|_| Err(gone())),
+            Err(_) => Err(gone()),
+        };
+        if let Err(e) = &result {
+            if e.is_session_lost() || e.is_timeout() {
+                self.mark_unhealthy(e.to_string());
+            }
+        }
+        result
+    }
+
+    /// Closes the browser: queued jobs fail, the task ends, processes and profile are gone.
+    pub async fn close(&self) {
+        if self.is_routable() {
+            // The page's own counters outlive it in the report (bounded: a hung page says nothing).
+            let stats = tokio::time::timeout(
+                Duration::from_secs(5),
+                self.call("stats", serde_json::json!({})),
+            )
+            .await;
+            if let Ok(Ok(v)) = stats {
+                lock(&self.status).page_stats = Some(v);
+            }
+        }
+        let handle = lock(&self.task).take();
+        // Dropping our sender is not enough (the Arc may live on); the task exits on Close.
+        let (reply, done) = oneshot::channel();
+        let _ = self.tx.send(Job::Close { reply }).await;
+        let _ = tokio::time::timeout(self.timeouts.call + Duration::from_secs(10), done).await;
+        if let Some(h) = handle {
+            let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+        }
+        lock(&self.status).lifecycle = Lifecycle::Closed;
+    }
+}
+
+/// Counts a job in `queued` for as long as it lives.
+struct Queued<'a>(&'a Mutex<WorkerStatus>);
+
+impl<'a> Queued<'a> {
+    fn enter(status: &'a Mutex<WorkerStatus>) -> Self {
+        lock(status).queued += 1;
+        Self(status)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        lock(self.0).queued -= 1;
+    }
+}
