@@ -4,7 +4,8 @@
 //! Inputs: a [`LaunchSpec`] (which browser, through which driver, which page). Output: a live
 //! `Box<dyn Browser>` whose page exposes the worker API described in `docs/page-api.md`.
 //! Drivers: `cdp.rs` (headless_chrome, Chromium family) and `webdriver.rs` (thirtyfour, for
-//! geckodriver and chromedriver). Must not import `report`, `cli` or terminal crates.
+//! geckodriver and chromedriver), each with its launch, transport and classification files in
+//! `cdp/` and `webdriver/`. Must not import `report`, `cli` or terminal crates.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -13,9 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub mod cdp;
-mod cdp_socket;
 pub mod discovery;
-mod driver_server;
 mod flags;
 mod page;
 pub mod process;

@@ -4,7 +4,7 @@
 //!
 //! Inputs: the browser kind, the driver executable and a temporary directory. Outputs: the
 //! driver's `tokio::process::Child` (with `kill_on_drop`) and its port; the browser's pid.
-//! Used by `webdriver.rs` only. Must not import `report`, `cli` or terminal crates.
+//! Used by `webdriver/launch.rs` only. Must not import `report`, `cli` or terminal crates.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -14,8 +14,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-use super::process;
-use super::BrowserKind;
+use crate::browser::process;
+use crate::browser::BrowserKind;
 
 /// Attempts at starting the driver on a fresh port (another process may take the port between
 /// our probe and the driver's bind; thirtyfour's manager retries the same way).
