@@ -1,11 +1,12 @@
 //! The CDP driver: Chromium-family browsers through `headless_chrome`.
 //!
 //! Inputs: a [`LaunchSpec`](super::LaunchSpec) with `driver: Cdp`. Output: a [`CdpBrowser`]
-//! whose page answers `window.webgpuPool.call`. `headless_chrome` is blocking, so each browser lives on its own
-//! `std::thread` (the *owner*), which alone holds the `headless_chrome::Browser` and `Tab`:
-//! it launches, opens the page, waits for ready, and later closes, reaps and removes the profile
-//! when it receives `Cmd::Close` over a bounded channel (fantoccini's one-owner session,
-//! STYLE.md section 5), or when the handle is dropped. One owner means one place that closes.
+//! whose page answers `window.webgpuPool.call`. `headless_chrome` is blocking, so each browser
+//! lives on its own `std::thread` (the *owner*), which alone holds the `headless_chrome::Browser`
+//! and `Tab`: it launches, opens the page, waits for ready, and later closes, reaps and removes
+//! the profile when it receives `Cmd::Close` over a bounded channel (fantoccini's one-owner
+//! session, STYLE.md section 5), or when the handle is dropped. One owner means one place that
+//! closes.
 //!
 //! Files: this one holds the handle and the [`Browser`] impl; `cdp/launch.rs` the owner thread
 //! and launching, `cdp/socket.rs` the page-call connection, `cdp/classify.rs` what a failed
