@@ -128,16 +128,28 @@ impl CdpBrowser {
     }
 
     /// Opens a new tab on the worker page, closes the old one, and connects to the new one.
-    async fn open_fresh_tab(&self, timeout: Duration) -> Result<(), String> {
+    ///
+    /// # Errors
+    /// For `method`: [`WorkerError::Crashed`] when a step fails and the browser is gone,
+    /// [`WorkerError::Driver`] when it fails while the browser lives.
+    async fn open_fresh_tab(&self, method: &str, timeout: Duration) -> Result<(), WorkerError> {
+        let fail = |message: String| {
+            let method = method.to_owned();
+            if self.browser_alive() {
+                WorkerError::Driver { method, message }
+            } else {
+                WorkerError::Crashed { method, message }
+            }
+        };
         let created = socket::http(self.port, "PUT", &format!("/json/new?{}", self.page_url))
             .await
-            .map_err(|e| format!("cannot open a new tab: {e}"))?;
+            .map_err(|e| fail(format!("cannot open a new tab: {e}")))?;
         let id = serde_json::from_str::<Value>(&created)
             .ok()
             .and_then(|v| v["id"].as_str().map(str::to_owned))
-            .ok_or_else(|| format!("no target id in {}", page::truncate(&created, 200)))?;
+            .ok_or_else(|| fail(format!("no target id in {}", page::truncate(&created, 200))))?;
         let old = std::mem::replace(
-            &mut *self.target.lock().map_err(|e| e.to_string())?,
+            &mut *self.target.lock().map_err(|e| fail(e.to_string()))?,
             id.clone(),
         );
         // The old tab may be crashed or hung; closing it is the browser's job and never waits
@@ -145,7 +157,7 @@ impl CdpBrowser {
         let _ = socket::http(self.port, "GET", &format!("/json/close/{old}")).await;
         let mut sock = connect(self.port, &id)
             .await
-            .map_err(|e| format!("cannot connect to the new tab: {e}"))?;
+            .map_err(|e| fail(format!("cannot connect to the new tab: {e}")))?;
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Reply::Result(r)) = sock.evaluate(page::READY_EXPR).await {
@@ -154,9 +166,9 @@ impl CdpBrowser {
                 }
             }
             if Instant::now() >= deadline {
-                return Err(format!(
+                return Err(fail(format!(
                     "the new tab's page was not ready within {timeout:?}"
-                ));
+                )));
             }
             tokio::time::sleep(READY_POLL).await;
         }
@@ -325,21 +337,14 @@ impl Browser for CdpBrowser {
             });
         }
         *self.socket.lock().await = None;
-        match tokio::time::timeout(timeout, self.open_fresh_tab(timeout)).await {
+        match tokio::time::timeout(timeout, self.open_fresh_tab(method, timeout)).await {
             Ok(Ok(())) => {
                 if let Ok(mut b) = self.broken.lock() {
                     *b = None;
                 }
                 Ok(())
             }
-            Ok(Err(message)) if !self.browser_alive() => Err(WorkerError::Crashed {
-                method: method.into(),
-                message,
-            }),
-            Ok(Err(message)) => Err(WorkerError::Driver {
-                method: method.into(),
-                message,
-            }),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(WorkerError::Timeout {
                 method: method.into(),
                 after: timeout,
@@ -351,10 +356,7 @@ impl Browser for CdpBrowser {
         // Not `Page.crash`: measured here, Chromium reports a tab crashed that way only after
         // about 4.8 s (the renderer sits in its crash handler); a renderer killed by the OS
         // (what an OOM kill does) is reported within about 60 ms.
-        super::kill_page_processes(self.pid).map_err(|message| WorkerError::Driver {
-            method: "crash_tab".into(),
-            message,
-        })
+        super::kill_page_processes(self.pid)
     }
 
     async fn disconnect(&self, _hold: Duration) -> Result<String, WorkerError> {

@@ -113,7 +113,6 @@ impl WebDriverBrowser {
             _ => None,
         }
     }
-
 }
 
 #[async_trait]
@@ -242,14 +241,17 @@ impl Browser for WebDriverBrowser {
                     }
                 }
                 if !opened {
-                    return Err(format!("cannot open {}: {first}", self.page_url));
+                    return Err(WorkerError::Driver {
+                        method: method.into(),
+                        message: format!("cannot open {}: {first}", self.page_url),
+                    });
                 }
             }
             let script = format!("return {};", page::READY_EXPR);
             loop {
                 if let Ok(ret) = session.execute(script.as_str(), Vec::new()).await {
                     if ret.json() == &Value::Bool(true) {
-                        return Ok::<(), String>(());
+                        return Ok::<(), WorkerError>(());
                     }
                 }
                 tokio::time::sleep(POLL).await;
@@ -268,10 +270,7 @@ impl Browser for WebDriverBrowser {
                 }
                 Ok(())
             }
-            Ok(Err(message)) => Err(WorkerError::Driver {
-                method: method.into(),
-                message,
-            }),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(WorkerError::Timeout {
                 method: method.into(),
                 after: timeout,
@@ -280,10 +279,7 @@ impl Browser for WebDriverBrowser {
     }
 
     async fn crash_tab(&self) -> Result<String, WorkerError> {
-        super::kill_page_processes(self.pid).map_err(|message| WorkerError::Driver {
-            method: "crash_tab".into(),
-            message,
-        })
+        super::kill_page_processes(self.pid)
     }
 
     async fn disconnect(&self, hold: Duration) -> Result<String, WorkerError> {

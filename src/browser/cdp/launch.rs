@@ -85,7 +85,7 @@ impl CdpBrowser {
         let launched =
             match tokio::time::timeout(spec.launch_timeout + LAUNCH_SLACK, ready_rx).await {
                 Ok(Ok(Ok(l))) => l,
-                Ok(Ok(Err(message))) => return Err(fail(message)),
+                Ok(Ok(Err(e))) => return Err(e),
                 Ok(Err(_)) => return Err(fail("the CDP owner thread ended during launch".into())),
                 // Dropping `ready_rx` tells the owner to give up; it tears down on its own.
                 Err(_) => {
@@ -132,7 +132,6 @@ impl CdpBrowser {
             }
         }
     }
-
 }
 
 /// The owner thread: launch, then wait for Close or for the handle to be dropped.
@@ -140,15 +139,15 @@ fn owner_main(
     spec: LaunchSpec,
     dir: tempfile::TempDir,
     mut cmds: mpsc::Receiver<Cmd>,
-    ready: oneshot::Sender<Result<Launched, String>>,
+    ready: oneshot::Sender<Result<Launched, WorkerError>>,
 ) {
     let session = match start(&spec, dir.path(), &ready) {
         Ok(s) => s,
-        Err(message) => {
+        Err(e) => {
             // The browser (dropped inside `start`) is reaped; remove the directory before
             // answering, so a failed launch has left nothing behind when it returns.
             let _ = dir.close();
-            let _ = ready.send(Err(message));
+            let _ = ready.send(Err(e));
             return;
         }
     };
@@ -194,16 +193,26 @@ impl Session {
     }
 }
 
+/// Launches the browser, opens the worker page and waits until it is ready, on the owner thread.
+///
+/// # Errors
+/// [`WorkerError::Launch`] naming the executable, the URL or the step that failed; also when
+/// the caller gave up (`ready` closed) or `spec.launch_timeout` passed.
 fn start(
     spec: &LaunchSpec,
     dir: &Path,
-    ready: &oneshot::Sender<Result<Launched, String>>,
-) -> Result<Session, String> {
+    ready: &oneshot::Sender<Result<Launched, WorkerError>>,
+) -> Result<Session, WorkerError> {
+    let fail = |message: String| WorkerError::Launch {
+        browser: spec.kind,
+        message,
+    };
     let deadline = Instant::now() + spec.launch_timeout;
     // Chromium puts its singleton socket and shared-memory files under TMPDIR and leaves them
     // behind when killed; pointing TMPDIR into our directory removes them with the profile.
     let tmp = dir.join("tmp");
-    std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    std::fs::create_dir_all(&tmp)
+        .map_err(|e| fail(format!("cannot create {}: {e}", tmp.display())))?;
     let args = flags::chromium_args(spec);
     let options = LaunchOptions {
         path: Some(spec.executable.clone()),
@@ -232,7 +241,7 @@ fn start(
         ..LaunchOptions::default()
     };
     let browser = headless_chrome::Browser::new(options)
-        .map_err(|e| format!("cannot start {}: {e:#}", spec.executable.display()))?;
+        .map_err(|e| fail(format!("cannot start {}: {e:#}", spec.executable.display())))?;
     let version = browser
         .get_version()
         .ok()
@@ -240,29 +249,31 @@ fn start(
         .unwrap_or_else(|| "unknown".to_owned());
     let tab = browser
         .new_tab()
-        .map_err(|e| format!("cannot open a tab: {e:#}"))?;
+        .map_err(|e| fail(format!("cannot open a tab: {e:#}")))?;
     tab.set_default_timeout(HC_IDLE_TIMEOUT);
     tab.navigate_to(&spec.page_url)
-        .map_err(|e| format!("cannot open {}: {e:#}", spec.page_url))?;
+        .map_err(|e| fail(format!("cannot open {}: {e:#}", spec.page_url)))?;
     let mut last;
     loop {
         match tab.evaluate(page::READY_EXPR, false) {
             Ok(obj) if obj.value == Some(Value::Bool(true)) => break,
             Ok(obj) => last = format!("window.webgpuPool.ready is {:?}", obj.value),
             Err(e) if e.downcast_ref::<ConnectionClosed>().is_some() => {
-                return Err(format!("the browser went away while loading the page: {e}"))
+                return Err(fail(format!(
+                    "the browser went away while loading the page: {e}"
+                )))
             }
             // e.g. the execution context is being replaced by the navigation
             Err(e) => last = format!("{e:#}"),
         }
         if ready.is_closed() {
-            return Err("launch abandoned by the caller".into());
+            return Err(fail("launch abandoned by the caller".into()));
         }
         if Instant::now() >= deadline {
-            return Err(format!(
+            return Err(fail(format!(
                 "page {} not ready within {:?} ({last})",
                 spec.page_url, spec.launch_timeout
-            ));
+            )));
         }
         std::thread::sleep(READY_POLL);
     }

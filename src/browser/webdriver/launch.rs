@@ -67,15 +67,15 @@ impl WebDriverBrowser {
         );
         let result = match started {
             Ok(r) => r,
-            Err(_) => Err(format!(
+            Err(_) => Err(fail(format!(
                 "not ready within {:?} while {}",
                 spec.launch_timeout, this.stage
-            )),
+            ))),
         };
-        if let Err(message) = result {
+        if let Err(e) = result {
             let log = this.driver_log_tail();
             let _ = this.close().await;
-            return Err(fail(format!("{message}{log}")));
+            return Err(with_log(e, &log));
         }
         this.version = version.unwrap_or_else(|| "unknown".to_owned());
         Ok(this)
@@ -83,9 +83,18 @@ impl WebDriverBrowser {
 
     /// The launch steps after the temporary directory exists; failures leave the parts already
     /// started in `self.owned` for close().
-    async fn start(&mut self, spec: &LaunchSpec, driver_exe: &Path) -> Result<(), String> {
+    ///
+    /// # Errors
+    /// [`WorkerError::Launch`] naming the step: the driver server, the session, the page.
+    async fn start(&mut self, spec: &LaunchSpec, driver_exe: &Path) -> Result<(), WorkerError> {
+        let fail = |message: String| WorkerError::Launch {
+            browser: spec.kind,
+            message,
+        };
         let dir = self.profile.clone();
-        let (child, port) = start_driver(spec.kind, driver_exe, &dir).await?;
+        let (child, port) = start_driver(spec.kind, driver_exe, &dir)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         self.driver_pid = child.id();
         self.lock_owned().driver = Some(child);
         self.stage = "creating the session (starting the browser)";
@@ -93,11 +102,11 @@ impl WebDriverBrowser {
         let config = WebDriverConfig::builder()
             .reqwest_timeout(HTTP_TIMEOUT)
             .build()
-            .map_err(|e| format!("WebDriver config: {e}"))?;
+            .map_err(|e| fail(format!("WebDriver config: {e}")))?;
         let caps = capabilities(spec, &dir);
         let session = WebDriver::new_with_config(format!("http://127.0.0.1:{port}"), caps, config)
             .await
-            .map_err(|e| format!("the driver refused the session: {e}"))?;
+            .map_err(|e| fail(format!("the driver refused the session: {e}")))?;
         self.lock_owned().session = Some(session.clone());
         self.pid = self
             .driver_pid
@@ -107,11 +116,11 @@ impl WebDriverBrowser {
         session
             .set_script_timeout(SCRIPT_TIMEOUT)
             .await
-            .map_err(|e| format!("cannot set the script timeout: {e}"))?;
+            .map_err(|e| fail(format!("cannot set the script timeout: {e}")))?;
         session
             .goto(spec.page_url.as_str())
             .await
-            .map_err(|e| format!("cannot open {}: {e}", spec.page_url))?;
+            .map_err(|e| fail(format!("cannot open {}: {e}", spec.page_url)))?;
         let script = format!("return {};", page::READY_EXPR);
         self.stage = "waiting for window.webgpuPool.ready";
         loop {
@@ -133,6 +142,18 @@ impl WebDriverBrowser {
         }
         let tail: Vec<&str> = lines.into_iter().rev().collect();
         format!("\n  driver log (last lines):\n    {}", tail.join("\n    "))
+    }
+}
+
+/// `e` with the driver's last log lines appended to a launch message (they say why a driver
+/// or browser did not start).
+fn with_log(e: WorkerError, log: &str) -> WorkerError {
+    match e {
+        WorkerError::Launch { browser, message } => WorkerError::Launch {
+            browser,
+            message: format!("{message}{log}"),
+        },
+        other => other,
     }
 }
 
