@@ -1,14 +1,19 @@
 //! The CDP driver: Chromium-family browsers through `headless_chrome`.
 //!
-//! Inputs: a [`LaunchSpec`] with `driver: Cdp`. Output: a [`CdpBrowser`] whose page answers
-//! `window.webgpuPool.call`. `headless_chrome` is blocking, so each browser lives on its own
-//! `std::thread` (the *owner*), which alone holds the `headless_chrome::Browser` and `Tab`:
-//! it launches, opens the page, waits for ready, and later closes, reaps and removes the profile
-//! when it receives `Cmd::Close` over a bounded channel (fantoccini's one-owner session,
-//! STYLE.md section 5), or when the handle is dropped. One owner means one place that closes.
+//! Inputs: a [`LaunchSpec`](super::LaunchSpec) with `driver: Cdp`. Output: a [`CdpBrowser`]
+//! whose page answers `window.webgpuPool.call`. `headless_chrome` is blocking, so each browser
+//! lives on its own `std::thread` (the *owner*), which alone holds the `headless_chrome::Browser`
+//! and `Tab`: it launches, opens the page, waits for ready, and later closes, reaps and removes
+//! the profile when it receives `Cmd::Close` over a bounded channel (fantoccini's one-owner
+//! session, STYLE.md section 5), or when the handle is dropped. One owner means one place that
+//! closes.
+//!
+//! Files: this one holds the handle and the [`Browser`] impl; `cdp/launch.rs` the owner thread
+//! and launching, `cdp/socket.rs` the page-call connection, `cdp/classify.rs` what a failed
+//! call means.
 //!
 //! Page calls do not go through `headless_chrome`: its transport adds about 100 ms to every
-//! message (see `cdp_socket.rs`). They use a second, async DevTools connection to the same tab,
+//! message (see `cdp/socket.rs`). They use a second, async DevTools connection to the same tab,
 //! which also reports a dead browser as soon as its socket closes. Must not import `report`,
 //! `cli` or terminal crates.
 //!
@@ -16,23 +21,24 @@
 //! event loops and as the bound of every protocol call, so it is set very large and every
 //! caller-facing wait is bounded here with `tokio::time::timeout` instead.
 
-use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use headless_chrome::browser::ConnectionClosed;
-use headless_chrome::{LaunchOptions, Tab};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::cdp_socket::{self, CdpSocket, Reply};
-use super::discovery::parse_version;
+use self::classify::{classify, envelope_of, Failure};
+use self::launch::Cmd;
+use self::socket::{CdpSocket, Reply};
 use super::process::{self, Signal};
-use super::{flags, page, Browser, BrowserKind, DriverKind, LaunchSpec, WorkerError};
+use super::{page, Browser, BrowserKind, DriverKind, WorkerError};
+
+mod classify;
+mod launch;
+mod socket;
 
 /// Effectively "never" for headless_chrome's own timeouts (see the module docs).
 const HC_IDLE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -42,28 +48,6 @@ const READY_POLL: Duration = Duration::from_millis(50);
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
 /// How long close() waits for the owner thread, and for the processes, after a SIGKILL.
 const CLOSE_AFTER_KILL: Duration = Duration::from_secs(5);
-/// Extra time the async side gives the owner thread to report a failed launch.
-const LAUNCH_SLACK: Duration = Duration::from_secs(2);
-/// Bound on opening the page-call connection.
-const SOCKET_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What the owner thread reports after a successful launch.
-#[derive(Debug)]
-struct Launched {
-    pid: Option<u32>,
-    version: String,
-    /// DevTools port, from the browser's WebSocket URL.
-    port: u16,
-    /// Target id of the tab with the worker page.
-    target_id: String,
-}
-
-/// A command for the owner thread.
-#[derive(Debug)]
-enum Cmd {
-    /// Close the browser, reap it and remove the profile; then reply.
-    Close { reply: oneshot::Sender<()> },
-}
 
 /// Why later calls are refused.
 #[derive(Debug, Clone)]
@@ -101,93 +85,6 @@ pub struct CdpBrowser {
 }
 
 impl CdpBrowser {
-    /// Launches the browser on its own owner thread, opens `spec.page_url`, waits until the
-    /// page reports ready and connects the page-call socket.
-    ///
-    /// # Errors
-    /// [`WorkerError::Launch`] when the process does not start, the page does not load or the
-    /// API is not ready within `spec.launch_timeout`. The owner thread kills the process and
-    /// removes the profile on every failure path (if Chromium hangs before printing its
-    /// DevTools URL, that happens when headless_chrome's own 30 s wait ends).
-    pub async fn launch(spec: &LaunchSpec) -> Result<Self, WorkerError> {
-        let fail = |message: String| WorkerError::Launch {
-            browser: spec.kind,
-            message,
-        };
-        if !spec.kind.is_chromium_family() {
-            return Err(fail(
-                "the CDP driver only drives Chromium-family browsers".into(),
-            ));
-        }
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("webgpu-pool-{}-", spec.kind))
-            .tempdir()
-            .map_err(|e| {
-                fail(format!(
-                    "cannot create a profile directory in {}: {e}",
-                    std::env::temp_dir().display()
-                ))
-            })?;
-        let dir_path = dir.path().to_path_buf();
-        let (cmd_tx, cmd_rx) = mpsc::channel(4);
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let owner_spec = spec.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("cdp-{}", spec.kind))
-            .spawn(move || owner_main(owner_spec, dir, cmd_rx, ready_tx))
-            .map_err(|e| fail(format!("cannot spawn the CDP owner thread: {e}")))?;
-
-        let launched =
-            match tokio::time::timeout(spec.launch_timeout + LAUNCH_SLACK, ready_rx).await {
-                Ok(Ok(Ok(l))) => l,
-                Ok(Ok(Err(message))) => return Err(fail(message)),
-                Ok(Err(_)) => return Err(fail("the CDP owner thread ended during launch".into())),
-                // Dropping `ready_rx` tells the owner to give up; it tears down on its own.
-                Err(_) => {
-                    return Err(fail(format!(
-                        "{} did not start within {:?} (executable {})",
-                        spec.kind,
-                        spec.launch_timeout,
-                        spec.executable.display()
-                    )))
-                }
-            };
-        let this = Self {
-            kind: spec.kind,
-            version: launched.version,
-            pid: launched.pid,
-            dir: dir_path,
-            cmds: cmd_tx,
-            port: launched.port,
-            target: Mutex::new(launched.target_id.clone()),
-            page_url: spec.page_url.clone(),
-            drop_connection: tokio::sync::Notify::new(),
-            socket: tokio::sync::Mutex::new(None),
-            broken: Mutex::new(None),
-            closed: AtomicBool::new(false),
-            thread: Mutex::new(Some(thread)),
-        };
-        let connected =
-            tokio::time::timeout(SOCKET_TIMEOUT, connect(launched.port, &launched.target_id)).await;
-        match connected {
-            Ok(Ok(sock)) => {
-                *this.socket.lock().await = Some(sock);
-                Ok(this)
-            }
-            other => {
-                let why = match other {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => format!("no answer within {SOCKET_TIMEOUT:?}"),
-                };
-                let _ = this.close().await;
-                Err(fail(format!(
-                    "cannot connect to the page's DevTools socket on port {}: {why}",
-                    launched.port
-                )))
-            }
-        }
-    }
-
     fn refusal(&self, method: &str) -> Option<WorkerError> {
         if self.closed.load(Ordering::SeqCst) {
             return Some(WorkerError::Unusable {
@@ -231,24 +128,36 @@ impl CdpBrowser {
     }
 
     /// Opens a new tab on the worker page, closes the old one, and connects to the new one.
-    async fn open_fresh_tab(&self, timeout: Duration) -> Result<(), String> {
-        let created = cdp_socket::http(self.port, "PUT", &format!("/json/new?{}", self.page_url))
+    ///
+    /// # Errors
+    /// For `method`: [`WorkerError::Crashed`] when a step fails and the browser is gone,
+    /// [`WorkerError::Driver`] when it fails while the browser lives.
+    async fn open_fresh_tab(&self, method: &str, timeout: Duration) -> Result<(), WorkerError> {
+        let fail = |message: String| {
+            let method = method.to_owned();
+            if self.browser_alive() {
+                WorkerError::Driver { method, message }
+            } else {
+                WorkerError::Crashed { method, message }
+            }
+        };
+        let created = socket::http(self.port, "PUT", &format!("/json/new?{}", self.page_url))
             .await
-            .map_err(|e| format!("cannot open a new tab: {e}"))?;
+            .map_err(|e| fail(format!("cannot open a new tab: {e}")))?;
         let id = serde_json::from_str::<Value>(&created)
             .ok()
             .and_then(|v| v["id"].as_str().map(str::to_owned))
-            .ok_or_else(|| format!("no target id in {}", page::truncate(&created, 200)))?;
+            .ok_or_else(|| fail(format!("no target id in {}", page::truncate(&created, 200))))?;
         let old = std::mem::replace(
-            &mut *self.target.lock().map_err(|e| e.to_string())?,
+            &mut *self.target.lock().map_err(|e| fail(e.to_string()))?,
             id.clone(),
         );
         // The old tab may be crashed or hung; closing it is the browser's job and never waits
         // for its renderer.
-        let _ = cdp_socket::http(self.port, "GET", &format!("/json/close/{old}")).await;
+        let _ = socket::http(self.port, "GET", &format!("/json/close/{old}")).await;
         let mut sock = connect(self.port, &id)
             .await
-            .map_err(|e| format!("cannot connect to the new tab: {e}"))?;
+            .map_err(|e| fail(format!("cannot connect to the new tab: {e}")))?;
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Reply::Result(r)) = sock.evaluate(page::READY_EXPR).await {
@@ -257,9 +166,9 @@ impl CdpBrowser {
                 }
             }
             if Instant::now() >= deadline {
-                return Err(format!(
+                return Err(fail(format!(
                     "the new tab's page was not ready within {timeout:?}"
-                ));
+                )));
             }
             tokio::time::sleep(READY_POLL).await;
         }
@@ -428,21 +337,14 @@ impl Browser for CdpBrowser {
             });
         }
         *self.socket.lock().await = None;
-        match tokio::time::timeout(timeout, self.open_fresh_tab(timeout)).await {
+        match tokio::time::timeout(timeout, self.open_fresh_tab(method, timeout)).await {
             Ok(Ok(())) => {
                 if let Ok(mut b) = self.broken.lock() {
                     *b = None;
                 }
                 Ok(())
             }
-            Ok(Err(message)) if !self.browser_alive() => Err(WorkerError::Crashed {
-                method: method.into(),
-                message,
-            }),
-            Ok(Err(message)) => Err(WorkerError::Driver {
-                method: method.into(),
-                message,
-            }),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(WorkerError::Timeout {
                 method: method.into(),
                 after: timeout,
@@ -454,10 +356,7 @@ impl Browser for CdpBrowser {
         // Not `Page.crash`: measured here, Chromium reports a tab crashed that way only after
         // about 4.8 s (the renderer sits in its crash handler); a renderer killed by the OS
         // (what an OOM kill does) is reported within about 60 ms.
-        super::kill_page_processes(self.pid).map_err(|message| WorkerError::Driver {
-            method: "crash_tab".into(),
-            message,
-        })
+        super::kill_page_processes(self.pid)
     }
 
     async fn disconnect(&self, _hold: Duration) -> Result<String, WorkerError> {
@@ -498,223 +397,5 @@ impl Drop for CdpBrowser {
                 process::kill_tree(pid, Signal::Kill);
             }
         }
-    }
-}
-
-/// A failed page call on the DevTools socket, before classification.
-#[derive(Debug)]
-enum Failure {
-    /// The socket failed (closed, reset, bad frame).
-    Io(std::io::Error),
-    /// Chromium answered the command with an error (e.g. the target navigated or crashed).
-    Protocol(String),
-}
-
-/// Decides what a failed page call means: a disconnected socket or a dead browser process is a
-/// crash; anything else is a driver error. No message text is inspected.
-fn classify(method: &str, failure: Failure, browser_alive: bool) -> WorkerError {
-    let method = method.to_owned();
-    match failure {
-        Failure::Io(e) if cdp_socket::is_disconnect(&e) || !browser_alive => WorkerError::Crashed {
-            method,
-            message: format!("DevTools socket closed: {e}"),
-        },
-        Failure::Protocol(m) if !browser_alive => WorkerError::Crashed {
-            method,
-            message: format!("browser process is gone: {m}"),
-        },
-        Failure::Io(e) => WorkerError::Driver {
-            method,
-            message: e.to_string(),
-        },
-        Failure::Protocol(message) => WorkerError::Driver { method, message },
-    }
-}
-
-/// The page envelope inside a `Runtime.evaluate` result.
-fn envelope_of(method: &str, result: &Value) -> Result<Value, WorkerError> {
-    match result.pointer("/result/value") {
-        Some(Value::String(raw)) => page::parse_envelope(method, raw),
-        // The wrapper never rejects, so this is an evaluation failure (e.g. a page mid-reload).
-        _ => Err(WorkerError::Driver {
-            method: method.to_owned(),
-            message: format!(
-                "evaluation did not give a string: {}",
-                page::truncate(&result.to_string(), 300)
-            ),
-        }),
-    }
-}
-
-/// The owner thread: launch, then wait for Close or for the handle to be dropped.
-fn owner_main(
-    spec: LaunchSpec,
-    dir: tempfile::TempDir,
-    mut cmds: mpsc::Receiver<Cmd>,
-    ready: oneshot::Sender<Result<Launched, String>>,
-) {
-    let session = match start(&spec, dir.path(), &ready) {
-        Ok(s) => s,
-        Err(message) => {
-            // The browser (dropped inside `start`) is reaped; remove the directory before
-            // answering, so a failed launch has left nothing behind when it returns.
-            let _ = dir.close();
-            let _ = ready.send(Err(message));
-            return;
-        }
-    };
-    if ready.send(Ok(session.launched())).is_err() {
-        // The launcher gave up (timeout) just as we finished: tear down.
-        return;
-    }
-    // `None`: the handle was dropped without close().
-    let close_reply = cmds.blocking_recv().map(|Cmd::Close { reply }| reply);
-    // Dropping the Browser sends `Browser.close`, then kills and waits for the process.
-    drop(session);
-    let _ = dir.close();
-    if let Some(r) = close_reply {
-        let _ = r.send(());
-    }
-}
-
-/// A launched browser with the page open, owned by the owner thread.
-struct Session {
-    // Field order matters: the tab handle goes before the browser that owns the process.
-    tab: Arc<Tab>,
-    browser: headless_chrome::Browser,
-    version: String,
-}
-
-impl Session {
-    fn launched(&self) -> Launched {
-        let ws = self.browser.get_ws_url();
-        // ws://127.0.0.1:<port>/devtools/browser/<id>
-        let port = ws
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|hostport| hostport.rsplit(':').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        Launched {
-            pid: self.browser.get_process_id(),
-            version: self.version.clone(),
-            port,
-            target_id: self.tab.get_target_id().clone(),
-        }
-    }
-}
-
-fn start(
-    spec: &LaunchSpec,
-    dir: &Path,
-    ready: &oneshot::Sender<Result<Launched, String>>,
-) -> Result<Session, String> {
-    let deadline = Instant::now() + spec.launch_timeout;
-    // Chromium puts its singleton socket and shared-memory files under TMPDIR and leaves them
-    // behind when killed; pointing TMPDIR into our directory removes them with the profile.
-    let tmp = dir.join("tmp");
-    std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-    let args = flags::chromium_args(spec);
-    let options = LaunchOptions {
-        path: Some(spec.executable.clone()),
-        // The flags carry `--headless=new`; headless_chrome's own `--headless` meant the old
-        // mode on Chromium before 132.
-        headless: false,
-        // Root cannot use the sandbox; this adds `--no-sandbox --disable-setuid-sandbox`.
-        sandbox: false,
-        // Keeps headless_chrome from adding `--disable-gpu`, which would take WebGPU away.
-        enable_gpu: true,
-        user_data_dir: Some(dir.join("profile")),
-        idle_browser_timeout: HC_IDLE_TIMEOUT,
-        process_envs: Some(HashMap::from([
-            ("TMPDIR".to_owned(), tmp.display().to_string()),
-            // Crash dumps (a crashed tab writes one) go here, not to ~/.config/chromium.
-            (
-                "BREAKPAD_DUMP_LOCATION".to_owned(),
-                tmp.display().to_string(),
-            ),
-        ])),
-        // Its default `--enable-features=NetworkService,...` would override ours (last wins).
-        ignore_default_args: vec![OsStr::new(
-            "--enable-features=NetworkService,NetworkServiceInProcess",
-        )],
-        args: args.iter().map(OsStr::new).collect(),
-        ..LaunchOptions::default()
-    };
-    let browser = headless_chrome::Browser::new(options)
-        .map_err(|e| format!("cannot start {}: {e:#}", spec.executable.display()))?;
-    let version = browser
-        .get_version()
-        .ok()
-        .and_then(|v| parse_version(&v.product))
-        .unwrap_or_else(|| "unknown".to_owned());
-    let tab = browser
-        .new_tab()
-        .map_err(|e| format!("cannot open a tab: {e:#}"))?;
-    tab.set_default_timeout(HC_IDLE_TIMEOUT);
-    tab.navigate_to(&spec.page_url)
-        .map_err(|e| format!("cannot open {}: {e:#}", spec.page_url))?;
-    let mut last;
-    loop {
-        match tab.evaluate(page::READY_EXPR, false) {
-            Ok(obj) if obj.value == Some(Value::Bool(true)) => break,
-            Ok(obj) => last = format!("window.webgpuPool.ready is {:?}", obj.value),
-            Err(e) if e.downcast_ref::<ConnectionClosed>().is_some() => {
-                return Err(format!("the browser went away while loading the page: {e}"))
-            }
-            // e.g. the execution context is being replaced by the navigation
-            Err(e) => last = format!("{e:#}"),
-        }
-        if ready.is_closed() {
-            return Err("launch abandoned by the caller".into());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "page {} not ready within {:?} ({last})",
-                spec.page_url, spec.launch_timeout
-            ));
-        }
-        std::thread::sleep(READY_POLL);
-    }
-    Ok(Session {
-        tab,
-        browser,
-        version,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn classification() {
-        let eof = || {
-            Failure::Io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "eof",
-            ))
-        };
-        assert!(classify("run", eof(), true).is_browser_crash());
-        let proto = || Failure::Protocol("Inspected target navigated or closed".into());
-        assert!(classify("run", proto(), false).is_browser_crash());
-        assert!(matches!(
-            classify("run", proto(), true),
-            WorkerError::Driver { .. }
-        ));
-    }
-
-    #[test]
-    fn envelope_from_evaluate_result() {
-        let ok = json!({"result": {"type": "string", "value": "{\"ok\":true,\"value\":3}"}});
-        assert_eq!(envelope_of("echo", &ok).unwrap(), json!(3));
-        let thrown =
-            json!({"result": {"type": "object", "subtype": "error"}, "exceptionDetails": {}});
-        assert!(matches!(
-            envelope_of("echo", &thrown),
-            Err(WorkerError::Driver { .. })
-        ));
     }
 }

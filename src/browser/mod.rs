@@ -4,7 +4,8 @@
 //! Inputs: a [`LaunchSpec`] (which browser, through which driver, which page). Output: a live
 //! `Box<dyn Browser>` whose page exposes the worker API described in `docs/page-api.md`.
 //! Drivers: `cdp.rs` (headless_chrome, Chromium family) and `webdriver.rs` (thirtyfour, for
-//! geckodriver and chromedriver). Must not import `report`, `cli` or terminal crates.
+//! geckodriver and chromedriver), each with its launch, transport and classification files in
+//! `cdp/` and `webdriver/`. Must not import `report`, `cli` or terminal crates.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -13,9 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub mod cdp;
-mod cdp_socket;
 pub mod discovery;
-mod driver_server;
 mod flags;
 mod page;
 pub mod process;
@@ -206,8 +205,15 @@ pub async fn launch(spec: &LaunchSpec) -> Result<Box<dyn Browser>, WorkerError> 
 /// content process hosts a tab, and killing its other content processes (about: pages,
 /// extensions) can take the whole browser down; the page's process is the one holding
 /// onnxruntime-web's heap, hundreds of MB against tens for the others. The browser lives on.
-pub(crate) fn kill_page_processes(pid: Option<u32>) -> Result<String, String> {
-    let pid = pid.ok_or("the browser's pid is unknown")?;
+///
+/// # Errors
+/// [`WorkerError::Driver`] for `crash_tab` when the pid is unknown or no renderer is found.
+pub(crate) fn kill_page_processes(pid: Option<u32>) -> Result<String, WorkerError> {
+    let fail = |message: String| WorkerError::Driver {
+        method: "crash_tab".into(),
+        message,
+    };
+    let pid = pid.ok_or_else(|| fail("the browser's pid is unknown".into()))?;
     let mut firefox_tabs = Vec::new();
     let mut pages: Vec<u32> = Vec::new();
     for p in process::descendants_of(pid) {
@@ -225,7 +231,7 @@ pub(crate) fn kill_page_processes(pid: Option<u32>) -> Result<String, String> {
         pages.push(biggest);
     }
     if pages.is_empty() {
-        return Err(format!("no renderer process found under pid {pid}"));
+        return Err(fail(format!("no renderer process found under pid {pid}")));
     }
     for &p in &pages {
         let _ = process::kill(p, process::Signal::Kill);

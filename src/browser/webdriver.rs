@@ -1,15 +1,19 @@
 //! The WebDriver driver: Firefox through geckodriver, Chromium/Chrome through chromedriver and
 //! Edge through msedgedriver, using `thirtyfour`.
 //!
-//! Inputs: a [`LaunchSpec`] with `driver: WebDriver` and a driver executable. Output: a
-//! [`WebDriverBrowser`] whose page answers `window.webgpuPool.call`. The driver server is our
-//! own child process (`kill_on_drop`), on a free port, with its own temporary directory that also
-//! holds the browser profile (see `driver_server.rs`), so close() removes everything it created.
-//! Must not import `report`, `cli` or terminal crates.
+//! Inputs: a [`LaunchSpec`](super::LaunchSpec) with `driver: WebDriver` and a driver
+//! executable. Output: a [`WebDriverBrowser`] whose page answers `window.webgpuPool.call`. The
+//! driver server is our own child process (`kill_on_drop`), on a free port, with its own
+//! temporary directory that also holds the browser profile (see `webdriver/driver_server.rs`),
+//! so close() removes everything it created. Must not import `report`, `cli` or terminal crates.
 //!
-//! Error classification lives in one function, `classify`: thirtyfour's error variants plus
-//! the liveness of the browser and driver pids decide "crashed"; the only message inspection
-//! (chromedriver reports a dead tab as a generic "unknown error") is confined there.
+//! Files: this one holds the handle and the [`Browser`] impl; `webdriver/launch.rs` launching
+//! and the session's capabilities, `webdriver/driver_server.rs` the driver process,
+//! `webdriver/classify.rs` what a failed call means.
+//!
+//! Error classification lives in one function, `classify::classify`: thirtyfour's error
+//! variants plus the liveness of the browser and driver pids decide "crashed"; the only message
+//! inspection (chromedriver reports a dead tab as a generic "unknown error") is confined there.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,16 +21,17 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::{json, Map, Value};
-use thirtyfour::common::config::WebDriverConfig;
-use thirtyfour::error::{WebDriverError, WebDriverErrorInner};
+use serde_json::Value;
 use thirtyfour::WebDriver;
 use tokio::process::Child;
 
-use super::discovery::version_of_async;
-use super::driver_server::{find_browser_child, start_driver};
+use self::classify::{classify, exited, watch_until_dead};
 use super::process::{self, Signal};
-use super::{flags, page, Browser, BrowserKind, DriverKind, LaunchSpec, WorkerError};
+use super::{page, Browser, BrowserKind, DriverKind, WorkerError};
+
+mod classify;
+mod driver_server;
+mod launch;
 
 /// How often the launcher polls the driver's `/status` and the page's ready flag.
 const POLL: Duration = Duration::from_millis(50);
@@ -34,13 +39,6 @@ const POLL: Duration = Duration::from_millis(50);
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on the driver's exit after SIGKILL, and on the browser tree's.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often an in-flight call checks that the browser and driver processes are alive.
-const PID_WATCH: Duration = Duration::from_millis(25);
-/// Script timeout given to the driver. Each call is bounded by its own `timeout` with
-/// `tokio::time::timeout`; this only keeps the driver from cutting a long call short.
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-/// HTTP timeout of thirtyfour's client, for the same reason.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// Everything close() must tear down, taken out exactly once.
 #[derive(Debug, Default)]
@@ -69,104 +67,6 @@ pub struct WebDriverBrowser {
 }
 
 impl WebDriverBrowser {
-    /// Starts the driver server, creates a session (which starts the browser), opens
-    /// `spec.page_url` and waits until the page reports ready.
-    ///
-    /// # Errors
-    /// [`WorkerError::Launch`] when the driver or browser does not start or the page is not ready
-    /// within `spec.launch_timeout`; everything started so far is killed and removed first.
-    pub async fn launch(spec: &LaunchSpec) -> Result<Self, WorkerError> {
-        let fail = |message: String| WorkerError::Launch {
-            browser: spec.kind,
-            message,
-        };
-        let driver_exe = spec.driver_executable.clone().ok_or_else(|| {
-            fail("no driver executable in the launch spec (geckodriver/chromedriver)".into())
-        })?;
-        let temp = tempfile::Builder::new()
-            .prefix(&format!("webgpu-pool-{}-wd-", spec.kind))
-            .tempdir()
-            .map_err(|e| fail(format!("cannot create a temporary directory: {e}")))?;
-        let mut this = Self {
-            kind: spec.kind,
-            version: String::new(),
-            pid: None,
-            driver_pid: None,
-            profile: temp.path().to_path_buf(),
-            page_url: spec.page_url.clone(),
-            owned: Mutex::new(Owned {
-                temp: Some(temp),
-                ..Owned::default()
-            }),
-            broken: Mutex::new(None),
-            closed: AtomicBool::new(false),
-            stage: "starting the driver",
-        };
-        // The version comes from `--version` (thirtyfour does not hand back the session's
-        // capabilities), read while the driver starts; the child dies with its future.
-        let (started, version) = tokio::join!(
-            tokio::time::timeout(spec.launch_timeout, this.start(spec, &driver_exe)),
-            version_of_async(&spec.executable, spec.launch_timeout),
-        );
-        let result = match started {
-            Ok(r) => r,
-            Err(_) => Err(format!(
-                "not ready within {:?} while {}",
-                spec.launch_timeout, this.stage
-            )),
-        };
-        if let Err(message) = result {
-            let log = this.driver_log_tail();
-            let _ = this.close().await;
-            return Err(fail(format!("{message}{log}")));
-        }
-        this.version = version.unwrap_or_else(|| "unknown".to_owned());
-        Ok(this)
-    }
-
-    /// The launch steps after the temporary directory exists; failures leave the parts already
-    /// started in `self.owned` for close().
-    async fn start(&mut self, spec: &LaunchSpec, driver_exe: &Path) -> Result<(), String> {
-        let dir = self.profile.clone();
-        let (child, port) = start_driver(spec.kind, driver_exe, &dir).await?;
-        self.driver_pid = child.id();
-        self.lock_owned().driver = Some(child);
-        self.stage = "creating the session (starting the browser)";
-
-        let config = WebDriverConfig::builder()
-            .reqwest_timeout(HTTP_TIMEOUT)
-            .build()
-            .map_err(|e| format!("WebDriver config: {e}"))?;
-        let caps = capabilities(spec, &dir);
-        let session = WebDriver::new_with_config(format!("http://127.0.0.1:{port}"), caps, config)
-            .await
-            .map_err(|e| format!("the driver refused the session: {e}"))?;
-        self.lock_owned().session = Some(session.clone());
-        self.pid = self
-            .driver_pid
-            .and_then(|d| find_browser_child(d, &spec.executable));
-        self.stage = "loading the page";
-
-        session
-            .set_script_timeout(SCRIPT_TIMEOUT)
-            .await
-            .map_err(|e| format!("cannot set the script timeout: {e}"))?;
-        session
-            .goto(spec.page_url.as_str())
-            .await
-            .map_err(|e| format!("cannot open {}: {e}", spec.page_url))?;
-        let script = format!("return {};", page::READY_EXPR);
-        self.stage = "waiting for window.webgpuPool.ready";
-        loop {
-            if let Ok(ret) = session.execute(script.as_str(), Vec::new()).await {
-                if ret.json() == &Value::Bool(true) {
-                    return Ok(());
-                }
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
     fn lock_owned(&self) -> std::sync::MutexGuard<'_, Owned> {
         // A poisoned lock only means a panic elsewhere; the data is still the handles to clean.
         self.owned.lock().unwrap_or_else(|p| p.into_inner())
@@ -212,17 +112,6 @@ impl WebDriverBrowser {
             }),
             _ => None,
         }
-    }
-
-    /// The last lines of the driver's log, for launch errors.
-    fn driver_log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.profile.join("driver.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().rev().take(8).collect();
-        if lines.is_empty() {
-            return String::new();
-        }
-        let tail: Vec<&str> = lines.into_iter().rev().collect();
-        format!("\n  driver log (last lines):\n    {}", tail.join("\n    "))
     }
 }
 
@@ -352,14 +241,17 @@ impl Browser for WebDriverBrowser {
                     }
                 }
                 if !opened {
-                    return Err(format!("cannot open {}: {first}", self.page_url));
+                    return Err(WorkerError::Driver {
+                        method: method.into(),
+                        message: format!("cannot open {}: {first}", self.page_url),
+                    });
                 }
             }
             let script = format!("return {};", page::READY_EXPR);
             loop {
                 if let Ok(ret) = session.execute(script.as_str(), Vec::new()).await {
                     if ret.json() == &Value::Bool(true) {
-                        return Ok::<(), String>(());
+                        return Ok::<(), WorkerError>(());
                     }
                 }
                 tokio::time::sleep(POLL).await;
@@ -378,10 +270,7 @@ impl Browser for WebDriverBrowser {
                 }
                 Ok(())
             }
-            Ok(Err(message)) => Err(WorkerError::Driver {
-                method: method.into(),
-                message,
-            }),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(WorkerError::Timeout {
                 method: method.into(),
                 after: timeout,
@@ -390,10 +279,7 @@ impl Browser for WebDriverBrowser {
     }
 
     async fn crash_tab(&self) -> Result<String, WorkerError> {
-        super::kill_page_processes(self.pid).map_err(|message| WorkerError::Driver {
-            method: "crash_tab".into(),
-            message,
-        })
+        super::kill_page_processes(self.pid)
     }
 
     async fn disconnect(&self, hold: Duration) -> Result<String, WorkerError> {
@@ -504,183 +390,5 @@ impl Drop for WebDriverBrowser {
         if let (Some(t), Ok(rt)) = (temp, tokio::runtime::Handle::try_current()) {
             rt.spawn_blocking(move || drop(t));
         }
-    }
-}
-
-/// Resolves once the browser or the driver process is gone; never when neither pid is known.
-async fn watch_until_dead(browser: Option<u32>, driver: Option<u32>) {
-    if browser.is_none() && driver.is_none() {
-        return std::future::pending().await;
-    }
-    loop {
-        let dead = |p: Option<u32>| p.is_some_and(|p| !process::pid_alive(p));
-        if dead(browser) || dead(driver) {
-            return;
-        }
-        tokio::time::sleep(PID_WATCH).await;
-    }
-}
-
-/// Decides what a thirtyfour error means, from its variant and from whether the browser and the
-/// driver processes are still alive. This is the only place that looks at driver messages.
-fn classify(
-    method: &str,
-    after: Duration,
-    e: &WebDriverError,
-    browser_alive: bool,
-    driver_alive: bool,
-) -> WorkerError {
-    let method = method.to_owned();
-    let message = page::truncate(&e.to_string(), 600);
-    if !driver_alive {
-        return WorkerError::Crashed {
-            method,
-            message: format!("the driver process is gone: {message}"),
-        };
-    }
-    if !browser_alive {
-        return WorkerError::Crashed {
-            method,
-            message: format!("the browser process is gone: {message}"),
-        };
-    }
-    match e.as_inner() {
-        WebDriverErrorInner::InvalidSessionId(_) => WorkerError::Crashed { method, message },
-        // The browser lives (checked above): the tab's content process went away.
-        WebDriverErrorInner::NoSuchWindow(_) => WorkerError::TabCrashed { method, message },
-        WebDriverErrorInner::ScriptTimeout(_) | WebDriverErrorInner::Timeout(_) => {
-            WorkerError::Timeout { method, after }
-        }
-        WebDriverErrorInner::JavascriptError(info) => WorkerError::Page {
-            method,
-            name: "JavascriptError".into(),
-            message: page::truncate(&info.value.message, 600),
-        },
-        // chromedriver: "session deleted because of page crash", "tab crashed",
-        // "chrome not reachable", "disconnected: not connected to DevTools".
-        WebDriverErrorInner::UnknownError(info) | WebDriverErrorInner::NotInSpec(info) => {
-            let m = info.value.message.to_ascii_lowercase();
-            let dead = [
-                "crash",
-                "session deleted",
-                "not reachable",
-                "disconnected",
-                "browser has closed",
-            ];
-            if m.contains("crash") {
-                // The browser lives (checked above): its renderer crashed.
-                WorkerError::TabCrashed { method, message }
-            } else if dead.iter().any(|d| m.contains(d)) {
-                WorkerError::Crashed { method, message }
-            } else {
-                WorkerError::Driver { method, message }
-            }
-        }
-        _ => WorkerError::Driver { method, message },
-    }
-}
-
-/// The session capabilities for `spec`.
-fn capabilities(spec: &LaunchSpec, dir: &Path) -> Map<String, Value> {
-    let binary = spec.executable.display().to_string();
-    let caps = match spec.kind {
-        BrowserKind::Firefox => json!({
-            "browserName": "firefox",
-            "acceptInsecureCerts": true,
-            "moz:firefoxOptions": {
-                "binary": binary,
-                "args": ["-headless"],
-                "prefs": Value::Object(flags::firefox_prefs()),
-            },
-        }),
-        BrowserKind::Edge => json!({
-            "browserName": "MicrosoftEdge",
-            "ms:edgeOptions": { "binary": binary, "args": flags::chromium_args_with_profile(spec, &dir.join("profile")) },
-        }),
-        BrowserKind::Chromium | BrowserKind::Chrome => json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": { "binary": binary, "args": flags::chromium_args_with_profile(spec, &dir.join("profile")) },
-        }),
-    };
-    match caps {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
-/// Which of a session's processes exited, for an error message ("the driver (pid 13608)
-/// exited", "the browser (pid 13624) and its driver (pid 13608) exited"); `None` while both
-/// live.
-fn exited(browser: Option<u32>, driver: Option<u32>) -> Option<String> {
-    let dead = |p: Option<u32>| p.filter(|&p| !process::pid_alive(p));
-    match (dead(browser), dead(driver)) {
-        (Some(b), Some(d)) => Some(format!(
-            "the browser (pid {b}) and its driver (pid {d}) exited"
-        )),
-        (Some(b), None) => Some(format!("the browser (pid {b}) exited")),
-        (None, Some(d)) => Some(format!("the driver (pid {d}) exited")),
-        (None, None) => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use thirtyfour::error::WebDriverErrorInfo;
-
-    fn err(inner: WebDriverErrorInner) -> WebDriverError {
-        WebDriverError::from_inner(inner)
-    }
-
-    #[test]
-    fn classification() {
-        let t = Duration::from_secs(1);
-        let info = |m: &str| WebDriverErrorInfo::new(m.to_owned());
-        let gone = err(WebDriverErrorInner::InvalidSessionId(info(
-            "invalid session id",
-        )));
-        assert!(classify("run", t, &gone, true, true).is_browser_crash());
-        let http500 = err(WebDriverErrorInner::UnknownError(info(
-            "Failed to decode response from marionette",
-        )));
-        assert!(classify("run", t, &http500, false, true).is_browser_crash());
-        assert!(matches!(
-            classify("run", t, &http500, true, true),
-            WorkerError::Driver { .. }
-        ));
-        let tab = err(WebDriverErrorInner::UnknownError(info(
-            "session deleted because of page crash",
-        )));
-        assert!(classify("run", t, &tab, true, true).is_tab_crash());
-        let refused = err(WebDriverErrorInner::RequestFailed(
-            "connection refused".into(),
-        ));
-        assert!(classify("run", t, &refused, true, false).is_browser_crash());
-        let js = err(WebDriverErrorInner::JavascriptError(info("boom")));
-        assert!(classify("run", t, &js, true, true).is_page_error());
-        let st = err(WebDriverErrorInner::ScriptTimeout(info("late")));
-        assert!(classify("run", t, &st, true, true).is_timeout());
-    }
-
-    #[test]
-    fn firefox_capabilities_carry_webgpu_prefs() {
-        let spec = LaunchSpec {
-            kind: BrowserKind::Firefox,
-            driver: DriverKind::WebDriver,
-            executable: "/usr/bin/firefox-esr".into(),
-            driver_executable: Some("geckodriver".into()),
-            page_url: "http://127.0.0.1:1/".into(),
-            enable_webnn: false,
-            launch_timeout: Duration::from_secs(1),
-        };
-        let caps = Value::Object(capabilities(&spec, Path::new("/tmp/x")));
-        assert_eq!(
-            caps.pointer("/moz:firefoxOptions/prefs/dom.webgpu.enabled"),
-            Some(&Value::Bool(true))
-        );
-        assert_eq!(
-            caps.pointer("/moz:firefoxOptions/args/0"),
-            Some(&json!("-headless"))
-        );
     }
 }

@@ -2,14 +2,17 @@
 //!
 //! Inputs: fault specs (from the scenario's `faults[]` or `stress --fault-*` flags) and, at
 //! injection time, a view of the live workers. Outputs: [`Planned`] faults in time order, and for
-//! each the concrete [`Kind`] and worker it hits. Everything here is pure and seeded, so the same
-//! seed gives the same faults; `pool::injector` carries them out against real browsers (SIGKILL,
-//! killed renderers, a busy-looping page, `device.destroy()`, a frozen driver, a closed socket).
+//! each the concrete [`Kind`] and worker it hits, or the [`FaultError`] saying why none fits.
+//! Everything here is pure and seeded, so the same seed gives the same faults; `pool::injector`
+//! carries them out against real browsers (SIGKILL, killed renderers, a busy-looping page,
+//! `device.destroy()`, a frozen driver, a closed socket).
 //! Must not import `report`, `cli` or terminal crates.
 
+mod error;
 mod plan;
 mod rng;
 
+pub use error::FaultError;
 pub use plan::{choose, plan, Choice, FaultSpec, Planned, Target, When, WorkerView};
 pub use rng::Rng;
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Kind, Rng};
+use super::{FaultError, Kind, Rng};
 use crate::browser::BrowserKind;
 
 /// Which kind a fault is.
@@ -132,13 +132,15 @@ pub fn plan(specs: &[FaultSpec], horizon: Option<Duration>) -> Vec<Planned> {
     out
 }
 
-/// The kind and worker for one occurrence, given the live workers; `None` (with the reason)
-/// when no live worker fits.
+/// The kind and worker for one occurrence, given the live workers.
+///
+/// # Errors
+/// [`FaultError`] saying why no live worker fits (the occurrence is then skipped).
 pub fn choose(
     spec: &FaultSpec,
     seed: u64,
     workers: &[WorkerView],
-) -> Result<(Kind, String), String> {
+) -> Result<(Kind, String), FaultError> {
     let mut rng = Rng::new(seed);
     let targets: Vec<&WorkerView> = workers
         .iter()
@@ -150,10 +152,9 @@ pub fn choose(
         })
         .collect();
     if targets.is_empty() {
-        return Err(format!(
-            "no live worker matches the target {:?}",
-            spec.target
-        ));
+        return Err(FaultError::NoTarget {
+            target: spec.target.clone(),
+        });
     }
     let kind = match &spec.choice {
         Choice::One(k) => *k,
@@ -165,19 +166,14 @@ pub fn choose(
                 .filter(|k| targets.iter().any(|w| k.fits(w)))
                 .collect();
             if usable.is_empty() {
-                return Err("none of the kinds fits a live target worker".into());
+                return Err(FaultError::NoKindFits);
             }
             usable[rng.below(usable.len())]
         }
     };
     let fitting: Vec<&&WorkerView> = targets.iter().filter(|w| kind.fits(w)).collect();
     if fitting.is_empty() {
-        let why = match kind {
-            Kind::KillDriver => "has a driver process (CDP workers have none)",
-            Kind::GpuDeviceLost => "runs a model on WebGPU",
-            _ => "fits",
-        };
-        return Err(format!("{kind}: no target worker {why}"));
+        return Err(FaultError::NoWorkerFits { kind });
     }
     Ok((kind, fitting[rng.below(fitting.len())].id.clone()))
 }
@@ -249,12 +245,22 @@ mod tests {
             assert_eq!(choose(&s, seed, &ws).unwrap().1, "firefox#1");
         }
         let mut gpu = spec(Choice::One(Kind::GpuDeviceLost), When::At(Duration::ZERO));
-        assert!(choose(&gpu, 1, &ws).unwrap_err().contains("WebGPU"));
+        let none = choose(&gpu, 1, &ws).unwrap_err();
+        assert_eq!(
+            none,
+            FaultError::NoWorkerFits {
+                kind: Kind::GpuDeviceLost
+            }
+        );
+        assert!(none.to_string().contains("WebGPU"), "{none}");
         gpu.choice = Choice::Random(vec![Kind::GpuDeviceLost, Kind::Hang]);
         assert_eq!(choose(&gpu, 1, &ws).unwrap().0, Kind::Hang);
         let mut by_model = spec(Choice::One(Kind::Hang), When::At(Duration::ZERO));
         by_model.target = Target::Model("whisper".into());
-        assert!(choose(&by_model, 1, &ws).is_err());
+        assert!(matches!(
+            choose(&by_model, 1, &ws),
+            Err(FaultError::NoTarget { .. })
+        ));
         by_model.target = Target::Browser(BrowserKind::Chromium);
         assert_eq!(choose(&by_model, 3, &ws).unwrap().1, "chromium#1");
     }

@@ -1,7 +1,8 @@
 //! Durations in scenario files: strings with a unit (`30s`, `250ms`, `5m`, `1h 30m`).
 //!
-//! Input: a YAML scalar. Output: a [`Duration`], or a message naming the bad value. A bare
-//! number (`30`) has no unit and a negative value (`-5s`) is no length of time: both are errors.
+//! Input: a YAML scalar. Output: a [`Duration`], or a [`DurationError`] naming the bad value.
+//! A bare number (`30`) has no unit and a negative value (`-5s`) is no length of time: both are
+//! errors.
 //! Serialises back to the shortest exact form (`90s`, `250ms`, `5m`).
 
 use std::fmt;
@@ -10,25 +11,61 @@ use std::time::Duration;
 use serde::de::{self, Visitor};
 use serde::{Deserializer, Serializer};
 
+/// Why a duration string was refused. The message names the value and shows a valid form.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DurationError {
+    /// Nothing but whitespace.
+    #[error("a duration is empty; write it like 30s or 5m")]
+    Empty,
+    /// A leading minus sign: no length of time.
+    #[error("'{text}' is negative; a duration is a length of time like 30s or 250ms")]
+    Negative {
+        /// The value as written.
+        text: String,
+    },
+    /// A bare number, without a unit.
+    #[error("'{text}' has no unit; write it like {number}s or 5m")]
+    NoUnit {
+        /// The value as written.
+        text: String,
+        /// The number, trimmed (shown with an `s` as the suggestion).
+        number: String,
+    },
+    /// Not humantime's syntax (an unknown unit, a stray character).
+    #[error("'{text}' is not a duration ({source}); write it like 30s, 250ms, 5m or 1h 30m")]
+    Invalid {
+        /// The value as written.
+        text: String,
+        /// humantime's reason.
+        #[source]
+        source: humantime::DurationError,
+    },
+}
+
 /// Parses `30s`, `250ms`, `5m`, `1h 30m` (humantime syntax).
 ///
 /// # Errors
-/// A message naming the value: unit missing, negative, or not a duration.
-pub fn parse(text: &str) -> Result<Duration, String> {
+/// [`DurationError`] naming the value: empty, negative, unit missing, or not a duration.
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let t = text.trim();
     if t.is_empty() {
-        return Err("a duration is empty; write it like 30s or 5m".into());
+        return Err(DurationError::Empty);
     }
     if t.starts_with('-') {
-        return Err(format!(
-            "'{text}' is negative; a duration is a length of time like 30s or 250ms"
-        ));
+        return Err(DurationError::Negative {
+            text: text.to_owned(),
+        });
     }
     if t.parse::<f64>().is_ok() {
-        return Err(format!("'{text}' has no unit; write it like {t}s or 5m"));
+        return Err(DurationError::NoUnit {
+            text: text.to_owned(),
+            number: t.to_owned(),
+        });
     }
-    humantime::parse_duration(t).map_err(|e| {
-        format!("'{text}' is not a duration ({e}); write it like 30s, 250ms, 5m or 1h 30m")
+    humantime::parse_duration(t).map_err(|source| DurationError::Invalid {
+        text: text.to_owned(),
+        source,
     })
 }
 
@@ -173,9 +210,22 @@ mod tests {
         assert_eq!(parse("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse("1h 30m"), Ok(Duration::from_secs(5400)));
-        assert!(parse("30").unwrap_err().contains("has no unit"));
-        assert!(parse("-5s").unwrap_err().contains("negative"));
-        assert!(parse("soon").unwrap_err().contains("'soon'"));
+        let bare = parse("30").unwrap_err();
+        assert!(matches!(bare, DurationError::NoUnit { .. }), "{bare:?}");
+        assert_eq!(
+            bare.to_string(),
+            "'30' has no unit; write it like 30s or 5m"
+        );
+        let negative = parse("-5s").unwrap_err();
+        assert!(
+            matches!(negative, DurationError::Negative { .. }),
+            "{negative:?}"
+        );
+        assert!(negative.to_string().contains("negative"));
+        let word = parse("soon").unwrap_err();
+        assert!(matches!(word, DurationError::Invalid { .. }), "{word:?}");
+        assert!(word.to_string().contains("'soon'"), "{word}");
+        assert_eq!(parse(" "), Err(DurationError::Empty));
     }
 
     #[test]

@@ -135,13 +135,13 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<ParsedLog, StateError> 
                 });
             }
             RecordKind::Op => {
-                let i = open_index(&open, r).map_err(bad)?;
+                let i = open_index(path, &open, r)?;
                 let op: Op = serde_json::from_slice(r.payload)
                     .map_err(|e| bad(format!("op payload is not a known op: {e}")))?;
                 out.txs[i].ops.push(LoggedOp { seq: r.seq, op });
             }
             RecordKind::Commit => {
-                let i = open_index(&open, r).map_err(bad)?;
+                let i = open_index(path, &open, r)?;
                 if !r.payload.is_empty() {
                     return Err(bad("commit record with a payload".into()));
                 }
@@ -150,7 +150,7 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<ParsedLog, StateError> 
                 open.remove(&r.txid);
             }
             RecordKind::Abort => {
-                let i = open_index(&open, r).map_err(bad)?;
+                let i = open_index(path, &open, r)?;
                 std::str::from_utf8(r.payload)
                     .map_err(|_| bad("abort reason is not UTF-8".into()))?;
                 out.txs[i].end = TxEnd::Aborted;
@@ -163,12 +163,24 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<ParsedLog, StateError> 
 }
 
 /// Index of the open transaction a non-Begin record belongs to.
-fn open_index(open: &BTreeMap<u64, usize>, r: &record::TxRecord<'_>) -> Result<usize, String> {
-    open.get(&r.txid).copied().ok_or_else(|| {
-        format!(
-            "{} record for transaction {}, which is not open",
-            r.kind.as_str(),
-            r.txid
-        )
-    })
+///
+/// # Errors
+/// [`StateError::Corrupt`] at the record when its transaction is not open.
+fn open_index(
+    path: &Path,
+    open: &BTreeMap<u64, usize>,
+    r: &record::TxRecord<'_>,
+) -> Result<usize, StateError> {
+    open.get(&r.txid)
+        .copied()
+        .ok_or_else(|| StateError::Corrupt {
+            path: path.to_path_buf(),
+            offset: r.offset,
+            seq: Some(r.seq),
+            reason: format!(
+                "{} record for transaction {}, which is not open",
+                r.kind.as_str(),
+                r.txid
+            ),
+        })
 }

@@ -3,19 +3,20 @@
 //! child is the browser.
 //!
 //! Inputs: the browser kind, the driver executable and a temporary directory. Outputs: the
-//! driver's `tokio::process::Child` (with `kill_on_drop`) and its port; the browser's pid.
-//! Used by `webdriver.rs` only. Must not import `report`, `cli` or terminal crates.
+//! driver's `tokio::process::Child` (with `kill_on_drop`) and its port, or a
+//! [`DriverServerError`]; the browser's pid.
+//! Used by `webdriver/launch.rs` only. Must not import `report`, `cli` or terminal crates.
 
-use std::path::Path;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-use super::process;
-use super::BrowserKind;
+use crate::browser::process;
+use crate::browser::BrowserKind;
 
 /// Attempts at starting the driver on a fresh port (another process may take the port between
 /// our probe and the driver's bind; thirtyfour's manager retries the same way).
@@ -27,18 +28,63 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bound on a failed driver's exit after SIGKILL.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why the driver server did not start. Each message names the path or executable involved.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DriverServerError {
+    /// The OS had no local port to give.
+    #[error("no free local port: {0}")]
+    NoFreePort(#[source] std::io::Error),
+    /// The driver's log file could not be created.
+    #[error("cannot create {}: {source}", path.display())]
+    Log {
+        /// The log file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The log file's handle could not be shared between stdout and stderr.
+    #[error("driver log: {0}")]
+    LogHandle(#[source] std::io::Error),
+    /// The executable did not start.
+    #[error("cannot start {}: {source}", exe.display())]
+    Spawn {
+        /// The driver executable.
+        exe: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The driver exited before `/status` said ready, on every port tried.
+    #[error("{} did not become ready: exited with {status} before it was ready", exe.display())]
+    ExitedEarly {
+        /// The driver executable.
+        exe: PathBuf,
+        /// How it exited.
+        status: ExitStatus,
+    },
+}
+
 /// Starts the driver server on a free port and waits for `/status` to say ready.
+///
+/// # Errors
+/// [`DriverServerError`] naming the port, log file or executable; for a driver that exits
+/// early, the last of [`PORT_ATTEMPTS`] attempts.
 pub(crate) async fn start_driver(
     kind: BrowserKind,
     exe: &Path,
     dir: &Path,
-) -> Result<(Child, u16), String> {
-    let mut last = String::new();
-    for _ in 0..PORT_ATTEMPTS {
-        let port = free_port().map_err(|e| format!("no free local port: {e}"))?;
-        let log = std::fs::File::create(dir.join("driver.log"))
-            .map_err(|e| format!("cannot create {}: {e}", dir.join("driver.log").display()))?;
-        let log2 = log.try_clone().map_err(|e| format!("driver log: {e}"))?;
+) -> Result<(Child, u16), DriverServerError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let port = free_port().map_err(DriverServerError::NoFreePort)?;
+        let log_path = dir.join("driver.log");
+        let log = std::fs::File::create(&log_path).map_err(|source| DriverServerError::Log {
+            path: log_path.clone(),
+            source,
+        })?;
+        let log2 = log.try_clone().map_err(DriverServerError::LogHandle)?;
         let mut cmd = Command::new(exe);
         match kind {
             BrowserKind::Firefox => {
@@ -62,27 +108,35 @@ pub(crate) async fn start_driver(
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+        let mut child = cmd.spawn().map_err(|source| DriverServerError::Spawn {
+            exe: exe.to_path_buf(),
+            source,
+        })?;
         match wait_ready(&mut child, port).await {
             Ok(()) => return Ok((child, port)),
-            Err(e) => {
-                last = e;
+            Err(status) => {
                 let _ = child.start_kill();
                 let _ = tokio::time::timeout(EXIT_TIMEOUT, child.wait()).await;
+                if attempt >= PORT_ATTEMPTS {
+                    return Err(DriverServerError::ExitedEarly {
+                        exe: exe.to_path_buf(),
+                        status,
+                    });
+                }
             }
         }
     }
-    Err(format!("{} did not become ready: {last}", exe.display()))
 }
 
 /// Polls `/status` until `ready: true`; gives up early when the driver exits (port taken).
 /// The overall bound is the caller's launch timeout.
-async fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
+///
+/// # Errors
+/// The driver's exit status when it exits before it is ready.
+async fn wait_ready(child: &mut Child, port: u16) -> Result<(), ExitStatus> {
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("exited with {status} before it was ready"));
+            return Err(status);
         }
         if let Ok(Ok(body)) = tokio::time::timeout(STATUS_TIMEOUT, http_get(port, "/status")).await
         {
