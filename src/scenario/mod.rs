@@ -18,6 +18,7 @@ mod defaults;
 pub mod duration;
 mod emit;
 mod error;
+pub mod flags;
 mod types;
 mod validate;
 mod validate_faults;
