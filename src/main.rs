@@ -12,10 +12,11 @@ use anyhow::Result;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use cli::{BenchCommand, Cli, Command, DriverChoice, ModelsCommand};
+use cli::{BenchCommand, Cli, Command, ModelsCommand};
 use webgpu_pool::app::{self, RunConfig, RunExtras};
 use webgpu_pool::browser::DriverKind;
 use webgpu_pool::report;
+use webgpu_pool::scenario::flags;
 
 use cli::{CompareArgs, ReportFormat};
 
@@ -59,7 +60,7 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
     let quiet = cli.global.quiet;
     match cli.command {
         Command::Run(args) => {
-            let scenario = args.to_scenario();
+            let scenario = run_flags(&args).to_scenario();
             if args.print_scenario {
                 print(&webgpu_pool::scenario::to_yaml(&scenario))?;
                 return Ok(ExitCode::SUCCESS);
@@ -90,7 +91,7 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
             Ok(code)
         }
         Command::Stress(args) => {
-            let scenario = args.to_scenario();
+            let scenario = stress_flags(&args).to_scenario();
             if args.print_scenario {
                 print(&webgpu_pool::scenario::to_yaml(&scenario))?;
                 return Ok(ExitCode::SUCCESS);
@@ -212,10 +213,7 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
             let observer = observe::Stderr { quiet };
             let options = webgpu_pool::bench::OverheadOptions {
                 browsers: args.browsers,
-                chromium_driver: args.driver.map(|d| match d {
-                    DriverChoice::Cdp => DriverKind::Cdp,
-                    DriverChoice::Webdriver => DriverKind::WebDriver,
-                }),
+                chromium_driver: args.driver.map(DriverKind::from),
                 iterations: args.iterations,
                 warmup: args.warmup,
                 model: args.model,
@@ -254,6 +252,62 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
     }
 }
 
+/// The values `run`'s flags carry, for the library to compile.
+fn run_flags(args: &cli::RunArgs) -> flags::RunFlags {
+    let c = &args.concurrency;
+    flags::RunFlags {
+        pool: flags::PoolFlags {
+            seed: args.seed,
+            models: args.models.clone(),
+            browsers: args.browsers.clone(),
+            driver: args.driver.into(),
+            backends: args.backends.clone(),
+        },
+        iterations: args.iterations,
+        warmup: args.warmup,
+        load_timeout: args.load_timeout,
+        run_timeout: args.run_timeout,
+        sync_interval: args.sync_interval,
+        test_state_management: args.test_state_management,
+        routed: flags::RoutedFlags {
+            concurrent_models: c.concurrent_models,
+            concurrency: c.concurrency,
+            duration: c.duration,
+            rate: c.rate,
+            min_connections: c.min_connections,
+            max_connections: c.max_connections,
+            idle_timeout: c.idle_timeout,
+            cooldown: c.cooldown,
+        },
+    }
+}
+
+/// The values `stress`'s flags carry, for the library to compile.
+fn stress_flags(args: &cli::StressArgs) -> flags::StressFlags {
+    flags::StressFlags {
+        pool: flags::PoolFlags {
+            seed: args.seed,
+            models: args.models.clone(),
+            browsers: args.browsers.clone(),
+            driver: args.driver.into(),
+            backends: args.backends.clone(),
+        },
+        duration: args.duration,
+        concurrency: args.concurrency,
+        faults: args.fault_injection.then(|| flags::FaultFlags {
+            every: args.fault_every,
+            rate: args.fault_rate,
+            kinds: args.fault_kinds.clone(),
+            duration: args.fault_duration,
+            slow_delay: args.slow_delay,
+        }),
+        recovery: args.recovery.into(),
+        recovery_timeout: args.recovery_timeout,
+        max_attempts: args.max_attempts,
+        request_timeout: args.request_timeout,
+    }
+}
+
 /// Runs `scenario` into `results_dir` (no baseline saved): `scenario` and `stress`.
 async fn run_in(
     scenario: webgpu_pool::scenario::Scenario,
@@ -274,7 +328,13 @@ fn flags_valid(scenario: &webgpu_pool::scenario::Scenario) -> Result<()> {
     if let Err(errors) = scenario.validate() {
         let lines: Vec<String> = errors
             .iter()
-            .map(|e| format!("{}: {}", cli::flag_for(e.path()), e))
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    webgpu_pool::scenario::flags::flag_for(e.path()),
+                    e
+                )
+            })
             .collect();
         return Err(app::UsageError(lines.join("\n")).into());
     }
