@@ -1,5 +1,9 @@
 //! Command-line flags as given: clap derive types with syntax checks only, no I/O.
-//! `app::RunConfig` is resolved from these (files read, browsers located, defaults applied).
+//!
+//! `cmd` maps these onto the library's plain flag structs (`scenario::flags`), which compile
+//! into a `Scenario`; `app::RunConfig` is resolved from that (files read, browsers located,
+//! defaults applied). Holds no domain logic: what a flag means lives in the library. The value
+//! enums here mirror engine enums only to carry help text, and convert with `From`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,10 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use webgpu_pool::browser::{BrowserKind, DriverKind};
 use webgpu_pool::pool::Backend;
-use webgpu_pool::scenario::{
-    Fault, FaultKind, FaultTarget, Migration, ModelEntry, PlacementMode, RecoveryStrategy,
-    Scenario, StateSync, WorkloadMode,
-};
+use webgpu_pool::scenario::{FaultKind, RecoveryStrategy};
 
 /// Run real AI models in a pool of real headless browsers over WebGPU, WebNN and WASM, and
 /// measure them.
@@ -187,76 +188,6 @@ pub struct RunArgs {
     pub concurrency: ConcurrencyArgs,
 }
 
-impl RunArgs {
-    /// Compiles the flags into the same [`Scenario`] a YAML file gives: one engine path.
-    pub fn to_scenario(&self) -> Scenario {
-        let mut s = base_scenario(
-            "run",
-            self.seed,
-            &self.models,
-            &self.browsers,
-            self.driver,
-            self.backends.as_deref(),
-        );
-        let w = &mut s.workload;
-        w.warmup = self.warmup;
-        w.request_timeout = self.run_timeout;
-        w.load_timeout = self.load_timeout;
-        w.iterations = Some(u64::from(self.iterations));
-        w.duration = None;
-        let c = &self.concurrency;
-        let n = self.browsers.len() as u32;
-        if let Some(every) = self.sync_interval {
-            s.state = Some(StateSync {
-                sync_interval: every,
-                migrations: Vec::new(),
-            });
-        }
-        if self.test_state_management {
-            let total = c.duration.unwrap_or(Duration::from_secs(20));
-            let state = s.state.get_or_insert_with(StateSync::default);
-            if let Some(first) = self.models.first() {
-                // Away from the browser the router prefers for it, so it really moves.
-                let preferred = match webgpu_pool::models::resolve(first).map(|m| m.task) {
-                    Ok(webgpu_pool::models::Task::Audio) => BrowserKind::Firefox,
-                    _ => BrowserKind::Chromium,
-                };
-                if let Some(&to) = self.browsers.iter().find(|b| **b != preferred) {
-                    state.migrations.push(Migration {
-                        model: first.clone(),
-                        to,
-                        at: total / 2,
-                    });
-                }
-            }
-            w.duration = Some(total);
-            w.iterations = None;
-        }
-        if c.concurrent_models || self.test_state_management {
-            s.pool.placement = PlacementMode::Routed;
-            s.pool.min_connections = c.min_connections.unwrap_or(n);
-            s.pool.max_connections = c.max_connections;
-            s.pool.idle_timeout = c.idle_timeout;
-            w.concurrency = c.concurrency;
-            w.cooldown = c.cooldown;
-            if let Some(rate) = c.rate {
-                w.mode = WorkloadMode::Open;
-                w.rate = Some(rate);
-            }
-            if c.duration.is_some() {
-                w.duration = c.duration;
-                w.iterations = None;
-            }
-        } else {
-            s.pool.placement = PlacementMode::Matrix;
-            s.pool.min_connections = n;
-            s.pool.max_connections = n;
-            w.concurrency = 1;
-        }
-        s
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
     /// The run folder (`results/<run-id>`) of the run to finish.
@@ -358,121 +289,13 @@ pub enum RecoveryChoice {
     None,
 }
 
-impl StressArgs {
-    /// Compiles the flags into a [`Scenario`]: one engine path with `run` and `scenario`.
-    pub fn to_scenario(&self) -> Scenario {
-        let mut s = base_scenario(
-            "stress",
-            self.seed,
-            &self.models,
-            &self.browsers,
-            self.driver,
-            self.backends.as_deref(),
-        );
-        s.pool.placement = PlacementMode::Routed;
-        let n = self.browsers.len() as u32;
-        s.pool.min_connections = n;
-        // One above the browsers: room to rebuild a worker while the failed one is closing.
-        s.pool.max_connections = n + 1;
-        s.pool.heartbeat_interval = Duration::from_secs(2);
-        s.pool.heartbeat_timeout = Duration::from_secs(5);
-        let w = &mut s.workload;
-        w.mode = WorkloadMode::Closed;
-        w.concurrency = self.concurrency;
-        w.duration = Some(self.duration);
-        w.iterations = None;
-        w.warmup = 1;
-        w.request_timeout = self.request_timeout;
-        s.recovery.strategy = match self.recovery {
-            RecoveryChoice::Progressive => RecoveryStrategy::Progressive,
-            RecoveryChoice::Immediate => RecoveryStrategy::Immediate,
-            RecoveryChoice::None => RecoveryStrategy::None,
-        };
-        s.recovery.timeout = self.recovery_timeout;
-        s.recovery.max_attempts = self.max_attempts;
-        if self.fault_injection {
-            let mut f = Fault::at(FaultKind::Random, Duration::ZERO);
-            f.at = None;
-            match self.fault_rate {
-                Some(rate) => f.rate = Some(rate),
-                None => f.every = Some(self.fault_every),
-            }
-            f.target = FaultTarget::Random;
-            f.seed = Some(self.seed);
-            f.duration = Some(self.fault_duration);
-            f.delay = Some(self.slow_delay);
-            f.kinds = self.fault_kinds.clone();
-            if let [one] = self.fault_kinds.as_slice() {
-                f.kind = *one;
-                f.kinds.clear();
-                if !one.has_duration() {
-                    f.duration = None;
-                }
-                if *one != FaultKind::Slow {
-                    f.delay = None;
-                }
-            }
-            s.faults = vec![f];
+impl From<RecoveryChoice> for RecoveryStrategy {
+    fn from(choice: RecoveryChoice) -> Self {
+        match choice {
+            RecoveryChoice::Progressive => Self::Progressive,
+            RecoveryChoice::Immediate => Self::Immediate,
+            RecoveryChoice::None => Self::None,
         }
-        s
-    }
-}
-
-/// The part of a flag-built scenario `run` and `stress` share: name, seed, models, browsers,
-/// driver and backends.
-fn base_scenario(
-    name: &str,
-    seed: u64,
-    models: &[String],
-    browsers: &[BrowserKind],
-    driver: DriverChoice,
-    backends: Option<&[Backend]>,
-) -> Scenario {
-    let mut s = Scenario {
-        name: name.into(),
-        seed,
-        ..Scenario::default()
-    };
-    s.models = models
-        .iter()
-        .map(|m| ModelEntry {
-            name: m.clone(),
-            browser: None,
-            weight: 1,
-        })
-        .collect();
-    s.pool.browsers = browsers.to_vec();
-    s.pool.driver = match driver {
-        DriverChoice::Cdp => DriverKind::Cdp,
-        DriverChoice::Webdriver => DriverKind::WebDriver,
-    };
-    if let Some(b) = backends {
-        s.backends = b.to_vec();
-        // Naming webgpu explicitly asks for it even on a software adapter (issue #2).
-        s.allow_fallback_adapter = b.contains(&Backend::Webgpu);
-    }
-    s
-}
-
-/// The flag a scenario key path came from, for errors about flags.
-pub fn flag_for(path: &str) -> &'static str {
-    match path {
-        p if p.starts_with("models") => "--models",
-        p if p.starts_with("pool.browsers") => "--browsers",
-        "backends" => "--backends",
-        "workload.concurrency" => "--concurrency",
-        "workload.duration" => "--duration",
-        "workload.iterations" => "--iterations",
-        "workload.rate" | "workload.mode" => "--rate",
-        "pool.max_connections" => "--max-connections",
-        "pool.min_connections" => "--min-connections",
-        "pool.idle_timeout" => "--idle-timeout",
-        p if p.starts_with("faults") && p.contains("kinds") => "--fault-kinds",
-        p if p.starts_with("faults") && p.ends_with("every") => "--fault-every",
-        p if p.starts_with("faults") && p.ends_with("rate") => "--fault-rate",
-        p if p.starts_with("faults") && p.ends_with("duration") => "--fault-duration",
-        p if p.starts_with("recovery") => "--recovery",
-        _ => "a flag",
     }
 }
 
@@ -518,6 +341,15 @@ pub enum DriverChoice {
     Cdp,
     /// WebDriver through chromedriver (or msedgedriver).
     Webdriver,
+}
+
+impl From<DriverChoice> for DriverKind {
+    fn from(choice: DriverChoice) -> Self {
+        match choice {
+            DriverChoice::Cdp => Self::Cdp,
+            DriverChoice::Webdriver => Self::WebDriver,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -703,8 +535,7 @@ fn parse_percent(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Parses `30s`, `5m`, `1h 10m`, `250ms`. A bare number is refused: the unit must be explicit.
-/// A bare number of seconds (`120`) or a duration with a unit (`2m`).
+/// Parses a bare number of seconds (`120`) or a duration with a unit (`2m`).
 fn parse_seconds(s: &str) -> Result<Duration, String> {
     match s.trim().parse::<u64>() {
         Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
@@ -712,6 +543,7 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// Parses `30s`, `5m`, `1h 10m`, `250ms`. A bare number is refused: the unit must be explicit.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration like 30s or 5m: {e}"))
 }

@@ -15,11 +15,13 @@ use serde::{Deserialize, Serialize};
 
 pub mod cdp;
 pub mod discovery;
+pub mod preferences;
 mod flags;
 mod page;
 pub mod process;
 pub mod webdriver;
 
+pub use preferences::Preferences;
 pub use discovery::{discover, Found, Installed, WebDriverServer};
 
 /// A browser product.

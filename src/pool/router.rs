@@ -11,42 +11,13 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::browser::preferences::{fit, Fit};
 use crate::browser::BrowserKind;
 use crate::models::Task;
 
 use crate::backend::Backend;
 
-/// Browser preference per model type.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Preferences(pub BTreeMap<Task, BrowserKind>);
-
-impl Default for Preferences {
-    /// audio -> firefox, vision -> chromium, text_embedding -> edge (issue #3).
-    fn default() -> Self {
-        Self(BTreeMap::from([
-            (Task::Audio, BrowserKind::Firefox),
-            (Task::Vision, BrowserKind::Chromium),
-            (Task::TextEmbedding, BrowserKind::Edge),
-        ]))
-    }
-}
-
-impl Preferences {
-    /// The browser kind `task` models prefer among `launchable` ones (an absent Chromium-family
-    /// kind resolves to a launchable sibling), or `None` when no preference applies.
-    pub fn browser_for(&self, task: Task, launchable: &[BrowserKind]) -> Option<BrowserKind> {
-        let req = Request {
-            model: "",
-            task,
-            hardware: &HardwarePreferences::default(),
-            backends: &[],
-            preferences: self,
-            launchable,
-            can_launch: false,
-        };
-        wanted_kind(&req, &mut Vec::new())
-    }
-}
+pub use crate::browser::Preferences;
 
 /// Nothing can run the model: no worker offers its backends and none can be launched.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -239,27 +210,18 @@ fn wanted_kind(req: &Request<'_>, reasons: &mut Vec<String>) -> Option<BrowserKi
             return None;
         }
     };
-    if req.launchable.contains(&kind) {
-        reasons.push(format!("{kind}: {source}"));
-        return Some(kind);
-    }
-    let sibling = kind
-        .is_chromium_family()
-        .then(|| {
-            req.launchable
-                .iter()
-                .copied()
-                .find(|k| k.is_chromium_family())
-        })
-        .flatten();
-    match sibling {
-        Some(s) => {
+    match fit(kind, req.launchable) {
+        Fit::Exact(k) => {
+            reasons.push(format!("{k}: {source}"));
+            Some(k)
+        }
+        Fit::Sibling(s) => {
             reasons.push(format!(
                 "{kind} ({source}) is not in the pool; using {s}, also Chromium family"
             ));
             Some(s)
         }
-        None => {
+        Fit::Absent => {
             reasons.push(format!(
                 "{kind} ({source}) is not in the pool; no browser preference applies"
             ));

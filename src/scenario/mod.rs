@@ -7,7 +7,7 @@
 //! [`Scenario`], or every [`ScenarioError`] found, each naming `file:line:col`, the key path and
 //! the bad value. Syntax and schema errors stop at the first one; semantic checks report all.
 //!
-//! Must not import `cli`, `report`, clap or terminal crates: the CLI compiles its flags into a
+//! Must not import the CLI, the reports, the argument parser or terminal crates: the CLI compiles its flags into a
 //! [`Scenario`] and prints the errors.
 
 use std::path::Path;
@@ -18,6 +18,7 @@ mod defaults;
 pub mod duration;
 mod emit;
 mod error;
+pub mod flags;
 mod types;
 mod validate;
 mod validate_faults;

@@ -1,0 +1,186 @@
+//! Helpers the subcommands share: stdout printing, the recorded command line, loading and
+//! checking scenarios, and running one to the end ([`run_scenario`], the one call of
+//! `app::run`) then printing its tables and saving a baseline ([`finish`]).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use webgpu_pool::app::{self, RunConfig, RunExtras};
+use webgpu_pool::metrics::RunSummary;
+use webgpu_pool::report;
+use webgpu_pool::scenario::{self, flags, Scenario};
+
+use super::{Context, Outcome};
+use crate::observe;
+
+/// Writes `s` to stdout and flushes it.
+///
+/// # Errors
+/// Writing fails; a broken pipe is among them and exits 0.
+pub fn print(s: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(s.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Prints `value` as pretty JSON and a newline.
+///
+/// # Errors
+/// As [`print`], or `value` does not serialize.
+pub fn print_json(value: &impl Serialize) -> Result<()> {
+    print(&format!("{}\n", serde_json::to_string_pretty(value)?))
+}
+
+/// `--print-scenario`: the scenario as YAML, defaults filled in, instead of running it.
+///
+/// # Errors
+/// As [`print`].
+pub fn print_scenario(scenario: &Scenario) -> Result<Outcome> {
+    print(&scenario::to_yaml(scenario))?;
+    Ok(Outcome::Pass)
+}
+
+/// The command line as typed, with the program named `webgpu-pool`, for `run.json`.
+pub fn command_line() -> String {
+    let mut args: Vec<String> = std::env::args().collect();
+    if let Some(first) = args.first_mut() {
+        *first = "webgpu-pool".to_string();
+    }
+    args.join(" ")
+}
+
+/// A scenario file, or a built-in scenario by name (a file of that name wins).
+///
+/// # Errors
+/// Every problem found, one per line, as a usage error.
+pub fn load_scenario(file: &str) -> Result<Scenario> {
+    let path = Path::new(file);
+    let loaded = match scenario::builtin(file) {
+        Some(text) if !path.exists() => scenario::load_str(&format!("(built-in) {file}"), text),
+        _ => scenario::load_file(path),
+    };
+    loaded.map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        app::UsageError(lines.join("\n")).into()
+    })
+}
+
+/// Validates a scenario compiled from flags, naming the flag each error came from.
+///
+/// # Errors
+/// Every problem found, one per line, as a usage error.
+pub fn flags_valid(scenario: &Scenario) -> Result<()> {
+    if let Err(errors) = scenario.validate() {
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: {}", flags::flag_for(e.path()), e))
+            .collect();
+        return Err(app::UsageError(lines.join("\n")).into());
+    }
+    Ok(())
+}
+
+/// What to do with a finished run besides printing its tables.
+#[derive(Debug, Default)]
+pub struct AfterRun {
+    /// `--explain-routing`: print each routing decision and the pool's events.
+    pub explain_routing: bool,
+    /// `--save-baseline NAME`: copy the run's report files to `baselines/NAME/`.
+    pub save_baseline: Option<String>,
+}
+
+/// Runs a validated scenario into `results_dir` (`run`, `stress`, `scenario`), prints its
+/// tables, and says how it went.
+///
+/// # Errors
+/// Config and infrastructure errors; a broken threshold is [`Outcome::Failed`] instead.
+pub async fn run_scenario(
+    scenario: Scenario,
+    results_dir: PathBuf,
+    after: &AfterRun,
+    ctx: &Context,
+) -> Result<Outcome> {
+    let extras = RunExtras {
+        results_dir,
+        command: command_line(),
+    };
+    let config = RunConfig::resolve(scenario, extras)?;
+    // The bar grows as cells start, so no count is needed up front.
+    let observer = observe::Progress::new(ctx.quiet, 0);
+    let (summary, dir) = app::run(&config, ctx.shutdown.clone(), &observer)
+    .await?;
+    finish(&summary, &dir, &observer, after, ctx)
+}
+
+/// Prints a finished run's tables, says where its files are, saves the baseline if asked, and
+/// judges it (`run`, `stress`, `scenario`, `resume`).
+///
+/// # Errors
+/// Printing fails, or the baseline cannot be saved.
+pub fn finish(
+    summary: &RunSummary,
+    dir: &Path,
+    observer: &observe::Progress,
+    after: &AfterRun,
+    ctx: &Context,
+) -> Result<Outcome> {
+    observer.finish();
+    print(&report::table::render(summary))?;
+    print(&report::table::render_resilience(summary))?;
+    if let Some(e) = &summary.resumed {
+        print(&format!(
+            "resumed: before the harness died {} requests ({} succeeded, {} failed, {} in flight, counted failed) in {:.1}s; transactions: {}\n",
+            e.issued,
+            e.succeeded,
+            e.failed,
+            e.interrupted,
+            e.elapsed_ms as f64 / 1e3,
+            e.transactions
+        ))?;
+    }
+    print(&report::table::render_workers(summary))?;
+    if after.explain_routing {
+        print(&explain(summary))?;
+    }
+    for t in summary.thresholds.iter().filter(|t| !t.passed) {
+        eprintln!(
+            "threshold broken: {} = {:.4} (limit {})",
+            t.name, t.value, t.limit
+        );
+    }
+    observer.line(&format!(
+        "wrote {} (run.json, samples.csv, summary.md, report.html, junit.xml)",
+        dir.display()
+    ));
+    if let (Some(name), Some(results_dir)) = (&after.save_baseline, dir.parent()) {
+        let to = report::save_baseline(dir, results_dir, name)?;
+        observer.line(&format!("saved baseline '{name}' in {}", to.display()));
+    }
+    Ok(Outcome::judge(&ctx.shutdown, summary.passed()))
+}
+
+/// `--explain-routing`: each decision with its reasons, then what the pool did.
+fn explain(summary: &RunSummary) -> String {
+    let mut out = String::from("routing:\n");
+    for r in &summary.routing {
+        out.push_str(&format!("  {} -> {}\n", r.model, r.target));
+        for why in &r.reasons {
+            out.push_str(&format!("      because {why}\n"));
+        }
+    }
+    out.push_str(&format!("pool: peak {} worker(s)\n", summary.peak_workers));
+    for e in &summary.pool_events {
+        out.push_str(&format!(
+            "  {:>8.1}s {:<16} {:<12} {}\n",
+            e.at_ms as f64 / 1e3,
+            e.kind,
+            e.worker,
+            e.detail
+        ));
+    }
+    out
+}

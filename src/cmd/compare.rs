@@ -1,0 +1,53 @@
+//! `webgpu-pool compare`: a run against a baseline (two folders, or `--baseline NAME` and one
+//! folder), per-metric deltas and a significance test over the raw samples.
+
+use anyhow::Result;
+
+use webgpu_pool::app;
+use webgpu_pool::metrics::compare::{self as cmp, CompareOptions};
+use webgpu_pool::report;
+
+use super::common::print;
+use super::Outcome;
+use crate::cli::CompareArgs;
+
+/// Prints the comparison, then one line per significant regression.
+///
+/// # Errors
+/// The folders are given wrong, or a run is missing or unreadable (naming the file). A
+/// regression is [`Outcome::Failed`] (exit 1).
+pub fn execute(args: CompareArgs) -> Result<Outcome> {
+    let (baseline_dir, current_dir) = match (&args.baseline, args.runs.as_slice()) {
+        (Some(name), [current]) => (
+            report::store::baseline_dir(&args.results_dir, name)
+                .map_err(|e| app::UsageError(format!("--baseline: {e}")))?,
+            current.clone(),
+        ),
+        (None, [baseline, current]) => (baseline.clone(), current.clone()),
+        (Some(_), _) => anyhow::bail!(app::UsageError(
+            "compare: with --baseline NAME give only the current run folder".into()
+        )),
+        (None, _) => anyhow::bail!(app::UsageError(
+            "compare: give BASELINE_DIR CURRENT_DIR, or --baseline NAME CURRENT_DIR".into()
+        )),
+    };
+    let baseline = report::load_run(&baseline_dir)?;
+    let current = report::load_run(&current_dir)?;
+    let options = CompareOptions {
+        threshold: args.threshold,
+        ..CompareOptions::default()
+    };
+    let result = cmp::compare(baseline.data(), current.data(), &options);
+    let regressions = report::compare::regression_lines(&result);
+    let mut out = report::compare::render(&result);
+    for r in &regressions {
+        out.push_str(r);
+        out.push('\n');
+    }
+    print(&out)?;
+    Ok(if regressions.is_empty() {
+        Outcome::Pass
+    } else {
+        Outcome::Failed
+    })
+}

@@ -1,0 +1,70 @@
+//! `webgpu-pool run`: each model in each browser for a number of warm runs, or every model at
+//! once over a routed pool (`--concurrent-models`, `--test-state-management`). The flags compile
+//! into a `Scenario` (`scenario::flags`), the same one engine path as a YAML file.
+
+use anyhow::Result;
+
+use webgpu_pool::app;
+use webgpu_pool::report;
+use webgpu_pool::scenario::flags::{PoolFlags, RoutedFlags, RunFlags};
+
+use super::common::{flags_valid, print_scenario, run_scenario, AfterRun};
+use super::{state, Context, Outcome};
+use crate::cli::RunArgs;
+
+/// Runs the scenario the flags compile into, or prints it (`--print-scenario`).
+///
+/// # Errors
+/// A flag's value is invalid (naming the flag), the baseline name is unusable, or the run
+/// cannot start.
+pub async fn execute(args: RunArgs, ctx: &Context) -> Result<Outcome> {
+    let scenario = to_flags(&args).to_scenario();
+    if args.print_scenario {
+        return print_scenario(&scenario);
+    }
+    flags_valid(&scenario)?;
+    // Refused before the run, not after it has spent minutes.
+    if let Some(name) = &args.save_baseline {
+        report::store::baseline_dir(&args.results_dir, name)
+            .map_err(|e| app::UsageError(format!("--save-baseline: {e}")))?;
+    }
+    let after = AfterRun {
+        explain_routing: args.concurrency.explain_routing,
+        save_baseline: args.save_baseline,
+    };
+    let outcome = run_scenario(scenario, args.results_dir.clone(), &after, ctx).await?;
+    if args.test_state_management {
+        state::verify_latest(&args.results_dir)?;
+    }
+    Ok(outcome)
+}
+
+/// The values `run`'s flags carry, for the library to compile.
+fn to_flags(args: &RunArgs) -> RunFlags {
+    let c = &args.concurrency;
+    RunFlags {
+        pool: PoolFlags {
+            seed: args.seed,
+            models: args.models.clone(),
+            browsers: args.browsers.clone(),
+            driver: args.driver.into(),
+            backends: args.backends.clone(),
+        },
+        iterations: args.iterations,
+        warmup: args.warmup,
+        load_timeout: args.load_timeout,
+        run_timeout: args.run_timeout,
+        sync_interval: args.sync_interval,
+        test_state_management: args.test_state_management,
+        routed: RoutedFlags {
+            concurrent_models: c.concurrent_models,
+            concurrency: c.concurrency,
+            duration: c.duration,
+            rate: c.rate,
+            min_connections: c.min_connections,
+            max_connections: c.max_connections,
+            idle_timeout: c.idle_timeout,
+            cooldown: c.cooldown,
+        },
+    }
+}
