@@ -15,14 +15,14 @@ use serde::{Deserialize, Serialize};
 
 pub mod cdp;
 pub mod discovery;
-pub mod preferences;
 mod flags;
 mod page;
+pub mod preferences;
 pub mod process;
 pub mod webdriver;
 
-pub use preferences::Preferences;
 pub use discovery::{discover, Found, Installed, WebDriverServer};
+pub use preferences::Preferences;
 
 /// A browser product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -47,12 +47,7 @@ pub fn fit(kind: BrowserKind, launchable: &[BrowserKind]) -> Fit {
     }
     let sibling = kind
         .is_chromium_family()
-        .then(|| {
-            launchable
-                .iter()
-                .copied()
-                .find(|k| k.is_chromium_family())
-        })
+        .then(|| launchable.iter().copied().find(|k| k.is_chromium_family()))
         .flatten();
     sibling.map_or(Fit::Absent, Fit::Sibling)
 }
@@ -80,7 +75,10 @@ mod tests {
             Some(Chromium)
         );
         assert_eq!(p.browser_for(Task::Audio, &[Chromium]), None);
-        assert_eq!(p.browser_for(Task::Audio, &[Chromium, Firefox]), Some(Firefox));
+        assert_eq!(
+            p.browser_for(Task::Audio, &[Chromium, Firefox]),
+            Some(Firefox)
+        );
         assert_eq!(p.browser_for(Task::TextGeneration, &[Chromium]), None);
         assert_eq!(fit(Edge, &[Edge]), Fit::Exact(Edge));
     }

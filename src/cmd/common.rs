@@ -111,8 +111,7 @@ pub async fn run_scenario(
     let config = RunConfig::resolve(scenario, extras)?;
     // The bar grows as cells start, so no count is needed up front.
     let observer = observe::Progress::new(ctx.quiet, 0);
-    let (summary, dir) = app::run(&config, ctx.shutdown.clone(), &observer)
-    .await?;
+    let (summary, dir) = app::run(&config, ctx.shutdown.clone(), &observer).await?;
     finish(&summary, &dir, &observer, after, ctx)
 }
 

@@ -7,8 +7,6 @@
 //! measured score (the history issue fills it). Every step leaves a human-readable reason, which
 //! `--explain-routing` prints and `run.json` keeps.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 use crate::browser::preferences::{fit, Fit};
