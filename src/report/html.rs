@@ -34,7 +34,7 @@ impl Reporter for HtmlReport {
 fn render(run: RunData<'_>) -> String {
     let s = run.summary;
     let q = &s.requests;
-    let passed = table::run_passed(s);
+    let passed = s.passed();
     fill(
         REPORT_HTML,
         &[

@@ -106,11 +106,7 @@ fn faults_and_recovery(out: &mut String, s: &RunSummary, r: &Resilience) {
 fn render(run: RunData<'_>) -> String {
     let s = run.summary;
     let mut out = String::new();
-    let verdict = if table::run_passed(s) {
-        "passed"
-    } else {
-        "FAILED"
-    };
+    let verdict = if s.passed() { "passed" } else { "FAILED" };
     let _ = writeln!(out, "## webgpu-pool run `{}`: {verdict}\n", s.run_id);
     let _ = writeln!(out, "`{}`\n", cell(&s.command));
     out.push_str("| model | browser | backend | weights | load ms | first run ms | warm p50 ms | warm p95 ms | warm p99 ms | runs/s | correct |\n");

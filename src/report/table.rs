@@ -36,12 +36,6 @@ pub fn new_table() -> Table {
     table
 }
 
-/// The verdict of a whole run for the reports: every row and threshold passed
-/// ([`RunSummary::passed`]) and the run finished its workload.
-pub fn run_passed(summary: &RunSummary) -> bool {
-    summary.passed() && summary.complete && summary.stopped_early.is_none()
-}
-
 /// Whether `NO_COLOR` asks for no colour (any non-empty value).
 pub fn colour_disabled() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
