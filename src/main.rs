@@ -168,7 +168,7 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
             if args.json {
                 print(&format!("{}\n", serde_json::to_string_pretty(&probe)?))?;
             } else {
-                print(&report::table::render_browsers(
+                print(&report::terminal::render_browsers(
                     &probe.browsers,
                     &probe.drivers,
                 ))?;
@@ -180,7 +180,7 @@ async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<ExitCode> {
             if json {
                 print(&format!("{}\n", serde_json::to_string_pretty(&list)?))?;
             } else {
-                print(&report::table::render_models(&list))?;
+                print(&report::terminal::render_models(&list))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -333,8 +333,8 @@ fn finish(
     save_baseline: Option<String>,
 ) -> Result<ExitCode> {
     observer.finish();
-    print(&report::table::render(&summary))?;
-    print(&report::table::render_resilience(&summary))?;
+    print(&report::terminal::render(&summary))?;
+    print(&report::terminal::render_resilience(&summary))?;
     if let Some(e) = &summary.resumed {
         print(&format!(
             "resumed: before the harness died {} requests ({} succeeded, {} failed, {} in flight, counted failed) in {:.1}s; transactions: {}\n",
@@ -346,7 +346,7 @@ fn finish(
             e.transactions
         ))?;
     }
-    print(&report::table::render_workers(&summary))?;
+    print(&report::terminal::render_workers(&summary))?;
     if explain {
         print(&explain_routing(&summary))?;
     }

@@ -12,7 +12,8 @@ use crate::metrics::{BrowserEnv, FaultRecord, Phase, Resilience, RunSummary, Sam
 
 use super::svg::{Chart, Marker, MarkerKind, Scale, Series, Timeline, TimelineBar};
 use super::template::{escape, fill};
-use super::{table, ReportError, Reporter};
+use super::view::{text, yes};
+use super::{view, ReportError, Reporter};
 
 const REPORT_HTML: &str = include_str!("templates/report.html");
 const FAULTS_HTML: &str = include_str!("templates/faults.html");
@@ -76,7 +77,7 @@ fn render(run: RunData<'_>) -> String {
 fn result_rows(s: &RunSummary) -> String {
     let mut out = String::new();
     for r in &s.results {
-        let v = table::row_values(r);
+        let v = view::row_values(r);
         let bad = r.error.is_some() || !r.correctness.passed;
         let _ = writeln!(
             out,
@@ -99,11 +100,11 @@ fn result_rows(s: &RunSummary) -> String {
 }
 
 fn notes(s: &RunSummary) -> String {
-    let lines: Vec<String> = table::fallback_notes(s)
+    let lines: Vec<String> = view::fallback_notes(s)
         .into_iter()
         .map(|n| escape(&n))
         .chain(
-            table::problem_notes(s)
+            view::problem_notes(s)
                 .into_iter()
                 .map(|n| format!(r#"<span class="bad">{}</span>"#, escape(&n))),
         )
@@ -180,27 +181,27 @@ fn faults_section(s: &RunSummary, samples: &[Sample]) -> String {
         return String::new();
     }
     let kinds = html_table(
-        table::FAULT_KIND_COLUMNS,
+        view::FAULT_KIND_COLUMNS,
         |i| i > 0,
         r.fault_kinds.iter().map(|k| {
             let bad = (k.recovery.failed() > 0).then_some(4);
-            (table::fault_kind_values(k), bad)
+            (view::fault_kind_values(k), bad)
         }),
     );
-    let levels = table::recovery_level_rows(&r);
+    let levels = view::recovery_level_rows(&r);
     let level_table = if levels.is_empty() {
         r#"<p class="empty">No recovery events.</p>"#.to_string()
     } else {
         html_table(
-            table::RECOVERY_LEVEL_COLUMNS,
+            view::RECOVERY_LEVEL_COLUMNS,
             |i| i > 0,
             levels.into_iter().map(|l| {
                 let bad = (l.failed() > 0).then_some(2);
-                (table::recovery_level_values(l), bad)
+                (view::recovery_level_values(l), bad)
             }),
         )
     };
-    let failed = table::failed_recovery_notes(s);
+    let failed = view::failed_recovery_notes(s);
     let failed_list = if failed.is_empty() {
         String::new()
     } else {
@@ -215,9 +216,9 @@ fn faults_section(s: &RunSummary, samples: &[Sample]) -> String {
         r#"<p class="empty">No faults injected.</p>"#.to_string()
     } else {
         html_table(
-            table::FAULT_COLUMNS,
+            view::FAULT_COLUMNS,
             |i| i == 0,
-            table::fault_rows(s).into_iter().map(|f| {
+            view::fault_rows(s).into_iter().map(|f| {
                 let bad = (f[3] != "yes").then_some(3);
                 (f, bad)
             }),
@@ -227,9 +228,9 @@ fn faults_section(s: &RunSummary, samples: &[Sample]) -> String {
         String::new()
     } else {
         html_table(
-            table::RECOVERY_EVENT_COLUMNS,
+            view::RECOVERY_EVENT_COLUMNS,
             |i| matches!(i, 0 | 5 | 6),
-            table::recovery_event_rows(s).into_iter().map(|e| {
+            view::recovery_event_rows(s).into_iter().map(|e| {
                 let bad = (e[7] != "ok").then_some(7);
                 (e, bad)
             }),
@@ -238,11 +239,11 @@ fn faults_section(s: &RunSummary, samples: &[Sample]) -> String {
     fill(
         FAULTS_HTML,
         &[
-            ("requests", &escape(&table::resilience_requests(&r))),
+            ("requests", &escape(&view::resilience_requests(&r))),
             ("kind_table", &kinds),
             (
                 "ttr_note",
-                &escape(&upper_first(table::TIME_TO_RECOVER_NOTE)),
+                &escape(&upper_first(view::TIME_TO_RECOVER_NOTE)),
             ),
             ("level_table", &level_table),
             ("failed_recoveries", &failed_list),
@@ -472,14 +473,6 @@ fn host_rows(s: &RunSummary) -> String {
     )
 }
 
-fn text(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
-
 fn browser_rows(browsers: &[BrowserEnv]) -> String {
     let mut out = String::new();
     for b in browsers {
@@ -540,14 +533,6 @@ fn browser_rows(browsers: &[BrowserEnv]) -> String {
         );
     }
     out
-}
-
-fn yes(v: &serde_json::Value) -> &'static str {
-    if v.as_bool() == Some(true) {
-        "yes"
-    } else {
-        "no"
-    }
 }
 
 #[cfg(test)]
