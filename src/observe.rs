@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use webgpu_pool::pool::{RunEvent, RunObserver};
-use webgpu_pool::report::table::colour_disabled;
+use webgpu_pool::report::terminal::colour_disabled;
 
 /// Writes progress lines to stderr unless quiet.
 #[derive(Debug)]

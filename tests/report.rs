@@ -323,7 +323,7 @@ fn the_reports_show_faults_and_recovery() {
 
     // The terminal section (what `run` and `stress` print), from the same run.
     let loaded = webgpu_pool::report::load_run(&dir).unwrap();
-    let term = webgpu_pool::report::table::render_resilience(&loaded.summary);
+    let term = webgpu_pool::report::terminal::render_resilience(&loaded.summary);
     assert!(
         term.starts_with(
             "faults and recovery: 24 issued, 23 succeeded, 1 failed, 0 lost, success rate 95.83%\n"

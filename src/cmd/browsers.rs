@@ -21,7 +21,7 @@ pub async fn execute(args: BrowsersArgs, ctx: &Context) -> Result<Outcome> {
     if args.json {
         print_json(&probe)?;
     } else {
-        print(&report::table::render_browsers(
+        print(&report::terminal::render_browsers(
             &probe.browsers,
             &probe.drivers,
         ))?;

@@ -128,8 +128,8 @@ pub fn finish(
     ctx: &Context,
 ) -> Result<Outcome> {
     observer.finish();
-    print(&report::table::render(summary))?;
-    print(&report::table::render_resilience(summary))?;
+    print(&report::terminal::render(summary))?;
+    print(&report::terminal::render_resilience(summary))?;
     if let Some(e) = &summary.resumed {
         print(&format!(
             "resumed: before the harness died {} requests ({} succeeded, {} failed, {} in flight, counted failed) in {:.1}s; transactions: {}\n",
@@ -141,7 +141,7 @@ pub fn finish(
             e.transactions
         ))?;
     }
-    print(&report::table::render_workers(summary))?;
+    print(&report::terminal::render_workers(summary))?;
     if after.explain_routing {
         print(&explain(summary))?;
     }

@@ -23,7 +23,7 @@ pub async fn execute(cmd: ModelsCommand, ctx: &Context) -> Result<Outcome> {
             if json {
                 print_json(&list)?;
             } else {
-                print(&report::table::render_models(&list))?;
+                print(&report::terminal::render_models(&list))?;
             }
         }
         ModelsCommand::Prepare { models, seed } => {

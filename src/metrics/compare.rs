@@ -4,7 +4,8 @@
 //!
 //! Inputs: two runs as [`RunSummary`] plus their [`Sample`]s. Output: a [`Comparison`] with one
 //! [`MetricDelta`] per model x browser x backend x metric. Pure: imports only std, serde and
-//! `crate::metrics`; no I/O (the report module reads the files and prints the table).
+//! `crate::metrics`; no I/O (the report module reads the files and prints the table). The
+//! significance tests themselves are in `compare/significance.rs`.
 //!
 //! The tests, per metric:
 //! - warm latency p50: one-sided Mann-Whitney U over the measured `page_ms` of each request
@@ -23,6 +24,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Percentiles, Phase, RunSummary, Sample};
+
+mod significance;
+
+pub use significance::{bootstrap_p95_greater, mann_whitney_greater};
 
 /// Regression criteria.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -336,117 +341,6 @@ fn p95(v: &[f64]) -> f64 {
     Percentiles::from_ms(v).map_or(0.0, |p| p.p95)
 }
 
-/// One-sided Mann-Whitney U test: p-value of "values in `x` tend to be larger than in `y`",
-/// by the normal approximation with tie correction and continuity correction. 1.0 when there is
-/// nothing to rank or every value is tied.
-pub fn mann_whitney_greater(x: &[f64], y: &[f64]) -> f64 {
-    let (n1, n2) = (x.len() as f64, y.len() as f64);
-    if x.is_empty() || y.is_empty() {
-        return 1.0;
-    }
-    let mut all: Vec<(f64, bool)> = x
-        .iter()
-        .map(|&v| (v, true))
-        .chain(y.iter().map(|&v| (v, false)))
-        .collect();
-    all.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let n = all.len() as f64;
-    let (mut rank_sum_x, mut tie_term) = (0.0, 0.0);
-    let mut i = 0;
-    while i < all.len() {
-        let mut j = i;
-        while j + 1 < all.len() && all[j + 1].0 == all[i].0 {
-            j += 1;
-        }
-        let t = (j - i + 1) as f64;
-        // Ranks are 1-based; a tie group shares the average of its ranks.
-        let avg_rank = (i + j) as f64 / 2.0 + 1.0;
-        rank_sum_x += avg_rank * all[i..=j].iter().filter(|(_, in_x)| *in_x).count() as f64;
-        tie_term += t * t * t - t;
-        i = j + 1;
-    }
-    let u = rank_sum_x - n1 * (n1 + 1.0) / 2.0;
-    let mean = n1 * n2 / 2.0;
-    let var = n1 * n2 / 12.0 * ((n + 1.0) - tie_term / (n * (n - 1.0)));
-    if var <= 0.0 {
-        return 1.0;
-    }
-    let z = (u - mean - 0.5) / var.sqrt();
-    upper_tail(z)
-}
-
-/// P(Z > z) for a standard normal.
-fn upper_tail(z: f64) -> f64 {
-    0.5 * erfc(z / std::f64::consts::SQRT_2)
-}
-
-/// Complementary error function (Numerical Recipes `erfcc`, fractional error < 1.2e-7
-/// everywhere, so small p-values keep their order of magnitude).
-fn erfc(x: f64) -> f64 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let r = t * poly.exp();
-    if x >= 0.0 {
-        r
-    } else {
-        2.0 - r
-    }
-}
-
-/// Bootstrap p-value of "the p95 of `x` is larger than the p95 of `y`": the share of
-/// `rounds` paired resamples in which it is not, with the usual +1 correction so it is never 0.
-/// Deterministic (fixed seed): a verdict must not change between two invocations.
-pub fn bootstrap_p95_greater(x: &[f64], y: &[f64], rounds: u32) -> f64 {
-    if x.is_empty() || y.is_empty() {
-        return 1.0;
-    }
-    let mut rng = SplitMix64(0x5eed_c0de_2026);
-    let (mut bx, mut by) = (vec![0.0; x.len()], vec![0.0; y.len()]);
-    let mut not_greater = 0u32;
-    for _ in 0..rounds {
-        resample(&mut rng, x, &mut bx);
-        resample(&mut rng, y, &mut by);
-        if p95_in_place(&mut bx) <= p95_in_place(&mut by) {
-            not_greater += 1;
-        }
-    }
-    (f64::from(not_greater) + 1.0) / (f64::from(rounds) + 1.0)
-}
-
-fn resample(rng: &mut SplitMix64, from: &[f64], into: &mut [f64]) {
-    for slot in into.iter_mut() {
-        *slot = from[(rng.next() % from.len() as u64) as usize];
-    }
-}
-
-/// Nearest-rank p95, by selection (linear time; bootstraps call it thousands of times).
-fn p95_in_place(v: &mut [f64]) -> f64 {
-    let rank = ((0.95 * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    *v.select_nth_unstable_by(rank - 1, f64::total_cmp).1
-}
-
-/// SplitMix64: tiny, fast, good enough to drive a bootstrap (rand was rejected: a dependency
-/// for twenty lines, and `metrics` imports nothing but std and serde).
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,10 +377,10 @@ mod tests {
     /// Deterministic jittered values around `centre` (a Fake* stand-in for measured times in a
     /// unit test of pure statistics).
     fn jittered(centre: f64, n: u64, seed: u64) -> Vec<Sample> {
-        let mut rng = SplitMix64(seed);
+        let mut next = super::significance::test_rng(seed);
         (0..n)
             .map(|i| {
-                let u = (rng.next() % 1000) as f64 / 1000.0;
+                let u = (next() % 1000) as f64 / 1000.0;
                 sample(i, centre * (0.9 + 0.2 * u))
             })
             .collect()
@@ -567,38 +461,6 @@ mod tests {
         let p50 = &c.deltas[0];
         assert!(p50.p_value < 0.01 && p50.change < 0.05, "{p50:?}");
         assert_eq!(c.regressions().count(), 0);
-    }
-
-    #[test]
-    fn mann_whitney_matches_a_hand_computed_value() {
-        // x all above y: U = n1*n2 = 25, mean 12.5, var 25*11/12; z = (25-12.5-0.5)/sqrt(22.9167)
-        let p = mann_whitney_greater(&[6.0, 7.0, 8.0, 9.0, 10.0], &[1.0, 2.0, 3.0, 4.0, 5.0]);
-        let z: f64 = 12.0 / (25.0f64 * 11.0 / 12.0).sqrt();
-        assert!((p - upper_tail(z)).abs() < 1e-12);
-        assert!((p - 0.00609).abs() < 1e-4, "{p}");
-        assert_eq!(mann_whitney_greater(&[1.0, 1.0], &[1.0, 1.0]), 1.0);
-        assert_eq!(mann_whitney_greater(&[], &[1.0]), 1.0);
-    }
-
-    #[test]
-    fn erfc_is_accurate() {
-        assert!((erfc(0.0) - 1.0).abs() < 1e-7);
-        assert!((erfc(1.0) - 0.157_299_207).abs() < 1e-7);
-        assert!((erfc(-1.0) - 1.842_700_793).abs() < 1e-7);
-        // 6 sigma: 1.97e-9 one-sided; the relative error must stay small out there.
-        assert!((upper_tail(6.0) / 9.865_876_45e-10 - 1.0).abs() < 1e-3);
-    }
-
-    #[test]
-    fn bootstrap_is_deterministic_and_directional() {
-        let y: Vec<f64> = (0..30).map(|i| 10.0 + i as f64 * 0.1).collect();
-        let x: Vec<f64> = y.iter().map(|v| v * 1.5).collect();
-        assert!(bootstrap_p95_greater(&x, &y, 2000) < 0.01);
-        assert!(bootstrap_p95_greater(&y, &x, 2000) > 0.99);
-        assert_eq!(
-            bootstrap_p95_greater(&x, &y, 500),
-            bootstrap_p95_greater(&x, &y, 500)
-        );
     }
 
     #[test]

@@ -79,11 +79,16 @@ pub struct EarlierPart {
 }
 
 impl RunSummary {
-    /// Whether every row passed its correctness check and every threshold held.
+    /// The verdict of the whole run, the one every report and the exit code use: the run
+    /// finished its workload, every row passed its correctness check, every threshold held and
+    /// no request was lost.
     pub fn passed(&self) -> bool {
-        self.results
-            .iter()
-            .all(|r| r.error.is_none() && r.correctness.passed)
+        self.complete
+            && self.stopped_early.is_none()
+            && self
+                .results
+                .iter()
+                .all(|r| r.error.is_none() && r.correctness.passed)
             && self.thresholds.iter().all(|t| t.passed)
             && self.requests.lost == 0
     }
@@ -337,4 +342,37 @@ pub struct PoolEventRecord {
     pub worker: String,
     /// Details.
     pub detail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary() -> RunSummary {
+        serde_json::from_str(
+            r#"{"schema_version":1,"run_id":"r","command":"c","started_at":"","finished_at":"",
+            "complete":true,"environment":{"harness_version":"","os":"","cpus":1,"browsers":[]},
+            "requests":{"issued":0,"succeeded":0,"failed":0,"lost":0},"results":[],"faults":[],
+            "recovery_events":[],"thresholds":[]}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_run_that_did_not_finish_does_not_pass() {
+        assert!(summary().passed());
+        let incomplete = RunSummary {
+            complete: false,
+            ..summary()
+        };
+        assert!(!incomplete.passed());
+        let stopped = RunSummary {
+            stopped_early: Some("interrupted".into()),
+            ..summary()
+        };
+        assert!(!stopped.passed());
+        let mut lost = summary();
+        lost.requests.lost = 1;
+        assert!(!lost.passed());
+    }
 }

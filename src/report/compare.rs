@@ -6,7 +6,7 @@ use comfy_table::{Cell, CellAlignment, Color};
 
 use crate::metrics::compare::{format_p, Comparison, Verdict};
 
-use super::table::new_table;
+use super::terminal::new_table;
 
 /// Renders `c` for the terminal.
 pub fn render(c: &Comparison) -> String {

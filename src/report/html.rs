@@ -1,21 +1,24 @@
 //! `report.html`: a self-contained page (no scripts, no network; a Content-Security-Policy
 //! enforces it) built from `templates/report.html`: the verdict, the result table, a latency
-//! CDF per model (one line per browser x backend), faults and recovery (from
+//! CDF per model (one line per browser x backend), faults and recovery ([`faults`], from
 //! `templates/faults.html`) when the run had any, throughput over time with fault and recovery
 //! markers, a shard timeline when the run had shards, and the environment with each browser's
 //! adapter.
 
+mod faults;
+
 use std::fmt::Write as _;
 
 use crate::metrics::compare::RunData;
-use crate::metrics::{BrowserEnv, FaultRecord, Phase, Resilience, RunSummary, Sample};
+use crate::metrics::{BrowserEnv, FaultRecord, Phase, RunSummary, Sample};
 
 use super::svg::{Chart, Marker, MarkerKind, Scale, Series, Timeline, TimelineBar};
 use super::template::{escape, fill};
-use super::{table, ReportError, Reporter};
+use super::view::{text, yes};
+use super::{view, ReportError, Reporter};
+use faults::faults_section;
 
 const REPORT_HTML: &str = include_str!("templates/report.html");
-const FAULTS_HTML: &str = include_str!("templates/faults.html");
 
 /// The HTML report.
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +37,7 @@ impl Reporter for HtmlReport {
 fn render(run: RunData<'_>) -> String {
     let s = run.summary;
     let q = &s.requests;
-    let passed = table::run_passed(s);
+    let passed = s.passed();
     fill(
         REPORT_HTML,
         &[
@@ -76,7 +79,7 @@ fn render(run: RunData<'_>) -> String {
 fn result_rows(s: &RunSummary) -> String {
     let mut out = String::new();
     for r in &s.results {
-        let v = table::row_values(r);
+        let v = view::row_values(r);
         let bad = r.error.is_some() || !r.correctness.passed;
         let _ = writeln!(
             out,
@@ -99,11 +102,11 @@ fn result_rows(s: &RunSummary) -> String {
 }
 
 fn notes(s: &RunSummary) -> String {
-    let lines: Vec<String> = table::fallback_notes(s)
+    let lines: Vec<String> = view::fallback_notes(s)
         .into_iter()
         .map(|n| escape(&n))
         .chain(
-            table::problem_notes(s)
+            view::problem_notes(s)
                 .into_iter()
                 .map(|n| format!(r#"<span class="bad">{}</span>"#, escape(&n))),
         )
@@ -139,127 +142,6 @@ fn thresholds(s: &RunSummary) -> String {
     }
     out.push_str("</tbody></table>");
     out
-}
-
-/// A table of `rows` under `header`; the columns `numeric` picks are right-aligned, and the
-/// cell a row names (if any) is marked bad.
-fn html_table<const N: usize>(
-    header: [&str; N],
-    numeric: fn(usize) -> bool,
-    rows: impl IntoIterator<Item = ([String; N], Option<usize>)>,
-) -> String {
-    let mut out = String::from("<table><thead><tr>");
-    for h in header {
-        let _ = write!(out, "<th>{}</th>", escape(h));
-    }
-    out.push_str("</tr></thead><tbody>");
-    for (cells, bad) in rows {
-        out.push_str("<tr>");
-        for (i, c) in cells.iter().enumerate() {
-            let class = match (numeric(i), bad == Some(i)) {
-                (true, true) => r#" class="num bad""#,
-                (true, false) => r#" class="num""#,
-                (false, true) => r#" class="bad""#,
-                (false, false) => "",
-            };
-            let _ = write!(out, "<td{class}>{}</td>", escape(c));
-        }
-        out.push_str("</tr>");
-    }
-    out.push_str("</tbody></table>");
-    out
-}
-
-/// The "Faults and recovery" section, or nothing when the run had no faults and no recovery
-/// events. The same numbers as the terminal and `summary.md`, plus the retried requests from
-/// the samples.
-fn faults_section(s: &RunSummary, samples: &[Sample]) -> String {
-    // An empty samples.csv (a run that stopped before issuing) says nothing about retries.
-    let r = Resilience::from_run(s, (!samples.is_empty()).then_some(samples));
-    if r.is_empty() {
-        return String::new();
-    }
-    let kinds = html_table(
-        table::FAULT_KIND_COLUMNS,
-        |i| i > 0,
-        r.fault_kinds.iter().map(|k| {
-            let bad = (k.recovery.failed() > 0).then_some(4);
-            (table::fault_kind_values(k), bad)
-        }),
-    );
-    let levels = table::recovery_level_rows(&r);
-    let level_table = if levels.is_empty() {
-        r#"<p class="empty">No recovery events.</p>"#.to_string()
-    } else {
-        html_table(
-            table::RECOVERY_LEVEL_COLUMNS,
-            |i| i > 0,
-            levels.into_iter().map(|l| {
-                let bad = (l.failed() > 0).then_some(2);
-                (table::recovery_level_values(l), bad)
-            }),
-        )
-    };
-    let failed = table::failed_recovery_notes(s);
-    let failed_list = if failed.is_empty() {
-        String::new()
-    } else {
-        let mut out = String::from(r#"<h3>Failed recoveries</h3><ul class="notes">"#);
-        for n in failed {
-            let _ = write!(out, r#"<li class="bad">{}</li>"#, escape(&n));
-        }
-        out.push_str("</ul>");
-        out
-    };
-    let fault_table = if s.faults.is_empty() {
-        r#"<p class="empty">No faults injected.</p>"#.to_string()
-    } else {
-        html_table(
-            table::FAULT_COLUMNS,
-            |i| i == 0,
-            table::fault_rows(s).into_iter().map(|f| {
-                let bad = (f[3] != "yes").then_some(3);
-                (f, bad)
-            }),
-        )
-    };
-    let event_table = if s.recovery_events.is_empty() {
-        String::new()
-    } else {
-        html_table(
-            table::RECOVERY_EVENT_COLUMNS,
-            |i| matches!(i, 0 | 5 | 6),
-            table::recovery_event_rows(s).into_iter().map(|e| {
-                let bad = (e[7] != "ok").then_some(7);
-                (e, bad)
-            }),
-        )
-    };
-    fill(
-        FAULTS_HTML,
-        &[
-            ("requests", &escape(&table::resilience_requests(&r))),
-            ("kind_table", &kinds),
-            (
-                "ttr_note",
-                &escape(&upper_first(table::TIME_TO_RECOVER_NOTE)),
-            ),
-            ("level_table", &level_table),
-            ("failed_recoveries", &failed_list),
-            ("fault_table", &fault_table),
-            ("event_table", &event_table),
-        ],
-    )
-}
-
-/// `text` with its first letter in upper case (the shared notes start lower case, for the
-/// terminal).
-fn upper_first(text: &str) -> String {
-    let mut c = text.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
-    }
 }
 
 /// Per model: (browser/backend label, its measured `page_ms`).
@@ -472,14 +354,6 @@ fn host_rows(s: &RunSummary) -> String {
     )
 }
 
-fn text(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
-
 fn browser_rows(browsers: &[BrowserEnv]) -> String {
     let mut out = String::new();
     for b in browsers {
@@ -542,28 +416,11 @@ fn browser_rows(browsers: &[BrowserEnv]) -> String {
     out
 }
 
-fn yes(v: &serde_json::Value) -> &'static str {
-    if v.as_bool() == Some(true) {
-        "yes"
-    } else {
-        "no"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::metrics::RecoveryEvent;
-
-    fn summary() -> RunSummary {
-        serde_json::from_str(
-            r#"{"schema_version":1,"run_id":"r","command":"c","started_at":"","finished_at":"",
-            "complete":true,"environment":{"harness_version":"","os":"","cpus":1,"browsers":[]},
-            "requests":{"issued":0,"succeeded":0,"failed":0,"lost":0},"results":[],"faults":[],
-            "recovery_events":[],"thresholds":[]}"#,
-        )
-        .unwrap()
-    }
+    use crate::report::view::tests::summary;
 
     #[test]
     fn markers_pair_recoveries_with_their_faults() {
@@ -648,55 +505,5 @@ mod tests {
                 (4.5, "firefox#1 reset failed"),
             ]
         );
-    }
-
-    #[test]
-    fn the_faults_section_only_when_there_were_faults() {
-        let mut s = summary();
-        let html = render(RunData {
-            summary: &s,
-            samples: &[],
-        });
-        assert!(!html.contains(r#"id="faults""#));
-        s.requests.issued = 10;
-        s.requests.succeeded = 10;
-        s.faults.push(FaultRecord {
-            kind: "crash_tab".into(),
-            at_ms: 1500,
-            target: "chromium#1".into(),
-            injected: true,
-            detail: "Page.crash <tab 1>".into(),
-        });
-        s.recovery_events.push(RecoveryEvent {
-            fault_kind: "crash_tab".into(),
-            level: "reset".into(),
-            detection_ms: 20,
-            recovery_ms: 700,
-            succeeded: true,
-            at_ms: 1520,
-            worker: "chromium#1".into(),
-            detected_by: "tab_crash".into(),
-            steps: vec!["reset: page reopened".into()],
-        });
-        let html = render(RunData {
-            summary: &s,
-            samples: &[],
-        });
-        assert!(!html.contains("{{"));
-        let section = &html[html.find(r#"<section id="faults">"#).unwrap()..];
-        let section = &section[..section.find("</section>").unwrap()];
-        assert!(
-            section.contains("10 issued, 10 succeeded, 0 failed, 0 lost, success rate 100%"),
-            "{section}"
-        );
-        assert!(
-            section.contains(r#"<td>crash_tab</td><td class="num">1</td><td class="num">0</td><td class="num">1</td><td class="num">1</td><td class="num">20</td><td class="num">20</td><td class="num">720</td><td class="num">720</td>"#),
-            "{section}"
-        );
-        assert!(section.contains("<td>reset</td>") && section.contains("<td>all</td>"));
-        assert!(section.contains("Page.crash &lt;tab 1&gt;"), "{section}");
-        assert!(!section.contains("Failed recoveries"));
-        // Faults come before the throughput chart that marks them.
-        assert!(html.find(r#"id="faults""#) < html.find(r#"id="throughput""#));
     }
 }

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use crate::metrics::compare::RunData;
 use crate::metrics::{Resilience, RunSummary};
 
-use super::{table, ReportError, Reporter};
+use super::{view, ReportError, Reporter};
 
 /// The Markdown summary.
 #[derive(Debug, Clone, Copy)]
@@ -55,32 +55,32 @@ fn faults_and_recovery(out: &mut String, s: &RunSummary, r: &Resilience) {
     let _ = writeln!(
         out,
         "\n### Faults and recovery\n\n{}\n",
-        table::resilience_requests(r)
+        view::resilience_requests(r)
     );
     out.push_str("**Faults by kind**\n\n");
     md_table(
         out,
-        table::FAULT_KIND_COLUMNS,
+        view::FAULT_KIND_COLUMNS,
         |i| i > 0,
-        r.fault_kinds.iter().map(table::fault_kind_values),
+        r.fault_kinds.iter().map(view::fault_kind_values),
     );
-    let levels = table::recovery_level_rows(r);
+    let levels = view::recovery_level_rows(r);
     if levels.is_empty() {
         out.push_str("No recovery events.\n\n");
     } else {
         let _ = writeln!(
             out,
             "**Recovery by ladder level**\n\n_{}_\n",
-            table::TIME_TO_RECOVER_NOTE
+            view::TIME_TO_RECOVER_NOTE
         );
         md_table(
             out,
-            table::RECOVERY_LEVEL_COLUMNS,
+            view::RECOVERY_LEVEL_COLUMNS,
             |i| i > 0,
-            levels.into_iter().map(table::recovery_level_values),
+            levels.into_iter().map(view::recovery_level_values),
         );
     }
-    let failed = table::failed_recovery_notes(s);
+    let failed = view::failed_recovery_notes(s);
     if !failed.is_empty() {
         out.push_str("**Failed recoveries**\n\n");
         for n in failed {
@@ -90,15 +90,15 @@ fn faults_and_recovery(out: &mut String, s: &RunSummary, r: &Resilience) {
     }
     if !s.faults.is_empty() {
         out.push_str("**Faults**\n\n");
-        md_table(out, table::FAULT_COLUMNS, |i| i == 0, table::fault_rows(s));
+        md_table(out, view::FAULT_COLUMNS, |i| i == 0, view::fault_rows(s));
     }
     if !s.recovery_events.is_empty() {
         out.push_str("**Recovery events**\n\n");
         md_table(
             out,
-            table::RECOVERY_EVENT_COLUMNS,
+            view::RECOVERY_EVENT_COLUMNS,
             |i| matches!(i, 0 | 5 | 6),
-            table::recovery_event_rows(s),
+            view::recovery_event_rows(s),
         );
     }
 }
@@ -106,17 +106,13 @@ fn faults_and_recovery(out: &mut String, s: &RunSummary, r: &Resilience) {
 fn render(run: RunData<'_>) -> String {
     let s = run.summary;
     let mut out = String::new();
-    let verdict = if table::run_passed(s) {
-        "passed"
-    } else {
-        "FAILED"
-    };
+    let verdict = if s.passed() { "passed" } else { "FAILED" };
     let _ = writeln!(out, "## webgpu-pool run `{}`: {verdict}\n", s.run_id);
     let _ = writeln!(out, "`{}`\n", cell(&s.command));
     out.push_str("| model | browser | backend | weights | load ms | first run ms | warm p50 ms | warm p95 ms | warm p99 ms | runs/s | correct |\n");
     out.push_str("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
     for r in &s.results {
-        let v = table::row_values(r);
+        let v = view::row_values(r);
         let _ = writeln!(
             out,
             "| {} |",
@@ -129,7 +125,7 @@ fn render(run: RunData<'_>) -> String {
         "\n**Requests:** {} issued, {} succeeded, {} failed, {} lost\n",
         q.issued, q.succeeded, q.failed, q.lost
     );
-    let fallbacks = table::fallback_notes(s);
+    let fallbacks = view::fallback_notes(s);
     if !fallbacks.is_empty() {
         out.push_str("**Fallbacks**\n\n");
         for f in fallbacks {
@@ -137,7 +133,7 @@ fn render(run: RunData<'_>) -> String {
         }
         out.push('\n');
     }
-    let problems = table::problem_notes(s);
+    let problems = view::problem_notes(s);
     let failed_thresholds: Vec<_> = s.thresholds.iter().filter(|t| !t.passed).collect();
     if problems.is_empty() && failed_thresholds.is_empty() {
         out.push_str("No failed checks or thresholds.\n");

@@ -4,8 +4,9 @@
 //! Inputs: a [`RunSummary`](crate::metrics::RunSummary) and its raw
 //! [`Sample`](crate::metrics::Sample)s. Outputs, in `results/<run-id>/`: `run.json` ([`json`]),
 //! `samples.csv` ([`csv`]), `summary.md` ([`markdown`]), `report.html` ([`html`], charts from
-//! [`svg`]) and `junit.xml` ([`junit`]); the terminal tables ([`table`], [`compare`]). Depends
-//! on `metrics` only; the engine never imports this module.
+//! [`svg`]) and `junit.xml` ([`junit`]); the terminal tables ([`terminal`], [`compare`]). The
+//! cell text and notes every format shares are in [`view`]. Depends on `metrics` only; the
+//! engine never imports this module.
 
 use crate::metrics::compare::RunData;
 
@@ -17,8 +18,9 @@ pub mod junit;
 pub mod markdown;
 pub mod store;
 pub mod svg;
-pub mod table;
 mod template;
+pub mod terminal;
+pub mod view;
 
 pub use store::{load_run, save_baseline, write_run, LoadedRun};
 
