@@ -7,17 +7,21 @@ mod common;
 use common::{assert_accounted, stderr, Sandbox};
 use serde_json::Value;
 
-/// Runs `yaml` as a scenario in `sb` and returns its run.json (the run must pass).
-fn run_scenario(sb: &Sandbox, yaml: &str) -> Value {
+/// Runs `yaml` as a scenario in `sb`, whatever its outcome.
+fn scenario_run(sb: &Sandbox, yaml: &str) -> assert_cmd::assert::Assert {
     let file = sb.dir.path().join("scenario.yaml");
     std::fs::write(&file, yaml).expect("scenario written");
-    let a = sb
-        .cmd(300)
+    sb.cmd(300)
         .arg("scenario")
         .arg(&file)
         .arg("--results-dir")
         .arg(sb.results())
-        .assert();
+        .assert()
+}
+
+/// Runs `yaml` as a scenario in `sb` and returns its run.json (the run must pass).
+fn run_scenario(sb: &Sandbox, yaml: &str) -> Value {
+    let a = scenario_run(sb, yaml);
     let run = sb.run_json();
     assert!(
         a.get_output().status.success(),
@@ -262,21 +266,12 @@ fn slow_past_the_run_bound_is_reset() {
 #[test]
 fn a_run_without_recovery_fails_requests_but_loses_none_and_leaves_nothing() {
     let sb = Sandbox::new();
-    let file = sb.dir.path().join("scenario.yaml");
-    std::fs::write(
-        &file,
-        scenario("chromium", "", "  - {kind: kill_browser, at: 3s}\n")
+    let a = scenario_run(
+        &sb,
+        &scenario("chromium", "", "  - {kind: kill_browser, at: 3s}\n")
             .replace("strategy: progressive", "strategy: none")
             .replace("concurrency: 2", "concurrency: 1"),
-    )
-    .expect("scenario");
-    let a = sb
-        .cmd(300)
-        .arg("scenario")
-        .arg(&file)
-        .arg("--results-dir")
-        .arg(sb.results())
-        .assert();
+    );
     let run = sb.run_json();
     assert_accounted(&run);
     assert!(
@@ -300,23 +295,14 @@ fn a_run_without_recovery_fails_requests_but_loses_none_and_leaves_nothing() {
 #[test]
 fn a_page_error_fails_at_once_with_class_page_and_no_recovery() {
     let sb = Sandbox::new();
-    let file = sb.dir.path().join("scenario.yaml");
-    std::fs::write(
-        &file,
-        scenario(
+    let a = scenario_run(
+        &sb,
+        &scenario(
             "chromium",
             "",
             "  - {kind: page_error, at: 3s, duration: 3s}\n",
         ),
-    )
-    .expect("scenario");
-    let a = sb
-        .cmd(300)
-        .arg("scenario")
-        .arg(&file)
-        .arg("--results-dir")
-        .arg(sb.results())
-        .assert();
+    );
     let code = a.get_output().status.code();
     assert!(matches!(code, Some(0 | 1)), "exit {code:?}: {}", stderr(&a));
     let run = sb.run_json();

@@ -78,15 +78,18 @@ impl fmt::Display for BrowserKind {
     }
 }
 
+/// A browser name that is not one of `chromium`, `chrome`, `edge`, `firefox`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown browser '{0}' (known: chromium, chrome, edge, firefox)")]
+pub struct UnknownBrowser(pub String);
+
 impl std::str::FromStr for BrowserKind {
-    type Err = String;
+    type Err = UnknownBrowser;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::ALL
             .into_iter()
             .find(|k| k.as_str() == s.to_ascii_lowercase())
-            .ok_or_else(|| {
-                format!("unknown browser '{s}' (known: chromium, chrome, edge, firefox)")
-            })
+            .ok_or_else(|| UnknownBrowser(s.to_string()))
     }
 }
 

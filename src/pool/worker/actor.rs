@@ -133,15 +133,7 @@ impl Actor {
     async fn load(&self, model: Arc<PreparedModel>) -> Result<Loaded, WorkerError> {
         let pid = self.page.browser().pid();
         let before = pid.and_then(process::tree_pss_kib).unwrap_or(0);
-        let reply = self
-            .page
-            .load(
-                &model,
-                &self.ctx.server,
-                &self.ctx.page,
-                self.ctx.timeouts.load,
-            )
-            .await?;
+        let reply = self.load_page(&model).await?;
         let after = pid.and_then(process::tree_pss_kib).unwrap_or(0);
         let name = model.name.clone();
         let loaded = Loaded {
@@ -168,15 +160,7 @@ impl Actor {
         self.page.browser().reset(timeout).await?;
         for model in held {
             let name = model.name.clone();
-            let reply = self
-                .page
-                .load(
-                    &model,
-                    &self.ctx.server,
-                    &self.ctx.page,
-                    self.ctx.timeouts.load,
-                )
-                .await?;
+            let reply = self.load_page(&model).await?;
             self.with_status(|s| {
                 s.loaded.insert(
                     name,
@@ -189,6 +173,18 @@ impl Actor {
             });
         }
         Ok(())
+    }
+
+    /// The page call of a load, with the pool's page settings and load bound.
+    async fn load_page(&self, model: &PreparedModel) -> Result<super::LoadReply, WorkerError> {
+        self.page
+            .load(
+                model,
+                &self.ctx.server,
+                &self.ctx.page,
+                self.ctx.timeouts.load,
+            )
+            .await
     }
 
     fn with_status<T>(&self, f: impl FnOnce(&mut WorkerStatus) -> T) -> Option<T> {
