@@ -28,7 +28,7 @@ use crate::backend::Backend;
 use crate::browser::{self, BrowserKind, DriverKind, LaunchSpec, WorkerError};
 use crate::metrics::Percentiles;
 use crate::models::Cache;
-use crate::pool::{PageSettings, PoolConfig, PoolError, WorkerTimeouts};
+use crate::pool::{PageSettings, PoolConfig, PoolError};
 use crate::server::{AssetServer, ServerError};
 
 mod latency;
@@ -290,11 +290,6 @@ async fn measure_all(
         _ => None,
     };
     Ok((latency, throughput))
-}
-
-/// The timeouts a run uses by default.
-fn timeouts() -> WorkerTimeouts {
-    WorkerTimeouts::default()
 }
 
 /// A pool of Chromium-or-other workers of one launch spec, `min..=max` workers, wasm only.

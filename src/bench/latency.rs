@@ -9,10 +9,10 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::Backend;
 use crate::browser::{self, Browser, BrowserKind, DriverKind, LaunchSpec, WorkerError};
 use crate::pool::worker::WorkerContext;
-use crate::pool::{Page, PageSettings, Worker};
+use crate::pool::{Page, PageSettings, Worker, WorkerTimeouts};
 use crate::server::AssetServer;
 
-use super::{timeouts, BenchError, LatencyRow, OverheadOptions, Series};
+use super::{BenchError, LatencyRow, OverheadOptions, Series};
 
 /// Part 1 on one driver path: one browser, reached both bare and through a pool worker, so the
 /// two kinds of call land in the same page; interleaved pair by pair.
@@ -34,7 +34,7 @@ pub(super) async fn latency_path(
         Box::new(Shared(bare.clone())),
         launch_time,
     );
-    let t = timeouts();
+    let t = WorkerTimeouts::default();
     let caps = match page.capabilities(false, t.call).await {
         Ok(c) => c,
         Err(e) => {
@@ -129,7 +129,7 @@ async fn interleave(
     o: &OverheadOptions,
     cancel: &CancellationToken,
 ) -> Result<(Vec<Duration>, Vec<Duration>), BenchError> {
-    let call_timeout = timeouts().call;
+    let call_timeout = WorkerTimeouts::default().call;
     let args = serde_json::json!({});
     let n = o.iterations as usize;
     let (mut b, mut p) = (Vec::with_capacity(n), Vec::with_capacity(n));

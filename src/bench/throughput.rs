@@ -11,10 +11,10 @@ use crate::browser::{process, LaunchSpec};
 use crate::metrics::Phase;
 use crate::models;
 use crate::pool::scheduler::{self, Bound, Schedule, Workload};
-use crate::pool::{Backend, FaultTolerance, HardwarePreferences, Pool};
+use crate::pool::{Backend, FaultTolerance, HardwarePreferences, Pool, WorkerTimeouts};
 use crate::server::AssetServer;
 
-use super::{pool_config, timeouts, BenchError, CpuUse, Leg, OverheadOptions, Series, Throughput};
+use super::{pool_config, BenchError, CpuUse, Leg, OverheadOptions, Series, Throughput};
 
 /// Part 2: 1 worker, then up to 2, each under the same closed loop for `o.duration`.
 pub(super) async fn throughput(
@@ -93,7 +93,7 @@ async fn leg(
         },
         bound,
         warmup: 0,
-        request_timeout: timeouts().run,
+        request_timeout: WorkerTimeouts::default().run,
         pin_clients: false,
     };
     let h = std::slice::from_ref(&handle);

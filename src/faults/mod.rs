@@ -43,7 +43,7 @@ pub enum Kind {
 impl Kind {
     /// Every kind a `random` fault chooses from: the worker failures. `page_error` is not one
     /// (it is the request's failure, not the worker's), so it is only injected when named.
-    pub const ALL: [Kind; 7] = [
+    pub const RANDOM_POOL: [Kind; 7] = [
         Self::KillBrowser,
         Self::CrashTab,
         Self::Hang,

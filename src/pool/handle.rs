@@ -119,12 +119,12 @@ impl ModelHandle {
             let result = worker.run(name, OutputMode::None).await;
             let service = issued.elapsed();
             let class = result.as_ref().err().map(ErrorClass::of);
-            if class.is_some_and(ErrorClass::is_transient) {
+            if let Some(class) = class.filter(|c| c.is_transient()) {
                 // The worker failed, not the request: its breaker counts it.
                 worker.breaker_outcome(false);
                 if may_retry && !pool.inner.cancel.is_cancelled() {
                     let cause = Cause {
-                        seen: Detection::Request(class.unwrap_or(ErrorClass::Driver)),
+                        seen: Detection::Request(class),
                         model: Some(name.clone()),
                         in_flight: service,
                     };

@@ -178,22 +178,22 @@ impl Pool {
         lock(&self.inner.members).retired.extend(live);
     }
 
-    /// Removes from the live list the workers `drop` picks (under the members lock), and
-    /// returns them.
+    /// Removes from the live list the workers `drop` names a reason for (it sees each worker
+    /// and the live count so far, under the members lock), and returns them with the reason.
     pub(super) fn take_live(
         &self,
-        mut drop: impl FnMut(&Arc<Worker>, usize) -> bool,
-    ) -> Vec<Arc<Worker>> {
+        mut drop: impl FnMut(&Arc<Worker>, usize) -> Option<&'static str>,
+    ) -> Vec<(Arc<Worker>, &'static str)> {
         let mut m = lock(&self.inner.members);
         let mut count = m.live.len();
         let mut out = Vec::new();
-        m.live.retain(|w| {
-            let d = drop(w, count);
-            if d {
+        m.live.retain(|w| match drop(w, count) {
+            Some(why) => {
                 count -= 1;
-                out.push(w.clone());
+                out.push((w.clone(), why));
+                false
             }
-            !d
+            None => true,
         });
         out
     }

@@ -98,26 +98,16 @@ async fn heartbeats(pool: &Pool, timeout: Duration) {
 async fn reap(pool: &Pool, tolerant: bool) {
     let c = &pool.inner.config;
     let now = Instant::now();
-    let mut why = Vec::new();
     let close = pool.take_live(|w, live| {
         let st = w.status();
-        if st.lifecycle == Lifecycle::Recovering {
-            return false;
-        }
         let idle = st.queued == 0 && now.duration_since(st.last_active) >= c.idle_timeout;
-        let unhealthy = st.lifecycle == Lifecycle::Unhealthy;
-        let drop = (unhealthy && !tolerant) || (idle && live > c.min_workers && !unhealthy);
-        if drop {
-            why.push(if unhealthy {
-                "closed_unhealthy"
-            } else {
-                "closed_idle"
-            });
+        match st.lifecycle {
+            Lifecycle::Recovering => None,
+            Lifecycle::Unhealthy => (!tolerant).then_some("closed_unhealthy"),
+            _ => (idle && live > c.min_workers).then_some("closed_idle"),
         }
-        drop
     });
-    pool.close_members(close.into_iter().zip(why).collect())
-        .await;
+    pool.close_members(close).await;
 }
 
 /// Launches a worker in the background when the pool is below its minimum: of the kind it is

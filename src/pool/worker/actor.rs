@@ -72,15 +72,18 @@ pub(super) async fn run(
                 s.lifecycle = Lifecycle::Busy;
             }
         });
-        if let Job::Close { reply } = job {
-            let r = actor.page.close().await;
-            actor.with_status(|s| {
-                s.lifecycle = Lifecycle::Closed;
-                s.loaded.clear();
-            });
-            let _ = reply.send(r);
-            return;
-        }
+        let job = match job {
+            Job::Close { reply } => {
+                let r = actor.page.close().await;
+                actor.with_status(|s| {
+                    s.lifecycle = Lifecycle::Closed;
+                    s.loaded.clear();
+                });
+                let _ = reply.send(r);
+                return;
+            }
+            other => other,
+        };
         actor.serve(job).await;
         let took = started.elapsed();
         actor.with_status(|s| {
@@ -125,7 +128,10 @@ impl Actor {
                 let bound = within.unwrap_or(t.call);
                 let _ = reply.send(self.page.browser().call(&method, args, bound).await);
             }
-            Job::Close { .. } => unreachable!("run() handles Close before serve()"),
+            // run() closes the page itself and ends the task; nothing is left to answer.
+            Job::Close { reply } => {
+                let _ = reply.send(Ok(()));
+            }
         }
     }
 
