@@ -42,7 +42,18 @@ fn assert_recovered(run: &Value, kind: &str, levels: &[&str], seen_as: &[&str]) 
 /// As [`assert_recovered`], with at least `min` requests succeeded.
 fn assert_recovered_min(run: &Value, kind: &str, levels: &[&str], seen_as: &[&str], min: u64) {
     assert_accounted(run);
-    assert_eq!(run["requests"]["failed"], 0, "{}", run["requests"]);
+    let errors: Vec<&Value> = run["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| &r["error"])
+        .filter(|e| !e.is_null())
+        .collect();
+    assert_eq!(
+        run["requests"]["failed"], 0,
+        "{}\nerrors: {errors:?}\nrecovery events: {}\nevents: {}",
+        run["requests"], run["recovery_events"], run["pool_events"]
+    );
     let faults = run["faults"].as_array().expect("faults");
     assert!(
         faults
@@ -58,7 +69,11 @@ fn assert_recovered_min(run: &Value, kind: &str, levels: &[&str], seen_as: &[&st
         run["pool_events"]
     );
     for e in ours {
-        assert_eq!(e["succeeded"], true, "{e}");
+        assert_eq!(
+            e["succeeded"], true,
+            "{e}\nall recovery events: {events:?}\nevents: {}",
+            run["pool_events"]
+        );
         let level = e["level"].as_str().unwrap_or_default();
         assert!(levels.contains(&level), "{kind} recovered at {level}: {e}");
         let by = e["detected_by"].as_str().unwrap_or_default();
@@ -76,7 +91,7 @@ fn scenario(browsers: &str, extra: &str, faults: &str) -> String {
          pool: {{browsers: [{browsers}], min_connections: 1, max_connections: 3, heartbeat_interval: 1s, heartbeat_timeout: 3s}}\n\
          models: [{{name: bert-tiny}}]\n\
          {extra}\
-         workload: {{mode: closed, concurrency: 2, duration: 14s, warmup: 1, request_timeout: 12s}}\n\
+         workload: {{mode: closed, concurrency: 2, duration: 14s, warmup: 1, request_timeout: 40s, run_timeout: 3s}}\n\
          recovery: {{strategy: progressive, timeout: 30s, max_attempts: 4}}\n\
          thresholds: {{lost_requests: 0}}\n\
          faults:\n{faults}"
@@ -151,7 +166,7 @@ fn crash_tab_is_recovered_in_chromium_and_firefox() {
 #[test]
 fn hang_is_caught_by_the_run_deadline_and_reset() {
     let sb = Sandbox::new();
-    // request_timeout 12s bounds one page run at 3s; the hang lasts 8s.
+    // run_timeout bounds one page run at 3s; the hang lasts 8s.
     let run = run_scenario(
         &sb,
         &scenario("chromium", "", "  - {kind: hang, at: 3s, duration: 8s}\n"),
@@ -171,6 +186,38 @@ fn hang_is_caught_by_the_run_deadline_and_reset() {
 }
 
 #[test]
+fn a_recovery_outlives_the_request_whose_deadline_passed_and_is_recorded() {
+    let sb = Sandbox::new();
+    // The hung run is noticed at 1s and its request's deadline passes at 1.5s, long before the
+    // reset (a new page and a model load) is done: the request fails `deadline`, and the
+    // episode it started must still finish, be recorded and leave the worker serving.
+    let run = run_scenario(
+        &sb,
+        &scenario("chromium", "", "  - {kind: hang, at: 3s, duration: 8s}\n")
+            .replace(
+                "request_timeout: 40s, run_timeout: 3s",
+                "request_timeout: 1500ms, run_timeout: 1s",
+            )
+            .replace("max_connections: 3", "max_connections: 1"),
+    );
+    assert_accounted(&run);
+    let events = run["recovery_events"].as_array().expect("recovery_events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["fault_kind"] == "hang" && e["succeeded"] == true),
+        "the episode was dropped with its request: {events:?}\n{}",
+        run["pool_events"]
+    );
+    assert!(
+        run["requests"]["failed"].as_u64().unwrap_or(0) >= 1,
+        "no request passed its deadline: {}",
+        run["requests"]
+    );
+    sb.assert_clean();
+}
+
+#[test]
 fn gpu_device_lost_is_reset_and_the_model_reloaded_on_webgpu() {
     let sb = Sandbox::new();
     let run = run_scenario(
@@ -180,7 +227,7 @@ fn gpu_device_lost_is_reset_and_the_model_reloaded_on_webgpu() {
             "backends: [webgpu]\nallow_fallback_adapter: true\n",
             "  - {kind: gpu_device_lost, at: 4s}\n",
         )
-        .replace("request_timeout: 12s", "request_timeout: 60s"),
+        .replace("run_timeout: 3s", "run_timeout: 15s"),
     );
     // bert-tiny on a software adapter runs a few times a second at best.
     assert_recovered_min(

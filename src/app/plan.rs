@@ -89,10 +89,10 @@ pub(super) fn build_plan(config: &RunConfig, prepared: Vec<Arc<PreparedModel>>) 
         load: w.load_timeout,
         // A hung page must be noticed with time left to recover and run the request again
         // inside its deadline.
-        run: if recovery.enabled() {
-            w.request_timeout / 4
-        } else {
-            w.request_timeout
+        run: match w.run_timeout {
+            Some(run) => run,
+            None if recovery.enabled() => w.request_timeout / 4,
+            None => w.request_timeout,
         },
         ..WorkerTimeouts::default()
     };

@@ -120,8 +120,9 @@ impl ModelHandle {
             let service = issued.elapsed();
             let class = result.as_ref().err().map(ErrorClass::of);
             if let Some(class) = class.filter(|c| c.is_transient()) {
-                // The worker failed, not the request: its breaker counts it.
-                worker.breaker_outcome(false);
+                // The worker failed, not the request. Its breaker counts the failure once: in
+                // the recovery episode when there is one (requests in flight on the same fault
+                // all land here, and one fault must not open the breaker), else here.
                 if may_retry && !pool.inner.cancel.is_cancelled() {
                     let cause = Cause {
                         seen: Detection::Request(class),
@@ -132,6 +133,7 @@ impl ModelHandle {
                     attempt += 1;
                     continue;
                 }
+                worker.breaker_outcome(false);
             } else if class.is_none() {
                 worker.breaker_outcome(true);
             }

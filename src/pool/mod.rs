@@ -89,6 +89,8 @@ struct Inner {
     upkeep: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Closes of retired workers in flight; shutdown waits for them.
     closing: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Recovery episodes in flight; shutdown waits for them so each is recorded.
+    episodes: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Requests started (each counted once, whatever its attempts).
     started: AtomicU64,
     /// Woken each time a request ends, for the engine to journal progress at once.
@@ -128,6 +130,7 @@ impl Pool {
                 attribution: Mutex::default(),
                 upkeep: Mutex::new(None),
                 closing: Mutex::default(),
+                episodes: Mutex::default(),
                 started: AtomicU64::new(0),
                 ended: tokio::sync::Notify::new(),
             }),
@@ -229,6 +232,13 @@ impl Pool {
         let upkeep = lock(&self.inner.upkeep).take();
         if let Some(h) = upkeep {
             let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+        }
+        // Episodes in flight end on their own (a launch sees the cancellation, every call has a
+        // bound) and are recorded, succeeded or not.
+        let episodes: Vec<_> = std::mem::take(&mut *lock(&self.inner.episodes));
+        let bound = self.inner.config.recovery.timeout + Duration::from_secs(10);
+        for h in episodes {
+            let _ = tokio::time::timeout(bound, h).await;
         }
         self.close_all().await;
         let closing: Vec<_> = std::mem::take(&mut *lock(&self.inner.closing));

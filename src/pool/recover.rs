@@ -117,7 +117,27 @@ enum LevelFailed {
 impl Pool {
     /// Runs one recovery episode for `worker`, unless the failure seen on `generation` was
     /// already handled. Returns when the episode is over (or was not needed).
+    ///
+    /// The episode is a task of the pool's, not part of the caller's future: a request that
+    /// passes its deadline while it waits here is dropped, and the episode still runs to its
+    /// end, is recorded, and leaves the worker repaired or retired (never stuck recovering).
     pub(crate) async fn recover(&self, worker: &Arc<Worker>, generation: u64, cause: Cause) {
+        let (pool, worker) = (self.clone(), worker.clone());
+        let (done, ended) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            pool.episode(&worker, generation, cause).await;
+            let _ = done.send(());
+        });
+        {
+            let mut episodes = lock(&self.inner.episodes);
+            episodes.retain(|h| !h.is_finished());
+            episodes.push(task);
+        }
+        let _ = ended.await;
+    }
+
+    /// The episode itself: climb the ladder, then record what happened.
+    async fn episode(&self, worker: &Arc<Worker>, generation: u64, cause: Cause) {
         let _episode = worker.episode.lock().await;
         let live = self.workers().iter().any(|s| Arc::ptr_eq(s, worker));
         if !live || worker.generation() != generation || self.inner.cancel.is_cancelled() {

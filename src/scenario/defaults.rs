@@ -180,6 +180,7 @@ impl Default for Workload {
             iterations: Some(10),
             warmup: warmup(),
             request_timeout: request_timeout(),
+            run_timeout: None,
             load_timeout: load_timeout(),
             cooldown: cooldown(),
         }

@@ -60,6 +60,7 @@ const ORDER: &[(&str, &[&str])] = &[
             "iterations",
             "warmup",
             "request_timeout",
+            "run_timeout",
             "load_timeout",
             "cooldown",
         ],

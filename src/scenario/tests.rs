@@ -126,7 +126,8 @@ fn messages_name_file_line_col_path_and_value() {
 #[test]
 fn semantic_errors_are_all_reported() {
     let text = "models: []\npool: {min_connections: 5, max_connections: 2}\n\
-                workload: {concurrency: 0, duration: 10s, iterations: 5}\n";
+                workload: {concurrency: 0, duration: 10s, iterations: 5, request_timeout: 2s, \
+                run_timeout: 3s}\n";
     let errs = load(text).unwrap_err();
     let paths: Vec<&str> = errs.iter().map(ScenarioError::path).collect();
     for p in [
@@ -134,6 +135,7 @@ fn semantic_errors_are_all_reported() {
         "pool.min_connections",
         "workload.concurrency",
         "workload.iterations",
+        "workload.run_timeout",
     ] {
         assert!(paths.contains(&p), "{p} missing from {paths:?}");
     }

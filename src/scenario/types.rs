@@ -198,6 +198,17 @@ pub struct Workload {
     #[serde(default = "d::request_timeout", with = "duration")]
     #[schemars(schema_with = "duration::schema")]
     pub request_timeout: Duration,
+    /// Bound on one page run: a run with no answer within it is taken for a hung page and its
+    /// worker is recovered. Default: a quarter of `request_timeout` when recovery is on (a hang
+    /// is noticed with time left to recover and run the request again inside its deadline),
+    /// else `request_timeout`. At most `request_timeout`.
+    #[serde(
+        default,
+        with = "duration::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "duration::schema")]
+    pub run_timeout: Option<Duration>,
     /// Bound on loading one model in one worker (fetch plus session creation).
     #[serde(default = "d::load_timeout", with = "duration")]
     #[schemars(schema_with = "duration::schema")]

@@ -233,6 +233,21 @@ fn check_workload(s: &Scenario, out: &mut Vec<Issue>) {
     }
     positive(out, "workload.request_timeout", w.request_timeout);
     positive(out, "workload.load_timeout", w.load_timeout);
+    if let Some(run) = w.run_timeout {
+        positive(out, "workload.run_timeout", run);
+        if run > w.request_timeout {
+            push(
+                out,
+                "workload.run_timeout",
+                format!(
+                    "'{}' is longer than request_timeout ({}): a request would pass its deadline \
+                     before a hung run is noticed",
+                    humantime::format_duration(run),
+                    humantime::format_duration(w.request_timeout)
+                ),
+            );
+        }
+    }
 }
 
 fn check_recovery_sharding_state(s: &Scenario, out: &mut Vec<Issue>) {
