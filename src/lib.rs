@@ -24,6 +24,7 @@ pub mod browser;
 pub mod faults;
 pub mod metrics;
 pub mod models;
+pub mod oracle;
 pub mod pool;
 pub mod recovery;
 pub mod report;

@@ -542,6 +542,41 @@ function evenSample(data) {
   return out;
 }
 
+/**
+ * Checks over every value of an output (not a sample): NaN and infinity counts, min and max of
+ * the finite values, sum, L2 norm, and an FNV-1a 32-bit digest of the raw little-endian bytes
+ * (the harness recomputes it from the bytes it receives, so a value changed on the way shows).
+ */
+function wholeStats(data) {
+  let nan = 0; let inf = 0; let min = Infinity; let max = -Infinity; let sum = 0; let sq = 0;
+  for (let i = 0; i < data.length; i += 1) {
+    const v = Number(data[i]);
+    if (Number.isNaN(v)) { nan += 1; continue; }
+    if (!Number.isFinite(v)) { inf += 1; continue; }
+    if (v < min) min = v;
+    if (v > max) max = v;
+    sum += v;
+    sq += v * v;
+  }
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i += 1) {
+    h ^= bytes[i];
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  const finite = data.length - nan - inf;
+  return {
+    count: data.length,
+    nan,
+    inf,
+    min: finite > 0 ? min : null,
+    max: finite > 0 ? max : null,
+    sum,
+    l2: Math.sqrt(sq),
+    digest: h.toString(16).padStart(8, '0'),
+  };
+}
+
 function base64(typed) {
   const bytes = new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
   const chunks = [];
@@ -618,7 +653,12 @@ async function run(args) {
       const outputs = {};
       if (mode !== 'none') {
         for (const name of entry.session.outputNames) {
-          const out = { dims: results[name].dims, dtype: results[name].type, sample: evenSample(host[name]) };
+          const out = {
+            dims: results[name].dims,
+            dtype: results[name].type,
+            sample: evenSample(host[name]),
+            stats: wholeStats(host[name]),
+          };
           if (mode === 'full') out.data_b64 = base64(host[name]);
           outputs[name] = out;
         }

@@ -226,10 +226,14 @@ async fn run_part(
         observer,
     )
     .await?;
+    let natives = native_runs(&prepared, &config.cache, observer).await?;
     let server = AssetServer::start(config.web_dir.clone(), config.cache.models_dir())
         .await
         .context("starting the asset server")?;
     let mut plan = plan::build_plan(config, prepared.into_iter().map(Arc::new).collect());
+    for (m, native) in plan.models.iter_mut().zip(natives) {
+        m.native = Some(native);
+    }
     // What the earlier part did, as the journal counts it: requests in flight when its
     // harness died count as failed. The one place that arithmetic is written.
     plan.resumed = earlier.as_ref().map(|e| crate::state::Progress {
@@ -325,6 +329,41 @@ async fn run_part(
             )))
         }
     }
+}
+
+/// Warm runs per thread count of the native baseline.
+const NATIVE_RUNS: usize = 10;
+
+/// Runs each model natively (the oracle and the baseline), before any browser starts: on 2
+/// cores a browser computing meanwhile would slow both.
+///
+/// # Errors
+/// The native library is missing (the message names `scripts/setup.sh`) or a model does not run.
+async fn native_runs(
+    prepared: &[models::PreparedModel],
+    cache: &Cache,
+    observer: &dyn RunObserver,
+) -> Result<Vec<Arc<crate::oracle::NativeResult>>> {
+    let mut out = Vec::with_capacity(prepared.len());
+    for model in prepared {
+        let (cache, m) = (cache.clone(), model.clone());
+        let native =
+            tokio::task::spawn_blocking(move || crate::oracle::run_model(&cache, &m, NATIVE_RUNS))
+                .await
+                .context("the native run panicked")??;
+        observer.on_event(&RunEvent::Note {
+            line: format!(
+                "native {}: p50 {:.1} ms at 1 thread, {:.1} ms at {} threads (onnxruntime {})",
+                model.name,
+                native.one_thread_ms.p50,
+                native.all_threads_ms.p50,
+                native.all_threads,
+                crate::oracle::ORT_VERSION
+            ),
+        });
+        out.push(Arc::new(native));
+    }
+    Ok(out)
 }
 
 /// Prepares models off the async runtime (weight generation and ONNX encoding are CPU work).

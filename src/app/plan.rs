@@ -124,6 +124,7 @@ pub(super) fn build_plan(config: &RunConfig, prepared: Vec<Arc<PreparedModel>>) 
             prepared,
             pin: m.browser,
             weight: m.weight,
+            native: None,
         })
         .collect();
     plan.workload.request_timeout = w.request_timeout;

@@ -233,6 +233,7 @@ mod tests {
             succeeded: 4,
             failed: 0,
             lost: 0,
+            ..Default::default()
         };
         let r = Resilience::from_run(&s, None);
         assert!(r.is_empty());
@@ -252,6 +253,7 @@ mod tests {
             succeeded: 199,
             failed: 1,
             lost: 0,
+            ..Default::default()
         };
         s.faults = vec![
             fault("kill_browser", 1000, true),

@@ -91,6 +91,7 @@ impl RunSummary {
                 .all(|r| r.error.is_none() && r.correctness.passed)
             && self.thresholds.iter().all(|t| t.passed)
             && self.requests.lost == 0
+            && self.requests.closed_twice == 0
     }
 }
 
@@ -142,15 +143,12 @@ pub struct Requests {
     pub succeeded: u64,
     /// Requests that ended with a classified error.
     pub failed: u64,
-    /// Requests that neither succeeded nor failed: always a bug.
+    /// Requests issued a ticket that no outcome ever closed: always a bug. Counted from the
+    /// tickets, not from the other three.
     pub lost: u64,
-}
-
-impl Requests {
-    /// Recomputes `lost` from the other three.
-    pub fn settle(&mut self) {
-        self.lost = self.issued.saturating_sub(self.succeeded + self.failed);
-    }
+    /// Outcomes recorded for a ticket already closed: always a bug.
+    #[serde(default)]
+    pub closed_twice: u64,
 }
 
 /// One model x browser x backend.
@@ -197,9 +195,31 @@ pub struct ResultRow {
     pub workers: Vec<String>,
     /// Output check.
     pub correctness: Correctness,
+    /// The same model run natively (onnxruntime outside the browser), and what the browser
+    /// costs against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native: Option<NativeBaseline>,
     /// Why the row has no measurements, when it has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// A model's native onnxruntime baseline, beside one browser cell.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NativeBaseline {
+    /// The native runtime, e.g. `onnxruntime 1.30.0`.
+    pub runtime: String,
+    /// Warm `session.run` p50 at one intra-op thread, ms.
+    pub p50_ms_1_thread: f64,
+    /// Warm p50 at `all_threads` threads, ms.
+    pub p50_ms_all_threads: f64,
+    /// Threads of that measurement (the machine's cores).
+    pub all_threads: usize,
+    /// The cell's warm p50 over the native one-thread p50: what running in the browser costs.
+    /// `None` when the cell has no successful run.
+    pub x_native: Option<f64>,
+    /// The cell's warm p50 over the native all-threads p50.
+    pub x_native_all_threads: Option<f64>,
 }
 
 /// The verdict of an output check.
@@ -207,12 +227,19 @@ pub struct ResultRow {
 pub struct Correctness {
     /// Whether the outputs passed.
     pub passed: bool,
-    /// Which checks ran: `golden`, `cross` (against another browser x backend), `finite`.
+    /// Which checks ran, joined with `+`: `finite`, `transfer`, `golden`, `oracle` (against
+    /// native onnxruntime), `cross` (against another browser x backend).
     pub check: String,
     /// Largest absolute difference seen.
     pub max_abs_diff: f64,
-    /// The tolerance applied.
+    /// The absolute tolerance applied.
     pub tolerance: f64,
+    /// The relative tolerance applied (of the reference's magnitude).
+    #[serde(default)]
+    pub rtol: f64,
+    /// Largest absolute difference from the native output, when the oracle ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oracle_max_abs_diff: Option<f64>,
     /// What was compared with what.
     pub detail: String,
 }

@@ -109,6 +109,7 @@ mod tests {
             succeeded: 98,
             failed: 2,
             lost: 0,
+            ..Default::default()
         };
         s
     }

@@ -16,7 +16,7 @@ use crate::models::PreparedModel;
 use crate::state::Op;
 
 use super::attribution::Detection;
-use super::ledger::{Ran, RequestEnd};
+use super::ledger::{Ran, RequestEnd, Ticket};
 use super::placement::{backend_at, ModelEntry};
 use super::recover::Cause;
 use super::worker::{OutputMode, Worker};
@@ -72,15 +72,27 @@ impl ModelHandle {
     /// When no worker can run it or the worker running it fails.
     pub async fn infer(&self, input: Input) -> Result<Inference, PoolError> {
         let Input::Prepared = input;
-        self.infer_at(Instant::now(), Phase::Measure).await
+        let ticket = self.ticket(Phase::Measure);
+        self.infer_at(ticket, Instant::now(), Phase::Measure).await
     }
 
-    /// Runs the model once, accounting latency from `scheduled` (the scheduler's intended start,
-    /// so queueing behind a slow request counts: no coordinated omission).
+    /// Issues the ticket of a request about to be scheduled: the ledger counts it issued now,
+    /// and lost until [`ModelHandle::infer_at`] or [`ModelHandle::reject`] closes it.
+    pub fn ticket(&self, phase: Phase) -> Ticket {
+        lock(&self.pool.inner.ledger).issue(self.entry.name(), phase)
+    }
+
+    /// Runs the model once for `ticket`, accounting latency from `scheduled` (the scheduler's
+    /// intended start, so queueing behind a slow request counts: no coordinated omission).
     ///
     /// # Errors
     /// As [`ModelHandle::infer`].
-    pub async fn infer_at(&self, scheduled: Instant, phase: Phase) -> Result<Inference, PoolError> {
+    pub async fn infer_at(
+        &self,
+        ticket: Ticket,
+        scheduled: Instant,
+        phase: Phase,
+    ) -> Result<Inference, PoolError> {
         let pool = &self.pool;
         pool.inner.started.fetch_add(1, Ordering::SeqCst);
         let recovery = pool.inner.config.recovery;
@@ -95,7 +107,7 @@ impl ModelHandle {
         loop {
             let may_retry = tolerant && attempt < max_attempts;
             if pool.inner.cancel.is_cancelled() {
-                self.never_ran(scheduled, phase, attempt, ErrorClass::Interrupted);
+                self.never_ran(ticket, scheduled, phase, attempt, ErrorClass::Interrupted);
                 return Err(PoolError::ShuttingDown);
             }
             let worker = match self.pick().await {
@@ -108,7 +120,7 @@ impl ModelHandle {
                     continue;
                 }
                 Err(e) => {
-                    self.never_ran(scheduled, phase, attempt, e.class());
+                    self.never_ran(ticket, scheduled, phase, attempt, e.class());
                     return Err(e);
                 }
             };
@@ -138,6 +150,7 @@ impl ModelHandle {
                 worker.breaker_outcome(true);
             }
             pool.request_ended_as(RequestEnd {
+                ticket,
                 model: name,
                 ran: Some(Ran {
                     worker: &worker.id,
@@ -182,13 +195,22 @@ impl ModelHandle {
         models.retain(|_, e| !Arc::ptr_eq(e, &self.entry));
     }
 
-    /// Records a request that never ran: `Rejected` (queue full) or `Deadline` (too late).
-    pub fn reject(&self, scheduled: Instant, class: ErrorClass) {
-        self.never_ran(scheduled, Phase::Measure, 1, class);
+    /// Closes `ticket` for a request that never ran (or whose run was abandoned): `Rejected`
+    /// (queue full) or `Deadline` (too late).
+    pub fn reject(&self, ticket: Ticket, scheduled: Instant, phase: Phase, class: ErrorClass) {
+        self.never_ran(ticket, scheduled, phase, 1, class);
     }
 
-    fn never_ran(&self, scheduled: Instant, phase: Phase, attempt: u32, class: ErrorClass) {
+    fn never_ran(
+        &self,
+        ticket: Ticket,
+        scheduled: Instant,
+        phase: Phase,
+        attempt: u32,
+        class: ErrorClass,
+    ) {
         self.pool.request_ended_as(RequestEnd {
+            ticket,
             model: self.entry.name(),
             ran: None,
             phase,

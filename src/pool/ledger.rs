@@ -2,6 +2,12 @@
 //! request counts, routing decisions, placements, scaling and health events, recovery episodes
 //! and injected faults — turned into a [`PoolReport`] at shutdown.
 //!
+//! Request accounting is independent of the outcomes: a request gets a [`Ticket`] when it is
+//! scheduled, before it is dispatched, and its outcome closes that ticket exactly once.
+//! `issued` counts tickets, `lost` counts tickets still open at the end (a request the harness
+//! forgot), and an outcome for a ticket already closed is counted as `closed_twice`. Neither
+//! is derived from the other counts, so both can show.
+//!
 //! It knows nothing of the pool: callers hand it plain records under the pool's one lock. Must
 //! not import `report`, `cli` or terminal crates.
 
@@ -81,9 +87,29 @@ pub struct Ran<'a> {
     pub backend: Backend,
 }
 
+/// A request's ticket: issued when the request is scheduled, closed once by its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(usize);
+
+/// A ticket's state.
+#[derive(Debug, Clone)]
+enum TicketState {
+    /// Issued; no outcome yet.
+    Open {
+        /// Catalog model name.
+        model: String,
+        /// Which part of the run.
+        phase: Phase,
+    },
+    /// Its outcome was recorded.
+    Closed,
+}
+
 /// How one request ended.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestEnd<'a> {
+    /// The ticket it was issued.
+    pub ticket: Ticket,
     /// Catalog model name.
     pub model: &'a str,
     /// Where it ran (`None` when it never reached a worker).
@@ -111,6 +137,8 @@ pub struct Ledger {
     samples: Vec<Sample>,
     recoveries: Vec<RecoveryRecord>,
     faults: Vec<FaultNote>,
+    /// Every ticket issued, by number.
+    tickets: Vec<TicketState>,
     /// Measured requests finished, per model.
     per_model: BTreeMap<String, u64>,
 }
@@ -127,8 +155,19 @@ impl Ledger {
             samples: Vec::new(),
             recoveries: Vec::new(),
             faults: Vec::new(),
+            tickets: Vec::new(),
             per_model: BTreeMap::new(),
         }
+    }
+
+    /// Issues a request's ticket, when it is scheduled (before it is dispatched).
+    pub fn issue(&mut self, model: &str, phase: Phase) -> Ticket {
+        self.tickets.push(TicketState::Open {
+            model: model.to_string(),
+            phase,
+        });
+        self.requests.issued += 1;
+        Ticket(self.tickets.len() - 1)
     }
 
     /// Ms from the start to `t`.
@@ -167,9 +206,17 @@ impl Ledger {
         self.faults.push(f);
     }
 
-    /// Accounts for one request that ended: it is counted succeeded or failed, and leaves one
-    /// sample.
+    /// Accounts for one request that ended: its ticket is closed, it is counted succeeded or
+    /// failed, and it leaves one sample. An outcome for a ticket that is not open (closed
+    /// already, or never issued) is counted in `closed_twice` and leaves nothing else.
     pub fn request(&mut self, end: RequestEnd<'_>) {
+        match self.tickets.get_mut(end.ticket.0) {
+            Some(t @ TicketState::Open { .. }) => *t = TicketState::Closed,
+            _ => {
+                self.requests.closed_twice += 1;
+                return;
+            }
+        }
         let done = Instant::now();
         let ms = |t: Instant| t.saturating_duration_since(self.t0).as_secs_f64() * 1e3;
         let since = |t: Instant| done.saturating_duration_since(t).as_secs_f64() * 1e3;
@@ -200,7 +247,6 @@ impl Ledger {
         if sample.phase == Phase::Measure {
             *self.per_model.entry(sample.model.clone()).or_default() += 1;
         }
-        self.requests.issued += 1;
         if sample.ok {
             self.requests.succeeded += 1;
         } else {
@@ -230,9 +276,24 @@ impl Ledger {
     }
 
     /// Closes the books: the report of everything recorded, with `workers` and `peak_workers`.
-    pub fn into_report(self, workers: Vec<WorkerReport>, peak_workers: usize) -> PoolReport {
+    pub fn into_report(mut self, workers: Vec<WorkerReport>, peak_workers: usize) -> PoolReport {
         let mut requests = self.requests;
-        requests.settle();
+        let open: Vec<(String, Phase)> = self
+            .tickets
+            .iter()
+            .filter_map(|t| match t {
+                TicketState::Open { model, phase } => Some((model.clone(), *phase)),
+                TicketState::Closed => None,
+            })
+            .collect();
+        requests.lost = open.len() as u64;
+        for (model, phase) in open {
+            self.event(
+                "lost",
+                "",
+                format!("a {phase:?} request of {model} was issued and never ended"),
+            );
+        }
         PoolReport {
             workers,
             decisions: self.decisions,
@@ -251,27 +312,40 @@ impl Ledger {
 mod tests {
     use super::*;
 
-    #[test]
-    fn each_request_leaves_one_sample_and_one_count() {
-        let t0 = Instant::now();
-        let mut l = Ledger::new(t0);
-        let ran = Ran {
+    fn ran() -> Ran<'static> {
+        Ran {
             worker: "chromium#1",
             browser: BrowserKind::Chromium,
             backend: Backend::Wasm,
-        };
-        let end = |outcome, phase| RequestEnd {
+        }
+    }
+
+    fn end(ticket: Ticket, t0: Instant, outcome: Result<f64, ErrorClass>) -> RequestEnd<'static> {
+        RequestEnd {
+            ticket,
             model: "bert-tiny",
-            ran: Some(ran),
-            phase,
+            ran: Some(ran()),
+            phase: Phase::Measure,
             scheduled: t0,
             issued: t0,
             attempt: 1,
             outcome,
-        };
-        l.request(end(Ok(3.0), Phase::First));
-        l.request(end(Ok(2.0), Phase::Measure));
-        l.request(end(Err(ErrorClass::Page), Phase::Measure));
+        }
+    }
+
+    #[test]
+    fn each_request_leaves_one_sample_and_one_count() {
+        let t0 = Instant::now();
+        let mut l = Ledger::new(t0);
+        let first = l.issue("bert-tiny", Phase::First);
+        l.request(RequestEnd {
+            phase: Phase::First,
+            ..end(first, t0, Ok(3.0))
+        });
+        let a = l.issue("bert-tiny", Phase::Measure);
+        let b = l.issue("bert-tiny", Phase::Measure);
+        l.request(end(a, t0, Ok(2.0)));
+        l.request(end(b, t0, Err(ErrorClass::Page)));
         assert_eq!(l.ended(), (2, 1));
         assert_eq!(l.per_model()["bert-tiny"], 2);
         let report = l.into_report(Vec::new(), 1);
@@ -280,5 +354,23 @@ mod tests {
         assert_eq!(report.samples[2].seq, 2);
         assert_eq!(report.samples[0].backend, "wasm");
         assert_eq!(report.requests.issued, 3);
+        assert_eq!((report.requests.lost, report.requests.closed_twice), (0, 0));
+    }
+
+    #[test]
+    fn a_dropped_outcome_is_lost_and_a_second_outcome_is_counted() {
+        let t0 = Instant::now();
+        let mut l = Ledger::new(t0);
+        let kept = l.issue("bert-tiny", Phase::Measure);
+        let _dropped = l.issue("bert-tiny", Phase::Measure);
+        l.request(end(kept, t0, Ok(1.0)));
+        l.request(end(kept, t0, Err(ErrorClass::Timeout)));
+        let report = l.into_report(Vec::new(), 1);
+        let r = report.requests;
+        assert_eq!((r.issued, r.succeeded, r.failed), (2, 1, 0));
+        assert_eq!(r.lost, 1, "{r:?}");
+        assert_eq!(r.closed_twice, 1, "{r:?}");
+        assert_eq!(report.samples.len(), 1);
+        assert!(report.events.iter().any(|e| e.kind == "lost"));
     }
 }

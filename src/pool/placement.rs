@@ -233,15 +233,14 @@ impl Pool {
     ) -> Result<(), PoolError> {
         let loaded = worker.load(entry.prepared.clone()).await?;
         let model = &entry.prepared;
-        let mode = if model.golden.is_some() {
-            OutputMode::Full
-        } else {
-            OutputMode::Sample
-        };
+        // The first run returns every value: the checks (finite, oracle, cross) see it all.
+        let mode = OutputMode::Full;
         let backend = loaded.reply.backend;
+        let ticket = lock(&self.inner.ledger).issue(&model.name, Phase::First);
         let issued = Instant::now();
         let first = worker.run(&model.name, mode).await;
         self.request_ended_as(RequestEnd {
+            ticket,
             model: &model.name,
             ran: Some(Ran {
                 worker: &worker.id,

@@ -143,7 +143,8 @@ pub async fn drive(
                 let Some(n) = take() else { break };
                 let h = handles[n % handles.len()].clone();
                 if in_flight.load(Ordering::SeqCst) >= max_in_flight {
-                    h.reject(scheduled, ErrorClass::Rejected);
+                    let ticket = h.ticket(Phase::Measure);
+                    h.reject(ticket, scheduled, Phase::Measure, ErrorClass::Rejected);
                     continue;
                 }
                 in_flight.fetch_add(1, Ordering::SeqCst);
@@ -164,19 +165,20 @@ pub async fn drive(
     }
 }
 
-/// One request with its deadline measured from the scheduled start. A request past its
-/// deadline is recorded as failed `deadline` by the handle; it is never left unaccounted.
+/// One request with its deadline measured from the scheduled start. Its ticket is issued
+/// first; a request past its deadline closes it as failed `deadline`.
 async fn with_deadline(
     h: &ModelHandle,
     scheduled: Instant,
     phase: Phase,
     timeout: Duration,
 ) -> bool {
+    let ticket = h.ticket(phase);
     let left = timeout.saturating_sub(scheduled.elapsed());
-    match tokio::time::timeout(left, h.infer_at(scheduled, phase)).await {
+    match tokio::time::timeout(left, h.infer_at(ticket, scheduled, phase)).await {
         Ok(r) => r.is_ok(),
         Err(_) => {
-            h.reject(scheduled, ErrorClass::Deadline);
+            h.reject(ticket, scheduled, phase, ErrorClass::Deadline);
             false
         }
     }

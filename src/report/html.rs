@@ -81,29 +81,29 @@ fn result_rows(s: &RunSummary) -> String {
     for r in &s.results {
         let v = view::row_values(r);
         let bad = r.error.is_some() || !r.correctness.passed;
-        let _ = writeln!(
-            out,
-            r#"      <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td{}>{}</td></tr>"#,
-            escape(&v[0]),
-            escape(&v[1]),
-            escape(&v[2]),
-            escape(&v[3]),
-            escape(&v[4]),
-            escape(&v[5]),
-            escape(&v[6]),
-            escape(&v[7]),
-            escape(&v[8]),
-            escape(&v[9]),
-            if bad { r#" class="bad""# } else { "" },
-            escape(&v[10]),
-        );
+        let cells: Vec<String> = v
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let class = if i + 1 == v.len() && bad {
+                    r#" class="bad""#
+                } else if view::RESULT_NUMERIC.contains(&i) {
+                    r#" class="num""#
+                } else {
+                    ""
+                };
+                format!("<td{class}>{}</td>", escape(text))
+            })
+            .collect();
+        let _ = writeln!(out, "      <tr>{}</tr>", cells.concat());
     }
     out
 }
 
 fn notes(s: &RunSummary) -> String {
-    let lines: Vec<String> = view::fallback_notes(s)
+    let lines: Vec<String> = view::native_note(s)
         .into_iter()
+        .chain(view::fallback_notes(s))
         .map(|n| escape(&n))
         .chain(
             view::problem_notes(s)

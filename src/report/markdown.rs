@@ -109,8 +109,17 @@ fn render(run: RunData<'_>) -> String {
     let verdict = if s.passed() { "passed" } else { "FAILED" };
     let _ = writeln!(out, "## webgpu-pool run `{}`: {verdict}\n", s.run_id);
     let _ = writeln!(out, "`{}`\n", cell(&s.command));
-    out.push_str("| model | browser | backend | weights | load ms | first run ms | warm p50 ms | warm p95 ms | warm p99 ms | runs/s | correct |\n");
-    out.push_str("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+    let _ = writeln!(out, "| {} |", view::RESULT_COLUMNS.join(" | "));
+    let align: Vec<&str> = (0..view::RESULT_COLUMNS.len())
+        .map(|i| {
+            if view::RESULT_NUMERIC.contains(&i) {
+                "---:"
+            } else {
+                "---"
+            }
+        })
+        .collect();
+    let _ = writeln!(out, "| {} |", align.join(" | "));
     for r in &s.results {
         let v = view::row_values(r);
         let _ = writeln!(
@@ -125,6 +134,9 @@ fn render(run: RunData<'_>) -> String {
         "\n**Requests:** {} issued, {} succeeded, {} failed, {} lost\n",
         q.issued, q.succeeded, q.failed, q.lost
     );
+    if let Some(n) = view::native_note(s) {
+        let _ = writeln!(out, "{}\n", cell(&n));
+    }
     let fallbacks = view::fallback_notes(s);
     if !fallbacks.is_empty() {
         out.push_str("**Fallbacks**\n\n");

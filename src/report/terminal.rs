@@ -15,7 +15,7 @@ use crate::metrics::{BrowserEnv, ModelInfo, RecoveryStats, Resilience, RunSummar
 use super::view::{
     failed_recovery_notes, fallback_notes, fault_kind_values, problem_notes, recovery_level_rows,
     recovery_level_values, resilience_requests, row_values, text, yes, FAULT_KIND_COLUMNS,
-    RECOVERY_LEVEL_COLUMNS, RESULT_COLUMNS, TIME_TO_RECOVER_NOTE,
+    RECOVERY_LEVEL_COLUMNS, RESULT_COLUMNS, RESULT_NUMERIC, TIME_TO_RECOVER_NOTE,
 };
 
 /// A new table in the house style. Colour (the red/green verdicts) only when `NO_COLOR` is
@@ -51,7 +51,7 @@ pub fn render(summary: &RunSummary) -> String {
         }
         table.add_row(cells);
     }
-    for i in 4..10 {
+    for i in RESULT_NUMERIC {
         if let Some(c) = table.column_mut(i) {
             c.set_cell_alignment(CellAlignment::Right);
         }
@@ -66,6 +66,9 @@ pub fn render(summary: &RunSummary) -> String {
         out.push_str(
             "seeded: random weights at the exact architecture (same compute as the real model)\n",
         );
+    }
+    if let Some(n) = super::view::native_note(summary) {
+        out.push_str(&format!("{n}\n"));
     }
     for n in fallback_notes(summary)
         .into_iter()

@@ -14,8 +14,8 @@ use crate::metrics::{
     FaultKindStats, Percentiles, RecoveryStats, Resilience, ResultRow, RunSummary,
 };
 
-/// The column headers of the result table (terminal and Markdown).
-pub const RESULT_COLUMNS: [&str; 11] = [
+/// The column headers of the result table (terminal, Markdown and HTML).
+pub const RESULT_COLUMNS: [&str; 13] = [
     "model",
     "browser",
     "backend",
@@ -26,11 +26,16 @@ pub const RESULT_COLUMNS: [&str; 11] = [
     "warm p95 ms",
     "warm p99 ms",
     "runs/s",
+    "native ms",
+    "x native",
     "correct",
 ];
 
+/// Columns of [`RESULT_COLUMNS`] holding numbers (right-aligned).
+pub const RESULT_NUMERIC: std::ops::Range<usize> = 4..12;
+
 /// The cells of one result row, as text, in [`RESULT_COLUMNS`] order.
-pub fn row_values(r: &ResultRow) -> [String; 11] {
+pub fn row_values(r: &ResultRow) -> [String; 13] {
     let measured = r.runs > 0;
     let num = |v: f64| {
         if measured {
@@ -66,8 +71,26 @@ pub fn row_values(r: &ResultRow) -> [String; 11] {
         } else {
             "-".into()
         },
+        r.native.as_ref().map_or_else(
+            || "-".into(),
+            |n| format!("{:.1} / {:.1}", n.p50_ms_1_thread, n.p50_ms_all_threads),
+        ),
+        r.native
+            .as_ref()
+            .and_then(|n| n.x_native)
+            .map_or_else(|| "-".into(), |x| format!("{x:.1}x")),
         verdict(r),
     ]
+}
+
+/// The note under the result table that says what the native columns are.
+pub fn native_note(s: &RunSummary) -> Option<String> {
+    let n = s.results.iter().find_map(|r| r.native.as_ref())?;
+    Some(format!(
+        "native ms: the same ONNX file and input in {} outside the browser, warm p50 at 1 / {} \
+         threads; x native: the cell's warm p50 over the 1-thread one",
+        n.runtime, n.all_threads
+    ))
 }
 
 /// `ok (finite+cross)`, `FAIL (golden)` or `error`.
@@ -376,6 +399,7 @@ pub(crate) mod tests {
             succeeded: 599,
             failed: 1,
             lost: 0,
+            ..Default::default()
         };
         s.faults = vec![
             FaultRecord {

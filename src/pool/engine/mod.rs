@@ -51,6 +51,9 @@ pub struct PlannedModel {
     pub pin: Option<BrowserKind>,
     /// Its share of the routed workload's requests.
     pub weight: u32,
+    /// The same model run natively: the output every cell is checked against, and the
+    /// baseline every cell is compared with.
+    pub native: Option<Arc<crate::oracle::NativeResult>>,
 }
 
 /// What to run.
@@ -94,6 +97,7 @@ impl RunPlan {
                     prepared,
                     pin: None,
                     weight: 1,
+                    native: None,
                 })
                 .collect(),
             pool,
@@ -144,6 +148,23 @@ pub struct EngineOutput {
     pub faults: Vec<FaultNote>,
     /// Recovery episodes.
     pub recoveries: Vec<RecoveryRecord>,
+    /// Each cell's first-run output, every value (for `--save-outputs`).
+    pub outputs: Vec<CellTensor>,
+}
+
+/// One cell's first-run output.
+#[derive(Debug, Clone)]
+pub struct CellTensor {
+    /// Catalog model name.
+    pub model: String,
+    /// Browser kind.
+    pub browser: String,
+    /// Backend.
+    pub backend: String,
+    /// Shape.
+    pub dims: Vec<i64>,
+    /// Every value.
+    pub values: Vec<f32>,
 }
 
 /// Progress events, for a terminal view or a log. The engine never prints.

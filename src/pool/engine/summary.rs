@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use crate::metrics::{
-    aggregate, ModelMemory, Phase, PoolEventRecord, ResultRow, RoutingRecord, Sample, WorkerSummary,
+    aggregate, ModelMemory, NativeBaseline, Phase, PoolEventRecord, ResultRow, RoutingRecord,
+    Sample, WorkerSummary,
 };
 
 use super::super::correctness::{self, CellOutput};
@@ -41,7 +42,18 @@ pub(super) fn summarize(
     }
     let mut rows = cells(plan, &report);
     judge(plan, &mut rows);
-    out.rows = rows.into_values().map(|(r, _)| r).collect();
+    for (row, output) in rows.into_values() {
+        if let Some(o) = output.filter(|o| !o.full.is_empty()) {
+            out.outputs.push(super::CellTensor {
+                model: row.model.clone(),
+                browser: row.browser.clone(),
+                backend: row.backend.clone(),
+                dims: o.dims,
+                values: o.full,
+            });
+        }
+        out.rows.push(row);
+    }
     for (model, browser, e) in errors {
         let spec = plan.models.iter().find(|m| m.prepared.name == model);
         out.rows.push(ResultRow {
@@ -158,8 +170,27 @@ fn cells(
         row.round_trip_ms = stats.round_trip_ms;
         row.throughput_per_s = stats.throughput_per_s;
         row.error = stats.error;
+        let native = plan
+            .models
+            .iter()
+            .find(|m| m.prepared.name == row.model)
+            .and_then(|m| m.native.as_deref());
+        row.native = native.map(|n| native_baseline(n, row.runs, row.latency_ms.p50));
     }
     rows
+}
+
+/// The native baseline beside a cell whose warm p50 is `p50` over `runs` runs.
+fn native_baseline(n: &crate::oracle::NativeResult, runs: u64, p50: f64) -> NativeBaseline {
+    let ratio = |native: f64| (runs > 0 && native > 0.0).then(|| p50 / native);
+    NativeBaseline {
+        runtime: format!("onnxruntime {}", crate::oracle::ORT_VERSION),
+        p50_ms_1_thread: n.one_thread_ms.p50,
+        p50_ms_all_threads: n.all_threads_ms.p50,
+        all_threads: n.all_threads,
+        x_native: ratio(n.one_thread_ms.p50),
+        x_native_all_threads: ratio(n.all_threads_ms.p50),
+    }
 }
 
 /// Correctness per model across its cells.
@@ -173,12 +204,22 @@ fn judge(plan: &RunPlan, rows: &mut BTreeMap<CellKey, (ResultRow, Option<CellOut
                 rows[k].1.clone().unwrap_or_else(|| CellOutput {
                     label: format!("{}/{}", k.1, k.2),
                     backend: k.2.clone(),
-                    sample: Vec::new(),
+                    dims: Vec::new(),
+                    full: Vec::new(),
+                    stats: None,
+                    transfer_error: None,
                     golden: None,
                 })
             })
             .collect();
-        for (k, verdict) in mine.iter().zip(correctness::judge(&outputs)) {
+        let oracle = plan.models[m]
+            .native
+            .as_deref()
+            .map(|n| correctness::Oracle {
+                dims: &n.dims,
+                values: &n.output,
+            });
+        for (k, verdict) in mine.iter().zip(correctness::judge(&outputs, oracle)) {
             if let Some(r) = rows.get_mut(k) {
                 r.0.correctness = verdict;
             }

@@ -25,7 +25,7 @@ use crate::recovery::{Breaker, BreakerState};
 use crate::server::AssetServer;
 
 pub use page_api::{
-    cell_output, Capabilities, LoadReply, OutputMode, OutputTensor, Page, RunReply,
+    cell_output, Capabilities, LoadReply, OutputMode, OutputStats, OutputTensor, Page, RunReply,
 };
 
 use super::config::{PageSettings, WorkerTimeouts};

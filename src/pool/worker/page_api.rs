@@ -150,6 +150,42 @@ pub struct OutputTensor {
     /// Base64 of every value (float32 little-endian), with [`OutputMode::Full`].
     #[serde(default)]
     pub data_b64: Option<String>,
+    /// Checks the page computed over every value (with `sample` or `full`).
+    #[serde(default)]
+    pub stats: Option<OutputStats>,
+}
+
+/// What the page computed over every value of an output.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct OutputStats {
+    /// Values in the tensor.
+    pub count: u64,
+    /// NaN values.
+    pub nan: u64,
+    /// Infinite values.
+    pub inf: u64,
+    /// Smallest finite value (`None` when none is finite).
+    pub min: Option<f64>,
+    /// Largest finite value.
+    pub max: Option<f64>,
+    /// Sum of the finite values.
+    pub sum: f64,
+    /// L2 norm of the finite values.
+    pub l2: f64,
+    /// FNV-1a 32-bit digest of the raw little-endian bytes, 8 hex digits.
+    pub digest: String,
+}
+
+impl OutputStats {
+    /// The digest the page computes, over `values`' little-endian bytes.
+    pub fn digest_of(values: &[f32]) -> String {
+        let mut h: u32 = 0x811c_9dc5;
+        for b in values.iter().flat_map(|v| v.to_le_bytes()) {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        format!("{h:08x}")
+    }
 }
 
 /// Why a full output could not be decoded.
@@ -365,14 +401,22 @@ pub fn cell_output(
         .outputs
         .get(&model.output_name)
         .or_else(|| first.outputs.values().next())?;
-    let golden = model.golden.as_ref().map(|g| match tensor.full() {
-        Ok(full) => g.check(&tensor.dims, &full),
+    let full = tensor.full();
+    let golden = model.golden.as_ref().map(|g| match &full {
+        Ok(full) => g.check(&tensor.dims, full),
         Err(_) => g.check(&tensor.dims, &[]),
     });
+    let (full, transfer_error) = match full {
+        Ok(v) => (v, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
     Some(super::super::correctness::CellOutput {
         label: format!("{browser}/{backend}"),
         backend: backend.to_string(),
-        sample: tensor.sample.clone(),
+        dims: tensor.dims.clone(),
+        full,
+        stats: tensor.stats.clone(),
+        transfer_error,
         golden,
     })
 }
@@ -399,11 +443,23 @@ mod tests {
     }
 
     #[test]
+    fn the_digest_is_the_pages_fnv1a_over_little_endian_bytes() {
+        // FNV-1a 32 of no bytes is the offset basis; of 1.0f32 (00 00 80 3f), by Python.
+        assert_eq!(OutputStats::digest_of(&[]), "811c9dc5");
+        assert_eq!(OutputStats::digest_of(&[1.0]), "1b587698");
+        assert_ne!(
+            OutputStats::digest_of(&[1.0, 2.0]),
+            OutputStats::digest_of(&[2.0, 1.0])
+        );
+    }
+
+    #[test]
     fn a_ragged_full_output_is_an_error() {
         let t = OutputTensor {
             dims: vec![1],
             sample: vec![],
             data_b64: Some("AAAA".into()),
+            stats: None,
         };
         assert_eq!(t.full(), Err(OutputError::Ragged(3)));
         let none = OutputTensor {

@@ -1,0 +1,250 @@
+//! The native oracle: the same ONNX file and the same input, run outside any browser by
+//! onnxruntime 1.30 (`libonnxruntime.so.1` from the `onnxruntime-node@1.30.0` npm tarball, which
+//! `scripts/setup.sh` unpacks into the cache; loaded at run time through the `ort` crate). It
+//! gives every model a reference output that no browser computed, and the native baseline each
+//! browser cell is compared with: the warm p50 at one thread and at every core.
+//!
+//! Blocking CPU work: callers run it before any browser starts (on 2 cores, a browser computing
+//! at the same time would measure against it). Must not import `pool`, `report` or `cli`.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::value::{DynValue, Tensor};
+
+use crate::metrics::Percentiles;
+use crate::models::{Cache, DType, PreparedModel};
+
+/// The onnxruntime release the oracle loads: `ort`'s `api-30` feature needs API 30, which 1.30
+/// serves (it does not serve 31, `ort`'s default).
+pub const ORT_VERSION: &str = "1.30.0";
+
+/// Names another `libonnxruntime.so.1` to load instead of the cache's.
+pub const LIB_ENV: &str = "WEBGPU_POOL_ORT_LIB";
+
+/// Absolute tolerance of a browser output against the oracle's.
+pub const ATOL: f64 = 1e-3;
+/// Relative tolerance (of the oracle's magnitude).
+pub const RTOL: f64 = 1e-3;
+
+/// Why the oracle could not run.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum OracleError {
+    /// The library is not where it should be.
+    #[error(
+        "native onnxruntime {ORT_VERSION} is missing: no {}; run scripts/setup.sh (it unpacks \
+         libonnxruntime.so.1 from the onnxruntime-node@{ORT_VERSION} npm package into the cache) \
+         or point {LIB_ENV} at one",
+        path.display()
+    )]
+    Missing {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// The library is there but could not be loaded or started.
+    #[error("could not load native onnxruntime from {}: {message}", path.display())]
+    Load {
+        /// The library.
+        path: PathBuf,
+        /// onnxruntime's or the loader's message.
+        message: String,
+    },
+    /// The model did not run natively.
+    #[error("native run of '{model}': {message}")]
+    Run {
+        /// Catalog model name.
+        model: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// Where the library is looked for: `$WEBGPU_POOL_ORT_LIB`, else the cache's copy.
+pub fn library_path(cache: &Cache) -> PathBuf {
+    std::env::var_os(LIB_ENV).map_or_else(
+        || {
+            cache
+                .root()
+                .join("onnxruntime")
+                .join(ORT_VERSION)
+                .join("libonnxruntime.so.1")
+        },
+        PathBuf::from,
+    )
+}
+
+/// The process's one onnxruntime environment (the library can be loaded once per process).
+fn environment(lib: &Path) -> Result<&'static Environment, OracleError> {
+    static ENV: OnceLock<Result<Environment, OracleError>> = OnceLock::new();
+    if ENV.get().is_none() && !lib.is_file() {
+        return Err(OracleError::Missing {
+            path: lib.to_path_buf(),
+        });
+    }
+    ENV.get_or_init(|| {
+        let load = |message: String| OracleError::Load {
+            path: lib.to_path_buf(),
+            message,
+        };
+        ort::init_from(lib)
+            .map_err(|e| load(e.to_string()))?
+            .with_name("webgpu-pool-oracle")
+            .build()
+            .map_err(|e| load(e.to_string()))
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// What the oracle computed and measured for one model.
+#[derive(Debug, Clone)]
+pub struct NativeResult {
+    /// The output's shape.
+    pub dims: Vec<i64>,
+    /// Every value of the model's output.
+    pub output: Vec<f32>,
+    /// Warm `session.run` (with output read-back) at one intra-op thread, ms.
+    pub one_thread_ms: Percentiles,
+    /// The same at `all_threads` threads.
+    pub all_threads_ms: Percentiles,
+    /// Threads of the second measurement (the machine's cores).
+    pub all_threads: usize,
+}
+
+/// Runs `model` natively: its output, then `runs` timed warm runs (after two warm-ups) at one
+/// thread and at every core.
+///
+/// # Errors
+/// [`OracleError`] when the library is missing or does not load, or the model does not run.
+pub fn run_model(
+    cache: &Cache,
+    model: &PreparedModel,
+    runs: usize,
+) -> Result<NativeResult, OracleError> {
+    let env = environment(&library_path(cache))?;
+    let fail = |message: String| OracleError::Run {
+        model: model.name.clone(),
+        message,
+    };
+    let all_threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut result = None;
+    let mut timings = Vec::new();
+    for threads in [1, all_threads] {
+        let mut session = Session::builder(env)
+            .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
+            .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
+            .map_err(|e| fail(e.to_string()))?
+            .commit_from_file(&model.onnx_file)
+            .map_err(|e| fail(format!("{}: {e}", model.onnx_file.display())))?;
+        let mut times = Vec::with_capacity(runs);
+        for i in 0..runs + 2 {
+            let inputs = feeds(model).map_err(fail)?;
+            let t0 = Instant::now();
+            let outputs = session.run(inputs).map_err(|e| fail(e.to_string()))?;
+            let value = outputs
+                .get(model.output_name.as_str())
+                .ok_or_else(|| fail(format!("no output named '{}'", model.output_name)))?;
+            let (shape, data) = value
+                .try_extract_tensor::<f32>()
+                .map_err(|e| fail(e.to_string()))?;
+            let output = data.to_vec();
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            if i >= 2 {
+                times.push(ms);
+            }
+            if result.is_none() {
+                result = Some((shape.to_vec(), output));
+            }
+        }
+        timings.push(Percentiles::from_ms(&times).unwrap_or_default());
+    }
+    let (dims, output) = result.ok_or_else(|| fail("no run".into()))?;
+    let all_threads_ms = timings.pop().unwrap_or_default();
+    let one_thread_ms = timings.pop().unwrap_or_default();
+    Ok(NativeResult {
+        dims,
+        output,
+        one_thread_ms,
+        all_threads_ms,
+        all_threads,
+    })
+}
+
+/// The model's prepared input files as tensors, by graph input name.
+fn feeds(model: &PreparedModel) -> Result<Vec<(String, DynValue)>, String> {
+    model
+        .inputs
+        .iter()
+        .map(|input| {
+            let bytes =
+                std::fs::read(&input.file).map_err(|e| format!("{}: {e}", input.file.display()))?;
+            let dims = input.dims.clone();
+            let value: DynValue = match input.dtype {
+                DType::Int64 => Tensor::from_array((dims, le_values(&bytes, i64::from_le_bytes)))
+                    .map(Tensor::into_dyn),
+                DType::Float32 => Tensor::from_array((dims, le_values(&bytes, f32::from_le_bytes)))
+                    .map(Tensor::into_dyn),
+            }
+            .map_err(|e| format!("input '{}': {e}", input.name))?;
+            Ok((input.name.clone(), value))
+        })
+        .collect()
+}
+
+/// Little-endian values of `N` bytes each.
+fn le_values<T, const N: usize>(bytes: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
+    bytes
+        .chunks_exact(N)
+        .map(|c| from(c.try_into().expect("chunks_exact gives N bytes")))
+        .collect()
+}
+
+/// Largest absolute difference of `got` from `want`, and whether
+/// `|got - want| <= ATOL + RTOL * |want|` holds at every position (shapes must match).
+pub fn allclose(got: &[f32], want: &[f32]) -> (f64, bool) {
+    if got.len() != want.len() {
+        return (f64::INFINITY, false);
+    }
+    got.iter()
+        .zip(want)
+        .fold((0.0f64, true), |(max, ok), (&x, &y)| {
+            let d = (f64::from(x) - f64::from(y)).abs();
+            (
+                if d.is_nan() {
+                    f64::INFINITY
+                } else {
+                    max.max(d)
+                },
+                ok && d <= ATOL + RTOL * f64::from(y).abs(),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allclose_fails_on_one_value_out_of_tolerance_nan_or_length() {
+        let want = vec![1.0f32; 1000];
+        let mut got = want.clone();
+        assert_eq!(allclose(&got, &want), (0.0, true));
+        got[999] = 1.01;
+        let (d, ok) = allclose(&got, &want);
+        assert!(!ok && (d - 0.01).abs() < 1e-6, "{d}");
+        got[999] = f32::NAN;
+        assert_eq!(allclose(&got, &want), (f64::INFINITY, false));
+        assert!(!allclose(&want[..999], &want).1);
+    }
+
+    #[test]
+    fn a_missing_library_names_the_setup_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = environment(&dir.path().join("libonnxruntime.so.1")).unwrap_err();
+        assert!(e.to_string().contains("scripts/setup.sh"), "{e}");
+    }
+}
