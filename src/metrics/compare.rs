@@ -19,7 +19,15 @@
 //!   a closed loop, throughput is the inverse of service time, and the summary's single
 //!   throughput number has no spread to test.
 //!
-//! A regression is a change for the worse larger than the threshold AND p < alpha.
+//! A regression is a change for the worse larger than the threshold AND p < alpha, where p is
+//! the one-sided test of "current is worse". An improvement is the mirror: a change for the
+//! better larger than the threshold AND p < alpha of the mirror test, "current is better" (the
+//! same test with the two runs swapped). Not `1 - p` of the test for worse, which was rejected:
+//! the continuity correction and the bootstrap's ties make the two tails overlap, so the
+//! complement is smaller than the mirror's p (five runs all below five: 0.0033 against 0.0061)
+//! and calls improvements that the same runs swapped would not call regressions. Every
+//! [`MetricDelta`] carries the p of one direction, that of its observed change, and names it
+//! ([`MetricDelta::direction`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -105,6 +113,26 @@ impl Metric {
     }
 }
 
+/// Which way a change goes: the one-sided alternative a p-value tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Current is worse than baseline (slower; for throughput, fewer requests per second).
+    Worse,
+    /// Current is better than baseline.
+    Better,
+}
+
+impl Direction {
+    /// `worse` or `better`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Worse => "worse",
+            Self::Better => "better",
+        }
+    }
+}
+
 /// The verdict on one metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -132,8 +160,13 @@ pub struct MetricDelta {
     pub current: f64,
     /// Relative change `current / baseline - 1` (+0.23 = 23% higher).
     pub change: f64,
-    /// One-sided p-value of "current is worse than baseline".
+    /// One-sided p-value of "current is [`direction`](Self::direction) than baseline".
     pub p_value: f64,
+    /// The direction `p_value` tests: the direction of the observed change (`worse` when there
+    /// is no change). So a regression carries the p of "current is worse", an improvement the p
+    /// of "current is better", and an unchanged metric the p of the way it moved (rather than
+    /// the smaller p of the two tests, which could be of the direction opposite to `change`).
+    pub direction: Direction,
     /// The test that gave `p_value`.
     pub test: String,
     /// Measured samples in the baseline.
@@ -145,13 +178,15 @@ pub struct MetricDelta {
 }
 
 impl MetricDelta {
-    /// `bert-tiny/chromium/wasm latency p50 +23.4% (p=1.2e-9)`.
+    /// `bert-tiny/chromium/wasm latency p50 +23.4% (p_worse=1.2e-9)`: the p names the
+    /// direction it tests.
     pub fn describe(&self) -> String {
         format!(
-            "{} {} {:+.1}% (p={})",
+            "{} {} {:+.1}% (p_{}={})",
             self.cell,
             self.metric.as_str(),
             self.change * 100.0,
+            self.direction.as_str(),
             format_p(self.p_value)
         )
     }
@@ -252,6 +287,9 @@ fn throughput_of(summary: &RunSummary, key: &CellKey, samples: &[&Sample]) -> f6
     }
 }
 
+/// A one-sided test over two samples of times: the p-value of "`x` tends to be larger".
+type TestGreater = fn(&[f64], &[f64]) -> f64;
+
 /// Compares `current` with `baseline`.
 pub fn compare(
     baseline: RunData<'_>,
@@ -273,26 +311,34 @@ pub fn compare(
         let page = |v: &[&Sample]| v.iter().map(|s| s.page_ms).collect::<Vec<f64>>();
         let service = |v: &[&Sample]| v.iter().map(|s| s.service_ms).collect::<Vec<f64>>();
         let (bp, cp) = (page(base), page(cur));
+        let (bs, cs) = (service(base), service(cur));
         for metric in Metric::ALL {
-            let (b, c, p, test) = match metric {
+            // Every test runs over times, where larger is worse (throughput over service_ms:
+            // in a closed loop it is their inverse). `test_greater(x, y)` is the p of "x is
+            // larger than y", so the mirror test is the same call with the runs swapped.
+            let (b, c, test_greater, test): (f64, f64, TestGreater, _) = match metric {
                 Metric::LatencyP50 => (
                     median(&bp),
                     median(&cp),
-                    mann_whitney_greater(&cp, &bp),
+                    mann_whitney_greater,
                     "mann-whitney u (page_ms)",
                 ),
                 Metric::LatencyP95 => (
                     p95(&bp),
                     p95(&cp),
-                    bootstrap_p95_greater(&cp, &bp, 2000),
+                    |x, y| bootstrap_p95_greater(x, y, 2000),
                     "bootstrap p95 ratio (page_ms)",
                 ),
                 Metric::Throughput => (
                     throughput_of(baseline.summary, key, base),
                     throughput_of(current.summary, key, cur),
-                    mann_whitney_greater(&service(cur), &service(base)),
+                    mann_whitney_greater,
                     "mann-whitney u (service_ms)",
                 ),
+            };
+            let (base_times, cur_times) = match metric {
+                Metric::Throughput => (&bs, &cs),
+                Metric::LatencyP50 | Metric::LatencyP95 => (&bp, &cp),
             };
             let change = if b > 0.0 { c / b - 1.0 } else { 0.0 };
             let worse_by = if metric.higher_is_better() {
@@ -300,14 +346,18 @@ pub fn compare(
             } else {
                 change
             };
+            let (direction, p) = if worse_by < 0.0 {
+                (Direction::Better, test_greater(base_times, cur_times))
+            } else {
+                (Direction::Worse, test_greater(cur_times, base_times))
+            };
             let verdict = if bp.len() < options.min_samples || cp.len() < options.min_samples {
                 Verdict::Insufficient
-            } else if worse_by > options.threshold && p < options.alpha {
-                Verdict::Regression
-            } else if -worse_by > options.threshold && 1.0 - p < options.alpha {
-                // The one-sided p of "better" is the complement for a continuous test; close
-                // enough to label improvements, which never fail a run.
-                Verdict::Improvement
+            } else if worse_by.abs() > options.threshold && p < options.alpha {
+                match direction {
+                    Direction::Worse => Verdict::Regression,
+                    Direction::Better => Verdict::Improvement,
+                }
             } else {
                 Verdict::Unchanged
             };
@@ -318,6 +368,7 @@ pub fn compare(
                 current: c,
                 change,
                 p_value: p,
+                direction,
                 test: test.to_string(),
                 n_baseline: bp.len(),
                 n_current: cp.len(),

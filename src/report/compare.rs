@@ -1,6 +1,6 @@
-//! The `compare` output: one table row per cell and metric (baseline, current, change, p-value,
-//! verdict), then one `regression: ...` line per significant regression. The numbers come from
-//! the pure `metrics::compare`.
+//! The `compare` output: one table row per cell and metric (baseline, current, change, the
+//! one-sided p-value and the direction it tests, verdict), then one `regression: ...` line per
+//! significant regression. The numbers come from the pure `metrics::compare`.
 
 use comfy_table::{Cell, CellAlignment, Color};
 
@@ -17,7 +17,7 @@ pub fn render(c: &Comparison) -> String {
         "baseline",
         "current",
         "change",
-        "p",
+        "p (one-sided)",
         "n (base/cur)",
         "verdict",
     ]);
@@ -38,7 +38,7 @@ pub fn render(c: &Comparison) -> String {
             Cell::new(format!("{:.2} {}", d.baseline, d.metric.unit())),
             Cell::new(format!("{:.2} {}", d.current, d.metric.unit())),
             Cell::new(format!("{:+.1}%", d.change * 100.0)),
-            Cell::new(format_p(d.p_value)),
+            Cell::new(format!("{} {}", format_p(d.p_value), d.direction.as_str())),
             Cell::new(format!("{}/{}", d.n_baseline, d.n_current)),
             verdict,
         ]);
@@ -54,6 +54,10 @@ pub fn render(c: &Comparison) -> String {
         c.threshold * 100.0,
         c.alpha
     ));
+    out.push_str(
+        "p is one-sided, for the direction beside it: \"worse\" tests current worse than \
+         baseline, \"better\" current better\n",
+    );
     for k in &c.only_in_baseline {
         out.push_str(&format!(
             "note: {k} was measured in the baseline but not in the current run\n"
@@ -67,7 +71,8 @@ pub fn render(c: &Comparison) -> String {
     out
 }
 
-/// `regression: bert-tiny/chromium/wasm latency p50 +23.4% (p=1.2e-9)`, one per regression.
+/// `regression: bert-tiny/chromium/wasm latency p50 +23.4% (p_worse=1.2e-9)`, one per
+/// regression.
 pub fn regression_lines(c: &Comparison) -> Vec<String> {
     c.regressions()
         .map(|d| format!("regression: {}", d.describe()))

@@ -82,7 +82,10 @@ fn a_shifted_run_is_a_regression_naming_the_metric() {
             .any(|r| r.starts_with("m/chromium/wasm latency p50 +")),
         "{reg:?}"
     );
-    assert!(c.regressions().all(|d| d.p_value < 1e-3));
+    assert!(c
+        .regressions()
+        .all(|d| d.p_value < 1e-3 && d.direction == Direction::Worse));
+    assert!(reg.iter().all(|r| r.contains("(p_worse=")), "{reg:?}");
     // ...and the other way round it is an improvement, never a regression.
     let c = compare(
         RunData {
@@ -144,4 +147,80 @@ fn p_values_format_compactly() {
     assert_eq!(format_p(0.4321), "0.43");
     assert_eq!(format_p(0.0031), "0.0031");
     assert_eq!(format_p(1.23e-9), "1.2e-9");
+}
+
+/// One sample per value of `page_ms`, in order.
+fn at(page_ms: &[f64]) -> Vec<Sample> {
+    page_ms
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| sample(i as u64, v))
+        .collect()
+}
+
+fn run<'a>(summary: &'a RunSummary, samples: &'a [Sample]) -> RunData<'a> {
+    RunData { summary, samples }
+}
+
+#[test]
+fn an_improvement_reports_the_p_of_the_test_for_better() {
+    // Seen in CI: "improvement" beside p=1.00, the p of the test for worse.
+    let s = summary();
+    let (base, cur) = (jittered(15.0, 30, 1), jittered(12.0, 30, 2));
+    let c = compare(run(&s, &base), run(&s, &cur), &CompareOptions::default());
+    let latency: Vec<&MetricDelta> = c
+        .deltas
+        .iter()
+        .filter(|d| d.metric != Metric::Throughput)
+        .collect();
+    assert_eq!(latency.len(), 2);
+    for d in latency {
+        assert_eq!(d.verdict, Verdict::Improvement, "{d:?}");
+        assert!(d.p_value < 1e-3, "{d:?}");
+        assert_eq!(d.direction, Direction::Better);
+        assert!(d.describe().contains("% (p_better="), "{}", d.describe());
+    }
+}
+
+#[test]
+fn an_improvement_needs_the_mirror_test_not_the_complement() {
+    // Five against five, every current value below every baseline value. The mirror
+    // Mann-Whitney test for "better" gives p = 0.0061, the same p the test for "worse" gives on
+    // the swapped runs. The complement of the test for worse, 1 - 0.9967 = 0.0033, would call
+    // it an improvement at alpha = 0.005 while the swapped runs are no regression.
+    let s = summary();
+    let (slow, fast) = (
+        at(&[20.0, 21.0, 22.0, 23.0, 24.0]),
+        at(&[10.0, 11.0, 12.0, 13.0, 14.0]),
+    );
+    let options = CompareOptions {
+        alpha: 0.005,
+        ..CompareOptions::default()
+    };
+    let better = compare(run(&s, &slow), run(&s, &fast), &options).deltas[0].clone();
+    let worse = compare(run(&s, &fast), run(&s, &slow), &options).deltas[0].clone();
+    assert_eq!(
+        (better.metric, worse.metric),
+        (Metric::LatencyP50, Metric::LatencyP50)
+    );
+    assert_eq!(better.verdict, Verdict::Unchanged, "{better:?}");
+    assert_eq!(better.direction, Direction::Better);
+    assert_eq!(worse.direction, Direction::Worse);
+    assert_eq!(worse.verdict, Verdict::Unchanged, "{worse:?}");
+    assert!((worse.p_value - 0.00609).abs() < 1e-4, "{worse:?}");
+    assert!((better.p_value - worse.p_value).abs() < 1e-12, "{better:?}");
+}
+
+#[test]
+fn an_unchanged_verdict_shows_the_p_of_the_observed_direction() {
+    // 3% better: under the threshold, but every sample moved, so the test for better is
+    // significant. The p shown must be that one, not the test for worse (p near 1).
+    let s = summary();
+    let base: Vec<Sample> = (0..40).map(|i| sample(i, 10.3 + i as f64 * 0.01)).collect();
+    let cur: Vec<Sample> = (0..40).map(|i| sample(i, 10.0 + i as f64 * 0.01)).collect();
+    let c = compare(run(&s, &base), run(&s, &cur), &CompareOptions::default());
+    let p50 = &c.deltas[0];
+    assert_eq!(p50.verdict, Verdict::Unchanged, "{p50:?}");
+    assert!(p50.change < -0.02 && p50.p_value < 0.01, "{p50:?}");
+    assert_eq!(p50.direction, Direction::Better);
 }
