@@ -3,8 +3,9 @@
 //! and real.
 //!
 //! Inputs: two runs as [`RunSummary`] plus their [`Sample`]s. Output: a [`Comparison`] with one
-//! [`MetricDelta`] per model x browser x backend x metric. Pure: imports only std, serde and
-//! `crate::metrics`; no I/O (the report module reads the files and prints the table). The
+//! [`MetricDelta`] per model x browser x backend x metric, and a [`LostCell`] per cell that
+//! succeeded in the baseline and not once now (`compare/lost.rs`). Pure: imports only std, serde
+//! and `crate::metrics`; no I/O (the report module reads the files and prints the table). The
 //! significance tests themselves are in `compare/significance.rs`.
 //!
 //! The tests, per metric:
@@ -33,8 +34,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{Percentiles, Phase, RunSummary, Sample};
 
+mod lost;
 mod significance;
 
+pub use lost::LostCell;
 pub use significance::{bootstrap_p95_greater, mann_whitney_greater};
 
 /// Regression criteria.
@@ -212,13 +215,21 @@ pub struct Comparison {
     pub alpha: f64,
     /// One entry per cell and metric present in both runs.
     pub deltas: Vec<MetricDelta>,
-    /// Cells measured in the baseline but not in the current run.
-    pub only_in_baseline: Vec<CellKey>,
+    /// Cells with successful measured runs in the baseline and none in the current run (all
+    /// failed, or the cell is gone). Each fails the gate; listing them as notes was rejected: a
+    /// model that stopped working passed, having nothing left to test.
+    pub lost_cells: Vec<LostCell>,
     /// Cells measured in the current run but not in the baseline.
     pub only_in_current: Vec<CellKey>,
 }
 
 impl Comparison {
+    /// Whether the gate passes: no significant regression and no lost cell. The one place the
+    /// verdict is made; `compare` turns `false` into exit 1.
+    pub fn passed(&self) -> bool {
+        self.regressions().next().is_none() && self.lost_cells.is_empty()
+    }
+
     /// The significant regressions.
     pub fn regressions(&self) -> impl Iterator<Item = &MetricDelta> {
         self.deltas
@@ -305,7 +316,8 @@ pub fn compare(
     };
     for (key, base) in &base_cells {
         let Some((_, cur)) = cur_cells.iter().find(|(k, _)| k == key) else {
-            out.only_in_baseline.push(key.clone());
+            out.lost_cells
+                .push(lost::lost_cell(key, base.len(), current));
             continue;
         };
         let page = |v: &[&Sample]| v.iter().map(|s| s.page_ms).collect::<Vec<f64>>();

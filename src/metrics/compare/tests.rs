@@ -2,6 +2,7 @@
 //! so that `compare.rs` stays under 500 lines as the suite grows.
 
 use super::*;
+use crate::metrics::ResultRow;
 
 fn sample(seq: u64, page_ms: f64) -> Sample {
     Sample {
@@ -59,6 +60,7 @@ fn identical_runs_are_unchanged() {
         "{c:#?}"
     );
     assert!(c.deltas.iter().all(|d| d.change == 0.0 && d.p_value > 0.3));
+    assert!(c.passed());
 }
 
 #[test]
@@ -86,6 +88,7 @@ fn a_shifted_run_is_a_regression_naming_the_metric() {
         .regressions()
         .all(|d| d.p_value < 1e-3 && d.direction == Direction::Worse));
     assert!(reg.iter().all(|r| r.contains("(p_worse=")), "{reg:?}");
+    assert!(!c.passed());
     // ...and the other way round it is an improvement, never a regression.
     let c = compare(
         RunData {
@@ -223,4 +226,129 @@ fn an_unchanged_verdict_shows_the_p_of_the_observed_direction() {
     assert_eq!(p50.verdict, Verdict::Unchanged, "{p50:?}");
     assert!(p50.change < -0.02 && p50.p_value < 0.01, "{p50:?}");
     assert_eq!(p50.direction, Direction::Better);
+}
+
+/// A measured request of `model` that failed with `error`.
+fn failed(seq: u64, model: &str, error: &str) -> Sample {
+    Sample {
+        model: model.into(),
+        page_ms: 0.0,
+        ok: false,
+        error: error.into(),
+        ..sample(seq, 0.0)
+    }
+}
+
+fn cell(model: &str, backend: &str) -> CellKey {
+    CellKey {
+        model: model.into(),
+        browser: "chromium".into(),
+        backend: backend.into(),
+    }
+}
+
+#[test]
+fn a_cell_that_now_fails_every_request_fails_the_gate() {
+    // The model failed on every request tonight: its row has runs = 0, so it has nothing to
+    // test, and it used to pass as a note.
+    let s = summary();
+    let base = jittered(12.0, 40, 1);
+    let cur: Vec<Sample> = (0..40).map(|i| failed(i, "m", "timeout")).collect();
+    let c = compare(run(&s, &base), run(&s, &cur), &CompareOptions::default());
+    assert_eq!(
+        c.lost_cells,
+        [LostCell {
+            cell: cell("m", "wasm"),
+            baseline_runs: 40,
+            current_failed: 40,
+            current_error: None,
+        }]
+    );
+    assert_eq!(
+        c.lost_cells[0].describe(),
+        "m/chromium/wasm: 40 successful runs in the baseline, none now: 40 measured requests failed"
+    );
+    assert_eq!(c.regressions().count(), 0);
+    assert!(!c.passed(), "{c:#?}");
+}
+
+#[test]
+fn a_cell_missing_from_the_current_run_fails_the_gate() {
+    // Tonight's run has only another model: m's cell is gone, not merely new or renamed.
+    let s = summary();
+    let base = jittered(12.0, 30, 1);
+    let cur: Vec<Sample> = jittered(12.0, 30, 2)
+        .into_iter()
+        .map(|x| Sample {
+            model: "n".into(),
+            ..x
+        })
+        .collect();
+    let c = compare(run(&s, &base), run(&s, &cur), &CompareOptions::default());
+    assert_eq!(c.only_in_current, [cell("n", "wasm")]);
+    assert_eq!(c.lost_cells.len(), 1, "{c:#?}");
+    assert_eq!(
+        c.lost_cells[0].describe(),
+        "m/chromium/wasm: 30 successful runs in the baseline, none now: not in the current run"
+    );
+    assert!(!c.passed());
+}
+
+#[test]
+fn a_lost_cell_says_why_from_the_current_rows() {
+    // A load failure leaves a row with the error and no backend (none was chosen); a cell whose
+    // requests all failed has its own row. Each lost cell quotes the row that explains it.
+    let base_summary = summary();
+    let base: Vec<Sample> = jittered(12.0, 20, 1)
+        .into_iter()
+        .chain(jittered(12.0, 20, 2).into_iter().map(|x| Sample {
+            model: "n".into(),
+            ..x
+        }))
+        .collect();
+    let mut s = summary();
+    s.results = vec![
+        ResultRow {
+            model: "m".into(),
+            browser: "chromium".into(),
+            error: Some("load: session create failed: out of memory".into()),
+            ..ResultRow::default()
+        },
+        ResultRow {
+            model: "n".into(),
+            browser: "chromium".into(),
+            backend: "wasm".into(),
+            failed: 3,
+            error: Some("3 of 3 requests failed (3 crash)".into()),
+            ..ResultRow::default()
+        },
+    ];
+    let cur: Vec<Sample> = (0..3).map(|i| failed(i, "n", "crash")).collect();
+    let c = compare(
+        run(&base_summary, &base),
+        run(&s, &cur),
+        &CompareOptions::default(),
+    );
+    let lines: Vec<String> = c.lost_cells.iter().map(LostCell::describe).collect();
+    assert_eq!(
+        lines,
+        [
+            "m/chromium/wasm: 20 successful runs in the baseline, none now: load: session create \
+             failed: out of memory",
+            "n/chromium/wasm: 20 successful runs in the baseline, none now: 3 of 3 requests \
+             failed (3 crash)",
+        ]
+    );
+    assert_eq!(c.lost_cells[1].current_failed, 3);
+}
+
+#[test]
+fn a_cell_without_successes_in_either_run_is_not_lost() {
+    // Nothing was lost: it never worked. That is `run`'s failure to report, not a regression.
+    let s = summary();
+    let base: Vec<Sample> = (0..10).map(|i| failed(i, "m", "page")).collect();
+    let cur: Vec<Sample> = (0..10).map(|i| failed(i, "m", "page")).collect();
+    let c = compare(run(&s, &base), run(&s, &cur), &CompareOptions::default());
+    assert!(c.lost_cells.is_empty() && c.deltas.is_empty(), "{c:#?}");
+    assert!(c.passed());
 }
