@@ -70,7 +70,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare a run with a baseline: per-metric deltas (warm latency p50/p95, throughput per
     /// model x browser x backend) and a significance test over the raw samples. Exits 1 when a
-    /// metric is worse by more than the threshold with p < 0.01, naming it.
+    /// metric is worse by more than the threshold with p < 0.01, or when a cell that had
+    /// successful runs in the baseline has none now, naming each.
     ///
     /// Example: webgpu-pool compare --baseline nightly results/2026-11-28T10-00-00Z-ab12
     Compare(CompareArgs),

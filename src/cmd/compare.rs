@@ -11,11 +11,12 @@ use super::common::print;
 use super::Outcome;
 use crate::cli::CompareArgs;
 
-/// Prints the comparison, then one line per significant regression.
+/// Prints the comparison, then one line per lost cell and per significant regression.
 ///
 /// # Errors
 /// The folders are given wrong, or a run is missing or unreadable (naming the file). A
-/// regression is [`Outcome::Failed`] (exit 1).
+/// regression, or a cell that had successful runs in the baseline and has none now, is
+/// [`Outcome::Failed`] (exit 1).
 pub fn execute(args: CompareArgs) -> Result<Outcome> {
     let (baseline_dir, current_dir) = match (&args.baseline, args.runs.as_slice()) {
         (Some(name), [current]) => (
@@ -38,14 +39,13 @@ pub fn execute(args: CompareArgs) -> Result<Outcome> {
         ..CompareOptions::default()
     };
     let result = cmp::compare(baseline.data(), current.data(), &options);
-    let regressions = report::compare::regression_lines(&result);
     let mut out = report::compare::render(&result);
-    for r in &regressions {
-        out.push_str(r);
+    for line in report::compare::failure_lines(&result) {
+        out.push_str(&line);
         out.push('\n');
     }
     print(&out)?;
-    Ok(if regressions.is_empty() {
+    Ok(if result.passed() {
         Outcome::Pass
     } else {
         Outcome::Failed

@@ -3,8 +3,9 @@
 //! and real.
 //!
 //! Inputs: two runs as [`RunSummary`] plus their [`Sample`]s. Output: a [`Comparison`] with one
-//! [`MetricDelta`] per model x browser x backend x metric. Pure: imports only std, serde and
-//! `crate::metrics`; no I/O (the report module reads the files and prints the table). The
+//! [`MetricDelta`] per model x browser x backend x metric, and a [`LostCell`] per cell that
+//! succeeded in the baseline and not once now (`compare/lost.rs`). Pure: imports only std, serde
+//! and `crate::metrics`; no I/O (the report module reads the files and prints the table). The
 //! significance tests themselves are in `compare/significance.rs`.
 //!
 //! The tests, per metric:
@@ -19,14 +20,24 @@
 //!   a closed loop, throughput is the inverse of service time, and the summary's single
 //!   throughput number has no spread to test.
 //!
-//! A regression is a change for the worse larger than the threshold AND p < alpha.
+//! A regression is a change for the worse larger than the threshold AND p < alpha, where p is
+//! the one-sided test of "current is worse". An improvement is the mirror: a change for the
+//! better larger than the threshold AND p < alpha of the mirror test, "current is better" (the
+//! same test with the two runs swapped). Not `1 - p` of the test for worse, which was rejected:
+//! the continuity correction and the bootstrap's ties make the two tails overlap, so the
+//! complement is smaller than the mirror's p (five runs all below five: 0.0033 against 0.0061)
+//! and calls improvements that the same runs swapped would not call regressions. Every
+//! [`MetricDelta`] carries the p of one direction, that of its observed change, and names it
+//! ([`MetricDelta::direction`]).
 
 use serde::{Deserialize, Serialize};
 
 use super::{Percentiles, Phase, RunSummary, Sample};
 
+mod lost;
 mod significance;
 
+pub use lost::LostCell;
 pub use significance::{bootstrap_p95_greater, mann_whitney_greater};
 
 /// Regression criteria.
@@ -105,6 +116,26 @@ impl Metric {
     }
 }
 
+/// Which way a change goes: the one-sided alternative a p-value tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Current is worse than baseline (slower; for throughput, fewer requests per second).
+    Worse,
+    /// Current is better than baseline.
+    Better,
+}
+
+impl Direction {
+    /// `worse` or `better`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Worse => "worse",
+            Self::Better => "better",
+        }
+    }
+}
+
 /// The verdict on one metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -132,8 +163,13 @@ pub struct MetricDelta {
     pub current: f64,
     /// Relative change `current / baseline - 1` (+0.23 = 23% higher).
     pub change: f64,
-    /// One-sided p-value of "current is worse than baseline".
+    /// One-sided p-value of "current is [`direction`](Self::direction) than baseline".
     pub p_value: f64,
+    /// The direction `p_value` tests: the direction of the observed change (`worse` when there
+    /// is no change). So a regression carries the p of "current is worse", an improvement the p
+    /// of "current is better", and an unchanged metric the p of the way it moved (rather than
+    /// the smaller p of the two tests, which could be of the direction opposite to `change`).
+    pub direction: Direction,
     /// The test that gave `p_value`.
     pub test: String,
     /// Measured samples in the baseline.
@@ -145,13 +181,15 @@ pub struct MetricDelta {
 }
 
 impl MetricDelta {
-    /// `bert-tiny/chromium/wasm latency p50 +23.4% (p=1.2e-9)`.
+    /// `bert-tiny/chromium/wasm latency p50 +23.4% (p_worse=1.2e-9)`: the p names the
+    /// direction it tests.
     pub fn describe(&self) -> String {
         format!(
-            "{} {} {:+.1}% (p={})",
+            "{} {} {:+.1}% (p_{}={})",
             self.cell,
             self.metric.as_str(),
             self.change * 100.0,
+            self.direction.as_str(),
             format_p(self.p_value)
         )
     }
@@ -177,13 +215,21 @@ pub struct Comparison {
     pub alpha: f64,
     /// One entry per cell and metric present in both runs.
     pub deltas: Vec<MetricDelta>,
-    /// Cells measured in the baseline but not in the current run.
-    pub only_in_baseline: Vec<CellKey>,
+    /// Cells with successful measured runs in the baseline and none in the current run (all
+    /// failed, or the cell is gone). Each fails the gate; listing them as notes was rejected: a
+    /// model that stopped working passed, having nothing left to test.
+    pub lost_cells: Vec<LostCell>,
     /// Cells measured in the current run but not in the baseline.
     pub only_in_current: Vec<CellKey>,
 }
 
 impl Comparison {
+    /// Whether the gate passes: no significant regression and no lost cell. The one place the
+    /// verdict is made; `compare` turns `false` into exit 1.
+    pub fn passed(&self) -> bool {
+        self.regressions().next().is_none() && self.lost_cells.is_empty()
+    }
+
     /// The significant regressions.
     pub fn regressions(&self) -> impl Iterator<Item = &MetricDelta> {
         self.deltas
@@ -252,6 +298,9 @@ fn throughput_of(summary: &RunSummary, key: &CellKey, samples: &[&Sample]) -> f6
     }
 }
 
+/// A one-sided test over two samples of times: the p-value of "`x` tends to be larger".
+type TestGreater = fn(&[f64], &[f64]) -> f64;
+
 /// Compares `current` with `baseline`.
 pub fn compare(
     baseline: RunData<'_>,
@@ -267,32 +316,41 @@ pub fn compare(
     };
     for (key, base) in &base_cells {
         let Some((_, cur)) = cur_cells.iter().find(|(k, _)| k == key) else {
-            out.only_in_baseline.push(key.clone());
+            out.lost_cells
+                .push(lost::lost_cell(key, base.len(), current));
             continue;
         };
         let page = |v: &[&Sample]| v.iter().map(|s| s.page_ms).collect::<Vec<f64>>();
         let service = |v: &[&Sample]| v.iter().map(|s| s.service_ms).collect::<Vec<f64>>();
         let (bp, cp) = (page(base), page(cur));
+        let (bs, cs) = (service(base), service(cur));
         for metric in Metric::ALL {
-            let (b, c, p, test) = match metric {
+            // Every test runs over times, where larger is worse (throughput over service_ms:
+            // in a closed loop it is their inverse). `test_greater(x, y)` is the p of "x is
+            // larger than y", so the mirror test is the same call with the runs swapped.
+            let (b, c, test_greater, test): (f64, f64, TestGreater, _) = match metric {
                 Metric::LatencyP50 => (
                     median(&bp),
                     median(&cp),
-                    mann_whitney_greater(&cp, &bp),
+                    mann_whitney_greater,
                     "mann-whitney u (page_ms)",
                 ),
                 Metric::LatencyP95 => (
                     p95(&bp),
                     p95(&cp),
-                    bootstrap_p95_greater(&cp, &bp, 2000),
+                    |x, y| bootstrap_p95_greater(x, y, 2000),
                     "bootstrap p95 ratio (page_ms)",
                 ),
                 Metric::Throughput => (
                     throughput_of(baseline.summary, key, base),
                     throughput_of(current.summary, key, cur),
-                    mann_whitney_greater(&service(cur), &service(base)),
+                    mann_whitney_greater,
                     "mann-whitney u (service_ms)",
                 ),
+            };
+            let (base_times, cur_times) = match metric {
+                Metric::Throughput => (&bs, &cs),
+                Metric::LatencyP50 | Metric::LatencyP95 => (&bp, &cp),
             };
             let change = if b > 0.0 { c / b - 1.0 } else { 0.0 };
             let worse_by = if metric.higher_is_better() {
@@ -300,14 +358,18 @@ pub fn compare(
             } else {
                 change
             };
+            let (direction, p) = if worse_by < 0.0 {
+                (Direction::Better, test_greater(base_times, cur_times))
+            } else {
+                (Direction::Worse, test_greater(cur_times, base_times))
+            };
             let verdict = if bp.len() < options.min_samples || cp.len() < options.min_samples {
                 Verdict::Insufficient
-            } else if worse_by > options.threshold && p < options.alpha {
-                Verdict::Regression
-            } else if -worse_by > options.threshold && 1.0 - p < options.alpha {
-                // The one-sided p of "better" is the complement for a continuous test; close
-                // enough to label improvements, which never fail a run.
-                Verdict::Improvement
+            } else if worse_by.abs() > options.threshold && p < options.alpha {
+                match direction {
+                    Direction::Worse => Verdict::Regression,
+                    Direction::Better => Verdict::Improvement,
+                }
             } else {
                 Verdict::Unchanged
             };
@@ -318,6 +380,7 @@ pub fn compare(
                 current: c,
                 change,
                 p_value: p,
+                direction,
                 test: test.to_string(),
                 n_baseline: bp.len(),
                 n_current: cp.len(),
@@ -342,149 +405,4 @@ fn p95(v: &[f64]) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample(seq: u64, page_ms: f64) -> Sample {
-        Sample {
-            seq,
-            model: "m".into(),
-            browser: "chromium".into(),
-            worker: "chromium#1".into(),
-            backend: "wasm".into(),
-            phase: Phase::Measure,
-            scheduled_ms: seq as f64 * 100.0,
-            started_ms: seq as f64 * 100.0,
-            latency_ms: page_ms + 1.0,
-            service_ms: page_ms + 1.0,
-            page_ms,
-            ok: true,
-            error: String::new(),
-            attempt: 1,
-        }
-    }
-
-    fn summary() -> RunSummary {
-        serde_json::from_value(serde_json::json!({
-            "schema_version": 1, "run_id": "r", "command": "c", "started_at": "", "finished_at": "",
-            "complete": true, "environment": {"harness_version": "", "os": "", "cpus": 2, "browsers": []},
-            "requests": {"issued": 0, "succeeded": 0, "failed": 0, "lost": 0},
-            "results": [], "faults": [], "recovery_events": [], "thresholds": []
-        }))
-        .unwrap()
-    }
-
-    /// Deterministic jittered values around `centre` (a Fake* stand-in for measured times in a
-    /// unit test of pure statistics).
-    fn jittered(centre: f64, n: u64, seed: u64) -> Vec<Sample> {
-        let mut next = super::significance::test_rng(seed);
-        (0..n)
-            .map(|i| {
-                let u = (next() % 1000) as f64 / 1000.0;
-                sample(i, centre * (0.9 + 0.2 * u))
-            })
-            .collect()
-    }
-
-    #[test]
-    fn identical_runs_are_unchanged() {
-        let s = summary();
-        let a = jittered(12.0, 30, 1);
-        let run = RunData {
-            summary: &s,
-            samples: &a,
-        };
-        let c = compare(run, run, &CompareOptions::default());
-        assert_eq!(c.deltas.len(), 3);
-        assert!(
-            c.deltas.iter().all(|d| d.verdict == Verdict::Unchanged),
-            "{c:#?}"
-        );
-        assert!(c.deltas.iter().all(|d| d.change == 0.0 && d.p_value > 0.3));
-    }
-
-    #[test]
-    fn a_shifted_run_is_a_regression_naming_the_metric() {
-        let s = summary();
-        let (a, b) = (jittered(12.0, 30, 1), jittered(15.0, 30, 2));
-        let c = compare(
-            RunData {
-                summary: &s,
-                samples: &a,
-            },
-            RunData {
-                summary: &s,
-                samples: &b,
-            },
-            &CompareOptions::default(),
-        );
-        let reg: Vec<String> = c.regressions().map(MetricDelta::describe).collect();
-        assert!(
-            reg.iter()
-                .any(|r| r.starts_with("m/chromium/wasm latency p50 +")),
-            "{reg:?}"
-        );
-        assert!(c.regressions().all(|d| d.p_value < 1e-3));
-        // ...and the other way round it is an improvement, never a regression.
-        let c = compare(
-            RunData {
-                summary: &s,
-                samples: &b,
-            },
-            RunData {
-                summary: &s,
-                samples: &a,
-            },
-            &CompareOptions::default(),
-        );
-        assert_eq!(c.regressions().count(), 0);
-        assert!(c.deltas.iter().any(|d| d.verdict == Verdict::Improvement));
-    }
-
-    #[test]
-    fn a_small_shift_under_the_threshold_passes() {
-        let s = summary();
-        let a: Vec<Sample> = (0..40).map(|i| sample(i, 10.0 + i as f64 * 0.01)).collect();
-        let b: Vec<Sample> = (0..40).map(|i| sample(i, 10.3 + i as f64 * 0.01)).collect();
-        let c = compare(
-            RunData {
-                summary: &s,
-                samples: &a,
-            },
-            RunData {
-                summary: &s,
-                samples: &b,
-            },
-            &CompareOptions::default(),
-        );
-        // Significant (every sample moved) but only 3%: not a regression.
-        let p50 = &c.deltas[0];
-        assert!(p50.p_value < 0.01 && p50.change < 0.05, "{p50:?}");
-        assert_eq!(c.regressions().count(), 0);
-    }
-
-    #[test]
-    fn too_few_samples_give_no_verdict() {
-        let s = summary();
-        let (a, b) = (jittered(10.0, 3, 1), jittered(30.0, 3, 2));
-        let c = compare(
-            RunData {
-                summary: &s,
-                samples: &a,
-            },
-            RunData {
-                summary: &s,
-                samples: &b,
-            },
-            &CompareOptions::default(),
-        );
-        assert!(c.deltas.iter().all(|d| d.verdict == Verdict::Insufficient));
-    }
-
-    #[test]
-    fn p_values_format_compactly() {
-        assert_eq!(format_p(0.4321), "0.43");
-        assert_eq!(format_p(0.0031), "0.0031");
-        assert_eq!(format_p(1.23e-9), "1.2e-9");
-    }
-}
+mod tests;

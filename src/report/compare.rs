@@ -1,6 +1,7 @@
-//! The `compare` output: one table row per cell and metric (baseline, current, change, p-value,
-//! verdict), then one `regression: ...` line per significant regression. The numbers come from
-//! the pure `metrics::compare`.
+//! The `compare` output: one table row per cell and metric (baseline, current, change, the
+//! one-sided p-value and the direction it tests, verdict), then one `lost: ...` line per cell
+//! that had successes in the baseline and none now, and one `regression: ...` line per
+//! significant regression. The numbers come from the pure `metrics::compare`.
 
 use comfy_table::{Cell, CellAlignment, Color};
 
@@ -17,7 +18,7 @@ pub fn render(c: &Comparison) -> String {
         "baseline",
         "current",
         "change",
-        "p",
+        "p (one-sided)",
         "n (base/cur)",
         "verdict",
     ]);
@@ -38,7 +39,7 @@ pub fn render(c: &Comparison) -> String {
             Cell::new(format!("{:.2} {}", d.baseline, d.metric.unit())),
             Cell::new(format!("{:.2} {}", d.current, d.metric.unit())),
             Cell::new(format!("{:+.1}%", d.change * 100.0)),
-            Cell::new(format_p(d.p_value)),
+            Cell::new(format!("{} {}", format_p(d.p_value), d.direction.as_str())),
             Cell::new(format!("{}/{}", d.n_baseline, d.n_current)),
             verdict,
         ]);
@@ -50,15 +51,15 @@ pub fn render(c: &Comparison) -> String {
     }
     let mut out = format!("{table}\n");
     out.push_str(&format!(
-        "a regression is worse by more than {:.1}% with p < {}\n",
+        "a regression is worse by more than {:.1}% with p < {}; a cell with successful runs in \
+         the baseline and none now fails too\n",
         c.threshold * 100.0,
         c.alpha
     ));
-    for k in &c.only_in_baseline {
-        out.push_str(&format!(
-            "note: {k} was measured in the baseline but not in the current run\n"
-        ));
-    }
+    out.push_str(
+        "p is one-sided, for the direction beside it: \"worse\" tests current worse than \
+         baseline, \"better\" current better\n",
+    );
     for k in &c.only_in_current {
         out.push_str(&format!(
             "note: {k} is new in the current run (no baseline)\n"
@@ -67,9 +68,72 @@ pub fn render(c: &Comparison) -> String {
     out
 }
 
-/// `regression: bert-tiny/chromium/wasm latency p50 +23.4% (p=1.2e-9)`, one per regression.
-pub fn regression_lines(c: &Comparison) -> Vec<String> {
-    c.regressions()
-        .map(|d| format!("regression: {}", d.describe()))
-        .collect()
+/// What fails the gate, one line each: lost cells first (a model that stopped working is the
+/// bigger news), `lost: bert-tiny/chromium/wasm: 40 successful runs in the baseline, none now:
+/// ...`, then regressions, `regression: bert-tiny/chromium/wasm latency p50 +23.4%
+/// (p_worse=1.2e-9)`. Empty exactly when [`Comparison::passed`].
+pub fn failure_lines(c: &Comparison) -> Vec<String> {
+    let lost = c
+        .lost_cells
+        .iter()
+        .map(|l| format!("lost: {}", l.describe()));
+    let regressions = c
+        .regressions()
+        .map(|d| format!("regression: {}", d.describe()));
+    lost.chain(regressions).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::compare::{CellKey, Direction, LostCell, Metric, MetricDelta};
+
+    fn cell() -> CellKey {
+        CellKey {
+            model: "bert-tiny".into(),
+            browser: "chromium".into(),
+            backend: "wasm".into(),
+        }
+    }
+
+    #[test]
+    fn a_lost_cell_is_a_failure_line() {
+        let c = Comparison {
+            lost_cells: vec![LostCell {
+                cell: cell(),
+                baseline_runs: 40,
+                current_failed: 40,
+                current_error: Some("40 of 40 requests failed (40 timeout)".into()),
+            }],
+            ..Comparison::default()
+        };
+        assert_eq!(
+            failure_lines(&c),
+            ["lost: bert-tiny/chromium/wasm: 40 successful runs in the baseline, none now: 40 of \
+              40 requests failed (40 timeout)"]
+        );
+    }
+
+    #[test]
+    fn the_p_column_names_the_direction_it_tests() {
+        let c = Comparison {
+            deltas: vec![MetricDelta {
+                cell: cell(),
+                metric: Metric::LatencyP50,
+                baseline: 20.0,
+                current: 12.0,
+                change: -0.4,
+                p_value: 0.0061,
+                direction: Direction::Better,
+                test: "mann-whitney u (page_ms)".into(),
+                n_baseline: 5,
+                n_current: 5,
+                verdict: Verdict::Improvement,
+            }],
+            ..Comparison::default()
+        };
+        let out = render(&c);
+        assert!(out.contains(" 0.0061 better "), "{out}");
+        assert!(failure_lines(&c).is_empty());
+    }
 }

@@ -3,7 +3,9 @@
 //! with the normal tail and the seeded generator they need.
 //!
 //! Inputs: two slices of measured values, `x` (current) and `y` (baseline). Output: the p-value
-//! of "`x` tends to be larger than `y`"; the caller turns it into a verdict. Pure and
+//! of "`x` tends to be larger than `y`"; the caller turns it into a verdict. The mirror test,
+//! "`x` tends to be smaller", is the same function with `x` and `y` swapped (not `1 - p`: the
+//! continuity correction and the bootstrap's ties make the two tails overlap). Pure and
 //! deterministic (fixed seed), so the same two runs always get the same verdict. Imports only
 //! std: no serde, nothing else from the crate, no `report` or `cli` (it is statistics, kept
 //! apart from the run data model in the parent so it can be read and tested alone).
