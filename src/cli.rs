@@ -113,6 +113,10 @@ pub struct ScenarioArgs {
     /// Where run folders are written.
     #[arg(long, default_value = "results", value_name = "DIR")]
     pub results_dir: PathBuf,
+    /// Write each cell's full first-run output, native onnxruntime's output and the model
+    /// inputs as NumPy .npy files into the run folder's outputs/ (check them with your own tools).
+    #[arg(long)]
+    pub save_outputs: bool,
     /// Print why each model went to the worker it went to.
     #[arg(long)]
     pub explain_routing: bool,
@@ -151,6 +155,11 @@ pub struct RunArgs {
     /// `webgpu` here counts it.
     #[arg(long, value_delimiter = ',', value_name = "BACKEND,...")]
     pub backends: Option<Vec<Backend>>,
+    /// Threads of onnxruntime-web's wasm backend in each page, 1 to 16 (default: what it picks,
+    /// 1 on 2 cores; the report says how many ran). Compare with the native columns, measured
+    /// at 1 thread and at every core.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub wasm_threads: Option<u32>,
     /// Measured warm runs per model and browser.
     #[arg(long, short = 'n', default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub iterations: u32,
@@ -166,6 +175,10 @@ pub struct RunArgs {
     /// Where run folders are written.
     #[arg(long, default_value = "results", value_name = "DIR")]
     pub results_dir: PathBuf,
+    /// Write each cell's full first-run output, native onnxruntime's output and the model
+    /// inputs as NumPy .npy files into the run folder's outputs/ (check them with your own tools).
+    #[arg(long)]
+    pub save_outputs: bool,
     /// Bound on one model load (fetch plus session creation), e.g. 120s or 5m.
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
     pub load_timeout: Duration,
@@ -224,6 +237,11 @@ pub struct StressArgs {
     /// gpu_device_lost to have a device to lose).
     #[arg(long, value_delimiter = ',', value_name = "BACKEND,...")]
     pub backends: Option<Vec<Backend>>,
+    /// Threads of onnxruntime-web's wasm backend in each page, 1 to 16 (default: what it picks,
+    /// 1 on 2 cores; the report says how many ran). Compare with the native columns, measured
+    /// at 1 thread and at every core.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub wasm_threads: Option<u32>,
     /// How long to drive the load: seconds (120) or a duration (2m).
     #[arg(long, default_value = "120s", value_parser = parse_seconds)]
     pub duration: Duration,
@@ -272,6 +290,10 @@ pub struct StressArgs {
     /// Where run folders are written.
     #[arg(long, default_value = "results", value_name = "DIR")]
     pub results_dir: PathBuf,
+    /// Write each cell's full first-run output, native onnxruntime's output and the model
+    /// inputs as NumPy .npy files into the run folder's outputs/ (check them with your own tools).
+    #[arg(long)]
+    pub save_outputs: bool,
     /// Print the scenario these flags compile into, as YAML, and exit without running it.
     #[arg(long)]
     pub print_scenario: bool,

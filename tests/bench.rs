@@ -16,9 +16,9 @@ fn num(v: &Value, key: &str) -> f64 {
 
 fn assert_series(s: &Value, n: u64) {
     assert_eq!(s["n"].as_u64(), Some(n), "{s}");
-    let (p50, p99) = (num(s, "p50_ms"), num(s, "p99_ms"));
-    assert!(p50 > 0.0, "p50 must be positive: {s}");
-    assert!(p99 >= p50, "p99 below p50: {s}");
+    // Only what a wrong measurement can break: a series of real timings is positive (p99 >= p50
+    // holds for any sorted data, so it is not checked).
+    assert!(num(s, "p50_ms") > 0.0, "p50 must be positive: {s}");
     assert!(num(s, "mean_ms") > 0.0, "{s}");
 }
 
@@ -101,14 +101,13 @@ fn bench_overhead_reports_latency_and_throughput() {
             assert_eq!(threads, 1, "wasm is one thread per worker here: {leg}");
         }
         let lat = &leg["latency"];
-        assert!(num(lat, "p99_ms") >= num(lat, "p50_ms") && num(lat, "p50_ms") > 0.0);
+        assert!(num(lat, "p50_ms") > 0.0, "{lat}");
         // The page's own session.run time is part of the round trip.
         let page = &leg["page"];
         assert!(num(page, "p50_ms") > 0.0 && num(page, "p50_ms") <= num(lat, "p50_ms"));
+        // The browsers' CPU time comes from /proc, apart from the page's timings: it can be 0
+        // only if it was not measured.
         let cpu = &leg["cpu"];
-        for k in ["harness_cpus", "browsers_cpus", "machine_cpus"] {
-            assert!(num(cpu, k) >= 0.0, "{cpu}");
-        }
         assert!(
             num(cpu, "browsers_cpus") > 0.0,
             "the browsers ran the model: {cpu}"

@@ -47,10 +47,11 @@ fn concurrent_models_are_routed_by_type_and_explained() {
         assert_eq!(rows.len(), 1, "{model}: {rows:?}");
         assert_eq!(rows[0]["browser"], browser, "{model}");
         assert!(rows[0]["runs"].as_u64().unwrap() > 0, "{model}");
-        let lat = &rows[0]["latency_ms"];
+        // Its output was checked against native onnxruntime, not only against other browsers.
+        let c = &rows[0]["correctness"];
         assert!(
-            lat["p50"].as_f64().unwrap() <= lat["p99"].as_f64().unwrap(),
-            "{lat}"
+            c["passed"] == true && c["check"].as_str().unwrap_or("").contains("oracle"),
+            "{model}: {c}"
         );
     }
     let bert = run["routing"]

@@ -147,9 +147,12 @@ fn harness_sigkilled_mid_run_is_resumed_to_the_end() {
     let earlier = &run["resumed"];
     let earlier_ok = earlier["succeeded"].as_u64().unwrap();
     // Every committed transaction was recovered: at most the torn record (one progress op) is
-    // missing, and progress ops are absolute, so the earlier count is at least the one before.
+    // missing, and progress ops are absolute, so the earlier count is the last one's or the one
+    // before. One op covers the requests that ended while the last was synced: a handful at
+    // bert-tiny's ~10 ms a run on 2 clients, never 20. A resume that invents progress fails
+    // the upper bound; one that drops more than the torn record fails the lower.
     assert!(
-        earlier_ok > 0 && earlier_ok + 200 >= committed,
+        earlier_ok > 0 && earlier_ok <= committed && earlier_ok + 20 >= committed,
         "{earlier} vs {committed}"
     );
     let total = run["requests"]["succeeded"].as_u64().unwrap();

@@ -432,6 +432,7 @@ function loadValue(entry, reused) {
     input_names: entry.session.inputNames,
     output_names: entry.session.outputNames,
     load_count: state.loadCount,
+    wasm_threads: resolvedNumThreads(self.crossOriginIsolated === true && typeof SharedArrayBuffer !== 'undefined'),
   };
   if (entry.webnnDeviceType) value.webnn_device_type = entry.webnnDeviceType;
   if (entry.adapter) value.adapter = entry.adapter;
@@ -458,6 +459,18 @@ async function load(args) {
   }
   const inputs = args.inputs ?? [];
   if (!Array.isArray(inputs)) throw new PageError('TypeError', "'inputs' must be an array");
+  if (args.wasm_threads !== undefined && args.wasm_threads !== null) {
+    const n = args.wasm_threads;
+    if (!Number.isInteger(n) || n < 1) {
+      throw new PageError('TypeError', `'wasm_threads' must be a positive integer, got ${JSON.stringify(n)}`);
+    }
+    // onnxruntime-web reads numThreads once, when its wasm backend starts (the first session).
+    const set = state.ort.env.wasm.numThreads;
+    if (state.loadCount > 0 && set !== n) {
+      throw new PageError('WasmThreadsFixed', `this page's wasm backend already runs ${set ?? 'its default number of'} threads; wasm_threads ${n} needs a fresh page`);
+    }
+    state.ort.env.wasm.numThreads = n;
+  }
   refuseIfWedged();
 
   const fetchStart = performance.now();

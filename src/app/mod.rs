@@ -38,6 +38,8 @@ pub struct RunExtras {
     pub results_dir: PathBuf,
     /// The command line, for the report.
     pub command: String,
+    /// Write each cell's full first-run output, the oracle's and the inputs as `.npy` files.
+    pub save_outputs: bool,
 }
 
 /// A resolved run: the validated scenario with every name looked up and every path found.
@@ -316,6 +318,14 @@ async fn run_part(
             summary.thresholds =
                 crate::metrics::thresholds::evaluate(&summary, &plan::limits(&config.scenario));
             crate::report::write_run(&summary, &out.samples, &run_dir)?;
+            if config.extras.save_outputs {
+                let models: Vec<_> = plan
+                    .models
+                    .iter()
+                    .map(|m| (&*m.prepared, m.native.as_deref()))
+                    .collect();
+                crate::report::npy::write_outputs(&run_dir, &models, &out.outputs)?;
+            }
             Ok((summary, run_dir))
         }
         Err(e) => {

@@ -81,6 +81,7 @@ pub(super) fn build_plan(config: &RunConfig, prepared: Vec<Arc<PreparedModel>>) 
     pool.page = PageSettings {
         backends: sc.backends.clone(),
         allow_fallback_adapter: sc.allow_fallback_adapter,
+        wasm_threads: sc.wasm_threads,
     };
     pool.preferences = preferences(sc);
     pool.cache = config.cache.clone();

@@ -148,6 +148,7 @@ pub async fn resume(
         RunExtras {
             results_dir,
             command,
+            save_outputs: false,
         },
     )?;
     let part = Part {

@@ -48,6 +48,7 @@ pub(super) async fn latency_path(
         page: PageSettings {
             backends: vec![Backend::Wasm],
             allow_fallback_adapter: false,
+            wasm_threads: None,
         },
         timeouts: t,
     });

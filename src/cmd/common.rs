@@ -91,6 +91,8 @@ pub struct AfterRun {
     pub explain_routing: bool,
     /// `--save-baseline NAME`: copy the run's report files to `baselines/NAME/`.
     pub save_baseline: Option<String>,
+    /// `--save-outputs`: write every cell's full output as `.npy` into the run folder.
+    pub save_outputs: bool,
 }
 
 /// Runs a validated scenario into `results_dir` (`run`, `stress`, `scenario`), prints its
@@ -107,6 +109,7 @@ pub async fn run_scenario(
     let extras = RunExtras {
         results_dir,
         command: command_line(),
+        save_outputs: after.save_outputs,
     };
     let config = RunConfig::resolve(scenario, extras)?;
     // The bar grows as cells start, so no count is needed up front.

@@ -27,6 +27,7 @@ pub async fn execute(args: ResumeArgs, ctx: &Context) -> Result<Outcome> {
     let after = AfterRun {
         explain_routing: args.explain_routing,
         save_baseline: None,
+        save_outputs: false,
     };
     finish(&summary, &dir, &observer, &after, ctx)
 }

@@ -31,6 +31,7 @@ pub async fn execute(args: RunArgs, ctx: &Context) -> Result<Outcome> {
     let after = AfterRun {
         explain_routing: args.concurrency.explain_routing,
         save_baseline: args.save_baseline,
+        save_outputs: args.save_outputs,
     };
     let outcome = run_scenario(scenario, args.results_dir.clone(), &after, ctx).await?;
     if args.test_state_management {
@@ -49,6 +50,7 @@ fn to_flags(args: &RunArgs) -> RunFlags {
             browsers: args.browsers.clone(),
             driver: args.driver.into(),
             backends: args.backends.clone(),
+            wasm_threads: args.wasm_threads,
         },
         iterations: args.iterations,
         warmup: args.warmup,

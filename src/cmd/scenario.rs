@@ -19,6 +19,7 @@ pub async fn execute(args: ScenarioArgs, ctx: &Context) -> Result<Outcome> {
     let after = AfterRun {
         explain_routing: args.explain_routing,
         save_baseline: None,
+        save_outputs: args.save_outputs,
     };
     run_scenario(scenario, args.results_dir, &after, ctx).await
 }

@@ -23,6 +23,7 @@ pub async fn execute(args: StressArgs, ctx: &Context) -> Result<Outcome> {
     let after = AfterRun {
         explain_routing: args.explain_routing,
         save_baseline: None,
+        save_outputs: args.save_outputs,
     };
     run_scenario(scenario, args.results_dir, &after, ctx).await
 }
@@ -36,6 +37,7 @@ fn to_flags(args: &StressArgs) -> StressFlags {
             browsers: args.browsers.clone(),
             driver: args.driver.into(),
             backends: args.backends.clone(),
+            wasm_threads: args.wasm_threads,
         },
         duration: args.duration,
         concurrency: args.concurrency,

@@ -193,6 +193,9 @@ pub struct ResultRow {
     /// Workers that served this row.
     #[serde(default)]
     pub workers: Vec<String>,
+    /// Threads of onnxruntime-web's wasm backend that ran a wasm cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasm_threads: Option<u32>,
     /// Output check.
     pub correctness: Correctness,
     /// The same model run natively (onnxruntime outside the browser), and what the browser
@@ -215,8 +218,9 @@ pub struct NativeBaseline {
     pub p50_ms_all_threads: f64,
     /// Threads of that measurement (the machine's cores).
     pub all_threads: usize,
-    /// The cell's warm p50 over the native one-thread p50: what running in the browser costs.
-    /// `None` when the cell has no successful run.
+    /// The cell's warm p50 over the native p50 at the same threads (every core when the page's
+    /// wasm ran that many, else one): what running in the browser costs. `None` when the cell
+    /// has no successful run.
     pub x_native: Option<f64>,
     /// The cell's warm p50 over the native all-threads p50.
     pub x_native_all_threads: Option<f64>,

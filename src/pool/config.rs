@@ -96,6 +96,8 @@ pub struct PageSettings {
     pub backends: Vec<Backend>,
     /// Whether a software WebGPU adapter counts as WebGPU.
     pub allow_fallback_adapter: bool,
+    /// Threads of onnxruntime-web's wasm backend per page; `None`: what it picks.
+    pub wasm_threads: Option<u32>,
 }
 
 impl Default for PageSettings {
@@ -103,6 +105,7 @@ impl Default for PageSettings {
         Self {
             backends: Backend::DEFAULT_PRIORITY.to_vec(),
             allow_fallback_adapter: false,
+            wasm_threads: None,
         }
     }
 }

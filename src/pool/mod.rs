@@ -47,7 +47,7 @@ pub mod worker;
 pub use crate::backend::Backend;
 pub use attribution::{Detection, FaultNote};
 pub use config::{FaultTolerance, PageSettings, PoolConfig, RecoveryConfig, WorkerTimeouts};
-pub use engine::{execute, EngineOutput, Placement, RunEvent, RunObserver, RunPlan};
+pub use engine::{execute, CellTensor, EngineOutput, Placement, RunEvent, RunObserver, RunPlan};
 pub use error::{ErrorClass, PoolError};
 pub use handle::{Inference, Input, ModelHandle};
 pub use journal::Journal;

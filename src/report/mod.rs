@@ -16,6 +16,7 @@ pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;
+pub mod npy;
 pub mod store;
 pub mod svg;
 mod template;

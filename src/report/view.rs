@@ -88,7 +88,8 @@ pub fn native_note(s: &RunSummary) -> Option<String> {
     let n = s.results.iter().find_map(|r| r.native.as_ref())?;
     Some(format!(
         "native ms: the same ONNX file and input in {} outside the browser, warm p50 at 1 / {} \
-         threads; x native: the cell's warm p50 over the 1-thread one",
+         threads; x native: the cell's warm p50 over native's at the same threads (the page's wasm \
+         threads are in run.json)",
         n.runtime, n.all_threads
     ))
 }

@@ -130,6 +130,7 @@ impl Default for Scenario {
             pool: PoolConfig::default(),
             backends: backends(),
             allow_fallback_adapter: false,
+            wasm_threads: None,
             models: Vec::new(),
             workload: Workload::default(),
             faults: Vec::new(),

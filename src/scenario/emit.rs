@@ -21,6 +21,7 @@ const ORDER: &[(&str, &[&str])] = &[
             "pool",
             "backends",
             "allow_fallback_adapter",
+            "wasm_threads",
             "models",
             "workload",
             "faults",

@@ -33,6 +33,8 @@ pub struct PoolFlags {
     pub driver: DriverKind,
     /// Backend priority; `None` keeps the scenario default.
     pub backends: Option<Vec<Backend>>,
+    /// Threads of onnxruntime-web's wasm backend per page; `None`: what it picks.
+    pub wasm_threads: Option<u32>,
 }
 
 /// `run`: each model in each browser for a number of warm runs, or, routed, all at once.
@@ -250,6 +252,7 @@ impl PoolFlags {
             .collect();
         s.pool.browsers = self.browsers.clone();
         s.pool.driver = self.driver;
+        s.wasm_threads = self.wasm_threads;
         if let Some(b) = &self.backends {
             s.backends = b.clone();
             // Naming webgpu explicitly asks for it even on a software adapter (issue #2).
@@ -311,6 +314,7 @@ mod tests {
             browsers: browsers.to_vec(),
             driver: DriverKind::Cdp,
             backends: None,
+            wasm_threads: None,
         }
     }
 

@@ -38,6 +38,10 @@ pub struct Scenario {
     /// such adapters a model falls back to the next backend and the report says why.
     #[serde(default)]
     pub allow_fallback_adapter: bool,
+    /// Threads of onnxruntime-web's wasm backend in each page (1 to 16). Unset: what
+    /// onnxruntime-web picks (on 2 cores, 1); the report says how many ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasm_threads: Option<u32>,
     /// The models to run (catalog names or aliases; see `webgpu-pool models list`).
     #[serde(default)]
     pub models: Vec<ModelEntry>,

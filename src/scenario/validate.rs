@@ -68,6 +68,13 @@ fn check_top(s: &Scenario, out: &mut Vec<Issue>) {
             );
         }
     }
+    if let Some(n) = s.wasm_threads.filter(|n| !(1..=16).contains(n)) {
+        push(
+            out,
+            "wasm_threads",
+            format!("'{n}' is out of range; use 1 to 16 threads per page"),
+        );
+    }
 }
 
 fn check_pool(s: &Scenario, out: &mut Vec<Issue>) {

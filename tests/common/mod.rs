@@ -55,13 +55,18 @@ impl Sandbox {
 
     /// The `run.json` of the only run in the sandbox.
     pub fn run_json(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.run_dir().join("run.json")).expect("run.json");
+        serde_json::from_str(&text).expect("run.json is JSON")
+    }
+
+    /// The one run folder under [`Sandbox::results`].
+    pub fn run_dir(&self) -> PathBuf {
         let dirs: Vec<_> = std::fs::read_dir(self.results())
             .expect("results dir")
             .flatten()
             .collect();
         assert_eq!(dirs.len(), 1, "expected exactly one run folder");
-        let text = std::fs::read_to_string(dirs[0].path().join("run.json")).expect("run.json");
-        serde_json::from_str(&text).expect("run.json is JSON")
+        dirs[0].path()
     }
 
     /// Pids of live processes started under this sandbox (by TMPDIR or a path in their command line).
@@ -115,6 +120,7 @@ fn describe(pids: &[u32]) -> String {
 pub fn assert_accounted(run: &serde_json::Value) {
     let q = &run["requests"];
     assert_eq!(q["lost"], 0, "lost requests: {q}");
+    assert_eq!(q["closed_twice"], 0, "outcomes recorded twice: {q}");
     let n = |k: &str| q[k].as_u64().unwrap_or(u64::MAX);
     assert_eq!(n("issued"), n("succeeded") + n("failed"), "{q}");
 }

@@ -140,6 +140,10 @@ fn cells(
                         .collect::<Vec<_>>()
                         .join("; ")
                 }),
+                wasm_threads: p
+                    .load
+                    .wasm_threads
+                    .filter(|_| p.load.backend == crate::backend::Backend::Wasm),
                 load_ms: p.load.fetch_ms + p.load.session_create_ms,
                 session_create_ms: p.load.session_create_ms,
                 first_run_ms: p.first_run_ms,
@@ -175,20 +179,32 @@ fn cells(
             .iter()
             .find(|m| m.prepared.name == row.model)
             .and_then(|m| m.native.as_deref());
-        row.native = native.map(|n| native_baseline(n, row.runs, row.latency_ms.p50));
+        let threads = row.wasm_threads;
+        row.native = native.map(|n| native_baseline(n, row.runs, row.latency_ms.p50, threads));
     }
     rows
 }
 
-/// The native baseline beside a cell whose warm p50 is `p50` over `runs` runs.
-fn native_baseline(n: &crate::oracle::NativeResult, runs: u64, p50: f64) -> NativeBaseline {
+/// The native baseline beside a cell whose warm p50 is `p50` over `runs` runs, its wasm
+/// backend on `threads` threads.
+fn native_baseline(
+    n: &crate::oracle::NativeResult,
+    runs: u64,
+    p50: f64,
+    threads: Option<u32>,
+) -> NativeBaseline {
     let ratio = |native: f64| (runs > 0 && native > 0.0).then(|| p50 / native);
+    let same = if n.all_threads > 1 && threads.is_some_and(|t| t as usize == n.all_threads) {
+        n.all_threads_ms.p50
+    } else {
+        n.one_thread_ms.p50
+    };
     NativeBaseline {
         runtime: format!("onnxruntime {}", crate::oracle::ORT_VERSION),
         p50_ms_1_thread: n.one_thread_ms.p50,
         p50_ms_all_threads: n.all_threads_ms.p50,
         all_threads: n.all_threads,
-        x_native: ratio(n.one_thread_ms.p50),
+        x_native: ratio(same),
         x_native_all_threads: ratio(n.all_threads_ms.p50),
     }
 }

@@ -116,6 +116,10 @@ pub struct LoadReply {
     /// Sessions created in this page so far.
     #[serde(default)]
     pub load_count: u64,
+    /// Threads of onnxruntime-web's wasm backend in this page (what it picked, or what
+    /// `wasm_threads` asked for).
+    #[serde(default)]
+    pub wasm_threads: Option<u32>,
 }
 
 /// A backend the page skipped.
@@ -315,6 +319,7 @@ impl Page {
             "url": server.model_path(&file_name(&model.onnx_file)),
             "backends": settings.backends,
             "allow_fallback_adapter": settings.allow_fallback_adapter,
+            "wasm_threads": settings.wasm_threads,
             "inputs": inputs,
         });
         let value = self.browser.call("load", args, timeout).await?;
