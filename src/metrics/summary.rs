@@ -334,9 +334,14 @@ pub struct WorkerSummary {
     /// Sessions the page created (its own counter; a reused model does not add one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub page_load_count: Option<u64>,
-    /// Runs the page served (its own counter).
+    /// Runs the page served (its own counter, since it was last opened).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub page_runs: Option<u64>,
+    /// Answers the harness received from that same page: compared with `page_runs`, a
+    /// difference the harness did not see end (a run that finished in the page after the
+    /// harness gave up on it, or an answer lost on the way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness_runs: Option<u64>,
     /// Why it was taken out of service, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
@@ -405,5 +410,8 @@ mod tests {
         let mut lost = summary();
         lost.requests.lost = 1;
         assert!(!lost.passed());
+        let mut twice = summary();
+        twice.requests.closed_twice = 1;
+        assert!(!twice.passed());
     }
 }

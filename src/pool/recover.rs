@@ -26,7 +26,8 @@ pub(crate) struct Cause {
     pub seen: Detection,
     /// The model whose request failed, if a request found it.
     pub model: Option<String>,
-    /// How long the failing call was in flight.
+    /// How long the failing call was in flight; for a failure found by upkeep, how long since
+    /// the worker's last sign of health (its last answer, or its process last seen alive).
     pub in_flight: Duration,
 }
 
@@ -51,7 +52,9 @@ pub struct RecoveryRecord {
     pub fault: Option<Kind>,
     /// How it was noticed.
     pub detected_by: Detection,
-    /// Fault to detection, ms (for external failures: the failing call's time in flight).
+    /// Fault to detection, ms. For a failure nobody injected: the failing call's time in
+    /// flight, or the time since the worker's last answer (heartbeat) or since its process was
+    /// last seen alive (pid check). Always measured.
     pub detection_ms: u64,
     /// Highest ladder level tried.
     pub level: Option<Level>,

@@ -27,7 +27,9 @@ pub(super) async fn run(pool: Pool) {
         for w in &workers {
             w.sample_memory();
             // A browser killed while idle is found here within a tick, not at the next request.
-            if !w.browser_alive() && w.status().lifecycle != Lifecycle::Recovering {
+            if w.browser_alive() {
+                w.seen_alive();
+            } else if w.status().lifecycle != Lifecycle::Recovering {
                 w.mark_unhealthy("the browser process exited".into());
                 pool.event("process_exit", &w.id, "the browser process exited".into());
             }
@@ -55,7 +57,7 @@ pub(super) async fn run(pool: Pool) {
                         let cause = Cause {
                             seen,
                             model: None,
-                            in_flight: Duration::ZERO,
+                            in_flight: w.since_last_good(seen),
                         };
                         pool.recover(&w, generation, cause).await;
                     });

@@ -101,7 +101,7 @@ fn result_rows(s: &RunSummary) -> String {
 }
 
 fn notes(s: &RunSummary) -> String {
-    let lines: Vec<String> = view::native_note(s)
+    let lines: Vec<String> = view::info_notes(s)
         .into_iter()
         .chain(view::fallback_notes(s))
         .map(|n| escape(&n))

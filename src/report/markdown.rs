@@ -134,7 +134,7 @@ fn render(run: RunData<'_>) -> String {
         "\n**Requests:** {} issued, {} succeeded, {} failed, {} lost\n",
         q.issued, q.succeeded, q.failed, q.lost
     );
-    if let Some(n) = view::native_note(s) {
+    for n in view::info_notes(s) {
         let _ = writeln!(out, "{}\n", cell(&n));
     }
     let fallbacks = view::fallback_notes(s);

@@ -67,7 +67,7 @@ pub fn render(summary: &RunSummary) -> String {
             "seeded: random weights at the exact architecture (same compute as the real model)\n",
         );
     }
-    if let Some(n) = super::view::native_note(summary) {
+    for n in super::view::info_notes(summary) {
         out.push_str(&format!("{n}\n"));
     }
     for n in fallback_notes(summary)

@@ -83,8 +83,25 @@ pub fn row_values(r: &ResultRow) -> [String; 13] {
     ]
 }
 
-/// The note under the result table that says what the native columns are.
-pub fn native_note(s: &RunSummary) -> Option<String> {
+/// Notes under the result table that are not failures: what the native columns are, and any
+/// page whose own run count differs from the answers the harness received.
+pub fn info_notes(s: &RunSummary) -> Vec<String> {
+    let mut notes: Vec<String> = native_note(s).into_iter().collect();
+    for w in &s.workers {
+        if let (Some(page), Some(harness)) = (w.page_runs, w.harness_runs) {
+            if page != harness {
+                notes.push(format!(
+                    "{}: the page counted {page} runs, the harness received {harness} answers \
+                     from it (a run the harness gave up on can still finish in the page)",
+                    w.id
+                ));
+            }
+        }
+    }
+    notes
+}
+
+fn native_note(s: &RunSummary) -> Option<String> {
     let n = s.results.iter().find_map(|r| r.native.as_ref())?;
     Some(format!(
         "native ms: the same ONNX file and input in {} outside the browser, warm p50 at 1 / {} \

@@ -277,5 +277,6 @@ fn worker_summary(w: &WorkerReport, report: &PoolReport) -> WorkerSummary {
             .as_ref()
             .and_then(|v| v["load_count"].as_u64()),
         page_runs: st.page_stats.as_ref().and_then(|v| v["runs"].as_u64()),
+        harness_runs: st.page_stats.as_ref().map(|_| st.runs_answered),
     }
 }

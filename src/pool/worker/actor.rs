@@ -110,7 +110,11 @@ impl Actor {
                 let _ = reply.send(self.reset(timeout).await);
             }
             Job::Run { model, mode, reply } => {
-                let _ = reply.send(self.page.run(&model, mode, t.run).await);
+                let r = self.page.run(&model, mode, t.run).await;
+                if r.is_ok() {
+                    self.with_status(|s| s.runs_answered += 1);
+                }
+                let _ = reply.send(r);
             }
             Job::Unload { model, reply } => {
                 let r = self.page.unload(&model, t.call).await;
@@ -164,6 +168,8 @@ impl Actor {
             .map(|l| l.model)
             .collect();
         self.page.browser().reset(timeout).await?;
+        // A fresh page: its own run count starts again.
+        self.with_status(|s| s.runs_answered = 0);
         for model in held {
             let name = model.name.clone();
             let reply = self.load_page(&model).await?;

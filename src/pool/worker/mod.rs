@@ -109,6 +109,13 @@ pub struct WorkerStatus {
     pub fault: Option<String>,
     /// The page's own counters (`stats`: load_count, runs), read just before close.
     pub page_stats: Option<serde_json::Value>,
+    /// When the page last answered a call.
+    pub last_answer: Instant,
+    /// When the browser process was last seen alive.
+    pub last_seen_alive: Instant,
+    /// Runs the harness received an answer for from the current page (since it was opened or
+    /// last reset), to compare with the page's own count.
+    pub runs_answered: u64,
 }
 
 /// What a worker task shares with every other: the asset server and how pages load models.
@@ -171,6 +178,9 @@ impl Worker {
                 pss_samples: 0,
                 fault: None,
                 page_stats: None,
+                last_answer: now,
+                last_seen_alive: now,
+                runs_answered: 0,
             }),
             task: Mutex::new(None),
             timeouts: ctx.timeouts,
@@ -379,12 +389,28 @@ impl Worker {
             Ok(()) => answer.await.unwrap_or_else(|_| Err(gone())),
             Err(_) => Err(gone()),
         };
-        if let Err(e) = &result {
-            if e.is_session_lost() || e.is_timeout() {
-                self.mark_unhealthy(e.to_string());
-            }
+        match &result {
+            Ok(_) => lock(&self.status).last_answer = Instant::now(),
+            Err(e) if e.is_session_lost() || e.is_timeout() => self.mark_unhealthy(e.to_string()),
+            Err(_) => {}
         }
         result
+    }
+
+    /// Records that the browser process was just seen alive.
+    pub(crate) fn seen_alive(&self) {
+        lock(&self.status).last_seen_alive = Instant::now();
+    }
+
+    /// How long since the last sign of health that `seen` contradicts: the last answer (for a
+    /// heartbeat that went unanswered) or the last time the process was seen alive (for one
+    /// found dead). A detection time measured from the worker's own history, never made up.
+    pub(crate) fn since_last_good(&self, seen: super::attribution::Detection) -> Duration {
+        let s = lock(&self.status);
+        match seen {
+            super::attribution::Detection::ProcessExit => s.last_seen_alive.elapsed(),
+            _ => s.last_answer.elapsed(),
+        }
     }
 
     /// Closes the browser: queued jobs fail, the task ends, processes and profile are gone.
