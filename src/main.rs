@@ -22,6 +22,16 @@ use cmd::Outcome;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        cli::Command::Run(_)
+            | cli::Command::Stress(_)
+            | cli::Command::Resume(_)
+            | cli::Command::Scenario(_)
+    ) {
+        // Before the runtime's threads exist: see `oracle::preload`.
+        webgpu_pool::oracle::preload(&webgpu_pool::models::Cache::from_env());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -85,19 +85,47 @@ fn environment(lib: &Path) -> Result<&'static Environment, OracleError> {
             path: lib.to_path_buf(),
         });
     }
-    ENV.get_or_init(|| {
-        let load = |message: String| OracleError::Load {
-            path: lib.to_path_buf(),
-            message,
-        };
-        ort::init_from(lib)
-            .map_err(|e| load(e.to_string()))?
-            .with_name("webgpu-pool-oracle")
-            .build()
-            .map_err(|e| load(e.to_string()))
-    })
-    .as_ref()
-    .map_err(Clone::clone)
+    ENV.get_or_init(|| start(lib))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Loads the library and creates the environment. The onnxruntime-node build starts a telemetry
+/// client that writes `.ses` and `mat-debug-<pid>.log` into `$TMPDIR` as the environment is
+/// created (before telemetry can be turned off), so `TMPDIR` points at a folder beside the
+/// library meanwhile: the user's temporary folder is left as it was.
+fn start(lib: &Path) -> Result<Environment, OracleError> {
+    let load = |message: String| OracleError::Load {
+        path: lib.to_path_buf(),
+        message,
+    };
+    let scratch = lib.with_file_name("tmp");
+    let _ = std::fs::create_dir_all(&scratch);
+    let saved = std::env::var_os("TMPDIR");
+    // Safe in practice: `preload` calls this before any other thread exists.
+    std::env::set_var("TMPDIR", &scratch);
+    let env = ort::init_from(lib)
+        .map_err(|e| load(e.to_string()))
+        .and_then(|b| {
+            b.with_name("webgpu-pool-oracle")
+                .with_telemetry(false)
+                .build()
+                .map_err(|e| load(e.to_string()))
+        });
+    match saved {
+        Some(v) => std::env::set_var("TMPDIR", v),
+        None => std::env::remove_var("TMPDIR"),
+    }
+    // One empty log per process would pile up; the `.ses` file is rewritten in place.
+    let _ = std::fs::remove_file(scratch.join(format!("mat-debug-{}.log", std::process::id())));
+    env
+}
+
+/// Loads the library now, while the process has one thread (the environment is created with
+/// `TMPDIR` changed for a moment, see [`start`]). A missing library is not an error here: the
+/// run that needs it says so.
+pub fn preload(cache: &Cache) {
+    let _ = environment(&library_path(cache));
 }
 
 /// What the oracle computed and measured for one model.

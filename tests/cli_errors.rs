@@ -66,3 +66,25 @@ fn zero_iterations_refused() {
         &["--iterations", "0"],
     );
 }
+
+#[test]
+fn a_missing_native_onnxruntime_names_the_setup_step() {
+    // The oracle is not optional: without the library the run stops before any browser starts,
+    // and says how to get it.
+    let sb = Sandbox::new();
+    let missing = sb.dir.path().join("no-such/libonnxruntime.so.1");
+    let a = sb
+        .cmd(120)
+        .env("WEBGPU_POOL_ORT_LIB", &missing)
+        .args(["run", "--models", "bert-tiny", "--browsers", "chromium"])
+        .arg("--results-dir")
+        .arg(sb.results())
+        .assert()
+        .code(2);
+    let err = stderr(&a);
+    assert!(!err.contains("panicked"), "panic: {err}");
+    for m in ["native onnxruntime", "scripts/setup.sh", "no-such"] {
+        assert!(err.contains(m), "stderr should mention {m:?}:\n{err}");
+    }
+    sb.assert_clean();
+}
