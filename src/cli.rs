@@ -327,7 +327,7 @@ impl From<RecoveryChoice> for RecoveryStrategy {
 #[command(next_help_heading = "Concurrent models")]
 pub struct ConcurrencyArgs {
     /// Run all models at once: the router places each model on the browser its type prefers
-    /// (audio -> firefox, vision -> chromium, text_embedding -> edge or another Chromium), and
+    /// (audio -> firefox, vision -> chromium, text_embedding -> chromium-shell or another Chromium), and
     /// clients send requests concurrently instead of one model at a time.
     #[arg(long)]
     pub concurrent_models: bool,

@@ -37,7 +37,7 @@ fn concurrent_models_are_routed_by_type_and_explained() {
         .success();
     let run = sb.run_json();
     assert_accounted(&run);
-    // Default preferences: audio -> firefox, vision -> chromium, text_embedding -> edge -> chromium.
+    // Default preferences: audio -> firefox, vision -> chromium, text_embedding -> chromium-shell -> chromium.
     for (model, browser) in [
         ("whisper-micro", "firefox"),
         ("vit-micro", "chromium"),

@@ -15,8 +15,10 @@ const ORT_BUNDLE = 'ort.all.min.mjs';
 const ORT_DIR = new URL('./node_modules/onnxruntime-web/dist/', import.meta.url);
 const KNOWN_BACKENDS = ['webgpu', 'webnn', 'wasm'];
 const WEBNN_DEVICE_TYPES = ['cpu', 'gpu', 'npu'];
-// When load picks a WebNN device itself, it prefers accelerators.
-const WEBNN_LOAD_ORDER = ['gpu', 'npu', 'cpu'];
+// When load picks a WebNN device itself: cpu first, onnxruntime-web's own default. Measured in
+// chromium-shell (Chromium 153): the gpu and npu contexts are created too, but every one of them
+// runs on TensorFlow Lite's XNNPACK CPU delegate, so naming them would misreport the device.
+const WEBNN_LOAD_ORDER = ['cpu', 'gpu', 'npu'];
 const SAMPLE_MAX = 256;
 // Names of software adapters that count as fallback even where a browser leaves the
 // isFallbackAdapter flag false or missing. Measured here: Chromium 156 reports SwiftShader with
@@ -65,11 +67,26 @@ const api = {
 };
 window.webgpuPool = api;
 
+// onnxruntime's wasm binds console.log once, when it starts: the page puts its own forwarder
+// there first, so a session creation can listen to what onnxruntime logs (see captureOrtLog).
+const consoleSink = { lines: null };
+for (const k of ['log', 'info', 'warn', 'error', 'debug']) {
+  const original = console[k].bind(console);
+  console[k] = (...a) => {
+    if (consoleSink.lines) consoleSink.lines.push(a.map(String).join(' '));
+    else original(...a);
+  };
+}
+
 const ortImport = import(new URL(ORT_BUNDLE, ORT_DIR).href).then(
   (ort) => {
     // The bundle finds its .wasm/.mjs next to itself already; saying so explicitly keeps a
     // future bundler or blob: URL from silently changing where they come from.
     ort.env.wasm.wasmPaths = ORT_DIR.href;
+    // onnxruntime fixes its log level when its wasm starts (the first session). At 'info' it
+    // says, once per session creation, how the WebNN EP partitioned the graph; runs log nothing
+    // at that level.
+    ort.env.logLevel = 'info';
     state.ort = ort;
     api.ready = true;
     return ort;
@@ -435,8 +452,40 @@ function loadValue(entry, reused) {
     wasm_threads: resolvedNumThreads(self.crossOriginIsolated === true && typeof SharedArrayBuffer !== 'undefined'),
   };
   if (entry.webnnDeviceType) value.webnn_device_type = entry.webnnDeviceType;
+  if (entry.webnnGraph) value.webnn_graph = entry.webnnGraph;
   if (entry.adapter) value.adapter = entry.adapter;
   return value;
+}
+
+/** Collects what is logged to the console (onnxruntime's log among it) until `stop()`. */
+function captureOrtLog() {
+  const lines = [];
+  consoleSink.lines = lines;
+  return {
+    lines,
+    stop() {
+      consoleSink.lines = null;
+    },
+  };
+}
+
+/**
+ * How the WebNN EP took the graph, from onnxruntime's info log: partitions, nodes, nodes it took.
+ * Which operator types it left to the CPU (wasm) EP is logged only at verbose level, which
+ * onnxruntime-web cannot turn on after its first session, so `unsupported_ops` is filled only
+ * when such lines are there. `null` when the log did not say.
+ */
+function webnnPartition(lines) {
+  let summary = null;
+  const left = new Map();
+  for (const l of lines) {
+    const m = l.match(/number of partitions supported by WebNN: (\d+) number of nodes in the graph: (\d+) number of nodes supported by WebNN: (\d+)/);
+    if (m) summary = { partitions: Number(m[1]), nodes: Number(m[2]), supported: Number(m[3]) };
+    const n = l.match(/Operator type: \[([^\]]+)\] index: \[\d+\] name: \[[^\]]*\] supported: \[0\]/);
+    if (n) left.set(n[1], (left.get(n[1]) ?? 0) + 1);
+  }
+  if (!summary) return null;
+  return { ...summary, unsupported_ops: [...left.entries()].map(([op, count]) => ({ op, count })) };
 }
 
 async function load(args) {
@@ -492,12 +541,21 @@ async function load(args) {
     const options = { executionProviders: [executionProvider(backend, blocker)], graphOptimizationLevel: 'all' };
     let session;
     let sessionCreateMs;
+    let webnnGraph = null;
     try {
       // Queued behind other ORT work; the timer starts when this creation really starts.
-      [session, sessionCreateMs] = await exclusive(async () => {
+      [session, sessionCreateMs, webnnGraph] = await exclusive(async () => {
+        // onnxruntime-web says how the WebNN EP partitioned the graph only in its verbose log:
+        // listen to it for this creation alone.
+        if (backend === 'webnn') options.logSeverityLevel = 1; // info: the partition summary
+        const listen = backend === 'webnn' ? captureOrtLog() : null;
         const t0 = performance.now();
-        const s = await state.ort.InferenceSession.create(modelBytes, options);
-        return [s, performance.now() - t0];
+        try {
+          const s = await state.ort.InferenceSession.create(modelBytes, options);
+          return [s, performance.now() - t0, listen ? webnnPartition(listen.lines) : null];
+        } finally {
+          listen?.stop();
+        }
       });
     } catch (e) {
       fallbackReasons.push({ backend, reason: `InferenceSession.create failed: ${describe(e)}` });
@@ -523,6 +581,7 @@ async function load(args) {
       modelBytes: modelBytes.byteLength,
       runIndex: 0,
       webnnDeviceType: blocker?.deviceType ?? null,
+      webnnGraph,
       adapter: backend === 'webgpu' ? await webgpuAdapterInUse() : null,
     };
     state.sessions.set(modelId, entry);

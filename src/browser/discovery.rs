@@ -34,7 +34,9 @@ impl WebDriverServer {
     /// The server that drives `kind`.
     pub fn for_browser(kind: BrowserKind) -> Self {
         match kind {
-            BrowserKind::Chromium | BrowserKind::Chrome => Self::Chromedriver,
+            BrowserKind::Chromium | BrowserKind::ChromiumShell | BrowserKind::Chrome => {
+                Self::Chromedriver
+            }
             BrowserKind::Edge => Self::Msedgedriver,
             BrowserKind::Firefox => Self::Geckodriver,
         }
@@ -81,9 +83,17 @@ impl WebDriverServer {
     }
 }
 
+/// Where `scripts/setup.sh` unpacks chromium-shell.
+pub fn chromium_shell_path() -> PathBuf {
+    crate::models::Cache::from_env()
+        .root()
+        .join("chromium-shell/153.0.0/chromium")
+}
+
 /// Executable names and absolute paths for `kind`, in preference order.
 fn browser_candidates(kind: BrowserKind) -> Vec<PathBuf> {
     let list: &[&str] = match kind {
+        BrowserKind::ChromiumShell => return vec![chromium_shell_path()],
         // The real binary first: `/usr/bin/chromium` is a shell wrapper that adds flags and
         // execs it, so its pid would not be the browser's.
         BrowserKind::Chromium => &["/usr/lib/chromium/chromium", "chromium", "chromium-browser"],
@@ -194,6 +204,15 @@ impl Installed {
                 })
             }
             DriverKind::Cdp => None,
+            DriverKind::WebDriver if kind == BrowserKind::ChromiumShell => {
+                return Err(WorkerError::Launch {
+                    browser: kind,
+                    message: "chromium-shell is driven over CDP only: chromedriver drives only \
+                              the Chromium release it was built for (156 here), and the shell is \
+                              153; use --driver cdp"
+                        .into(),
+                })
+            }
             DriverKind::WebDriver => Some(self.require_driver_for(kind)?.path.clone()),
         };
         Ok(LaunchSpec {

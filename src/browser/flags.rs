@@ -9,13 +9,18 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use super::LaunchSpec;
+use super::{BrowserKind, LaunchSpec};
 
 /// Chromium arguments, except `--user-data-dir` (the CDP launcher passes that itself).
 pub(crate) fn chromium_args(spec: &LaunchSpec) -> Vec<String> {
     let mut args: Vec<String> = [
-        // Spelled out: plain `--headless` meant the old mode before Chromium 132.
-        "--headless=new",
+        // Spelled out: plain `--headless` meant the old mode before Chromium 132. The headless
+        // shell (chromium-shell) has only that mode, and prints nothing with `=new`.
+        if spec.kind == BrowserKind::ChromiumShell {
+            "--headless"
+        } else {
+            "--headless=new"
+        },
         // We run as root, where the sandbox cannot start.
         "--no-sandbox",
         // WebGPU on SwiftShader/unlisted adapters.
@@ -39,7 +44,8 @@ pub(crate) fn chromium_args(spec: &LaunchSpec) -> Vec<String> {
     .into_iter()
     .map(str::to_owned)
     .collect();
-    if spec.enable_webnn {
+    // The shell is in the pool for its WebNN: always on there.
+    if spec.enable_webnn || spec.kind == BrowserKind::ChromiumShell {
         args.push("--enable-features=WebMachineLearningNeuralNetwork".to_owned());
     }
     args

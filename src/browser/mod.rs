@@ -30,6 +30,10 @@ pub use preferences::Preferences;
 pub enum BrowserKind {
     /// Chromium (Debian's `chromium`).
     Chromium,
+    /// Chromium 153's headless shell from the npm package `@sparticuz/chromium` (installed into
+    /// the cache by `scripts/setup.sh`): the Chromium here whose WebNN works.
+    #[serde(rename = "chromium-shell")]
+    ChromiumShell,
     /// Google Chrome.
     Chrome,
     /// Microsoft Edge.
@@ -40,12 +44,19 @@ pub enum BrowserKind {
 
 impl BrowserKind {
     /// Every kind, in display order.
-    pub const ALL: [BrowserKind; 4] = [Self::Chromium, Self::Chrome, Self::Edge, Self::Firefox];
+    pub const ALL: [BrowserKind; 5] = [
+        Self::Chromium,
+        Self::ChromiumShell,
+        Self::Chrome,
+        Self::Edge,
+        Self::Firefox,
+    ];
 
     /// The lowercase name used in flags, scenarios and reports.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Chromium => "chromium",
+            Self::ChromiumShell => "chromium-shell",
             Self::Chrome => "chrome",
             Self::Edge => "edge",
             Self::Firefox => "firefox",
@@ -61,6 +72,10 @@ impl BrowserKind {
     pub fn install_hint(self) -> &'static str {
         match self {
             Self::Chromium => "install the Debian package `chromium` (scripts/setup.sh does)",
+            Self::ChromiumShell => {
+                "not installed: run scripts/setup.sh (it unpacks @sparticuz/chromium@153.0.0 from \
+                 npm into the cache)"
+            }
             Self::Chrome => {
                 "install Google Chrome (`google-chrome-stable`); not available on this machine"
             }
@@ -78,9 +93,9 @@ impl fmt::Display for BrowserKind {
     }
 }
 
-/// A browser name that is not one of `chromium`, `chrome`, `edge`, `firefox`.
+/// A browser name that is not one of `chromium`, `chromium-shell`, `chrome`, `edge`, `firefox`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown browser '{0}' (known: chromium, chrome, edge, firefox)")]
+#[error("unknown browser '{0}' (known: chromium, chromium-shell, chrome, edge, firefox)")]
 pub struct UnknownBrowser(pub String);
 
 impl std::str::FromStr for BrowserKind {

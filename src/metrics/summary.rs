@@ -193,6 +193,9 @@ pub struct ResultRow {
     /// Workers that served this row.
     #[serde(default)]
     pub workers: Vec<String>,
+    /// A webnn cell: the WebNN device and how much of the graph WebNN took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webnn: Option<WebnnUse>,
     /// Threads of onnxruntime-web's wasm backend that ran a wasm cell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wasm_threads: Option<u32>,
@@ -205,6 +208,40 @@ pub struct ResultRow {
     /// Why the row has no measurements, when it has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// How a webnn cell ran: its WebNN context's device and how the WebNN execution provider took
+/// the graph (what it did not take runs on onnxruntime-web's CPU EP, in wasm).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebnnUse {
+    /// `cpu`, `gpu` or `npu`: the `MLContext` device asked for.
+    pub device_type: String,
+    /// The partitioning, when onnxruntime's log said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<WebnnGraph>,
+}
+
+/// How the WebNN execution provider partitioned a graph (onnxruntime's `GetCapability` log).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebnnGraph {
+    /// Partitions WebNN took.
+    pub partitions: u64,
+    /// Nodes in the graph (after onnxruntime's graph optimizations).
+    pub nodes: u64,
+    /// Nodes WebNN took.
+    pub supported: u64,
+    /// Operator types left to the CPU EP, with how many nodes of each.
+    #[serde(default)]
+    pub unsupported_ops: Vec<OpCount>,
+}
+
+/// An operator type and a node count.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpCount {
+    /// ONNX operator type, e.g. `Erf`.
+    pub op: String,
+    /// Nodes of it.
+    pub count: u64,
 }
 
 /// A model's native onnxruntime baseline, beside one browser cell.

@@ -3,7 +3,7 @@
 //! Pure logic over a snapshot of the pool ([`Candidate`]s), so it is unit-tested without
 //! browsers. Order of concerns: what each browser really offers (a requested backend must be
 //! available there), then the model type's browser preference (audio -> firefox, vision ->
-//! chromium, text_embedding -> edge, falling back within the Chromium family), then load, then a
+//! chromium, text_embedding -> chromium-shell, falling back within the Chromium family), then load, then a
 //! measured score (the history issue fills it). Every step leaves a human-readable reason, which
 //! `--explain-routing` prints and `run.json` keeps.
 
@@ -286,7 +286,7 @@ mod tests {
     }
 
     #[test]
-    fn text_embedding_falls_back_from_edge_to_chromium_and_says_so() {
+    fn text_embedding_falls_back_from_chromium_shell_to_chromium_and_says_so() {
         let c = [
             cand("firefox#1", Firefox, 0, false),
             cand("chromium#1", Chromium, 3, false),
@@ -300,7 +300,7 @@ mod tests {
         );
         assert_eq!(d.target, Target::Worker("chromium#1".into()));
         assert!(
-            d.reasons[0].contains("edge") && d.reasons[0].contains("chromium"),
+            d.reasons[0].contains("chromium-shell") && d.reasons[0].contains("using chromium,"),
             "{:?}",
             d.reasons
         );

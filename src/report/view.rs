@@ -47,10 +47,10 @@ pub fn row_values(r: &ResultRow) -> [String; 13] {
     [
         r.model.clone(),
         r.browser.clone(),
-        if r.backend.is_empty() {
-            "-".into()
-        } else {
-            r.backend.clone()
+        match (&r.webnn, r.backend.is_empty()) {
+            (_, true) => "-".into(),
+            (Some(w), false) => format!("{} ({})", r.backend, w.device_type),
+            (None, false) => r.backend.clone(),
         },
         r.weights.clone(),
         if r.load_ms > 0.0 {
@@ -87,6 +87,28 @@ pub fn row_values(r: &ResultRow) -> [String; 13] {
 /// page whose own run count differs from the answers the harness received.
 pub fn info_notes(s: &RunSummary) -> Vec<String> {
     let mut notes: Vec<String> = native_note(s).into_iter().collect();
+    for r in &s.results {
+        if let Some(g) = r.webnn.as_ref().and_then(|w| w.graph.as_ref()) {
+            let left: Vec<String> = g
+                .unsupported_ops
+                .iter()
+                .map(|o| format!("{} x{}", o.op, o.count))
+                .collect();
+            notes.push(format!(
+                "{} on {}: WebNN took {} of {} nodes in {} partition(s){}",
+                r.model,
+                r.browser,
+                g.supported,
+                g.nodes,
+                g.partitions,
+                if left.is_empty() {
+                    String::new()
+                } else {
+                    format!("; left to wasm: {}", left.join(", "))
+                }
+            ));
+        }
+    }
     for w in &s.workers {
         if let (Some(page), Some(harness)) = (w.page_runs, w.harness_runs) {
             if page != harness {

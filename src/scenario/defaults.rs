@@ -69,7 +69,7 @@ pub(super) fn pref_vision() -> Option<BrowserKind> {
 }
 
 pub(super) fn pref_text() -> Option<BrowserKind> {
-    Some(BrowserKind::Edge)
+    Some(BrowserKind::ChromiumShell)
 }
 
 pub(super) fn weight() -> u32 {

@@ -395,7 +395,7 @@ mod tests {
             migrated_to(&state_run(&["vit"], &[Chromium, Firefox])),
             Some(Firefox)
         );
-        // text_embedding prefers edge; absent, it goes to another Chromium-family browser.
+        // text_embedding prefers chromium-shell; absent, it goes to another Chromium-family browser.
         assert_eq!(
             migrated_to(&state_run(&["bert"], &[Chromium, Firefox])),
             Some(Firefox)

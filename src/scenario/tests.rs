@@ -76,7 +76,7 @@ fn builtins_and_a_full_scenario_round_trip_through_yaml() {
         "{text}"
     );
     assert!(
-        text.contains("  preferences: {audio: firefox, vision: chromium, text_embedding: edge}\n")
+        text.contains("  preferences: {audio: firefox, vision: chromium, text_embedding: chromium-shell}\n")
     );
 }
 

@@ -127,7 +127,8 @@ pub struct Preferences {
     /// Vision models (vit). Default: chromium.
     #[serde(default = "d::pref_vision", skip_serializing_if = "Option::is_none")]
     pub vision: Option<BrowserKind>,
-    /// Text-embedding models (bert, minilm). Default: edge, else another Chromium-family browser.
+    /// Text-embedding models (bert, minilm). Default: chromium-shell (WebNN), else another
+    /// Chromium-family browser.
     #[serde(default = "d::pref_text", skip_serializing_if = "Option::is_none")]
     pub text_embedding: Option<BrowserKind>,
     /// Text-generation models (llama). Default: none.

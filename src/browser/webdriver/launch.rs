@@ -174,7 +174,7 @@ fn capabilities(spec: &LaunchSpec, dir: &Path) -> Map<String, Value> {
             "browserName": "MicrosoftEdge",
             "ms:edgeOptions": { "binary": binary, "args": flags::chromium_args_with_profile(spec, &dir.join("profile")) },
         }),
-        BrowserKind::Chromium | BrowserKind::Chrome => json!({
+        BrowserKind::Chromium | BrowserKind::ChromiumShell | BrowserKind::Chrome => json!({
             "browserName": "chrome",
             "goog:chromeOptions": { "binary": binary, "args": flags::chromium_args_with_profile(spec, &dir.join("profile")) },
         }),

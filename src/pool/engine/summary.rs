@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::metrics::{
     aggregate, ModelMemory, NativeBaseline, Phase, PoolEventRecord, ResultRow, RoutingRecord,
-    Sample, WorkerSummary,
+    Sample, WebnnUse, WorkerSummary,
 };
 
 use super::super::correctness::{self, CellOutput};
@@ -139,6 +139,10 @@ fn cells(
                         .map(|r| format!("{}: {}", r.backend, r.reason))
                         .collect::<Vec<_>>()
                         .join("; ")
+                }),
+                webnn: p.load.webnn_device_type.clone().map(|device_type| WebnnUse {
+                    device_type,
+                    graph: p.load.webnn_graph.clone(),
                 }),
                 wasm_threads: p
                     .load

@@ -120,6 +120,12 @@ pub struct LoadReply {
     /// `wasm_threads` asked for).
     #[serde(default)]
     pub wasm_threads: Option<u32>,
+    /// The WebNN context's device (`cpu`, `gpu`, `npu`) when the backend is webnn.
+    #[serde(default)]
+    pub webnn_device_type: Option<String>,
+    /// How the WebNN EP partitioned the graph, from onnxruntime's log.
+    #[serde(default)]
+    pub webnn_graph: Option<crate::metrics::WebnnGraph>,
 }
 
 /// A backend the page skipped.
