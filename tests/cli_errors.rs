@@ -88,3 +88,41 @@ fn a_missing_native_onnxruntime_names_the_setup_step() {
     }
     sb.assert_clean();
 }
+
+#[test]
+fn a_missing_chromium_shell_names_the_setup_step() {
+    // A cache without it (here: an empty one) is a machine where setup.sh never ran.
+    let sb = Sandbox::new();
+    let empty = sb.dir.path().join("empty-cache");
+    std::fs::create_dir_all(&empty).expect("cache dir");
+    let a = sb
+        .cmd(120)
+        .env("WEBGPU_POOL_CACHE", &empty)
+        .args([
+            "run",
+            "--models",
+            "bert-tiny",
+            "--browsers",
+            "chromium-shell",
+        ])
+        .arg("--results-dir")
+        .arg(sb.results())
+        .assert()
+        .code(2);
+    let err = stderr(&a);
+    assert!(!err.contains("panicked"), "panic: {err}");
+    for m in ["--browsers", "chromium-shell", "scripts/setup.sh"] {
+        assert!(err.contains(m), "stderr should mention {m:?}:\n{err}");
+    }
+    let listed = sb
+        .cmd(120)
+        .env("WEBGPU_POOL_CACHE", &empty)
+        .arg("browsers")
+        .assert();
+    let out = format!("{}{}", common::stdout(&listed), stderr(&listed));
+    assert!(
+        out.contains("chromium-shell") && out.contains("scripts/setup.sh"),
+        "{out}"
+    );
+    sb.assert_clean();
+}

@@ -397,3 +397,48 @@ fn a_page_error_fails_at_once_with_class_page_and_no_recovery() {
     assert!(run["requests"]["succeeded"].as_u64().unwrap_or(0) > 10);
     sb.assert_clean();
 }
+
+#[test]
+fn every_fault_that_fits_chromium_shell_is_recovered_on_it() {
+    // The WebNN browser is a pool member like the others: each fault kind that fits it (it has
+    // no WebDriver session, so no kill_driver; its WebGPU is not counted by default, so no
+    // gpu_device_lost) is injected into it, one after the other, and recovered.
+    let sb = Sandbox::new();
+    let run = run_scenario(
+        &sb,
+        &scenario(
+            "chromium-shell",
+            "",
+            "  - {kind: kill_browser, at: 3s}\n  - {kind: crash_tab, at: 10s}\n  - {kind: hang, at: 17s, duration: 6s}\n  - {kind: disconnect, at: 27s}\n  - {kind: slow, at: 33s, duration: 8s, delay: 5s}\n",
+        )
+        .replace("duration: 14s", "duration: 44s"),
+    );
+    assert_accounted(&run);
+    assert_eq!(run["requests"]["failed"], 0, "{}", run["requests"]);
+    let rows = run["results"].as_array().expect("results");
+    assert!(
+        rows.iter()
+            .all(|r| r["browser"] == "chromium-shell" && r["backend"] == "webnn"),
+        "{rows:?}"
+    );
+    let events = run["recovery_events"].as_array().expect("recovery_events");
+    for kind in ["kill_browser", "crash_tab", "hang", "disconnect", "slow"] {
+        assert!(
+            run["faults"]
+                .as_array()
+                .expect("faults")
+                .iter()
+                .any(|f| f["kind"] == kind && f["injected"] == true),
+            "{kind} not injected: {}",
+            run["faults"]
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| e["fault_kind"] == kind && e["succeeded"] == true),
+            "{kind} not recovered: {events:?}\n{}",
+            run["pool_events"]
+        );
+    }
+    sb.assert_clean();
+}

@@ -499,6 +499,17 @@ pub async fn probe_browsers(
             .collect(),
         ..Default::default()
     };
+    if only.is_empty() {
+        // What setup.sh installs is expected: say so when it is missing.
+        for kind in BrowserKind::ALL
+            .into_iter()
+            .filter(|&k| k.installed_by_setup() && installed.browser(k).is_none())
+        {
+            probe
+                .errors
+                .push(format!("{kind}: {}", kind.install_hint()));
+        }
+    }
     for kind in kinds {
         let driver = if kind.is_chromium_family() {
             DriverKind::Cdp

@@ -68,6 +68,11 @@ impl BrowserKind {
         !matches!(self, Self::Firefox)
     }
 
+    /// Whether `scripts/setup.sh` installs it (so its absence is worth a word).
+    pub fn installed_by_setup(self) -> bool {
+        matches!(self, Self::Chromium | Self::ChromiumShell | Self::Firefox)
+    }
+
     /// The Debian package (or vendor download) that provides this browser.
     pub fn install_hint(self) -> &'static str {
         match self {

@@ -25,6 +25,9 @@ pub async fn execute(args: BrowsersArgs, ctx: &Context) -> Result<Outcome> {
             &probe.browsers,
             &probe.drivers,
         ))?;
+        for e in &probe.errors {
+            print(&format!("not available: {e}\n"))?;
+        }
     }
     Ok(Outcome::Pass)
 }

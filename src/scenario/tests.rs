@@ -75,9 +75,9 @@ fn builtins_and_a_full_scenario_round_trip_through_yaml() {
         text.contains("\nfaults:\n  - kind: slow\n    at: 1500ms\n"),
         "{text}"
     );
-    assert!(
-        text.contains("  preferences: {audio: firefox, vision: chromium, text_embedding: chromium-shell}\n")
-    );
+    assert!(text.contains(
+        "  preferences: {audio: firefox, vision: chromium, text_embedding: chromium-shell}\n"
+    ));
 }
 
 #[test]

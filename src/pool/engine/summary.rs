@@ -140,10 +140,14 @@ fn cells(
                         .collect::<Vec<_>>()
                         .join("; ")
                 }),
-                webnn: p.load.webnn_device_type.clone().map(|device_type| WebnnUse {
-                    device_type,
-                    graph: p.load.webnn_graph.clone(),
-                }),
+                webnn: p
+                    .load
+                    .webnn_device_type
+                    .clone()
+                    .map(|device_type| WebnnUse {
+                        device_type,
+                        graph: p.load.webnn_graph.clone(),
+                    }),
                 wasm_threads: p
                     .load
                     .wasm_threads
