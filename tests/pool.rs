@@ -61,7 +61,10 @@ fn concurrent_models_are_routed_by_type_and_explained() {
         .find(|r| r["model"] == "bert-tiny")
         .unwrap();
     let why = bert["reasons"].to_string();
-    assert!(why.contains("edge") && why.contains("chromium"), "{why}");
+    assert!(
+        why.contains("chromium-shell") && why.contains("using chromium,"),
+        "{why}"
+    );
     let out = stdout(&a);
     assert!(out.contains("routing:") && out.contains("because"), "{out}");
     // Resource metrics per worker.
