@@ -67,25 +67,42 @@ fn zero_iterations_refused() {
     );
 }
 
-#[test]
-fn a_missing_native_onnxruntime_names_the_setup_step() {
-    // The oracle is not optional: without the library the run stops before any browser starts,
-    // and says how to get it.
-    let sb = Sandbox::new();
-    let missing = sb.dir.path().join("no-such/libonnxruntime.so.1");
+/// `run --models bert-tiny ARGS` with one environment variable set exits 2, without a panic,
+/// and its stderr mentions each of `must_mention`.
+fn run_exits_2_mentioning(
+    sb: &Sandbox,
+    (key, value): (&str, &std::path::Path),
+    args: &[&str],
+    must_mention: &[&str],
+) {
     let a = sb
         .cmd(120)
-        .env("WEBGPU_POOL_ORT_LIB", &missing)
-        .args(["run", "--models", "bert-tiny", "--browsers", "chromium"])
+        .env(key, value)
+        .args(["run", "--models", "bert-tiny"])
+        .args(args)
         .arg("--results-dir")
         .arg(sb.results())
         .assert()
         .code(2);
     let err = stderr(&a);
     assert!(!err.contains("panicked"), "panic: {err}");
-    for m in ["native onnxruntime", "scripts/setup.sh", "no-such"] {
+    for m in must_mention {
         assert!(err.contains(m), "stderr should mention {m:?}:\n{err}");
     }
+}
+
+#[test]
+fn a_missing_native_onnxruntime_names_the_setup_step() {
+    // The oracle is not optional: without the library the run stops before any browser starts,
+    // and says how to get it.
+    let sb = Sandbox::new();
+    let missing = sb.dir.path().join("no-such/libonnxruntime.so.1");
+    run_exits_2_mentioning(
+        &sb,
+        ("WEBGPU_POOL_ORT_LIB", &missing),
+        &["--browsers", "chromium"],
+        &["native onnxruntime", "scripts/setup.sh", "no-such"],
+    );
     sb.assert_clean();
 }
 
@@ -95,25 +112,12 @@ fn a_missing_chromium_shell_names_the_setup_step() {
     let sb = Sandbox::new();
     let empty = sb.dir.path().join("empty-cache");
     std::fs::create_dir_all(&empty).expect("cache dir");
-    let a = sb
-        .cmd(120)
-        .env("WEBGPU_POOL_CACHE", &empty)
-        .args([
-            "run",
-            "--models",
-            "bert-tiny",
-            "--browsers",
-            "chromium-shell",
-        ])
-        .arg("--results-dir")
-        .arg(sb.results())
-        .assert()
-        .code(2);
-    let err = stderr(&a);
-    assert!(!err.contains("panicked"), "panic: {err}");
-    for m in ["--browsers", "chromium-shell", "scripts/setup.sh"] {
-        assert!(err.contains(m), "stderr should mention {m:?}:\n{err}");
-    }
+    run_exits_2_mentioning(
+        &sb,
+        ("WEBGPU_POOL_CACHE", &empty),
+        &["--browsers", "chromium-shell"],
+        &["--browsers", "chromium-shell", "scripts/setup.sh"],
+    );
     let listed = sb
         .cmd(120)
         .env("WEBGPU_POOL_CACHE", &empty)
