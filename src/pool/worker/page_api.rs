@@ -35,9 +35,7 @@ pub struct Page {
 pub enum OutputMode {
     /// Nothing (timed runs).
     None,
-    /// At most 256 values at an even stride.
-    Sample,
-    /// Every value, base64 float32.
+    /// Every value, base64 float32, with the page's whole-output stats (a session's first run).
     Full,
 }
 
@@ -45,7 +43,6 @@ impl OutputMode {
     fn as_str(self) -> &'static str {
         match self {
             Self::None => "none",
-            Self::Sample => "sample",
             Self::Full => "full",
         }
     }
@@ -154,9 +151,6 @@ pub struct RunReply {
 pub struct OutputTensor {
     /// Shape.
     pub dims: Vec<i64>,
-    /// Strided sample of at most 256 values.
-    #[serde(default)]
-    pub sample: Vec<f32>,
     /// Base64 of every value (float32 little-endian), with [`OutputMode::Full`].
     #[serde(default)]
     pub data_b64: Option<String>,
@@ -400,8 +394,8 @@ fn parse<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// The correctness input of a first run: the strided sample, and the golden check where the
-/// model has one.
+/// The correctness input of a first run: every value as decoded, the page's whole-output stats,
+/// and the golden check where the model has one.
 pub fn cell_output(
     browser: BrowserKind,
     model: &PreparedModel,
@@ -468,7 +462,6 @@ mod tests {
     fn a_ragged_full_output_is_an_error() {
         let t = OutputTensor {
             dims: vec![1],
-            sample: vec![],
             data_b64: Some("AAAA".into()),
             stats: None,
         };
