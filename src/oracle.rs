@@ -159,6 +159,7 @@ pub fn run_model(
         message,
     };
     let all_threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let inputs = read_inputs(model).map_err(fail)?;
     let mut result = None;
     let mut timings = Vec::new();
     for threads in [1, all_threads] {
@@ -170,9 +171,10 @@ pub fn run_model(
             .map_err(|e| fail(format!("{}: {e}", model.onnx_file.display())))?;
         let mut times = Vec::with_capacity(runs);
         for i in 0..runs + 2 {
-            let inputs = feeds(model).map_err(fail)?;
+            // Tensors are moved into the run: built again from the bytes read once.
+            let feeds = feeds(model, &inputs).map_err(fail)?;
             let t0 = Instant::now();
-            let outputs = session.run(inputs).map_err(|e| fail(e.to_string()))?;
+            let outputs = session.run(feeds).map_err(|e| fail(e.to_string()))?;
             let value = outputs
                 .get(model.output_name.as_str())
                 .ok_or_else(|| fail(format!("no output named '{}'", model.output_name)))?;
@@ -202,19 +204,27 @@ pub fn run_model(
     })
 }
 
-/// The model's prepared input files as tensors, by graph input name.
-fn feeds(model: &PreparedModel) -> Result<Vec<(String, DynValue)>, String> {
+/// The model's prepared input files, in graph order.
+fn read_inputs(model: &PreparedModel) -> Result<Vec<Vec<u8>>, String> {
     model
         .inputs
         .iter()
-        .map(|input| {
-            let bytes =
-                std::fs::read(&input.file).map_err(|e| format!("{}: {e}", input.file.display()))?;
+        .map(|i| std::fs::read(&i.file).map_err(|e| format!("{}: {e}", i.file.display())))
+        .collect()
+}
+
+/// The model's inputs (`bytes` in graph order) as tensors, by graph input name.
+fn feeds(model: &PreparedModel, bytes: &[Vec<u8>]) -> Result<Vec<(String, DynValue)>, String> {
+    model
+        .inputs
+        .iter()
+        .zip(bytes)
+        .map(|(input, bytes)| {
             let dims = input.dims.clone();
             let value: DynValue = match input.dtype {
-                DType::Int64 => Tensor::from_array((dims, le_values(&bytes, i64::from_le_bytes)))
+                DType::Int64 => Tensor::from_array((dims, le_values(bytes, i64::from_le_bytes)))
                     .map(Tensor::into_dyn),
-                DType::Float32 => Tensor::from_array((dims, le_values(&bytes, f32::from_le_bytes)))
+                DType::Float32 => Tensor::from_array((dims, le_values(bytes, f32::from_le_bytes)))
                     .map(Tensor::into_dyn),
             }
             .map_err(|e| format!("input '{}': {e}", input.name))?;
