@@ -67,17 +67,7 @@ fn identical_runs_are_unchanged() {
 fn a_shifted_run_is_a_regression_naming_the_metric() {
     let s = summary();
     let (a, b) = (jittered(12.0, 30, 1), jittered(15.0, 30, 2));
-    let c = compare(
-        RunData {
-            summary: &s,
-            samples: &a,
-        },
-        RunData {
-            summary: &s,
-            samples: &b,
-        },
-        &CompareOptions::default(),
-    );
+    let c = compare(run(&s, &a), run(&s, &b), &CompareOptions::default());
     let reg: Vec<String> = c.regressions().map(MetricDelta::describe).collect();
     assert!(
         reg.iter()
@@ -90,17 +80,7 @@ fn a_shifted_run_is_a_regression_naming_the_metric() {
     assert!(reg.iter().all(|r| r.contains("(p_worse=")), "{reg:?}");
     assert!(!c.passed());
     // ...and the other way round it is an improvement, never a regression.
-    let c = compare(
-        RunData {
-            summary: &s,
-            samples: &b,
-        },
-        RunData {
-            summary: &s,
-            samples: &a,
-        },
-        &CompareOptions::default(),
-    );
+    let c = compare(run(&s, &b), run(&s, &a), &CompareOptions::default());
     assert_eq!(c.regressions().count(), 0);
     assert!(c.deltas.iter().any(|d| d.verdict == Verdict::Improvement));
 }
@@ -110,17 +90,7 @@ fn a_small_shift_under_the_threshold_passes() {
     let s = summary();
     let a: Vec<Sample> = (0..40).map(|i| sample(i, 10.0 + i as f64 * 0.01)).collect();
     let b: Vec<Sample> = (0..40).map(|i| sample(i, 10.3 + i as f64 * 0.01)).collect();
-    let c = compare(
-        RunData {
-            summary: &s,
-            samples: &a,
-        },
-        RunData {
-            summary: &s,
-            samples: &b,
-        },
-        &CompareOptions::default(),
-    );
+    let c = compare(run(&s, &a), run(&s, &b), &CompareOptions::default());
     // Significant (every sample moved) but only 3%: not a regression.
     let p50 = &c.deltas[0];
     assert!(p50.p_value < 0.01 && p50.change < 0.05, "{p50:?}");
@@ -131,17 +101,7 @@ fn a_small_shift_under_the_threshold_passes() {
 fn too_few_samples_give_no_verdict() {
     let s = summary();
     let (a, b) = (jittered(10.0, 3, 1), jittered(30.0, 3, 2));
-    let c = compare(
-        RunData {
-            summary: &s,
-            samples: &a,
-        },
-        RunData {
-            summary: &s,
-            samples: &b,
-        },
-        &CompareOptions::default(),
-    );
+    let c = compare(run(&s, &a), run(&s, &b), &CompareOptions::default());
     assert!(c.deltas.iter().all(|d| d.verdict == Verdict::Insufficient));
 }
 
