@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use webgpu_pool::browser::{BrowserKind, DriverKind};
 use webgpu_pool::pool::Backend;
-use webgpu_pool::scenario::{FaultKind, RecoveryStrategy};
+use webgpu_pool::scenario::{FaultKind, RecoveryStrategy, ShardRecovery, ShardStrategy};
 
 /// Run real AI models in a pool of real headless browsers over WebGPU, WebNN and WASM, and
 /// measure them.
@@ -57,6 +57,19 @@ pub enum Command {
     ///
     /// Example: webgpu-pool stress --fault-injection --fault-kinds kill_browser,hang --fault-every 10s
     Stress(StressArgs),
+    /// Split one model's layers across browsers and run it as a pipeline: the planner prints
+    /// which layers go where and why, activations pass between browsers as binary float32,
+    /// every answer is checked against the unsharded model run by native onnxruntime, one
+    /// unsharded worker is measured beside it, and a failed shard is recovered by the chosen
+    /// strategy. The report gives per-shard compute, per-hop bytes and ms, end-to-end latency
+    /// and pipelined throughput against the unsharded worker.
+    ///
+    /// Example: webgpu-pool shard --model llama-tiny --shards 3 --strategy layer_balanced --browsers chromium,firefox
+    ///
+    /// Example: webgpu-pool shard --model bert --shards 3 --recovery reassign_shards --kill-shard 1
+    ///
+    /// Example: webgpu-pool shard --model llama-tiny --strategy memory_aware --memory-budget-mib 48
+    Shard(ShardArgs),
     /// Finish a run whose harness died (SIGKILL, power loss): rebuild its state from the run
     /// folder's snapshot and transaction log (checksums verified), reap the browsers it left,
     /// relaunch workers, reload each model where it was placed, and run what is left of the
@@ -198,6 +211,14 @@ pub struct RunArgs {
     /// duration (500ms).
     #[arg(long, value_parser = parse_seconds, value_name = "DURATION")]
     pub sync_interval: Option<Duration>,
+    /// Run the one model of --models sharded across the browsers (layer_balanced, one worker
+    /// per shard, retry_failed_shards), checked against the unsharded model; `webgpu-pool
+    /// shard` has every option.
+    #[arg(long, conflicts_with = "routed")]
+    pub test_sharding: bool,
+    /// Shards for --test-sharding.
+    #[arg(long, default_value_t = 3, requires = "test_sharding", value_parser = clap::value_parser!(u32).range(2..=64))]
+    pub shards: u32,
     #[command(flatten)]
     pub concurrency: ConcurrencyArgs,
 }
@@ -300,6 +321,119 @@ pub struct StressArgs {
     /// Print why each model went to the worker it went to.
     #[arg(long)]
     pub explain_routing: bool,
+}
+
+/// `shard`: one model split across workers.
+#[derive(Debug, Args)]
+pub struct ShardArgs {
+    /// The model to shard: llama-tiny, bert-base-uncased (bert), whisper-tiny (whisper), or a
+    /// test variant (llama-micro, bert-tiny, whisper-micro).
+    #[arg(long, short)]
+    pub model: String,
+    /// Shards, one worker each (2 up to the model's layers). memory_aware picks the fewest that
+    /// fit when it is not given.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=64))]
+    pub shards: Option<u32>,
+    /// How layers are split: layer_balanced (parameters per shard even), cost_balanced (by
+    /// per-layer time measured on each worker first), memory_aware (within --memory-budget-mib).
+    #[arg(long, value_enum, default_value_t = ShardStrategyChoice::LayerBalanced)]
+    pub strategy: ShardStrategyChoice,
+    /// What a failed shard gets: retry_failed_shards (relaunch its browser, reload only its
+    /// shards), reassign_shards (move them to the live workers), full_retry (relaunch, reload
+    /// everything, rerun from the first shard).
+    #[arg(long, value_enum, default_value_t = ShardRecoveryChoice::RetryFailedShards)]
+    pub recovery: ShardRecoveryChoice,
+    /// Parameter memory one worker may hold, MiB: a shard over it is refused, and a model over
+    /// it runs only sharded (its unsharded baseline is skipped, saying why).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub memory_budget_mib: Option<u64>,
+    /// Browsers, used in turn for the shards' workers, comma-separated.
+    #[arg(
+        long,
+        short,
+        value_delimiter = ',',
+        default_value = "chromium,firefox",
+        value_name = "KIND,..."
+    )]
+    pub browsers: Vec<BrowserKind>,
+    /// Backend priority, comma-separated (default: webnn, webgpu on hardware adapters, wasm).
+    #[arg(long, value_delimiter = ',', value_name = "BACKEND,...")]
+    pub backends: Option<Vec<Backend>>,
+    /// Measured requests.
+    #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub iterations: u32,
+    /// Unmeasured requests first.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u32,
+    /// Requests in flight at once: above 1 the shards work at the same time on different
+    /// requests (pipelining).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub concurrency: u32,
+    /// Kill the browser hosting this shard (from 0) during the stream, to watch recovery.
+    #[arg(long, value_name = "SHARD")]
+    pub kill_shard: Option<u32>,
+    /// When --kill-shard strikes, after the stream starts.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, requires = "kill_shard")]
+    pub kill_at: Duration,
+    /// Deadline of one request, recoveries included; one shard call is bounded by a quarter.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Seed for generated weights and inputs.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// How to drive Chromium-family browsers (Firefox always uses geckodriver).
+    #[arg(long, value_enum, default_value_t = DriverChoice::Cdp)]
+    pub driver: DriverChoice,
+    /// Where run folders are written.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub results_dir: PathBuf,
+    /// Print the scenario these flags compile into, as YAML, and exit without running it.
+    #[arg(long)]
+    pub print_scenario: bool,
+}
+
+/// How layers are split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum ShardStrategyChoice {
+    /// Parameters per shard as even as contiguous ranges allow.
+    LayerBalanced,
+    /// By per-layer time measured on each worker.
+    CostBalanced,
+    /// Within a per-worker memory budget.
+    MemoryAware,
+}
+
+impl From<ShardStrategyChoice> for ShardStrategy {
+    fn from(c: ShardStrategyChoice) -> Self {
+        match c {
+            ShardStrategyChoice::LayerBalanced => Self::LayerBalanced,
+            ShardStrategyChoice::CostBalanced => Self::CostBalanced,
+            ShardStrategyChoice::MemoryAware => Self::MemoryAware,
+        }
+    }
+}
+
+/// What a failed shard gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum ShardRecoveryChoice {
+    /// Relaunch the failed browser, reload only its shards.
+    RetryFailedShards,
+    /// Move its shards to the live workers.
+    ReassignShards,
+    /// Relaunch, reload every shard, rerun from the first.
+    FullRetry,
+}
+
+impl From<ShardRecoveryChoice> for ShardRecovery {
+    fn from(c: ShardRecoveryChoice) -> Self {
+        match c {
+            ShardRecoveryChoice::RetryFailedShards => Self::RetryFailedShards,
+            ShardRecoveryChoice::ReassignShards => Self::ReassignShards,
+            ShardRecoveryChoice::FullRetry => Self::FullRetry,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,6 +9,7 @@
 //! - [`recovery`]: the recovery ladder and circuit breakers (pure decisions).
 //! - [`faults`]: fault schedules and target choice (pure); `pool::injector` carries them out.
 //! - [`metrics`]: samples and latency statistics.
+//! - [`sharding`]: one model's layers split across browsers, run as a checked pipeline.
 //! - [`state`]: the crash-safe transaction log of pool state, snapshots, replay and verify.
 //! - [`report`]: the terminal table and `run.json`; consumes [`metrics`] types only.
 //! - [`app`]: wires a resolved [`app::RunConfig`] to the engine and the reports.
@@ -30,4 +31,5 @@ pub mod recovery;
 pub mod report;
 pub mod scenario;
 pub mod server;
+pub mod sharding;
 pub mod state;

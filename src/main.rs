@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         cli::Command::Run(_)
             | cli::Command::Stress(_)
             | cli::Command::Resume(_)
+            | cli::Command::Shard(_)
             | cli::Command::Scenario(_)
     ) {
         // Before the runtime's threads exist: see `oracle::preload`.

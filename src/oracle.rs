@@ -204,6 +204,43 @@ pub fn run_model(
     })
 }
 
+/// Runs `model` once at one thread on its input files plus `given` per-run float32 inputs
+/// (name, shape, values; a shard's incoming activation); returns the output's shape and values.
+///
+/// # Errors
+/// [`OracleError`] when the library is missing or the model does not run.
+pub fn run_once(
+    cache: &Cache,
+    model: &PreparedModel,
+    given: &[(&str, Vec<i64>, Vec<f32>)],
+) -> Result<(Vec<i64>, Vec<f32>), OracleError> {
+    let env = environment(&library_path(cache))?;
+    let fail = |message: String| OracleError::Run {
+        model: model.name.clone(),
+        message,
+    };
+    let inputs = read_inputs(model).map_err(fail)?;
+    let mut session = Session::builder(env)
+        .and_then(|b| b.with_intra_threads(1).map_err(Into::into))
+        .map_err(|e| fail(e.to_string()))?
+        .commit_from_file(&model.onnx_file)
+        .map_err(|e| fail(format!("{}: {e}", model.onnx_file.display())))?;
+    let mut feeds = feeds(model, &inputs).map_err(fail)?;
+    for (name, dims, values) in given {
+        let t = Tensor::from_array((dims.clone(), values.clone()))
+            .map_err(|e| fail(format!("input '{name}': {e}")))?;
+        feeds.push(((*name).to_string(), t.into_dyn()));
+    }
+    let outputs = session.run(feeds).map_err(|e| fail(e.to_string()))?;
+    let value = outputs
+        .get(model.output_name.as_str())
+        .ok_or_else(|| fail(format!("no output named '{}'", model.output_name)))?;
+    let (shape, data) = value
+        .try_extract_tensor::<f32>()
+        .map_err(|e| fail(e.to_string()))?;
+    Ok((shape.to_vec(), data.to_vec()))
+}
+
 /// The model's prepared input files, in graph order.
 fn read_inputs(model: &PreparedModel) -> Result<Vec<Vec<u8>>, String> {
     model

@@ -357,7 +357,6 @@ async function fetchBytes(url, what) {
 
 async function fetchInput(input) {
   const name = requireString(input, 'name');
-  const url = requireString(input, 'url');
   const Typed = DTYPES[input.dtype];
   if (!Typed) {
     throw new PageError('TypeError', `input '${name}': dtype ${JSON.stringify(input.dtype)} is not one of ${Object.keys(DTYPES).join(', ')}`);
@@ -365,6 +364,12 @@ async function fetchInput(input) {
   if (!Array.isArray(input.dims) || !input.dims.every((d) => Number.isInteger(d) && d >= 0)) {
     throw new PageError('TypeError', `input '${name}': dims must be an array of non-negative integers`);
   }
+  if (input.per_run === true) {
+    // Given with every run (a shard's incoming activation): zeros until a run supplies it.
+    const count = input.dims.reduce((a, b) => a * b, 1);
+    return { name, perRun: { dtype: input.dtype, dims: input.dims }, tensor: new state.ort.Tensor(input.dtype, new Typed(count), input.dims) };
+  }
+  const url = requireString(input, 'url');
   const bytes = await fetchBytes(url, `input '${name}'`);
   const count = input.dims.reduce((a, b) => a * b, 1);
   if (bytes.byteLength !== count * Typed.BYTES_PER_ELEMENT) {
@@ -530,6 +535,7 @@ async function load(args) {
   const fetchMs = performance.now() - fetchStart;
   const modelBytes = new Uint8Array(modelBuffer);
   const feeds = Object.fromEntries(feedList.map((f) => [f.name, f.tensor]));
+  const perRun = Object.fromEntries(feedList.filter((f) => f.perRun).map((f) => [f.name, f.perRun]));
 
   const fallbackReasons = [];
   for (const backend of backends) {
@@ -575,6 +581,7 @@ async function load(args) {
       backend,
       session,
       feeds,
+      perRun,
       fallbackReasons,
       sessionCreateMs,
       fetchMs,
@@ -659,6 +666,39 @@ function base64(typed) {
   return btoa(chunks.join(''));
 }
 
+/**
+ * The per-run inputs of `args.feeds` (`{name: {dtype, dims, data_b64}}`, raw little-endian bytes
+ * in base64) as tensors, checked against what `load` declared per-run; null when none is given.
+ */
+function decodeFeeds(entry, feeds) {
+  if (typeof feeds !== 'object' || Array.isArray(feeds)) {
+    throw new PageError('TypeError', "'feeds' must be an object of name -> {dtype, dims, data_b64}");
+  }
+  const names = Object.keys(feeds);
+  if (names.length === 0) return null;
+  const out = {};
+  for (const name of names) {
+    const want = entry.perRun?.[name];
+    if (!want) {
+      throw new PageError('InputMismatch', `model '${entry.modelId}' takes no per-run input '${name}'; per-run inputs: [${Object.keys(entry.perRun ?? {}).join(', ')}]`);
+    }
+    const f = feeds[name];
+    if (f?.dtype !== want.dtype || JSON.stringify(f?.dims) !== JSON.stringify(want.dims)) {
+      throw new PageError('InputMismatch', `per-run input '${name}' of '${entry.modelId}' must be ${want.dtype}[${want.dims.join(',')}], got ${f?.dtype}[${f?.dims}]`);
+    }
+    const Typed = DTYPES[want.dtype];
+    const bin = atob(requireString(f, 'data_b64'));
+    const count = want.dims.reduce((a, b) => a * b, 1);
+    if (bin.length !== count * Typed.BYTES_PER_ELEMENT) {
+      throw new PageError('InputSizeMismatch', `per-run input '${name}': ${bin.length} bytes, but ${want.dtype}[${want.dims.join(',')}] needs ${count * Typed.BYTES_PER_ELEMENT}`);
+    }
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i += 1) bytes[i] = bin.charCodeAt(i);
+    out[name] = new state.ort.Tensor(want.dtype, new Typed(bytes.buffer), want.dims);
+  }
+  return out;
+}
+
 function refuseIfWedged() {
   if (state.wedged) {
     throw new PageError('PageWedged', `onnxruntime-web in this page is stuck: ${state.wedged}; reload the page`);
@@ -677,6 +717,9 @@ async function run(args) {
     throw new Error(`run of '${entry.modelId}' threw: injected by fail_runs for ${Math.round(state.failRunsUntil - performance.now())} ms more`);
   }
   if (state.slowMs > 0) await sleep(state.slowMs);
+  const decodeStart = performance.now();
+  const given = decodeFeeds(entry, args.feeds ?? {});
+  const decodeMs = performance.now() - decodeStart;
   const queued = performance.now();
   return exclusive(async () => {
     refuseIfWedged();
@@ -696,7 +739,7 @@ async function run(args) {
       const t0 = performance.now();
       const host = {};
       const runAndReadBack = async () => {
-        results = await entry.session.run(entry.feeds);
+        results = await entry.session.run(given ? { ...entry.feeds, ...given } : entry.feeds);
         // Read-back is part of the measured time: a GPU-located output is not usable until then.
         for (const name of entry.session.outputNames) {
           const t = results[name];
@@ -735,7 +778,16 @@ async function run(args) {
           outputs[name] = out;
         }
       }
-      return { model_id: entry.modelId, backend: entry.backend, run_index: runIndex, run_ms: runMs, queue_ms: queueMs, slow_ms: state.slowMs, outputs };
+      const encodeMs = performance.now() - t0 - runMs;
+      return {
+        model_id: entry.modelId, backend: entry.backend, run_index: runIndex, run_ms: runMs, queue_ms: queueMs, slow_ms: state.slowMs, outputs,
+        feed_decode_ms: decodeMs,
+        output_encode_ms: encodeMs,
+        // Wall-clock instants (performance.timeOrigin + now) of the run's start and end, for
+        // the time between one shard's end and the next shard's start across browsers.
+        run_start_epoch_ms: performance.timeOrigin + t0,
+        run_end_epoch_ms: performance.timeOrigin + t0 + runMs,
+      };
     } catch (e) {
       if (e instanceof PageError) throw e;
       if (entry.backend === 'webgpu' && state.gpuLost) {

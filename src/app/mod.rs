@@ -22,6 +22,7 @@ use crate::server::AssetServer;
 
 mod plan;
 mod resume;
+mod shard;
 
 pub use resume::resume;
 
@@ -214,6 +215,14 @@ async fn run_part(
     shutdown: CancellationToken,
     observer: &dyn RunObserver,
 ) -> Result<(RunSummary, PathBuf)> {
+    if config.scenario.sharding.is_some() {
+        if part.earlier.is_some() {
+            bail!(UsageError(
+                "a sharded run cannot be resumed: run it again".into()
+            ));
+        }
+        return shard::run_sharded(config, part, shutdown, observer).await;
+    }
     let Part {
         run_id,
         run_dir,
@@ -271,6 +280,7 @@ async fn run_part(
         pool_events: Vec::new(),
         peak_workers: 0,
         resumed: earlier.clone(),
+        sharding: None,
     };
     match outcome {
         Ok(out) => {

@@ -161,7 +161,7 @@ pub(super) fn build_plan(config: &RunConfig, prepared: Vec<Arc<PreparedModel>>) 
 
 /// One scenario fault as the injector takes it, defaults applied (duration 5s, delay 250ms,
 /// seed = scenario seed + index).
-fn fault_spec(sc: &Scenario, i: usize, f: &scenario::Fault) -> faults::FaultSpec {
+pub(super) fn fault_spec(sc: &Scenario, i: usize, f: &scenario::Fault) -> faults::FaultSpec {
     use scenario::{FaultKind as K, FaultTarget as T};
     let kind = |k: K| match k {
         K::KillBrowser | K::Random => faults::Kind::KillBrowser,
@@ -192,6 +192,8 @@ fn fault_spec(sc: &Scenario, i: usize, f: &scenario::Fault) -> faults::FaultSpec
             T::Browser(b) => faults::Target::Browser(*b),
             T::Worker(w) => faults::Target::Worker(w.clone()),
             T::Model(m) => faults::Target::Model(m.clone()),
+            // Validation keeps shard targets to sharded runs, which build no pool plan.
+            T::Shard(_) => faults::Target::Random,
         },
         duration: f.duration.unwrap_or(Duration::from_secs(5)),
         delay: f.delay.unwrap_or(Duration::from_millis(250)),

@@ -16,6 +16,7 @@ mod resume;
 mod run;
 mod scenario;
 mod schema;
+mod shard;
 mod state;
 mod stress;
 mod validate;
@@ -73,6 +74,7 @@ pub async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<Outcome> 
     match cli.command {
         Command::Run(args) => run::execute(args, &ctx).await,
         Command::Stress(args) => stress::execute(args, &ctx).await,
+        Command::Shard(args) => shard::execute(args, &ctx).await,
         Command::Resume(args) => resume::execute(args, &ctx).await,
         Command::Scenario(args) => scenario::execute(args, &ctx).await,
         Command::Validate { files } => validate::execute(&files),

@@ -6,7 +6,8 @@ use anyhow::Result;
 
 use webgpu_pool::app;
 use webgpu_pool::report;
-use webgpu_pool::scenario::flags::{PoolFlags, RoutedFlags, RunFlags};
+use webgpu_pool::scenario::flags::{PoolFlags, RoutedFlags, RunFlags, ShardFlags};
+use webgpu_pool::scenario::{ShardRecovery, ShardStrategy};
 
 use super::common::{flags_valid, print_scenario, run_scenario, AfterRun};
 use super::{state, Context, Outcome};
@@ -68,5 +69,14 @@ fn to_flags(args: &RunArgs) -> RunFlags {
             idle_timeout: c.idle_timeout,
             cooldown: c.cooldown,
         },
+        sharding: args.test_sharding.then_some(ShardFlags {
+            shards: Some(args.shards),
+            strategy: ShardStrategy::LayerBalanced,
+            recovery: ShardRecovery::RetryFailedShards,
+            memory_budget_mib: None,
+            concurrency: c.concurrency,
+            kill_shard: None,
+            kill_at: std::time::Duration::ZERO,
+        }),
     }
 }

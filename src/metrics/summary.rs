@@ -55,6 +55,9 @@ pub struct RunSummary {
     /// counts are included in `requests`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed: Option<EarlierPart>,
+    /// A sharded run's plan, shards, hops, baseline and answers checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharding: Option<super::ShardingReport>,
 }
 
 /// The part of a resumed run that ran before the harness died, as its transaction log has it.
@@ -92,6 +95,10 @@ impl RunSummary {
             && self.thresholds.iter().all(|t| t.passed)
             && self.requests.lost == 0
             && self.requests.closed_twice == 0
+            && self
+                .sharding
+                .as_ref()
+                .is_none_or(super::ShardingReport::passed)
     }
 }
 

@@ -8,6 +8,7 @@
 use super::blocks::Ctx;
 use super::error::ModelError;
 use super::onnx::{AttributeProto, ModelProto, DATA_TYPE_FLOAT, DATA_TYPE_INT64};
+use super::shard::{HIDDEN_IN, HIDDEN_OUT};
 use super::weights::{Init, WeightSource};
 
 /// Architecture of a BERT encoder plus the fixed sequence length of the graph.
@@ -36,18 +37,73 @@ pub struct BertConfig {
 /// The additive attention bias HF BERT applies to padded positions (`(1 - mask) * -10000`).
 const MASK_BIAS: f32 = -10000.0;
 
-/// Builds the graph; returns it with its learned-parameter count.
+/// Builds encoder layers `layers` as one graph: with the embeddings when the range starts at 0
+/// (else input [`HIDDEN_IN`] `[1, S, D]`; every range takes `attention_mask`, which each layer
+/// reads), with output `last_hidden_state` when it ends at the last layer (else
+/// [`HIDDEN_OUT`]). The whole model is `build_range(0..layers)`. Returns the graph, its
+/// learned-parameter count and its output name.
 ///
 /// # Errors
 /// Whatever the weight source returns (a missing or misshapen tensor).
-pub fn build(cfg: &BertConfig, w: &mut dyn WeightSource) -> Result<(ModelProto, u64), ModelError> {
+pub fn build_range(
+    cfg: &BertConfig,
+    w: &mut dyn WeightSource,
+    layers: std::ops::Range<usize>,
+) -> Result<(ModelProto, u64, String), ModelError> {
     let (s, d) = (cfg.seq_len, cfg.hidden);
     let dims = [1, s as i64];
     let mut c = Ctx::new(w);
-    let ids = c.g.input("input_ids", DATA_TYPE_INT64, &dims);
-    let mask_in = c.g.input("attention_mask", DATA_TYPE_INT64, &dims);
-    let types = c.g.input("token_type_ids", DATA_TYPE_INT64, &dims);
+    let (mask_in, mut x) = if layers.start == 0 {
+        let ids = c.g.input("input_ids", DATA_TYPE_INT64, &dims);
+        let mask_in = c.g.input("attention_mask", DATA_TYPE_INT64, &dims);
+        let types = c.g.input("token_type_ids", DATA_TYPE_INT64, &dims);
+        let x = embeddings(&mut c, cfg, &ids, &types)?;
+        (mask_in, x)
+    } else {
+        let x =
+            c.g.input(HIDDEN_IN, DATA_TYPE_FLOAT, &[1, s as i64, d as i64]);
+        let mask_in = c.g.input("attention_mask", DATA_TYPE_INT64, &dims);
+        (mask_in, x)
+    };
 
+    // Padding mask -> additive bias broadcast over heads and query positions: [1, 1, 1, S].
+    let mf = c.g.node(
+        "Cast",
+        &[&mask_in],
+        vec![AttributeProto::int("to", i64::from(DATA_TYPE_FLOAT))],
+    );
+    let one = c.g.scalar(1.0);
+    let big = c.g.scalar(MASK_BIAS);
+    let inv = c.g.node("Sub", &[&one, &mf], vec![]);
+    let bias = c.g.node("Mul", &[&inv, &big], vec![]);
+    let shape = c.g.ints(&[1, 1, 1, s as i64]);
+    let mask = c.g.node("Reshape", &[&bias, &shape], vec![]);
+
+    for i in layers.clone() {
+        x = layer(&mut c, cfg, i, &x, &mask)?;
+    }
+    let output = if layers.end == cfg.layers {
+        "last_hidden_state"
+    } else {
+        HIDDEN_OUT
+    };
+    c.g.output(&x, output, DATA_TYPE_FLOAT, &[1, s as i64, d as i64]);
+    let params = c.g.parameters;
+    Ok((
+        c.g.finish("bert", "BERT encoder written by webgpu-pool"),
+        params,
+        output.to_owned(),
+    ))
+}
+
+/// Word + position + token-type embeddings, then LayerNorm.
+fn embeddings(
+    c: &mut Ctx<'_>,
+    cfg: &BertConfig,
+    ids: &str,
+    types: &str,
+) -> Result<String, ModelError> {
+    let (s, d) = (cfg.seq_len, cfg.hidden);
     let we = c.weight(
         "embeddings.word_embeddings.weight",
         &[cfg.vocab, d],
@@ -65,46 +121,18 @@ pub fn build(cfg: &BertConfig, w: &mut dyn WeightSource) -> Result<(ModelProto, 
     )?;
     let positions: Vec<i64> = (0..s as i64).collect();
     let pos_ids = c.g.const_i64("position_ids", &[1, s], &positions);
-    let e_word = c.g.node("Gather", &[&we, &ids], vec![]);
+    let e_word = c.g.node("Gather", &[&we, ids], vec![]);
     let e_pos = c.g.node("Gather", &[&pe, &pos_ids], vec![]);
-    let e_type = c.g.node("Gather", &[&te, &types], vec![]);
+    let e_type = c.g.node("Gather", &[&te, types], vec![]);
     let e = c.g.node("Add", &[&e_word, &e_pos], vec![]);
     let e = c.g.node("Add", &[&e, &e_type], vec![]);
-    let mut x = c.layer_norm(
+    c.layer_norm(
         &e,
         "embeddings.LayerNorm.weight",
         "embeddings.LayerNorm.bias",
         d,
         cfg.eps,
-    )?;
-
-    // Padding mask -> additive bias broadcast over heads and query positions: [1, 1, 1, S].
-    let mf = c.g.node(
-        "Cast",
-        &[&mask_in],
-        vec![AttributeProto::int("to", i64::from(DATA_TYPE_FLOAT))],
-    );
-    let one = c.g.scalar(1.0);
-    let big = c.g.scalar(MASK_BIAS);
-    let inv = c.g.node("Sub", &[&one, &mf], vec![]);
-    let bias = c.g.node("Mul", &[&inv, &big], vec![]);
-    let shape = c.g.ints(&[1, 1, 1, s as i64]);
-    let mask = c.g.node("Reshape", &[&bias, &shape], vec![]);
-
-    for i in 0..cfg.layers {
-        x = layer(&mut c, cfg, i, &x, &mask)?;
-    }
-    c.g.output(
-        &x,
-        "last_hidden_state",
-        DATA_TYPE_FLOAT,
-        &[1, s as i64, d as i64],
-    );
-    let params = c.g.parameters;
-    Ok((
-        c.g.finish("bert", "BERT encoder written by webgpu-pool"),
-        params,
-    ))
+    )
 }
 
 /// One post-LN encoder layer: attention, add & norm, GELU MLP, add & norm.

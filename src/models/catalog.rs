@@ -187,6 +187,24 @@ fn build_catalog() -> Vec<ModelSpec> {
             }),
             weights: WeightPlan::Seeded,
         },
+        ModelSpec {
+            name: "llama-micro",
+            aliases: &[],
+            task: Task::TextGeneration,
+            summary: "micro llama-style decoder (4 layers, 64 wide, 1k vocab), seq 16; sharding tests",
+            test_variant: true,
+            arch: Arch::Llama(LlamaConfig {
+                layers: 4,
+                hidden: 64,
+                heads: 4,
+                intermediate: 172,
+                vocab: 1000,
+                seq_len: 16,
+                eps: 1e-6,
+                rope_theta: 10000.0,
+            }),
+            weights: WeightPlan::Seeded,
+        },
     ]
 }
 

@@ -61,6 +61,14 @@ pub enum ModelError {
         /// The serde message.
         message: String,
     },
+    /// A model cannot be cut as asked.
+    #[error("cannot shard '{model}': {message}")]
+    Shard {
+        /// The model.
+        model: String,
+        /// Why.
+        message: String,
+    },
 }
 
 impl ModelError {

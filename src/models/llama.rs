@@ -10,6 +10,7 @@
 use super::blocks::Ctx;
 use super::error::ModelError;
 use super::onnx::{AttributeProto, ModelProto, DATA_TYPE_FLOAT, DATA_TYPE_INT64};
+use super::shard::{HIDDEN_IN, HIDDEN_OUT};
 use super::weights::{Init, WeightSource};
 
 /// Architecture of a llama-style decoder plus its fixed sequence length.
@@ -44,32 +45,51 @@ pub(crate) struct Shared {
 /// The additive bias for masked (future) positions; finite so a row never becomes all -inf.
 const MASKED: f32 = -1e9;
 
-/// Builds the full decoder; returns it with its learned-parameter count.
+/// Builds decoder layers `layers` as one graph: with the token embedding when the range starts
+/// at 0 (input `input_ids`, else input [`HIDDEN_IN`] `[1, S, D]`), with the final norm and LM
+/// head when it ends at the last layer (output `logits`, else [`HIDDEN_OUT`]). The whole model is
+/// `build_range(0..layers)`, so shards compose to exactly it. Returns the graph, its
+/// learned-parameter count and its output name.
 ///
 /// # Errors
 /// Whatever the weight source returns.
-pub fn build(cfg: &LlamaConfig, w: &mut dyn WeightSource) -> Result<(ModelProto, u64), ModelError> {
+pub fn build_range(
+    cfg: &LlamaConfig,
+    w: &mut dyn WeightSource,
+    layers: std::ops::Range<usize>,
+) -> Result<(ModelProto, u64, String), ModelError> {
     let (s, d) = (cfg.seq_len, cfg.hidden);
     let mut c = Ctx::new(w);
-    let ids = c.g.input("input_ids", DATA_TYPE_INT64, &[1, s as i64]);
-    let emb = c.weight("model.embed_tokens.weight", &[cfg.vocab, d], Init::Normal)?;
-    let mut x = c.g.node("Gather", &[&emb, &ids], vec![]);
+    let mut x = if layers.start == 0 {
+        let ids = c.g.input("input_ids", DATA_TYPE_INT64, &[1, s as i64]);
+        let emb = c.weight("model.embed_tokens.weight", &[cfg.vocab, d], Init::Normal)?;
+        c.g.node("Gather", &[&emb, &ids], vec![])
+    } else {
+        c.g.input(HIDDEN_IN, DATA_TYPE_FLOAT, &[1, s as i64, d as i64])
+    };
     let shared = shared(&mut c, cfg);
-    for i in 0..cfg.layers {
+    for i in layers.clone() {
         x = layer(&mut c, cfg, i, &x, &shared)?;
     }
-    let x = rms_norm(&mut c, &x, "model.norm.weight", cfg)?;
-    let logits = c.linear(&x, "lm_head.weight", None, d, cfg.vocab)?;
-    c.g.output(
-        &logits,
-        "logits",
-        DATA_TYPE_FLOAT,
-        &[1, s as i64, cfg.vocab as i64],
-    );
+    let output = if layers.end == cfg.layers {
+        let x = rms_norm(&mut c, &x, "model.norm.weight", cfg)?;
+        let logits = c.linear(&x, "lm_head.weight", None, d, cfg.vocab)?;
+        c.g.output(
+            &logits,
+            "logits",
+            DATA_TYPE_FLOAT,
+            &[1, s as i64, cfg.vocab as i64],
+        );
+        "logits"
+    } else {
+        c.g.output(&x, HIDDEN_OUT, DATA_TYPE_FLOAT, &[1, s as i64, d as i64]);
+        HIDDEN_OUT
+    };
     let params = c.g.parameters;
     Ok((
         c.g.finish("llama", "llama-style decoder written by webgpu-pool"),
         params,
+        output.to_owned(),
     ))
 }
 

@@ -9,7 +9,7 @@
 //! Files: `onnx` (protobuf messages), `graph` (builder), `blocks` (transformer pieces),
 //! `bert`/`vit`/`whisper`/`llama` (architectures), `weights` + `rng` (seeded),
 //! `safetensors_source` and `ct2_source` (real checkpoints), `text`/`image`/`audio` (inputs),
-//! `cache`, `golden`, `catalog`, `prepare`.
+//! `cache`, `golden`, `catalog`, `prepare`, `shard` (a layer range as its own graph).
 
 mod audio;
 mod bert;
@@ -26,6 +26,7 @@ mod onnx;
 mod prepare;
 mod rng;
 mod safetensors_source;
+mod shard;
 mod text;
 mod vit;
 mod weights;
@@ -42,6 +43,9 @@ pub use error::ModelError;
 pub use golden::{Golden, GoldenCheck};
 pub use llama::LlamaConfig;
 pub use prepare::{prepare, WRITER_VERSION};
+pub use shard::{
+    layer_parameters, prepare_shards, LayerParameters, ShardedModel, HIDDEN_IN, HIDDEN_OUT,
+};
 pub use vit::VitConfig;
 pub use whisper::WhisperConfig;
 
@@ -157,4 +161,18 @@ pub struct PreparedModel {
     pub input_note: String,
     /// Expected output for models with real weights.
     pub golden: Option<Golden>,
+    /// Inputs given with each run instead of read from a file (a shard's incoming activation).
+    #[serde(default)]
+    pub runtime_inputs: Vec<RuntimeInput>,
+}
+
+/// An input the caller supplies with every run (a shard's activation from the shard before it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeInput {
+    /// The graph input name.
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Static shape.
+    pub dims: Vec<i64>,
 }

@@ -211,26 +211,18 @@ fn build_graph(
     spec: &ModelSpec,
     w: &mut dyn WeightSource,
     kind: WeightsKind,
+    layers: Option<std::ops::Range<usize>>,
 ) -> Result<(Vec<u8>, u64, String), ModelError> {
     let (model, params, output) = match &spec.arch {
-        Arch::Bert(c) => {
-            let (m, p) = bert::build(c, w)?;
-            (m, p, "last_hidden_state")
-        }
+        Arch::Bert(c) => bert::build_range(c, w, layers.unwrap_or(0..c.layers))?,
         Arch::Vit(c) => {
             let (m, p) = vit::build(c, w)?;
-            (m, p, "logits")
+            (m, p, "logits".to_owned())
         }
-        Arch::Whisper(c) => {
-            let (m, p) = whisper::build(c, w, kind)?;
-            (m, p, "last_hidden_state")
-        }
-        Arch::Llama(c) => {
-            let (m, p) = llama::build(c, w)?;
-            (m, p, "logits")
-        }
+        Arch::Whisper(c) => whisper::build_range(c, w, kind, layers.unwrap_or(0..c.layers))?,
+        Arch::Llama(c) => llama::build_range(c, w, layers.unwrap_or(0..c.layers))?,
     };
-    Ok((model.encode_to_vec(), params, output.to_owned()))
+    Ok((model.encode_to_vec(), params, output))
 }
 
 fn load_cached(meta: &Path) -> Option<PreparedModel> {
@@ -283,7 +275,7 @@ pub fn prepare(spec: &ModelSpec, cache: &Cache, seed: u64) -> Result<PreparedMod
         (WeightPlan::WhisperCt2OrSeeded, Some(p)) => Box::new(Ct2Weights::open(p)?),
         _ => Box::new(SeededWeights::new(seed)),
     };
-    let (onnx, parameters, output_name) = build_graph(spec, source.as_mut(), choice.kind)?;
+    let (onnx, parameters, output_name) = build_graph(spec, source.as_mut(), choice.kind, None)?;
     drop(source);
     let onnx_file = models.join(format!("{base}.onnx"));
     write_atomic(&onnx_file, &onnx)?;
@@ -310,6 +302,57 @@ pub fn prepare(spec: &ModelSpec, cache: &Cache, seed: u64) -> Result<PreparedMod
         output_name,
         input_note: inputs.note,
         golden: inputs.golden,
+        runtime_inputs: Vec::new(),
+    };
+    let meta = serde_json::to_vec_pretty(&prepared).map_err(|e| ModelError::Metadata {
+        path: meta_path.clone(),
+        message: e.to_string(),
+    })?;
+    write_atomic(&meta_path, &meta)?;
+    Ok(prepared)
+}
+
+/// Writes (or reuses) the graph of `whole`'s layers `layers` (see [`super::shard`]): same weight
+/// source and inputs as `whole`, keyed by the whole model's files and the range. Its inputs are
+/// the whole model's; the caller keeps the ones the shard reads.
+///
+/// # Errors
+/// As [`prepare`].
+pub(super) fn prepare_shard(
+    spec: &ModelSpec,
+    cache: &Cache,
+    seed: u64,
+    whole: &PreparedModel,
+    layers: std::ops::Range<usize>,
+) -> Result<PreparedModel, ModelError> {
+    let choice = choose_weights(spec, &cache.weights_dir(), seed)?;
+    let range = format!("{}..{}", layers.start, layers.end);
+    let version = WRITER_VERSION.to_string();
+    let whole_id = file_identity(&whole.onnx_file);
+    let key = cache_key(&[&version, spec.name, &whole_id, &choice.identity, &range]);
+    let models = cache.models_dir();
+    let base = format!("{}-L{}-{}-{key}", spec.name, layers.start, layers.end);
+    let meta_path = models.join(format!("{base}.json"));
+    if let Some(m) = load_cached(&meta_path) {
+        return Ok(m);
+    }
+    let mut source: Box<dyn WeightSource> = match (&spec.weights, &choice.real) {
+        (WeightPlan::MiniLmSafetensors, Some(p)) => Box::new(SafetensorsWeights::open(p)?),
+        (WeightPlan::WhisperCt2OrSeeded, Some(p)) => Box::new(Ct2Weights::open(p)?),
+        _ => Box::new(SeededWeights::new(seed)),
+    };
+    let (onnx, parameters, output_name) =
+        build_graph(spec, source.as_mut(), choice.kind, Some(layers))?;
+    drop(source);
+    let onnx_file = models.join(format!("{base}.onnx"));
+    write_atomic(&onnx_file, &onnx)?;
+    let prepared = PreparedModel {
+        onnx_file,
+        onnx_bytes: onnx.len() as u64,
+        parameters,
+        output_name,
+        golden: None,
+        ..whole.clone()
     };
     let meta = serde_json::to_vec_pretty(&prepared).map_err(|e| ModelError::Metadata {
         path: meta_path.clone(),

@@ -9,6 +9,7 @@
 use super::blocks::Ctx;
 use super::error::ModelError;
 use super::onnx::{AttributeProto, ModelProto, DATA_TYPE_FLOAT};
+use super::shard::{HIDDEN_IN, HIDDEN_OUT};
 use super::weights::{Init, WeightSource};
 use super::WeightsKind;
 
@@ -48,19 +49,61 @@ pub fn sinusoids(length: usize, channels: usize) -> Vec<f32> {
     out
 }
 
-/// Builds the graph; returns it with its learned-parameter count. With real weights the position
-/// table is read from the checkpoint; seeded models compute it (it is fixed, not learned).
+/// Builds encoder layers `layers` as one graph (the whole model is `0..layers`; with real
+/// weights the position table is read from the checkpoint, seeded models compute it): with the convolution stem and positions when the
+/// range starts at 0 (else input [`HIDDEN_IN`] `[1, frames/2, D]`), with the final LayerNorm and
+/// output `last_hidden_state` when it ends at the last layer (else [`HIDDEN_OUT`]). The whole
+/// model is `build_range(0..layers)`. Returns the graph, its parameter count and output name.
 ///
 /// # Errors
 /// Whatever the weight source returns.
-pub fn build(
+pub fn build_range(
     cfg: &WhisperConfig,
     w: &mut dyn WeightSource,
     kind: WeightsKind,
-) -> Result<(ModelProto, u64), ModelError> {
+    layers: std::ops::Range<usize>,
+) -> Result<(ModelProto, u64, String), ModelError> {
     let d = cfg.hidden;
     let positions = cfg.frames / 2;
     let mut c = Ctx::new(w);
+    let mut x = if layers.start == 0 {
+        stem(&mut c, cfg, kind)?
+    } else {
+        c.g.input(HIDDEN_IN, DATA_TYPE_FLOAT, &[1, positions as i64, d as i64])
+    };
+    for i in layers.clone() {
+        x = layer(&mut c, cfg, i, &x)?;
+    }
+    let output = if layers.end == cfg.layers {
+        x = c.layer_norm(
+            &x,
+            "encoder/layer_norm/gamma",
+            "encoder/layer_norm/beta",
+            d,
+            EPS,
+        )?;
+        "last_hidden_state"
+    } else {
+        HIDDEN_OUT
+    };
+    c.g.output(
+        &x,
+        output,
+        DATA_TYPE_FLOAT,
+        &[1, positions as i64, d as i64],
+    );
+    let params = c.g.parameters;
+    Ok((
+        c.g.finish("whisper_encoder", "Whisper encoder written by webgpu-pool"),
+        params,
+        output.to_owned(),
+    ))
+}
+
+/// Input `input_features`, two convolutions with GELU, then the position table.
+fn stem(c: &mut Ctx<'_>, cfg: &WhisperConfig, kind: WeightsKind) -> Result<String, ModelError> {
+    let d = cfg.hidden;
+    let positions = cfg.frames / 2;
     let x = c.g.input(
         "input_features",
         DATA_TYPE_FLOAT,
@@ -107,28 +150,7 @@ pub fn build(
         &[positions, d],
         &table,
     );
-    let mut x = c.g.node("Add", &[&h, &pos], vec![]);
-    for i in 0..cfg.layers {
-        x = layer(&mut c, cfg, i, &x)?;
-    }
-    let x = c.layer_norm(
-        &x,
-        "encoder/layer_norm/gamma",
-        "encoder/layer_norm/beta",
-        d,
-        EPS,
-    )?;
-    c.g.output(
-        &x,
-        "last_hidden_state",
-        DATA_TYPE_FLOAT,
-        &[1, positions as i64, d as i64],
-    );
-    let params = c.g.parameters;
-    Ok((
-        c.g.finish("whisper_encoder", "Whisper encoder written by webgpu-pool"),
-        params,
-    ))
+    Ok(c.g.node("Add", &[&h, &pos], vec![]))
 }
 
 /// One pre-LN layer. CT2 stores Q, K, V fused as `linear_0` (`[3D, D]`, rows Q then K then V;

@@ -69,7 +69,7 @@ fn render(run: RunData<'_>) -> String {
             ("cdf_charts", &cdf_charts(run.samples)),
             ("faults_section", &faults_section(s, run.samples)),
             ("throughput_chart", &throughput_chart(s, run.samples)),
-            ("shard_section", &shard_section(&[])),
+            ("shard_section", &shard_section(s)),
             ("host_rows", &host_rows(s)),
             ("browser_rows", &browser_rows(&s.environment.browsers)),
         ],
@@ -328,19 +328,83 @@ fn markers(s: &RunSummary) -> Vec<Marker> {
     out
 }
 
-/// The shard timeline section, or nothing when the run had no shards. `RunSummary` has no
-/// shard records yet; the sharding work fills `bars` from them.
-fn shard_section(bars: &[TimelineBar]) -> String {
-    if bars.is_empty() {
+/// The sharding section, or nothing when the run had no shards: the shard and hop tables, the
+/// lines under them, the plan's reasons and the timeline (one lane per worker, one bar per
+/// shard execution, failed ones red).
+fn shard_section(s: &RunSummary) -> String {
+    let Some(sh) = &s.sharding else {
         return String::new();
-    }
-    let svg = Timeline {
-        title: "shard timeline".into(),
-        bars: bars.to_vec(),
-    }
-    .render();
+    };
+    let table = |header: &[&str], numeric: &dyn Fn(usize) -> bool, rows: Vec<Vec<String>>| {
+        let mut t = String::from("<table><tr>");
+        for h in header {
+            let _ = write!(t, "<th>{}</th>", escape(h));
+        }
+        t.push_str("</tr>");
+        for r in rows {
+            t.push_str("<tr>");
+            for (i, c) in r.iter().enumerate() {
+                let class = if numeric(i) { r#" class="num""# } else { "" };
+                let _ = write!(t, "<td{class}>{}</td>", escape(c));
+            }
+            t.push_str("</tr>");
+        }
+        t.push_str("</table>");
+        t
+    };
+    let shards = table(
+        &view::SHARD_COLUMNS,
+        &|i| view::SHARD_NUMERIC.contains(&i),
+        sh.shards
+            .iter()
+            .map(|r| view::shard_values(r).to_vec())
+            .collect(),
+    );
+    let hops = table(
+        &view::HOP_COLUMNS,
+        &|i| matches!(i, 1..=4),
+        sh.hops
+            .iter()
+            .map(|h| view::hop_values(h).to_vec())
+            .collect(),
+    );
+    let lines: String = view::sharding_lines(sh)
+        .iter()
+        .map(|l| format!("<li>{}</li>", escape(l)))
+        .collect();
+    let reasons: String = sh
+        .reasons
+        .iter()
+        .map(|l| format!("<li>{}</li>", escape(l)))
+        .collect();
+    let bars: Vec<TimelineBar> = sh
+        .timeline
+        .iter()
+        .map(|b| TimelineBar {
+            lane: b.worker.clone(),
+            start_ms: b.start_ms,
+            end_ms: b.end_ms,
+            label: format!(
+                "request {} shard {} on {}: {:.1} ms",
+                b.request,
+                b.shard,
+                b.worker,
+                b.end_ms - b.start_ms
+            ),
+            ok: b.ok,
+        })
+        .collect();
+    let svg = if bars.is_empty() {
+        String::new()
+    } else {
+        Timeline {
+            title: "shard timeline".into(),
+            bars,
+        }
+        .render()
+    };
     format!(
-        r#"<section id="shards"><h2>Shard timeline</h2><p>Each bar is one shard execution on a worker; red bars failed.</p>{svg}</section>"#
+        r#"<section id="shards"><h2>Shards</h2>{shards}{hops}<ul>{lines}</ul><h3>Plan</h3><ul>{reasons}</ul><h3>Shard timeline</h3><p>Each bar is one shard call on a worker (sent to answered, harness clock); red bars failed.</p>{svg}</section>"#
     )
 }
 

@@ -109,24 +109,38 @@ fn render(run: RunData<'_>) -> String {
     let verdict = if s.passed() { "passed" } else { "FAILED" };
     let _ = writeln!(out, "## webgpu-pool run `{}`: {verdict}\n", s.run_id);
     let _ = writeln!(out, "`{}`\n", cell(&s.command));
-    let _ = writeln!(out, "| {} |", view::RESULT_COLUMNS.join(" | "));
-    let align: Vec<&str> = (0..view::RESULT_COLUMNS.len())
-        .map(|i| {
-            if view::RESULT_NUMERIC.contains(&i) {
-                "---:"
-            } else {
-                "---"
+    match &s.sharding {
+        Some(sh) => {
+            md_table(
+                &mut out,
+                view::SHARD_COLUMNS,
+                |i| view::SHARD_NUMERIC.contains(&i),
+                sh.shards.iter().map(view::shard_values),
+            );
+            md_table(
+                &mut out,
+                view::HOP_COLUMNS,
+                |i| matches!(i, 1..=4),
+                sh.hops.iter().map(view::hop_values),
+            );
+            for l in view::sharding_lines(sh) {
+                let _ = writeln!(out, "- {}", cell(&l));
             }
-        })
-        .collect();
-    let _ = writeln!(out, "| {} |", align.join(" | "));
-    for r in &s.results {
-        let v = view::row_values(r);
-        let _ = writeln!(
-            out,
-            "| {} |",
-            v.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | ")
-        );
+            out.push_str("\n**Plan**\n\n");
+            for r in &sh.reasons {
+                let _ = writeln!(out, "- {}", cell(r));
+            }
+        }
+        None => {
+            // The result table is followed by the request line directly.
+            md_table(
+                &mut out,
+                view::RESULT_COLUMNS,
+                |i| view::RESULT_NUMERIC.contains(&i),
+                s.results.iter().map(view::row_values),
+            );
+            out.pop();
+        }
     }
     let q = &s.requests;
     let _ = writeln!(

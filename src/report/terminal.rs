@@ -13,9 +13,10 @@ use comfy_table::{Cell, CellAlignment, Color, Table};
 use crate::metrics::{BrowserEnv, ModelInfo, RecoveryStats, Resilience, RunSummary, ToolInfo};
 
 use super::view::{
-    failed_recovery_notes, fallback_notes, fault_kind_values, problem_notes, recovery_level_rows,
-    recovery_level_values, resilience_requests, row_values, text, yes, FAULT_KIND_COLUMNS,
-    RECOVERY_LEVEL_COLUMNS, RESULT_COLUMNS, RESULT_NUMERIC, TIME_TO_RECOVER_NOTE,
+    failed_recovery_notes, fallback_notes, fault_kind_values, hop_values, problem_notes,
+    recovery_level_rows, recovery_level_values, resilience_requests, row_values, shard_values,
+    sharding_lines, text, yes, FAULT_KIND_COLUMNS, HOP_COLUMNS, RECOVERY_LEVEL_COLUMNS,
+    RESULT_COLUMNS, RESULT_NUMERIC, SHARD_COLUMNS, SHARD_NUMERIC, TIME_TO_RECOVER_NOTE,
 };
 
 /// A new table in the house style. Colour (the red/green verdicts) only when `NO_COLOR` is
@@ -34,8 +35,49 @@ pub fn colour_disabled() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
-/// Renders the per model x browser x backend table and its notes.
+/// Renders the per model x browser x backend table and its notes (a sharded run: its shard
+/// and hop tables instead).
 pub fn render(summary: &RunSummary) -> String {
+    let mut out = match &summary.sharding {
+        Some(sh) => render_sharding(sh),
+        None => render_results(summary),
+    };
+    out.push_str(&render_notes(summary));
+    out
+}
+
+/// The shard table, the hop table and the lines under them.
+fn render_sharding(sh: &crate::metrics::ShardingReport) -> String {
+    let mut shards = new_table();
+    shards.set_header(SHARD_COLUMNS);
+    for r in &sh.shards {
+        shards.add_row(shard_values(r));
+    }
+    for i in SHARD_NUMERIC {
+        if let Some(c) = shards.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut hops = new_table();
+    hops.set_header(HOP_COLUMNS);
+    for h in &sh.hops {
+        hops.add_row(hop_values(h));
+    }
+    let mut out = format!(
+        "{shards}
+{hops}
+"
+    );
+    for l in sharding_lines(sh) {
+        out.push_str(&format!(
+            "{l}
+"
+        ));
+    }
+    out
+}
+
+fn render_results(summary: &RunSummary) -> String {
     let mut table = new_table();
     table.set_header(RESULT_COLUMNS);
     for r in &summary.results {
@@ -56,8 +98,13 @@ pub fn render(summary: &RunSummary) -> String {
             c.set_cell_alignment(CellAlignment::Right);
         }
     }
+    format!("{table}\n")
+}
+
+/// The request counts and the notes under the table.
+fn render_notes(summary: &RunSummary) -> String {
     let q = &summary.requests;
-    let mut out = format!("{table}\n");
+    let mut out = String::new();
     out.push_str(&format!(
         "requests: {} issued, {} succeeded, {} failed, {} lost\n",
         q.issued, q.succeeded, q.failed, q.lost

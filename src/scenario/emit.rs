@@ -73,7 +73,16 @@ const ORDER: &[(&str, &[&str])] = &[
         ],
     ),
     ("recovery", &["strategy", "timeout", "max_attempts"]),
-    ("sharding", &["model", "shards", "strategy", "recovery"]),
+    (
+        "sharding",
+        &[
+            "model",
+            "shards",
+            "strategy",
+            "recovery",
+            "memory_budget_mib",
+        ],
+    ),
     (
         "thresholds",
         &["lost_requests", "error_rate", "p95_ms", "p99_ms"],

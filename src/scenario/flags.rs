@@ -17,7 +17,7 @@ use crate::models;
 
 use super::{
     Fault, FaultKind, FaultTarget, Migration, ModelEntry, PlacementMode, RecoveryStrategy,
-    Scenario, StateSync, WorkloadMode,
+    Scenario, ShardRecovery, ShardStrategy, Sharding, StateSync, WorkloadMode,
 };
 
 /// What `run` and `stress` both name: the seed, the models and the pool's browsers.
@@ -57,6 +57,8 @@ pub struct RunFlags {
     /// The routed, concurrent workload (used with `concurrent_models` or
     /// `test_state_management`).
     pub routed: RoutedFlags,
+    /// `--test-sharding`: run the one model sharded.
+    pub sharding: Option<ShardFlags>,
 }
 
 /// `run --concurrent-models` and its companions: every model at once over a routed pool.
@@ -78,6 +80,50 @@ pub struct RoutedFlags {
     pub idle_timeout: Duration,
     /// Idle time after the workload, so surplus workers are seen closing.
     pub cooldown: Duration,
+}
+
+/// `shard` and `run --test-sharding`: one model split across workers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardFlags {
+    /// Shards; `None` lets `memory_aware` pick.
+    pub shards: Option<u32>,
+    /// How layers are split.
+    pub strategy: ShardStrategy,
+    /// What a failed shard gets.
+    pub recovery: ShardRecovery,
+    /// Parameter memory per worker, MiB.
+    pub memory_budget_mib: Option<u64>,
+    /// Requests in flight at once.
+    pub concurrency: u32,
+    /// Kill the browser hosting this shard ...
+    pub kill_shard: Option<u32>,
+    /// ... this long after the stream starts.
+    pub kill_at: Duration,
+}
+
+impl ShardFlags {
+    /// Adds the sharding block (and the pool and faults it needs) to `s`, whose first model is
+    /// the sharded one.
+    pub fn apply(&self, s: &mut Scenario) {
+        let model = s.models.first().map(|m| m.name.clone()).unwrap_or_default();
+        let workers = self.shards.unwrap_or(s.pool.browsers.len().max(2) as u32);
+        s.pool.placement = PlacementMode::Matrix;
+        s.pool.min_connections = workers;
+        s.pool.max_connections = workers;
+        s.workload.concurrency = self.concurrency;
+        s.sharding = Some(Sharding {
+            model,
+            shards: self.shards,
+            strategy: self.strategy,
+            recovery: self.recovery,
+            memory_budget_mib: self.memory_budget_mib,
+        });
+        if let Some(n) = self.kill_shard {
+            let mut f = Fault::at(FaultKind::KillBrowser, self.kill_at);
+            f.target = FaultTarget::Shard(n);
+            s.faults = vec![f];
+        }
+    }
 }
 
 /// `stress`: a routed, closed-loop workload for a while, with faults and recovery.
@@ -171,6 +217,9 @@ impl RunFlags {
             s.pool.max_connections = n;
             w.concurrency = 1;
         }
+        if let Some(sh) = &self.sharding {
+            sh.apply(&mut s);
+        }
         s
     }
 }
@@ -234,8 +283,9 @@ impl FaultFlags {
 }
 
 impl PoolFlags {
-    /// The part `run` and `stress` share: name, seed, models, browsers, driver and backends.
-    fn to_scenario(&self, name: &str) -> Scenario {
+    /// The part `run`, `stress` and `shard` share: name, seed, models, browsers, driver and
+    /// backends.
+    pub fn to_scenario(&self, name: &str) -> Scenario {
         let mut s = Scenario {
             name: name.into(),
             seed: self.seed,
@@ -298,6 +348,10 @@ pub fn flag_for(path: &str) -> &'static str {
         p if p.starts_with("faults") && p.ends_with("rate") => "--fault-rate",
         p if p.starts_with("faults") && p.ends_with("duration") => "--fault-duration",
         p if p.starts_with("recovery") => "--recovery",
+        "sharding.shards" => "--shards",
+        "sharding.model" => "--model",
+        "sharding.memory_budget_mib" => "--memory-budget-mib",
+        p if p.starts_with("sharding") => "--strategy",
         _ => "a flag",
     }
 }
@@ -340,6 +394,7 @@ mod tests {
             run_timeout: Duration::from_secs(120),
             sync_interval: None,
             test_state_management: true,
+            sharding: None,
             routed: RoutedFlags {
                 concurrent_models: false,
                 concurrency: 4,
@@ -412,6 +467,7 @@ mod tests {
         assert_eq!(flag_for("models[0].name"), "--models");
         assert_eq!(flag_for("faults[0].kinds[1]"), "--fault-kinds");
         assert_eq!(flag_for("workload.rate"), "--rate");
-        assert_eq!(flag_for("sharding"), "a flag");
+        assert_eq!(flag_for("sharding.shards"), "--shards");
+        assert_eq!(flag_for("sharding.strategy"), "--strategy");
     }
 }

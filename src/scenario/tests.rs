@@ -38,6 +38,54 @@ fn default_is_valid_once_models_are_given() {
 }
 
 #[test]
+fn a_sharded_scenario_round_trips_and_runs_only_its_model() {
+    let mut s = Scenario {
+        models: vec![ModelEntry::named("llama")],
+        ..Scenario::default()
+    };
+    s.pool.max_connections = 3;
+    s.sharding = Some(Sharding {
+        model: "llama".into(),
+        shards: Some(2),
+        strategy: ShardStrategy::CostBalanced,
+        recovery: ShardRecovery::FullRetry,
+        memory_budget_mib: Some(64),
+    });
+    s.faults
+        .push(Fault::at(FaultKind::KillBrowser, Duration::from_secs(2)));
+    s.faults[0].target = FaultTarget::Shard(1);
+    s.validate().unwrap();
+    let text = to_yaml(&s);
+    assert_eq!(load_str("printed", &text).unwrap(), s, "{text}");
+
+    let mut two = s.clone();
+    two.models.push(ModelEntry::named("bert"));
+    let errs = two.validate().unwrap_err();
+    assert!(errs.iter().any(|e| e.path() == "models"), "{errs:?}");
+    let mut far = s.clone();
+    far.faults[0].target = FaultTarget::Shard(2);
+    let errs = far.validate().unwrap_err();
+    assert!(
+        errs.iter().any(|e| e.path() == "faults[0].target.shard"),
+        "{errs:?}"
+    );
+    let mut slow = s.clone();
+    slow.faults[0].kind = FaultKind::Slow;
+    let errs = slow.validate().unwrap_err();
+    assert!(
+        errs.iter().any(|e| e.path() == "faults[0].kind"),
+        "{errs:?}"
+    );
+    let mut unsharded = s;
+    unsharded.sharding = None;
+    let errs = unsharded.validate().unwrap_err();
+    assert!(
+        errs.iter().any(|e| e.path() == "faults[0].target.shard"),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn builtins_and_a_full_scenario_round_trip_through_yaml() {
     for name in BUILTINS {
         let s = load_str(name, builtin(name).unwrap()).unwrap();
@@ -58,12 +106,6 @@ fn builtins_and_a_full_scenario_round_trip_through_yaml() {
         .push(Fault::at(FaultKind::Slow, Duration::from_millis(1500)));
     s.faults[0].delay = Some(Duration::from_millis(250));
     s.faults[0].target = FaultTarget::Model("vit".into());
-    s.sharding = Some(Sharding {
-        model: "llama".into(),
-        shards: 2,
-        strategy: ShardStrategy::EqualLayers,
-        recovery: ShardRecovery::RestartAll,
-    });
     s.state = Some(StateSync::default());
     s.thresholds.p95_ms.insert("vit".into(), 12.5);
     s.thresholds.error_rate = Some(0.0);

@@ -299,6 +299,8 @@ pub enum FaultTarget {
     Browser(BrowserKind),
     /// One worker by id, `<browser>#<n>` with n from 1: `{worker: "chromium#1"}`.
     Worker(String),
+    /// In a sharded run, the worker hosting this shard (from 0): `{shard: 1}`.
+    Shard(u32),
     /// The worker hosting this model: `{model: whisper}`.
     Model(String),
 }
@@ -410,38 +412,75 @@ pub struct Recovery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ShardStrategy {
-    /// Balance parameters: the shards holding the embeddings and the LM head get fewer layers.
+    /// Balance learned parameters per shard: the shards holding the embeddings and the head
+    /// get fewer layers.
     LayerBalanced,
-    /// The same number of decoder layers per shard.
-    EqualLayers,
+    /// By per-layer time measured on each worker before the run: faster workers get more layers.
+    CostBalanced,
+    /// By parameter bytes against each worker's memory budget (`memory_budget`) and WebGPU's
+    /// largest storage buffer; with no `shards`, as few shards as fit.
+    MemoryAware,
 }
 
-/// What happens when a shard's worker fails.
+impl ShardStrategy {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LayerBalanced => "layer_balanced",
+            Self::CostBalanced => "cost_balanced",
+            Self::MemoryAware => "memory_aware",
+        }
+    }
+}
+
+/// What happens when a shard's worker fails mid-stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ShardRecovery {
-    /// Reload only the failed shards on other workers and rerun the request.
+    /// Relaunch the failed worker's browser, reload only the shards it held, rerun the request
+    /// from the failed shard.
     RetryFailedShards,
-    /// Reload every shard.
-    RestartAll,
-    /// Fail the request.
-    Fail,
+    /// Move the failed worker's shards to the other live workers (one journaled transaction),
+    /// rerun the request from the failed shard.
+    ReassignShards,
+    /// Relaunch the failed browser, reload every shard everywhere, rerun the request from the
+    /// first shard.
+    FullRetry,
 }
 
-/// Split one text-generation model into pipeline shards on separate workers.
+impl ShardRecovery {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RetryFailedShards => "retry_failed_shards",
+            Self::ReassignShards => "reassign_shards",
+            Self::FullRetry => "full_retry",
+        }
+    }
+}
+
+/// Split one model's layers into pipeline shards, one per worker. A scenario with this block
+/// runs that model sharded (its `models` list must name only it); the workload drives the
+/// sharded stream, and an unsharded worker is measured beside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sharding {
-    /// A text_generation model from the catalog (e.g. `llama-tiny`).
+    /// The model: `llama-tiny`, `bert-base-uncased`, `whisper-tiny` or a test variant.
     pub model: String,
     /// Number of shards, from 2 up to `pool.max_connections` and the model's layer count.
-    pub shards: u32,
-    /// `layer_balanced` (default) or `equal_layers`.
+    /// Required but for `memory_aware`, which picks the fewest that fit when it is not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
+    /// `layer_balanced` (default), `cost_balanced` or `memory_aware`.
     #[serde(default = "d::shard_strategy")]
     pub strategy: ShardStrategy,
-    /// `retry_failed_shards` (default), `restart_all` or `fail`.
+    /// `retry_failed_shards` (default), `reassign_shards` or `full_retry`.
     #[serde(default = "d::shard_recovery")]
     pub recovery: ShardRecovery,
+    /// Parameter memory one worker may hold, in MiB (e.g. `64`); a shard over it is not
+    /// placed, and the unsharded baseline is skipped when the whole model is over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_budget_mib: Option<u64>,
 }
 
 /// Periodic state synchronisation.

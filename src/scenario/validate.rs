@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::types::{Scenario, WorkloadMode};
 use crate::browser::BrowserKind;
-use crate::models::{self, Arch, Task};
+use crate::models;
 
 /// One problem: key path and message.
 pub(crate) type Issue = (String, String);
@@ -257,6 +257,172 @@ fn check_workload(s: &Scenario, out: &mut Vec<Issue>) {
     }
 }
 
+fn check_sharding(s: &Scenario, sh: &super::types::Sharding, out: &mut Vec<Issue>) {
+    use super::types::ShardStrategy;
+    match models::resolve(&sh.model) {
+        Err(e) => push(out, "sharding.model", e.to_string()),
+        Ok(spec) => match models::layer_parameters(spec) {
+            None => push(
+                out,
+                "sharding.model",
+                format!(
+                    "'{}' is a {} model with no layer stack to split; shardable: llama-tiny, bert-base-uncased, whisper-tiny and their test variants",
+                    sh.model,
+                    spec.task.as_str()
+                ),
+            ),
+            Some(p) => {
+                if let Some(n) = sh.shards {
+                    if n as usize > p.per_layer.len() {
+                        push(
+                            out,
+                            "sharding.shards",
+                            format!(
+                                "'{n}' is more shards than {} has layers ({})",
+                                spec.name,
+                                p.per_layer.len()
+                            ),
+                        );
+                    }
+                }
+                let others: Vec<&str> = s
+                    .models
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .filter(|m| models::resolve(m).map_or(true, |o| o.name != spec.name))
+                    .collect();
+                if !others.is_empty() || s.models.is_empty() {
+                    push(
+                        out,
+                        "models",
+                        format!(
+                            "a sharded run runs one model, the sharded one: list only '{}' (found {}); run other models in another scenario",
+                            sh.model,
+                            if others.is_empty() { "none".to_string() } else { others.join(", ") }
+                        ),
+                    );
+                }
+            }
+        },
+    }
+    match sh.shards {
+        None if sh.strategy != ShardStrategy::MemoryAware => push(
+            out,
+            "sharding.shards",
+            format!(
+                "{} needs a shard count; only memory_aware picks one itself",
+                sh.strategy.as_str()
+            ),
+        ),
+        Some(n) if n < 2 => push(
+            out,
+            "sharding.shards",
+            format!("'{n}' is not a split; use 2 or more"),
+        ),
+        Some(n) if n > s.pool.max_connections => push(
+            out,
+            "sharding.shards",
+            format!(
+                "'{n}' is more shards than workers (pool.max_connections {})",
+                s.pool.max_connections
+            ),
+        ),
+        _ => {}
+    }
+    // What a sharded run does not act on is refused, never quietly skipped.
+    let unused = |path: &str, why: &str, out: &mut Vec<Issue>| {
+        push(
+            out,
+            path,
+            format!("{why}; a sharded run does not act on it"),
+        );
+    };
+    if s.workload.mode != super::types::WorkloadMode::Closed || s.workload.rate.is_some() {
+        unused(
+            "workload.mode",
+            "a sharded run is a closed loop of `concurrency` requests",
+            out,
+        );
+    }
+    if s.state.as_ref().is_some_and(|st| !st.migrations.is_empty()) {
+        unused(
+            "state.migrations",
+            "shards move only by `sharding.recovery`",
+            out,
+        );
+    }
+    if !s.thresholds.p95_ms.is_empty() || !s.thresholds.p99_ms.is_empty() {
+        unused(
+            "thresholds",
+            "per-model p95_ms/p99_ms apply to unsharded rows",
+            out,
+        );
+    }
+    if s.models.iter().any(|m| m.browser.is_some()) {
+        unused(
+            "models[0].browser",
+            "shards go to the pool's browsers in turn",
+            out,
+        );
+    }
+    if s.recovery.strategy != super::types::RecoveryStrategy::Progressive
+        || s.recovery.timeout != Duration::from_secs(30)
+    {
+        unused(
+            "recovery",
+            "`sharding.recovery` says what a failed shard gets (recovery.max_attempts bounds the recoveries one request waits for)",
+            out,
+        );
+    }
+    if sh.strategy == ShardStrategy::MemoryAware && sh.memory_budget_mib.is_none() {
+        push(
+            out,
+            "sharding.memory_budget_mib",
+            "memory_aware needs a per-worker budget, e.g. memory_budget_mib: 64",
+        );
+    }
+    if sh.memory_budget_mib == Some(0) {
+        push(
+            out,
+            "sharding.memory_budget_mib",
+            "'0' holds nothing; use 1 or more",
+        );
+    }
+    for (i, f) in s.faults.iter().enumerate() {
+        use super::types::FaultKind;
+        if !matches!(
+            f.kind,
+            FaultKind::KillBrowser | FaultKind::CrashTab | FaultKind::Hang
+        ) {
+            push(
+                out,
+                format!("faults[{i}].kind"),
+                format!(
+                    "'{}' is not injected in a sharded run yet; a sharded run injects kill_browser, crash_tab and hang",
+                    f.kind.as_str()
+                ),
+            );
+        }
+        if f.at.is_none() {
+            push(
+                out,
+                format!("faults[{i}].at"),
+                "a sharded run injects faults once, at a time: give `at`, not `every` or `rate`",
+            );
+        }
+        if matches!(
+            f.target,
+            super::types::FaultTarget::Random | super::types::FaultTarget::Model(_)
+        ) {
+            push(
+                out,
+                format!("faults[{i}].target"),
+                "in a sharded run, target a shard ({shard: 1}), a worker or a browser",
+            );
+        }
+    }
+}
+
 fn check_recovery_sharding_state(s: &Scenario, out: &mut Vec<Issue>) {
     positive(out, "recovery.timeout", s.recovery.timeout);
     if s.recovery.max_attempts == 0 {
@@ -267,48 +433,7 @@ fn check_recovery_sharding_state(s: &Scenario, out: &mut Vec<Issue>) {
         );
     }
     if let Some(sh) = &s.sharding {
-        match models::resolve(&sh.model) {
-            Err(e) => push(out, "sharding.model", e.to_string()),
-            Ok(spec) if spec.task != Task::TextGeneration => push(
-                out,
-                "sharding.model",
-                format!(
-                    "'{}' is a {} model; only text_generation models (llama-tiny) can be sharded",
-                    sh.model,
-                    spec.task.as_str()
-                ),
-            ),
-            Ok(spec) => {
-                if let Arch::Llama(cfg) = &spec.arch {
-                    if sh.shards as usize > cfg.layers {
-                        push(
-                            out,
-                            "sharding.shards",
-                            format!(
-                                "'{}' is more shards than {} has layers ({})",
-                                sh.shards, spec.name, cfg.layers
-                            ),
-                        );
-                    }
-                }
-            }
-        }
-        if sh.shards < 2 {
-            push(
-                out,
-                "sharding.shards",
-                format!("'{}' is not a split; use 2 or more", sh.shards),
-            );
-        } else if sh.shards > s.pool.max_connections {
-            push(
-                out,
-                "sharding.shards",
-                format!(
-                    "'{}' is more shards than workers (pool.max_connections {})",
-                    sh.shards, s.pool.max_connections
-                ),
-            );
-        }
+        check_sharding(s, sh, out);
     }
     if let Some(st) = &s.state {
         positive(out, "state.sync_interval", st.sync_interval);

@@ -16,7 +16,8 @@ pub(super) fn check_fault(
     out: &mut Vec<Issue>,
 ) {
     let p = format!("faults[{i}]");
-    if i == 0 && s.pool.placement == super::types::PlacementMode::Matrix {
+    // A sharded run places shards itself; `pool.placement` does not apply to it.
+    if i == 0 && s.pool.placement == super::types::PlacementMode::Matrix && s.sharding.is_none() {
         push(
             out,
             "pool.placement".to_string(),
@@ -173,6 +174,29 @@ fn check_target(
                 }
                 Some((b, _)) => Some(b),
             }
+        }
+        FaultTarget::Shard(n) => {
+            match &s.sharding {
+                None => push(
+                    out,
+                    format!("{p}.target.shard"),
+                    "a shard target needs a sharded run (a `sharding:` block)".to_string(),
+                ),
+                Some(sh) => {
+                    let count = sh.shards.unwrap_or(s.pool.max_connections);
+                    if *n >= count {
+                        push(
+                            out,
+                            format!("{p}.target.shard"),
+                            format!(
+                                "'{n}' is not a shard; shards are numbered from 0 to {}",
+                                count.saturating_sub(1)
+                            ),
+                        );
+                    }
+                }
+            }
+            None
         }
         FaultTarget::Model(name) => {
             let found = models::resolve(name)

@@ -27,6 +27,12 @@ pub(super) enum Job {
         mode: OutputMode,
         reply: oneshot::Sender<Result<RunReply, WorkerError>>,
     },
+    /// A run with per-run inputs (a shard's incoming activation), outputs in full.
+    RunFed {
+        model: String,
+        feeds: std::collections::BTreeMap<String, super::page_api::Feed>,
+        reply: oneshot::Sender<Result<RunReply, WorkerError>>,
+    },
     Unload {
         model: String,
         reply: oneshot::Sender<Result<(), WorkerError>>,
@@ -111,6 +117,25 @@ impl Actor {
             }
             Job::Run { model, mode, reply } => {
                 let r = self.page.run(&model, mode, t.run).await;
+                if r.is_ok() {
+                    self.with_status(|s| s.runs_answered += 1);
+                }
+                let _ = reply.send(r);
+            }
+            Job::RunFed {
+                model,
+                feeds,
+                reply,
+            } => {
+                let dispatched = std::time::Instant::now();
+                let r = self
+                    .page
+                    .run_fed(&model, &feeds, t.run)
+                    .await
+                    .map(|mut reply| {
+                        reply.dispatched = Some(dispatched);
+                        reply
+                    });
                 if r.is_ok() {
                     self.with_status(|s| s.runs_answered += 1);
                 }

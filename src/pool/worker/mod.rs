@@ -25,7 +25,8 @@ use crate::recovery::{Breaker, BreakerState};
 use crate::server::AssetServer;
 
 pub use page_api::{
-    cell_output, Capabilities, LoadReply, OutputMode, OutputStats, OutputTensor, Page, RunReply,
+    cell_output, Capabilities, Feed, LoadReply, OutputMode, OutputStats, OutputTensor, Page,
+    RunReply,
 };
 
 use super::config::{PageSettings, WorkerTimeouts};
@@ -308,6 +309,23 @@ impl Worker {
         self.ask("run", |reply| Job::Run {
             model: model.to_string(),
             mode,
+            reply,
+        })
+        .await
+    }
+
+    /// Runs `model` once on `feeds` (its per-run inputs), every output returned in full.
+    ///
+    /// # Errors
+    /// As [`Worker::load`].
+    pub async fn run_fed(
+        &self,
+        model: &str,
+        feeds: BTreeMap<String, Feed>,
+    ) -> Result<RunReply, WorkerError> {
+        self.ask("run", |reply| Job::RunFed {
+            model: model.to_string(),
+            feeds,
             reply,
         })
         .await

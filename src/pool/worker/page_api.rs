@@ -144,6 +144,35 @@ pub struct RunReply {
     /// Outputs by name, per the requested [`OutputMode`].
     #[serde(default)]
     pub outputs: BTreeMap<String, OutputTensor>,
+    /// Waiting in the page for onnxruntime (another run in progress), ms.
+    #[serde(default)]
+    pub queue_ms: f64,
+    /// When the worker task took the call off its queue (set by the worker, not the page).
+    #[serde(skip)]
+    pub dispatched: Option<Instant>,
+    /// Decoding the per-run inputs in the page, ms.
+    #[serde(default)]
+    pub feed_decode_ms: f64,
+    /// Encoding the outputs in the page (stats and base64), ms.
+    #[serde(default)]
+    pub output_encode_ms: f64,
+    /// Wall-clock instant the run started (`performance.timeOrigin + now()`), ms since the epoch.
+    #[serde(default)]
+    pub run_start_epoch_ms: Option<f64>,
+    /// Wall-clock instant the run ended, ms since the epoch.
+    #[serde(default)]
+    pub run_end_epoch_ms: Option<f64>,
+}
+
+/// A per-run input: raw little-endian values in base64 (never JSON number text).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Feed {
+    /// `float32` or `int64`.
+    pub dtype: &'static str,
+    /// Shape.
+    pub dims: Vec<i64>,
+    /// Base64 of the raw bytes.
+    pub data_b64: String,
 }
 
 /// One output tensor as the page returned it.
@@ -302,7 +331,7 @@ impl Page {
         settings: &PageSettings,
         timeout: Duration,
     ) -> Result<LoadReply, WorkerError> {
-        let inputs: Vec<_> = model
+        let mut inputs: Vec<_> = model
             .inputs
             .iter()
             .map(|i| {
@@ -314,6 +343,14 @@ impl Page {
                 })
             })
             .collect();
+        inputs.extend(model.runtime_inputs.iter().map(|i| {
+            json!({
+                "name": i.name,
+                "dtype": i.dtype.as_str(),
+                "dims": i.dims,
+                "per_run": true,
+            })
+        }));
         let args = json!({
             "model_id": model.name,
             "url": server.model_path(&file_name(&model.onnx_file)),
@@ -337,6 +374,22 @@ impl Page {
         timeout: Duration,
     ) -> Result<RunReply, WorkerError> {
         let args = json!({ "model_id": model_id, "outputs": outputs.as_str() });
+        let value = self.browser.call("run", args, timeout).await?;
+        parse("run", value)
+    }
+
+    /// Runs `model_id` once with its per-run inputs given (`feeds`: name -> [`Feed`]), and
+    /// every output returned in full.
+    ///
+    /// # Errors
+    /// Any [`WorkerError`] from the call.
+    pub async fn run_fed(
+        &self,
+        model_id: &str,
+        feeds: &BTreeMap<String, Feed>,
+        timeout: Duration,
+    ) -> Result<RunReply, WorkerError> {
+        let args = json!({ "model_id": model_id, "outputs": "full", "feeds": feeds });
         let value = self.browser.call("run", args, timeout).await?;
         parse("run", value)
     }

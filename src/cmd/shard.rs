@@ -1,0 +1,51 @@
+//! `webgpu-pool shard`: one model split across browsers, run as a checked pipeline. The flags
+//! compile into a `Scenario` with a `sharding:` block, the same engine path as a YAML file.
+
+use anyhow::Result;
+
+use webgpu_pool::scenario::flags::{PoolFlags, ShardFlags};
+
+use super::common::{flags_valid, print_scenario, run_scenario, AfterRun};
+use super::{Context, Outcome};
+use crate::cli::ShardArgs;
+
+/// Runs the scenario the flags compile into, or prints it (`--print-scenario`).
+///
+/// # Errors
+/// A flag's value is invalid (naming the flag), the plan is impossible, or the run cannot start.
+pub async fn execute(args: ShardArgs, ctx: &Context) -> Result<Outcome> {
+    let pool = PoolFlags {
+        seed: args.seed,
+        models: vec![args.model.clone()],
+        browsers: args.browsers.clone(),
+        driver: args.driver.into(),
+        backends: args.backends.clone(),
+        wasm_threads: None,
+    };
+    let mut scenario = pool.to_scenario("shard");
+    let w = &mut scenario.workload;
+    w.iterations = Some(u64::from(args.iterations));
+    w.duration = None;
+    w.warmup = args.warmup;
+    w.request_timeout = args.request_timeout;
+    ShardFlags {
+        shards: args.shards,
+        strategy: args.strategy.into(),
+        recovery: args.recovery.into(),
+        memory_budget_mib: args.memory_budget_mib,
+        concurrency: args.concurrency,
+        kill_shard: args.kill_shard,
+        kill_at: args.kill_at,
+    }
+    .apply(&mut scenario);
+    if args.print_scenario {
+        return print_scenario(&scenario);
+    }
+    flags_valid(&scenario)?;
+    let after = AfterRun {
+        explain_routing: false,
+        save_baseline: None,
+        save_outputs: false,
+    };
+    run_scenario(scenario, args.results_dir, &after, ctx).await
+}

@@ -1,0 +1,754 @@
+//! The pipeline executor: [`ShardedModelExecution`] launches one worker per shard, loads each
+//! shard, and runs requests through the shards in order, the activation passing through the
+//! harness as raw float32 bytes (base64 in the page-API call, never JSON number text).
+//! Requests run concurrently, so while one request is in shard 2 the next is in shard 1.
+//!
+//! A shard call that fails (browser killed, tab crashed, page hung past the run bound) starts
+//! one recovery (`retry_failed_shards`, `reassign_shards` or `full_retry`); the request then
+//! runs again from the failed shard (from the first shard after a full retry). Recoveries are
+//! serialised, and a request that failed on a placement already repaired only retries.
+//! Must not import `cli` or `report`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use base64::Engine as _;
+
+use crate::browser::{BrowserKind, LaunchSpec, WorkerError};
+use crate::metrics::sharding::{ShardEvent, ShardSpan};
+use crate::models::{PreparedModel, ShardedModel, HIDDEN_IN};
+use crate::pool::worker::{Feed, RunReply, WorkerContext};
+use crate::pool::{ErrorClass, Journal, Page, Worker};
+use crate::scenario::ShardRecovery;
+use crate::state::{Op, ShardAssignment};
+
+/// How the executor is set up.
+#[derive(Debug, Clone)]
+pub struct ShardSetup {
+    /// One launch per browser kind; worker `i` uses `launches[i % len]`.
+    pub launches: Vec<LaunchSpec>,
+    /// What every worker shares (asset server, page settings, timeouts).
+    pub ctx: Arc<WorkerContext>,
+    /// What a failed shard gets.
+    pub recovery: ShardRecovery,
+    /// Recoveries one request may wait for before it fails.
+    pub max_attempts: u32,
+    /// Where shard placements are journaled.
+    pub journal: Option<Journal>,
+}
+
+/// Why a sharded request or set-up failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ShardError {
+    /// The class (as the pool classifies errors).
+    pub class: ErrorClass,
+    /// What happened.
+    pub message: String,
+}
+
+impl ShardError {
+    fn of(e: &WorkerError, what: &str) -> Self {
+        Self {
+            class: ErrorClass::of(e),
+            message: format!("{what}: {e}"),
+        }
+    }
+}
+
+/// One answer of the pipeline.
+#[derive(Debug, Clone)]
+pub struct ShardedAnswer {
+    /// The last shard's output shape.
+    pub dims: Vec<i64>,
+    /// Every value of it.
+    pub output: Vec<f32>,
+    /// The worker that ran the last shard.
+    pub last_worker: String,
+    /// Its browser.
+    pub last_browser: BrowserKind,
+    /// Its backend.
+    pub last_backend: crate::backend::Backend,
+    /// Recoveries this request waited for.
+    pub recoveries: u32,
+}
+
+/// One shard's placement for the report: worker id, earlier worker ids, and (loads, last load
+/// ms, backend).
+pub(super) type ShardPlacement = (String, Vec<String>, (u32, f64, String));
+
+/// Where the shards are.
+#[derive(Debug)]
+struct Placement {
+    workers: Vec<Arc<Worker>>,
+    /// Per shard: index into `workers`.
+    assign: Vec<usize>,
+    /// Bumped by each recovery.
+    generation: u64,
+    /// Workers launched per kind (ids are `<kind>#<n>`).
+    launched: BTreeMap<BrowserKind, u32>,
+    /// Per shard: workers that served it before.
+    earlier: Vec<Vec<String>>,
+    /// Per shard: loads, the last load's ms and the backend it loaded on.
+    loads: Vec<(u32, f64, String)>,
+    /// Workers closed by recoveries (for the report).
+    retired: Vec<Arc<Worker>>,
+}
+
+/// What the stream observed, per shard and hop.
+#[derive(Debug, Default)]
+pub(super) struct Records {
+    pub spans: Vec<ShardSpan>,
+    /// Per shard: compute ms of measured requests.
+    pub compute: Vec<Vec<f64>>,
+    /// Per shard: successful runs.
+    pub runs: Vec<u64>,
+    /// Per hop (shard i -> i+1): transfer ms of measured requests.
+    pub hops: Vec<Vec<f64>>,
+    /// Per hop: ms the activation waited for the next shard's worker (busy with another
+    /// request) on the way.
+    pub waits: Vec<Vec<f64>>,
+    pub events: Vec<ShardEvent>,
+}
+
+/// A model cut into shards, served by one worker per shard.
+#[derive(Debug)]
+pub struct ShardedModelExecution {
+    sharded: ShardedModel,
+    shards: Vec<Arc<PreparedModel>>,
+    setup: ShardSetup,
+    /// The stream's start (reset by [`ShardedModelExecution::start_clock`]).
+    t0: Mutex<Instant>,
+    /// When and which fault was last injected into each worker (for detection times).
+    injected: Mutex<BTreeMap<String, (Instant, &'static str)>>,
+    place: Mutex<Placement>,
+    recovering: tokio::sync::Mutex<()>,
+    rec: Mutex<Records>,
+    closing: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl ShardedModelExecution {
+    /// An execution of `sharded` (not started: see [`ShardedModelExecution::initialize`]).
+    pub fn new(sharded: ShardedModel, setup: ShardSetup) -> Self {
+        let n = sharded.shards.len();
+        let shards = sharded.shards.iter().cloned().map(Arc::new).collect();
+        Self {
+            sharded,
+            shards,
+            setup,
+            t0: Mutex::new(Instant::now()),
+            injected: Mutex::new(BTreeMap::new()),
+            place: Mutex::new(Placement {
+                workers: Vec::new(),
+                assign: (0..n).collect(),
+                generation: 0,
+                launched: BTreeMap::new(),
+                earlier: vec![Vec::new(); n],
+                loads: vec![(0, 0.0, String::new()); n],
+                retired: Vec::new(),
+            }),
+            recovering: tokio::sync::Mutex::new(()),
+            rec: Mutex::new(Records {
+                compute: vec![Vec::new(); n],
+                runs: vec![0; n],
+                hops: vec![Vec::new(); n.saturating_sub(1)],
+                waits: vec![Vec::new(); n.saturating_sub(1)],
+                ..Records::default()
+            }),
+            closing: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The model and its shards.
+    pub fn model(&self) -> &ShardedModel {
+        &self.sharded
+    }
+
+    /// Launches one worker per shard (browsers in turn) in parallel.
+    ///
+    /// # Errors
+    /// A launch that failed (the others are closed by `shutdown`).
+    pub async fn launch_workers(&self) -> Result<(), ShardError> {
+        let n = self.shards.len();
+        let kinds: Vec<BrowserKind> = (0..n)
+            .map(|i| self.setup.launches[i % self.setup.launches.len()].kind)
+            .collect();
+        let launched = futures::future::join_all(kinds.iter().map(|&k| self.launch(k))).await;
+        let mut workers = Vec::with_capacity(n);
+        let mut first_error = None;
+        for w in launched {
+            match w {
+                Ok(w) => workers.push(w),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        lock(&self.place).workers.clone_from(&workers);
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Each worker's ms per layer: `probe` (a shard of one middle layer) loaded on every
+    /// worker, run `runs` times after one warm-up (on zeros: the time does not depend on the
+    /// values), the median taken, then unloaded.
+    ///
+    /// # Errors
+    /// A load or run that failed.
+    pub async fn measure_layer_ms(
+        &self,
+        probe: Arc<PreparedModel>,
+        runs: usize,
+    ) -> Result<Vec<f64>, ShardError> {
+        let workers = lock(&self.place).workers.clone();
+        let mut out = Vec::with_capacity(workers.len());
+        for w in &workers {
+            let what = |e: &WorkerError| ShardError::of(e, &format!("probing {}", w.id));
+            w.load(probe.clone()).await.map_err(|e| what(&e))?;
+            let mut times = Vec::with_capacity(runs);
+            for i in 0..=runs {
+                let r = w
+                    .run(&probe.name, crate::pool::worker::OutputMode::None)
+                    .await
+                    .map_err(|e| what(&e))?;
+                if i > 0 {
+                    times.push(r.run_ms);
+                }
+            }
+            w.unload(&probe.name).await.map_err(|e| what(&e))?;
+            times.sort_by(f64::total_cmp);
+            out.push(times[times.len() / 2]);
+        }
+        Ok(out)
+    }
+
+    /// Replaces the shards (a new plan) before they are loaded.
+    pub fn replan(&mut self, sharded: ShardedModel) {
+        self.shards = sharded.shards.iter().cloned().map(Arc::new).collect();
+        self.sharded = sharded;
+    }
+
+    /// Launches the workers (unless [`ShardedModelExecution::launch_workers`] did), loads each
+    /// shard on its worker, and journals the plan.
+    ///
+    /// # Errors
+    /// A launch or load that failed (every worker launched so far is closed by `shutdown`).
+    pub async fn initialize(&self) -> Result<(), ShardError> {
+        if lock(&self.place).workers.is_empty() {
+            self.launch_workers().await?;
+        }
+        let workers = lock(&self.place).workers.clone();
+        // One at a time: two loads at once on 2 cores only slow each other.
+        for (i, w) in workers.iter().enumerate().take(self.shards.len()) {
+            self.load(i, w).await?;
+        }
+        if let Some(j) = &self.setup.journal {
+            j.commit(Op::ShardPlanned {
+                model: self.sharded.whole.name.clone(),
+                shards: self.assignments(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The shard plan as the journal records it.
+    fn assignments(&self) -> Vec<ShardAssignment> {
+        let p = lock(&self.place);
+        self.sharded
+            .ranges
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                ShardAssignment::new(
+                    i as u32,
+                    r.start as u32..r.end as u32,
+                    p.workers[p.assign[i]].id.clone(),
+                )
+            })
+            .collect()
+    }
+
+    async fn launch(&self, kind: BrowserKind) -> Result<Arc<Worker>, ShardError> {
+        let Some(mut spec) = self.setup.launches.iter().find(|l| l.kind == kind).cloned() else {
+            return Err(ShardError {
+                class: ErrorClass::NoPlacement,
+                message: format!("{kind} is not one of the run's browsers"),
+            });
+        };
+        spec.page_url = self.setup.ctx.server.page_url();
+        let id = {
+            let mut p = lock(&self.place);
+            let k = p.launched.entry(kind).or_insert(0);
+            *k += 1;
+            format!("{kind}#{k}")
+        };
+        let webnn = self
+            .setup
+            .ctx
+            .page
+            .backends
+            .contains(&crate::backend::Backend::Webnn);
+        let page = Page::start(id.clone(), spec)
+            .await
+            .map_err(|e| ShardError::of(&e, &format!("launching {id}")))?;
+        let caps = match page.capabilities(webnn, self.setup.ctx.timeouts.call).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = page.close().await;
+                return Err(ShardError::of(&e, &format!("asking {id} what it offers")));
+            }
+        };
+        Ok(Worker::spawn(page, &caps, self.setup.ctx.clone()))
+    }
+
+    /// Loads shard `i` on `worker` and records it there.
+    async fn load(&self, i: usize, worker: &Arc<Worker>) -> Result<(), ShardError> {
+        let loaded = worker
+            .load(self.shards[i].clone())
+            .await
+            .map_err(|e| ShardError::of(&e, &format!("loading shard {i} on {}", worker.id)))?;
+        let ms = loaded.reply.fetch_ms + loaded.reply.session_create_ms;
+        let mut p = lock(&self.place);
+        p.loads[i].0 += 1;
+        p.loads[i].1 = ms;
+        p.loads[i].2 = loaded.reply.backend.to_string();
+        Ok(())
+    }
+
+    /// Every worker serving now (for the report and fault targets), and those retired.
+    pub fn workers(&self) -> (Vec<Arc<Worker>>, Vec<Arc<Worker>>) {
+        let p = lock(&self.place);
+        (p.workers.clone(), p.retired.clone())
+    }
+
+    /// The worker serving shard `i` now.
+    pub fn worker_of(&self, i: usize) -> Arc<Worker> {
+        let p = lock(&self.place);
+        p.workers[p.assign[i]].clone()
+    }
+
+    /// Per shard: (worker id, earlier worker ids, (loads, last load ms, backend)).
+    pub(super) fn placement_report(&self) -> Vec<ShardPlacement> {
+        let p = lock(&self.place);
+        (0..self.shards.len())
+            .map(|i| {
+                (
+                    p.workers[p.assign[i]].id.clone(),
+                    p.earlier[i].clone(),
+                    p.loads[i].clone(),
+                )
+            })
+            .collect()
+    }
+
+    pub(super) fn records(&self) -> MutexGuard<'_, Records> {
+        lock(&self.rec)
+    }
+
+    /// The recoveries so far.
+    pub fn events(&self) -> Vec<ShardEvent> {
+        lock(&self.rec).events.clone()
+    }
+
+    /// Restarts the clock spans, events and fault times are measured from; returns it.
+    pub fn start_clock(&self) -> Instant {
+        let now = Instant::now();
+        *lock(&self.t0) = now;
+        now
+    }
+
+    /// Notes that a fault was just injected into `worker` (its failure's detection time is
+    /// measured from here).
+    pub fn fault_injected(&self, worker: &str, kind: &'static str) {
+        lock(&self.injected).insert(worker.to_string(), (Instant::now(), kind));
+    }
+
+    /// Milliseconds since the clock started.
+    pub(super) fn ms(&self, t: Instant) -> f64 {
+        t.saturating_duration_since(*lock(&self.t0)).as_secs_f64() * 1e3
+    }
+
+    /// Runs one request through every shard, on the model's prepared inputs.
+    ///
+    /// # Errors
+    /// [`ShardError`] when a shard failed and recovery could not make it answer within
+    /// `max_attempts` recoveries.
+    pub async fn run_inference(
+        &self,
+        input: crate::pool::Input,
+    ) -> Result<ShardedAnswer, ShardError> {
+        let crate::pool::Input::Prepared = input;
+        self.run_request(u64::MAX, false).await
+    }
+
+    /// One request (`request` numbers its spans; `measured` says whether its times count).
+    pub(super) async fn run_request(
+        &self,
+        request: u64,
+        measured: bool,
+    ) -> Result<ShardedAnswer, ShardError> {
+        let n = self.shards.len();
+        let dims = activation_dims(&self.shards);
+        let mut k = 0;
+        let mut activation: Option<String> = None;
+        let mut prev_end: Option<f64> = None;
+        let mut recoveries = 0;
+        loop {
+            let (worker, generation) = {
+                let p = lock(&self.place);
+                (p.workers[p.assign[k]].clone(), p.generation)
+            };
+            let mut feeds = BTreeMap::new();
+            if let Some(b64) = &activation {
+                feeds.insert(
+                    HIDDEN_IN.to_string(),
+                    Feed {
+                        dtype: "float32",
+                        dims: dims.clone(),
+                        data_b64: b64.clone(),
+                    },
+                );
+            }
+            let sent = Instant::now();
+            let result = worker.run_fed(&self.shards[k].name, feeds).await;
+            let back = Instant::now();
+            let ok = result.is_ok();
+            {
+                let mut r = lock(&self.rec);
+                r.spans.push(ShardSpan {
+                    request,
+                    shard: k,
+                    worker: worker.id.clone(),
+                    start_ms: self.ms(sent),
+                    end_ms: self.ms(back),
+                    ok,
+                });
+            }
+            match result {
+                Ok(reply) => {
+                    let out = self.output_of(k, &reply, &worker.id)?;
+                    {
+                        let mut r = lock(&self.rec);
+                        r.runs[k] += 1;
+                        if measured {
+                            r.compute[k].push(reply.run_ms);
+                            if let (Some(end), Some(start), true) =
+                                (prev_end, reply.run_start_epoch_ms, k > 0)
+                            {
+                                // End of shard k-1's run to the start of shard k's, less the
+                                // time shard k's worker was busy with other requests (its
+                                // queue in the harness and in the page): what is left is
+                                // encoding, the two transfers, the harness and decoding.
+                                let queued = reply.dispatched.map_or(0.0, |d| {
+                                    d.saturating_duration_since(sent).as_secs_f64() * 1e3
+                                }) + reply.queue_ms;
+                                r.hops[k - 1].push((start - end - queued).max(0.0));
+                                r.waits[k - 1].push(queued);
+                            }
+                        }
+                    }
+                    prev_end = reply.run_end_epoch_ms;
+                    if k + 1 == n {
+                        let (dims, b64) = out;
+                        let output = decode_f32(&b64).map_err(|m| ShardError {
+                            class: ErrorClass::Page,
+                            message: format!("shard {k} on {}: {m}", worker.id),
+                        })?;
+                        return Ok(ShardedAnswer {
+                            dims,
+                            output,
+                            last_worker: worker.id.clone(),
+                            last_browser: worker.kind,
+                            last_backend: worker
+                                .backend_of(&self.shards[k].name)
+                                .unwrap_or(crate::backend::Backend::Wasm),
+                            recoveries,
+                        });
+                    }
+                    activation = Some(out.1);
+                    k += 1;
+                }
+                Err(e) => {
+                    let class = ErrorClass::of(&e);
+                    if class == ErrorClass::Page || recoveries >= self.setup.max_attempts {
+                        return Err(ShardError::of(
+                            &e,
+                            &format!("shard {k} on {} (after {recoveries} recoveries)", worker.id),
+                        ));
+                    }
+                    recoveries += 1;
+                    self.recover(k, generation, back, format!("{}: {e}", class.as_str()))
+                        .await
+                        .map_err(|m| ShardError {
+                            class,
+                            message: format!("shard {k} failed ({e}) and recovery failed: {m}"),
+                        })?;
+                    if self.setup.recovery == ShardRecovery::FullRetry {
+                        k = 0;
+                        activation = None;
+                        prev_end = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The output of shard `k` from its reply: shape and base64 bytes.
+    fn output_of(
+        &self,
+        k: usize,
+        reply: &RunReply,
+        worker: &str,
+    ) -> Result<(Vec<i64>, String), ShardError> {
+        let name = &self.shards[k].output_name;
+        let t = reply.outputs.get(name).ok_or_else(|| ShardError {
+            class: ErrorClass::Page,
+            message: format!("shard {k} on {worker} returned no output '{name}'"),
+        })?;
+        let b64 = t.data_b64.clone().ok_or_else(|| ShardError {
+            class: ErrorClass::Page,
+            message: format!("shard {k} on {worker} returned '{name}' without its values"),
+        })?;
+        Ok((t.dims.clone(), b64))
+    }
+
+    fn generation(&self) -> u64 {
+        lock(&self.place).generation
+    }
+
+    /// Repairs the placement after shard `shard` failed on the placement of `seen`.
+    async fn recover(
+        &self,
+        shard: usize,
+        seen: u64,
+        failed_at: Instant,
+        cause: String,
+    ) -> Result<(), String> {
+        let _one = self.recovering.lock().await;
+        if self.generation() != seen {
+            return Ok(()); // another request's recovery already repaired it
+        }
+        let started = failed_at;
+        let (slot, failed, held) = {
+            let p = lock(&self.place);
+            let at = p.assign[shard];
+            let held: Vec<usize> = (0..self.shards.len())
+                .filter(|&s| p.assign[s] == at)
+                .collect();
+            (at, p.workers[at].clone(), held)
+        };
+        self.retire(&failed);
+        let strategy = self.setup.recovery;
+        let outcome = match strategy {
+            ShardRecovery::RetryFailedShards => self.relaunch(slot, &failed, &held).await,
+            ShardRecovery::ReassignShards => self.reassign(slot, &failed, &held).await,
+            ShardRecovery::FullRetry => {
+                let all: Vec<usize> = (0..self.shards.len()).collect();
+                self.relaunch(slot, &failed, &all).await
+            }
+        };
+        let (to, reloaded, result) = match outcome {
+            Ok((to, reloaded)) => (to, reloaded, Ok(())),
+            Err(e) => (Vec::new(), Vec::new(), Err(e)),
+        };
+        lock(&self.place).generation += 1;
+        let injected = lock(&self.injected).remove(&failed.id);
+        lock(&self.rec).events.push(ShardEvent {
+            at_ms: self.ms(started) as u64,
+            detection_ms: injected
+                .map(|(at, _)| failed_at.saturating_duration_since(at).as_secs_f64() * 1e3),
+            fault_kind: injected.map(|(_, kind)| kind.to_string()),
+            strategy: strategy.as_str().to_string(),
+            shard,
+            from: failed.id.clone(),
+            to,
+            reloaded,
+            cause: match &result {
+                Ok(()) => cause,
+                Err(e) => format!("{cause}; recovery failed: {e}"),
+            },
+            recovery_ms: started.elapsed().as_secs_f64() * 1e3,
+            succeeded: result.is_ok(),
+        });
+        result
+    }
+
+    /// Closes `worker` in the background (a dead browser's close is quick, a hung one's is not).
+    fn retire(&self, worker: &Arc<Worker>) {
+        worker.mark_unhealthy("its shard failed".into());
+        lock(&self.place).retired.push(worker.clone());
+        let w = worker.clone();
+        lock(&self.closing).push(tokio::spawn(async move { w.close().await }));
+    }
+
+    /// A new browser of the failed one's kind in its place; `reload` shards loaded again (the
+    /// failed worker's for `retry_failed_shards`, every shard for `full_retry`).
+    async fn relaunch(
+        &self,
+        at: usize,
+        failed: &Arc<Worker>,
+        reload: &[usize],
+    ) -> Result<(Vec<String>, Vec<usize>), String> {
+        let fresh = self.launch(failed.kind).await.map_err(|e| e.message)?;
+        {
+            let mut p = lock(&self.place);
+            p.workers[at] = fresh.clone();
+            for s in 0..self.shards.len() {
+                if p.assign[s] == at {
+                    p.earlier[s].push(failed.id.clone());
+                }
+            }
+        }
+        let mut to = vec![fresh.id.clone()];
+        for &s in reload {
+            let w = self.worker_of(s);
+            if !Arc::ptr_eq(&w, &fresh) {
+                // full_retry: every other shard is loaded again where it is.
+                let _ = w.unload(&self.shards[s].name).await;
+                if !to.contains(&w.id) {
+                    to.push(w.id.clone());
+                }
+            }
+            self.load(s, &w).await.map_err(|e| e.message)?;
+        }
+        if let Some(j) = &self.setup.journal {
+            if let Some(tx) = j.begin() {
+                for s in 0..self.shards.len() {
+                    if lock(&self.place).assign[s] == at {
+                        j.op(
+                            tx,
+                            Op::ShardAssigned {
+                                model: self.sharded.whole.name.clone(),
+                                shard: s as u32,
+                                worker: fresh.id.clone(),
+                            },
+                        );
+                    }
+                }
+                j.op(
+                    tx,
+                    Op::WorkerRemoved {
+                        id: failed.id.clone(),
+                    },
+                );
+                j.commit_tx(tx);
+            }
+        }
+        Ok((to, reload.to_vec()))
+    }
+
+    /// The failed worker's shards onto the live workers, the one holding the fewest
+    /// parameters first; journaled as one transaction, aborted if a load fails.
+    async fn reassign(
+        &self,
+        at: usize,
+        failed: &Arc<Worker>,
+        held: &[usize],
+    ) -> Result<(Vec<String>, Vec<usize>), String> {
+        let tx = self.setup.journal.as_ref().and_then(Journal::begin);
+        let mut to = Vec::new();
+        for &s in held {
+            let target = {
+                let p = lock(&self.place);
+                let mut best: Option<(usize, u64)> = None;
+                for (wi, w) in p.workers.iter().enumerate() {
+                    if wi == at || !w.is_routable() || !w.browser_alive() {
+                        continue;
+                    }
+                    let held_params: u64 = (0..self.shards.len())
+                        .filter(|&x| p.assign[x] == wi)
+                        .map(|x| self.shards[x].parameters)
+                        .sum();
+                    if best.is_none_or(|(_, b)| held_params < b) {
+                        best = Some((wi, held_params));
+                    }
+                }
+                best.map(|(wi, _)| (wi, p.workers[wi].clone()))
+            };
+            let Some((wi, worker)) = target else {
+                let why = "no live worker is left to take the shard".to_string();
+                if let (Some(j), Some(tx)) = (&self.setup.journal, tx) {
+                    j.abort(tx, &why);
+                }
+                return Err(why);
+            };
+            if let Err(e) = self.load(s, &worker).await {
+                if let (Some(j), Some(tx)) = (&self.setup.journal, tx) {
+                    j.abort(
+                        tx,
+                        &format!("loading shard {s} on {}: {}", worker.id, e.message),
+                    );
+                }
+                return Err(e.message);
+            }
+            {
+                let mut p = lock(&self.place);
+                p.assign[s] = wi;
+                p.earlier[s].push(failed.id.clone());
+            }
+            if let (Some(j), Some(tx)) = (&self.setup.journal, tx) {
+                j.op(
+                    tx,
+                    Op::ShardAssigned {
+                        model: self.sharded.whole.name.clone(),
+                        shard: s as u32,
+                        worker: worker.id.clone(),
+                    },
+                );
+            }
+            if !to.contains(&worker.id) {
+                to.push(worker.id.clone());
+            }
+        }
+        if let (Some(j), Some(tx)) = (&self.setup.journal, tx) {
+            j.op(
+                tx,
+                Op::WorkerRemoved {
+                    id: failed.id.clone(),
+                },
+            );
+            j.commit_tx(tx);
+        }
+        Ok((to, held.to_vec()))
+    }
+
+    /// Closes every worker (serving and retired) and waits for the closes.
+    pub async fn shutdown(&self) {
+        let workers = lock(&self.place).workers.clone();
+        futures::future::join_all(workers.iter().map(|w| w.close())).await;
+        let closing: Vec<_> = lock(&self.closing).drain(..).collect();
+        for h in closing {
+            let _ = h.await;
+        }
+    }
+}
+
+/// The activation's shape (`[1, S, D]`), from the second shard's per-run input.
+fn activation_dims(shards: &[Arc<PreparedModel>]) -> Vec<i64> {
+    shards
+        .get(1)
+        .and_then(|s| s.runtime_inputs.first())
+        .map(|i| i.dims.clone())
+        .unwrap_or_default()
+}
+
+/// Floats from base64 of little-endian float32 bytes.
+pub(super) fn decode_f32(b64: &str) -> Result<Vec<f32>, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| format!("output is not base64: {e}"))?;
+    if bytes.len() % 4 != 0 {
+        return Err(format!(
+            "output has {} bytes, not whole float32 values",
+            bytes.len()
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
