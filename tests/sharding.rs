@@ -78,7 +78,9 @@ fn assert_bad_input(args: &[&str], must_mention: &[&str]) {
 
 /// The run's shard rows.
 fn shards(run: &Value) -> &Vec<Value> {
-    run["sharding"]["shards"].as_array().expect("sharding.shards")
+    run["sharding"]["shards"]
+        .as_array()
+        .expect("sharding.shards")
 }
 
 /// The worker id each shard ended on, in shard order.
@@ -115,7 +117,12 @@ fn assert_layers_cover(run: &Value, layers: u64) {
             s["layers"][0].as_u64().expect("layers[0]"),
             s["layers"][1].as_u64().expect("layers[1]"),
         );
-        assert_eq!(a, next, "shard {i} does not start where shard {} ended: {s}", i as i64 - 1);
+        assert_eq!(
+            a,
+            next,
+            "shard {i} does not start where shard {} ended: {s}",
+            i as i64 - 1
+        );
         assert!(b > a, "shard {i} holds no layer: {s}");
         assert!(s["parameters"].as_u64().unwrap_or(0) > 0, "{s}");
         assert!(s["onnx_bytes"].as_u64().unwrap_or(0) > 0, "{s}");
@@ -134,10 +141,18 @@ fn assert_answers_checked(run: &Value) {
     let c = &run["sharding"]["correctness"];
     assert_eq!(c["passed"], true, "{c}");
     assert_eq!(c["mismatched"], 0, "{c}");
-    assert_eq!(c["checked"], q["succeeded"], "every answer is checked: {c}\n{q}");
-    let diff = c["max_abs_diff"].as_f64().expect("correctness.max_abs_diff");
+    assert_eq!(
+        c["checked"], q["succeeded"],
+        "every answer is checked: {c}\n{q}"
+    );
+    let diff = c["max_abs_diff"]
+        .as_f64()
+        .expect("correctness.max_abs_diff");
     assert!(diff <= 1e-3, "max abs diff {diff}: {c}");
-    assert_eq!(run["sharding"]["requests"], *q, "the sharding ledger agrees");
+    assert_eq!(
+        run["sharding"]["requests"], *q,
+        "the sharding ledger agrees"
+    );
 }
 
 /// The report of a sharded run with no fault: per-shard compute for every shard, every hop
@@ -159,28 +174,56 @@ fn assert_measured(run: &Value, hop_bytes: u64) {
     let hops = s["hops"].as_array().expect("sharding.hops");
     assert_eq!(hops.len(), n - 1, "{hops:?}");
     for (i, h) in hops.iter().enumerate() {
-        assert_eq!((h["from"].as_u64(), h["to"].as_u64()), (Some(i as u64), Some(i as u64 + 1)), "{h}");
+        assert_eq!(
+            (h["from"].as_u64(), h["to"].as_u64()),
+            (Some(i as u64), Some(i as u64 + 1)),
+            "{h}"
+        );
         assert_eq!(h["bytes"], hop_bytes, "{h}");
         assert!(
             h["transfer_ms"]["p50"].as_f64().is_some_and(|x| x >= 0.0),
             "no transfer time: {h}"
         );
     }
-    assert!(s["latency_ms"]["p50"].as_f64().is_some_and(|x| x > 0.0), "{}", s["latency_ms"]);
-    assert!(s["throughput_per_s"].as_f64().is_some_and(|x| x > 0.0), "{}", s["throughput_per_s"]);
+    assert!(
+        s["latency_ms"]["p50"].as_f64().is_some_and(|x| x > 0.0),
+        "{}",
+        s["latency_ms"]
+    );
+    assert!(
+        s["throughput_per_s"].as_f64().is_some_and(|x| x > 0.0),
+        "{}",
+        s["throughput_per_s"]
+    );
     let b = &s["baseline"];
     assert!(b["skipped"].is_null(), "baseline skipped: {b}");
     assert!(b["runs"].as_u64().unwrap_or(0) > 0, "{b}");
-    assert!(b["throughput_per_s"].as_f64().is_some_and(|x| x > 0.0), "{b}");
-    assert!(b["latency_ms"]["p50"].as_f64().is_some_and(|x| x > 0.0), "{b}");
+    assert!(
+        b["throughput_per_s"].as_f64().is_some_and(|x| x > 0.0),
+        "{b}"
+    );
+    assert!(
+        b["latency_ms"]["p50"].as_f64().is_some_and(|x| x > 0.0),
+        "{b}"
+    );
     assert!(b["max_abs_diff"].as_f64().is_some_and(|x| x <= 1e-3), "{b}");
     assert!(
-        s["throughput_vs_unsharded"].as_f64().is_some_and(|x| x > 0.0),
+        s["throughput_vs_unsharded"]
+            .as_f64()
+            .is_some_and(|x| x > 0.0),
         "{}",
         s["throughput_vs_unsharded"]
     );
-    assert!(s["events"].as_array().expect("events").is_empty(), "{}", s["events"]);
-    assert!(run["faults"].as_array().expect("faults").is_empty(), "{}", run["faults"]);
+    assert!(
+        s["events"].as_array().expect("events").is_empty(),
+        "{}",
+        s["events"]
+    );
+    assert!(
+        run["faults"].as_array().expect("faults").is_empty(),
+        "{}",
+        run["faults"]
+    );
 }
 
 /// The terminal table names each shard's worker.
@@ -234,7 +277,10 @@ fn kill_middle_shard(sb: &Sandbox, recovery: &str) -> Value {
     assert_eq!(e["shard"], 1, "{e}");
     assert_eq!(e["from"], "firefox#1", "{e}");
     let middle = &shards(&run)[1];
-    assert_ne!(middle["worker"], "firefox#1", "shard 1 still on the killed browser: {middle}");
+    assert_ne!(
+        middle["worker"], "firefox#1",
+        "shard 1 still on the killed browser: {middle}"
+    );
     assert_eq!(earlier_workers(middle), ["firefox#1"], "{middle}");
     assert!(
         e["to"]
@@ -258,7 +304,10 @@ fn kill_middle_shard(sb: &Sandbox, recovery: &str) -> Value {
                 && t["start_ms"].as_f64().is_some_and(|x| x > at)
         })
         .count();
-    assert!(served_after > 0, "shard 1 never served after the recovery at {at} ms");
+    assert!(
+        served_after > 0,
+        "shard 1 never served after the recovery at {at} ms"
+    );
     run
 }
 
@@ -288,7 +337,11 @@ fn llama_tiny_sharded_three_ways_over_chromium_and_firefox_matches_the_unsharded
     assert_eq!(workers(&run), ["chromium#1", "firefox#1", "chromium#2"]);
     assert_layers_cover(&run, 8);
     assert_answers_checked(&run);
-    assert_eq!(s["correctness"]["argmax_mismatched"], 0, "{}", s["correctness"]);
+    assert_eq!(
+        s["correctness"]["argmax_mismatched"], 0,
+        "{}",
+        s["correctness"]
+    );
     // One activation of [1, 64, 256] float32 crosses each hop.
     assert_measured(&run, 64 * 256 * 4);
     assert_table_names_workers(&run, &out);
@@ -405,7 +458,10 @@ fn a_model_over_the_memory_budget_runs_only_sharded_within_it() {
     assert_eq!(s["strategy"], "memory_aware");
     assert_answers_checked(&run);
     let n = shards(&run).len();
-    assert!(n >= 2, "llama-tiny cannot fit {budget_mib} MiB unsharded: {n} shards");
+    assert!(
+        n >= 2,
+        "llama-tiny cannot fit {budget_mib} MiB unsharded: {n} shards"
+    );
     assert_layers_cover(&run, 8);
     for sh in shards(&run) {
         let bytes = sh["parameters"].as_u64().expect("parameters") * 4;
@@ -424,7 +480,11 @@ fn a_model_over_the_memory_budget_runs_only_sharded_within_it() {
         "{skipped}"
     );
     assert_eq!(b["runs"], 0, "an over-budget baseline ran: {b}");
-    assert!(s["throughput_vs_unsharded"].is_null(), "{}", s["throughput_vs_unsharded"]);
+    assert!(
+        s["throughput_vs_unsharded"].is_null(),
+        "{}",
+        s["throughput_vs_unsharded"]
+    );
     sb.assert_clean();
 }
 
@@ -513,7 +573,14 @@ fn a_strategy_missing_its_parameter_is_refused() {
 #[test]
 fn killing_a_shard_that_does_not_exist_is_refused() {
     assert_bad_input(
-        &["--model", "llama-micro", "--shards", "3", "--kill-shard", "5"],
+        &[
+            "--model",
+            "llama-micro",
+            "--shards",
+            "3",
+            "--kill-shard",
+            "5",
+        ],
         &["'5'", "shard"],
     );
 }

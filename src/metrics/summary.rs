@@ -454,6 +454,30 @@ mod tests {
         let mut lost = summary();
         lost.requests.lost = 1;
         assert!(!lost.passed());
+        let mut sharded = summary();
+        sharded.sharding = Some(crate::metrics::ShardingReport {
+            correctness: crate::metrics::sharding::ShardCorrectness {
+                passed: true,
+                checked: 3,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        assert!(sharded.passed());
+        let mut wrong = sharded.clone();
+        if let Some(sh) = wrong.sharding.as_mut() {
+            sh.correctness.passed = false;
+        }
+        assert!(
+            !wrong.passed(),
+            "a sharded answer off the reference fails the run"
+        );
+        let mut gave_up = sharded;
+        if let Some(sh) = gave_up.sharding.as_mut() {
+            sh.events
+                .push(crate::metrics::sharding::ShardEvent::default());
+        }
+        assert!(!gave_up.passed(), "a recovery that gave up fails the run");
         let mut twice = summary();
         twice.requests.closed_twice = 1;
         assert!(!twice.passed());

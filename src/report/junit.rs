@@ -137,6 +137,22 @@ fn render(run: RunData<'_>) -> String {
             ),
         },
     ];
+    if let Some(sh) = &s.sharding {
+        let c = &sh.correctness;
+        checks.push(Case {
+            class: "webgpu-pool.sharding".into(),
+            name: format!("{} sharded answers match the unsharded model", sh.model),
+            time_s: 0.0,
+            failure: (!sh.passed()).then(|| ("output", super::view::problem_notes(s).join("; "))),
+            out: format!(
+                "{} of {} within atol {:.0e} (max abs diff {:.2e})",
+                c.checked - c.mismatched,
+                c.checked,
+                c.atol,
+                c.max_abs_diff
+            ),
+        });
+    }
     checks.extend(s.thresholds.iter().map(|t| Case {
         class: "webgpu-pool.thresholds".into(),
         name: t.name.clone(),

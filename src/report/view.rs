@@ -185,7 +185,9 @@ pub fn problem_notes(summary: &RunSummary) -> Vec<String> {
     }
     if let Some(sh) = &summary.sharding {
         let c = &sh.correctness;
-        if !c.passed {
+        if c.checked == 0 {
+            notes.push(format!("{} sharded: no answer to check", sh.model));
+        } else if !c.passed {
             notes.push(format!(
                 "{} sharded: {} of {} answers outside tolerance (max abs diff {:.2e}, atol {:.0e}){}",
                 sh.model,

@@ -190,8 +190,9 @@ impl ShardedModelExecution {
     }
 
     /// Each worker's ms per layer: `probe` (a shard of one middle layer) loaded on every
-    /// worker, run `runs` times after one warm-up (on zeros: the time does not depend on the
-    /// values), the median taken, then unloaded.
+    /// worker, one warm-up run each, then `runs` rounds of one run per worker in turn (so a
+    /// slow moment of the shared machine lands on every worker alike), the median taken, then
+    /// unloaded. Runs on zeros: the time does not depend on the values.
     ///
     /// # Errors
     /// A load or run that failed.
@@ -201,25 +202,32 @@ impl ShardedModelExecution {
         runs: usize,
     ) -> Result<Vec<f64>, ShardError> {
         let workers = lock(&self.place).workers.clone();
-        let mut out = Vec::with_capacity(workers.len());
+        let what = |w: &Worker, e: &WorkerError| ShardError::of(e, &format!("probing {}", w.id));
         for w in &workers {
-            let what = |e: &WorkerError| ShardError::of(e, &format!("probing {}", w.id));
-            w.load(probe.clone()).await.map_err(|e| what(&e))?;
-            let mut times = Vec::with_capacity(runs);
-            for i in 0..=runs {
+            w.load(probe.clone()).await.map_err(|e| what(w, &e))?;
+        }
+        let mut times = vec![Vec::with_capacity(runs); workers.len()];
+        for round in 0..=runs {
+            for (i, w) in workers.iter().enumerate() {
                 let r = w
                     .run(&probe.name, crate::pool::worker::OutputMode::None)
                     .await
-                    .map_err(|e| what(&e))?;
-                if i > 0 {
-                    times.push(r.run_ms);
+                    .map_err(|e| what(w, &e))?;
+                if round > 0 {
+                    times[i].push(r.run_ms);
                 }
             }
-            w.unload(&probe.name).await.map_err(|e| what(&e))?;
-            times.sort_by(f64::total_cmp);
-            out.push(times[times.len() / 2]);
         }
-        Ok(out)
+        for w in &workers {
+            w.unload(&probe.name).await.map_err(|e| what(w, &e))?;
+        }
+        Ok(times
+            .into_iter()
+            .map(|mut t| {
+                t.sort_by(f64::total_cmp);
+                t[t.len() / 2]
+            })
+            .collect())
     }
 
     /// Replaces the shards (a new plan) before they are loaded.

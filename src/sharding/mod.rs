@@ -463,3 +463,51 @@ pub fn report(
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits() -> Reference {
+        // Two positions over a vocabulary of 3.
+        Reference {
+            dims: vec![1, 2, 3],
+            output: vec![0.1, 0.9, 0.0, 0.5, 0.2, 0.3],
+            task: Task::TextGeneration,
+        }
+    }
+
+    #[test]
+    fn an_answer_matches_within_tolerance_and_with_the_same_argmax() {
+        let r = logits();
+        let close: Vec<f32> = r.output.iter().map(|v| v + 1e-4).collect();
+        assert!(check_answer(&r, &r.dims, &close).1);
+        assert_eq!(check_answer(&r, &r.dims, &close).2, Some(true));
+    }
+
+    #[test]
+    fn an_answer_off_by_more_than_the_tolerance_or_another_shape_fails() {
+        let r = logits();
+        let mut off = r.output.clone();
+        off[5] += 0.01;
+        let (diff, ok, argmax) = check_answer(&r, &r.dims, &off);
+        assert!(!ok && (diff - 0.01).abs() < 1e-6, "{diff}");
+        assert_eq!(argmax, Some(true));
+        assert!(!check_answer(&r, &[1, 3, 2], &r.output).1);
+    }
+
+    #[test]
+    fn another_argmax_fails_a_decoder_answer_even_within_tolerance() {
+        let mut r = logits();
+        r.output = vec![0.5, 0.5004, 0.0, 0.0, 0.0, 0.0];
+        let swapped = vec![0.5004, 0.5, 0.0, 0.0, 0.0, 0.0];
+        let (_, ok, argmax) = check_answer(&r, &r.dims, &swapped);
+        assert_eq!(argmax, Some(false));
+        assert!(!ok);
+        r.task = Task::TextEmbedding;
+        assert!(
+            check_answer(&r, &r.dims, &swapped).1,
+            "no argmax check for an encoder"
+        );
+    }
+}
