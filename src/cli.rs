@@ -12,7 +12,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use webgpu_pool::browser::{BrowserKind, DriverKind};
 use webgpu_pool::pool::Backend;
-use webgpu_pool::scenario::{FaultKind, RecoveryStrategy, ShardRecovery, ShardStrategy};
+use webgpu_pool::scenario::{
+    FaultKind, RecoveryStrategy, ShardRecovery, ShardStrategy, ShardWorker,
+};
 
 /// Run real AI models in a pool of real headless browsers over WebGPU, WebNN and WASM, and
 /// measure them.
@@ -356,6 +358,11 @@ pub struct ShardArgs {
         value_name = "KIND,..."
     )]
     pub browsers: Vec<BrowserKind>,
+    /// Where each shard runs, in order: BROWSER or BROWSER:BACKEND, comma-separated, e.g.
+    /// `chromium-shell:webnn,firefox:wasm,chromium:wasm` (one model over WebNN and wasm in two
+    /// engines). Sets the shard count and the browsers.
+    #[arg(long, value_delimiter = ',', value_parser = parse_shard_worker, value_name = "BROWSER[:BACKEND],...", conflicts_with = "browsers")]
+    pub placement: Vec<ShardWorker>,
     /// Backend priority, comma-separated (default: webnn, webgpu on hardware adapters, wasm).
     #[arg(long, value_delimiter = ',', value_name = "BACKEND,...")]
     pub backends: Option<Vec<Backend>>,
@@ -606,6 +613,19 @@ pub struct BenchOverheadArgs {
 }
 
 /// Parses a positive request rate, e.g. `20` or `2.5` (per second).
+fn parse_shard_worker(s: &str) -> Result<ShardWorker, String> {
+    let (browser, backend) = match s.split_once(':') {
+        Some((b, k)) => (b, Some(k)),
+        None => (s, None),
+    };
+    Ok(ShardWorker {
+        browser: browser.parse().map_err(|e| format!("{e}"))?,
+        backend: backend
+            .map(|k| k.parse::<Backend>().map_err(|e| format!("{e}")))
+            .transpose()?,
+    })
+}
+
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),

@@ -99,6 +99,7 @@ pub(super) async fn run_sharded(
     });
     let setup = ShardSetup {
         launches: config.launches.clone(),
+        places: sh.workers.iter().map(|w| (w.browser, w.backend)).collect(),
         ctx,
         recovery: sh.recovery,
         max_attempts: sc.recovery.max_attempts,

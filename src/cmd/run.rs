@@ -77,6 +77,7 @@ fn to_flags(args: &RunArgs) -> RunFlags {
             concurrency: c.concurrency,
             kill_shard: None,
             kill_at: std::time::Duration::ZERO,
+            workers: Vec::new(),
         }),
     }
 }

@@ -36,6 +36,7 @@ pub async fn execute(args: ShardArgs, ctx: &Context) -> Result<Outcome> {
         concurrency: args.concurrency,
         kill_shard: args.kill_shard,
         kill_at: args.kill_at,
+        workers: args.placement.clone(),
     }
     .apply(&mut scenario);
     if args.print_scenario {

@@ -17,7 +17,7 @@ use crate::models;
 
 use super::{
     Fault, FaultKind, FaultTarget, Migration, ModelEntry, PlacementMode, RecoveryStrategy,
-    Scenario, ShardRecovery, ShardStrategy, Sharding, StateSync, WorkloadMode,
+    Scenario, ShardRecovery, ShardStrategy, ShardWorker, Sharding, StateSync, WorkloadMode,
 };
 
 /// What `run` and `stress` both name: the seed, the models and the pool's browsers.
@@ -99,6 +99,8 @@ pub struct ShardFlags {
     pub kill_shard: Option<u32>,
     /// ... this long after the stream starts.
     pub kill_at: Duration,
+    /// Per shard: its browser and, optionally, its one backend (empty: browsers in turn).
+    pub workers: Vec<ShardWorker>,
 }
 
 impl ShardFlags {
@@ -106,17 +108,31 @@ impl ShardFlags {
     /// the sharded one.
     pub fn apply(&self, s: &mut Scenario) {
         let model = s.models.first().map(|m| m.name.clone()).unwrap_or_default();
-        let workers = self.shards.unwrap_or(s.pool.browsers.len().max(2) as u32);
+        let shards = match (self.shards, self.workers.len()) {
+            (None, n) if n > 0 => Some(n as u32),
+            (given, _) => given,
+        };
+        if !self.workers.is_empty() {
+            let mut browsers = Vec::new();
+            for w in &self.workers {
+                if !browsers.contains(&w.browser) {
+                    browsers.push(w.browser);
+                }
+            }
+            s.pool.browsers = browsers;
+        }
+        let workers = shards.unwrap_or(s.pool.browsers.len().max(2) as u32);
         s.pool.placement = PlacementMode::Matrix;
         s.pool.min_connections = workers;
         s.pool.max_connections = workers;
         s.workload.concurrency = self.concurrency;
         s.sharding = Some(Sharding {
             model,
-            shards: self.shards,
+            shards,
             strategy: self.strategy,
             recovery: self.recovery,
             memory_budget_mib: self.memory_budget_mib,
+            workers: self.workers.clone(),
         });
         if let Some(n) = self.kill_shard {
             let mut f = Fault::at(FaultKind::KillBrowser, self.kill_at);
@@ -351,6 +367,7 @@ pub fn flag_for(path: &str) -> &'static str {
         "sharding.shards" => "--shards",
         "sharding.model" => "--model",
         "sharding.memory_budget_mib" => "--memory-budget-mib",
+        p if p.starts_with("sharding.workers") => "--placement",
         p if p.starts_with("sharding") => "--strategy",
         _ => "a flag",
     }

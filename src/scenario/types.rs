@@ -481,6 +481,23 @@ pub struct Sharding {
     /// placed, and the unsharded baseline is skipped when the whole model is over it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_budget_mib: Option<u64>,
+    /// Where each shard runs, one entry per shard in order: a browser of `pool.browsers` and,
+    /// optionally, the one backend its shard must use (e.g. shard 0 on
+    /// `{browser: chromium-shell, backend: webnn}`, the others on wasm). Default: the pool's
+    /// browsers in turn, each with the scenario's `backends`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<ShardWorker>,
+}
+
+/// Where one shard runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShardWorker {
+    /// The browser.
+    pub browser: BrowserKind,
+    /// The one backend the shard must run on (default: the scenario's `backends` in order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<Backend>,
 }
 
 /// Periodic state synchronisation.

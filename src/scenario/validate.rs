@@ -381,6 +381,29 @@ fn check_sharding(s: &Scenario, sh: &super::types::Sharding, out: &mut Vec<Issue
             "memory_aware needs a per-worker budget, e.g. memory_budget_mib: 64",
         );
     }
+    if !sh.workers.is_empty() {
+        let count = sh.shards.map(|n| n as usize);
+        if count != Some(sh.workers.len()) {
+            push(
+                out,
+                "sharding.workers",
+                format!(
+                    "{} entries, but there are {} shards; give one per shard, in order",
+                    sh.workers.len(),
+                    count.map_or_else(|| "no fixed number of".to_string(), |n| n.to_string())
+                ),
+            );
+        }
+        for (i, w) in sh.workers.iter().enumerate() {
+            if !s.pool.browsers.contains(&w.browser) {
+                push(
+                    out,
+                    format!("sharding.workers[{i}].browser"),
+                    format!("'{}' is not in pool.browsers", w.browser),
+                );
+            }
+        }
+    }
     if sh.memory_budget_mib == Some(0) {
         push(
             out,

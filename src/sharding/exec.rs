@@ -26,8 +26,11 @@ use crate::state::{Op, ShardAssignment};
 /// How the executor is set up.
 #[derive(Debug, Clone)]
 pub struct ShardSetup {
-    /// One launch per browser kind; worker `i` uses `launches[i % len]`.
+    /// One launch per browser kind; worker `i` uses `launches[i % len]` unless `places` says.
     pub launches: Vec<LaunchSpec>,
+    /// Per worker (shard), its browser and the one backend it must use; empty: the launches
+    /// in turn with the context's backends.
+    pub places: Vec<(BrowserKind, Option<crate::backend::Backend>)>,
     /// What every worker shares (asset server, page settings, timeouts).
     pub ctx: Arc<WorkerContext>,
     /// What a failed shard gets.
@@ -94,6 +97,8 @@ struct Placement {
     loads: Vec<(u32, f64, String)>,
     /// Workers closed by recoveries (for the report).
     retired: Vec<Arc<Worker>>,
+    /// Per worker slot: the one backend it must use, if any.
+    backends: Vec<Option<crate::backend::Backend>>,
 }
 
 /// What the stream observed, per shard and hop.
@@ -147,6 +152,7 @@ impl ShardedModelExecution {
                 earlier: vec![Vec::new(); n],
                 loads: vec![(0, 0.0, String::new()); n],
                 retired: Vec::new(),
+                backends: Vec::new(),
             }),
             recovering: tokio::sync::Mutex::new(()),
             rec: Mutex::new(Records {
@@ -171,10 +177,22 @@ impl ShardedModelExecution {
     /// A launch that failed (the others are closed by `shutdown`).
     pub async fn launch_workers(&self) -> Result<(), ShardError> {
         let n = self.shards.len();
-        let kinds: Vec<BrowserKind> = (0..n)
-            .map(|i| self.setup.launches[i % self.setup.launches.len()].kind)
-            .collect();
-        let launched = futures::future::join_all(kinds.iter().map(|&k| self.launch(k))).await;
+        let places: Vec<(BrowserKind, Option<crate::backend::Backend>)> =
+            if self.setup.places.is_empty() {
+                (0..n)
+                    .map(|i| {
+                        (
+                            self.setup.launches[i % self.setup.launches.len()].kind,
+                            None,
+                        )
+                    })
+                    .collect()
+            } else {
+                self.setup.places.clone()
+            };
+        lock(&self.place).backends = places.iter().map(|p| p.1).collect();
+        let launched =
+            futures::future::join_all(places.iter().map(|&(k, b)| self.launch(k, b))).await;
         let mut workers = Vec::with_capacity(n);
         let mut first_error = None;
         for w in launched {
@@ -276,7 +294,12 @@ impl ShardedModelExecution {
             .collect()
     }
 
-    async fn launch(&self, kind: BrowserKind) -> Result<Arc<Worker>, ShardError> {
+    /// Launches a worker of `kind`; with `backend`, its page loads only on that backend.
+    async fn launch(
+        &self,
+        kind: BrowserKind,
+        backend: Option<crate::backend::Backend>,
+    ) -> Result<Arc<Worker>, ShardError> {
         let Some(mut spec) = self.setup.launches.iter().find(|l| l.kind == kind).cloned() else {
             return Err(ShardError {
                 class: ErrorClass::NoPlacement,
@@ -290,12 +313,16 @@ impl ShardedModelExecution {
             *k += 1;
             format!("{kind}#{k}")
         };
-        let webnn = self
-            .setup
-            .ctx
-            .page
-            .backends
-            .contains(&crate::backend::Backend::Webnn);
+        let webnn = backend.map_or_else(
+            || {
+                self.setup
+                    .ctx
+                    .page
+                    .backends
+                    .contains(&crate::backend::Backend::Webnn)
+            },
+            |b| b == crate::backend::Backend::Webnn,
+        );
         let page = Page::start(id.clone(), spec)
             .await
             .map_err(|e| ShardError::of(&e, &format!("launching {id}")))?;
@@ -306,7 +333,21 @@ impl ShardedModelExecution {
                 return Err(ShardError::of(&e, &format!("asking {id} what it offers")));
             }
         };
-        Ok(Worker::spawn(page, &caps, self.setup.ctx.clone()))
+        let ctx = match backend {
+            None => self.setup.ctx.clone(),
+            Some(b) => {
+                let mut page = self.setup.ctx.page.clone();
+                page.backends = vec![b];
+                // Naming webgpu counts a software adapter, as `--backends webgpu` does.
+                page.allow_fallback_adapter |= b == crate::backend::Backend::Webgpu;
+                Arc::new(WorkerContext {
+                    server: self.setup.ctx.server.clone(),
+                    page,
+                    timeouts: self.setup.ctx.timeouts,
+                })
+            }
+        };
+        Ok(Worker::spawn(page, &caps, ctx))
     }
 
     /// Loads shard `i` on `worker` and records it there.
@@ -597,7 +638,11 @@ impl ShardedModelExecution {
         failed: &Arc<Worker>,
         reload: &[usize],
     ) -> Result<(Vec<String>, Vec<usize>), String> {
-        let fresh = self.launch(failed.kind).await.map_err(|e| e.message)?;
+        let backend = lock(&self.place).backends.get(at).copied().flatten();
+        let fresh = self
+            .launch(failed.kind, backend)
+            .await
+            .map_err(|e| e.message)?;
         {
             let mut p = lock(&self.place);
             p.workers[at] = fresh.clone();
