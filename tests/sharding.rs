@@ -54,8 +54,8 @@ fn passed(sb: &Sandbox, a: &assert_cmd::assert::Assert) -> (Value, String) {
     (run.expect("run.json"), stdout(a))
 }
 
-/// `shard args` exits 2 without a panic, its stderr mentioning each of `must_mention`, and
-/// leaves nothing running.
+/// `shard args` exits 2 without a panic, its stderr mentioning each of `must_mention`, writes
+/// no run folder, and leaves nothing running.
 fn assert_bad_input(args: &[&str], must_mention: &[&str]) {
     let sb = Sandbox::new();
     let a = shard_run(&sb, args, 120);
@@ -73,6 +73,13 @@ fn assert_bad_input(args: &[&str], must_mention: &[&str]) {
             "shard {args:?}: stderr should mention {m:?}:\n{err}"
         );
     }
+    let written: Vec<_> = std::fs::read_dir(sb.results())
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        written.is_empty(),
+        "shard {args:?}: bad input wrote {written:?}"
+    );
     sb.assert_clean();
 }
 
@@ -439,7 +446,9 @@ fn full_retry_relaunches_the_killed_browser_and_reloads_every_shard() {
 #[test]
 fn a_model_over_the_memory_budget_runs_only_sharded_within_it() {
     let sb = Sandbox::new();
-    let budget_mib = 48;
+    // 86.6 MiB in all; two shards would hold 43.3 MiB each, so the fewest that fit is three,
+    // one more than the browsers given.
+    let budget_mib = 40;
     let (run, _) = run_shard(
         &sb,
         &[
@@ -458,9 +467,9 @@ fn a_model_over_the_memory_budget_runs_only_sharded_within_it() {
     assert_eq!(s["strategy"], "memory_aware");
     assert_answers_checked(&run);
     let n = shards(&run).len();
-    assert!(
-        n >= 2,
-        "llama-tiny cannot fit {budget_mib} MiB unsharded: {n} shards"
+    assert_eq!(
+        n, 3,
+        "the fewest shards of llama-tiny within {budget_mib} MiB is 3: {n} shards"
     );
     assert_layers_cover(&run, 8);
     for sh in shards(&run) {
@@ -489,6 +498,35 @@ fn a_model_over_the_memory_budget_runs_only_sharded_within_it() {
 }
 
 #[test]
+fn one_model_runs_over_webnn_and_wasm_in_two_engines() {
+    let sb = Sandbox::new();
+    let (run, _) = run_shard(
+        &sb,
+        &[
+            "--model",
+            "llama-micro",
+            "--placement",
+            "chromium-shell:webnn,firefox:wasm",
+            "--iterations",
+            "6",
+        ],
+        240,
+    );
+    assert_answers_checked(&run);
+    assert_eq!(workers(&run), vec!["chromium-shell#1", "firefox#1"]);
+    let backends: Vec<&str> = shards(&run)
+        .iter()
+        .map(|s| s["backend"].as_str().expect("backend"))
+        .collect();
+    assert_eq!(
+        backends,
+        vec!["webnn", "wasm"],
+        "each shard on the backend it was given"
+    );
+    sb.assert_clean();
+}
+
+#[test]
 fn a_budget_no_split_fits_exits_2_naming_the_budget() {
     // llama-tiny's embedding table alone is about 31 MiB: no shard holding it fits 8 MiB.
     assert_bad_input(
@@ -500,7 +538,7 @@ fn a_budget_no_split_fits_exits_2_naming_the_budget() {
             "--memory-budget-mib",
             "8",
         ],
-        &["budget", "8.0 MiB"],
+        &["budget", "8.0 MiB", "--memory-budget-mib"],
     );
 }
 
@@ -581,6 +619,6 @@ fn killing_a_shard_that_does_not_exist_is_refused() {
             "--kill-shard",
             "5",
         ],
-        &["'5'", "shard"],
+        &["'5'", "shard", "--kill-shard"],
     );
 }

@@ -172,6 +172,7 @@ pub async fn run(
     shutdown: CancellationToken,
     observer: &dyn RunObserver,
 ) -> Result<(RunSummary, PathBuf)> {
+    shard::check_plan(config)?;
     let started = SystemTime::now();
     let run_id = run_id(started);
     let run_dir = config.extras.results_dir.join(&run_id);

@@ -339,6 +339,27 @@ pub(super) async fn run_sharded(
     Ok((summary, run_dir))
 }
 
+/// Refuses a plan that cannot be made before the run folder is created (exit 2, nothing written).
+///
+/// # Errors
+/// [`UsageError`] naming why.
+pub(super) fn check_plan(config: &RunConfig) -> Result<()> {
+    let Some(sh) = &config.scenario.sharding else {
+        return Ok(());
+    };
+    let spec =
+        models::resolve(&sh.model).map_err(|e| UsageError(format!("sharding.model: {e}")))?;
+    let params = models::layer_parameters(spec)
+        .ok_or_else(|| UsageError(format!("sharding.model: '{}' cannot be sharded", sh.model)))?;
+    let workers = sh
+        .shards
+        .map_or(config.scenario.pool.max_connections as usize, |n| {
+            n as usize
+        });
+    let budget = sh.memory_budget_mib.map(|m| m * 1024 * 1024);
+    plan_for(sh, spec.name, &params, workers, budget, None).map(drop)
+}
+
 fn plan_for(
     sh: &Sharding,
     model: &str,

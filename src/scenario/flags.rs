@@ -82,6 +82,9 @@ pub struct RoutedFlags {
     pub cooldown: Duration,
 }
 
+/// The most workers `memory_aware` may plan for when no shard count is given.
+pub const MEMORY_AWARE_MOST: u32 = 8;
+
 /// `shard` and `run --test-sharding`: one model split across workers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShardFlags {
@@ -121,7 +124,12 @@ impl ShardFlags {
             }
             s.pool.browsers = browsers;
         }
-        let workers = shards.unwrap_or(s.pool.browsers.len().max(2) as u32);
+        // memory_aware without a count picks the fewest shards that fit, up to this many.
+        let workers = shards.unwrap_or(if self.strategy == ShardStrategy::MemoryAware {
+            MEMORY_AWARE_MOST
+        } else {
+            s.pool.browsers.len().max(2) as u32
+        });
         s.pool.placement = PlacementMode::Matrix;
         s.pool.min_connections = workers;
         s.pool.max_connections = workers;
@@ -368,6 +376,7 @@ pub fn flag_for(path: &str) -> &'static str {
         "sharding.model" => "--model",
         "sharding.memory_budget_mib" => "--memory-budget-mib",
         p if p.starts_with("sharding.workers") => "--placement",
+        p if p.starts_with("faults") && p.ends_with("target.shard") => "--kill-shard",
         p if p.starts_with("sharding") => "--strategy",
         _ => "a flag",
     }

@@ -447,6 +447,13 @@ impl ShardedModelExecution {
                 let p = lock(&self.place);
                 (p.workers[p.assign[k]].clone(), p.generation)
             };
+            if !worker.is_routable() && recoveries < self.setup.max_attempts {
+                // Its shard failed and a recovery is moving it: wait for that instead of
+                // sending a call to a browser known to be gone.
+                recoveries += 1;
+                drop(self.recovering.lock().await);
+                continue;
+            }
             let mut feeds = BTreeMap::new();
             if let Some(b64) = &activation {
                 feeds.insert(

@@ -117,7 +117,7 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<Plan, PlanError> {
                 })
                 .ok_or_else(|| {
                     fail(format!(
-                        "even {most} shards (one per worker) leave a shard over the budget of {:.1} MiB; give more workers or a larger budget",
+                        "even {most} shards (one per worker) leave a shard over the budget of {:.1} MiB (sharding.memory_budget_mib, --memory-budget-mib); give more workers or a larger budget",
                         mib(budget)
                     ))
                 })?
@@ -138,15 +138,21 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<Plan, PlanError> {
         Cost::Parameters
     };
     let (ranges, _) = split(req.params, count, &unit, cost);
+    let most = layers.min(req.workers);
     for (i, r) in ranges.iter().enumerate() {
         let bytes = req.params.of_range(r) * BYTES_PER_PARAM;
         if let Some(b) = req.budget_bytes.filter(|&b| bytes > b) {
             return Err(fail(format!(
-                "shard {i} (layers {}..{}) needs {:.1} MiB, over the budget of {:.1} MiB; use more shards",
+                "shard {i} (layers {}..{}) needs {:.1} MiB, over the budget of {:.1} MiB (sharding.memory_budget_mib, --memory-budget-mib); {}",
                 r.start,
                 r.end,
                 mib(bytes),
-                mib(b)
+                mib(b),
+                if count < most {
+                    format!("use more shards (up to {most})")
+                } else {
+                    "no split fits: give a larger budget".to_string()
+                }
             )));
         }
     }
