@@ -27,6 +27,10 @@ const LAUNCH_SLACK: Duration = Duration::from_secs(2);
 /// Bound on opening the page-call connection.
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a timed-out launch waits for the owner thread to kill the process and remove the
+/// profile (headless_chrome gives up on a silent process after 30 s).
+const TEARDOWN_WAIT: Duration = Duration::from_secs(45);
+
 /// What the owner thread reports after a successful launch.
 #[derive(Debug)]
 struct Launched {
@@ -88,13 +92,18 @@ impl CdpBrowser {
                 Ok(Ok(Err(e))) => return Err(e),
                 Ok(Err(_)) => return Err(fail("the CDP owner thread ended during launch".into())),
                 // Dropping `ready_rx` tells the owner to give up; it tears down on its own.
+                // Wait for that (bounded), so a failed launch has left nothing behind when it
+                // returns, even if the process exits right after: found as profile folders
+                // left in TMPDIR when a loaded machine timed a launch out.
                 Err(_) => {
+                    let joined = tokio::task::spawn_blocking(move || thread.join());
+                    let _ = tokio::time::timeout(TEARDOWN_WAIT, joined).await;
                     return Err(fail(format!(
                         "{} did not start within {:?} (executable {})",
                         spec.kind,
                         spec.launch_timeout,
                         spec.executable.display()
-                    )))
+                    )));
                 }
             };
         let this = Self {
