@@ -163,31 +163,20 @@ pub fn run_model(
     let mut result = None;
     let mut timings = Vec::new();
     for threads in [1, all_threads] {
-        let mut session = Session::builder(env)
-            .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
-            .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
-            .map_err(|e| fail(e.to_string()))?
-            .commit_from_file(&model.onnx_file)
-            .map_err(|e| fail(format!("{}: {e}", model.onnx_file.display())))?;
+        let mut session = session(env, model, threads).map_err(fail)?;
         let mut times = Vec::with_capacity(runs);
         for i in 0..runs + 2 {
             // Tensors are moved into the run: built again from the bytes read once.
             let feeds = feeds(model, &inputs).map_err(fail)?;
             let t0 = Instant::now();
             let outputs = session.run(feeds).map_err(|e| fail(e.to_string()))?;
-            let value = outputs
-                .get(model.output_name.as_str())
-                .ok_or_else(|| fail(format!("no output named '{}'", model.output_name)))?;
-            let (shape, data) = value
-                .try_extract_tensor::<f32>()
-                .map_err(|e| fail(e.to_string()))?;
-            let output = data.to_vec();
+            let (shape, output) = output_of(&outputs, model).map_err(fail)?;
             let ms = t0.elapsed().as_secs_f64() * 1e3;
             if i >= 2 {
                 times.push(ms);
             }
             if result.is_none() {
-                result = Some((shape.to_vec(), output));
+                result = Some((shape, output));
             }
         }
         timings.push(Percentiles::from_ms(&times).unwrap_or_default());
@@ -220,11 +209,7 @@ pub fn run_once(
         message,
     };
     let inputs = read_inputs(model).map_err(fail)?;
-    let mut session = Session::builder(env)
-        .and_then(|b| b.with_intra_threads(1).map_err(Into::into))
-        .map_err(|e| fail(e.to_string()))?
-        .commit_from_file(&model.onnx_file)
-        .map_err(|e| fail(format!("{}: {e}", model.onnx_file.display())))?;
+    let mut session = session(env, model, 1).map_err(fail)?;
     let mut feeds = feeds(model, &inputs).map_err(fail)?;
     for (name, dims, values) in given {
         let t = Tensor::from_array((dims.clone(), values.clone()))
@@ -232,12 +217,30 @@ pub fn run_once(
         feeds.push(((*name).to_string(), t.into_dyn()));
     }
     let outputs = session.run(feeds).map_err(|e| fail(e.to_string()))?;
+    output_of(&outputs, model).map_err(fail)
+}
+
+/// A session on `model`'s file at `threads` intra-op threads (one inter-op thread).
+fn session(env: &Environment, model: &PreparedModel, threads: usize) -> Result<Session, String> {
+    Session::builder(env)
+        .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
+        .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
+        .map_err(|e| e.to_string())?
+        .commit_from_file(&model.onnx_file)
+        .map_err(|e| format!("{}: {e}", model.onnx_file.display()))
+}
+
+/// The model's output (shape and values) from a run's outputs.
+fn output_of(
+    outputs: &ort::session::SessionOutputs<'_>,
+    model: &PreparedModel,
+) -> Result<(Vec<i64>, Vec<f32>), String> {
     let value = outputs
         .get(model.output_name.as_str())
-        .ok_or_else(|| fail(format!("no output named '{}'", model.output_name)))?;
+        .ok_or_else(|| format!("no output named '{}'", model.output_name))?;
     let (shape, data) = value
         .try_extract_tensor::<f32>()
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     Ok((shape.to_vec(), data.to_vec()))
 }
 

@@ -262,27 +262,7 @@ async fn run_part(
         server.shutdown().await;
     }
 
-    let mut summary = RunSummary {
-        schema_version: SCHEMA_VERSION,
-        run_id,
-        command: config.extras.command.clone(),
-        started_at: humantime::format_rfc3339_seconds(started).to_string(),
-        finished_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        complete: false,
-        stopped_early: None,
-        environment: environment(),
-        requests: Default::default(),
-        results: Vec::new(),
-        faults: Vec::new(),
-        recovery_events: Vec::new(),
-        thresholds: Vec::new(),
-        workers: Vec::new(),
-        routing: Vec::new(),
-        pool_events: Vec::new(),
-        peak_workers: 0,
-        resumed: earlier.clone(),
-        sharding: None,
-    };
+    let mut summary = empty_summary(run_id, &config.extras.command, started, earlier.clone());
     match outcome {
         Ok(out) => {
             summary.complete = out.stopped_early.is_none();
@@ -349,6 +329,36 @@ async fn run_part(
                 run_dir.display()
             )))
         }
+    }
+}
+
+/// The summary of a run that has measured nothing yet (finished now).
+fn empty_summary(
+    run_id: String,
+    command: &str,
+    started: SystemTime,
+    resumed: Option<crate::metrics::EarlierPart>,
+) -> RunSummary {
+    RunSummary {
+        schema_version: SCHEMA_VERSION,
+        run_id,
+        command: command.to_string(),
+        started_at: humantime::format_rfc3339_seconds(started).to_string(),
+        finished_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        complete: false,
+        stopped_early: None,
+        environment: environment(),
+        requests: Default::default(),
+        results: Vec::new(),
+        faults: Vec::new(),
+        recovery_events: Vec::new(),
+        thresholds: Vec::new(),
+        workers: Vec::new(),
+        routing: Vec::new(),
+        pool_events: Vec::new(),
+        peak_workers: 0,
+        resumed,
+        sharding: None,
     }
 }
 

@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
-use super::{environment, Part, RunConfig, UsageError};
+use super::{Part, RunConfig, UsageError};
 use crate::metrics::sharding::Baseline;
-use crate::metrics::{RunSummary, SCHEMA_VERSION};
+use crate::metrics::RunSummary;
 use crate::models::{self, LayerParameters};
 use crate::pool::worker::WorkerContext;
 use crate::pool::{PageSettings, RunEvent, RunObserver, WorkerTimeouts};
@@ -158,27 +158,12 @@ pub(super) async fn run_sharded(
         .await;
 
     let run_dir = part.run_dir.clone();
-    let mut summary = RunSummary {
-        schema_version: SCHEMA_VERSION,
-        run_id: part.run_id.clone(),
-        command: config.extras.command.clone(),
-        started_at: humantime::format_rfc3339_seconds(part.started).to_string(),
-        finished_at: String::new(),
-        complete: false,
-        stopped_early: None,
-        environment: environment(),
-        requests: Default::default(),
-        results: Vec::new(),
-        faults: Vec::new(),
-        recovery_events: Vec::new(),
-        thresholds: Vec::new(),
-        workers: Vec::new(),
-        routing: Vec::new(),
-        pool_events: Vec::new(),
-        peak_workers: 0,
-        resumed: None,
-        sharding: None,
-    };
+    let mut summary = super::empty_summary(
+        part.run_id.clone(),
+        &config.extras.command,
+        part.started,
+        None,
+    );
     let reasons = match prepared {
         Ok(r) => r,
         Err(e) => {

@@ -225,6 +225,28 @@ fn build_graph(
     Ok((model.encode_to_vec(), params, output))
 }
 
+/// The weight source `choice` names: the real checkpoint's reader, or seeded values.
+fn open_source(
+    spec: &ModelSpec,
+    choice: &WeightChoice,
+    seed: u64,
+) -> Result<Box<dyn WeightSource>, ModelError> {
+    Ok(match (&spec.weights, &choice.real) {
+        (WeightPlan::MiniLmSafetensors, Some(p)) => Box::new(SafetensorsWeights::open(p)?),
+        (WeightPlan::WhisperCt2OrSeeded, Some(p)) => Box::new(Ct2Weights::open(p)?),
+        _ => Box::new(SeededWeights::new(seed)),
+    })
+}
+
+/// Writes a prepared model's metadata, last: a present metadata file means a complete entry.
+fn write_meta(meta_path: &Path, prepared: &PreparedModel) -> Result<(), ModelError> {
+    let meta = serde_json::to_vec_pretty(prepared).map_err(|e| ModelError::Metadata {
+        path: meta_path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    write_atomic(meta_path, &meta)
+}
+
 fn load_cached(meta: &Path) -> Option<PreparedModel> {
     let bytes = std::fs::read(meta).ok()?;
     let m: PreparedModel = serde_json::from_slice(&bytes).ok()?;
@@ -270,11 +292,7 @@ pub fn prepare(spec: &ModelSpec, cache: &Cache, seed: u64) -> Result<PreparedMod
     }
 
     let inputs = make_inputs(spec, tokenizer.as_deref(), &weights_dir, seed)?;
-    let mut source: Box<dyn WeightSource> = match (&spec.weights, &choice.real) {
-        (WeightPlan::MiniLmSafetensors, Some(p)) => Box::new(SafetensorsWeights::open(p)?),
-        (WeightPlan::WhisperCt2OrSeeded, Some(p)) => Box::new(Ct2Weights::open(p)?),
-        _ => Box::new(SeededWeights::new(seed)),
-    };
+    let mut source = open_source(spec, &choice, seed)?;
     let (onnx, parameters, output_name) = build_graph(spec, source.as_mut(), choice.kind, None)?;
     drop(source);
     let onnx_file = models.join(format!("{base}.onnx"));
@@ -304,11 +322,7 @@ pub fn prepare(spec: &ModelSpec, cache: &Cache, seed: u64) -> Result<PreparedMod
         golden: inputs.golden,
         runtime_inputs: Vec::new(),
     };
-    let meta = serde_json::to_vec_pretty(&prepared).map_err(|e| ModelError::Metadata {
-        path: meta_path.clone(),
-        message: e.to_string(),
-    })?;
-    write_atomic(&meta_path, &meta)?;
+    write_meta(&meta_path, &prepared)?;
     Ok(prepared)
 }
 
@@ -336,11 +350,7 @@ pub(super) fn prepare_shard(
     if let Some(m) = load_cached(&meta_path) {
         return Ok(m);
     }
-    let mut source: Box<dyn WeightSource> = match (&spec.weights, &choice.real) {
-        (WeightPlan::MiniLmSafetensors, Some(p)) => Box::new(SafetensorsWeights::open(p)?),
-        (WeightPlan::WhisperCt2OrSeeded, Some(p)) => Box::new(Ct2Weights::open(p)?),
-        _ => Box::new(SeededWeights::new(seed)),
-    };
+    let mut source = open_source(spec, &choice, seed)?;
     let (onnx, parameters, output_name) =
         build_graph(spec, source.as_mut(), choice.kind, Some(layers))?;
     drop(source);
@@ -354,11 +364,7 @@ pub(super) fn prepare_shard(
         golden: None,
         ..whole.clone()
     };
-    let meta = serde_json::to_vec_pretty(&prepared).map_err(|e| ModelError::Metadata {
-        path: meta_path.clone(),
-        message: e.to_string(),
-    })?;
-    write_atomic(&meta_path, &meta)?;
+    write_meta(&meta_path, &prepared)?;
     Ok(prepared)
 }
 
