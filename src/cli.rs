@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use webgpu_pool::browser::{BrowserKind, DriverKind};
 use webgpu_pool::pool::Backend;
 use webgpu_pool::scenario::{
-    FaultKind, RecoveryStrategy, ShardRecovery, ShardStrategy, ShardWorker,
+    FaultKind, RecoveryStrategy, ShardRecovery, ShardStrategy, ShardTransfer, ShardWorker,
 };
 
 /// Run real AI models in a pool of real headless browsers over WebGPU, WebNN and WASM, and
@@ -369,6 +369,10 @@ pub struct ShardArgs {
     /// Measured requests.
     #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub iterations: u32,
+    /// Run the measured stream for this long instead of --iterations: seconds (20) or a
+    /// duration (20s).
+    #[arg(long, value_parser = parse_seconds, conflicts_with = "iterations")]
+    pub duration: Option<Duration>,
     /// Unmeasured requests first.
     #[arg(long, default_value_t = 2)]
     pub warmup: u32,
@@ -376,6 +380,11 @@ pub struct ShardArgs {
     /// requests (pipelining).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub concurrency: u32,
+    /// How activations travel between shards: auto (time both before the stream, use the
+    /// faster), harness (base64 in the page-API calls) or server (raw bytes through the asset
+    /// server's relay).
+    #[arg(long, value_enum, default_value_t = TransferChoice::Auto)]
+    pub transfer: TransferChoice,
     /// Kill the browser hosting this shard (from 0) during the stream, to watch recovery.
     #[arg(long, value_name = "SHARD")]
     pub kill_shard: Option<u32>,
@@ -417,6 +426,27 @@ impl From<ShardStrategyChoice> for ShardStrategy {
             ShardStrategyChoice::LayerBalanced => Self::LayerBalanced,
             ShardStrategyChoice::CostBalanced => Self::CostBalanced,
             ShardStrategyChoice::MemoryAware => Self::MemoryAware,
+        }
+    }
+}
+
+/// How activations travel between shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TransferChoice {
+    /// Time both, use the faster.
+    Auto,
+    /// Base64 in the page-API calls.
+    Harness,
+    /// Raw bytes through the asset server's relay.
+    Server,
+}
+
+impl From<TransferChoice> for ShardTransfer {
+    fn from(c: TransferChoice) -> Self {
+        match c {
+            TransferChoice::Auto => Self::Auto,
+            TransferChoice::Harness => Self::Harness,
+            TransferChoice::Server => Self::Server,
         }
     }
 }

@@ -242,7 +242,7 @@ fn assert_table_names_workers(run: &Value, out: &str) {
 }
 
 /// llama-tiny in 3 shards over chromium and firefox, the middle shard's browser (firefox#1)
-/// killed 2s into the stream and recovered by `recovery`. Returns the run (which must pass)
+/// killed 2s into an 8 s stream and recovered by `recovery`. Returns the run (which must pass)
 /// once the guarantees every strategy keeps hold: nothing lost or failed, every answer right,
 /// the fault injected into firefox#1, one recovery of shard 1 that succeeded, and the recovered
 /// shard serving again on its new worker.
@@ -256,8 +256,9 @@ fn kill_middle_shard(sb: &Sandbox, recovery: &str) -> Value {
             "3",
             "--browsers",
             "chromium,firefox",
-            "--iterations",
-            "30",
+            // A time, not a count: the kill lands mid-stream however fast requests go.
+            "--duration",
+            "8s",
             "--kill-shard",
             "1",
             "--kill-at",
@@ -340,6 +341,15 @@ fn llama_tiny_sharded_three_ways_over_chromium_and_firefox_matches_the_unsharded
     let s = &run["sharding"];
     assert_eq!(s["model"], "llama-tiny");
     assert_eq!(s["strategy"], "layer_balanced");
+    // transfer auto: both routes timed side by side, the faster one used for the stream.
+    let probe = &s["transfer_probe"];
+    let ms = |k: &str| probe[k].as_f64().unwrap_or_else(|| panic!("{k}: {probe}"));
+    let faster = if ms("server_ms") < ms("harness_ms") {
+        "server"
+    } else {
+        "harness"
+    };
+    assert_eq!(s["transfer"], faster, "{probe}");
     // One worker per shard, the browsers taken in turn.
     assert_eq!(workers(&run), ["chromium#1", "firefox#1", "chromium#2"]);
     assert_layers_cover(&run, 8);
@@ -524,6 +534,42 @@ fn one_model_runs_over_webnn_and_wasm_in_two_engines() {
         "each shard on the backend it was given"
     );
     sb.assert_clean();
+}
+
+#[test]
+fn each_transfer_route_carries_the_activations_and_the_answers_still_match() {
+    for route in ["harness", "server"] {
+        let sb = Sandbox::new();
+        let (run, _) = run_shard(
+            &sb,
+            &[
+                "--model",
+                "llama-micro",
+                "--shards",
+                "2",
+                "--transfer",
+                route,
+                "--iterations",
+                "6",
+            ],
+            240,
+        );
+        assert_answers_checked(&run);
+        let s = &run["sharding"];
+        assert_eq!(s["transfer"], route);
+        assert!(
+            s["transfer_probe"].is_null(),
+            "{route}: no probe when the route is given"
+        );
+        let hop_route = s["hops"][0]["route"].as_str().expect("route");
+        let expect = if route == "server" {
+            "asset server"
+        } else {
+            "harness"
+        };
+        assert!(hop_route.starts_with(expect), "{route}: {hop_route}");
+        sb.assert_clean();
+    }
 }
 
 #[test]

@@ -670,7 +670,7 @@ function base64(typed) {
  * The per-run inputs of `args.feeds` (`{name: {dtype, dims, data_b64}}`, raw little-endian bytes
  * in base64) as tensors, checked against what `load` declared per-run; null when none is given.
  */
-function decodeFeeds(entry, feeds) {
+async function decodeFeeds(entry, feeds) {
   if (typeof feeds !== 'object' || Array.isArray(feeds)) {
     throw new PageError('TypeError', "'feeds' must be an object of name -> {dtype, dims, data_b64}");
   }
@@ -687,13 +687,19 @@ function decodeFeeds(entry, feeds) {
       throw new PageError('InputMismatch', `per-run input '${name}' of '${entry.modelId}' must be ${want.dtype}[${want.dims.join(',')}], got ${f?.dtype}[${f?.dims}]`);
     }
     const Typed = DTYPES[want.dtype];
-    const bin = atob(requireString(f, 'data_b64'));
     const count = want.dims.reduce((a, b) => a * b, 1);
-    if (bin.length !== count * Typed.BYTES_PER_ELEMENT) {
-      throw new PageError('InputSizeMismatch', `per-run input '${name}': ${bin.length} bytes, but ${want.dtype}[${want.dims.join(',')}] needs ${count * Typed.BYTES_PER_ELEMENT}`);
+    let bytes;
+    if (typeof f.url === 'string') {
+      // Through the asset server's relay: raw bytes, no base64.
+      bytes = new Uint8Array(await fetchBytes(f.url, `per-run input '${name}'`));
+    } else {
+      const bin = atob(requireString(f, 'data_b64'));
+      bytes = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i += 1) bytes[i] = bin.charCodeAt(i);
     }
-    const bytes = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i += 1) bytes[i] = bin.charCodeAt(i);
+    if (bytes.byteLength !== count * Typed.BYTES_PER_ELEMENT) {
+      throw new PageError('InputSizeMismatch', `per-run input '${name}': ${bytes.byteLength} bytes, but ${want.dtype}[${want.dims.join(',')}] needs ${count * Typed.BYTES_PER_ELEMENT}`);
+    }
     out[name] = new state.ort.Tensor(want.dtype, new Typed(bytes.buffer), want.dims);
   }
   return out;
@@ -718,7 +724,11 @@ async function run(args) {
   }
   if (state.slowMs > 0) await sleep(state.slowMs);
   const decodeStart = performance.now();
-  const given = decodeFeeds(entry, args.feeds ?? {});
+  const given = await decodeFeeds(entry, args.feeds ?? {});
+  const outputTo = args.output_to ?? {};
+  if (typeof outputTo !== 'object' || Array.isArray(outputTo)) {
+    throw new PageError('TypeError', "'output_to' must be an object of output name -> relay URL");
+  }
   const decodeMs = performance.now() - decodeStart;
   const queued = performance.now();
   return exclusive(async () => {
@@ -774,7 +784,24 @@ async function run(args) {
             sample: evenSample(host[name]),
             stats: wholeStats(host[name]),
           };
-          if (mode === 'full') out.data_b64 = base64(host[name]);
+          if (typeof outputTo[name] === 'string') {
+            // Through the asset server's relay: the raw bytes, PUT; the reply carries only
+            // the stats (their digest lets the reader check what it got).
+            const data = host[name];
+            const body = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+            let response;
+            try {
+              response = await fetch(outputTo[name], { method: 'PUT', body, cache: 'no-store' });
+            } catch (e) {
+              throw new PageError('FetchError', `putting output '${name}' to ${outputTo[name]} failed: ${describe(e)}`);
+            }
+            if (!response.ok) {
+              throw new PageError('FetchError', `putting output '${name}' to ${outputTo[name]} failed: HTTP ${response.status}`);
+            }
+            out.relayed = true;
+          } else if (mode === 'full') {
+            out.data_b64 = base64(host[name]);
+          }
           outputs[name] = out;
         }
       }

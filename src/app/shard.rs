@@ -16,12 +16,14 @@ use crate::metrics::RunSummary;
 use crate::models::{self, LayerParameters};
 use crate::pool::worker::WorkerContext;
 use crate::pool::{PageSettings, RunEvent, RunObserver, WorkerTimeouts};
-use crate::scenario::{ShardStrategy, Sharding};
+use crate::scenario::{ShardStrategy, ShardTransfer, Sharding};
 use crate::server::AssetServer;
 use crate::sharding::{self, PlanRequest, ShardFault, ShardSetup, ShardedModelExecution};
 
 /// Probe runs per worker for `cost_balanced`.
 const PROBE_RUNS: usize = 5;
+/// Requests per route when `transfer: auto` times both.
+const TRANSFER_ROUNDS: usize = 2;
 /// Native runs for the reference (its timings are reported as the native baseline).
 const NATIVE_RUNS: usize = 5;
 
@@ -191,6 +193,28 @@ pub(super) async fn run_sharded(
         ));
     }
 
+    let probe = match sh.transfer {
+        ShardTransfer::Harness => None,
+        ShardTransfer::Server => {
+            exec.set_route(sharding::Route::Server);
+            None
+        }
+        ShardTransfer::Auto => {
+            let p = sharding::choose_route(&exec, TRANSFER_ROUNDS).await;
+            let ms =
+                |v: Option<f64>| v.map_or_else(|| "failed".to_string(), |v| format!("{v:.0} ms"));
+            note(format!(
+                "transfer: one request takes {} through the harness, {} through the asset server (best of {TRANSFER_ROUNDS}, side by side): using the {}",
+                ms(p.harness_ms),
+                ms(p.server_ms),
+                match exec.route() {
+                    sharding::Route::Harness => "harness",
+                    sharding::Route::Server => "asset server",
+                }
+            ));
+            Some(p)
+        }
+    };
     let stream_spec = sharding::StreamSpec {
         warmup: w.warmup,
         iterations: u32::try_from(w.iterations.unwrap_or(10)).unwrap_or(u32::MAX),
@@ -264,6 +288,7 @@ pub(super) async fn run_sharded(
         base,
     );
     report.recovery = sh.recovery.as_str().to_string();
+    report.transfer_probe = probe;
     let (live, retired) = exec.workers();
     summary.environment.browsers = live
         .iter()

@@ -7,7 +7,7 @@ use anyhow::Result;
 use webgpu_pool::app;
 use webgpu_pool::report;
 use webgpu_pool::scenario::flags::{PoolFlags, RoutedFlags, RunFlags, ShardFlags};
-use webgpu_pool::scenario::{ShardRecovery, ShardStrategy};
+use webgpu_pool::scenario::{ShardRecovery, ShardStrategy, ShardTransfer};
 
 use super::common::{flags_valid, print_scenario, run_scenario, AfterRun};
 use super::{state, Context, Outcome};
@@ -78,6 +78,7 @@ fn to_flags(args: &RunArgs) -> RunFlags {
             kill_shard: None,
             kill_at: std::time::Duration::ZERO,
             workers: Vec::new(),
+            transfer: ShardTransfer::Auto,
         }),
     }
 }

@@ -24,8 +24,16 @@ pub async fn execute(args: ShardArgs, ctx: &Context) -> Result<Outcome> {
     };
     let mut scenario = pool.to_scenario("shard");
     let w = &mut scenario.workload;
-    w.iterations = Some(u64::from(args.iterations));
-    w.duration = None;
+    match args.duration {
+        Some(d) => {
+            w.iterations = None;
+            w.duration = Some(d);
+        }
+        None => {
+            w.iterations = Some(u64::from(args.iterations));
+            w.duration = None;
+        }
+    }
     w.warmup = args.warmup;
     w.request_timeout = args.request_timeout;
     ShardFlags {
@@ -37,6 +45,7 @@ pub async fn execute(args: ShardArgs, ctx: &Context) -> Result<Outcome> {
         kill_shard: args.kill_shard,
         kill_at: args.kill_at,
         workers: args.placement.clone(),
+        transfer: args.transfer.into(),
     }
     .apply(&mut scenario);
     if args.print_scenario {

@@ -22,6 +22,12 @@ pub struct ShardingReport {
     pub shards: Vec<ShardRow>,
     /// Each boundary between shards.
     pub hops: Vec<HopRow>,
+    /// How activations travelled: `harness` or `server`.
+    pub transfer: String,
+    /// With `transfer: auto`: one request's end-to-end ms by each route (best of two, one
+    /// request at a time, before the stream); the faster was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_probe: Option<TransferProbe>,
     /// The sharded stream's requests (independent ledger; also the run's `requests`).
     pub requests: Requests,
     /// Requests in flight at once (closed loop).
@@ -47,6 +53,15 @@ impl ShardingReport {
     pub fn passed(&self) -> bool {
         self.correctness.passed && self.events.iter().all(|e| e.succeeded)
     }
+}
+
+/// One request's end-to-end time by each route, measured side by side before the stream.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TransferProbe {
+    /// Through the harness (base64 in the page-API calls), ms; none when it failed.
+    pub harness_ms: Option<f64>,
+    /// Through the asset server's relay, ms; none when it failed.
+    pub server_ms: Option<f64>,
 }
 
 /// One shard.

@@ -300,6 +300,23 @@ pub fn sharding_lines(r: &ShardingReport) -> Vec<String> {
         r.throughput_per_s,
         r.concurrency
     )];
+    out.push(format!(
+        "activations through the {}{}",
+        if r.transfer == "server" {
+            "asset server's relay"
+        } else {
+            "harness"
+        },
+        r.transfer_probe.as_ref().map_or_else(String::new, |p| {
+            let ms =
+                |v: Option<f64>| v.map_or_else(|| "failed".to_string(), |v| format!("{v:.0} ms"));
+            format!(
+                " (one request, side by side: {} through the harness, {} through the asset server)",
+                ms(p.harness_ms),
+                ms(p.server_ms)
+            )
+        })
+    ));
     let b = &r.baseline;
     out.push(match &b.skipped {
         Some(why) => format!("unsharded baseline: skipped: {why}"),

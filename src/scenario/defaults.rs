@@ -112,6 +112,10 @@ pub(super) fn shard_strategy() -> ShardStrategy {
     ShardStrategy::LayerBalanced
 }
 
+pub(super) fn shard_transfer() -> super::types::ShardTransfer {
+    super::types::ShardTransfer::Auto
+}
+
 pub(super) fn shard_recovery() -> ShardRecovery {
     ShardRecovery::RetryFailedShards
 }

@@ -17,7 +17,8 @@ use crate::models;
 
 use super::{
     Fault, FaultKind, FaultTarget, Migration, ModelEntry, PlacementMode, RecoveryStrategy,
-    Scenario, ShardRecovery, ShardStrategy, ShardWorker, Sharding, StateSync, WorkloadMode,
+    Scenario, ShardRecovery, ShardStrategy, ShardTransfer, ShardWorker, Sharding, StateSync,
+    WorkloadMode,
 };
 
 /// What `run` and `stress` both name: the seed, the models and the pool's browsers.
@@ -104,6 +105,8 @@ pub struct ShardFlags {
     pub kill_at: Duration,
     /// Per shard: its browser and, optionally, its one backend (empty: browsers in turn).
     pub workers: Vec<ShardWorker>,
+    /// How activations travel.
+    pub transfer: ShardTransfer,
 }
 
 impl ShardFlags {
@@ -141,6 +144,7 @@ impl ShardFlags {
             recovery: self.recovery,
             memory_budget_mib: self.memory_budget_mib,
             workers: self.workers.clone(),
+            transfer: self.transfer,
         });
         if let Some(n) = self.kill_shard {
             let mut f = Fault::at(FaultKind::KillBrowser, self.kill_at);

@@ -27,8 +27,8 @@ mod yaml;
 pub use error::{ScenarioError, TOP_LEVEL};
 pub use types::{
     Fault, FaultKind, FaultTarget, Migration, ModelEntry, PlacementMode, PoolConfig, Preferences,
-    Recovery, RecoveryStrategy, Scenario, ShardRecovery, ShardStrategy, ShardWorker, Sharding,
-    StateSync, Thresholds, Workload, WorkloadMode,
+    Recovery, RecoveryStrategy, Scenario, ShardRecovery, ShardStrategy, ShardTransfer, ShardWorker,
+    Sharding, StateSync, Thresholds, Workload, WorkloadMode,
 };
 pub use validate::MAX_CONNECTIONS;
 

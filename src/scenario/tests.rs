@@ -51,6 +51,7 @@ fn a_sharded_scenario_round_trips_and_runs_only_its_model() {
         recovery: ShardRecovery::FullRetry,
         memory_budget_mib: Some(64),
         workers: Vec::new(),
+        transfer: ShardTransfer::Server,
     });
     s.faults
         .push(Fault::at(FaultKind::KillBrowser, Duration::from_secs(2)));

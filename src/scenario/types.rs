@@ -487,6 +487,23 @@ pub struct Sharding {
     /// browsers in turn, each with the scenario's `backends`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workers: Vec<ShardWorker>,
+    /// How activations travel between shards: `harness` (base64 in the page-API calls),
+    /// `server` (raw bytes through the asset server's relay), or `auto` (default: both are
+    /// timed on the same requests before the stream, and the faster is used).
+    #[serde(default = "d::shard_transfer")]
+    pub transfer: ShardTransfer,
+}
+
+/// How activations travel between shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardTransfer {
+    /// Time both before the stream and use the faster.
+    Auto,
+    /// Base64 in the page-API reply and the next call's arguments.
+    Harness,
+    /// Raw bytes PUT to the asset server's relay and fetched by the next page.
+    Server,
 }
 
 /// Where one shard runs.

@@ -35,6 +35,9 @@ pub(crate) enum Target {
     Web(PathBuf),
     /// A safe relative path under the models root (`/t/<token>/models/<rel>`).
     Models(PathBuf),
+    /// A relay slot (`/t/<token>/relay/<key>`): bytes one page PUTs for another page (or the
+    /// harness) to read, e.g. a shard's activation.
+    Relay(String),
     /// Right token, but no such tree: 404.
     Unknown,
     /// Wrong or missing token, or an unsafe path: 403.
@@ -57,6 +60,9 @@ pub(crate) fn classify(raw_path: &str, token: &str) -> Target {
     match tree {
         "web" => Target::Web(rel),
         "models" => Target::Models(rel),
+        "relay" if rel.components().count() == 1 => {
+            Target::Relay(rel.to_string_lossy().into_owned())
+        }
         _ => Target::Unknown,
     }
 }

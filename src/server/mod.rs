@@ -98,7 +98,12 @@ struct Shared {
     token: String,
     roots: Roots,
     counters: Counters,
+    /// Relay slots: key -> bytes, put by a page, read by a page or taken by the harness.
+    relay: std::sync::Mutex<std::collections::HashMap<String, axum::body::Bytes>>,
 }
+
+/// The largest body a relay slot takes (a shard's activation or output).
+const RELAY_MAX_BYTES: usize = 256 * 1024 * 1024;
 
 /// A running asset server. Stop it with [`AssetServer::shutdown`]; dropping it aborts the
 /// serving task without waiting.
@@ -173,6 +178,7 @@ impl AssetServer {
             token,
             roots,
             counters: Counters::default(),
+            relay: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let app = Router::new()
             .fallback(handle)
@@ -193,6 +199,22 @@ impl AssetServer {
             stop: Some(stop),
             task: Some(task),
         })
+    }
+
+    /// The absolute path of relay slot `key` (PUT bytes there, GET them back; the harness
+    /// takes them with [`AssetServer::take_relay`]).
+    pub fn relay_path(&self, key: &str) -> String {
+        format!("/t/{}/relay/{}", self.shared.token, files::encode_path(key))
+    }
+
+    /// Removes relay slot `key` and returns its bytes, if a page put any.
+    pub fn take_relay(&self, key: &str) -> Option<Vec<u8>> {
+        relay_slots(&self.shared).remove(key).map(|b| b.to_vec())
+    }
+
+    /// Relay slots held now.
+    pub fn relay_len(&self) -> usize {
+        relay_slots(&self.shared).len()
     }
 
     /// The bound socket address.
@@ -307,6 +329,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
     let (outcome, response) = match target {
         Target::Forbidden => (Outcome::Forbidden, files::status(StatusCode::FORBIDDEN)),
         Target::Unknown => (Outcome::NotFound, files::status(StatusCode::NOT_FOUND)),
+        Target::Relay(key) => relay(&shared, &key, request).await,
         _ if request.method() != Method::GET && request.method() != Method::HEAD => (
             Outcome::Other,
             files::status(StatusCode::METHOD_NOT_ALLOWED),
@@ -324,6 +347,43 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
         counter.fetch_add(1, Ordering::Relaxed);
     }
     response
+}
+
+fn relay_slots(
+    shared: &Shared,
+) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, axum::body::Bytes>> {
+    shared
+        .relay
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A relay slot: PUT stores the body (replacing what was there), GET answers it.
+async fn relay(shared: &Shared, key: &str, request: Request<Body>) -> (Outcome, Response<Body>) {
+    match *request.method() {
+        Method::PUT => match axum::body::to_bytes(request.into_body(), RELAY_MAX_BYTES).await {
+            Ok(bytes) => {
+                relay_slots(shared).insert(key.to_string(), bytes);
+                (Outcome::Served, files::status(StatusCode::NO_CONTENT))
+            }
+            Err(_) => (Outcome::Other, files::status(StatusCode::PAYLOAD_TOO_LARGE)),
+        },
+        Method::GET => match relay_slots(shared).get(key).cloned() {
+            Some(bytes) => {
+                let mut response = Response::new(Body::from(bytes));
+                response.headers_mut().insert(
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static("application/octet-stream"),
+                );
+                (Outcome::Served, files::with_policy_headers(response))
+            }
+            None => (Outcome::NotFound, files::status(StatusCode::NOT_FOUND)),
+        },
+        _ => (
+            Outcome::Other,
+            files::status(StatusCode::METHOD_NOT_ALLOWED),
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -49,14 +49,21 @@ impl Raw {
 
 /// Sends `path` byte for byte as the request target and reads the whole response.
 async fn get(server: &AssetServer, path: &str) -> Raw {
+    send(server, "GET", path, &[]).await
+}
+
+/// Sends `method path` with `body` and reads the whole response.
+async fn send(server: &AssetServer, method: &str, path: &str, body: &[u8]) -> Raw {
     let mut stream = tokio::net::TcpStream::connect(server.addr())
         .await
         .expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("write request");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    stream.write_all(&request).await.expect("write request");
     let mut bytes = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes))
         .await
@@ -273,4 +280,37 @@ async fn start_reports_bad_roots() {
         "{err}"
     );
     assert!(err.to_string().contains("npm ci"), "{err}");
+}
+
+#[tokio::test]
+async fn a_relay_slot_holds_what_a_page_put_until_the_harness_takes_it() {
+    let f = fixture().await;
+    let path = f.server.relay_path("r1-s0-7");
+    assert_eq!(get(&f.server, &path).await.status, 404, "empty slot");
+    let put = send(&f.server, "PUT", &path, &[1, 2, 3, 4]).await;
+    assert_eq!(put.status, 204);
+    assert_policy_headers(&put, &path);
+    let got = get(&f.server, &path).await;
+    assert_eq!(
+        (got.status, got.body.as_slice()),
+        (200, &[1u8, 2, 3, 4][..])
+    );
+    assert_eq!(
+        f.server.relay_len(),
+        1,
+        "reading leaves the slot for a retry"
+    );
+    assert_eq!(f.server.take_relay("r1-s0-7"), Some(vec![1, 2, 3, 4]));
+    assert_eq!(f.server.relay_len(), 0);
+    let wrong_token = path.replace(f.server.token(), &"0".repeat(32));
+    let refused = send(&f.server, "PUT", &wrong_token, &[9]).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        f.server.relay_len(),
+        0,
+        "a PUT without the token stores nothing"
+    );
+    let nested = format!("/t/{}/relay/a/b", f.server.token());
+    assert_eq!(send(&f.server, "PUT", &nested, &[9]).await.status, 404);
+    f.server.shutdown().await;
 }

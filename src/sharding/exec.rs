@@ -10,6 +10,7 @@
 //! Must not import `cli` or `report`.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -18,7 +19,7 @@ use base64::Engine as _;
 use crate::browser::{BrowserKind, LaunchSpec, WorkerError};
 use crate::metrics::sharding::{ShardEvent, ShardSpan};
 use crate::models::{PreparedModel, ShardedModel, HIDDEN_IN};
-use crate::pool::worker::{Feed, RunReply, WorkerContext};
+use crate::pool::worker::{Feed, OutputStats, RunReply, WorkerContext};
 use crate::pool::{ErrorClass, Journal, Page, Worker};
 use crate::scenario::ShardRecovery;
 use crate::state::{Op, ShardAssignment};
@@ -58,6 +59,36 @@ impl ShardError {
             message: format!("{what}: {e}"),
         }
     }
+}
+
+/// How activations travel between shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// In the page-API calls: base64 in one page's reply, then in the next page's arguments.
+    Harness,
+    /// Through the asset server's relay: raw bytes PUT by one page, fetched by the next (the
+    /// last shard's output is taken by the harness from the server's memory).
+    Server,
+}
+
+impl Route {
+    /// How the report says it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Harness => {
+                "harness: base64 float32 in the page-API reply, then in the next call's arguments"
+            }
+            Self::Server => "asset server relay: raw float32 PUT by one page, fetched by the next",
+        }
+    }
+}
+
+/// A shard's output as its reply gave it.
+#[derive(Debug)]
+struct Output {
+    dims: Vec<i64>,
+    data_b64: Option<String>,
+    digest: Option<String>,
 }
 
 /// One answer of the pipeline.
@@ -131,6 +162,10 @@ pub struct ShardedModelExecution {
     recovering: tokio::sync::Mutex<()>,
     rec: Mutex<Records>,
     closing: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// How activations travel now.
+    route: Mutex<Route>,
+    /// Makes relay slot keys unique across retries.
+    relay_nonce: AtomicU64,
 }
 
 impl ShardedModelExecution {
@@ -163,7 +198,24 @@ impl ShardedModelExecution {
                 ..Records::default()
             }),
             closing: Mutex::new(Vec::new()),
+            route: Mutex::new(Route::Harness),
+            relay_nonce: AtomicU64::new(0),
         }
+    }
+
+    /// The asset server (its relay carries activations on [`Route::Server`]).
+    pub fn server(&self) -> Arc<crate::server::AssetServer> {
+        self.setup.ctx.server.clone()
+    }
+
+    /// How activations travel now.
+    pub fn route(&self) -> Route {
+        *lock(&self.route)
+    }
+
+    /// Sets how activations travel from the next request on.
+    pub fn set_route(&self, route: Route) {
+        *lock(&self.route) = route;
     }
 
     /// The model and its shards.
@@ -427,19 +479,37 @@ impl ShardedModelExecution {
         input: crate::pool::Input,
     ) -> Result<ShardedAnswer, ShardError> {
         let crate::pool::Input::Prepared = input;
-        self.run_request(u64::MAX, false).await
+        self.run_request(u64::MAX, false, self.route()).await
     }
 
-    /// One request (`request` numbers its spans; `measured` says whether its times count).
+    /// One request (`request` numbers its spans; `measured` says whether its times count),
+    /// its activations carried by `route`. Relay slots it used are freed whatever the outcome.
     pub(super) async fn run_request(
         &self,
         request: u64,
         measured: bool,
+        route: Route,
     ) -> Result<ShardedAnswer, ShardError> {
+        let mut keys = Vec::new();
+        let result = self.pipeline(request, measured, route, &mut keys).await;
+        for key in keys {
+            let _ = self.setup.ctx.server.take_relay(&key);
+        }
+        result
+    }
+
+    async fn pipeline(
+        &self,
+        request: u64,
+        measured: bool,
+        route: Route,
+        keys: &mut Vec<String>,
+    ) -> Result<ShardedAnswer, ShardError> {
+        let server = &self.setup.ctx.server;
         let n = self.shards.len();
         let dims = activation_dims(&self.shards);
         let mut k = 0;
-        let mut activation: Option<String> = None;
+        let mut activation: Option<Feed> = None;
         let mut prev_end: Option<f64> = None;
         let mut recoveries = 0;
         loop {
@@ -455,18 +525,20 @@ impl ShardedModelExecution {
                 continue;
             }
             let mut feeds = BTreeMap::new();
-            if let Some(b64) = &activation {
-                feeds.insert(
-                    HIDDEN_IN.to_string(),
-                    Feed {
-                        dtype: "float32",
-                        dims: dims.clone(),
-                        data_b64: b64.clone(),
-                    },
-                );
+            if let Some(feed) = &activation {
+                feeds.insert(HIDDEN_IN.to_string(), feed.clone());
+            }
+            let mut output_to = BTreeMap::new();
+            let key = format!(
+                "r{request}-s{k}-{}",
+                self.relay_nonce.fetch_add(1, Ordering::Relaxed)
+            );
+            if route == Route::Server {
+                output_to.insert(self.shards[k].output_name.clone(), server.relay_path(&key));
+                keys.push(key.clone());
             }
             let sent = Instant::now();
-            let result = worker.run_fed(&self.shards[k].name, feeds).await;
+            let result = worker.run_fed(&self.shards[k].name, feeds, output_to).await;
             let back = Instant::now();
             let ok = result.is_ok();
             {
@@ -504,14 +576,30 @@ impl ShardedModelExecution {
                         }
                     }
                     prev_end = reply.run_end_epoch_ms;
+                    let bad = |m: String| ShardError {
+                        class: ErrorClass::Page,
+                        message: format!("shard {k} on {}: {m}", worker.id),
+                    };
                     if k + 1 == n {
-                        let (dims, b64) = out;
-                        let output = decode_f32(&b64).map_err(|m| ShardError {
-                            class: ErrorClass::Page,
-                            message: format!("shard {k} on {}: {m}", worker.id),
-                        })?;
+                        let output = match &out.data_b64 {
+                            Some(b64) => decode_f32(b64).map_err(bad)?,
+                            None => {
+                                let bytes = server.take_relay(&key).ok_or_else(|| {
+                                    bad(format!("relay slot '{key}' is empty after the run"))
+                                })?;
+                                f32_values(&bytes).map_err(bad)?
+                            }
+                        };
+                        if let Some(want) = &out.digest {
+                            let got = OutputStats::digest_of(&output);
+                            if &got != want {
+                                return Err(bad(format!(
+                                    "the output changed on the way: the page's digest {want}, the harness's {got}"
+                                )));
+                            }
+                        }
                         return Ok(ShardedAnswer {
-                            dims,
+                            dims: out.dims,
                             output,
                             last_worker: worker.id.clone(),
                             last_browser: worker.kind,
@@ -521,7 +609,12 @@ impl ShardedModelExecution {
                             recoveries,
                         });
                     }
-                    activation = Some(out.1);
+                    activation = Some(Feed {
+                        dtype: "float32",
+                        dims: dims.clone(),
+                        url: out.data_b64.is_none().then(|| server.relay_path(&key)),
+                        data_b64: out.data_b64,
+                    });
                     k += 1;
                 }
                 Err(e) => {
@@ -549,23 +642,25 @@ impl ShardedModelExecution {
         }
     }
 
-    /// The output of shard `k` from its reply: shape and base64 bytes.
-    fn output_of(
-        &self,
-        k: usize,
-        reply: &RunReply,
-        worker: &str,
-    ) -> Result<(Vec<i64>, String), ShardError> {
+    /// The output of shard `k` from its reply: its shape, its values in base64 (none when
+    /// they went to a relay slot) and the page's digest of them.
+    fn output_of(&self, k: usize, reply: &RunReply, worker: &str) -> Result<Output, ShardError> {
         let name = &self.shards[k].output_name;
         let t = reply.outputs.get(name).ok_or_else(|| ShardError {
             class: ErrorClass::Page,
             message: format!("shard {k} on {worker} returned no output '{name}'"),
         })?;
-        let b64 = t.data_b64.clone().ok_or_else(|| ShardError {
-            class: ErrorClass::Page,
-            message: format!("shard {k} on {worker} returned '{name}' without its values"),
-        })?;
-        Ok((t.dims.clone(), b64))
+        if t.data_b64.is_none() && !t.relayed {
+            return Err(ShardError {
+                class: ErrorClass::Page,
+                message: format!("shard {k} on {worker} returned '{name}' without its values"),
+            });
+        }
+        Ok(Output {
+            dims: t.dims.clone(),
+            data_b64: t.data_b64.clone(),
+            digest: t.stats.as_ref().map(|s| s.digest.clone()),
+        })
     }
 
     fn generation(&self) -> u64 {
@@ -797,6 +892,11 @@ pub(super) fn decode_f32(b64: &str) -> Result<Vec<f32>, String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|e| format!("output is not base64: {e}"))?;
+    f32_values(&bytes)
+}
+
+/// Floats from little-endian float32 bytes.
+pub(super) fn f32_values(bytes: &[u8]) -> Result<Vec<f32>, String> {
     if bytes.len() % 4 != 0 {
         return Err(format!(
             "output has {} bytes, not whole float32 values",

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use exec::{ShardError, ShardSetup, ShardedAnswer, ShardedModelExecution};
+pub use exec::{Route, ShardError, ShardSetup, ShardedAnswer, ShardedModelExecution};
 pub use plan::{plan, Plan, PlanError, PlanRequest};
 
 use crate::faults::{FaultSpec, Kind};
@@ -177,7 +177,9 @@ pub async fn stream(
                 let mut w = lock(&window);
                 w.0.get_or_insert(scheduled);
             }
-            let result = exec.run_request(i, phase == Phase::Measure).await;
+            let result = exec
+                .run_request(i, phase == Phase::Measure, exec.route())
+                .await;
             let result = match result {
                 Ok(_) if scheduled.elapsed() > spec.request_timeout => Err(ShardError {
                     class: ErrorClass::Deadline,
@@ -330,6 +332,34 @@ fn target_worker(
     }
 }
 
+/// Times one request through each route, one request at a time, best of `rounds`, in turn
+/// (harness, server, harness, ...); sets the faster route on `exec` and returns the times.
+pub async fn choose_route(
+    exec: &ShardedModelExecution,
+    rounds: usize,
+) -> crate::metrics::sharding::TransferProbe {
+    let mut best = [None::<f64>; 2];
+    for _ in 0..rounds {
+        for (i, route) in [Route::Harness, Route::Server].into_iter().enumerate() {
+            let t = Instant::now();
+            if exec.run_request(u64::MAX, false, route).await.is_ok() {
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                best[i] = Some(best[i].map_or(ms, |b: f64| b.min(ms)));
+            }
+        }
+    }
+    let chosen = match best {
+        [Some(h), Some(s)] if s < h => Route::Server,
+        [None, Some(_)] => Route::Server,
+        _ => Route::Harness,
+    };
+    exec.set_route(chosen);
+    crate::metrics::sharding::TransferProbe {
+        harness_ms: best[0],
+        server_ms: best[1],
+    }
+}
+
 /// The same model unsharded on one worker (`worker`, after its shards are unloaded): `runs`
 /// requests at `concurrency`, each returning its whole output, checked against `reference`.
 ///
@@ -358,20 +388,42 @@ pub async fn baseline(
     let times = Mutex::new(Vec::new());
     let worst = Mutex::new(0.0f64);
     let started = Instant::now();
+    // Its output comes back the way the sharded pipeline's last output did, so the two are
+    // compared on the same transfer.
+    let server = exec.server();
+    let route = exec.route();
     let client = || async {
-        while next.fetch_add(1, Ordering::SeqCst) < u64::from(runs) {
+        loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            if i >= u64::from(runs) {
+                break;
+            }
+            let key = format!("baseline-{i}");
+            let mut output_to = std::collections::BTreeMap::new();
+            if route == Route::Server {
+                output_to.insert(whole.output_name.clone(), server.relay_path(&key));
+            }
             let t = Instant::now();
-            if let Ok(r) = worker.run(&whole.name, OutputMode::Full).await {
+            let reply = worker
+                .run_fed(&whole.name, std::collections::BTreeMap::new(), output_to)
+                .await;
+            let values = reply.ok().and_then(|r| {
+                let out = r.outputs.get(&whole.output_name)?;
+                let values = if out.relayed {
+                    exec::f32_values(&server.take_relay(&key)?).ok()?
+                } else {
+                    out.full().ok()?
+                };
+                Some((out.dims.clone(), values))
+            });
+            if let Some((dims, values)) = values {
                 let ms = t.elapsed().as_secs_f64() * 1e3;
-                if let Some(out) = r.outputs.get(&whole.output_name) {
-                    if let Ok(values) = out.full() {
-                        let (diff, _, _) = check_answer(reference, &out.dims, &values);
-                        let mut w = lock(&worst);
-                        *w = w.max(diff);
-                    }
-                }
+                let (diff, _, _) = check_answer(reference, &dims, &values);
+                let mut w = lock(&worst);
+                *w = w.max(diff);
                 lock(&times).push(ms);
             }
+            let _ = server.take_relay(&key);
         }
     };
     futures::future::join_all((0..concurrency.max(1)).map(|_| client())).await;
@@ -431,9 +483,7 @@ pub fn report(
                 .runtime_inputs
                 .first()
                 .map_or(0, |x| x.dims.iter().product::<i64>() as u64 * 4),
-            route:
-                "harness: base64 float32 in the page-API reply, then in the next call's arguments"
-                    .into(),
+            route: exec.route().describe().into(),
             transfer_ms: Percentiles::from_ms(&rec.hops[i]),
             wait_ms: Percentiles::from_ms(&rec.waits[i]),
         })
@@ -448,6 +498,11 @@ pub fn report(
         reasons,
         shards,
         hops,
+        transfer: match exec.route() {
+            Route::Harness => "harness".into(),
+            Route::Server => "server".into(),
+        },
+        transfer_probe: None,
         requests: outcome.requests,
         concurrency,
         latency_ms: Percentiles::from_ms(&outcome.latency),

@@ -31,6 +31,7 @@ pub(super) enum Job {
     RunFed {
         model: String,
         feeds: std::collections::BTreeMap<String, super::page_api::Feed>,
+        output_to: std::collections::BTreeMap<String, String>,
         reply: oneshot::Sender<Result<RunReply, WorkerError>>,
     },
     Unload {
@@ -125,12 +126,13 @@ impl Actor {
             Job::RunFed {
                 model,
                 feeds,
+                output_to,
                 reply,
             } => {
                 let dispatched = std::time::Instant::now();
                 let r = self
                     .page
-                    .run_fed(&model, &feeds, t.run)
+                    .run_fed(&model, &feeds, &output_to, t.run)
                     .await
                     .map(|mut reply| {
                         reply.dispatched = Some(dispatched);

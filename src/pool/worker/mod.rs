@@ -314,7 +314,8 @@ impl Worker {
         .await
     }
 
-    /// Runs `model` once on `feeds` (its per-run inputs), every output returned in full.
+    /// Runs `model` once on `feeds` (its per-run inputs), every output returned in full or PUT
+    /// to the relay path `output_to` gives for it.
     ///
     /// # Errors
     /// As [`Worker::load`].
@@ -322,10 +323,12 @@ impl Worker {
         &self,
         model: &str,
         feeds: BTreeMap<String, Feed>,
+        output_to: BTreeMap<String, String>,
     ) -> Result<RunReply, WorkerError> {
         self.ask("run", |reply| Job::RunFed {
             model: model.to_string(),
             feeds,
+            output_to,
             reply,
         })
         .await

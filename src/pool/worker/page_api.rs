@@ -164,7 +164,8 @@ pub struct RunReply {
     pub run_end_epoch_ms: Option<f64>,
 }
 
-/// A per-run input: raw little-endian values in base64 (never JSON number text).
+/// A per-run input: raw little-endian values in base64 (never JSON number text), or the URL of
+/// an asset-server relay slot holding them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Feed {
     /// `float32` or `int64`.
@@ -172,7 +173,11 @@ pub struct Feed {
     /// Shape.
     pub dims: Vec<i64>,
     /// Base64 of the raw bytes.
-    pub data_b64: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_b64: Option<String>,
+    /// Or where the page fetches them (an asset-server relay path).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// One output tensor as the page returned it.
@@ -186,6 +191,9 @@ pub struct OutputTensor {
     /// Checks the page computed over every value (with `sample` or `full`).
     #[serde(default)]
     pub stats: Option<OutputStats>,
+    /// The values went to a relay slot instead of `data_b64`.
+    #[serde(default)]
+    pub relayed: bool,
 }
 
 /// What the page computed over every value of an output.
@@ -379,7 +387,7 @@ impl Page {
     }
 
     /// Runs `model_id` once with its per-run inputs given (`feeds`: name -> [`Feed`]), and
-    /// every output returned in full.
+    /// every output returned in full, or PUT to the relay path `output_to` names for it.
     ///
     /// # Errors
     /// Any [`WorkerError`] from the call.
@@ -387,9 +395,15 @@ impl Page {
         &self,
         model_id: &str,
         feeds: &BTreeMap<String, Feed>,
+        output_to: &BTreeMap<String, String>,
         timeout: Duration,
     ) -> Result<RunReply, WorkerError> {
-        let args = json!({ "model_id": model_id, "outputs": "full", "feeds": feeds });
+        let args = json!({
+            "model_id": model_id,
+            "outputs": "full",
+            "feeds": feeds,
+            "output_to": output_to,
+        });
         let value = self.browser.call("run", args, timeout).await?;
         parse("run", value)
     }
@@ -517,6 +531,7 @@ mod tests {
             dims: vec![1],
             data_b64: Some("AAAA".into()),
             stats: None,
+            relayed: false,
         };
         assert_eq!(t.full(), Err(OutputError::Ragged(3)));
         let none = OutputTensor {
