@@ -1,16 +1,21 @@
 //! The pipeline executor: [`ShardedModelExecution`] launches one worker per shard, loads each
-//! shard, and runs requests through the shards in order, the activation passing through the
-//! harness as raw float32 bytes (base64 in the page-API call, never JSON number text).
-//! Requests run concurrently, so while one request is in shard 2 the next is in shard 1.
+//! shard, and runs requests through the shards in order, the activation passing as raw float32
+//! bytes, never JSON number text: base64 in the page-API calls ([`Route::Harness`]) or through
+//! the asset server's relay ([`Route::Server`]). Requests run concurrently, so while one
+//! request is in shard 2 the next is in shard 1.
 //!
 //! A shard call that fails (browser killed, tab crashed, page hung past the run bound) starts
 //! one recovery (`retry_failed_shards`, `reassign_shards` or `full_retry`); the request then
 //! runs again from the failed shard (from the first shard after a full retry). Recoveries are
 //! serialised, and a request that failed on a placement already repaired only retries.
-//! Must not import `cli` or `report`.
+//! Files: this one (the executor, its workers, loads and probes), `pipeline.rs` (one request),
+//! `recover.rs` (recovery episodes). Must not import `cli` or `report`.
+
+mod pipeline;
+mod recover;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -18,8 +23,8 @@ use base64::Engine as _;
 
 use crate::browser::{BrowserKind, LaunchSpec, WorkerError};
 use crate::metrics::sharding::{ShardEvent, ShardSpan};
-use crate::models::{PreparedModel, ShardedModel, HIDDEN_IN};
-use crate::pool::worker::{Feed, OutputStats, RunReply, WorkerContext};
+use crate::models::{PreparedModel, ShardedModel};
+use crate::pool::worker::WorkerContext;
 use crate::pool::{ErrorClass, Journal, Page, Worker};
 use crate::scenario::ShardRecovery;
 use crate::state::{Op, ShardAssignment};
@@ -81,14 +86,6 @@ impl Route {
             Self::Server => "asset server relay: raw float32 PUT by one page, fetched by the next",
         }
     }
-}
-
-/// A shard's output as its reply gave it.
-#[derive(Debug)]
-struct Output {
-    dims: Vec<i64>,
-    data_b64: Option<String>,
-    digest: Option<String>,
 }
 
 /// One answer of the pipeline.
@@ -468,405 +465,9 @@ impl ShardedModelExecution {
     pub(super) fn ms(&self, t: Instant) -> f64 {
         t.saturating_duration_since(*lock(&self.t0)).as_secs_f64() * 1e3
     }
+}
 
-    /// Runs one request through every shard, on the model's prepared inputs.
-    ///
-    /// # Errors
-    /// [`ShardError`] when a shard failed and recovery could not make it answer within
-    /// `max_attempts` recoveries.
-    pub async fn run_inference(
-        &self,
-        input: crate::pool::Input,
-    ) -> Result<ShardedAnswer, ShardError> {
-        let crate::pool::Input::Prepared = input;
-        self.run_request(u64::MAX, false, self.route()).await
-    }
-
-    /// One request (`request` numbers its spans; `measured` says whether its times count),
-    /// its activations carried by `route`. Relay slots it used are freed whatever the outcome.
-    pub(super) async fn run_request(
-        &self,
-        request: u64,
-        measured: bool,
-        route: Route,
-    ) -> Result<ShardedAnswer, ShardError> {
-        let mut keys = Vec::new();
-        let result = self.pipeline(request, measured, route, &mut keys).await;
-        for key in keys {
-            let _ = self.setup.ctx.server.take_relay(&key);
-        }
-        result
-    }
-
-    async fn pipeline(
-        &self,
-        request: u64,
-        measured: bool,
-        route: Route,
-        keys: &mut Vec<String>,
-    ) -> Result<ShardedAnswer, ShardError> {
-        let server = &self.setup.ctx.server;
-        let n = self.shards.len();
-        let dims = activation_dims(&self.shards);
-        let mut k = 0;
-        let mut activation: Option<Feed> = None;
-        let mut prev_end: Option<f64> = None;
-        let mut recoveries = 0;
-        loop {
-            let (worker, generation) = {
-                let p = lock(&self.place);
-                (p.workers[p.assign[k]].clone(), p.generation)
-            };
-            if !worker.is_routable() && recoveries < self.setup.max_attempts {
-                // Its shard failed and a recovery is moving it: wait for that instead of
-                // sending a call to a browser known to be gone.
-                recoveries += 1;
-                drop(self.recovering.lock().await);
-                continue;
-            }
-            let mut feeds = BTreeMap::new();
-            if let Some(feed) = &activation {
-                feeds.insert(HIDDEN_IN.to_string(), feed.clone());
-            }
-            let mut output_to = BTreeMap::new();
-            let key = format!(
-                "r{request}-s{k}-{}",
-                self.relay_nonce.fetch_add(1, Ordering::Relaxed)
-            );
-            if route == Route::Server {
-                output_to.insert(self.shards[k].output_name.clone(), server.relay_path(&key));
-                keys.push(key.clone());
-            }
-            let sent = Instant::now();
-            let result = worker.run_fed(&self.shards[k].name, feeds, output_to).await;
-            let back = Instant::now();
-            let ok = result.is_ok();
-            {
-                let mut r = lock(&self.rec);
-                r.spans.push(ShardSpan {
-                    request,
-                    shard: k,
-                    worker: worker.id.clone(),
-                    start_ms: self.ms(sent),
-                    end_ms: self.ms(back),
-                    ok,
-                });
-            }
-            match result {
-                Ok(reply) => {
-                    let out = self.output_of(k, &reply, &worker.id)?;
-                    {
-                        let mut r = lock(&self.rec);
-                        r.runs[k] += 1;
-                        if measured {
-                            r.compute[k].push(reply.run_ms);
-                            if let (Some(end), Some(start), true) =
-                                (prev_end, reply.run_start_epoch_ms, k > 0)
-                            {
-                                // End of shard k-1's run to the start of shard k's, less the
-                                // time shard k's worker was busy with other requests (its
-                                // queue in the harness and in the page): what is left is
-                                // encoding, the two transfers, the harness and decoding.
-                                let queued = reply.dispatched.map_or(0.0, |d| {
-                                    d.saturating_duration_since(sent).as_secs_f64() * 1e3
-                                }) + reply.queue_ms;
-                                r.hops[k - 1].push((start - end - queued).max(0.0));
-                                r.waits[k - 1].push(queued);
-                            }
-                        }
-                    }
-                    prev_end = reply.run_end_epoch_ms;
-                    let bad = |m: String| ShardError {
-                        class: ErrorClass::Page,
-                        message: format!("shard {k} on {}: {m}", worker.id),
-                    };
-                    if k + 1 == n {
-                        let output = match &out.data_b64 {
-                            Some(b64) => decode_f32(b64).map_err(bad)?,
-                            None => {
-                                let bytes = server.take_relay(&key).ok_or_else(|| {
-                                    bad(format!("relay slot '{key}' is empty after the run"))
-                                })?;
-                                f32_values(&bytes).map_err(bad)?
-                            }
-                        };
-                        if let Some(want) = &out.digest {
-                            let got = OutputStats::digest_of(&output);
-                            if &got != want {
-                                return Err(bad(format!(
-                                    "the output changed on the way: the page's digest {want}, the harness's {got}"
-                                )));
-                            }
-                        }
-                        return Ok(ShardedAnswer {
-                            dims: out.dims,
-                            output,
-                            last_worker: worker.id.clone(),
-                            last_browser: worker.kind,
-                            last_backend: worker
-                                .backend_of(&self.shards[k].name)
-                                .unwrap_or(crate::backend::Backend::Wasm),
-                            recoveries,
-                        });
-                    }
-                    activation = Some(Feed {
-                        dtype: "float32",
-                        dims: dims.clone(),
-                        url: out.data_b64.is_none().then(|| server.relay_path(&key)),
-                        data_b64: out.data_b64,
-                    });
-                    k += 1;
-                }
-                Err(e) => {
-                    let class = ErrorClass::of(&e);
-                    if class == ErrorClass::Page || recoveries >= self.setup.max_attempts {
-                        return Err(ShardError::of(
-                            &e,
-                            &format!("shard {k} on {} (after {recoveries} recoveries)", worker.id),
-                        ));
-                    }
-                    recoveries += 1;
-                    self.recover(k, generation, back, format!("{}: {e}", class.as_str()))
-                        .await
-                        .map_err(|m| ShardError {
-                            class,
-                            message: format!("shard {k} failed ({e}) and recovery failed: {m}"),
-                        })?;
-                    if self.setup.recovery == ShardRecovery::FullRetry {
-                        k = 0;
-                        activation = None;
-                        prev_end = None;
-                    }
-                }
-            }
-        }
-    }
-
-    /// The output of shard `k` from its reply: its shape, its values in base64 (none when
-    /// they went to a relay slot) and the page's digest of them.
-    fn output_of(&self, k: usize, reply: &RunReply, worker: &str) -> Result<Output, ShardError> {
-        let name = &self.shards[k].output_name;
-        let t = reply.outputs.get(name).ok_or_else(|| ShardError {
-            class: ErrorClass::Page,
-            message: format!("shard {k} on {worker} returned no output '{name}'"),
-        })?;
-        if t.data_b64.is_none() && !t.relayed {
-            return Err(ShardError {
-                class: ErrorClass::Page,
-                message: format!("shard {k} on {worker} returned '{name}' without its values"),
-            });
-        }
-        Ok(Output {
-            dims: t.dims.clone(),
-            data_b64: t.data_b64.clone(),
-            digest: t.stats.as_ref().map(|s| s.digest.clone()),
-        })
-    }
-
-    fn generation(&self) -> u64 {
-        lock(&self.place).generation
-    }
-
-    /// Repairs the placement after shard `shard` failed on the placement of `seen`.
-    async fn recover(
-        &self,
-        shard: usize,
-        seen: u64,
-        failed_at: Instant,
-        cause: String,
-    ) -> Result<(), String> {
-        let _one = self.recovering.lock().await;
-        if self.generation() != seen {
-            return Ok(()); // another request's recovery already repaired it
-        }
-        let started = failed_at;
-        let (slot, failed, held) = {
-            let p = lock(&self.place);
-            let at = p.assign[shard];
-            let held: Vec<usize> = (0..self.shards.len())
-                .filter(|&s| p.assign[s] == at)
-                .collect();
-            (at, p.workers[at].clone(), held)
-        };
-        self.retire(&failed);
-        let strategy = self.setup.recovery;
-        let outcome = match strategy {
-            ShardRecovery::RetryFailedShards => self.relaunch(slot, &failed, &held).await,
-            ShardRecovery::ReassignShards => self.reassign(slot, &failed, &held).await,
-            ShardRecovery::FullRetry => {
-                let all: Vec<usize> = (0..self.shards.len()).collect();
-                self.relaunch(slot, &failed, &all).await
-            }
-        };
-        let (to, reloaded, result) = match outcome {
-            Ok((to, reloaded)) => (to, reloaded, Ok(())),
-            Err(e) => (Vec::new(), Vec::new(), Err(e)),
-        };
-        lock(&self.place).generation += 1;
-        let injected = lock(&self.injected).remove(&failed.id);
-        lock(&self.rec).events.push(ShardEvent {
-            at_ms: self.ms(started) as u64,
-            detection_ms: injected
-                .map(|(at, _)| failed_at.saturating_duration_since(at).as_secs_f64() * 1e3),
-            fault_kind: injected.map(|(_, kind)| kind.to_string()),
-            strategy: strategy.as_str().to_string(),
-            shard,
-            from: failed.id.clone(),
-            to,
-            reloaded,
-            cause: match &result {
-                Ok(()) => cause,
-                Err(e) => format!("{cause}; recovery failed: {e}"),
-            },
-            recovery_ms: started.elapsed().as_secs_f64() * 1e3,
-            succeeded: result.is_ok(),
-        });
-        result
-    }
-
-    /// Closes `worker` in the background (a dead browser's close is quick, a hung one's is not).
-    fn retire(&self, worker: &Arc<Worker>) {
-        worker.mark_unhealthy("its shard failed".into());
-        lock(&self.place).retired.push(worker.clone());
-        let w = worker.clone();
-        lock(&self.closing).push(tokio::spawn(async move { w.close().await }));
-    }
-
-    /// A new browser of the failed one's kind in its place; `reload` shards loaded again (the
-    /// failed worker's for `retry_failed_shards`, every shard for `full_retry`).
-    async fn relaunch(
-        &self,
-        at: usize,
-        failed: &Arc<Worker>,
-        reload: &[usize],
-    ) -> Result<(Vec<String>, Vec<usize>), String> {
-        let backend = lock(&self.place).backends.get(at).copied().flatten();
-        let fresh = self
-            .launch(failed.kind, backend)
-            .await
-            .map_err(|e| e.message)?;
-        {
-            let mut p = lock(&self.place);
-            p.workers[at] = fresh.clone();
-            for s in 0..self.shards.len() {
-                if p.assign[s] == at {
-                    p.earlier[s].push(failed.id.clone());
-                }
-            }
-        }
-        let mut to = vec![fresh.id.clone()];
-        for &s in reload {
-            let w = self.worker_of(s);
-            if !Arc::ptr_eq(&w, &fresh) {
-                // full_retry: every other shard is loaded again where it is.
-                let _ = w.unload(&self.shards[s].name).await;
-                if !to.contains(&w.id) {
-                    to.push(w.id.clone());
-                }
-            }
-            self.load(s, &w).await.map_err(|e| e.message)?;
-        }
-        if let Some(j) = &self.setup.journal {
-            if let Some(tx) = j.begin() {
-                for s in 0..self.shards.len() {
-                    if lock(&self.place).assign[s] == at {
-                        j.op(
-                            tx,
-                            Op::ShardAssigned {
-                                model: self.sharded.whole.name.clone(),
-                                shard: s as u32,
-                                worker: fresh.id.clone(),
-                            },
-                        );
-                    }
-                }
-                j.op(
-                    tx,
-                    Op::WorkerRemoved {
-                        id: failed.id.clone(),
-                    },
-                );
-                j.commit_tx(tx);
-            }
-        }
-        Ok((to, reload.to_vec()))
-    }
-
-    /// The failed worker's shards onto the live workers, the one holding the fewest
-    /// parameters first; journaled as one transaction, aborted if a load fails.
-    async fn reassign(
-        &self,
-        at: usize,
-        failed: &Arc<Worker>,
-        held: &[usize],
-    ) -> Result<(Vec<String>, Vec<usize>), String> {
-        let tx = self.setup.journal.as_ref().and_then(Journal::begin);
-        let mut to = Vec::new();
-        for &s in held {
-            let target = {
-                let p = lock(&self.place);
-                let mut best: Option<(usize, u64)> = None;
-                for (wi, w) in p.workers.iter().enumerate() {
-                    if wi == at || !w.is_routable() || !w.browser_alive() {
-                        continue;
-                    }
-                    let held_params: u64 = (0..self.shards.len())
-                        .filter(|&x| p.assign[x] == wi)
-                        .map(|x| self.shards[x].parameters)
-                        .sum();
-                    if best.is_none_or(|(_, b)| held_params < b) {
-                        best = Some((wi, held_params));
-                    }
-                }
-                best.map(|(wi, _)| (wi, p.workers[wi].clone()))
-            };
-            let Some((wi, worker)) = target else {
-                let why = "no live worker is left to take the shard".to_string();
-                if let (Some(j), Some(tx)) = (&self.setup.journal, tx) {
-                    j.abort(tx, &why);
-                }
-                return Err(why);
-            };
-            if let Err(e) = self.load(s, &worker).await {
-                if let (Some(j), Some(tx)) = (&self.setup.journal, tx) {
-                    j.abort(
-                        tx,
-                        &format!("loading shard {s} on {}: {}", worker.id, e.message),
-                    );
-                }
-                return Err(e.message);
-            }
-            {
-                let mut p = lock(&self.place);
-                p.assign[s] = wi;
-                p.earlier[s].push(failed.id.clone());
-            }
-            if let (Some(j), Some(tx)) = (&self.setup.journal, tx) {
-                j.op(
-                    tx,
-                    Op::ShardAssigned {
-                        model: self.sharded.whole.name.clone(),
-                        shard: s as u32,
-                        worker: worker.id.clone(),
-                    },
-                );
-            }
-            if !to.contains(&worker.id) {
-                to.push(worker.id.clone());
-            }
-        }
-        if let (Some(j), Some(tx)) = (&self.setup.journal, tx) {
-            j.op(
-                tx,
-                Op::WorkerRemoved {
-                    id: failed.id.clone(),
-                },
-            );
-            j.commit_tx(tx);
-        }
-        Ok((to, held.to_vec()))
-    }
-
+impl ShardedModelExecution {
     /// Closes every worker (serving and retired) and waits for the closes.
     pub async fn shutdown(&self) {
         let workers = lock(&self.place).workers.clone();
