@@ -12,9 +12,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use webgpu_pool::browser::{BrowserKind, DriverKind};
 use webgpu_pool::pool::Backend;
-use webgpu_pool::scenario::{
-    FaultKind, RecoveryStrategy, ShardRecovery, ShardStrategy, ShardTransfer, ShardWorker,
-};
+use webgpu_pool::scenario::{FaultKind, RecoveryStrategy};
+
+mod shard;
+pub use shard::ShardArgs;
 
 /// Run real AI models in a pool of real headless browsers over WebGPU, WebNN and WASM, and
 /// measure them.
@@ -325,154 +326,6 @@ pub struct StressArgs {
     pub explain_routing: bool,
 }
 
-/// `shard`: one model split across workers.
-#[derive(Debug, Args)]
-pub struct ShardArgs {
-    /// The model to shard: llama-tiny, bert-base-uncased (bert), whisper-tiny (whisper), or a
-    /// test variant (llama-micro, bert-tiny, whisper-micro).
-    #[arg(long, short)]
-    pub model: String,
-    /// Shards, one worker each (2 up to the model's layers). memory_aware picks the fewest that
-    /// fit when it is not given.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=64))]
-    pub shards: Option<u32>,
-    /// How layers are split: layer_balanced (parameters per shard even), cost_balanced (by
-    /// per-layer time measured on each worker first), memory_aware (within --memory-budget-mib).
-    #[arg(long, value_enum, default_value_t = ShardStrategyChoice::LayerBalanced)]
-    pub strategy: ShardStrategyChoice,
-    /// What a failed shard gets: retry_failed_shards (relaunch its browser, reload only its
-    /// shards), reassign_shards (move them to the live workers), full_retry (relaunch, reload
-    /// everything, rerun from the first shard).
-    #[arg(long, value_enum, default_value_t = ShardRecoveryChoice::RetryFailedShards)]
-    pub recovery: ShardRecoveryChoice,
-    /// Parameter memory one worker may hold, MiB: a shard over it is refused, and a model over
-    /// it runs only sharded (its unsharded baseline is skipped, saying why).
-    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
-    pub memory_budget_mib: Option<u64>,
-    /// Browsers, used in turn for the shards' workers, comma-separated.
-    #[arg(
-        long,
-        short,
-        value_delimiter = ',',
-        default_value = "chromium,firefox",
-        value_name = "KIND,..."
-    )]
-    pub browsers: Vec<BrowserKind>,
-    /// Where each shard runs, in order: BROWSER or BROWSER:BACKEND, comma-separated, e.g.
-    /// `chromium-shell:webnn,firefox:wasm,chromium:wasm` (one model over WebNN and wasm in two
-    /// engines). Sets the shard count and the browsers.
-    #[arg(long, value_delimiter = ',', value_parser = parse_shard_worker, value_name = "BROWSER[:BACKEND],...", conflicts_with = "browsers")]
-    pub placement: Vec<ShardWorker>,
-    /// Backend priority, comma-separated (default: webnn, webgpu on hardware adapters, wasm).
-    #[arg(long, value_delimiter = ',', value_name = "BACKEND,...")]
-    pub backends: Option<Vec<Backend>>,
-    /// Measured requests.
-    #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
-    pub iterations: u32,
-    /// Run the measured stream for this long instead of --iterations: seconds (20) or a
-    /// duration (20s).
-    #[arg(long, value_parser = parse_seconds, conflicts_with = "iterations")]
-    pub duration: Option<Duration>,
-    /// Unmeasured requests first.
-    #[arg(long, default_value_t = 2)]
-    pub warmup: u32,
-    /// Requests in flight at once: above 1 the shards work at the same time on different
-    /// requests (pipelining).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub concurrency: u32,
-    /// How activations travel between shards: auto (time both before the stream, use the
-    /// faster), harness (base64 in the page-API calls) or server (raw bytes through the asset
-    /// server's relay).
-    #[arg(long, value_enum, default_value_t = TransferChoice::Auto)]
-    pub transfer: TransferChoice,
-    /// Kill the browser hosting this shard (from 0) during the stream, to watch recovery.
-    #[arg(long, value_name = "SHARD")]
-    pub kill_shard: Option<u32>,
-    /// When --kill-shard strikes, after the stream starts.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, requires = "kill_shard")]
-    pub kill_at: Duration,
-    /// Deadline of one request, recoveries included; one shard call is bounded by a quarter.
-    #[arg(long, default_value = "120s", value_parser = parse_duration)]
-    pub request_timeout: Duration,
-    /// Seed for generated weights and inputs.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// How to drive Chromium-family browsers (Firefox always uses geckodriver).
-    #[arg(long, value_enum, default_value_t = DriverChoice::Cdp)]
-    pub driver: DriverChoice,
-    /// Where run folders are written.
-    #[arg(long, default_value = "results", value_name = "DIR")]
-    pub results_dir: PathBuf,
-    /// Print the scenario these flags compile into, as YAML, and exit without running it.
-    #[arg(long)]
-    pub print_scenario: bool,
-}
-
-/// How layers are split.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-#[value(rename_all = "snake_case")]
-pub enum ShardStrategyChoice {
-    /// Parameters per shard as even as contiguous ranges allow.
-    LayerBalanced,
-    /// By per-layer time measured on each worker.
-    CostBalanced,
-    /// Within a per-worker memory budget.
-    MemoryAware,
-}
-
-impl From<ShardStrategyChoice> for ShardStrategy {
-    fn from(c: ShardStrategyChoice) -> Self {
-        match c {
-            ShardStrategyChoice::LayerBalanced => Self::LayerBalanced,
-            ShardStrategyChoice::CostBalanced => Self::CostBalanced,
-            ShardStrategyChoice::MemoryAware => Self::MemoryAware,
-        }
-    }
-}
-
-/// How activations travel between shards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TransferChoice {
-    /// Time both, use the faster.
-    Auto,
-    /// Base64 in the page-API calls.
-    Harness,
-    /// Raw bytes through the asset server's relay.
-    Server,
-}
-
-impl From<TransferChoice> for ShardTransfer {
-    fn from(c: TransferChoice) -> Self {
-        match c {
-            TransferChoice::Auto => Self::Auto,
-            TransferChoice::Harness => Self::Harness,
-            TransferChoice::Server => Self::Server,
-        }
-    }
-}
-
-/// What a failed shard gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-#[value(rename_all = "snake_case")]
-pub enum ShardRecoveryChoice {
-    /// Relaunch the failed browser, reload only its shards.
-    RetryFailedShards,
-    /// Move its shards to the live workers.
-    ReassignShards,
-    /// Relaunch, reload every shard, rerun from the first.
-    FullRetry,
-}
-
-impl From<ShardRecoveryChoice> for ShardRecovery {
-    fn from(c: ShardRecoveryChoice) -> Self {
-        match c {
-            ShardRecoveryChoice::RetryFailedShards => Self::RetryFailedShards,
-            ShardRecoveryChoice::ReassignShards => Self::ReassignShards,
-            ShardRecoveryChoice::FullRetry => Self::FullRetry,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RecoveryChoice {
     /// Retry, then reset the page, then migrate, then rebuild.
@@ -643,19 +496,6 @@ pub struct BenchOverheadArgs {
 }
 
 /// Parses a positive request rate, e.g. `20` or `2.5` (per second).
-fn parse_shard_worker(s: &str) -> Result<ShardWorker, String> {
-    let (browser, backend) = match s.split_once(':') {
-        Some((b, k)) => (b, Some(k)),
-        None => (s, None),
-    };
-    Ok(ShardWorker {
-        browser: browser.parse().map_err(|e| format!("{e}"))?,
-        backend: backend
-            .map(|k| k.parse::<Backend>().map_err(|e| format!("{e}")))
-            .transpose()?,
-    })
-}
-
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
@@ -743,7 +583,7 @@ fn parse_percent(s: &str) -> Result<f64, String> {
 }
 
 /// Parses a bare number of seconds (`120`) or a duration with a unit (`2m`).
-fn parse_seconds(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_seconds(s: &str) -> Result<Duration, String> {
     match s.trim().parse::<u64>() {
         Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
         _ => parse_duration(s),
@@ -751,7 +591,7 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 }
 
 /// Parses `30s`, `5m`, `1h 10m`, `250ms`. A bare number is refused: the unit must be explicit.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration like 30s or 5m: {e}"))
 }
 
