@@ -1,0 +1,122 @@
+//! `stress`'s flags and its recovery choice.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use webgpu_pool::browser::BrowserKind;
+use webgpu_pool::pool::Backend;
+use webgpu_pool::scenario::{FaultKind, RecoveryStrategy};
+
+use super::{parse_duration, parse_rate, parse_seconds, DriverChoice};
+
+/// `stress`: a routed, concurrent workload with faults injected and recovered.
+#[derive(Debug, Args)]
+pub struct StressArgs {
+    /// Models to run at once, comma-separated (see `webgpu-pool models list`).
+    #[arg(
+        long,
+        short,
+        value_delimiter = ',',
+        default_value = "bert,vit,whisper",
+        value_name = "NAME,..."
+    )]
+    pub models: Vec<String>,
+    /// Browsers in the pool, comma-separated (one worker each).
+    #[arg(
+        long,
+        short,
+        value_delimiter = ',',
+        default_value = "chromium,firefox",
+        value_name = "KIND,..."
+    )]
+    pub browsers: Vec<BrowserKind>,
+    /// Backend priority, comma-separated (naming webgpu counts software adapters; needed for
+    /// gpu_device_lost to have a device to lose).
+    #[arg(long, value_delimiter = ',', value_name = "BACKEND,...")]
+    pub backends: Option<Vec<Backend>>,
+    /// Threads of onnxruntime-web's wasm backend in each page, 1 to 16 (default: what it picks,
+    /// 1 on 2 cores; the report says how many ran). Compare with the native columns, measured
+    /// at 1 thread and at every core.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub wasm_threads: Option<u32>,
+    /// How long to drive the load: seconds (120) or a duration (2m).
+    #[arg(long, default_value = "120s", value_parser = parse_seconds)]
+    pub duration: Duration,
+    /// Concurrent clients (closed loop).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+    /// Inject faults while the load runs.
+    #[arg(long)]
+    pub fault_injection: bool,
+    /// One fault about this often (first after one period).
+    #[arg(long, default_value = "15s", value_parser = parse_duration, conflicts_with = "fault_rate")]
+    pub fault_every: Duration,
+    /// Faults at random (Poisson) times instead, this many per minute on average.
+    #[arg(long, value_parser = parse_rate)]
+    pub fault_rate: Option<f64>,
+    /// Fault kinds to draw from, comma-separated: kill_browser, crash_tab, hang,
+    /// gpu_device_lost, kill_driver, disconnect, slow (default: all that fit a live worker).
+    #[arg(long, value_delimiter = ',', value_name = "KIND,...")]
+    pub fault_kinds: Vec<FaultKind>,
+    /// How long a hang, a frozen driver or a slowdown lasts.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub fault_duration: Duration,
+    /// `slow`: delay added to every run.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub slow_delay: Duration,
+    /// Seed for fault times, kinds and targets (and for weights and inputs).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Recovery strategy: progressive (retry, reset, migrate, rebuild), immediate (migrate
+    /// at once), or none (failures stay failures).
+    #[arg(long, value_enum, default_value_t = RecoveryChoice::Progressive)]
+    pub recovery: RecoveryChoice,
+    /// Bound on one recovery episode.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub recovery_timeout: Duration,
+    /// Attempts per request, the first included, before it counts as failed.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub max_attempts: u32,
+    /// Deadline of one request from its scheduled start, recoveries included. One page run
+    /// is bounded by a quarter of it, so a hung page is noticed in time to recover.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// How to drive Chromium-family browsers (Firefox always uses geckodriver).
+    #[arg(long, value_enum, default_value_t = DriverChoice::Cdp)]
+    pub driver: DriverChoice,
+    /// Where run folders are written.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub results_dir: PathBuf,
+    /// Write each cell's full first-run output, native onnxruntime's output and the model
+    /// inputs as NumPy .npy files into the run folder's outputs/ (check them with your own tools).
+    #[arg(long)]
+    pub save_outputs: bool,
+    /// Print the scenario these flags compile into, as YAML, and exit without running it.
+    #[arg(long)]
+    pub print_scenario: bool,
+    /// Print why each model went to the worker it went to.
+    #[arg(long)]
+    pub explain_routing: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RecoveryChoice {
+    /// Retry, then reset the page, then migrate, then rebuild.
+    Progressive,
+    /// Migrate at once, then rebuild.
+    Immediate,
+    /// No recovery.
+    None,
+}
+
+impl From<RecoveryChoice> for RecoveryStrategy {
+    fn from(choice: RecoveryChoice) -> Self {
+        match choice {
+            RecoveryChoice::Progressive => Self::Progressive,
+            RecoveryChoice::Immediate => Self::Immediate,
+            RecoveryChoice::None => Self::None,
+        }
+    }
+}
