@@ -78,6 +78,10 @@ fn a_sharded_scenario_round_trips_and_runs_only_its_model() {
         errs.iter().any(|e| e.path() == "faults[0].kind"),
         "{errs:?}"
     );
+    let mut beats = s.clone();
+    beats.pool.heartbeat_interval = Duration::from_secs(1);
+    let errs = beats.validate().unwrap_err();
+    assert!(errs.iter().any(|e| e.path() == "pool"), "{errs:?}");
     let mut unsharded = s;
     unsharded.sharding = None;
     let errs = unsharded.validate().unwrap_err();

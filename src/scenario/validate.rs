@@ -358,6 +358,23 @@ fn check_sharding(s: &Scenario, sh: &super::types::Sharding, out: &mut Vec<Issue
             out,
         );
     }
+    if s.pool.preferences != Default::default() {
+        unused(
+            "pool.preferences",
+            "shards go to the pool's browsers in turn or to sharding.workers",
+            out,
+        );
+    }
+    if s.pool.idle_timeout != super::defaults::idle_timeout()
+        || s.pool.heartbeat_interval != super::defaults::heartbeat_interval()
+        || s.pool.heartbeat_timeout != super::defaults::heartbeat_timeout()
+    {
+        unused(
+            "pool",
+            "idle_timeout and heartbeats belong to the routed pool; a failed shard is noticed by its failed call",
+            out,
+        );
+    }
     if s.models.iter().any(|m| m.browser.is_some()) {
         unused(
             "models[0].browser",
