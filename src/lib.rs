@@ -9,6 +9,7 @@
 //! - [`recovery`]: the recovery ladder and circuit breakers (pure decisions).
 //! - [`faults`]: fault schedules and target choice (pure); `pool::injector` carries them out.
 //! - [`metrics`]: samples and latency statistics.
+//! - [`history`]: the SQLite performance history, trends and routing recommendations.
 //! - [`sharding`]: one model's layers split across browsers, run as a checked pipeline.
 //! - [`state`]: the crash-safe transaction log of pool state, snapshots, replay and verify.
 //! - [`report`]: the terminal table and `run.json`; consumes [`metrics`] types only.
@@ -23,6 +24,7 @@ pub mod backend;
 pub mod bench;
 pub mod browser;
 pub mod faults;
+pub mod history;
 pub mod metrics;
 pub mod models;
 pub mod oracle;

@@ -372,12 +372,7 @@ fn a_page_error_fails_at_once_with_class_page_and_no_recovery() {
         run["recovery_events"],
         run["pool_events"]
     );
-    let dir = std::fs::read_dir(sb.results())
-        .expect("results")
-        .flatten()
-        .next()
-        .expect("run folder")
-        .path();
+    let dir = sb.run_dir();
     let mut csv = csv::Reader::from_path(dir.join("samples.csv")).expect("samples.csv");
     let headers = csv.headers().expect("header").clone();
     let col = |name: &str| headers.iter().position(|h| h == name).expect(name);

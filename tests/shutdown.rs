@@ -70,12 +70,7 @@ fn interrupt(sb: &Sandbox, args: &[&str], cue: &str, after: Duration) -> serde_j
         "{}",
         run["requests"]
     );
-    let dir = std::fs::read_dir(sb.results())
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
+    let dir = sb.run_dir();
     for f in [
         "samples.csv",
         "summary.md",

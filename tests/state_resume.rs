@@ -59,6 +59,7 @@ fn run_dir(sb: &Sandbox) -> PathBuf {
         .expect("results")
         .flatten()
         .map(|e| e.path())
+        .filter(|p| p.is_dir())
         .collect();
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     dirs[0].clone()

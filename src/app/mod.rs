@@ -58,6 +58,8 @@ pub struct RunConfig {
     pub cache: Cache,
     /// The `web/` folder served to the page.
     pub web_dir: PathBuf,
+    /// The routing profile `pool.routing_profile` names, read.
+    pub profile: Option<crate::history::RoutingProfile>,
 }
 
 impl RunConfig {
@@ -86,6 +88,14 @@ impl RunConfig {
             launches.push(spec);
         }
         let web_dir = web_dir()?;
+        let profile = match &scenario.pool.routing_profile {
+            Some(path) => Some(
+                crate::history::RoutingProfile::load(Path::new(path)).map_err(|e| {
+                    UsageError(format!("--routing-profile (pool.routing_profile): {e}"))
+                })?,
+            ),
+            None => None,
+        };
         Ok(Self {
             scenario,
             models,
@@ -93,6 +103,7 @@ impl RunConfig {
             extras,
             cache: Cache::from_env(),
             web_dir,
+            profile,
         })
     }
 }
@@ -280,6 +291,7 @@ async fn run_part(
             summary.routing = out.routing;
             summary.pool_events = out.pool_events;
             summary.peak_workers = out.peak_workers;
+            summary.adaptive = out.adaptive;
             summary.faults = out
                 .faults
                 .iter()
@@ -359,6 +371,7 @@ fn empty_summary(
         peak_workers: 0,
         resumed,
         sharding: None,
+        adaptive: None,
     }
 }
 

@@ -122,6 +122,7 @@ pub(super) fn build_plan(config: &RunConfig, prepared: Vec<Arc<PreparedModel>>) 
         .into_iter()
         .zip(&sc.models)
         .map(|(prepared, m)| PlannedModel {
+            measured: measured(config, &prepared),
             prepared,
             pin: m.browser,
             weight: m.weight,
@@ -149,6 +150,7 @@ pub(super) fn build_plan(config: &RunConfig, prepared: Vec<Arc<PreparedModel>>) 
             .map(|m| (m.model.clone(), m.to, m.at))
             .collect();
         plan.workload.pin_clients = !sc.faults.is_empty();
+        plan.adaptive = sc.pool.adaptive.then(pool::AdaptSettings::default);
         plan.faults = sc
             .faults
             .iter()
@@ -157,6 +159,23 @@ pub(super) fn build_plan(config: &RunConfig, prepared: Vec<Arc<PreparedModel>>) 
             .collect();
     }
     plan
+}
+
+/// The routing profile's choice for `model`, as the router takes it.
+fn measured(config: &RunConfig, model: &PreparedModel) -> Option<pool::Measured> {
+    let profile = config.profile.as_ref()?;
+    let c = profile.choice(&model.name, model.task.as_str())?;
+    let file = config
+        .scenario
+        .pool
+        .routing_profile
+        .as_deref()
+        .unwrap_or("");
+    Some(pool::Measured {
+        browser: c.browser.parse().ok()?,
+        backend: c.backend.parse().ok()?,
+        reason: format!("{} (routing profile {file})", c.reason),
+    })
 }
 
 /// One scenario fault as the injector takes it, defaults applied (duration 5s, delay 250ms,

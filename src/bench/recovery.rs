@@ -134,6 +134,7 @@ pub async fn recovery(
         let hw = HardwarePreferences {
             browser: Some(o.browser),
             backends: Some(vec![Backend::Wasm]),
+            measured: None,
         };
         match pool
             .get_model(model.task, model.name, hw, FaultTolerance::Recover)

@@ -76,6 +76,7 @@ async fn leg(
     let hw = HardwarePreferences {
         browser: Some(spec.kind),
         backends: Some(vec![Backend::Wasm]),
+        measured: None,
     };
     let handle = match pool
         .get_model(model.task, model.name, hw, FaultTolerance::None)

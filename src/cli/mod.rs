@@ -13,8 +13,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use webgpu_pool::browser::{BrowserKind, DriverKind};
 use webgpu_pool::pool::Backend;
 
+mod history;
 mod shard;
 mod stress;
+pub use history::{HistoryCmdArgs, HistoryMetric, HistorySource, RecommendArgs};
 pub use shard::ShardArgs;
 pub use stress::StressArgs;
 
@@ -92,6 +94,23 @@ pub enum Command {
     ///
     /// Example: webgpu-pool compare --baseline nightly results/2026-11-28T10-00-00Z-ab12
     Compare(CompareArgs),
+    /// Show the performance history every run adds to: each model x browser x backend x
+    /// adapter's runs over time with the change against the run before (the same noise-aware
+    /// tests as `compare`, over the raw samples), then the regressions, improvements and
+    /// anomalies found. `--html` draws the trend chart.
+    ///
+    /// Example: webgpu-pool history --model bert --since 7d
+    ///
+    /// Example: webgpu-pool history --model-type vision --metrics latency,browser_utilization --json
+    History(HistoryCmdArgs),
+    /// Name the measured best browser x backend per model and per model type, with the numbers
+    /// behind it, a confidence (Mann-Whitney U against the runner-up) and the sample count
+    /// (none below --min-samples). `--apply` writes the routing profile routed runs use.
+    ///
+    /// Example: webgpu-pool recommend
+    ///
+    /// Example: webgpu-pool recommend --since 7d --apply
+    Recommend(RecommendArgs),
     /// Check or print a run's crash-safe state: the transaction log (txlog.log) and snapshot
     /// (snapshot.json) in its run folder. See docs/state.md.
     ///
@@ -140,6 +159,10 @@ pub struct ScenarioArgs {
     /// Print the scenario as YAML (defaults filled in) and exit without running it.
     #[arg(long)]
     pub print_scenario: bool,
+    #[command(flatten)]
+    pub routing: RoutingArgs,
+    #[command(flatten)]
+    pub history: HistoryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -225,6 +248,10 @@ pub struct RunArgs {
     pub shards: u32,
     #[command(flatten)]
     pub concurrency: ConcurrencyArgs,
+    #[command(flatten)]
+    pub routing: RoutingArgs,
+    #[command(flatten)]
+    pub history: HistoryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -235,6 +262,8 @@ pub struct ResumeArgs {
     /// Print why each model went to the worker it went to.
     #[arg(long)]
     pub explain_routing: bool,
+    #[command(flatten)]
+    pub history: HistoryArgs,
 }
 
 /// Running every model at once over a routed, scaling pool.
@@ -271,6 +300,39 @@ pub struct ConcurrencyArgs {
     /// Print why each model went to the worker it went to.
     #[arg(long)]
     pub explain_routing: bool,
+}
+
+/// Where finished runs are remembered.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "History")]
+pub struct HistoryArgs {
+    /// The performance history every finished run is added to (SQLite). Default:
+    /// `<results-dir>/history.sqlite`. A history that cannot be written is a warning: the
+    /// run's own files are written first.
+    #[arg(long, value_name = "FILE", env = "WEBGPU_POOL_HISTORY")]
+    pub history: Option<PathBuf>,
+    /// Do not add this run to the history.
+    #[arg(long, conflicts_with = "history")]
+    pub no_history: bool,
+}
+
+/// Routing by measurements.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Routing by measurements")]
+pub struct RoutingArgs {
+    /// Route each model to the browser and backend its routing profile measured best
+    /// (`webgpu-pool recommend --apply` writes one). Default:
+    /// `<results-dir>/routing-profile.json` when it exists, in routed runs.
+    #[arg(long, value_name = "FILE")]
+    pub routing_profile: Option<PathBuf>,
+    /// Route by the model type's browser preference even when a routing profile exists.
+    #[arg(long, conflicts_with = "routing_profile")]
+    pub no_routing_profile: bool,
+    /// After warm-up, time each model on the pool's other browser x backend pairs and move it
+    /// (one journaled transaction) where it runs significantly faster; the report shows each
+    /// move with the latency before and after.
+    #[arg(long)]
+    pub adaptive: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -464,7 +526,7 @@ pub enum StateCommand {
 }
 
 /// Parses `5%`, `12.5%` or a bare `5` (percent) into a fraction (0.05).
-fn parse_percent(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_percent(s: &str) -> Result<f64, String> {
     let n = s.trim().trim_end_matches('%').trim();
     match n.parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..1000.0).contains(&v) => Ok(v / 100.0),

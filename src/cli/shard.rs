@@ -92,6 +92,8 @@ pub struct ShardArgs {
     /// Print the scenario these flags compile into, as YAML, and exit without running it.
     #[arg(long)]
     pub print_scenario: bool,
+    #[command(flatten)]
+    pub history: super::HistoryArgs,
 }
 
 /// How layers are split.

@@ -99,6 +99,10 @@ pub struct StressArgs {
     /// Print why each model went to the worker it went to.
     #[arg(long)]
     pub explain_routing: bool,
+    #[command(flatten)]
+    pub routing: super::RoutingArgs,
+    #[command(flatten)]
+    pub history: super::HistoryArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -93,6 +93,24 @@ pub struct AfterRun {
     pub save_baseline: Option<String>,
     /// `--save-outputs`: write every cell's full output as `.npy` into the run folder.
     pub save_outputs: bool,
+    /// The history file the run is added to (`None`: `--no-history`).
+    pub history: Option<PathBuf>,
+    /// Use `<results-dir>/routing-profile.json` when the scenario names no profile and the
+    /// file exists (`--no-routing-profile` turns it off).
+    pub default_profile: bool,
+}
+
+/// The history file `args` name: `--history`, else `<results_dir>/history.sqlite`; `None` with
+/// `--no-history`.
+pub fn history_file(args: &crate::cli::HistoryArgs, results_dir: &Path) -> Option<PathBuf> {
+    if args.no_history {
+        return None;
+    }
+    Some(
+        args.history
+            .clone()
+            .unwrap_or_else(|| results_dir.join(webgpu_pool::history::DEFAULT_FILE)),
+    )
 }
 
 /// Runs a validated scenario into `results_dir` (`run`, `stress`, `scenario`), prints its
@@ -101,11 +119,20 @@ pub struct AfterRun {
 /// # Errors
 /// Config and infrastructure errors; a broken threshold is [`Outcome::Failed`] instead.
 pub async fn run_scenario(
-    scenario: Scenario,
+    mut scenario: Scenario,
     results_dir: PathBuf,
     after: &AfterRun,
     ctx: &Context,
 ) -> Result<Outcome> {
+    let default = results_dir.join(webgpu_pool::history::PROFILE_FILE);
+    if after.default_profile
+        && scenario.pool.routing_profile.is_none()
+        && scenario.pool.placement == scenario::PlacementMode::Routed
+        && scenario.sharding.is_none()
+        && default.is_file()
+    {
+        scenario.pool.routing_profile = Some(default.display().to_string());
+    }
     let extras = RunExtras {
         results_dir,
         command: command_line(),
@@ -133,6 +160,7 @@ pub fn finish(
     observer.finish();
     print(&report::terminal::render(summary))?;
     print(&report::terminal::render_resilience(summary))?;
+    print(&report::terminal::render_adaptive(summary))?;
     if let Some(e) = &summary.resumed {
         print(&format!(
             "resumed: before the harness died {} requests ({} succeeded, {} failed, {} in flight, counted failed) in {:.1}s; transactions: {}\n",
@@ -162,7 +190,27 @@ pub fn finish(
         let to = report::save_baseline(dir, results_dir, name)?;
         observer.line(&format!("saved baseline '{name}' in {}", to.display()));
     }
+    if let Some(file) = &after.history {
+        // After run.json: a history that fails loses nothing of the run.
+        match add_to_history(file, dir) {
+            Ok(n) => observer.line(&format!(
+                "added {n} cell(s) to the history {}",
+                file.display()
+            )),
+            Err(e) => eprintln!(
+                "warning: {e:#}; the run is not in the history, its results are intact in {}",
+                dir.display()
+            ),
+        }
+    }
     Ok(Outcome::judge(&ctx.shutdown, summary.passed()))
+}
+
+/// Adds the run in `dir` (its run.json and samples.csv) to the history `file`.
+fn add_to_history(file: &Path, dir: &Path) -> Result<usize> {
+    let run = report::load_run(dir)?;
+    let mut h = webgpu_pool::history::History::open(file)?;
+    Ok(h.record(&run.summary, &run.samples, dir)?)
 }
 
 /// `--explain-routing`: each decision with its reasons, then what the pool did.

@@ -10,6 +10,7 @@ mod bench;
 mod browsers;
 mod common;
 mod compare;
+mod history;
 mod models;
 mod report;
 mod resume;
@@ -81,6 +82,8 @@ pub async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<Outcome> 
         Command::Schema => schema::execute(),
         Command::Report(args) => report::execute(args),
         Command::Compare(args) => compare::execute(args),
+        Command::History(args) => history::execute(args),
+        Command::Recommend(args) => history::recommend(args),
         Command::State(cmd) => state::execute(cmd),
         Command::Browsers(args) => browsers::execute(args, &ctx).await,
         Command::Models(cmd) => models::execute(cmd, &ctx).await,

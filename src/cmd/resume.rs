@@ -5,7 +5,7 @@ use anyhow::Result;
 
 use webgpu_pool::app;
 
-use super::common::{command_line, finish, AfterRun};
+use super::common::{command_line, finish, history_file, AfterRun};
 use super::{Context, Outcome};
 use crate::cli::ResumeArgs;
 use crate::observe;
@@ -24,10 +24,11 @@ pub async fn execute(args: ResumeArgs, ctx: &Context) -> Result<Outcome> {
         &observer,
     )
     .await?;
+    let results_dir = args.run_dir.parent().unwrap_or(std::path::Path::new("."));
     let after = AfterRun {
         explain_routing: args.explain_routing,
-        save_baseline: None,
-        save_outputs: false,
+        history: history_file(&args.history, results_dir),
+        ..AfterRun::default()
     };
     finish(&summary, &dir, &observer, &after, ctx)
 }

@@ -9,7 +9,7 @@ use webgpu_pool::report;
 use webgpu_pool::scenario::flags::{PoolFlags, RoutedFlags, RunFlags, ShardFlags};
 use webgpu_pool::scenario::{ShardRecovery, ShardStrategy, ShardTransfer};
 
-use super::common::{flags_valid, print_scenario, run_scenario, AfterRun};
+use super::common::{flags_valid, history_file, print_scenario, run_scenario, AfterRun};
 use super::{state, Context, Outcome};
 use crate::cli::RunArgs;
 
@@ -33,6 +33,8 @@ pub async fn execute(args: RunArgs, ctx: &Context) -> Result<Outcome> {
         explain_routing: args.concurrency.explain_routing,
         save_baseline: args.save_baseline,
         save_outputs: args.save_outputs,
+        history: history_file(&args.history, &args.results_dir),
+        default_profile: !args.routing.no_routing_profile,
     };
     let outcome = run_scenario(scenario, args.results_dir.clone(), &after, ctx).await?;
     if args.test_state_management {
@@ -68,6 +70,12 @@ fn to_flags(args: &RunArgs) -> RunFlags {
             max_connections: c.max_connections,
             idle_timeout: c.idle_timeout,
             cooldown: c.cooldown,
+            routing_profile: args
+                .routing
+                .routing_profile
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            adaptive: args.routing.adaptive,
         },
         sharding: args.test_sharding.then_some(ShardFlags {
             shards: Some(args.shards),

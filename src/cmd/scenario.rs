@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::common::{load_scenario, print_scenario, run_scenario, AfterRun};
+use super::common::{history_file, load_scenario, print_scenario, run_scenario, AfterRun};
 use super::{Context, Outcome};
 use crate::cli::ScenarioArgs;
 
@@ -12,7 +12,12 @@ use crate::cli::ScenarioArgs;
 /// The file is missing or invalid (every error, each naming file:line:col), or the run cannot
 /// start.
 pub async fn execute(args: ScenarioArgs, ctx: &Context) -> Result<Outcome> {
-    let scenario = load_scenario(&args.file)?;
+    let mut scenario = load_scenario(&args.file)?;
+    // The flags override the file's keys; RunConfig::resolve validates the result.
+    if let Some(p) = &args.routing.routing_profile {
+        scenario.pool.routing_profile = Some(p.display().to_string());
+    }
+    scenario.pool.adaptive |= args.routing.adaptive;
     if args.print_scenario {
         return print_scenario(&scenario);
     }
@@ -20,6 +25,8 @@ pub async fn execute(args: ScenarioArgs, ctx: &Context) -> Result<Outcome> {
         explain_routing: args.explain_routing,
         save_baseline: None,
         save_outputs: args.save_outputs,
+        history: history_file(&args.history, &args.results_dir),
+        default_profile: !args.routing.no_routing_profile,
     };
     run_scenario(scenario, args.results_dir, &after, ctx).await
 }

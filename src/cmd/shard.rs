@@ -5,7 +5,7 @@ use anyhow::Result;
 
 use webgpu_pool::scenario::flags::{PoolFlags, ShardFlags};
 
-use super::common::{flags_valid, print_scenario, run_scenario, AfterRun};
+use super::common::{flags_valid, history_file, print_scenario, run_scenario, AfterRun};
 use super::{Context, Outcome};
 use crate::cli::ShardArgs;
 
@@ -53,9 +53,8 @@ pub async fn execute(args: ShardArgs, ctx: &Context) -> Result<Outcome> {
     }
     flags_valid(&scenario)?;
     let after = AfterRun {
-        explain_routing: false,
-        save_baseline: None,
-        save_outputs: false,
+        history: history_file(&args.history, &args.results_dir),
+        ..AfterRun::default()
     };
     run_scenario(scenario, args.results_dir, &after, ctx).await
 }

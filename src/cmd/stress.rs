@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use webgpu_pool::scenario::flags::{FaultFlags, PoolFlags, StressFlags};
 
-use super::common::{flags_valid, print_scenario, run_scenario, AfterRun};
+use super::common::{flags_valid, history_file, print_scenario, run_scenario, AfterRun};
 use super::{Context, Outcome};
 use crate::cli::StressArgs;
 
@@ -24,6 +24,8 @@ pub async fn execute(args: StressArgs, ctx: &Context) -> Result<Outcome> {
         explain_routing: args.explain_routing,
         save_baseline: None,
         save_outputs: args.save_outputs,
+        history: history_file(&args.history, &args.results_dir),
+        default_profile: !args.routing.no_routing_profile,
     };
     run_scenario(scenario, args.results_dir, &after, ctx).await
 }
@@ -52,5 +54,11 @@ fn to_flags(args: &StressArgs) -> StressFlags {
         recovery_timeout: args.recovery_timeout,
         max_attempts: args.max_attempts,
         request_timeout: args.request_timeout,
+        routing_profile: args
+            .routing
+            .routing_profile
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        adaptive: args.routing.adaptive,
     }
 }

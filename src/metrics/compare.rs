@@ -320,73 +320,12 @@ pub fn compare(
                 .push(lost::lost_cell(key, base.len(), current));
             continue;
         };
-        let page = |v: &[&Sample]| v.iter().map(|s| s.page_ms).collect::<Vec<f64>>();
-        let service = |v: &[&Sample]| v.iter().map(|s| s.service_ms).collect::<Vec<f64>>();
-        let (bp, cp) = (page(base), page(cur));
-        let (bs, cs) = (service(base), service(cur));
-        for metric in Metric::ALL {
-            // Every test runs over times, where larger is worse (throughput over service_ms:
-            // in a closed loop it is their inverse). `test_greater(x, y)` is the p of "x is
-            // larger than y", so the mirror test is the same call with the runs swapped.
-            let (b, c, test_greater, test): (f64, f64, TestGreater, _) = match metric {
-                Metric::LatencyP50 => (
-                    median(&bp),
-                    median(&cp),
-                    mann_whitney_greater,
-                    "mann-whitney u (page_ms)",
-                ),
-                Metric::LatencyP95 => (
-                    p95(&bp),
-                    p95(&cp),
-                    |x, y| bootstrap_p95_greater(x, y, 2000),
-                    "bootstrap p95 ratio (page_ms)",
-                ),
-                Metric::Throughput => (
-                    throughput_of(baseline.summary, key, base),
-                    throughput_of(current.summary, key, cur),
-                    mann_whitney_greater,
-                    "mann-whitney u (service_ms)",
-                ),
-            };
-            let (base_times, cur_times) = match metric {
-                Metric::Throughput => (&bs, &cs),
-                Metric::LatencyP50 | Metric::LatencyP95 => (&bp, &cp),
-            };
-            let change = if b > 0.0 { c / b - 1.0 } else { 0.0 };
-            let worse_by = if metric.higher_is_better() {
-                -change
-            } else {
-                change
-            };
-            let (direction, p) = if worse_by < 0.0 {
-                (Direction::Better, test_greater(base_times, cur_times))
-            } else {
-                (Direction::Worse, test_greater(cur_times, base_times))
-            };
-            let verdict = if bp.len() < options.min_samples || cp.len() < options.min_samples {
-                Verdict::Insufficient
-            } else if worse_by.abs() > options.threshold && p < options.alpha {
-                match direction {
-                    Direction::Worse => Verdict::Regression,
-                    Direction::Better => Verdict::Improvement,
-                }
-            } else {
-                Verdict::Unchanged
-            };
-            out.deltas.push(MetricDelta {
-                cell: key.clone(),
-                metric,
-                baseline: b,
-                current: c,
-                change,
-                p_value: p,
-                direction,
-                test: test.to_string(),
-                n_baseline: bp.len(),
-                n_current: cp.len(),
-                verdict,
-            });
-        }
+        let throughput = (
+            throughput_of(baseline.summary, key, base),
+            throughput_of(current.summary, key, cur),
+        );
+        out.deltas
+            .extend(compare_cell(key, base, cur, throughput, options));
     }
     for (key, _) in &cur_cells {
         if !base_cells.iter().any(|(k, _)| k == key) {
@@ -394,6 +333,87 @@ pub fn compare(
         }
     }
     out
+}
+
+/// One cell's metrics, baseline samples against current ones: the tests and verdicts of
+/// [`compare`], for callers that hold the samples of one cell (the history's trends).
+/// `throughput` is (baseline, current) requests per second.
+pub fn compare_cell(
+    key: &CellKey,
+    base: &[&Sample],
+    cur: &[&Sample],
+    throughput: (f64, f64),
+    options: &CompareOptions,
+) -> Vec<MetricDelta> {
+    let mut deltas = Vec::new();
+    let page = |v: &[&Sample]| v.iter().map(|s| s.page_ms).collect::<Vec<f64>>();
+    let service = |v: &[&Sample]| v.iter().map(|s| s.service_ms).collect::<Vec<f64>>();
+    let (bp, cp) = (page(base), page(cur));
+    let (bs, cs) = (service(base), service(cur));
+    for metric in Metric::ALL {
+        // Every test runs over times, where larger is worse (throughput over service_ms:
+        // in a closed loop it is their inverse). `test_greater(x, y)` is the p of "x is
+        // larger than y", so the mirror test is the same call with the runs swapped.
+        let (b, c, test_greater, test): (f64, f64, TestGreater, _) = match metric {
+            Metric::LatencyP50 => (
+                median(&bp),
+                median(&cp),
+                mann_whitney_greater,
+                "mann-whitney u (page_ms)",
+            ),
+            Metric::LatencyP95 => (
+                p95(&bp),
+                p95(&cp),
+                |x, y| bootstrap_p95_greater(x, y, 2000),
+                "bootstrap p95 ratio (page_ms)",
+            ),
+            Metric::Throughput => (
+                throughput.0,
+                throughput.1,
+                mann_whitney_greater,
+                "mann-whitney u (service_ms)",
+            ),
+        };
+        let (base_times, cur_times) = match metric {
+            Metric::Throughput => (&bs, &cs),
+            Metric::LatencyP50 | Metric::LatencyP95 => (&bp, &cp),
+        };
+        let change = if b > 0.0 { c / b - 1.0 } else { 0.0 };
+        let worse_by = if metric.higher_is_better() {
+            -change
+        } else {
+            change
+        };
+        let (direction, p) = if worse_by < 0.0 {
+            (Direction::Better, test_greater(base_times, cur_times))
+        } else {
+            (Direction::Worse, test_greater(cur_times, base_times))
+        };
+        let verdict = if bp.len() < options.min_samples || cp.len() < options.min_samples {
+            Verdict::Insufficient
+        } else if worse_by.abs() > options.threshold && p < options.alpha {
+            match direction {
+                Direction::Worse => Verdict::Regression,
+                Direction::Better => Verdict::Improvement,
+            }
+        } else {
+            Verdict::Unchanged
+        };
+        deltas.push(MetricDelta {
+            cell: key.clone(),
+            metric,
+            baseline: b,
+            current: c,
+            change,
+            p_value: p,
+            direction,
+            test: test.to_string(),
+            n_baseline: bp.len(),
+            n_current: cp.len(),
+            verdict,
+        });
+    }
+    deltas
 }
 
 fn median(v: &[f64]) -> f64 {

@@ -5,6 +5,7 @@
 //! derive from it ([`Resilience`]: faults and recovery). Imports only std, serde and itself, so
 //! reports can depend on it without pulling in the engine.
 
+pub mod adaptive;
 pub mod aggregate;
 pub mod compare;
 pub mod listing;
@@ -15,6 +16,7 @@ pub mod stats;
 pub mod summary;
 pub mod thresholds;
 
+pub use adaptive::{AdaptiveEvaluation, AdaptiveMove, AdaptiveReport, PairTiming};
 pub use listing::*;
 pub use resilience::{FaultKindStats, RecoveryStats, Resilience, Retries};
 pub use sample::{Phase, Sample};

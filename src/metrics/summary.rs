@@ -58,6 +58,9 @@ pub struct RunSummary {
     /// A sharded run's plan, shards, hops, baseline and answers checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sharding: Option<super::ShardingReport>,
+    /// What adaptive routing measured and moved (runs with `adaptive: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<super::AdaptiveReport>,
 }
 
 /// The part of a resumed run that ran before the harness died, as its transaction log has it.

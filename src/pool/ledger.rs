@@ -255,6 +255,11 @@ impl Ledger {
         self.samples.push(sample);
     }
 
+    /// Every request's sample so far, in the order they ended.
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+
     /// Requests ended so far: `(succeeded, failed)`.
     pub fn ended(&self) -> (u64, u64) {
         (self.requests.succeeded, self.requests.failed)

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::models::{self, PreparedModel, Task};
 use crate::server::AssetServer;
 
+mod adapt;
 pub mod attribution;
 pub mod config;
 pub mod correctness;
@@ -45,6 +46,7 @@ mod upkeep;
 pub mod worker;
 
 pub use crate::backend::Backend;
+pub use adapt::AdaptSettings;
 pub use attribution::{Detection, FaultNote};
 pub use config::{FaultTolerance, PageSettings, PoolConfig, RecoveryConfig, WorkerTimeouts};
 pub use engine::{execute, CellTensor, EngineOutput, Placement, RunEvent, RunObserver, RunPlan};
@@ -53,7 +55,7 @@ pub use handle::{Inference, Input, ModelHandle};
 pub use journal::Journal;
 pub use ledger::{PoolEvent, PoolReport, WorkerReport};
 pub use recover::RecoveryRecord;
-pub use router::{HardwarePreferences, Preferences};
+pub use router::{HardwarePreferences, Measured, Preferences};
 pub use scheduler::{Bound, Schedule, Workload};
 pub use worker::{Page, Worker};
 

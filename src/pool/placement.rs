@@ -43,7 +43,9 @@ pub struct PlacementRecord {
 #[derive(Debug)]
 pub(super) struct ModelEntry {
     pub prepared: Arc<PreparedModel>,
-    pub hardware: HardwarePreferences,
+    /// Where it should run: a pin, its backend order, its measured best (adaptive routing
+    /// rewrites it when it moves the model).
+    pub hardware: Mutex<HardwarePreferences>,
     /// Workers serving the model (warm spares excluded).
     pub placements: Mutex<Vec<Arc<Worker>>>,
     /// Serialises (re)placement so a burst of requests places a model once.
@@ -60,7 +62,7 @@ impl ModelEntry {
     pub fn new(prepared: Arc<PreparedModel>, hardware: HardwarePreferences) -> Self {
         Self {
             prepared,
-            hardware,
+            hardware: Mutex::new(hardware),
             placements: Mutex::default(),
             placing: tokio::sync::Mutex::new(()),
             scaling: AtomicBool::new(false),
@@ -72,6 +74,11 @@ impl ModelEntry {
     /// The model's name.
     pub fn name(&self) -> &str {
         &self.prepared.name
+    }
+
+    /// Where it should run, now.
+    pub fn hardware(&self) -> HardwarePreferences {
+        lock(&self.hardware).clone()
     }
 
     /// Whether `worker` serves this model.
@@ -165,7 +172,7 @@ impl Pool {
                 backends: s.status().backends,
                 queued: s.queued(),
                 has_model: entry.served_by(s),
-                score: None,
+                score: self.live_score(entry.name(), s),
             })
             .collect()
     }
@@ -178,10 +185,11 @@ impl Pool {
     ) -> Result<Decision, PoolError> {
         let c = &self.inner.config;
         let launchable: Vec<BrowserKind> = c.launches.iter().map(|l| l.kind).collect();
+        let hardware = entry.hardware();
         let req = router::Request {
             model: entry.name(),
             task: entry.prepared.task,
-            hardware: &entry.hardware,
+            hardware: &hardware,
             backends: &c.page.backends,
             preferences: &c.preferences,
             launchable: &launchable,
@@ -231,7 +239,26 @@ impl Pool {
         entry: &Arc<ModelEntry>,
         worker: Arc<Worker>,
     ) -> Result<(), PoolError> {
-        let loaded = worker.load(entry.prepared.clone()).await?;
+        let loaded = worker
+            .load(entry.prepared.clone(), entry.hardware().backends)
+            .await?;
+        self.first_run(entry, &worker, &loaded).await?;
+        self.journal(Op::Placed {
+            model: entry.name().to_string(),
+            worker: worker.id.clone(),
+        });
+        lock(&entry.placements).push(worker);
+        Ok(())
+    }
+
+    /// The first run after a load, as a request of the ledger (phase `first`, every output
+    /// value returned for the correctness checks), and the placement record it completes.
+    pub(super) async fn first_run(
+        &self,
+        entry: &Arc<ModelEntry>,
+        worker: &Arc<Worker>,
+        loaded: &super::worker::Loaded,
+    ) -> Result<(), PoolError> {
         let model = &entry.prepared;
         // The first run returns every value: the checks (finite, oracle, cross) see it all.
         let mode = OutputMode::Full;
@@ -264,11 +291,6 @@ impl Pool {
             output: cell_output(worker.kind, model, backend, &first),
         });
         self.event("placed", &worker.id, format!("{} on {backend}", model.name));
-        self.journal(Op::Placed {
-            model: model.name.clone(),
-            worker: worker.id.clone(),
-        });
-        lock(&entry.placements).push(worker);
         Ok(())
     }
 
@@ -360,7 +382,7 @@ impl Pool {
                 .workers()
                 .into_iter()
                 .filter(|s| s.is_routable() && !entry.served_by(s))
-                .filter(|s| entry.hardware.browser.is_none_or(|b| b == s.kind))
+                .filter(|s| entry.hardware().browser.is_none_or(|b| b == s.kind))
                 .min_by_key(|s| s.queued())
             else {
                 continue;
@@ -370,7 +392,10 @@ impl Pool {
             }
             let pool = self.clone();
             tokio::spawn(async move {
-                match spare.load(entry.prepared.clone()).await {
+                match spare
+                    .load(entry.prepared.clone(), entry.hardware().backends)
+                    .await
+                {
                     Ok(_) => {
                         pool.event(
                             "standby",
@@ -441,7 +466,10 @@ impl Pool {
             &target.id,
             format!("{model}: {} -> {}", source.id, target.id),
         );
-        if let Err(e) = target.load(entry.prepared.clone()).await {
+        if let Err(e) = target
+            .load(entry.prepared.clone(), entry.hardware().backends)
+            .await
+        {
             // Roll back: nothing of the model may stay on the target.
             let undo = match target.unload(model).await {
                 Ok(()) => format!("unloaded {model} from {}", target.id),

@@ -4,7 +4,10 @@
 //! browsers. Order of concerns: what each browser really offers (a requested backend must be
 //! available there), then the model type's browser preference (audio -> firefox, vision ->
 //! chromium, text_embedding -> chromium-shell, falling back within the Chromium family), then load, then a
-//! measured score (the history issue fills it). Every step leaves a human-readable reason, which
+//! measured score. Measurements steer it twice: a routing profile (`recommend --apply`, from the
+//! history) names the measured best browser and backend per model, which outranks the type's
+//! preference; and live samples of this run give each candidate a score (requests per second of
+//! the model there), which breaks ties of load. Every step leaves a human-readable reason, which
 //! `--explain-routing` prints and `run.json` keeps.
 
 use serde::Serialize;
@@ -34,6 +37,44 @@ pub struct HardwarePreferences {
     pub browser: Option<BrowserKind>,
     /// Backend priority for this model (the pool's when `None`).
     pub backends: Option<Vec<Backend>>,
+    /// The measured best placement (from the history's routing profile): preferred over the
+    /// model type's browser, never over `browser`.
+    pub measured: Option<Measured>,
+}
+
+impl HardwarePreferences {
+    /// Preferences for a model pinned to `pin` (if any), steered by `measured` (if any): its
+    /// backend goes first in the pool's priority `backends` when the pool has it.
+    pub fn steered(
+        pin: Option<BrowserKind>,
+        measured: Option<Measured>,
+        backends: &[Backend],
+    ) -> Self {
+        let order = measured
+            .as_ref()
+            .filter(|m| backends.contains(&m.backend) && backends.first() != Some(&m.backend))
+            .map(|m| {
+                std::iter::once(m.backend)
+                    .chain(backends.iter().copied().filter(|b| *b != m.backend))
+                    .collect()
+            });
+        Self {
+            browser: pin,
+            backends: order,
+            measured,
+        }
+    }
+}
+
+/// A placement measured best for a model, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Measured {
+    /// Browser kind.
+    pub browser: BrowserKind,
+    /// Backend.
+    pub backend: Backend,
+    /// Where the measurement comes from, for the routing reasons.
+    pub reason: String,
 }
 
 /// One worker as the router sees it.
@@ -49,7 +90,8 @@ pub struct Candidate {
     pub queued: usize,
     /// Whether the model is already loaded there.
     pub has_model: bool,
-    /// A measured score (higher is better), when history has one.
+    /// A measured score (higher is better): requests per second this run measured for the
+    /// model there, when it has.
     pub score: Option<f64>,
 }
 
@@ -197,6 +239,23 @@ pub fn route(req: &Request<'_>, candidates: &[Candidate]) -> Result<Decision, No
 
 /// The browser kind this model should run in, resolving absent kinds within the Chromium family.
 fn wanted_kind(req: &Request<'_>, reasons: &mut Vec<String>) -> Option<BrowserKind> {
+    if let (None, Some(m)) = (req.hardware.browser, &req.hardware.measured) {
+        if req.launchable.contains(&m.browser) {
+            reasons.push(format!(
+                "{}/{}: {}",
+                m.browser,
+                m.backend.as_str(),
+                m.reason
+            ));
+            return Some(m.browser);
+        }
+        reasons.push(format!(
+            "the measured best, {}/{}, is not in the pool ({})",
+            m.browser,
+            m.backend.as_str(),
+            m.reason
+        ));
+    }
     let (kind, source) = match (req.hardware.browser, req.preferences.0.get(&req.task)) {
         (Some(k), _) => (k, "asked for".to_string()),
         (None, Some(&k)) => (k, format!("{} models prefer it", req.task.as_str())),
@@ -375,15 +434,15 @@ mod tests {
         let c = [gpu, cand("firefox#1", Firefox, 0, false)];
         let hw = HardwarePreferences {
             browser: Some(Firefox),
-            backends: None,
+            ..HardwarePreferences::default()
         };
         assert_eq!(
             ask(Task::Vision, &hw, &[Chromium, Firefox], false, &c).target,
             Target::Worker("firefox#1".into())
         );
         let hw = HardwarePreferences {
-            browser: None,
             backends: Some(vec![Backend::Webgpu]),
+            ..HardwarePreferences::default()
         };
         let prefs = Preferences::default();
         let req = Request {
@@ -400,5 +459,61 @@ mod tests {
             Target::Worker("chromium#1".into())
         );
         let _ = Edge;
+    }
+    fn measured(browser: BrowserKind, backend: Backend) -> Option<Measured> {
+        Some(Measured {
+            browser,
+            backend,
+            reason: "measured best".into(),
+        })
+    }
+
+    #[test]
+    fn the_measured_best_outranks_the_type_preference_but_not_a_pin() {
+        let c = [
+            cand("chromium#1", Chromium, 0, false),
+            cand("firefox#1", Firefox, 0, false),
+        ];
+        // Vision prefers chromium; the measured best says firefox.
+        let hw =
+            HardwarePreferences::steered(None, measured(Firefox, Backend::Wasm), &[Backend::Wasm]);
+        let d = ask(Task::Vision, &hw, &[Chromium, Firefox], false, &c);
+        assert_eq!(d.target, Target::Worker("firefox#1".into()));
+        assert!(d.reasons[0].contains("measured best"), "{:?}", d.reasons);
+        let pinned = HardwarePreferences::steered(
+            Some(Chromium),
+            measured(Firefox, Backend::Wasm),
+            &[Backend::Wasm],
+        );
+        let d = ask(Task::Vision, &pinned, &[Chromium, Firefox], false, &c);
+        assert_eq!(d.target, Target::Worker("chromium#1".into()));
+    }
+
+    #[test]
+    fn a_measured_best_outside_the_pool_falls_back_to_the_preference() {
+        let c = [cand("chromium#1", Chromium, 0, false)];
+        let hw =
+            HardwarePreferences::steered(None, measured(Firefox, Backend::Wasm), &[Backend::Wasm]);
+        let d = ask(Task::Vision, &hw, &[Chromium], false, &c);
+        assert_eq!(d.target, Target::Worker("chromium#1".into()));
+        assert!(
+            d.reasons[0].contains("is not in the pool"),
+            "{:?}",
+            d.reasons
+        );
+    }
+
+    #[test]
+    fn the_measured_backend_goes_first_when_the_pool_has_it() {
+        let pool = [Backend::Webgpu, Backend::Webnn, Backend::Wasm];
+        let hw = HardwarePreferences::steered(None, measured(Firefox, Backend::Wasm), &pool);
+        assert_eq!(
+            hw.backends,
+            Some(vec![Backend::Wasm, Backend::Webgpu, Backend::Webnn])
+        );
+        // Not in the pool's list: the pool's order stands.
+        let hw =
+            HardwarePreferences::steered(None, measured(Firefox, Backend::Webnn), &[Backend::Wasm]);
+        assert_eq!(hw.backends, None);
     }
 }

@@ -70,6 +70,7 @@ fn render(run: RunData<'_>) -> String {
             ("faults_section", &faults_section(s, run.samples)),
             ("throughput_chart", &throughput_chart(s, run.samples)),
             ("shard_section", &shard_section(s)),
+            ("adaptive_section", &adaptive_section(s)),
             ("host_rows", &host_rows(s)),
             ("browser_rows", &browser_rows(&s.environment.browsers)),
         ],
@@ -326,6 +327,19 @@ fn markers(s: &RunSummary) -> Vec<Marker> {
         });
     }
     out
+}
+
+/// The adaptive routing section, or nothing when the run was not adaptive.
+fn adaptive_section(s: &RunSummary) -> String {
+    let lines = view::adaptive_lines(s);
+    if lines.is_empty() {
+        return String::new();
+    }
+    let items: String = lines
+        .iter()
+        .map(|l| format!("<li>{}</li>", escape(l)))
+        .collect();
+    format!("<h2>Adaptive routing</h2>\n<ul class=\"notes\">{items}</ul>\n")
 }
 
 /// The sharding section, or nothing when the run had no shards: the shard and hop tables, the

@@ -151,6 +151,14 @@ fn render(run: RunData<'_>) -> String {
     for n in view::info_notes(s) {
         let _ = writeln!(out, "{}\n", cell(&n));
     }
+    let adaptive = view::adaptive_lines(s);
+    if !adaptive.is_empty() {
+        out.push_str("**Adaptive routing**\n\n");
+        for l in adaptive {
+            let _ = writeln!(out, "- {}", cell(&l));
+        }
+        out.push('\n');
+    }
     let fallbacks = view::fallback_notes(s);
     if !fallbacks.is_empty() {
         out.push_str("**Fallbacks**\n\n");

@@ -141,6 +141,19 @@ fn two_lines(header: &str) -> String {
     header.replacen(" p", "\np", 1)
 }
 
+/// Renders what adaptive routing measured and moved; empty when the run was not adaptive.
+pub fn render_adaptive(summary: &RunSummary) -> String {
+    let lines = super::view::adaptive_lines(summary);
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("adaptive routing:\n");
+    for l in lines {
+        out.push_str(&format!("  {l}\n"));
+    }
+    out
+}
+
 /// Renders the faults and recovery of a run: the request accounting with the success rate,
 /// faults by kind, recovery events by ladder level, and one line per failed recovery. Empty
 /// when the run had no faults and no recovery events. Takes only the summary, so the retried

@@ -159,6 +159,8 @@ impl Default for PoolConfig {
             heartbeat_timeout: heartbeat_timeout(),
             launch_timeout: launch_timeout(),
             placement: placement(),
+            routing_profile: None,
+            adaptive: false,
         }
     }
 }

@@ -44,6 +44,8 @@ const ORDER: &[(&str, &[&str])] = &[
             "heartbeat_timeout",
             "launch_timeout",
             "placement",
+            "routing_profile",
+            "adaptive",
         ],
     ),
     (

@@ -81,6 +81,10 @@ pub struct RoutedFlags {
     pub idle_timeout: Duration,
     /// Idle time after the workload, so surplus workers are seen closing.
     pub cooldown: Duration,
+    /// Route by this routing profile.
+    pub routing_profile: Option<String>,
+    /// Move models to measured faster placements during the run.
+    pub adaptive: bool,
 }
 
 /// The most workers `memory_aware` may plan for when no shard count is given.
@@ -173,6 +177,10 @@ pub struct StressFlags {
     pub max_attempts: u32,
     /// Deadline of one request from its scheduled start, recoveries included.
     pub request_timeout: Duration,
+    /// Route by this routing profile.
+    pub routing_profile: Option<String>,
+    /// Move models to measured faster placements during the run.
+    pub adaptive: bool,
 }
 
 /// `stress --fault-injection`: one fault stream drawn at random.
@@ -245,6 +253,9 @@ impl RunFlags {
             s.pool.max_connections = n;
             w.concurrency = 1;
         }
+        // Set whatever the placement, so a matrix run refuses them by name.
+        s.pool.routing_profile = c.routing_profile.clone();
+        s.pool.adaptive = c.adaptive;
         if let Some(sh) = &self.sharding {
             sh.apply(&mut s);
         }
@@ -277,6 +288,8 @@ impl StressFlags {
         if let Some(faults) = &self.faults {
             s.faults = vec![faults.to_fault(self.pool.seed)];
         }
+        s.pool.routing_profile = self.routing_profile.clone();
+        s.pool.adaptive = self.adaptive;
         s
     }
 }
@@ -371,6 +384,8 @@ pub fn flag_for(path: &str) -> &'static str {
         "pool.max_connections" => "--max-connections",
         "pool.min_connections" => "--min-connections",
         "pool.idle_timeout" => "--idle-timeout",
+        "pool.routing_profile" => "--routing-profile",
+        "pool.adaptive" => "--adaptive",
         p if p.starts_with("faults") && p.contains("kinds") => "--fault-kinds",
         p if p.starts_with("faults") && p.ends_with("every") => "--fault-every",
         p if p.starts_with("faults") && p.ends_with("rate") => "--fault-rate",
@@ -412,6 +427,8 @@ mod tests {
             recovery_timeout: Duration::from_secs(30),
             max_attempts: 4,
             request_timeout: Duration::from_secs(40),
+            routing_profile: None,
+            adaptive: false,
         }
     }
 
@@ -434,6 +451,8 @@ mod tests {
                 max_connections: 4,
                 idle_timeout: Duration::from_secs(30),
                 cooldown: Duration::ZERO,
+                routing_profile: None,
+                adaptive: false,
             },
         }
     }

@@ -105,6 +105,16 @@ pub struct PoolConfig {
     /// benchmark grid `webgpu-pool run` uses).
     #[serde(default = "d::placement")]
     pub placement: PlacementMode,
+    /// A routing profile (`webgpu-pool recommend --apply` writes one): each model goes to the
+    /// browser and backend measured best for it, ahead of `preferences`. Routed placement only.
+    /// Default: `<results-dir>/routing-profile.json` when that file exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_profile: Option<String>,
+    /// Adaptive routing: after warm-up, measure each model on the pool's other browser x
+    /// backend pairs and move it (one journaled transaction) where it runs significantly
+    /// faster. Routed placement only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adaptive: bool,
 }
 
 /// How models are put on browsers.

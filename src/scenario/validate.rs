@@ -130,6 +130,31 @@ fn check_pool(s: &Scenario, out: &mut Vec<Issue>) {
             ),
         );
     }
+    // Both steer the router; the matrix and a sharded run place by other rules.
+    let routed = p.placement == super::types::PlacementMode::Routed && s.sharding.is_none();
+    if !routed {
+        let why = if s.sharding.is_some() {
+            "a sharded run places shards by its plan, not by the router"
+        } else {
+            "the matrix measures every model in every browser, not where the router would put it; set pool.placement: routed"
+        };
+        if let Some(path) = &p.routing_profile {
+            push(
+                out,
+                "pool.routing_profile",
+                format!("'{path}' is not used: {why}"),
+            );
+        }
+        if p.adaptive {
+            push(out, "pool.adaptive", format!("'true' is not used: {why}"));
+        }
+    }
+    if p.routing_profile
+        .as_deref()
+        .is_some_and(|f| f.trim().is_empty())
+    {
+        push(out, "pool.routing_profile", "the path is empty");
+    }
     for (key, d) in [
         ("idle_timeout", p.idle_timeout),
         ("heartbeat_interval", p.heartbeat_interval),

@@ -378,10 +378,13 @@ pub async fn baseline(
             let _ = worker.unload(&s.name).await;
         }
     }
-    let loaded = worker.load(whole.clone()).await.map_err(|e| ShardError {
-        class: ErrorClass::of(&e),
-        message: format!("loading the unsharded {} on {}: {e}", whole.name, worker.id),
-    })?;
+    let loaded = worker
+        .load(whole.clone(), None)
+        .await
+        .map_err(|e| ShardError {
+            class: ErrorClass::of(&e),
+            message: format!("loading the unsharded {} on {}: {e}", whole.name, worker.id),
+        })?;
     // The first run pays first-call costs, as the shards' warm-up did.
     let _ = worker.run(&whole.name, OutputMode::None).await;
     let next = AtomicU64::new(0);

@@ -59,14 +59,16 @@ impl Sandbox {
         serde_json::from_str(&text).expect("run.json is JSON")
     }
 
-    /// The one run folder under [`Sandbox::results`].
+    /// The one run folder under [`Sandbox::results`] (which also holds the history file).
     pub fn run_dir(&self) -> PathBuf {
         let dirs: Vec<_> = std::fs::read_dir(self.results())
             .expect("results dir")
             .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
             .collect();
-        assert_eq!(dirs.len(), 1, "expected exactly one run folder");
-        dirs[0].path()
+        assert_eq!(dirs.len(), 1, "expected exactly one run folder: {dirs:?}");
+        dirs[0].clone()
     }
 
     /// Pids of live processes started under this sandbox (by TMPDIR or a path in their command line).

@@ -33,7 +33,7 @@ pub(super) async fn run(
             });
             let hw = HardwarePreferences {
                 browser: Some(kind),
-                backends: None,
+                ..HardwarePreferences::default()
             };
             let placed = tokio::select! {
                 h = pool.place_model(m.prepared.clone(), hw, FaultTolerance::None) => h,

@@ -54,6 +54,8 @@ pub struct PlannedModel {
     /// The same model run natively: the output every cell is checked against, and the
     /// baseline every cell is compared with.
     pub native: Option<Arc<crate::oracle::NativeResult>>,
+    /// The measured best placement from the routing profile, if it has one for this model.
+    pub measured: Option<super::router::Measured>,
 }
 
 /// What to run.
@@ -76,6 +78,8 @@ pub struct RunPlan {
     pub journal: Option<(Journal, String)>,
     /// Planned migrations: model, target browser kind, time after the workload starts.
     pub migrations: Vec<(String, BrowserKind, Duration)>,
+    /// Adaptive routing (routed runs): move models to placements measured faster.
+    pub adaptive: Option<super::AdaptSettings>,
     /// This plan finishes a resumed run: what its earlier part did (its journal already has
     /// the start, and the progress it records adds to this).
     pub resumed: Option<state::Progress>,
@@ -98,6 +102,7 @@ impl RunPlan {
                     pin: None,
                     weight: 1,
                     native: None,
+                    measured: None,
                 })
                 .collect(),
             pool,
@@ -113,6 +118,7 @@ impl RunPlan {
             faults: Vec::new(),
             journal: None,
             migrations: Vec::new(),
+            adaptive: None,
             resumed: None,
         }
     }
@@ -150,6 +156,8 @@ pub struct EngineOutput {
     pub recoveries: Vec<RecoveryRecord>,
     /// Each cell's first-run output, every value (for `--save-outputs`).
     pub outputs: Vec<CellTensor>,
+    /// What adaptive routing measured and moved.
+    pub adaptive: Option<crate::metrics::AdaptiveReport>,
 }
 
 /// One cell's first-run output.
@@ -268,9 +276,12 @@ pub async fn execute(
             ..Default::default()
         }),
     };
-    let errors = match plan.placement {
-        Placement::Matrix => matrix::run(plan, &pool, cancel, observer).await,
-        Placement::Routed => routed::run(plan, &pool, cancel, observer).await,
+    let (errors, evaluations) = match plan.placement {
+        Placement::Matrix => (matrix::run(plan, &pool, cancel, observer).await, None),
+        Placement::Routed => {
+            let (errors, evals) = routed::run(plan, &pool, cancel, observer).await;
+            (errors, evals)
+        }
     };
     let journal = pool.journal_handle().cloned();
     let report = pool.shutdown().await;
@@ -278,6 +289,7 @@ pub async fn execute(
         finish_journal(&j, plan, &report, cancel, observer);
     }
     let mut out = summary::summarize(plan, report, errors);
+    out.adaptive = evaluations.map(|e| summary::adaptive(e, &out.samples));
     if cancel.is_cancelled() {
         out.stopped_early = Some("interrupted".into());
     }

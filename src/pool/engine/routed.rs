@@ -11,15 +11,16 @@ use super::super::router::HardwarePreferences;
 use super::super::scheduler::{self, Bound};
 use super::super::{injector, FaultTolerance, Journal, ModelHandle, Pool};
 use super::{with_earlier, PlacementError, RunEvent, RunObserver, RunPlan};
+use crate::metrics::AdaptiveEvaluation;
 
-/// Places every model, then drives the workload over all of them; returns the models that
-/// could not be placed.
+/// Places every model, then drives the workload over all of them (adapting placements when the
+/// plan asks); returns the models that could not be placed and the adaptive evaluations.
 pub(super) async fn run(
     plan: &RunPlan,
     pool: &Pool,
     cancel: &CancellationToken,
     observer: &dyn RunObserver,
-) -> Vec<PlacementError> {
+) -> (Vec<PlacementError>, Option<Vec<AdaptiveEvaluation>>) {
     // Routed runs hide worker failures when the pool recovers them.
     let tolerance = if plan.pool.recovery.enabled() {
         FaultTolerance::Recover
@@ -30,20 +31,17 @@ pub(super) async fn run(
     let mut handles: Vec<ModelHandle> = Vec::new();
     for m in &plan.models {
         if cancel.is_cancelled() {
-            return errors;
+            return (errors, None);
         }
         let name = &m.prepared.name;
         observer.on_event(&RunEvent::Loading {
             browser: m.pin,
             model: name,
         });
-        let hw = HardwarePreferences {
-            browser: m.pin,
-            backends: None,
-        };
+        let hw = HardwarePreferences::steered(m.pin, m.measured.clone(), &plan.pool.page.backends);
         let placed = tokio::select! {
             h = pool.place_model(m.prepared.clone(), hw, tolerance) => h,
-            () = cancel.cancelled() => return errors,
+            () = cancel.cancelled() => return (errors, None),
         };
         match placed {
             // A model's share of the round-robin is its weight.
@@ -57,7 +55,7 @@ pub(super) async fn run(
         }
     }
     if cancel.is_cancelled() {
-        return errors;
+        return (errors, None);
     }
     let mut names: Vec<_> = handles.iter().map(|h| h.model().name.clone()).collect();
     names.dedup();
@@ -94,8 +92,29 @@ pub(super) async fn run(
             })
         })
         .collect();
+    let adapting = plan.adaptive.map(|settings| {
+        let stop = cancel.child_token();
+        let task = tokio::spawn({
+            let (pool, stop) = (pool.clone(), stop.clone());
+            async move { pool.adapt(settings, stop).await }
+        });
+        (task, stop)
+    });
     drive_with_progress(plan, pool, &handles, cancel, observer).await;
     stop_migrations.cancel();
+    let evaluations = match adapting {
+        Some((task, stop)) => {
+            stop.cancel();
+            let evals = task.await.unwrap_or_default();
+            for e in &evals {
+                observer.on_event(&RunEvent::Incident {
+                    line: format!("adaptive: {}: {}", e.model, e.decision),
+                });
+            }
+            Some(evals)
+        }
+        None => None,
+    };
     for m in migrations {
         let line = match m.await {
             Ok(Some(Err(why))) => format!("migration rolled back: {why}"),
@@ -117,7 +136,7 @@ pub(super) async fn run(
             () = cancel.cancelled() => {}
         }
     }
-    errors
+    (errors, evaluations)
 }
 
 /// Drives the workload; meanwhile journals progress as requests end and reports live counts,

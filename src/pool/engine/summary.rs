@@ -96,6 +96,32 @@ pub(super) fn summarize(
     out
 }
 
+/// The adaptive report: each move gets the p50 of the requests served at its new placement
+/// after it.
+pub(super) fn adaptive(
+    mut evaluations: Vec<crate::metrics::AdaptiveEvaluation>,
+    samples: &[Sample],
+) -> crate::metrics::AdaptiveReport {
+    for e in &mut evaluations {
+        let Some(m) = e.moved.as_mut() else { continue };
+        let after: Vec<f64> = samples
+            .iter()
+            .filter(|s| {
+                s.phase == Phase::Measure
+                    && s.ok
+                    && s.model == e.model
+                    && s.worker == m.to.worker
+                    && s.backend == m.to.backend
+                    && s.started_ms >= m.at_ms as f64
+            })
+            .map(|s| s.page_ms)
+            .collect();
+        m.after_samples = after.len();
+        m.after_p50_ms = crate::metrics::Percentiles::from_ms(&after).map(|p| p.p50);
+    }
+    crate::metrics::AdaptiveReport { evaluations }
+}
+
 /// One row per model x browser x backend that was placed, in plan order, with its measured
 /// figures and its first run's output.
 fn cells(

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::backend::Backend;
 use crate::browser::{process, WorkerError};
 use crate::models::PreparedModel;
 
@@ -20,6 +21,7 @@ use super::{Lifecycle, Loaded, OutputMode, Page, RunReply, Worker, WorkerContext
 pub(super) enum Job {
     Load {
         model: Arc<PreparedModel>,
+        backends: Option<Vec<Backend>>,
         reply: oneshot::Sender<Result<Loaded, WorkerError>>,
     },
     Run {
@@ -110,8 +112,12 @@ impl Actor {
     async fn serve(&self, job: Job) {
         let t = self.ctx.timeouts;
         match job {
-            Job::Load { model, reply } => {
-                let _ = reply.send(self.load(model).await);
+            Job::Load {
+                model,
+                backends,
+                reply,
+            } => {
+                let _ = reply.send(self.load(model, backends).await);
             }
             Job::Reset { timeout, reply } => {
                 let _ = reply.send(self.reset(timeout).await);
@@ -167,14 +173,19 @@ impl Actor {
     }
 
     /// Loads `model`, measuring the browser's memory growth across the load.
-    async fn load(&self, model: Arc<PreparedModel>) -> Result<Loaded, WorkerError> {
+    async fn load(
+        &self,
+        model: Arc<PreparedModel>,
+        backends: Option<Vec<Backend>>,
+    ) -> Result<Loaded, WorkerError> {
         let pid = self.page.browser().pid();
         let before = pid.and_then(process::tree_pss_kib).unwrap_or(0);
-        let reply = self.load_page(&model).await?;
+        let reply = self.load_page(&model, backends.as_deref()).await?;
         let after = pid.and_then(process::tree_pss_kib).unwrap_or(0);
         let name = model.name.clone();
         let loaded = Loaded {
             model,
+            backends,
             reply,
             memory_added_kib: after.saturating_sub(before),
         };
@@ -188,23 +199,24 @@ impl Actor {
     /// Reopens the page and loads every model again, in order of names. A model whose reload
     /// fails is no longer loaded here (the error says which).
     async fn reset(&self, timeout: Duration) -> Result<(), WorkerError> {
-        let held: Vec<Arc<PreparedModel>> = self
+        let held: Vec<(Arc<PreparedModel>, Option<Vec<Backend>>)> = self
             .with_status(|s| std::mem::take(&mut s.loaded))
             .unwrap_or_default()
             .into_values()
-            .map(|l| l.model)
+            .map(|l| (l.model, l.backends))
             .collect();
         self.page.browser().reset(timeout).await?;
         // A fresh page: its own run count starts again.
         self.with_status(|s| s.runs_answered = 0);
-        for model in held {
+        for (model, backends) in held {
             let name = model.name.clone();
-            let reply = self.load_page(&model).await?;
+            let reply = self.load_page(&model, backends.as_deref()).await?;
             self.with_status(|s| {
                 s.loaded.insert(
                     name,
                     Loaded {
                         model,
+                        backends,
                         reply,
                         memory_added_kib: 0,
                     },
@@ -214,15 +226,19 @@ impl Actor {
         Ok(())
     }
 
-    /// The page call of a load, with the pool's page settings and load bound.
-    async fn load_page(&self, model: &PreparedModel) -> Result<super::LoadReply, WorkerError> {
+    /// The page call of a load, with the pool's page settings (the model's own backend
+    /// order, when it has one) and load bound.
+    async fn load_page(
+        &self,
+        model: &PreparedModel,
+        backends: Option<&[Backend]>,
+    ) -> Result<super::LoadReply, WorkerError> {
+        let mut settings = self.ctx.page.clone();
+        if let Some(b) = backends {
+            settings.backends = b.to_vec();
+        }
         self.page
-            .load(
-                model,
-                &self.ctx.server,
-                &self.ctx.page,
-                self.ctx.timeouts.load,
-            )
+            .load(model, &self.ctx.server, &settings, self.ctx.timeouts.load)
             .await
     }
 

@@ -73,6 +73,8 @@ impl Lifecycle {
 pub struct Loaded {
     /// The model (a reset loads it again from here).
     pub model: Arc<PreparedModel>,
+    /// Its own backend order, when not the pool's (a reset loads it with the same).
+    pub backends: Option<Vec<Backend>>,
     /// The page's load answer (backend, fallback reasons, timings).
     pub reply: LoadReply,
     /// Growth of the browser's PSS across the load, KiB (0 when not measurable).
@@ -293,12 +295,22 @@ impl Worker {
         }
     }
 
-    /// Loads `model` (first backend that works).
+    /// Loads `model` with the first backend that works, of `backends` (the pool's order when
+    /// `None`).
     ///
     /// # Errors
     /// The page's or driver's error; [`WorkerError::Unusable`] when the worker is closed.
-    pub async fn load(&self, model: Arc<PreparedModel>) -> Result<Loaded, WorkerError> {
-        self.ask("load", |reply| Job::Load { model, reply }).await
+    pub async fn load(
+        &self,
+        model: Arc<PreparedModel>,
+        backends: Option<Vec<Backend>>,
+    ) -> Result<Loaded, WorkerError> {
+        self.ask("load", |reply| Job::Load {
+            model,
+            backends,
+            reply,
+        })
+        .await
     }
 
     /// Runs `model` once.

@@ -14,7 +14,9 @@ use crate::metrics::{
     FaultKindStats, Percentiles, RecoveryStats, Resilience, ResultRow, RunSummary,
 };
 
+mod adaptive;
 mod sharding;
+pub use adaptive::adaptive_lines;
 pub use sharding::*;
 
 /// The column headers of the result table (terminal, Markdown and HTML).

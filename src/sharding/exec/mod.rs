@@ -271,7 +271,7 @@ impl ShardedModelExecution {
         let workers = lock(&self.place).workers.clone();
         let what = |w: &Worker, e: &WorkerError| ShardError::of(e, &format!("probing {}", w.id));
         for w in &workers {
-            w.load(probe.clone()).await.map_err(|e| what(w, &e))?;
+            w.load(probe.clone(), None).await.map_err(|e| what(w, &e))?;
         }
         let mut times = vec![Vec::with_capacity(runs); workers.len()];
         for round in 0..=runs {
@@ -402,7 +402,7 @@ impl ShardedModelExecution {
     /// Loads shard `i` on `worker` and records it there.
     async fn load(&self, i: usize, worker: &Arc<Worker>) -> Result<(), ShardError> {
         let loaded = worker
-            .load(self.shards[i].clone())
+            .load(self.shards[i].clone(), None)
             .await
             .map_err(|e| ShardError::of(&e, &format!("loading shard {i} on {}", worker.id)))?;
         let ms = loaded.reply.fetch_ms + loaded.reply.session_create_ms;

@@ -1,0 +1,111 @@
+//! `history` and `recommend`: what they read (the history file, an age, a model or a type)
+//! and how they print.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use super::parse_percent;
+
+/// What `history` and `recommend` read.
+#[derive(Debug, Args)]
+pub struct HistorySource {
+    /// The history file. Default: `<results-dir>/history.sqlite`.
+    #[arg(long, value_name = "FILE", env = "WEBGPU_POOL_HISTORY")]
+    pub history: Option<PathBuf>,
+    /// Where the runs (and by default the history) are.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub results_dir: PathBuf,
+    /// Only runs that started this recently: 7d, 12h, 30m, or `all`.
+    #[arg(long, default_value = "all", value_name = "AGE")]
+    pub since: String,
+    /// Only this model (name or alias).
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// Only models of this type.
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub model_type: Option<TaskChoice>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryCmdArgs {
+    #[command(flatten)]
+    pub source: HistorySource,
+    /// Columns to show, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "latency,throughput",
+        value_name = "METRIC,..."
+    )]
+    pub metrics: Vec<HistoryMetric>,
+    /// Smallest change that counts as a regression or an improvement, e.g. 5% or 10%.
+    #[arg(long, default_value = "5%", value_parser = parse_percent, value_name = "PERCENT")]
+    pub threshold: f64,
+    /// Also write the trend chart (p50 per run, per model, regressions marked) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Exit 1 when the latest run of any configuration is a significant regression on the run
+    /// before it (for CI).
+    #[arg(long)]
+    pub fail_on_regression: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecommendArgs {
+    #[command(flatten)]
+    pub source: HistorySource,
+    /// Fewest measured samples a browser x backend needs to be recommended.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub min_samples: u32,
+    /// Latest runs of each browser x backend whose samples are pooled.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub window: u32,
+    /// Write the routing profile routed runs use: to FILE, or to
+    /// `<results-dir>/routing-profile.json` (used by default from then on; see
+    /// `--routing-profile` and `--no-routing-profile` of run, stress and scenario).
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    pub apply: Option<Option<PathBuf>>,
+}
+
+/// A model type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum TaskChoice {
+    /// bert, all-minilm-l6-v2.
+    TextEmbedding,
+    /// vit.
+    Vision,
+    /// whisper.
+    Audio,
+    /// llama.
+    TextGeneration,
+}
+
+impl TaskChoice {
+    /// The name reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TextEmbedding => "text_embedding",
+            Self::Vision => "vision",
+            Self::Audio => "audio",
+            Self::TextGeneration => "text_generation",
+        }
+    }
+}
+
+/// A `history` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum HistoryMetric {
+    /// Warm latency p50 and p95.
+    Latency,
+    /// Warm requests per second.
+    Throughput,
+    /// Busy fraction of the workers that served the cell.
+    BrowserUtilization,
+}
