@@ -48,6 +48,23 @@ fn json(sb: &Sandbox, command: &str, args: &[&str]) -> Value {
     serde_json::from_str(&stdout(&a)).expect("JSON")
 }
 
+/// bert-tiny, 3 measured runs in Chromium: exit 0.
+fn three_runs(sb: &Sandbox) -> assert_cmd::assert::Assert {
+    sb.run(
+        &[
+            "--models",
+            "bert-tiny",
+            "--browsers",
+            "chromium",
+            "-n",
+            "3",
+            "--quiet",
+        ],
+        300,
+    )
+    .success()
+}
+
 fn run_jsons(sb: &Sandbox) -> Vec<Value> {
     let mut dirs: Vec<_> = std::fs::read_dir(sb.results())
         .expect("results")
@@ -238,20 +255,7 @@ fn a_damaged_history_is_a_warning_and_the_run_is_intact() {
     std::fs::create_dir_all(sb.results()).unwrap();
     let file = sb.results().join("history.sqlite");
     std::fs::write(&file, vec![0x5a; 8192]).unwrap();
-    let a = sb
-        .run(
-            &[
-                "--models",
-                "bert-tiny",
-                "--browsers",
-                "chromium",
-                "-n",
-                "3",
-                "--quiet",
-            ],
-            300,
-        )
-        .success();
+    let a = three_runs(&sb);
     let err = stderr(&a);
     assert!(
         err.contains("warning") && err.contains("history.sqlite") && err.contains("damaged"),
@@ -285,20 +289,7 @@ fn a_locked_history_is_a_warning_and_the_run_is_intact() {
     holder
         .execute_batch("CREATE TABLE other (x); BEGIN EXCLUSIVE; INSERT INTO other VALUES (1);")
         .unwrap();
-    let a = sb
-        .run(
-            &[
-                "--models",
-                "bert-tiny",
-                "--browsers",
-                "chromium",
-                "-n",
-                "3",
-                "--quiet",
-            ],
-            300,
-        )
-        .success();
+    let a = three_runs(&sb);
     let err = stderr(&a);
     assert!(
         err.contains("locked") && err.contains("history.sqlite"),

@@ -335,6 +335,15 @@ pub struct RoutingArgs {
     pub adaptive: bool,
 }
 
+impl RoutingArgs {
+    /// `--routing-profile` as the scenario key holds it.
+    pub fn profile(&self) -> Option<String> {
+        self.routing_profile
+            .as_ref()
+            .map(|p| p.display().to_string())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DriverChoice {
     /// Chrome DevTools Protocol (headless_chrome).

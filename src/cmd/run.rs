@@ -70,11 +70,7 @@ fn to_flags(args: &RunArgs) -> RunFlags {
             max_connections: c.max_connections,
             idle_timeout: c.idle_timeout,
             cooldown: c.cooldown,
-            routing_profile: args
-                .routing
-                .routing_profile
-                .as_ref()
-                .map(|p| p.display().to_string()),
+            routing_profile: args.routing.profile(),
             adaptive: args.routing.adaptive,
         },
         sharding: args.test_sharding.then_some(ShardFlags {

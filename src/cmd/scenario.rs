@@ -14,8 +14,8 @@ use crate::cli::ScenarioArgs;
 pub async fn execute(args: ScenarioArgs, ctx: &Context) -> Result<Outcome> {
     let mut scenario = load_scenario(&args.file)?;
     // The flags override the file's keys; RunConfig::resolve validates the result.
-    if let Some(p) = &args.routing.routing_profile {
-        scenario.pool.routing_profile = Some(p.display().to_string());
+    if let Some(p) = args.routing.profile() {
+        scenario.pool.routing_profile = Some(p);
     }
     scenario.pool.adaptive |= args.routing.adaptive;
     if args.print_scenario {

@@ -54,11 +54,7 @@ fn to_flags(args: &StressArgs) -> StressFlags {
         recovery_timeout: args.recovery_timeout,
         max_attempts: args.max_attempts,
         request_timeout: args.request_timeout,
-        routing_profile: args
-            .routing
-            .routing_profile
-            .as_ref()
-            .map(|p| p.display().to_string()),
+        routing_profile: args.routing.profile(),
         adaptive: args.routing.adaptive,
     }
 }

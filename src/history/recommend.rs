@@ -135,6 +135,8 @@ pub struct TypeRecommendation {
     pub models: Vec<(String, f64)>,
     /// Fewest samples of this pair among those models.
     pub min_samples: usize,
+    /// The least confidence among the models' own answers.
+    pub confidence: Confidence,
 }
 
 /// Everything `recommend` says.
@@ -275,6 +277,11 @@ fn by_type(out: &mut Recommendations) {
                     relative,
                     models: per_model,
                     min_samples,
+                    confidence: models
+                        .iter()
+                        .map(|m| m.confidence)
+                        .min()
+                        .unwrap_or(Confidence::Low),
                 });
             }
         }
@@ -369,7 +376,7 @@ impl RoutingProfile {
                     backend: t.backend.clone(),
                     p50_ms: t.models.iter().map(|(_, ms)| ms).sum::<f64>() / t.models.len().max(1) as f64,
                     samples: t.min_samples,
-                    confidence: Confidence::Low,
+                    confidence: t.confidence,
                     reason: format!(
                         "measured best for {} models: {}/{} ({:.2}x the best of each of {} model(s))",
                         t.task,

@@ -443,14 +443,8 @@ impl Pool {
                     .filter(|b| *b != to.backend),
             )
             .collect();
-        let journal = self.inner.journal.clone();
-        let tx = journal.as_ref().and_then(|j| j.begin());
-        let op = |o: Op| {
-            if let (Some(j), Some(t)) = (&journal, tx) {
-                j.op(t, o);
-            }
-        };
-        op(Op::Placed {
+        let tx = super::journal::Tx::begin(self.inner.journal.as_ref());
+        tx.op(Op::Placed {
             model: model.clone(),
             worker: target.id.clone(),
         });
@@ -470,9 +464,7 @@ impl Pool {
         if let Err(why) = loaded {
             let _ = target.unload(&model).await;
             let why = format!("load on {} failed: {why}; rolled back", target.id);
-            if let (Some(j), Some(t)) = (&journal, tx) {
-                j.abort(t, &why);
-            }
+            tx.abort(&why);
             self.event("adapt_rolled_back", &target.id, why.clone());
             return Err(why);
         }
@@ -505,7 +497,7 @@ impl Pool {
         };
         let mut notes = Vec::new();
         for w in &moved {
-            op(Op::Unplaced {
+            tx.op(Op::Unplaced {
                 model: model.clone(),
                 worker: w.id.clone(),
             });
@@ -513,9 +505,7 @@ impl Pool {
                 notes.push(format!("unload from {} failed: {e}", w.id));
             }
         }
-        if let (Some(j), Some(t)) = (&journal, tx) {
-            j.commit_tx(t);
-        }
+        tx.commit();
         let from: Vec<&str> = moved.iter().map(|w| w.id.as_str()).collect();
         self.event(
             "adapted",

@@ -132,3 +132,40 @@ fn policy(sync_interval: Duration) -> CommitPolicy {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// One multi-step transaction of a run's journal, or nothing when the run has no journal (or
+/// its log is unusable): a migration, an adaptive move.
+#[derive(Debug)]
+pub struct Tx {
+    open: Option<(Journal, TxId)>,
+}
+
+impl Tx {
+    /// Begins a transaction in `journal`, if there is one.
+    pub fn begin(journal: Option<&Journal>) -> Self {
+        Self {
+            open: journal.and_then(|j| j.begin().map(|t| (j.clone(), t))),
+        }
+    }
+
+    /// Adds one step.
+    pub fn op(&self, op: Op) {
+        if let Some((j, t)) = &self.open {
+            j.op(*t, op);
+        }
+    }
+
+    /// Commits every step.
+    pub fn commit(self) {
+        if let Some((j, t)) = self.open {
+            j.commit_tx(t);
+        }
+    }
+
+    /// Aborts, recording why.
+    pub fn abort(self, why: &str) {
+        if let Some((j, t)) = self.open {
+            j.abort(t, why);
+        }
+    }
+}

@@ -450,14 +450,8 @@ impl Pool {
                 model: model.into(),
                 kind: to,
             })?;
-        let journal = self.inner.journal.clone();
-        let tx = journal.as_ref().and_then(|j| j.begin());
-        let op = |o: Op| {
-            if let (Some(j), Some(t)) = (&journal, tx) {
-                j.op(t, o);
-            }
-        };
-        op(Op::Placed {
+        let tx = super::journal::Tx::begin(self.inner.journal.as_ref());
+        tx.op(Op::Placed {
             model: model.to_string(),
             worker: target.id.clone(),
         });
@@ -488,22 +482,18 @@ impl Pool {
                 error: Box::new(e),
                 undo,
             };
-            if let (Some(j), Some(t)) = (&journal, tx) {
-                j.abort(t, &why.to_string());
-            }
+            tx.abort(&why.to_string());
             self.event("migration_rolled_back", &target.id, why.to_string());
             return Err(why);
         }
         lock(&entry.placements).push(target.clone());
         lock(&entry.placements).retain(|s| !Arc::ptr_eq(s, &source));
-        op(Op::Unplaced {
+        tx.op(Op::Unplaced {
             model: model.to_string(),
             worker: source.id.clone(),
         });
         let unloaded = source.unload(model).await;
-        if let (Some(j), Some(t)) = (&journal, tx) {
-            j.commit_tx(t);
-        }
+        tx.commit();
         let done = format!(
             "{model}: {} -> {}{}",
             source.id,
