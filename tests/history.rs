@@ -65,6 +65,24 @@ fn three_runs(sb: &Sandbox) -> assert_cmd::assert::Assert {
     .success()
 }
 
+/// bert-tiny routed over Chromium and Firefox, 5 measured runs: exit 0.
+fn routed_run(sb: &Sandbox) {
+    sb.run(
+        &[
+            "--models",
+            "bert-tiny",
+            "--browsers",
+            "chromium,firefox",
+            "--concurrent-models",
+            "-n",
+            "5",
+            "--quiet",
+        ],
+        300,
+    )
+    .success();
+}
+
 fn run_jsons(sb: &Sandbox) -> Vec<Value> {
     let mut dirs: Vec<_> = std::fs::read_dir(sb.results())
         .expect("results")
@@ -87,49 +105,37 @@ fn recommend_names_the_measured_best_and_a_routed_run_follows_it() {
     let h = json(&sb, "history", &[]);
     let cells = h["cells"].as_array().expect("cells");
     assert_eq!(cells.len(), 2, "one cell per browser: {h}");
-    // The fastest recorded pair, as `history` reports it.
+    let p50 = |browser: &Value| {
+        cells
+            .iter()
+            .find(|c| &c["browser"] == browser)
+            .and_then(|c| c["p50_ms"].as_f64())
+            .unwrap_or_else(|| panic!("no cell for {browser}: {h}"))
+    };
     let fastest = cells
         .iter()
-        .min_by(|a, b| {
-            a["p50_ms"]
-                .as_f64()
-                .unwrap()
-                .total_cmp(&b["p50_ms"].as_f64().unwrap())
-        })
-        .unwrap();
-    let slowest = cells
-        .iter()
-        .max_by(|a, b| {
-            a["p50_ms"]
-                .as_f64()
-                .unwrap()
-                .total_cmp(&b["p50_ms"].as_f64().unwrap())
-        })
-        .unwrap();
+        .map(|c| c["p50_ms"].as_f64().unwrap())
+        .fold(f64::MAX, f64::min);
 
     let rec = json(&sb, "recommend", &["--apply"]);
     let best = &rec["models"][0]["best"];
-    assert_eq!(best["browser"], fastest["browser"], "{rec}");
+    // The recommendation is the fastest cell `history` recorded (within 2%: the two compute
+    // the median over the same samples, and a tie may go either way).
+    assert!(p50(&best["browser"]) <= fastest * 1.02, "{rec}\n{h}");
     assert_eq!(best["backend"], "wasm");
     assert_eq!(best["samples"], 12);
+    let chosen = best["browser"].clone();
+    let other: Value = if chosen == "chromium" {
+        "firefox"
+    } else {
+        "chromium"
+    }
+    .into();
     let profile = sb.results().join("routing-profile.json");
     assert!(profile.is_file(), "--apply wrote no profile");
 
     // A routed run with both browsers: bert-tiny goes where the profile says, with the reason.
-    sb.run(
-        &[
-            "--models",
-            "bert-tiny",
-            "--browsers",
-            "chromium,firefox",
-            "--concurrent-models",
-            "-n",
-            "5",
-            "--quiet",
-        ],
-        300,
-    )
-    .success();
+    routed_run(&sb);
     let routed = run_jsons(&sb).pop().unwrap();
     let decision = &routed["routing"][0];
     let reasons = decision["reasons"].to_string();
@@ -138,34 +144,18 @@ fn recommend_names_the_measured_best_and_a_routed_run_follows_it() {
         "{decision}"
     );
     let row = &routed["results"][0];
-    assert_eq!(row["browser"], fastest["browser"], "{routed}");
+    assert_eq!(row["browser"], chosen, "{routed}");
     assert_eq!(row["backend"], "wasm");
 
-    // The same profile turned around (the slower browser named best) is followed too: the
+    // The same profile turned around (the other browser named best) is followed too: the
     // route comes from the profile, not from the type's preference.
     let mut text: Value =
         serde_json::from_str(&std::fs::read_to_string(&profile).unwrap()).unwrap();
-    text["models"]["bert-tiny"]["browser"] = slowest["browser"].clone();
+    text["models"]["bert-tiny"]["browser"] = other.clone();
     std::fs::write(&profile, text.to_string()).unwrap();
-    sb.run(
-        &[
-            "--models",
-            "bert-tiny",
-            "--browsers",
-            "chromium,firefox",
-            "--concurrent-models",
-            "-n",
-            "5",
-            "--quiet",
-        ],
-        300,
-    )
-    .success();
+    routed_run(&sb);
     let turned = run_jsons(&sb).pop().unwrap();
-    assert_eq!(
-        turned["results"][0]["browser"], slowest["browser"],
-        "{turned}"
-    );
+    assert_eq!(turned["results"][0]["browser"], other, "{turned}");
 
     // Every run was recorded: 2 matrix cells, then one cell per routed run.
     let all = json(&sb, "history", &["--since", "1h"]);

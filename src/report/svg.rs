@@ -280,6 +280,16 @@ impl Chart {
                 if s.wide { 7.0 } else { 2.5 },
                 escape(&s.label)
             );
+            // A path of one point draws nothing: a series measured once is a dot.
+            if let [(x, y)] = s.points[..] {
+                let _ = write!(
+                    series,
+                    r#"<circle class="series" cx="{:.1}" cy="{:.1}" r="4" fill="{colour}"><title>{}</title></circle>"#,
+                    px(x),
+                    py(y),
+                    escape(&s.label)
+                );
+            }
             let col = i % LEGEND_COLUMNS;
             let row = i / LEGEND_COLUMNS;
             let lx = LEFT + col as f64 * (plot_w / LEGEND_COLUMNS as f64);
@@ -469,5 +479,23 @@ mod tests {
             .render(),
             ""
         );
+    }
+
+    #[test]
+    fn a_series_of_one_point_is_drawn_as_a_dot() {
+        let chart = Chart {
+            title: "t".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            x: Scale::Linear { min: 0.0, max: 1.0 },
+            y: Scale::Linear { min: 0.0, max: 1.0 },
+            series: vec![Series {
+                label: "once".into(),
+                points: vec![(0.5, 0.5)],
+                wide: false,
+            }],
+            markers: Vec::new(),
+        };
+        assert!(chart.render().contains("<circle"), "{}", chart.render());
     }
 }
