@@ -132,6 +132,12 @@ pub async fn run_scenario(
         && default.is_file()
     {
         scenario.pool.routing_profile = Some(default.display().to_string());
+        if !ctx.quiet {
+            eprintln!(
+                "routing by the measured best in {} (written by `recommend --apply`; --no-routing-profile ignores it)",
+                default.display()
+            );
+        }
     }
     let extras = RunExtras {
         results_dir,
