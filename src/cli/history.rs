@@ -34,7 +34,7 @@ pub struct HistorySource {
 pub struct HistoryCmdArgs {
     #[command(flatten)]
     pub source: HistorySource,
-    /// Columns to show, comma-separated.
+    /// Columns of the table, comma-separated (`--json` always has every field).
     #[arg(
         long,
         value_enum,

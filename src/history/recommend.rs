@@ -177,18 +177,19 @@ pub fn recommend(cells: &[super::Recorded], options: &RecommendOptions) -> Recom
                 .take(options.window.max(1))
                 .copied()
                 .collect();
-            let mut times: Vec<f64> = latest
+            let times: Vec<f64> = latest
                 .iter()
                 .flat_map(|&i| cells[i].1.iter().map(|s| s.page_ms))
                 .collect();
-            times.sort_by(f64::total_cmp);
+            let (p50_ms, p95_ms) =
+                crate::metrics::Percentiles::from_ms(&times).map_or((0.0, 0.0), |p| (p.p50, p.p95));
             let newest = &cells[latest[0]].0;
             let choice = Choice {
                 browser,
                 backend,
                 adapter: newest.key.adapter.clone(),
-                p50_ms: quantile(&times, 0.5),
-                p95_ms: quantile(&times, 0.95),
+                p50_ms,
+                p95_ms,
                 throughput_per_s: latest
                     .iter()
                     .map(|&i| cells[i].0.throughput_per_s)
@@ -290,11 +291,6 @@ fn by_type(out: &mut Recommendations) {
             None => out.types_without_answer.push(task),
         }
     }
-}
-
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    crate::metrics::Percentiles::from_ms(sorted)
-        .map_or(0.0, |p| if q >= 0.95 { p.p95 } else { p.p50 })
 }
 
 /// One routing choice in a profile.
