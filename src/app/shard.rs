@@ -80,11 +80,7 @@ pub(super) async fn run_sharded(
         task: spec.task,
     };
 
-    let server = Arc::new(
-        AssetServer::start(config.web_dir.clone(), config.cache.models_dir())
-            .await
-            .context("starting the asset server")?,
-    );
+    let server = Arc::new(super::start_server(config).await?);
     let w = &sc.workload;
     let ctx = Arc::new(WorkerContext {
         server: server.clone(),
@@ -290,6 +286,7 @@ pub(super) async fn run_sharded(
     report.recovery = sh.recovery.as_str().to_string();
     report.transfer_probe = probe;
     let (live, retired) = exec.workers();
+    summary.environment.page_origin = Some(server.base_url());
     summary.environment.browsers = live
         .iter()
         .chain(&retired)

@@ -223,6 +223,7 @@ impl Installed {
             page_url: page_url.to_owned(),
             enable_webnn,
             launch_timeout,
+            grid: None,
         })
     }
 }

@@ -44,6 +44,10 @@ pub(crate) fn chromium_args(spec: &LaunchSpec) -> Vec<String> {
     .into_iter()
     .map(str::to_owned)
     .collect();
+    // `--tls`: the asset server's certificate is self-signed, made for the run.
+    if spec.page_url.starts_with("https://") {
+        args.push("--ignore-certificate-errors".to_owned());
+    }
     // The shell is in the pool for its WebNN: always on there.
     if spec.enable_webnn || spec.kind == BrowserKind::ChromiumShell {
         args.push("--enable-features=WebMachineLearningNeuralNetwork".to_owned());

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub mod cdp;
 pub mod discovery;
 mod flags;
+pub mod grid;
 mod page;
 pub mod preferences;
 pub mod process;
@@ -150,6 +151,9 @@ pub struct LaunchSpec {
     pub enable_webnn: bool,
     /// Bound on launch plus page ready.
     pub launch_timeout: Duration,
+    /// A Selenium Grid hub (`http://host:4444`): the browser is a remote WebDriver session
+    /// requested from it, and `executable`/`driver_executable` are not used.
+    pub grid: Option<String>,
 }
 
 /// One live browser with the worker page open. One task owns it (see `pool::worker`), so the
@@ -168,6 +172,11 @@ pub trait Browser: Send + Sync + fmt::Debug {
     fn driver_pid(&self) -> Option<u32>;
     /// The temporary profile directory this launch created (removed on close).
     fn profile_dir(&self) -> Option<&std::path::Path>;
+    /// The Selenium Grid node serving a remote session (`http://10.0.0.7:5555`); `None` for a
+    /// local browser.
+    fn node(&self) -> Option<&str> {
+        None
+    }
     /// Calls `window.webgpuPool.call(method, args)` in the page and returns its `value`.
     ///
     /// # Errors
@@ -214,6 +223,11 @@ pub trait Browser: Send + Sync + fmt::Debug {
 /// [`WorkerError::Launch`] when the process or driver does not start or the page is not ready
 /// within `spec.launch_timeout`. Nothing is left running on error.
 pub async fn launch(spec: &LaunchSpec) -> Result<Box<dyn Browser>, WorkerError> {
+    if spec.grid.is_some() {
+        return webdriver::WebDriverBrowser::connect(spec)
+            .await
+            .map(|b| Box::new(b) as Box<dyn Browser>);
+    }
     match spec.driver {
         DriverKind::Cdp => cdp::CdpBrowser::launch(spec)
             .await

@@ -25,6 +25,7 @@ use serde_json::Value;
 use thirtyfour::WebDriver;
 use tokio::process::Child;
 
+use self::classify::first_line;
 use self::classify::{classify, exited, watch_until_dead};
 use super::process::{self, Signal};
 use super::{page, Browser, BrowserKind, DriverKind, WorkerError};
@@ -32,11 +33,14 @@ use super::{page, Browser, BrowserKind, DriverKind, WorkerError};
 mod classify;
 mod driver_server;
 mod launch;
+mod relay;
 
 /// How often the launcher polls the driver's `/status` and the page's ready flag.
 const POLL: Duration = Duration::from_millis(50);
 /// Bound on `DELETE /session` during close.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on a remote `crash_tab`'s navigation to the crash URL.
+const CRASH_NAVIGATION: Duration = Duration::from_secs(10);
 /// Bound on the driver's exit after SIGKILL, and on the browser tree's.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -64,6 +68,12 @@ pub struct WebDriverBrowser {
     closed: AtomicBool,
     /// The launch step in progress, for the launch-timeout message.
     stage: &'static str,
+    /// A remote session: the Grid node that holds it.
+    node: Option<String>,
+    /// A remote session: the relay its commands go through (`disconnect` cuts it).
+    relay: Option<relay::Relay>,
+    /// A remote launch: the Grid's last refusal, for the launch-timeout message.
+    grid_said: Option<String>,
 }
 
 impl WebDriverBrowser {
@@ -90,6 +100,33 @@ impl WebDriverBrowser {
         if let Ok(mut g) = self.broken.lock() {
             g.get_or_insert(reason);
         }
+    }
+
+    /// `crash_tab` on a remote session: there is no renderer pid here to kill, so the page is
+    /// navigated to the browser's own crash URL (Chromium `chrome://crash`, Firefox
+    /// `about:crashcontent`), which kills the tab's renderer on the node.
+    async fn crash_remote_tab(&self) -> Result<String, WorkerError> {
+        let url = match self.kind {
+            BrowserKind::Firefox => "about:crashcontent",
+            _ => "chrome://crash",
+        };
+        let Some(session) = self.session() else {
+            return Err(WorkerError::Driver {
+                method: "crash_tab".into(),
+                message: "no session".into(),
+            });
+        };
+        // The driver serves one command of a session at a time, so the navigation waits for a
+        // run in flight; it never completes normally (the renderer dies under it).
+        let answer = tokio::time::timeout(CRASH_NAVIGATION, session.goto(url)).await;
+        let how = match answer {
+            Ok(Ok(())) => "it loaded".to_owned(),
+            Ok(Err(e)) => format!("the driver answered: {}", first_line(&e)),
+            Err(_) => format!("no answer within {CRASH_NAVIGATION:?}"),
+        };
+        Ok(format!(
+            "navigated the page to {url} through the Grid ({how})"
+        ))
     }
 
     /// The refusal for `method` when the session is closed or broken.
@@ -138,7 +175,12 @@ impl Browser for WebDriverBrowser {
     }
 
     fn profile_dir(&self) -> Option<&Path> {
-        Some(&self.profile)
+        // A remote session's profile is on its node; the local directory holds only logs.
+        self.relay.is_none().then_some(self.profile.as_path())
+    }
+
+    fn node(&self) -> Option<&str> {
+        self.node.as_deref()
     }
 
     async fn call(
@@ -195,6 +237,12 @@ impl Browser for WebDriverBrowser {
                     }),
                 }
             }
+            Ok(Some(Err(_))) if self.relay.as_ref().is_some_and(relay::Relay::is_cut) => {
+                WorkerError::Disconnected {
+                    method: method.to_owned(),
+                    message: "the connection to the Grid was cut".into(),
+                }
+            }
             Ok(Some(Err(e))) => classify(
                 method,
                 timeout,
@@ -243,7 +291,7 @@ impl Browser for WebDriverBrowser {
                 if !opened {
                     return Err(WorkerError::Driver {
                         method: method.into(),
-                        message: format!("cannot open {}: {first}", self.page_url),
+                        message: format!("cannot open {}: {}", self.page_url, first_line(&first)),
                     });
                 }
             }
@@ -279,10 +327,19 @@ impl Browser for WebDriverBrowser {
     }
 
     async fn crash_tab(&self) -> Result<String, WorkerError> {
+        if self.relay.is_some() {
+            return self.crash_remote_tab().await;
+        }
         super::kill_page_processes(self.pid)
     }
 
     async fn disconnect(&self, hold: Duration) -> Result<String, WorkerError> {
+        if let Some(relay) = &self.relay {
+            let open = relay.cut(hold);
+            return Ok(format!(
+                "cut the connection to the Grid ({open} open) and refused new ones for {hold:?}"
+            ));
+        }
         let Some(driver) = self.driver_pid else {
             return Err(WorkerError::Driver {
                 method: "disconnect".into(),
@@ -326,7 +383,9 @@ impl Browser for WebDriverBrowser {
         // driver waits on: skip the polite DELETE for both and go straight to the kill.
         let polite = self.broken.lock().map(|g| g.is_none()).unwrap_or(false);
         if let Some(s) = session {
-            if polite {
+            // A remote session is always ended: nothing here can kill its browser, and the
+            // node would hold the slot until its own session timeout.
+            if polite || self.relay.is_some() {
                 // Quit a clone: if the bound expires, the clone is dropped while `s` still holds the
                 // session handle, and `leak()` then stops thirtyfour's blocking quit-on-drop.
                 let _ = tokio::time::timeout(QUIT_TIMEOUT, s.clone().quit()).await;

@@ -93,6 +93,8 @@ pub struct ShardArgs {
     #[arg(long)]
     pub print_scenario: bool,
     #[command(flatten)]
+    pub grid: super::GridArgs,
+    #[command(flatten)]
     pub history: super::HistoryArgs,
 }
 

@@ -19,7 +19,8 @@ use crate::cli::RunArgs;
 /// A flag's value is invalid (naming the flag), the baseline name is unusable, or the run
 /// cannot start.
 pub async fn execute(args: RunArgs, ctx: &Context) -> Result<Outcome> {
-    let scenario = to_flags(&args).to_scenario();
+    let mut scenario = to_flags(&args).to_scenario();
+    args.grid.apply(&mut scenario.pool);
     if args.print_scenario {
         return print_scenario(&scenario);
     }

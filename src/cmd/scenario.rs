@@ -18,6 +18,7 @@ pub async fn execute(args: ScenarioArgs, ctx: &Context) -> Result<Outcome> {
         scenario.pool.routing_profile = Some(p);
     }
     scenario.pool.adaptive |= args.routing.adaptive;
+    args.grid.apply(&mut scenario.pool);
     if args.print_scenario {
         return print_scenario(&scenario);
     }

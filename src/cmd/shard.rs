@@ -23,6 +23,7 @@ pub async fn execute(args: ShardArgs, ctx: &Context) -> Result<Outcome> {
         wasm_threads: None,
     };
     let mut scenario = pool.to_scenario("shard");
+    args.grid.apply(&mut scenario.pool);
     let w = &mut scenario.workload;
     match args.duration {
         Some(d) => {

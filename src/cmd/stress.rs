@@ -15,7 +15,8 @@ use crate::cli::StressArgs;
 /// # Errors
 /// A flag's value is invalid (naming the flag), or the run cannot start.
 pub async fn execute(args: StressArgs, ctx: &Context) -> Result<Outcome> {
-    let scenario = to_flags(&args).to_scenario();
+    let mut scenario = to_flags(&args).to_scenario();
+    args.grid.apply(&mut scenario.pool);
     if args.print_scenario {
         return print_scenario(&scenario);
     }

@@ -27,8 +27,17 @@ pub enum FaultError {
 /// What a worker needs to take `kind`, for the message.
 fn needs(kind: Kind) -> &'static str {
     match kind {
-        Kind::KillDriver => "has a driver process (CDP workers have none)",
+        Kind::KillDriver => {
+            "has a driver process on this machine (CDP workers and remote Grid workers have none)"
+        }
+        Kind::KillBrowser => {
+            "has a browser pid on this machine (a remote Grid worker's browser runs on its node)"
+        }
         Kind::GpuDeviceLost => "runs a model on WebGPU",
+        Kind::CrashTab => {
+            "has a renderer pid on this machine or is a remote Chromium (a remote Firefox \
+             refuses about:crashcontent through WebDriver)"
+        }
         _ => "fits",
     }
 }

@@ -67,11 +67,16 @@ impl Kind {
         }
     }
 
-    /// Whether this fault can hit `w`: `kill_driver` needs a driver process, `gpu_device_lost`
-    /// a model running on WebGPU.
+    /// Whether this fault can hit `w`: `kill_driver` needs a driver process and `kill_browser`
+    /// a browser pid on this machine (a remote Grid worker has neither), `gpu_device_lost` a
+    /// model running on WebGPU. The others go through the page or the connection, and work on
+    /// remote workers too (`crash_tab` there navigates to the browser's crash URL).
     pub fn fits(self, w: &WorkerView) -> bool {
         match self {
             Self::KillDriver => w.has_driver,
+            Self::KillBrowser => w.has_pid,
+            // Remote Firefox refuses `about:crashcontent` through WebDriver.
+            Self::CrashTab => w.has_pid || w.browser.is_chromium_family(),
             Self::GpuDeviceLost => w.runs_webgpu,
             _ => true,
         }

@@ -78,6 +78,8 @@ pub struct WorkerView {
     pub browser: BrowserKind,
     /// Whether a WebDriver server process drives it.
     pub has_driver: bool,
+    /// Whether its browser's pid is known here (not for a remote Grid worker).
+    pub has_pid: bool,
     /// Whether a model runs on WebGPU there.
     pub runs_webgpu: bool,
     /// Models loaded there.
@@ -203,6 +205,7 @@ mod tests {
             id: id.into(),
             browser,
             has_driver: driver,
+            has_pid: true,
             runs_webgpu: false,
             models: vec!["bert".into()],
         }
@@ -282,5 +285,32 @@ mod tests {
         }
         // Every kind but gpu_device_lost (no WebGPU model here).
         assert_eq!(seen.len(), Kind::RANDOM_POOL.len() - 1);
+    }
+
+    #[test]
+    fn a_remote_worker_takes_no_pid_fault_and_says_why() {
+        let mut remote = worker("firefox#1", BrowserKind::Firefox, false);
+        remote.has_pid = false;
+        let kill = spec(Choice::One(Kind::KillBrowser), When::At(Duration::ZERO));
+        let err = choose(&kill, 1, std::slice::from_ref(&remote)).unwrap_err();
+        assert!(err.to_string().contains("browser pid"), "{err}");
+        // A remote Firefox cannot have its tab crashed through WebDriver; a remote Chromium can.
+        let crash = spec(Choice::One(Kind::CrashTab), When::At(Duration::ZERO));
+        assert!(choose(&crash, 1, std::slice::from_ref(&remote)).is_err());
+        let mut chromium = worker("chromium#1", BrowserKind::Chromium, false);
+        chromium.has_pid = false;
+        assert_eq!(
+            choose(&crash, 1, &[remote.clone(), chromium]).unwrap().1,
+            "chromium#1"
+        );
+        // Random faults on a remote worker draw only from what fits it.
+        let random = spec(Choice::Random(Vec::new()), When::At(Duration::ZERO));
+        for seed in 0..50 {
+            let (kind, _) = choose(&random, seed, std::slice::from_ref(&remote)).unwrap();
+            assert!(
+                !matches!(kind, Kind::KillBrowser | Kind::KillDriver | Kind::CrashTab),
+                "{kind}"
+            );
+        }
     }
 }

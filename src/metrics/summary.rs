@@ -116,6 +116,10 @@ pub struct Environment {
     pub cpus: usize,
     /// Each browser launched, with what it offered.
     pub browsers: Vec<BrowserEnv>,
+    /// Where the pages were served from: `http://127.0.0.1:<port>` by default, `https://...`
+    /// with `--tls`, the `--serve-addr` address when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_origin: Option<String>,
 }
 
 /// One launched browser and what its page reported.
@@ -142,6 +146,10 @@ pub struct BrowserEnv {
     pub cross_origin_isolated: bool,
     /// Launch to page ready, ms.
     pub launch_ms: f64,
+    /// The Selenium Grid node that served it (`http://10.0.0.7:5555`); absent for a browser
+    /// on this machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Request accounting. `lost = issued - succeeded - failed` and must be 0.
@@ -366,6 +374,9 @@ pub struct WorkerSummary {
     pub browser: String,
     /// Browser version.
     pub version: String,
+    /// The Selenium Grid node that served it; absent for a browser on this machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// Final lifecycle state.
     pub state: String,
     /// Seconds alive.

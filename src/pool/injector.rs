@@ -136,6 +136,7 @@ fn views(pool: &Pool) -> Vec<WorkerView> {
                 id: s.id.clone(),
                 browser: s.kind,
                 has_driver: s.browser().driver_pid().is_some(),
+                has_pid: s.browser().pid().is_some(),
                 runs_webgpu: st
                     .loaded
                     .values()

@@ -482,7 +482,10 @@ fn browser_rows(browsers: &[BrowserEnv]) -> String {
             r#"      <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{:.0}</td></tr>"#,
             escape(&b.kind),
             escape(&b.version),
-            escape(&b.driver),
+            escape(&match &b.node {
+                Some(node) => format!("{} on Grid node {node}", b.driver),
+                None => b.driver.clone(),
+            }),
             escape(&b.ort_version),
             escape(&gpu),
             escape(&webnn),

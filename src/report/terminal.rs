@@ -282,10 +282,14 @@ pub fn render_browsers(browsers: &[BrowserEnv], drivers: &[ToolInfo]) -> String 
             b.wasm["num_threads"].as_u64().unwrap_or(1),
             if b.cross_origin_isolated { "yes" } else { "no" }
         );
+        let driver = match &b.node {
+            Some(node) => format!("{} on Grid node {node}", b.driver),
+            None => b.driver.clone(),
+        };
         table.add_row([
             b.kind.clone(),
             b.version.clone(),
-            b.driver.clone(),
+            driver,
             adapter,
             webnn,
             wasm,
@@ -323,12 +327,25 @@ pub fn render_workers(summary: &RunSummary) -> String {
             Some(f) => format!("{}: {f}", w.state),
             None => w.state.clone(),
         };
+        // A remote worker's processes are on its node, out of reach of a PSS reading here.
+        let (id, peak, mean) = match &w.node {
+            Some(node) => (
+                format!("{} @ {node}", w.id),
+                "remote".into(),
+                "remote".into(),
+            ),
+            None => (
+                w.id.clone(),
+                format!("{:.0}", w.pss_peak_mb),
+                format!("{:.0}", w.pss_mean_mb),
+            ),
+        };
         table.add_row([
-            w.id.clone(),
+            id,
             format!("{:.1}", w.alive_s),
             format!("{:.0}", w.utilization * 100.0),
-            format!("{:.0}", w.pss_peak_mb),
-            format!("{:.0}", w.pss_mean_mb),
+            peak,
+            mean,
             models.join(", "),
             state,
         ]);

@@ -161,6 +161,9 @@ impl Default for PoolConfig {
             placement: placement(),
             routing_profile: None,
             adaptive: false,
+            grid: Vec::new(),
+            serve_addr: None,
+            tls: false,
         }
     }
 }

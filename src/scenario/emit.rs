@@ -46,6 +46,9 @@ const ORDER: &[(&str, &[&str])] = &[
             "placement",
             "routing_profile",
             "adaptive",
+            "grid",
+            "serve_addr",
+            "tls",
         ],
     ),
     (

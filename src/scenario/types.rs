@@ -115,6 +115,19 @@ pub struct PoolConfig {
     /// faster. Routed placement only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adaptive: bool,
+    /// Selenium Grid 4 hubs (`http://host:4444`): each browser in `browsers` that a hub's nodes
+    /// offer runs there as a remote WebDriver session; the others run on this machine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grid: Vec<String>,
+    /// Where the asset server listens (`host:port`; port 0 picks one): an address the Grid's
+    /// nodes can reach. Default `127.0.0.1:0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serve_addr: Option<String>,
+    /// Serve the pages over HTTPS with a certificate made for the run, so a page loaded from
+    /// another host is still a secure, cross-origin-isolated context. Needed when `serve_addr`
+    /// is not a loopback address.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
 }
 
 /// How models are put on browsers.

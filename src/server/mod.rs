@@ -64,6 +64,12 @@ pub enum ServerError {
         /// The bind error.
         source: std::io::Error,
     },
+    /// The TLS certificate or configuration could not be made.
+    #[error("cannot set up TLS for the asset server: {message}")]
+    Tls {
+        /// What failed.
+        message: String,
+    },
     /// The run token could not be drawn from `/dev/urandom`.
     #[error("cannot read a run token from /dev/urandom: {source}")]
     Token {
@@ -110,6 +116,8 @@ const RELAY_MAX_BYTES: usize = 256 * 1024 * 1024;
 #[derive(Debug)]
 pub struct AssetServer {
     addr: SocketAddr,
+    /// Serving HTTPS with a certificate made at start.
+    tls: bool,
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -139,6 +147,22 @@ impl AssetServer {
     /// As [`AssetServer::start`].
     pub async fn start_on(
         addr: SocketAddr,
+        web_root: PathBuf,
+        models_root: PathBuf,
+    ) -> Result<Self, ServerError> {
+        Self::start_with(addr, false, web_root, models_root).await
+    }
+
+    /// As [`AssetServer::start_on`], over HTTPS when `tls` is set: a self-signed certificate
+    /// is made at start for the bound IP address (and `localhost`), so a page a Selenium Grid
+    /// node loads from another host is a secure, cross-origin-isolated context. Browsers must
+    /// be told to accept it (`acceptInsecureCerts`, Chromium `--ignore-certificate-errors`).
+    ///
+    /// # Errors
+    /// As [`AssetServer::start`], and [`ServerError::Tls`] when the certificate cannot be made.
+    pub async fn start_with(
+        addr: SocketAddr,
+        tls: bool,
         web_root: PathBuf,
         models_root: PathBuf,
     ) -> Result<Self, ServerError> {
@@ -174,6 +198,7 @@ impl AssetServer {
         let bound = listener
             .local_addr()
             .map_err(|source| ServerError::Bind { addr, source })?;
+        let tls = if tls { Some(tls_config(bound)?) } else { None };
         let shared = Arc::new(Shared {
             token,
             roots,
@@ -184,17 +209,26 @@ impl AssetServer {
             .fallback(handle)
             .with_state(Arc::clone(&shared));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                // A dropped sender also stops the server.
-                let _ = stopped.await;
-            });
-            // Accept errors are retried inside axum; an error here means the listener is gone,
-            // and the drivers will see connection failures, which they already report.
-            let _ = serve.await;
-        });
+        let task = match &tls {
+            None => tokio::spawn(async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                    // A dropped sender also stops the server.
+                    let _ = stopped.await;
+                });
+                // Accept errors are retried inside axum; an error here means the listener is
+                // gone, and the drivers will see connection failures, which they already report.
+                let _ = serve.await;
+            }),
+            Some(config) => tokio::spawn(serve_tls(
+                listener,
+                app,
+                tokio_rustls::TlsAcceptor::from(Arc::clone(config)),
+                stopped,
+            )),
+        };
         Ok(Self {
             addr: bound,
+            tls: tls.is_some(),
             shared,
             stop: Some(stop),
             task: Some(task),
@@ -227,9 +261,15 @@ impl AssetServer {
         &self.shared.token
     }
 
-    /// `http://<ip>:<port>`, without a trailing slash.
+    /// `http://<ip>:<port>` (`https://` with TLS), without a trailing slash.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Whether the server speaks HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// The URL a browser opens: `http://<ip>:<port>/t/<token>/web/worker.html`.
@@ -295,6 +335,63 @@ impl Drop for AssetServer {
             task.abort();
         }
     }
+}
+
+/// Bound on a client's TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A rustls server configuration with a self-signed certificate for `bound`'s IP address and
+/// `localhost`, HTTP/1.1 only (what the page's fetches use).
+fn tls_config(bound: SocketAddr) -> Result<Arc<tokio_rustls::rustls::ServerConfig>, ServerError> {
+    use tokio_rustls::rustls;
+    let fail = |message: String| ServerError::Tls { message };
+    let names = vec![bound.ip().to_string(), "localhost".to_owned()];
+    let made =
+        rcgen::generate_simple_self_signed(names).map_err(|e| fail(format!("certificate: {e}")))?;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(format!("protocol versions: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(vec![made.cert.der().clone()], key)
+        .map_err(|e| fail(format!("certificate: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The HTTPS accept loop: a TLS handshake, then HTTP/1.1 served by the same router as plain
+/// HTTP. On stop it stops accepting and ends open connections (the pages are closed by then).
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    acceptor: tokio_rustls::TlsAcceptor,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut open = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => {
+                let Ok((tcp, _)) = accepted else { continue };
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                open.spawn(async move {
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                    else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            Some(_) = open.join_next(), if !open.is_empty() => {}
+        }
+    }
+    open.abort_all();
+    while open.join_next().await.is_some() {}
 }
 
 fn canonical_root(path: &Path) -> Result<PathBuf, ServerError> {

@@ -66,13 +66,19 @@ pub(super) fn classify(
         // chromedriver: "session deleted because of page crash", "tab crashed",
         // "chrome not reachable", "disconnected: not connected to DevTools".
         WebDriverErrorInner::UnknownError(info) | WebDriverErrorInner::NotInSpec(info) => {
+            // The driver's own first line, without the status and the Grid's Java stack trace.
+            let first = info.value.message.lines().next().unwrap_or_default();
+            let message = page::truncate(first, 300);
             let m = info.value.message.to_ascii_lowercase();
+            // Selenium Grid, once a node is gone: "Unable to execute request for an existing
+            // session: Connection error (POST http://<node>/session/...)".
             let dead = [
                 "crash",
                 "session deleted",
                 "not reachable",
                 "disconnected",
                 "browser has closed",
+                "unable to execute request for an existing session",
             ];
             if m.contains("crash") {
                 // The browser lives (checked above): its renderer crashed.
@@ -85,6 +91,26 @@ pub(super) fn classify(
         }
         _ => WorkerError::Driver { method, message },
     }
+}
+
+/// The driver's own message, first line only (no status line, no Grid stack trace).
+pub(super) fn first_line(e: &WebDriverError) -> String {
+    let whole = match e.as_inner() {
+        WebDriverErrorInner::UnknownError(info) | WebDriverErrorInner::NotInSpec(info) => {
+            info.value.message.clone()
+        }
+        // Other variants carry the answer's body (JSON) after their own first line.
+        _ => {
+            return page::truncate(
+                &e.to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                300,
+            )
+        }
+    };
+    page::truncate(whole.lines().next().unwrap_or_default(), 300)
 }
 
 /// Which of a session's processes exited, for an error message ("the driver (pid 13608)
@@ -135,6 +161,11 @@ mod tests {
             "connection refused".into(),
         ));
         assert!(classify("run", t, &refused, true, false).is_browser_crash());
+        let node_gone = err(WebDriverErrorInner::UnknownError(info(
+            "Unable to execute request for an existing session: Connection error (POST \
+             http://127.0.0.1:4447/session/x/execute/async)",
+        )));
+        assert!(classify("run", t, &node_gone, true, true).is_browser_crash());
         let js = err(WebDriverErrorInner::JavascriptError(info("boom")));
         assert!(classify("run", t, &js, true, true).is_page_error());
         let st = err(WebDriverErrorInner::ScriptTimeout(info("late")));

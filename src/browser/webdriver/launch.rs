@@ -5,7 +5,7 @@
 //! everything started so far is closed and the driver's last log lines join the error. Must not
 //! import `report`, `cli` or terminal crates.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -14,9 +14,13 @@ use serde_json::{json, Map, Value};
 use thirtyfour::common::config::WebDriverConfig;
 use thirtyfour::WebDriver;
 
+use thirtyfour::error::WebDriverErrorInner;
+
 use super::driver_server::{find_browser_child, start_driver};
+use super::relay::Relay;
 use super::{Owned, WebDriverBrowser, POLL};
 use crate::browser::discovery::version_of_async;
+use crate::browser::grid::{self, HubUrl};
 use crate::browser::{flags, page, Browser, BrowserKind, LaunchSpec, WorkerError};
 
 /// Script timeout given to the driver. Each call is bounded by its own `timeout` with
@@ -24,6 +28,18 @@ use crate::browser::{flags, page, Browser, BrowserKind, LaunchSpec, WorkerError}
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// HTTP timeout of thirtyfour's client, for the same reason.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// The browser's full version as a user-agent token: Chromium's user agent says only
+/// `Chrome/156.0.0.0`, so its full version comes from the user-agent client hints (the
+/// returned promise is awaited by the driver).
+const FULL_VERSION_SCRIPT: &str = "const d = navigator.userAgentData; \
+    if (!d) { return navigator.userAgent; } \
+    return d.getHighEntropyValues(['fullVersionList']).then((v) => { \
+      const b = (v.fullVersionList || []).find((x) => /Chrom/.test(x.brand)); \
+      return b ? 'Chrome/' + b.version : navigator.userAgent; });";
+/// First wait before asking the Grid for a session again; it doubles up to the next.
+const GRID_BACKOFF_FIRST: Duration = Duration::from_millis(500);
+/// Longest wait between two session requests to the Grid.
+const GRID_BACKOFF_MOST: Duration = Duration::from_secs(8);
 
 impl WebDriverBrowser {
     /// Starts the driver server, creates a session (which starts the browser), opens
@@ -58,6 +74,9 @@ impl WebDriverBrowser {
             broken: Mutex::new(None),
             closed: AtomicBool::new(false),
             stage: "starting the driver",
+            node: None,
+            relay: None,
+            grid_said: None,
         };
         // The version comes from `--version` (thirtyfour does not hand back the session's
         // capabilities), read while the driver starts; the child dies with its future.
@@ -111,16 +130,34 @@ impl WebDriverBrowser {
         self.pid = self
             .driver_pid
             .and_then(|d| find_browser_child(d, &spec.executable));
-        self.stage = "loading the page";
+        self.open_page(&session, spec).await
+    }
 
+    /// Opens `spec.page_url` in `session` and waits until the page reports ready.
+    ///
+    /// # Errors
+    /// [`WorkerError::Launch`] naming the step that failed.
+    async fn open_page(
+        &mut self,
+        session: &WebDriver,
+        spec: &LaunchSpec,
+    ) -> Result<(), WorkerError> {
+        let fail = |message: String| WorkerError::Launch {
+            browser: spec.kind,
+            message,
+        };
+        self.stage = "loading the page";
         session
             .set_script_timeout(SCRIPT_TIMEOUT)
             .await
             .map_err(|e| fail(format!("cannot set the script timeout: {e}")))?;
-        session
-            .goto(spec.page_url.as_str())
-            .await
-            .map_err(|e| fail(format!("cannot open {}: {e}", spec.page_url)))?;
+        session.goto(spec.page_url.as_str()).await.map_err(|e| {
+            fail(format!(
+                "cannot open {}: {}",
+                spec.page_url,
+                super::first_line(&e)
+            ))
+        })?;
         let script = format!("return {};", page::READY_EXPR);
         self.stage = "waiting for window.webgpuPool.ready";
         loop {
@@ -131,6 +168,122 @@ impl WebDriverBrowser {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// Requests a session for `spec.kind` from the Selenium Grid hub `spec.grid`, through a
+    /// relay of our own (see `relay.rs`), opens the worker page and waits until it is ready.
+    /// A Grid that has no free slot, times the request out in its queue or fails to create the
+    /// session is asked again with backoff (0.5 s doubling to 8 s) until `spec.launch_timeout`.
+    ///
+    /// # Errors
+    /// [`WorkerError::Launch`] with the Grid's last answer when no session was ready in time;
+    /// the session is ended first.
+    pub async fn connect(spec: &LaunchSpec) -> Result<Self, WorkerError> {
+        let fail = |message: String| WorkerError::Launch {
+            browser: spec.kind,
+            message,
+        };
+        let grid = spec
+            .grid
+            .clone()
+            .ok_or_else(|| fail("no Grid URL in the launch spec".into()))?;
+        let hub = HubUrl::parse(&grid).map_err(|e| fail(e.to_string()))?;
+        let relay = Relay::start(hub.authority.clone())
+            .await
+            .map_err(|e| fail(format!("cannot open a relay to {grid}: {e}")))?;
+        let via = format!("http://{}{}", relay.addr(), hub.prefix);
+        let mut this = Self {
+            kind: spec.kind,
+            version: String::new(),
+            pid: None,
+            driver_pid: None,
+            profile: PathBuf::new(),
+            page_url: spec.page_url.clone(),
+            owned: Mutex::new(Owned::default()),
+            broken: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            stage: "requesting a session from the Grid",
+            node: None,
+            relay: Some(relay),
+            grid_said: None,
+        };
+        let started =
+            tokio::time::timeout(spec.launch_timeout, this.start_remote(spec, &via, &grid))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(fail(format!(
+                        "not ready within {:?} while {} ({grid}){}",
+                        spec.launch_timeout,
+                        this.stage,
+                        this.grid_said
+                            .take()
+                            .map(|m| format!("; the Grid said: {m}"))
+                            .unwrap_or_default()
+                    )))
+                });
+        if let Err(e) = started {
+            let _ = this.close().await;
+            return Err(e);
+        }
+        Ok(this)
+    }
+
+    /// The remote launch steps; failures leave the session in `self.owned` for close().
+    async fn start_remote(
+        &mut self,
+        spec: &LaunchSpec,
+        via: &str,
+        grid: &str,
+    ) -> Result<(), WorkerError> {
+        let fail = |message: String| WorkerError::Launch {
+            browser: spec.kind,
+            message,
+        };
+        let config = WebDriverConfig::builder()
+            .reqwest_timeout(HTTP_TIMEOUT)
+            .build()
+            .map_err(|e| fail(format!("WebDriver config: {e}")))?;
+        let caps = remote_capabilities(spec);
+        let mut backoff = GRID_BACKOFF_FIRST;
+        let session = loop {
+            match WebDriver::new_with_config(via, caps.clone(), config.clone()).await {
+                Ok(s) => break s,
+                Err(e) if matches!(e.as_inner(), WebDriverErrorInner::InvalidArgument(_)) => {
+                    return Err(fail(format!(
+                        "the Grid refused the capabilities: {}",
+                        super::first_line(&e)
+                    )));
+                }
+                Err(e) => {
+                    self.grid_said = Some(super::first_line(&e));
+                    self.stage = "waiting for the Grid to create a session (retrying)";
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(GRID_BACKOFF_MOST);
+                }
+            }
+        };
+        self.lock_owned().session = Some(session.clone());
+        let id = session.session_id().to_string();
+        self.open_page(&session, spec).await?;
+        self.stage = "reading the browser version";
+        let ua = session
+            .execute(FULL_VERSION_SCRIPT, Vec::new())
+            .await
+            .map_err(|e| fail(format!("cannot read the user agent: {e}")))?;
+        self.version = ua
+            .json()
+            .as_str()
+            .and_then(|ua| grid::version_from_user_agent(spec.kind, ua))
+            .unwrap_or_else(|| "unknown".to_owned());
+        self.stage = "asking the hub which node holds the session";
+        let grid = grid.to_owned();
+        let status = tokio::task::spawn_blocking(move || grid::status(&grid)).await;
+        // The node is for the report; a hub that does not say is no reason to fail.
+        self.node = match status {
+            Ok(Ok(st)) => st.node_of(&id).map(str::to_owned),
+            _ => None,
+        };
+        Ok(())
     }
 
     /// The last lines of the driver's log, for launch errors.
@@ -176,7 +329,38 @@ fn capabilities(spec: &LaunchSpec, dir: &Path) -> Map<String, Value> {
         }),
         BrowserKind::Chromium | BrowserKind::ChromiumShell | BrowserKind::Chrome => json!({
             "browserName": "chrome",
+            "acceptInsecureCerts": true,
             "goog:chromeOptions": { "binary": binary, "args": flags::chromium_args_with_profile(spec, &dir.join("profile")) },
+        }),
+    };
+    match caps {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// The capabilities of a remote session: as a local one's, without anything naming this
+/// machine's paths (the node has its own binary and makes its own profile), and accepting the
+/// asset server's self-signed certificate (`--tls`).
+fn remote_capabilities(spec: &LaunchSpec) -> Map<String, Value> {
+    let caps = match spec.kind {
+        BrowserKind::Firefox => json!({
+            "browserName": "firefox",
+            "acceptInsecureCerts": true,
+            "moz:firefoxOptions": {
+                "args": ["-headless"],
+                "prefs": Value::Object(flags::firefox_prefs()),
+            },
+        }),
+        BrowserKind::Edge => json!({
+            "browserName": "MicrosoftEdge",
+            "acceptInsecureCerts": true,
+            "ms:edgeOptions": { "args": flags::chromium_args(spec) },
+        }),
+        BrowserKind::Chromium | BrowserKind::ChromiumShell | BrowserKind::Chrome => json!({
+            "browserName": "chrome",
+            "acceptInsecureCerts": true,
+            "goog:chromeOptions": { "args": flags::chromium_args(spec) },
         }),
     };
     match caps {
@@ -200,6 +384,7 @@ mod tests {
             page_url: "http://127.0.0.1:1/".into(),
             enable_webnn: false,
             launch_timeout: Duration::from_secs(1),
+            grid: None,
         };
         let caps = Value::Object(capabilities(&spec, Path::new("/tmp/x")));
         assert_eq!(

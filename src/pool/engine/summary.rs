@@ -287,6 +287,7 @@ fn worker_summary(w: &WorkerReport, report: &PoolReport) -> WorkerSummary {
             .as_ref()
             .map(|e| e.version.clone())
             .unwrap_or_default(),
+        node: st.env.as_ref().and_then(|e| e.node.clone()),
         state: st.lifecycle.as_str().to_string(),
         alive_s: w.alive.as_secs_f64(),
         utilization: w.utilization,

@@ -441,6 +441,7 @@ impl Page {
             wasm: caps.raw["wasm"].clone(),
             cross_origin_isolated: caps.cross_origin_isolated,
             launch_ms: self.launch_time.as_secs_f64() * 1e3,
+            node: b.node().map(str::to_owned),
         }
     }
 }

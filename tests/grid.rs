@@ -1,0 +1,362 @@
+//! Selenium Grid: a real hub and two real nodes (`scripts/grid.sh`: Chromium with chromedriver,
+//! Firefox with geckodriver, on loopback), remote workers mixed with local ones, the pages over
+//! http and over HTTPS, remote faults, and a node lost mid-run.
+//!
+//! Each test starts its own Grid on its own ports and stops it on drop, even when an assertion
+//! fails; `scripts/grid.sh stop` kills each node's whole process group.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{assert_accounted, stderr, Sandbox};
+use serde_json::Value;
+
+/// A running local Grid; stopped on drop.
+struct Grid {
+    port: u16,
+    dir: PathBuf,
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/grid.sh")
+}
+
+impl Grid {
+    /// Starts a hub on `port` and its nodes on the ports after it, state in `sb`'s folder.
+    fn start(sb: &Sandbox, port: u16) -> Self {
+        let dir = sb.dir.path().join(format!("grid-{port}"));
+        let out = Command::new(script())
+            .args(["start", "--port", &port.to_string(), "--dir"])
+            .arg(&dir)
+            .output()
+            .expect("scripts/grid.sh runs");
+        let grid = Self { port, dir };
+        assert!(
+            out.status.success(),
+            "scripts/grid.sh start failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        grid
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILLs a node's whole process group (java, its driver, its browsers): a lost machine.
+    fn kill_node(&self, which: &str) {
+        let out = Command::new(script())
+            .args([
+                "kill-node",
+                which,
+                "--port",
+                &self.port.to_string(),
+                "--dir",
+            ])
+            .arg(&self.dir)
+            .output()
+            .expect("scripts/grid.sh runs");
+        assert!(out.status.success(), "kill-node {which} failed: {out:?}");
+    }
+}
+
+impl Drop for Grid {
+    fn drop(&mut self) {
+        let _ = Command::new(script())
+            .args(["stop", "--port", &self.port.to_string(), "--dir"])
+            .arg(&self.dir)
+            .output();
+    }
+}
+
+/// Every result row passed its correctness check, which includes native onnxruntime (oracle).
+fn assert_oracle_checked(run: &Value) {
+    let rows = run["results"].as_array().expect("results");
+    assert!(!rows.is_empty(), "no results");
+    for r in rows {
+        let c = &r["correctness"];
+        assert_eq!(c["passed"], true, "{} on {}: {c}", r["model"], r["browser"]);
+        assert!(
+            c["check"].as_str().unwrap_or("").contains("oracle"),
+            "not checked against native onnxruntime: {c}"
+        );
+    }
+}
+
+/// The browsers of the run, by kind: (node, cross-origin isolated).
+fn browsers(run: &Value) -> Vec<(String, Option<String>, bool)> {
+    run["environment"]["browsers"]
+        .as_array()
+        .expect("browsers")
+        .iter()
+        .map(|b| {
+            (
+                b["kind"].as_str().unwrap_or("").to_owned(),
+                b["node"].as_str().map(str::to_owned),
+                b["cross_origin_isolated"] == true,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn bert_and_whisper_run_on_grid_nodes_beside_a_local_browser_over_http_and_https() {
+    let sb = Sandbox::new();
+    let grid = Grid::start(&sb, 4444);
+    let url = grid.url();
+
+    // Plain http on loopback (the default); chromium-shell is CDP-only, so it runs here.
+    let a = sb.run(
+        &[
+            "--grid",
+            &url,
+            "--models",
+            "bert,whisper",
+            "--browsers",
+            "chromium,firefox,chromium-shell",
+            "-n",
+            "2",
+            "--warmup",
+            "0",
+            "--no-history",
+        ],
+        900,
+    );
+    let run = sb.run_json();
+    assert!(a.get_output().status.success(), "{}", stderr(&a));
+    assert_accounted(&run);
+    assert_eq!(run["requests"]["failed"], 0, "{}", run["requests"]);
+    assert_oracle_checked(&run);
+    let origin = run["environment"]["page_origin"].as_str().unwrap_or("");
+    assert!(origin.starts_with("http://127.0.0.1:"), "{origin}");
+    let seen = browsers(&run);
+    for (kind, node, isolated) in &seen {
+        assert!(isolated, "{kind} is not cross-origin isolated");
+        match kind.as_str() {
+            "chromium" | "firefox" => assert!(
+                node.as_deref()
+                    .is_some_and(|n| n.starts_with("http://127.0.0.1:")),
+                "{kind} did not run on a Grid node: {node:?}"
+            ),
+            _ => assert_eq!(node, &None, "{kind} ran here, not on a node"),
+        }
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    // The two remote browsers were served by the two different nodes, and say which.
+    let nodes: Vec<&String> = seen.iter().filter_map(|(_, n, _)| n.as_ref()).collect();
+    assert_eq!(nodes.len(), 2);
+    assert_ne!(nodes[0], nodes[1]);
+    for w in run["workers"].as_array().expect("workers") {
+        let remote = w["browser"] != "chromium-shell";
+        assert_eq!(w["node"].is_string(), remote, "{w}");
+    }
+    std::fs::remove_dir_all(sb.results()).expect("results cleared");
+
+    // The same over HTTPS with the certificate made for the run.
+    let a = sb.run(
+        &[
+            "--grid",
+            &url,
+            "--tls",
+            "--serve-addr",
+            "127.0.0.1:0",
+            "--models",
+            "bert,whisper",
+            "--browsers",
+            "chromium,firefox",
+            "-n",
+            "2",
+            "--warmup",
+            "0",
+            "--no-history",
+        ],
+        900,
+    );
+    let run = sb.run_json();
+    assert!(a.get_output().status.success(), "{}", stderr(&a));
+    assert_accounted(&run);
+    assert_oracle_checked(&run);
+    let origin = run["environment"]["page_origin"].as_str().unwrap_or("");
+    assert!(origin.starts_with("https://127.0.0.1:"), "{origin}");
+    for (kind, node, isolated) in browsers(&run) {
+        assert!(isolated, "{kind} over https is not cross-origin isolated");
+        assert!(node.is_some(), "{kind} did not run on a node");
+    }
+    drop(grid);
+    sb.assert_clean();
+}
+
+#[test]
+fn a_node_lost_mid_run_loses_no_request() {
+    let sb = Sandbox::new();
+    let grid = Grid::start(&sb, 4454);
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("webgpu-pool"))
+        .env("TMPDIR", sb.tmp())
+        .env("NO_COLOR", "1")
+        .args([
+            "stress",
+            "--grid",
+            &grid.url(),
+            "--models",
+            "bert-tiny,vit-micro",
+            "--browsers",
+            "chromium,firefox",
+            "--duration",
+            "40s",
+            "--no-history",
+            "--results-dir",
+        ])
+        .arg(sb.results())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    // The progress lines ("ok 57  failed 0 ...") say when every model is placed and served;
+    // after 30 requests the Chromium node goes away with its driver and browsers.
+    let stderr_pipe = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in
+            std::io::BufRead::lines(std::io::BufReader::new(stderr_pipe)).map_while(Result::ok)
+        {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let started = Instant::now();
+    let mut serving = false;
+    while !serving && started.elapsed() < Duration::from_secs(180) {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
+        serving = line
+            .strip_prefix("ok ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n >= 30);
+    }
+    if serving {
+        grid.kill_node("chromium");
+    }
+    let deadline = Instant::now() + Duration::from_secs(400);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let err = reader.join().unwrap_or_default();
+    assert!(serving, "the run never started serving: {err}");
+    let status = status.expect("the run ended within its bound");
+    let run = sb.run_json();
+    assert!(status.success(), "{err}");
+    assert_accounted(&run);
+    assert_eq!(run["requests"]["failed"], 0, "{}", run["requests"]);
+    // Independently of run.json's counters: samples.csv has one row per request issued, and
+    // every row succeeded.
+    let mut csv = csv::Reader::from_path(sb.run_dir().join("samples.csv")).expect("samples.csv");
+    let headers = csv.headers().expect("header").clone();
+    let ok = headers.iter().position(|h| h == "ok").expect("ok column");
+    let worker = headers.iter().position(|h| h == "worker").expect("worker");
+    let (mut rows, mut on_chromium) = (0u64, 0u64);
+    for row in csv.records() {
+        let row = row.expect("row");
+        assert_eq!(&row[ok], "true", "{row:?}");
+        rows += 1;
+        on_chromium += u64::from(row[worker].starts_with("chromium"));
+    }
+    assert_eq!(Some(rows), run["requests"]["issued"].as_u64());
+    assert!(
+        on_chromium > 0,
+        "the Chromium node served nothing before it was lost"
+    );
+    // The loss was seen on a Chromium worker and recovered from by moving its models.
+    let events = run["recovery_events"].as_array().expect("events");
+    assert!(
+        events.iter().any(|e| e["worker"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("chromium"))
+            && e["succeeded"] == true
+            && e["level"] == "migrate"),
+        "no migration away from the lost node: {events:?}"
+    );
+    drop(grid);
+    sb.assert_clean();
+}
+
+#[test]
+fn remote_faults_through_webdriver_are_recovered_and_pid_faults_are_skipped_with_the_reason() {
+    let sb = Sandbox::new();
+    let grid = Grid::start(&sb, 4464);
+    let yaml = format!(
+        "name: remote-faults\n\
+         pool: {{browsers: [chromium, firefox], grid: [\"{}\"], min_connections: 2, max_connections: 3, heartbeat_interval: 1s, heartbeat_timeout: 3s}}\n\
+         models: [{{name: bert-tiny, browser: chromium}}, {{name: whisper-micro, browser: firefox}}]\n\
+         workload: {{mode: closed, concurrency: 2, duration: 30s, warmup: 1, request_timeout: 40s, run_timeout: 3s}}\n\
+         recovery: {{strategy: progressive, timeout: 30s, max_attempts: 4}}\n\
+         thresholds: {{lost_requests: 0}}\n\
+         faults:\n\
+         \x20 - {{kind: kill_browser, at: 10s, target: {{browser: firefox}}}}\n\
+         \x20 - {{kind: disconnect, at: 6s, duration: 2s, target: {{browser: chromium}}}}\n\
+         \x20 - {{kind: crash_tab, at: 14s, target: {{browser: chromium}}}}\n\
+         \x20 - {{kind: hang, at: 20s, target: {{browser: firefox}}}}\n",
+        grid.url()
+    );
+    let file = sb.dir.path().join("scenario.yaml");
+    std::fs::write(&file, yaml).expect("scenario written");
+    let a = sb
+        .cmd(600)
+        .arg("scenario")
+        .arg(&file)
+        .args(["--no-history", "--results-dir"])
+        .arg(sb.results())
+        .assert();
+    let run = sb.run_json();
+    assert!(a.get_output().status.success(), "{}", stderr(&a));
+    assert_accounted(&run);
+    assert_eq!(run["requests"]["failed"], 0, "{}", run["requests"]);
+    let faults = run["faults"].as_array().expect("faults");
+    let of = |kind: &str| {
+        faults
+            .iter()
+            .find(|f| f["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {faults:?}"))
+    };
+    // A remote browser has no pid here: skipped, and the record says why.
+    let kill = of("kill_browser");
+    assert_eq!(kill["injected"], false, "{kill}");
+    assert!(
+        kill["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("browser pid"),
+        "{kill}"
+    );
+    for kind in ["disconnect", "crash_tab", "hang"] {
+        assert_eq!(of(kind)["injected"], true, "{}", of(kind));
+        let events = run["recovery_events"].as_array().expect("events");
+        assert!(
+            events
+                .iter()
+                .any(|e| e["fault_kind"] == kind && e["succeeded"] == true),
+            "{kind} not recovered: {events:?}"
+        );
+    }
+    assert!(of("crash_tab")["detail"]
+        .as_str()
+        .unwrap_or("")
+        .contains("chrome://crash"));
+    drop(grid);
+    sb.assert_clean();
+}
