@@ -147,7 +147,13 @@ fn grid_and_serve_addr_errors_name_the_flag_and_the_value() {
         &["--serve-addr", "10.1.2.3:0", "--tls"],
     );
     assert_usage_error(
-        &["--models", "bert-tiny", "--serve-addr", "0.0.0.0:0", "--tls"],
+        &[
+            "--models",
+            "bert-tiny",
+            "--serve-addr",
+            "0.0.0.0:0",
+            "--tls",
+        ],
         &["--serve-addr", "0.0.0.0:0"],
     );
 }

@@ -21,6 +21,7 @@ use crate::scenario::Scenario;
 use crate::server::AssetServer;
 
 mod plan;
+mod remote;
 mod resume;
 mod shard;
 
@@ -76,7 +77,7 @@ impl RunConfig {
         let models = plan::canonicalize(&mut scenario)?;
         let installed = browser::discover();
         let webnn = scenario.backends.contains(&Backend::Webnn);
-        let grids = grid_statuses(&scenario.pool.grid)?;
+        let grids = remote::grid_statuses(&scenario.pool.grid)?;
         let mut launches = Vec::new();
         for &kind in &dedup(&scenario.pool.browsers) {
             let driver = if kind.is_chromium_family() {
@@ -86,35 +87,13 @@ impl RunConfig {
             };
             let remote = grids.iter().find(|(_, st)| st.offers(kind));
             let mut spec = match remote {
-                Some((url, _)) => remote_spec(kind, url, webnn),
+                Some((url, _)) => remote::remote_spec(kind, url, webnn),
                 None => launch_spec(&installed, kind, driver, webnn)?,
             };
             spec.launch_timeout = scenario.pool.launch_timeout;
             launches.push(spec);
         }
-        for (url, st) in &grids {
-            if !launches
-                .iter()
-                .any(|l| l.grid.as_deref() == Some(url.as_str()))
-            {
-                bail!(UsageError(format!(
-                    "--grid {url}: its nodes offer {}, none of the browsers in --browsers ({}); \
-                     name one of them (chromium or chrome for `chrome`)",
-                    if st.offered().is_empty() {
-                        "no browser".to_owned()
-                    } else {
-                        st.offered().join(", ")
-                    },
-                    scenario
-                        .pool
-                        .browsers
-                        .iter()
-                        .map(|b| b.as_str())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                )));
-            }
-        }
+        remote::every_grid_used(&grids, &launches, &scenario.pool.browsers)?;
         let web_dir = web_dir()?;
         let profile = match &scenario.pool.routing_profile {
             Some(path) => Some(
@@ -144,63 +123,6 @@ fn dedup<T: PartialEq + Copy>(v: &[T]) -> Vec<T> {
         }
     }
     out
-}
-
-/// The asset server on `pool.serve_addr` (default `127.0.0.1:0`), over HTTPS with `pool.tls`.
-///
-/// # Errors
-/// The server cannot start (the address cannot be bound, the page is not set up).
-pub(crate) async fn start_server(config: &RunConfig) -> Result<AssetServer> {
-    let p = &config.scenario.pool;
-    // Validation checked the address already.
-    let addr = p
-        .serve_addr
-        .as_deref()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-    AssetServer::start_with(
-        addr,
-        p.tls,
-        config.web_dir.clone(),
-        config.cache.models_dir(),
-    )
-    .await
-    .with_context(|| format!("starting the asset server on {addr} (--serve-addr)"))
-}
-
-/// Each hub's `/status`, in order.
-///
-/// # Errors
-/// [`UsageError`] naming `--grid` and the hub that cannot be asked or is not ready.
-fn grid_statuses(urls: &[String]) -> Result<Vec<(String, browser::grid::GridStatus)>> {
-    let mut out = Vec::new();
-    for url in urls {
-        let st = browser::grid::status(url)
-            .map_err(|e| UsageError(format!("--grid (pool.grid) {url}: {e}")))?;
-        if st.offered().is_empty() {
-            bail!(UsageError(format!(
-                "--grid (pool.grid) {url}: the hub has no node that is up ({} registered); \
-                 start the nodes (scripts/grid.sh start starts a local Grid)",
-                st.nodes.len()
-            )));
-        }
-        out.push((url.clone(), st));
-    }
-    Ok(out)
-}
-
-/// The launch spec of a remote session of `kind` from the hub at `url`.
-fn remote_spec(kind: BrowserKind, url: &str, webnn: bool) -> LaunchSpec {
-    LaunchSpec {
-        kind,
-        driver: DriverKind::WebDriver,
-        executable: PathBuf::from(format!("{url} (Selenium Grid)")),
-        driver_executable: None,
-        page_url: String::new(),
-        enable_webnn: webnn,
-        launch_timeout: Duration::from_secs(60),
-        grid: Some(url.to_owned()),
-    }
 }
 
 /// Builds the launch spec for `kind`, or a usage error naming what to install.
@@ -335,7 +257,7 @@ async fn run_part(
     )
     .await?;
     let natives = native_runs(&prepared, &config.cache, observer).await?;
-    let server = start_server(config).await?;
+    let server = remote::start_server(config).await?;
     let page_origin = server.base_url();
     let mut plan = plan::build_plan(config, prepared.into_iter().map(Arc::new).collect());
     for (m, native) in plan.models.iter_mut().zip(natives) {

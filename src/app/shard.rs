@@ -80,7 +80,7 @@ pub(super) async fn run_sharded(
         task: spec.task,
     };
 
-    let server = Arc::new(super::start_server(config).await?);
+    let server = Arc::new(super::remote::start_server(config).await?);
     let w = &sc.workload;
     let ctx = Arc::new(WorkerContext {
         server: server.clone(),
