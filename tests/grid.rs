@@ -262,21 +262,30 @@ fn a_node_lost_mid_run_loses_no_request() {
     let run = sb.run_json();
     assert!(status.success(), "{err}");
     assert_accounted(&run);
-    assert_eq!(run["requests"]["failed"], 0, "{}", run["requests"]);
-    // Independently of run.json's counters: samples.csv has one row per request issued, and
-    // every row succeeded.
+    // Independently of run.json's counters: samples.csv has one row per request issued, each
+    // either ok or failed with a class, and its failures are the ones run.json counts. A
+    // request in flight on the node when it died may fail (its attempts can run out while the
+    // ladder migrates); none may vanish.
     let mut csv = csv::Reader::from_path(sb.run_dir().join("samples.csv")).expect("samples.csv");
     let headers = csv.headers().expect("header").clone();
     let ok = headers.iter().position(|h| h == "ok").expect("ok column");
     let worker = headers.iter().position(|h| h == "worker").expect("worker");
-    let (mut rows, mut on_chromium) = (0u64, 0u64);
+    let error = headers.iter().position(|h| h == "error").expect("error");
+    let (mut rows, mut failed, mut on_chromium) = (0u64, 0u64, 0u64);
     for row in csv.records() {
         let row = row.expect("row");
-        assert_eq!(&row[ok], "true", "{row:?}");
+        match &row[ok] {
+            "true" => assert!(row[error].is_empty(), "{row:?}"),
+            _ => {
+                assert!(!row[error].is_empty(), "a failure without a class: {row:?}");
+                failed += 1;
+            }
+        }
         rows += 1;
         on_chromium += u64::from(row[worker].starts_with("chromium"));
     }
     assert_eq!(Some(rows), run["requests"]["issued"].as_u64());
+    assert_eq!(Some(failed), run["requests"]["failed"].as_u64());
     assert!(
         on_chromium > 0,
         "the Chromium node served nothing before it was lost"
