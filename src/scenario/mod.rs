@@ -22,6 +22,7 @@ pub mod flags;
 mod types;
 mod validate;
 mod validate_faults;
+mod validate_remote;
 mod yaml;
 
 pub use error::{ScenarioError, TOP_LEVEL};

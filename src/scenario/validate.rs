@@ -155,38 +155,7 @@ fn check_pool(s: &Scenario, out: &mut Vec<Issue>) {
     {
         push(out, "pool.routing_profile", "the path is empty");
     }
-    for (i, url) in p.grid.iter().enumerate() {
-        if let Err(e) = crate::browser::grid::HubUrl::parse(url) {
-            push(out, format!("pool.grid[{i}]"), e.to_string());
-        }
-    }
-    if let Some(addr) = &p.serve_addr {
-        match addr.parse::<std::net::SocketAddr>() {
-            Err(_) => push(
-                out,
-                "pool.serve_addr",
-                format!("'{addr}' is not host:port with an IP address (e.g. 10.0.0.5:0)"),
-            ),
-            Ok(a) if a.ip().is_unspecified() => push(
-                out,
-                "pool.serve_addr",
-                format!(
-                    "'{addr}' is not an address the nodes can be sent to; name this machine's \
-                     address on their network"
-                ),
-            ),
-            Ok(a) if !a.ip().is_loopback() && !p.tls => push(
-                out,
-                "pool.serve_addr",
-                format!(
-                    "'{addr}' is not loopback: a page served over plain http from it is not a \
-                     secure context (no crossOriginIsolated, no WebGPU); add --tls (pool.tls: \
-                     true)"
-                ),
-            ),
-            Ok(_) => {}
-        }
-    }
+    super::validate_remote::remote(out, p);
     for (key, d) in [
         ("idle_timeout", p.idle_timeout),
         ("heartbeat_interval", p.heartbeat_interval),
