@@ -84,11 +84,12 @@ fn assert_recovered_min(run: &Value, kind: &str, levels: &[&str], seen_as: &[&st
     assert!(measured > min, "too few requests: {}", run["requests"]);
 }
 
-/// A one-browser routed run of bert-tiny under a closed loop, with `faults` (YAML list items).
+/// A one-browser routed run of bert-tiny under a closed loop, with `faults` (YAML list items),
+/// and no hot standbys: each level of the ladder is what recovers.
 fn scenario(browsers: &str, extra: &str, faults: &str) -> String {
     format!(
         "name: fault-test\n\
-         pool: {{browsers: [{browsers}], min_connections: 1, max_connections: 3, heartbeat_interval: 1s, heartbeat_timeout: 3s}}\n\
+         pool: {{browsers: [{browsers}], min_connections: 1, max_connections: 3, heartbeat_interval: 1s, heartbeat_timeout: 3s, standbys: 0}}\n\
          models: [{{name: bert-tiny}}]\n\
          {extra}\
          workload: {{mode: closed, concurrency: 2, duration: 14s, warmup: 1, request_timeout: 40s, run_timeout: 3s}}\n\
@@ -164,7 +165,7 @@ fn crash_tab_is_recovered_in_chromium_and_firefox() {
 }
 
 #[test]
-fn hang_is_caught_by_the_run_deadline_and_reset() {
+fn hang_is_caught_by_the_page_heartbeat_and_reset() {
     let sb = Sandbox::new();
     // run_timeout bounds one page run at 3s; the hang lasts 8s.
     let run = run_scenario(
@@ -178,9 +179,11 @@ fn hang_is_caught_by_the_run_deadline_and_reset() {
         &["timeout", "session_lost", "heartbeat"],
     );
     let e = &run["recovery_events"][0];
+    // The page's own heartbeat goes silent: noticed well before the 3 s run bound.
+    assert_eq!(e["detected_by"], "heartbeat", "{e}");
     assert!(
-        e["detection_ms"].as_u64().unwrap_or(0) >= 2500,
-        "a hang is noticed at the run bound, not before: {e}"
+        e["detection_ms"].as_u64().unwrap_or(u64::MAX) < 2000,
+        "a hang is noticed by the silent heartbeat, not at the run bound: {e}"
     );
     sb.assert_clean();
 }
@@ -435,5 +438,80 @@ fn every_fault_that_fits_chromium_shell_is_recovered_on_it() {
             run["pool_events"]
         );
     }
+    sb.assert_clean();
+}
+
+#[test]
+fn a_corrupted_answer_is_one_wrong_answer_failure() {
+    let sb = Sandbox::new();
+    let a = scenario_run(
+        &sb,
+        &scenario("chromium", "", "  - {kind: corrupt_answer, at: 4s}\n"),
+    );
+    let code = a.get_output().status.code();
+    assert!(matches!(code, Some(0 | 1)), "exit {code:?}: {}", stderr(&a));
+    let run = sb.run_json();
+    assert_accounted(&run);
+    assert!(
+        run["faults"]
+            .as_array()
+            .expect("faults")
+            .iter()
+            .any(|f| f["kind"] == "corrupt_answer" && f["injected"] == true),
+        "no injected corrupt_answer: {}",
+        run["faults"]
+    );
+    // The independent ledger: one row per request, and exactly one failed, as wrong_answer.
+    let mut csv = csv::Reader::from_path(sb.run_dir().join("samples.csv")).expect("samples.csv");
+    let headers = csv.headers().expect("header").clone();
+    let error = headers.iter().position(|h| h == "error").expect("error");
+    let failed: Vec<String> = csv
+        .records()
+        .map(|r| r.expect("row")[error].to_string())
+        .filter(|e| !e.is_empty())
+        .collect();
+    assert_eq!(failed, ["wrong_answer"], "{}", run["pool_events"]);
+    assert_eq!(run["requests"]["failed"], 1, "{}", run["requests"]);
+    assert!(
+        run["pool_events"]
+            .as_array()
+            .expect("pool_events")
+            .iter()
+            .any(|e| e["kind"] == "wrong_answer"),
+        "no wrong_answer event: {}",
+        run["pool_events"]
+    );
+    assert!(run["requests"]["succeeded"].as_u64().unwrap_or(0) > 10);
+    sb.assert_clean();
+}
+
+#[test]
+fn a_hot_standby_takes_over_a_killed_browser_without_a_load() {
+    let sb = Sandbox::new();
+    let yaml = "name: standby-test\n\
+         pool: {browsers: [chromium], min_connections: 1, max_connections: 3, standbys: 1}\n\
+         models: [{name: bert-tiny}]\n\
+         workload: {mode: closed, concurrency: 2, duration: 10s, warmup: 1, request_timeout: 40s}\n\
+         recovery: {strategy: progressive, timeout: 30s, max_attempts: 4}\n\
+         thresholds: {lost_requests: 0}\n\
+         faults:\n  - {kind: kill_browser, at: 3s, target: {model: bert-tiny}}\n";
+    let run = run_scenario(&sb, yaml);
+    assert_accounted(&run);
+    assert_eq!(run["requests"]["failed"], 0, "{}", run["pool_events"]);
+    let events = run["recovery_events"].as_array().expect("recovery_events");
+    let e = events
+        .iter()
+        .find(|e| e["fault_kind"] == "kill_browser")
+        .unwrap_or_else(|| panic!("no recovery: {events:?}\n{}", run["pool_events"]));
+    assert_eq!(e["succeeded"], true, "{e}");
+    // Without standbys this is a rebuild (kill_browser_is_rebuilt): a launch and a load.
+    assert_eq!(e["level"], "migrate", "{e}");
+    let steps = e["steps"].to_string();
+    assert!(steps.contains("hot standby promoted"), "{e}");
+    let by = e["detected_by"].as_str().unwrap_or_default();
+    assert!(
+        ["crash", "process_exit", "session_lost"].contains(&by),
+        "noticed as {by}: {e}"
+    );
     sb.assert_clean();
 }

@@ -44,6 +44,12 @@ const state = {
   slowMs: 0,
   /** `performance.now()` until which every `run` throws (the `fail_runs` fault hook). */
   failRunsUntil: 0,
+  /** Runs whose first output gets one value changed before it is digested (`corrupt_answer`). */
+  corruptRuns: 0,
+  /** Whether onnxruntime-web's wasm has been started (by the first session creation). */
+  ortStarted: false,
+  /** The heartbeat this page sends from its main thread (`beat`). */
+  beat: { timer: null, url: null, intervalMs: 0, sent: 0, failed: 0 },
   /** `reason: message` once the WebGPU device onnxruntime-web uses reports `lost`. */
   gpuLost: null,
   gpuWatched: null,
@@ -109,6 +115,8 @@ const METHODS = {
   hang,
   slow,
   fail_runs: failRuns,
+  corrupt_answer: corruptAnswer,
+  beat: startBeat,
   destroy_gpu_device: destroyGpuDevice,
 };
 
@@ -454,6 +462,7 @@ function loadValue(entry, reused) {
     input_names: entry.session.inputNames,
     output_names: entry.session.outputNames,
     load_count: state.loadCount,
+    proxy: state.ort.env.wasm.proxy === true,
     wasm_threads: resolvedNumThreads(self.crossOriginIsolated === true && typeof SharedArrayBuffer !== 'undefined'),
   };
   if (entry.webnnDeviceType) value.webnn_device_type = entry.webnnDeviceType;
@@ -555,6 +564,13 @@ async function load(args) {
         // listen to it for this creation alone.
         if (backend === 'webnn') options.logSeverityLevel = 1; // info: the partition summary
         const listen = backend === 'webnn' ? captureOrtLog() : null;
+        if (!state.ortStarted) {
+          // onnxruntime-web starts its wasm once, at the first session creation; only then can
+          // it go to a proxy worker. Asked for (`proxy`) and the first session on wasm: inference
+          // leaves this thread, so it keeps answering heartbeats while a model runs.
+          state.ortStarted = true;
+          if (args.proxy === true && backend === 'wasm') state.ort.env.wasm.proxy = true;
+        }
         const t0 = performance.now();
         try {
           const s = await state.ort.InferenceSession.create(modelBytes, options);
@@ -637,12 +653,6 @@ function wholeStats(data) {
     sum += v;
     sq += v * v;
   }
-  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  let h = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i += 1) {
-    h ^= bytes[i];
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
   const finite = data.length - nan - inf;
   return {
     count: data.length,
@@ -652,8 +662,19 @@ function wholeStats(data) {
     max: finite > 0 ? max : null,
     sum,
     l2: Math.sqrt(sq),
-    digest: h.toString(16).padStart(8, '0'),
+    digest: fnv1a(data),
   };
+}
+
+/** FNV-1a 32-bit over the raw little-endian bytes of a typed array, 8 hex digits. */
+function fnv1a(data) {
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i += 1) {
+    h ^= bytes[i];
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, '0');
 }
 
 function base64(typed) {
@@ -705,6 +726,18 @@ async function decodeFeeds(entry, feeds) {
   return out;
 }
 
+/**
+ * Fresh copies of stored input tensors. The proxy worker takes a run's input buffers (they are
+ * transferred, and detached here), so a page that runs in it hands each run its own copy.
+ */
+function copyFeeds(feeds) {
+  const out = {};
+  for (const [name, t] of Object.entries(feeds)) {
+    out[name] = new state.ort.Tensor(t.type, t.data.slice(), t.dims);
+  }
+  return out;
+}
+
 function refuseIfWedged() {
   if (state.wedged) {
     throw new PageError('PageWedged', `onnxruntime-web in this page is stuck: ${state.wedged}; reload the page`);
@@ -749,7 +782,8 @@ async function run(args) {
       const t0 = performance.now();
       const host = {};
       const runAndReadBack = async () => {
-        results = await entry.session.run(given ? { ...entry.feeds, ...given } : entry.feeds);
+        const stored = state.ort.env.wasm.proxy === true ? copyFeeds(entry.feeds) : entry.feeds;
+        results = await entry.session.run(given ? { ...stored, ...given } : stored);
         // Read-back is part of the measured time: a GPU-located output is not usable until then.
         for (const name of entry.session.outputNames) {
           const t = results[name];
@@ -775,6 +809,18 @@ async function run(args) {
       const runMs = performance.now() - t0;
       entry.runIndex += 1;
       state.runs += 1;
+      if (state.corruptRuns > 0) {
+        // The injected wrong answer: one value of the first output, changed in its last bit,
+        // before anything is digested (what a miscompiled kernel or a bit flip would give).
+        state.corruptRuns -= 1;
+        const first = host[entry.session.outputNames[0]];
+        const bits = new Uint8Array(first.buffer, first.byteOffset, first.byteLength);
+        if (bits.length > 0) bits[0] ^= 1;
+      }
+      // Every answer carries a digest of every output, so the harness can compare it with the
+      // first verified answer of the same model, browser and backend.
+      const digests = {};
+      for (const name of entry.session.outputNames) digests[name] = fnv1a(host[name]);
       const outputs = {};
       if (mode !== 'none') {
         for (const name of entry.session.outputNames) {
@@ -807,7 +853,7 @@ async function run(args) {
       }
       const encodeMs = performance.now() - t0 - runMs;
       return {
-        model_id: entry.modelId, backend: entry.backend, run_index: runIndex, run_ms: runMs, queue_ms: queueMs, slow_ms: state.slowMs, outputs,
+        model_id: entry.modelId, backend: entry.backend, run_index: runIndex, run_ms: runMs, queue_ms: queueMs, slow_ms: state.slowMs, outputs, digests,
         feed_decode_ms: decodeMs,
         output_encode_ms: encodeMs,
         // Wall-clock instants (performance.timeOrigin + now) of the run's start and end, for
@@ -851,6 +897,9 @@ async function stats() {
     slow_ms: state.slowMs,
     gpu_device_lost: state.gpuLost,
     wedged: state.wedged,
+    proxy: state.ort.env.wasm.proxy === true,
+    beats_sent: state.beat.sent,
+    beats_failed: state.beat.failed,
   };
 }
 
@@ -894,6 +943,43 @@ async function failRuns(args) {
   const ms = nonNegativeMs(args);
   state.failRunsUntil = performance.now() + ms;
   return { fail_runs_ms: ms };
+}
+
+/** The next `runs` runs (default 1) answer with one value of their first output changed. */
+async function corruptAnswer(args) {
+  const runs = args.runs ?? 1;
+  if (!Number.isInteger(runs) || runs < 0) {
+    throw new PageError('TypeError', `'runs' must be a non-negative integer, got ${JSON.stringify(runs)}`);
+  }
+  state.corruptRuns = runs;
+  return { corrupt_runs: runs };
+}
+
+/**
+ * Starts (or restarts) this page's heartbeat: every `interval_ms` (default 250) the main thread
+ * POSTs to `url`. A busy main thread (a hang) or a dead renderer stops the beats, so the harness
+ * sees it without a call of its own, even while a run is in flight: inference runs in
+ * onnxruntime-web's proxy worker where the page can (see `load`), not on this thread.
+ */
+async function startBeat(args) {
+  const url = requireString(args, 'url');
+  const ms = args.interval_ms ?? 250;
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 10) {
+    throw new PageError('TypeError', `'interval_ms' must be a number >= 10, got ${JSON.stringify(ms)}`);
+  }
+  const beat = state.beat;
+  if (beat.timer !== null) clearInterval(beat.timer);
+  beat.url = url;
+  beat.intervalMs = ms;
+  const send = () => {
+    fetch(url, { method: 'POST', cache: 'no-store', body: String(state.runs) }).then(
+      (r) => { if (r.ok) beat.sent += 1; else beat.failed += 1; },
+      () => { beat.failed += 1; },
+    );
+  };
+  send();
+  beat.timer = setInterval(send, ms);
+  return { interval_ms: ms, proxy: state.ort.env.wasm.proxy === true };
 }
 
 async function destroyGpuDevice() {

@@ -82,6 +82,9 @@ pub(super) fn build_plan(config: &RunConfig, prepared: Vec<Arc<PreparedModel>>) 
         backends: sc.backends.clone(),
         allow_fallback_adapter: sc.allow_fallback_adapter,
         wasm_threads: sc.wasm_threads,
+        // A pool that recovers watches each page's own heartbeat, which needs the main thread
+        // free while a model runs.
+        proxy_wasm: recovery.enabled(),
     };
     pool.preferences = preferences(sc);
     pool.cache = config.cache.clone();
@@ -109,6 +112,13 @@ pub(super) fn build_plan(config: &RunConfig, prepared: Vec<Arc<PreparedModel>>) 
         // The room above min_connections is for rebuilding failed workers when faults are
         // injected, not for scaling up on queues.
         pool.scale_up_queue = if sc.faults.is_empty() { 2 } else { usize::MAX };
+        pool.standbys = standbys(sc, recovery.enabled());
+        if pool.standbys.copies > 0 {
+            // Each copy needs a worker of its own beside the one serving the model, and room
+            // to launch a replacement while a failed worker closes.
+            pool.min_workers = pool.min_workers.max(pool.standbys.copies + 1);
+            pool.max_workers = pool.max_workers.max(pool.min_workers + 1);
+        }
     }
     let per_model = w.iterations.unwrap_or(10);
     let bound = match (w.duration, routed) {
@@ -179,6 +189,32 @@ fn measured(config: &RunConfig, model: &PreparedModel) -> Option<pool::Measured>
 }
 
 /// One scenario fault as the injector takes it, defaults applied (duration 5s, delay 250ms,
+/// Standby copies when the pool recovers (2 unless the scenario says), and their memory budget
+/// (the scenario's, or half the memory available now).
+fn standbys(sc: &Scenario, recovers: bool) -> pool::Standbys {
+    let copies = match sc.pool.standbys {
+        Some(n) => n as usize,
+        None if recovers => 1,
+        None => 0,
+    };
+    if copies == 0 {
+        return pool::Standbys::NONE;
+    }
+    let memory_kib = match sc.pool.standby_memory_mib {
+        Some(mib) => mib.saturating_mul(1024),
+        None => mem_available_kib().map_or(4 * 1024 * 1024, |kib| kib / 2),
+    };
+    pool::Standbys { copies, memory_kib }
+}
+
+/// `MemAvailable` of `/proc/meminfo`, KiB.
+fn mem_available_kib() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// seed = scenario seed + index).
 pub(super) fn fault_spec(sc: &Scenario, i: usize, f: &scenario::Fault) -> faults::FaultSpec {
     use scenario::{FaultKind as K, FaultTarget as T};
@@ -191,6 +227,7 @@ pub(super) fn fault_spec(sc: &Scenario, i: usize, f: &scenario::Fault) -> faults
         K::Disconnect => faults::Kind::Disconnect,
         K::Slow => faults::Kind::Slow,
         K::PageError => faults::Kind::PageError,
+        K::CorruptAnswer => faults::Kind::CorruptAnswer,
     };
     faults::FaultSpec {
         choice: match f.kind {

@@ -21,6 +21,7 @@ use crate::metrics::Percentiles;
 use crate::models::{self, Cache};
 use crate::pool::{
     Backend, FaultTolerance, HardwarePreferences, Input, ModelHandle, Pool, RecoveryConfig,
+    Standbys,
 };
 use crate::recovery::Strategy;
 use crate::server::AssetServer;
@@ -108,7 +109,14 @@ pub async fn recovery(
     let mut pools: Vec<(Pool, ModelHandle)> = Vec::new();
     for spare in [true, false] {
         let mut config = pool_config(&spec, if spare { 2 } else { 1 }, 3, Duration::from_secs(1));
-        config.warm_spares = spare;
+        config.standbys = if spare {
+            Standbys {
+                copies: 1,
+                memory_kib: u64::MAX,
+            }
+        } else {
+            Standbys::NONE
+        };
         // Back to the exact shape between rounds: a worker beyond the minimum (a rebuild's
         // replacement racing the minimum's) is closed, so a pool without a spare never has one.
         config.idle_timeout = Duration::from_secs(1);

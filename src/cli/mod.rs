@@ -16,10 +16,12 @@ use webgpu_pool::pool::Backend;
 mod grid;
 mod history;
 mod shard;
+mod standby;
 mod stress;
 pub use grid::GridArgs;
 pub use history::{HistoryCmdArgs, HistoryMetric, HistorySource, RecommendArgs};
 pub use shard::ShardArgs;
+pub use standby::StandbyArgs;
 pub use stress::StressArgs;
 
 /// Run real AI models in a pool of real headless browsers over WebGPU, WebNN and WASM, and
@@ -163,6 +165,8 @@ pub struct ScenarioArgs {
     pub print_scenario: bool,
     #[command(flatten)]
     pub routing: RoutingArgs,
+    #[command(flatten)]
+    pub standby: StandbyArgs,
     #[command(flatten)]
     pub grid: GridArgs,
     #[command(flatten)]

@@ -102,6 +102,8 @@ pub struct StressArgs {
     #[command(flatten)]
     pub routing: super::RoutingArgs,
     #[command(flatten)]
+    pub standby: super::StandbyArgs,
+    #[command(flatten)]
     pub grid: super::GridArgs,
     #[command(flatten)]
     pub history: super::HistoryArgs,

@@ -19,6 +19,7 @@ pub async fn execute(args: ScenarioArgs, ctx: &Context) -> Result<Outcome> {
     }
     scenario.pool.adaptive |= args.routing.adaptive;
     args.grid.apply(&mut scenario.pool);
+    args.standby.apply(&mut scenario.pool);
     if args.print_scenario {
         return print_scenario(&scenario);
     }

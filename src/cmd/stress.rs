@@ -17,6 +17,7 @@ use crate::cli::StressArgs;
 pub async fn execute(args: StressArgs, ctx: &Context) -> Result<Outcome> {
     let mut scenario = to_flags(&args).to_scenario();
     args.grid.apply(&mut scenario.pool);
+    args.standby.apply(&mut scenario.pool);
     if args.print_scenario {
         return print_scenario(&scenario);
     }

@@ -38,6 +38,10 @@ pub enum Kind {
     /// Make every run throw in the page for the fault's duration: a deterministic page error
     /// (what a model that throws looks like), which the pool fails at once and never recovers.
     PageError,
+    /// Make the target's next answer wrong: the page changes one bit of its first output before
+    /// digesting it (what a miscompiled kernel or a flipped bit gives). Only injected when
+    /// named.
+    CorruptAnswer,
 }
 
 impl Kind {
@@ -64,6 +68,7 @@ impl Kind {
             Self::Disconnect => "disconnect",
             Self::Slow => "slow",
             Self::PageError => "page_error",
+            Self::CorruptAnswer => "corrupt_answer",
         }
     }
 

@@ -43,9 +43,27 @@ pub struct PoolConfig {
     pub seed: u64,
     /// How failed workers are recovered.
     pub recovery: RecoveryConfig,
-    /// Keep a warm spare of every model: a second worker with the model loaded that serves
-    /// nothing until a failure promotes it (a migration then costs no load).
-    pub warm_spares: bool,
+    /// Hot standbys: copies of each model loaded on workers that do not serve it, promoted on
+    /// a failure (a recovery then costs no load) and replaced in the background.
+    pub standbys: Standbys,
+}
+
+/// How many hot standbys the pool keeps, and the memory they may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standbys {
+    /// Standby copies per model (0: none).
+    pub copies: usize,
+    /// Memory all standby copies together may take, KiB, counted with each model's measured
+    /// load cost (its PSS growth when it was placed).
+    pub memory_kib: u64,
+}
+
+impl Standbys {
+    /// No standbys.
+    pub const NONE: Self = Self {
+        copies: 0,
+        memory_kib: 0,
+    };
 }
 
 impl PoolConfig {
@@ -67,7 +85,7 @@ impl PoolConfig {
             cache: Cache::from_env(),
             seed: 42,
             recovery: RecoveryConfig::default(),
-            warm_spares: false,
+            standbys: Standbys::NONE,
         }
     }
 
@@ -98,6 +116,9 @@ pub struct PageSettings {
     pub allow_fallback_adapter: bool,
     /// Threads of onnxruntime-web's wasm backend per page; `None`: what it picks.
     pub wasm_threads: Option<u32>,
+    /// Run wasm inference in onnxruntime-web's proxy worker when a page's first session is on
+    /// wasm, so the page's main thread stays free to send heartbeats during a run.
+    pub proxy_wasm: bool,
 }
 
 impl Default for PageSettings {
@@ -106,6 +127,7 @@ impl Default for PageSettings {
             backends: Backend::DEFAULT_PRIORITY.to_vec(),
             allow_fallback_adapter: false,
             wasm_threads: None,
+            proxy_wasm: false,
         }
     }
 }

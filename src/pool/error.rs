@@ -40,6 +40,9 @@ pub enum ErrorClass {
     Rejected,
     /// Its deadline passed before it could start.
     Deadline,
+    /// The page answered, but its output's digest differs from the first verified answer of
+    /// the same model, browser and backend (same input, so it must be the same bits).
+    WrongAnswer,
 }
 
 impl ErrorClass {
@@ -79,6 +82,7 @@ impl ErrorClass {
             Self::Interrupted => "interrupted",
             Self::Rejected => "rejected",
             Self::Deadline => "deadline",
+            Self::WrongAnswer => "wrong_answer",
         }
     }
 
@@ -156,6 +160,16 @@ pub enum PoolError {
     /// The pool is shutting down.
     #[error("the pool is shutting down")]
     ShuttingDown,
+    /// An answer's digest differs from the model's verified answer.
+    #[error("wrong answer from {worker} for '{model}': {detail}")]
+    WrongAnswer {
+        /// Which model.
+        model: String,
+        /// The worker that answered.
+        worker: String,
+        /// Which output, and both digests.
+        detail: String,
+    },
 }
 
 impl PoolError {
@@ -172,6 +186,7 @@ impl PoolError {
         match self {
             Self::Worker(e) => ErrorClass::of(e),
             Self::ShuttingDown => ErrorClass::Interrupted,
+            Self::WrongAnswer { .. } => ErrorClass::WrongAnswer,
             Self::Model { .. } | Self::NoPlacement { .. } | Self::NotConfigured { .. } => {
                 ErrorClass::NoPlacement
             }
@@ -242,6 +257,7 @@ mod tests {
             ErrorClass::Interrupted,
             ErrorClass::Rejected,
             ErrorClass::Deadline,
+            ErrorClass::WrongAnswer,
         ] {
             assert!(!c.is_transient(), "{c}");
         }

@@ -131,6 +131,10 @@ impl ModelHandle {
             let result = worker.run(name, OutputMode::None).await;
             let service = issued.elapsed();
             let class = result.as_ref().err().map(ErrorClass::of);
+            let wrong = match &result {
+                Ok(reply) => self.check_answer(&worker, backend, reply).err(),
+                Err(_) => None,
+            };
             if let Some(class) = class.filter(|c| c.is_transient()) {
                 // The worker failed, not the request. Its breaker counts the failure once: in
                 // the recovery episode when there is one (requests in flight on the same fault
@@ -148,6 +152,28 @@ impl ModelHandle {
                 worker.breaker_outcome(false);
             } else if class.is_none() {
                 worker.breaker_outcome(true);
+            }
+            if let Some(detail) = wrong {
+                pool.event("wrong_answer", &worker.id, format!("{name}: {detail}"));
+                pool.request_ended_as(RequestEnd {
+                    ticket,
+                    model: name,
+                    ran: Some(Ran {
+                        worker: &worker.id,
+                        browser: worker.kind,
+                        backend,
+                    }),
+                    phase,
+                    scheduled,
+                    issued,
+                    attempt,
+                    outcome: Err(ErrorClass::WrongAnswer),
+                });
+                return Err(PoolError::WrongAnswer {
+                    model: name.clone(),
+                    worker: worker.id.clone(),
+                    detail,
+                });
             }
             pool.request_ended_as(RequestEnd {
                 ticket,
@@ -171,6 +197,57 @@ impl ModelHandle {
                 page_ms: reply.run_ms,
                 service,
             });
+        }
+    }
+
+    /// Compares an answer's digests with the verified answer of the same model, browser kind
+    /// and backend. The reference is the first run after a placement (its every value is
+    /// judged by the correctness checks) or, on a worker kind the model was never placed on, a
+    /// standby's first answer that matched the placement's output value by value. Without
+    /// either, this answer becomes the reference, and the pool says so.
+    fn check_answer(
+        &self,
+        worker: &Worker,
+        backend: Backend,
+        reply: &super::worker::RunReply,
+    ) -> Result<(), String> {
+        if reply.digests.is_empty() {
+            return Err("the page sent no digest of its outputs".into());
+        }
+        let mut verified = lock(&self.entry.verified);
+        match verified.get(&(worker.kind, backend)) {
+            Some(want) if *want == reply.digests => Ok(()),
+            Some(want) => {
+                let diff: Vec<String> = want
+                    .iter()
+                    .filter(|(k, v)| reply.digests.get(*k) != Some(*v))
+                    .map(|(k, v)| {
+                        let got = reply.digests.get(k).map_or("none", String::as_str);
+                        format!("output '{k}' digest {got}, verified {v}")
+                    })
+                    .collect();
+                Err(format!(
+                    "{} on {}/{backend} (run {})",
+                    diff.join(", "),
+                    worker.kind,
+                    reply.run_index
+                ))
+            }
+            None => {
+                verified.insert((worker.kind, backend), reply.digests.clone());
+                drop(verified);
+                self.pool.event(
+                    "reference_answer",
+                    &worker.id,
+                    format!(
+                        "{}: no verified answer on {}/{backend}; this answer's digests are the \
+                         reference from now on",
+                        self.entry.name(),
+                        worker.kind
+                    ),
+                );
+                Ok(())
+            }
         }
     }
 

@@ -99,7 +99,11 @@ pub async fn run(
                     if done.is_ok()
                         && matches!(
                             kind,
-                            Kind::Hang | Kind::Slow | Kind::GpuDeviceLost | Kind::PageError
+                            Kind::Hang
+                                | Kind::Slow
+                                | Kind::GpuDeviceLost
+                                | Kind::PageError
+                                | Kind::CorruptAnswer
                         )
                     {
                         pool.fault_effective(&worker, kind);
@@ -141,7 +145,12 @@ fn views(pool: &Pool) -> Vec<WorkerView> {
                     .loaded
                     .values()
                     .any(|l| l.reply.backend == Backend::Webgpu),
-                models: st.loaded.keys().cloned().collect(),
+                // The models it serves (a hot standby's copy does not make it their host).
+                models: pool
+                    .models_on(s)
+                    .iter()
+                    .map(|e| e.name().to_string())
+                    .collect(),
             }
         })
         .collect()
@@ -199,6 +208,10 @@ pub async fn inject(worker: &Worker, kind: Kind, spec: &FaultSpec) -> Result<Str
             let ms = spec.duration.as_millis() as u64;
             page("fail_runs", json!({"ms": ms})).await?;
             Ok(format!("every run throws in the page for {ms} ms"))
+        }
+        Kind::CorruptAnswer => {
+            page("corrupt_answer", json!({"runs": 1})).await?;
+            Ok("the next answer has one bit of its first output flipped".into())
         }
     }
 }

@@ -124,6 +124,7 @@ impl Pool {
             return;
         }
         worker.mark_unhealthy(why.to_string());
+        worker.abandon_calls();
         self.event("retired", &worker.id, why.to_string());
         // The worker stays a member, `closing` and serving nothing, until its browser is gone:
         // a harness killed while the close runs leaves a record for `resume` to reap by.

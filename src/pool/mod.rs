@@ -4,7 +4,8 @@
 //! Split by the state each part owns:
 //! - `config.rs`: [`PoolConfig`], one copy, shared read-only;
 //! - `members.rs`: live and retired workers (launch, retire, room, peak);
-//! - `placement.rs`: which worker serves which model (route, place, replace, migrate, spares);
+//! - `placement.rs`: which worker serves which model (route, place, replace, migrate);
+//! - `standby.rs`: hot standbys (keep, check, wait for, promote);
 //! - `handle.rs`: [`ModelHandle`], a request's path (pick, run, retry by [`ErrorClass`]);
 //! - `ledger.rs`: what was observed (samples, counts, events) -> [`PoolReport`];
 //! - `attribution.rs`: injected faults waiting for the failure they cause;
@@ -42,13 +43,16 @@ pub mod placement;
 pub mod recover;
 pub mod router;
 pub mod scheduler;
+mod standby;
 mod upkeep;
 pub mod worker;
 
 pub use crate::backend::Backend;
 pub use adapt::AdaptSettings;
 pub use attribution::{Detection, FaultNote};
-pub use config::{FaultTolerance, PageSettings, PoolConfig, RecoveryConfig, WorkerTimeouts};
+pub use config::{
+    FaultTolerance, PageSettings, PoolConfig, RecoveryConfig, Standbys, WorkerTimeouts,
+};
 pub use engine::{execute, CellTensor, EngineOutput, Placement, RunEvent, RunObserver, RunPlan};
 pub use error::{ErrorClass, PoolError};
 pub use handle::{Inference, Input, ModelHandle};
@@ -327,7 +331,7 @@ impl Pool {
     /// No launch in progress and no recovery running (a benchmark waits for this between
     /// faults).
     pub fn is_settled(&self) -> bool {
-        let spares_ready = !self.inner.config.warm_spares
+        let spares_ready = self.inner.config.standbys.copies == 0
             || lock(&self.inner.models).values().all(|e| e.spare_ready());
         self.inner.launching.load(Ordering::SeqCst) == 0
             && self.workers().iter().all(|s| s.episode.try_lock().is_ok())

@@ -4,7 +4,7 @@
 //! loaded, and moves a model between browsers as one journaled transaction (`migrate`).
 //! Must not import `report`, `cli` or terminal crates.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -56,7 +56,20 @@ pub(super) struct ModelEntry {
     pub standby: Mutex<Vec<Arc<Worker>>>,
     /// A standby load is in flight.
     pub readying: AtomicBool,
+    /// The model's measured memory cost on a worker (PSS growth across its load), KiB.
+    pub memory_kib: AtomicU64,
+    /// The standby memory budget kept a copy of this model from loading (said once).
+    pub over_budget: AtomicBool,
+    /// The first answer's digests per browser kind and backend (the first run after a load,
+    /// whose every value the correctness checks judge): every later answer must equal it.
+    pub verified: Mutex<std::collections::BTreeMap<(BrowserKind, Backend), Digests>>,
+    /// The first placement's output, every value (what a standby on another browser kind is
+    /// checked against before its answers count as verified).
+    pub reference: Mutex<Option<Vec<f32>>>,
 }
+
+/// The digest of every output of one answer, by output name.
+pub(super) type Digests = std::collections::BTreeMap<String, String>;
 
 impl ModelEntry {
     pub fn new(prepared: Arc<PreparedModel>, hardware: HardwarePreferences) -> Self {
@@ -68,6 +81,10 @@ impl ModelEntry {
             scaling: AtomicBool::new(false),
             standby: Mutex::default(),
             readying: AtomicBool::new(false),
+            memory_kib: AtomicU64::new(0),
+            over_budget: AtomicBool::new(false),
+            verified: Mutex::default(),
+            reference: Mutex::default(),
         }
     }
 
@@ -86,6 +103,18 @@ impl ModelEntry {
         lock(&self.placements)
             .iter()
             .any(|p| Arc::ptr_eq(p, worker))
+    }
+
+    /// Records a measured load cost (the largest seen).
+    pub fn note_memory(&self, kib: u64) {
+        self.memory_kib.fetch_max(kib, Ordering::SeqCst);
+    }
+
+    /// Whether a worker other than `worker` can serve the model at once: another live
+    /// placement, or a ready standby.
+    pub fn covered_without(&self, worker: &Arc<Worker>) -> bool {
+        let other = |s: &Arc<Worker>| !Arc::ptr_eq(s, worker) && s.is_routable();
+        lock(&self.placements).iter().any(other) || lock(&self.standby).iter().any(other)
     }
 
     /// Whether a warm spare is ready (or the model is not placed at all).
@@ -242,6 +271,7 @@ impl Pool {
         let loaded = worker
             .load(entry.prepared.clone(), entry.hardware().backends)
             .await?;
+        entry.note_memory(loaded.memory_added_kib);
         self.first_run(entry, &worker, &loaded).await?;
         self.journal(Op::Placed {
             model: entry.name().to_string(),
@@ -288,8 +318,17 @@ impl Pool {
             load: loaded.reply.clone(),
             memory_added_kib: loaded.memory_added_kib,
             first_run_ms: first.run_ms,
-            output: cell_output(worker.kind, model, backend, &first),
+            output: {
+                let cell = cell_output(worker.kind, model, backend, &first);
+                if let Some(c) = cell.as_ref().filter(|c| !c.full.is_empty()) {
+                    lock(&entry.reference).get_or_insert_with(|| c.full.clone());
+                }
+                cell
+            },
         });
+        lock(&entry.verified)
+            .entry((worker.kind, backend))
+            .or_insert_with(|| first.digests.clone());
         self.event("placed", &worker.id, format!("{} on {backend}", model.name));
         Ok(())
     }
@@ -310,23 +349,8 @@ impl Pool {
             return Ok(format!("{} (already placed)", s.id));
         }
         // A warm spare holds the model already: promote it, no load needed.
-        let spare = {
-            let mut standby = lock(&entry.standby);
-            standby.retain(|s| s.is_routable());
-            (!standby.is_empty()).then(|| standby.remove(0))
-        };
-        if let Some(s) = spare {
-            lock(&entry.placements).push(s.clone());
-            self.journal(Op::Placed {
-                model: entry.name().to_string(),
-                worker: s.id.clone(),
-            });
-            self.event(
-                "promoted",
-                &s.id,
-                format!("warm spare of {} now serves", entry.name()),
-            );
-            return Ok(format!("{} (warm spare promoted)", s.id));
+        if let Some(done) = self.promote(entry) {
+            return Ok(done);
         }
         let decision = self.route(entry, launch && self.has_room())?;
         let why = format!("rebuild for {}", entry.name());
@@ -367,48 +391,6 @@ impl Pool {
             lock(&e.standby).retain(|p| !Arc::ptr_eq(p, worker));
         }
         held
-    }
-
-    /// Loads a standby copy of every model that has none, on a live worker that does not serve
-    /// it (in the background, one per model at a time).
-    pub(super) fn ensure_standbys(&self) {
-        let entries: Vec<Arc<ModelEntry>> = lock(&self.inner.models).values().cloned().collect();
-        for entry in entries {
-            lock(&entry.standby).retain(|s| s.is_routable());
-            if !lock(&entry.standby).is_empty() || lock(&entry.placements).is_empty() {
-                continue;
-            }
-            let Some(spare) = self
-                .workers()
-                .into_iter()
-                .filter(|s| s.is_routable() && !entry.served_by(s))
-                .filter(|s| entry.hardware().browser.is_none_or(|b| b == s.kind))
-                .min_by_key(|s| s.queued())
-            else {
-                continue;
-            };
-            if entry.readying.swap(true, Ordering::SeqCst) {
-                continue;
-            }
-            let pool = self.clone();
-            tokio::spawn(async move {
-                match spare
-                    .load(entry.prepared.clone(), entry.hardware().backends)
-                    .await
-                {
-                    Ok(_) => {
-                        pool.event(
-                            "standby",
-                            &spare.id,
-                            format!("{} loaded as a warm spare", entry.name()),
-                        );
-                        lock(&entry.standby).push(spare);
-                    }
-                    Err(e) => pool.event("standby_failed", &spare.id, e.to_string()),
-                }
-                entry.readying.store(false, Ordering::SeqCst);
-            });
-        }
     }
 
     /// Moves `model` to a worker of kind `to`, as one transaction of the run's journal: load on

@@ -178,7 +178,24 @@ impl Pool {
         let mut reached = None;
         let mut succeeded = false;
         let mut steps = Vec::new();
-        for level in levels {
+        // Hot standbys first: when every model here can be served elsewhere at once, that is
+        // the recovery (no probe, no reload); the worker is replaced in the background.
+        let promoted = if self.inner.config.standbys.copies > 0 {
+            self.promote_all(worker)
+        } else {
+            None
+        };
+        if let Some(moves) = promoted {
+            reached = Some(Level::Migrate);
+            succeeded = true;
+            let done = if moves.is_empty() {
+                Restored::NothingToMove
+            } else {
+                Restored::Moved(moves)
+            };
+            steps.push(format!("promote: {done}"));
+        }
+        for level in levels.into_iter().filter(|_| !succeeded) {
             reached = Some(level);
             let left = deadline.saturating_duration_since(Instant::now());
             let tried =

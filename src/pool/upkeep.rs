@@ -9,63 +9,140 @@ use crate::browser::BrowserKind;
 
 use super::attribution::Detection;
 use super::recover::Cause;
-use super::worker::Lifecycle;
+use super::worker::{Lifecycle, BEAT_SILENCE_LIMIT};
 use super::Pool;
 
-/// Runs until the pool is cancelled.
+/// How often the fast checks run: process and driver liveness, and page heartbeats.
+const WATCH_TICK: Duration = Duration::from_millis(50);
+
+/// Runs until the pool is cancelled: the fast checks every [`WATCH_TICK`], the rest once a
+/// second.
 pub(super) async fn run(pool: Pool) {
     let c = pool.inner.config.clone();
     let tolerant = c.recovery.enabled();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(WATCH_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_beat = Instant::now();
+    let mut last_slow: Option<Instant> = None;
+    let mut last_tick = Instant::now();
+    let mut awake_since = Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = pool.inner.cancel.cancelled() => return,
         }
+        // This task itself was held up (the machine or the harness was stalled): beats may be
+        // waiting to be read too, so silence counts only from when it is running again.
+        if last_tick.elapsed() > WATCH_TICK * 4 {
+            awake_since = Instant::now();
+        }
+        last_tick = Instant::now();
         let workers = pool.workers();
+        let silent = silent_pages(&workers, awake_since.elapsed());
+        for w in &workers {
+            watch(
+                &pool,
+                w,
+                silent.iter().find(|(id, _)| *id == w.id).map(|s| s.1),
+            );
+        }
+        // Unhealthy workers nobody is recovering yet get a recovery episode, at once.
+        if tolerant {
+            start_episodes(&pool, &workers);
+        }
+        if last_slow.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            continue;
+        }
+        last_slow = Some(Instant::now());
         for w in &workers {
             w.sample_memory();
-            // A browser killed while idle is found here within a tick, not at the next request.
-            if w.browser_alive() {
-                w.seen_alive();
-            } else if w.status().lifecycle != Lifecycle::Recovering {
-                w.mark_unhealthy("the browser process exited".into());
-                pool.event("process_exit", &w.id, "the browser process exited".into());
-            }
         }
         if last_beat.elapsed() >= c.heartbeat_interval {
             last_beat = Instant::now();
             heartbeats(&pool, c.heartbeat_timeout).await;
         }
-        if c.warm_spares && !pool.inner.cancel.is_cancelled() {
+        if c.standbys.copies > 0 && !pool.inner.cancel.is_cancelled() {
             pool.ensure_standbys();
-        }
-        // Unhealthy workers nobody is recovering yet get a recovery episode.
-        if tolerant {
-            for w in &workers {
-                if w.status().lifecycle == Lifecycle::Unhealthy && w.episode.try_lock().is_ok() {
-                    let seen = if w.browser_alive() {
-                        Detection::Heartbeat
-                    } else {
-                        Detection::ProcessExit
-                    };
-                    w.set_lifecycle(Lifecycle::Recovering);
-                    let (pool, w) = (pool.clone(), w.clone());
-                    let generation = w.generation();
-                    tokio::spawn(async move {
-                        let cause = Cause {
-                            seen,
-                            model: None,
-                            in_flight: w.since_last_good(seen),
-                        };
-                        pool.recover(&w, generation, cause).await;
-                    });
-                }
-            }
         }
         reap(&pool, tolerant).await;
         keep_minimum(&pool);
+    }
+}
+
+/// The fast checks of one worker: a browser or driver process that exited (a kill is found
+/// within a tick, not at the next request), and a page whose heartbeat went silent (a hung or
+/// crashed page, found while a run is in flight).
+fn watch(pool: &Pool, w: &super::worker::Worker, silent: Option<Duration>) {
+    if w.browser_alive() {
+        w.seen_alive();
+    } else {
+        if w.mark_unhealthy("the browser process exited".into()) {
+            pool.event("process_exit", &w.id, "the browser process exited".into());
+        }
+        return;
+    }
+    if !w.driver_alive() {
+        if w.mark_unhealthy("the driver process exited".into()) {
+            pool.event("process_exit", &w.id, "the driver process exited".into());
+        }
+        return;
+    }
+    if let Some(silent) = silent {
+        let why = format!(
+            "the page's heartbeat has been silent for {} ms (limit {} ms)",
+            silent.as_millis(),
+            BEAT_SILENCE_LIMIT.as_millis()
+        );
+        if w.is_routable() && w.mark_unhealthy(why.clone()) {
+            pool.event("unhealthy", &w.id, why);
+        }
+    }
+}
+
+/// The pages whose heartbeat has been silent past the limit, with how long. Silence counts from
+/// `awake` ago at most (this task was not running before). When several pages fall silent at
+/// once, the machine is more likely starved than each page hung (a hang or a crash hits one
+/// page): then only silence past three times the limit counts.
+fn silent_pages(
+    workers: &[std::sync::Arc<super::worker::Worker>],
+    awake: Duration,
+) -> Vec<(String, Duration)> {
+    let silent: Vec<(String, Duration)> = workers
+        .iter()
+        .filter(|w| w.is_routable())
+        .filter_map(|w| Some((w.id.clone(), w.beat_silence()?.min(awake))))
+        .filter(|(_, d)| *d > BEAT_SILENCE_LIMIT)
+        .collect();
+    if silent.len() < 2 {
+        return silent;
+    }
+    silent
+        .into_iter()
+        .filter(|(_, d)| *d > BEAT_SILENCE_LIMIT * 3)
+        .collect()
+}
+
+/// Starts a recovery episode for each unhealthy worker nobody is recovering yet.
+fn start_episodes(pool: &Pool, workers: &[std::sync::Arc<super::worker::Worker>]) {
+    for w in workers {
+        if w.status().lifecycle == Lifecycle::Unhealthy && w.episode.try_lock().is_ok() {
+            let seen = if w.browser_alive() && w.driver_alive() {
+                Detection::Heartbeat
+            } else {
+                Detection::ProcessExit
+            };
+            w.set_lifecycle(Lifecycle::Recovering);
+            let (pool, w) = (pool.clone(), w.clone());
+            let generation = w.generation();
+            tokio::spawn(async move {
+                let cause = Cause {
+                    seen,
+                    model: None,
+                    in_flight: w.since_last_good(seen),
+                };
+                pool.recover(&w, generation, cause).await;
+            });
+        }
     }
 }
 
@@ -91,8 +168,9 @@ async fn heartbeats(pool: &Pool, timeout: Duration) {
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no heartbeat answer within {timeout:?}"),
         };
-        w.mark_unhealthy(why.clone());
-        pool.event("unhealthy", &w.id, why);
+        if w.mark_unhealthy(why.clone()) {
+            pool.event("unhealthy", &w.id, why);
+        }
     }
 }
 

@@ -164,6 +164,8 @@ impl Default for PoolConfig {
             grid: Vec::new(),
             serve_addr: None,
             tls: false,
+            standbys: None,
+            standby_memory_mib: None,
         }
     }
 }

@@ -49,6 +49,8 @@ const ORDER: &[(&str, &[&str])] = &[
             "grid",
             "serve_addr",
             "tls",
+            "standbys",
+            "standby_memory_mib",
         ],
     ),
     (

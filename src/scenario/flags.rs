@@ -389,6 +389,8 @@ pub fn flag_for(path: &str) -> &'static str {
         p if p.starts_with("pool.grid") => "--grid",
         "pool.serve_addr" => "--serve-addr",
         "pool.tls" => "--tls",
+        "pool.standbys" => "--standbys",
+        "pool.standby_memory_mib" => "--standby-memory",
         p if p.starts_with("faults") && p.contains("kinds") => "--fault-kinds",
         p if p.starts_with("faults") && p.ends_with("every") => "--fault-every",
         p if p.starts_with("faults") && p.ends_with("rate") => "--fault-rate",

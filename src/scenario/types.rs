@@ -128,6 +128,15 @@ pub struct PoolConfig {
     /// is not a loopback address.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tls: bool,
+    /// Hot standbys: copies of each model kept loaded on workers that do not serve it, promoted
+    /// at once when a serving worker fails and replaced in the background. Default: 1 in a
+    /// routed pool that recovers (within `standby_memory_mib`), else 0. 0 turns them off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standbys: Option<u32>,
+    /// Memory all standby copies together may take, MiB, each counted at its model's measured
+    /// load cost. Default: half the memory available when the run starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby_memory_mib: Option<u64>,
 }
 
 /// How models are put on browsers.
@@ -269,13 +278,17 @@ pub enum FaultKind {
     /// Make every request on the target throw in the page for `duration` (a deterministic
     /// model error: failed at once with class `page`, never recovered).
     PageError,
-    /// One of the worker failures above (not `page_error`), chosen with the fault's seed.
+    /// The target's next answer comes back with one value of its first output changed (one
+    /// bit flipped in the page): the pool must fail that request as `wrong_answer`.
+    CorruptAnswer,
+    /// One of the worker failures above (not `page_error` or `corrupt_answer`), chosen with
+    /// the fault's seed.
     Random,
 }
 
 impl FaultKind {
     /// Every kind, in declaration order.
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         Self::KillBrowser,
         Self::CrashTab,
         Self::Hang,
@@ -284,6 +297,7 @@ impl FaultKind {
         Self::Disconnect,
         Self::Slow,
         Self::PageError,
+        Self::CorruptAnswer,
         Self::Random,
     ];
 
@@ -298,6 +312,7 @@ impl FaultKind {
             Self::Disconnect => "disconnect",
             Self::Slow => "slow",
             Self::PageError => "page_error",
+            Self::CorruptAnswer => "corrupt_answer",
             Self::Random => "random",
         }
     }

@@ -148,6 +148,28 @@ fn check_pool(s: &Scenario, out: &mut Vec<Issue>) {
         if p.adaptive {
             push(out, "pool.adaptive", format!("'true' is not used: {why}"));
         }
+        if let Some(n) = p.standbys.filter(|n| *n > 0) {
+            push(out, "pool.standbys", format!("'{n}' is not used: {why}"));
+        }
+    }
+    if let Some(n) = p.standbys.filter(|n| *n > 0) {
+        if s.recovery.strategy == super::types::RecoveryStrategy::None {
+            push(
+                out,
+                "pool.standbys",
+                format!(
+                    "'{n}' is not used: standbys are promoted by recovery, and recovery.strategy \
+                     is none; set a strategy or standbys: 0"
+                ),
+            );
+        }
+    }
+    if p.standby_memory_mib == Some(0) {
+        push(
+            out,
+            "pool.standby_memory_mib",
+            "'0' leaves no memory for any standby; say standbys: 0 to turn them off",
+        );
     }
     if p.routing_profile
         .as_deref()

@@ -38,6 +38,8 @@ pub(crate) enum Target {
     /// A relay slot (`/t/<token>/relay/<key>`): bytes one page PUTs for another page (or the
     /// harness) to read, e.g. a shard's activation.
     Relay(String),
+    /// A page's heartbeat (`/t/<token>/beat/<key>`): POSTed by the page's main thread.
+    Beat(String),
     /// Right token, but no such tree: 404.
     Unknown,
     /// Wrong or missing token, or an unsafe path: 403.
@@ -63,6 +65,7 @@ pub(crate) fn classify(raw_path: &str, token: &str) -> Target {
         "relay" if rel.components().count() == 1 => {
             Target::Relay(rel.to_string_lossy().into_owned())
         }
+        "beat" if rel.components().count() == 1 => Target::Beat(rel.to_string_lossy().into_owned()),
         _ => Target::Unknown,
     }
 }

@@ -106,6 +106,8 @@ struct Shared {
     counters: Counters,
     /// Relay slots: key -> bytes, put by a page, read by a page or taken by the harness.
     relay: std::sync::Mutex<std::collections::HashMap<String, axum::body::Bytes>>,
+    /// Heartbeats: key -> when the last one arrived.
+    beats: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 /// The largest body a relay slot takes (a shard's activation or output).
@@ -204,6 +206,7 @@ impl AssetServer {
             roots,
             counters: Counters::default(),
             relay: std::sync::Mutex::new(std::collections::HashMap::new()),
+            beats: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let app = Router::new()
             .fallback(handle)
@@ -239,6 +242,21 @@ impl AssetServer {
     /// takes them with [`AssetServer::take_relay`]).
     pub fn relay_path(&self, key: &str) -> String {
         format!("/t/{}/relay/{}", self.shared.token, files::encode_path(key))
+    }
+
+    /// The absolute path a page POSTs its heartbeat `key` to.
+    pub fn beat_path(&self, key: &str) -> String {
+        format!("/t/{}/beat/{}", self.shared.token, files::encode_path(key))
+    }
+
+    /// When heartbeat `key` last arrived, if one ever did.
+    pub fn last_beat(&self, key: &str) -> Option<std::time::Instant> {
+        beat_times(&self.shared).get(key).copied()
+    }
+
+    /// Forgets heartbeat `key` (its page is being replaced).
+    pub fn forget_beat(&self, key: &str) {
+        beat_times(&self.shared).remove(key);
     }
 
     /// Removes relay slot `key` and returns its bytes, if a page put any.
@@ -427,6 +445,14 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
         Target::Forbidden => (Outcome::Forbidden, files::status(StatusCode::FORBIDDEN)),
         Target::Unknown => (Outcome::NotFound, files::status(StatusCode::NOT_FOUND)),
         Target::Relay(key) => relay(&shared, &key, request).await,
+        Target::Beat(key) if request.method() == Method::POST => {
+            beat_times(&shared).insert(key, std::time::Instant::now());
+            (Outcome::Other, files::status(StatusCode::NO_CONTENT))
+        }
+        Target::Beat(_) => (
+            Outcome::Other,
+            files::status(StatusCode::METHOD_NOT_ALLOWED),
+        ),
         _ if request.method() != Method::GET && request.method() != Method::HEAD => (
             Outcome::Other,
             files::status(StatusCode::METHOD_NOT_ALLOWED),
@@ -451,6 +477,15 @@ fn relay_slots(
 ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, axum::body::Bytes>> {
     shared
         .relay
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn beat_times(
+    shared: &Shared,
+) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, std::time::Instant>> {
+    shared
+        .beats
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

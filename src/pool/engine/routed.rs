@@ -57,6 +57,22 @@ pub(super) async fn run(
     if cancel.is_cancelled() {
         return (errors, None);
     }
+    let copies = plan.pool.standbys.copies;
+    if copies > 0 && !handles.is_empty() {
+        // The workload starts with its standbys loaded: a fault in the first seconds finds
+        // them ready (bounded by the load timeout; a copy the budget refuses is not waited for).
+        let started = Instant::now();
+        let ready = tokio::select! {
+            r = pool.standbys_ready(plan.pool.timeouts.load) => r,
+            () = cancel.cancelled() => return (errors, None),
+        };
+        observer.on_event(&RunEvent::Incident {
+            line: format!(
+                "hot standbys: {ready} in {:.1} s (up to {copies} per model)",
+                started.elapsed().as_secs_f64()
+            ),
+        });
+    }
     let mut names: Vec<_> = handles.iter().map(|h| h.model().name.clone()).collect();
     names.dedup();
     observer.on_event(&RunEvent::Driving {

@@ -74,6 +74,7 @@ pub(super) async fn run(
     ctx: Arc<WorkerContext>,
 ) {
     let actor = Actor { worker, page, ctx };
+    actor.start_beat().await;
     while let Some(job) = rx.recv().await {
         let started = Instant::now();
         actor.with_status(|s| {
@@ -117,10 +118,16 @@ impl Actor {
                 backends,
                 reply,
             } => {
-                let _ = reply.send(self.load(model, backends).await);
+                self.with_status(|s| s.loading = true);
+                let r = self.load(model, backends).await;
+                self.with_status(|s| s.loading = false);
+                let _ = reply.send(r);
             }
             Job::Reset { timeout, reply } => {
-                let _ = reply.send(self.reset(timeout).await);
+                self.with_status(|s| s.loading = true);
+                let r = self.reset(timeout).await;
+                self.with_status(|s| s.loading = false);
+                let _ = reply.send(r);
             }
             Job::Run { model, mode, reply } => {
                 let r = self.page.run(&model, mode, t.run).await;
@@ -182,6 +189,7 @@ impl Actor {
         let before = pid.and_then(process::tree_pss_kib).unwrap_or(0);
         let reply = self.load_page(&model, backends.as_deref()).await?;
         let after = pid.and_then(process::tree_pss_kib).unwrap_or(0);
+        self.note_proxy(reply.proxy);
         let name = model.name.clone();
         let loaded = Loaded {
             model,
@@ -205,12 +213,15 @@ impl Actor {
             .into_values()
             .map(|l| (l.model, l.backends))
             .collect();
+        self.with_status(|s| s.beat = None);
         self.page.browser().reset(timeout).await?;
-        // A fresh page: its own run count starts again.
+        // A fresh page: its own run count starts again, and its heartbeat.
         self.with_status(|s| s.runs_answered = 0);
+        self.start_beat().await;
         for (model, backends) in held {
             let name = model.name.clone();
             let reply = self.load_page(&model, backends.as_deref()).await?;
+            self.note_proxy(reply.proxy);
             self.with_status(|s| {
                 s.loaded.insert(
                     name,
@@ -240,6 +251,41 @@ impl Actor {
         self.page
             .load(model, &self.ctx.server, &settings, self.ctx.timeouts.load)
             .await
+    }
+
+    /// Starts the page's heartbeat (in a pool that watches heartbeats): the page POSTs to the
+    /// asset server every [`BEAT_INTERVAL`](super::BEAT_INTERVAL) from its main thread. A page
+    /// that cannot start it is simply not watched this way (its calls still are).
+    async fn start_beat(&self) {
+        if !self.ctx.page.proxy_wasm {
+            return;
+        }
+        let Some(id) = self.worker.upgrade().map(|w| w.id.clone()) else {
+            return;
+        };
+        self.ctx.server.forget_beat(&id);
+        let args = serde_json::json!({
+            "url": self.ctx.server.beat_path(&id),
+            "interval_ms": super::BEAT_INTERVAL.as_millis() as u64,
+        });
+        let started = self
+            .page
+            .browser()
+            .call("beat", args, self.ctx.timeouts.call)
+            .await;
+        if let Ok(v) = started {
+            let proxy = v.get("proxy").and_then(serde_json::Value::as_bool) == Some(true);
+            self.with_status(|s| s.beat = Some(super::BeatMode { proxy }));
+        }
+    }
+
+    /// Records whether the page's inference left its main thread (known after a load).
+    fn note_proxy(&self, proxy: bool) {
+        self.with_status(|s| {
+            if let Some(b) = &mut s.beat {
+                b.proxy = proxy;
+            }
+        });
     }
 
     fn with_status<T>(&self, f: impl FnOnce(&mut WorkerStatus) -> T) -> Option<T> {

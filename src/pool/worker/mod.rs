@@ -119,7 +119,27 @@ pub struct WorkerStatus {
     /// Runs the harness received an answer for from the current page (since it was opened or
     /// last reset), to compare with the page's own count.
     pub runs_answered: u64,
+    /// The page's own heartbeat, once it was started.
+    pub beat: Option<BeatMode>,
+    /// A load or a reset is in flight: the page's main thread takes in hundreds of MB and its
+    /// beats may lag on a busy machine, so silence is not judged then (the load's own bound is).
+    pub loading: bool,
 }
+
+/// How a page's heartbeat can be judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BeatMode {
+    /// Inference runs in onnxruntime-web's proxy worker: the main thread beats through a run,
+    /// so silence means a hang even while a call is in flight. Without it, silence only counts
+    /// while the worker has nothing in flight.
+    pub proxy: bool,
+}
+
+/// Time between a page's heartbeats.
+pub const BEAT_INTERVAL: Duration = Duration::from_millis(250);
+/// Silence after which a page is taken for hung: the interval plus 200 ms of slack for a beat
+/// delayed by a busy machine.
+pub const BEAT_SILENCE_LIMIT: Duration = Duration::from_millis(450);
 
 /// What a worker task shares with every other: the asset server and how pages load models.
 #[derive(Debug)]
@@ -150,6 +170,10 @@ pub struct Worker {
     /// Held for the length of one recovery episode on this worker.
     pub(crate) episode: tokio::sync::Mutex<()>,
     breaker: Mutex<Breaker>,
+    /// Where the page's heartbeats arrive.
+    server: Arc<AssetServer>,
+    /// Bumped when the worker is marked unhealthy: calls in flight stop waiting for it.
+    failed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Worker {
@@ -184,9 +208,13 @@ impl Worker {
                 last_answer: now,
                 last_seen_alive: now,
                 runs_answered: 0,
+                beat: None,
+                loading: false,
             }),
             task: Mutex::new(None),
             timeouts: ctx.timeouts,
+            server: ctx.server.clone(),
+            failed: tokio::sync::watch::Sender::new(0),
         });
         let handle = tokio::spawn(actor::run(Arc::downgrade(&worker), page, rx, ctx));
         *lock(&worker.task) = Some(handle);
@@ -269,19 +297,51 @@ impl Worker {
         self.browser.pid().is_none_or(process::pid_alive)
     }
 
+    /// Whether the browser's driver process (geckodriver, chromedriver) is alive (true when
+    /// there is none here).
+    pub fn driver_alive(&self) -> bool {
+        self.browser.driver_pid().is_none_or(process::pid_alive)
+    }
+
     /// Jobs queued or running.
     pub fn queued(&self) -> usize {
         lock(&self.status).queued
     }
 
-    /// Marks the worker unhealthy so the router stops using it.
-    pub fn mark_unhealthy(&self, why: String) {
+    /// Marks the worker unhealthy so the router stops using it. Calls in flight on it stop
+    /// waiting (their requests run again elsewhere); returns whether it was healthy before.
+    pub fn mark_unhealthy(&self, why: String) -> bool {
         let mut s = lock(&self.status);
         // A recovery in progress owns the state (its probes may fail on the way).
-        if !matches!(s.lifecycle, Lifecycle::Closed | Lifecycle::Recovering) {
+        if !matches!(
+            s.lifecycle,
+            Lifecycle::Closed | Lifecycle::Recovering | Lifecycle::Unhealthy
+        ) {
             s.lifecycle = Lifecycle::Unhealthy;
             s.fault.get_or_insert(why);
+            drop(s);
+            self.failed.send_modify(|n| *n += 1);
+            return true;
         }
+        false
+    }
+
+    /// Calls in flight stop waiting for their answers (the worker was retired).
+    pub(crate) fn abandon_calls(&self) {
+        self.failed.send_modify(|n| *n += 1);
+    }
+
+    /// How long the page's heartbeat has been silent, when that silence means something: the
+    /// page beats, and either runs inference off its main thread or has no call in flight.
+    pub fn beat_silence(&self) -> Option<Duration> {
+        let (mode, queued, loading) = {
+            let s = lock(&self.status);
+            (s.beat?, s.queued, s.loading)
+        };
+        if loading || (!mode.proxy && queued > 0) {
+            return None;
+        }
+        self.server.last_beat(&self.id).map(|t| t.elapsed())
     }
 
     /// Records one PSS sample of the browser's process tree.
@@ -417,14 +477,29 @@ impl Worker {
         };
         // Counted until answered or abandoned (a caller past its deadline drops this future).
         let _queued = Queued::enter(&self.status);
+        let mut failed = self.failed.subscribe();
         let sent = self.tx.send(job(reply)).await;
         let result = match sent {
-            Ok(()) => answer.await.unwrap_or_else(|_| Err(gone())),
+            Ok(()) => tokio::select! {
+                a = answer => a.unwrap_or_else(|_| Err(gone())),
+                // Marked unhealthy (a silent heartbeat, the process gone): the answer may never
+                // come, and recovery does not wait for it.
+                _ = failed.changed() => Err(WorkerError::Unusable {
+                    method: method.to_string(),
+                    reason: format!(
+                        "{} failed while this call was in flight: {}",
+                        self.id,
+                        lock(&self.status).fault.clone().unwrap_or_default()
+                    ),
+                }),
+            },
             Err(_) => Err(gone()),
         };
         match &result {
             Ok(_) => lock(&self.status).last_answer = Instant::now(),
-            Err(e) if e.is_session_lost() || e.is_timeout() => self.mark_unhealthy(e.to_string()),
+            Err(e) if e.is_session_lost() || e.is_timeout() => {
+                self.mark_unhealthy(e.to_string());
+            }
             Err(_) => {}
         }
         result

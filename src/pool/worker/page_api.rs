@@ -113,6 +113,9 @@ pub struct LoadReply {
     /// Sessions created in this page so far.
     #[serde(default)]
     pub load_count: u64,
+    /// Whether this page runs wasm inference in onnxruntime-web's proxy worker.
+    #[serde(default)]
+    pub proxy: bool,
     /// Threads of onnxruntime-web's wasm backend in this page (what it picked, or what
     /// `wasm_threads` asked for).
     #[serde(default)]
@@ -162,6 +165,10 @@ pub struct RunReply {
     /// Wall-clock instant the run ended, ms since the epoch.
     #[serde(default)]
     pub run_end_epoch_ms: Option<f64>,
+    /// FNV-1a digest of every output, by name (whatever the output mode): what the pool
+    /// compares with the first verified answer of the same model, browser and backend.
+    #[serde(default)]
+    pub digests: BTreeMap<String, String>,
 }
 
 /// A per-run input: raw little-endian values in base64 (never JSON number text), or the URL of
@@ -365,6 +372,7 @@ impl Page {
             "backends": settings.backends,
             "allow_fallback_adapter": settings.allow_fallback_adapter,
             "wasm_threads": settings.wasm_threads,
+            "proxy": settings.proxy_wasm,
             "inputs": inputs,
         });
         let value = self.browser.call("load", args, timeout).await?;
