@@ -138,7 +138,9 @@ fn crash_tab_is_recovered_in_chromium_and_firefox() {
         &run,
         "crash_tab",
         &["reset", "migrate", "rebuild"],
-        &["tab_crash", "page", "heartbeat", "driver", "crash"],
+        // session_lost: the page's heartbeat went silent first, and the request in flight
+        // stopped waiting for the dead tab.
+        &["tab_crash", "page", "heartbeat", "driver", "crash", "session_lost"],
     );
     let events = run["recovery_events"].as_array().unwrap();
     assert!(
