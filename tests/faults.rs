@@ -140,7 +140,14 @@ fn crash_tab_is_recovered_in_chromium_and_firefox() {
         &["reset", "migrate", "rebuild"],
         // session_lost: the page's heartbeat went silent first, and the request in flight
         // stopped waiting for the dead tab.
-        &["tab_crash", "page", "heartbeat", "driver", "crash", "session_lost"],
+        &[
+            "tab_crash",
+            "page",
+            "heartbeat",
+            "driver",
+            "crash",
+            "session_lost",
+        ],
     );
     let events = run["recovery_events"].as_array().unwrap();
     assert!(
