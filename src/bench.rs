@@ -301,7 +301,7 @@ fn pool_config(spec: &LaunchSpec, min: usize, max: usize, heartbeat: Duration) -
             backends: vec![Backend::Wasm],
             allow_fallback_adapter: false,
             wasm_threads: None,
-            proxy_wasm: false,
+            heartbeat: false,
         },
         heartbeat_interval: heartbeat,
         // One queued request on the only placement adds a worker (when there is room).

@@ -84,7 +84,7 @@ pub(super) fn build_plan(config: &RunConfig, prepared: Vec<Arc<PreparedModel>>) 
         wasm_threads: sc.wasm_threads,
         // A pool that recovers watches each page's own heartbeat, which needs the main thread
         // free while a model runs.
-        proxy_wasm: recovery.enabled(),
+        heartbeat: recovery.enabled(),
     };
     pool.preferences = preferences(sc);
     pool.cache = config.cache.clone();
@@ -188,8 +188,7 @@ fn measured(config: &RunConfig, model: &PreparedModel) -> Option<pool::Measured>
     })
 }
 
-/// One scenario fault as the injector takes it, defaults applied (duration 5s, delay 250ms,
-/// Standby copies when the pool recovers (2 unless the scenario says), and their memory budget
+/// Standby copies when the pool recovers (1 unless the scenario says), and their memory budget
 /// (the scenario's, or half the memory available now).
 fn standbys(sc: &Scenario, recovers: bool) -> pool::Standbys {
     let copies = match sc.pool.standbys {
@@ -215,6 +214,7 @@ fn mem_available_kib() -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// One scenario fault as the injector takes it, defaults applied (duration 5s, delay 250ms,
 /// seed = scenario seed + index).
 pub(super) fn fault_spec(sc: &Scenario, i: usize, f: &scenario::Fault) -> faults::FaultSpec {
     use scenario::{FaultKind as K, FaultTarget as T};

@@ -88,7 +88,7 @@ pub(super) async fn run_sharded(
             backends: sc.backends.clone(),
             allow_fallback_adapter: sc.allow_fallback_adapter,
             wasm_threads: sc.wasm_threads,
-            proxy_wasm: false,
+            heartbeat: false,
         },
         timeouts: WorkerTimeouts {
             load: w.load_timeout,

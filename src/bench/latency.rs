@@ -49,7 +49,7 @@ pub(super) async fn latency_path(
             backends: vec![Backend::Wasm],
             allow_fallback_adapter: false,
             wasm_threads: None,
-            proxy_wasm: false,
+            heartbeat: false,
         },
         timeouts: t,
     });

@@ -116,9 +116,10 @@ pub struct PageSettings {
     pub allow_fallback_adapter: bool,
     /// Threads of onnxruntime-web's wasm backend per page; `None`: what it picks.
     pub wasm_threads: Option<u32>,
-    /// Run wasm inference in onnxruntime-web's proxy worker when a page's first session is on
-    /// wasm, so the page's main thread stays free to send heartbeats during a run.
-    pub proxy_wasm: bool,
+    /// Each page sends its own heartbeat (every `BEAT_INTERVAL`, watched by upkeep), and runs
+    /// wasm inference in onnxruntime-web's proxy worker when its first session is on wasm, so
+    /// the main thread keeps beating during a run.
+    pub heartbeat: bool,
 }
 
 impl Default for PageSettings {
@@ -127,7 +128,7 @@ impl Default for PageSettings {
             backends: Backend::DEFAULT_PRIORITY.to_vec(),
             allow_fallback_adapter: false,
             wasm_threads: None,
-            proxy_wasm: false,
+            heartbeat: false,
         }
     }
 }

@@ -153,28 +153,13 @@ impl ModelHandle {
             } else if class.is_none() {
                 worker.breaker_outcome(true);
             }
-            if let Some(detail) = wrong {
+            if let Some(detail) = &wrong {
                 pool.event("wrong_answer", &worker.id, format!("{name}: {detail}"));
-                pool.request_ended_as(RequestEnd {
-                    ticket,
-                    model: name,
-                    ran: Some(Ran {
-                        worker: &worker.id,
-                        browser: worker.kind,
-                        backend,
-                    }),
-                    phase,
-                    scheduled,
-                    issued,
-                    attempt,
-                    outcome: Err(ErrorClass::WrongAnswer),
-                });
-                return Err(PoolError::WrongAnswer {
-                    model: name.clone(),
-                    worker: worker.id.clone(),
-                    detail,
-                });
             }
+            let outcome = match &wrong {
+                Some(_) => Err(ErrorClass::WrongAnswer),
+                None => result.as_ref().map(|r| r.run_ms).map_err(ErrorClass::of),
+            };
             pool.request_ended_as(RequestEnd {
                 ticket,
                 model: name,
@@ -187,8 +172,15 @@ impl ModelHandle {
                 scheduled,
                 issued,
                 attempt,
-                outcome: result.as_ref().map(|r| r.run_ms).map_err(ErrorClass::of),
+                outcome,
             });
+            if let Some(detail) = wrong {
+                return Err(PoolError::WrongAnswer {
+                    model: name.clone(),
+                    worker: worker.id.clone(),
+                    detail,
+                });
+            }
             let reply = result?;
             return Ok(Inference {
                 worker: worker.id.clone(),

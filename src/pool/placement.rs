@@ -348,7 +348,7 @@ impl Pool {
         {
             return Ok(format!("{} (already placed)", s.id));
         }
-        // A warm spare holds the model already: promote it, no load needed.
+        // A hot standby holds the model already: promote it, no load needed.
         if let Some(done) = self.promote(entry) {
             return Ok(done);
         }

@@ -18,11 +18,13 @@ mod defaults;
 pub mod duration;
 mod emit;
 mod error;
+mod fault_types;
 pub mod flags;
 mod types;
 mod validate;
 mod validate_faults;
 mod validate_remote;
+mod validate_standby;
 mod yaml;
 
 pub use error::{ScenarioError, TOP_LEVEL};

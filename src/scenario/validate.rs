@@ -132,12 +132,14 @@ fn check_pool(s: &Scenario, out: &mut Vec<Issue>) {
     }
     // Both steer the router; the matrix and a sharded run place by other rules.
     let routed = p.placement == super::types::PlacementMode::Routed && s.sharding.is_none();
-    if !routed {
-        let why = if s.sharding.is_some() {
+    let not_routed = (!routed).then(|| {
+        if s.sharding.is_some() {
             "a sharded run places shards by its plan, not by the router"
         } else {
             "the matrix measures every model in every browser, not where the router would put it; set pool.placement: routed"
-        };
+        }
+    });
+    if let Some(why) = not_routed {
         if let Some(path) = &p.routing_profile {
             push(
                 out,
@@ -148,29 +150,8 @@ fn check_pool(s: &Scenario, out: &mut Vec<Issue>) {
         if p.adaptive {
             push(out, "pool.adaptive", format!("'true' is not used: {why}"));
         }
-        if let Some(n) = p.standbys.filter(|n| *n > 0) {
-            push(out, "pool.standbys", format!("'{n}' is not used: {why}"));
-        }
     }
-    if let Some(n) = p.standbys.filter(|n| *n > 0) {
-        if s.recovery.strategy == super::types::RecoveryStrategy::None {
-            push(
-                out,
-                "pool.standbys",
-                format!(
-                    "'{n}' is not used: standbys are promoted by recovery, and recovery.strategy \
-                     is none; set a strategy or standbys: 0"
-                ),
-            );
-        }
-    }
-    if p.standby_memory_mib == Some(0) {
-        push(
-            out,
-            "pool.standby_memory_mib",
-            "'0' leaves no memory for any standby; say standbys: 0 to turn them off",
-        );
-    }
+    super::validate_standby::standbys(out, s, not_routed);
     if p.routing_profile
         .as_deref()
         .is_some_and(|f| f.trim().is_empty())

@@ -472,22 +472,21 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
     response
 }
 
+/// Locks `m`, taking the data of a poisoned lock (a panicked handler leaves nothing half-done).
+fn guard<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn relay_slots(
     shared: &Shared,
 ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, axum::body::Bytes>> {
-    shared
-        .relay
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    guard(&shared.relay)
 }
 
 fn beat_times(
     shared: &Shared,
 ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, std::time::Instant>> {
-    shared
-        .beats
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    guard(&shared.beats)
 }
 
 /// A relay slot: PUT stores the body (replacing what was there), GET answers it.

@@ -257,7 +257,7 @@ impl Actor {
     /// asset server every [`BEAT_INTERVAL`](super::BEAT_INTERVAL) from its main thread. A page
     /// that cannot start it is simply not watched this way (its calls still are).
     async fn start_beat(&self) {
-        if !self.ctx.page.proxy_wasm {
+        if !self.ctx.page.heartbeat {
             return;
         }
         let Some(id) = self.worker.upgrade().map(|w| w.id.clone()) else {

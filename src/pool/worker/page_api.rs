@@ -372,7 +372,7 @@ impl Page {
             "backends": settings.backends,
             "allow_fallback_adapter": settings.allow_fallback_adapter,
             "wasm_threads": settings.wasm_threads,
-            "proxy": settings.proxy_wasm,
+            "proxy": settings.heartbeat,
             "inputs": inputs,
         });
         let value = self.browser.call("load", args, timeout).await?;
