@@ -112,13 +112,11 @@ pub(super) fn build_plan(config: &RunConfig, prepared: Vec<Arc<PreparedModel>>) 
         // The room above min_connections is for rebuilding failed workers when faults are
         // injected, not for scaling up on queues.
         pool.scale_up_queue = if sc.faults.is_empty() { 2 } else { usize::MAX };
-        pool.standbys = standbys(sc, recovery.enabled());
-        if pool.standbys.copies > 0 {
-            // Each copy needs a worker of its own beside the one serving the model, and room
-            // to launch a replacement while a failed worker closes.
-            pool.min_workers = pool.min_workers.max(pool.standbys.copies + 1);
-            pool.max_workers = pool.max_workers.max(pool.min_workers + 1);
-        }
+        let faulted = recovery.enabled() && !sc.faults.is_empty();
+        pool.standbys = standbys(sc, faulted, pool.max_workers);
+        // Each copy needs a worker of its own beside the one serving the model (validation
+        // refuses more copies than max_connections leaves room for).
+        pool.min_workers = pool.min_workers.max(pool.standbys.copies + 1);
     }
     let per_model = w.iterations.unwrap_or(10);
     let bound = match (w.duration, routed) {
@@ -188,12 +186,13 @@ fn measured(config: &RunConfig, model: &PreparedModel) -> Option<pool::Measured>
     })
 }
 
-/// Standby copies when the pool recovers (1 unless the scenario says), and their memory budget
-/// (the scenario's, or half the memory available now).
-fn standbys(sc: &Scenario, recovers: bool) -> pool::Standbys {
+/// Standby copies (the scenario's; by default 1 when the pool recovers from injected faults and
+/// `max_workers` leaves room for a second worker), and their memory budget (the scenario's, or
+/// half the memory available now).
+fn standbys(sc: &Scenario, faulted: bool, max_workers: usize) -> pool::Standbys {
     let copies = match sc.pool.standbys {
         Some(n) => n as usize,
-        None if recovers => 1,
+        None if faulted => max_workers.saturating_sub(1).min(1),
         None => 0,
     };
     if copies == 0 {

@@ -9,8 +9,9 @@ use clap::Args;
 pub struct StandbyArgs {
     /// Standby copies of each model, each loaded on a worker that does not serve it and
     /// promoted at once when a serving worker fails (recovery then costs no load); a
-    /// replacement is loaded in the background. Default 1 when the pool recovers. 0 turns them
-    /// off. The pool keeps at least this many workers plus one.
+    /// replacement is loaded in the background. Default 1 when faults are injected and the pool
+    /// recovers. 0 turns them off. The pool keeps at least this many workers plus one, within
+    /// --max-connections.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=8))]
     pub standbys: Option<u32>,
     /// Memory all standby copies together may take, MiB, each counted at its model's measured

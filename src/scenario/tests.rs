@@ -245,3 +245,32 @@ fn random_mutations_of_the_builtins_never_panic() {
         }
     }
 }
+
+#[test]
+fn standbys_need_workers_a_recovering_routed_pool_and_memory() {
+    let mut s = Scenario::default();
+    s.models.push(ModelEntry::named("bert"));
+    s.pool.max_connections = 3;
+    s.pool.standbys = Some(2);
+    s.validate().unwrap();
+    let paths = |s: &Scenario| -> Vec<String> {
+        s.validate()
+            .unwrap_err()
+            .iter()
+            .map(|e| e.path().to_string())
+            .collect()
+    };
+    let mut crowded = s.clone();
+    crowded.pool.standbys = Some(3);
+    assert_eq!(paths(&crowded), ["pool.standbys"]);
+    let mut unrecovered = s.clone();
+    unrecovered.recovery.strategy = RecoveryStrategy::None;
+    assert_eq!(paths(&unrecovered), ["pool.standbys"]);
+    let mut broke = s.clone();
+    broke.pool.standby_memory_mib = Some(0);
+    assert_eq!(paths(&broke), ["pool.standby_memory_mib"]);
+    // Off is always fine.
+    s.pool.standbys = Some(0);
+    s.recovery.strategy = RecoveryStrategy::None;
+    s.validate().unwrap();
+}

@@ -132,7 +132,8 @@ pub struct PoolConfig {
     pub tls: bool,
     /// Hot standbys: copies of each model kept loaded on workers that do not serve it, promoted
     /// at once when a serving worker fails and replaced in the background. Default: 1 in a
-    /// routed pool that recovers (within `standby_memory_mib`), else 0. 0 turns them off.
+    /// routed pool that recovers from injected faults (when `max_connections` is 2 or more),
+    /// else 0. 0 turns them off. At most `max_connections - 1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standbys: Option<u32>,
     /// Memory all standby copies together may take, MiB, each counted at its model's measured

@@ -5,10 +5,23 @@ use super::types::{RecoveryStrategy, Scenario};
 use super::validate::{push, Issue};
 
 /// Pushes an issue for standbys asked for where nothing would promote them: outside a routed
-/// pool (`not_routed` says why) or with `recovery.strategy: none`; and for a zero budget.
+/// pool (`not_routed` says why) or with `recovery.strategy: none`; for more copies than
+/// `max_connections` has workers for; and for a zero budget.
 pub(super) fn standbys(out: &mut Vec<Issue>, s: &Scenario, not_routed: Option<&str>) {
     let p = &s.pool;
     if let Some(n) = p.standbys.filter(|n| *n > 0) {
+        if n >= p.max_connections {
+            push(
+                out,
+                "pool.standbys",
+                format!(
+                    "'{n}' copies need {} workers (one serving, one per copy), but \
+                     max_connections is {}",
+                    n + 1,
+                    p.max_connections
+                ),
+            );
+        }
         if let Some(why) = not_routed {
             push(out, "pool.standbys", format!("'{n}' is not used: {why}"));
         }
