@@ -15,7 +15,7 @@ use crate::models::PreparedModel;
 use crate::state::Op;
 
 use super::correctness::CellOutput;
-use super::ledger::{Ran, RequestEnd};
+use super::ledger::{Ran, RequestEnd, Ticket};
 use super::router::{self, Candidate, Decision, HardwarePreferences, Target};
 use super::worker::{cell_output, LoadReply, OutputMode, Worker};
 use super::{lock, ErrorClass, Pool, PoolError};
@@ -293,23 +293,16 @@ impl Pool {
         // The first run returns every value: the checks (finite, oracle, cross) see it all.
         let mode = OutputMode::Full;
         let backend = loaded.reply.backend;
-        let ticket = lock(&self.inner.ledger).issue(&model.name, Phase::First);
-        let issued = Instant::now();
-        let first = worker.run(&model.name, mode).await;
-        self.request_ended_as(RequestEnd {
-            ticket,
+        let mut ticket = FirstRun {
+            pool: self,
+            ticket: Some(lock(&self.inner.ledger).issue(&model.name, Phase::First)),
             model: &model.name,
-            ran: Some(Ran {
-                worker: &worker.id,
-                browser: worker.kind,
-                backend,
-            }),
-            phase: Phase::First,
-            scheduled: issued,
-            issued,
-            attempt: 1,
-            outcome: first.as_ref().map(|r| r.run_ms).map_err(ErrorClass::of),
-        });
+            worker,
+            backend,
+            issued: Instant::now(),
+        };
+        let first = worker.run(&model.name, mode).await;
+        ticket.end(first.as_ref().map(|r| r.run_ms).map_err(ErrorClass::of));
         let first = first?;
         lock(&self.inner.ledger).placement(PlacementRecord {
             model: model.name.clone(),
@@ -487,6 +480,45 @@ impl Pool {
         );
         self.event("migrated", &target.id, done.clone());
         Ok(done)
+    }
+}
+
+/// A first run's ticket, closed once: by its outcome, or as `deadline` when the future running
+/// it is dropped first (a recovery episode past its timeout drops the placement it was making;
+/// the request must still be accounted for).
+struct FirstRun<'a> {
+    pool: &'a Pool,
+    ticket: Option<Ticket>,
+    model: &'a str,
+    worker: &'a Worker,
+    backend: Backend,
+    issued: Instant,
+}
+
+impl FirstRun<'_> {
+    fn end(&mut self, outcome: Result<f64, ErrorClass>) {
+        if let Some(ticket) = self.ticket.take() {
+            self.pool.request_ended_as(RequestEnd {
+                ticket,
+                model: self.model,
+                ran: Some(Ran {
+                    worker: &self.worker.id,
+                    browser: self.worker.kind,
+                    backend: self.backend,
+                }),
+                phase: Phase::First,
+                scheduled: self.issued,
+                issued: self.issued,
+                attempt: 1,
+                outcome,
+            });
+        }
+    }
+}
+
+impl Drop for FirstRun<'_> {
+    fn drop(&mut self) {
+        self.end(Err(ErrorClass::Deadline));
     }
 }
 
