@@ -147,6 +147,11 @@ impl Pool {
             return;
         }
         let detected = Instant::now();
+        // A watcher that marked the worker failed saw it first, whoever reached the episode.
+        let cause = match worker.status().noticed_by {
+            Some(seen) => Cause { seen, ..cause },
+            None => cause,
+        };
         worker.set_lifecycle(Lifecycle::Recovering);
         let pending = lock(&self.inner.attribution).take(&worker.id, cause.seen);
         let (fault, detection_ms) = match pending {

@@ -76,13 +76,13 @@ fn watch(pool: &Pool, w: &super::worker::Worker, silent: Option<Duration>) {
     if w.browser_alive() {
         w.seen_alive();
     } else {
-        if w.mark_unhealthy("the browser process exited".into()) {
+        if w.mark_noticed("the browser process exited".into(), Detection::ProcessExit) {
             pool.event("process_exit", &w.id, "the browser process exited".into());
         }
         return;
     }
     if !w.driver_alive() {
-        if w.mark_unhealthy("the driver process exited".into()) {
+        if w.mark_noticed("the driver process exited".into(), Detection::ProcessExit) {
             pool.event("process_exit", &w.id, "the driver process exited".into());
         }
         return;
@@ -93,7 +93,7 @@ fn watch(pool: &Pool, w: &super::worker::Worker, silent: Option<Duration>) {
             silent.as_millis(),
             BEAT_SILENCE_LIMIT.as_millis()
         );
-        if w.is_routable() && w.mark_unhealthy(why.clone()) {
+        if w.is_routable() && w.mark_noticed(why.clone(), Detection::Heartbeat) {
             pool.event("unhealthy", &w.id, why);
         }
     }

@@ -124,6 +124,10 @@ pub struct WorkerStatus {
     /// A load or a reset is in flight: the page's main thread takes in hundreds of MB and its
     /// beats may lag on a busy machine, so silence is not judged then (the load's own bound is).
     pub loading: bool,
+    /// The watcher that marked the worker unhealthy (a silent heartbeat, a process gone): what
+    /// its recovery episode records as the detection, even when a request whose call was cut
+    /// short by that marking reaches the episode first.
+    pub noticed_by: Option<super::attribution::Detection>,
 }
 
 /// How a page's heartbeat can be judged.
@@ -210,6 +214,7 @@ impl Worker {
                 runs_answered: 0,
                 beat: None,
                 loading: false,
+                noticed_by: None,
             }),
             task: Mutex::new(None),
             timeouts: ctx.timeouts,
@@ -265,6 +270,7 @@ impl Worker {
         if s.lifecycle != Lifecycle::Closed {
             s.lifecycle = Lifecycle::Ready;
             s.fault = None;
+            s.noticed_by = None;
         }
     }
 
@@ -311,6 +317,15 @@ impl Worker {
     /// Marks the worker unhealthy so the router stops using it. Calls in flight on it stop
     /// waiting (their requests run again elsewhere); returns whether it was healthy before.
     pub fn mark_unhealthy(&self, why: String) -> bool {
+        self.mark_failed(why, None)
+    }
+
+    /// As [`Worker::mark_unhealthy`], by a watcher that saw it as `by`.
+    pub(crate) fn mark_noticed(&self, why: String, by: super::attribution::Detection) -> bool {
+        self.mark_failed(why, Some(by))
+    }
+
+    fn mark_failed(&self, why: String, by: Option<super::attribution::Detection>) -> bool {
         let mut s = lock(&self.status);
         // A recovery in progress owns the state (its probes may fail on the way).
         if !matches!(
@@ -319,6 +334,7 @@ impl Worker {
         ) {
             s.lifecycle = Lifecycle::Unhealthy;
             s.fault.get_or_insert(why);
+            s.noticed_by = by;
             drop(s);
             self.failed.send_modify(|n| *n += 1);
             return true;
