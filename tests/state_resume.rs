@@ -170,14 +170,16 @@ fn harness_sigkilled_mid_run_is_resumed_to_the_end() {
 fn a_migration_that_fails_half_way_rolls_back() {
     let sb = Sandbox::new();
     // The target is hung when the load arrives: the load times out, the half-loaded model is
-    // dropped from it, and the source keeps serving. No standbys: a standby copy on Firefox
-    // would meet the hang before the migration does.
+    // dropped from it, and the source keeps serving. Without recovery, so the pool neither keeps
+    // a standby copy on Firefox nor watches the page's heartbeat: either would take the hung
+    // Firefox out of the pool before the migration reaches it (which is what they are for).
     let file = scenario_file(
         &sb,
         "name: migration-rollback\n\
-         pool: {browsers: [chromium, firefox], min_connections: 2, max_connections: 3, heartbeat_interval: 1s, heartbeat_timeout: 3s, standbys: 0}\n\
+         pool: {browsers: [chromium, firefox], min_connections: 2, max_connections: 3, heartbeat_interval: 1s, heartbeat_timeout: 3s}\n\
          models: [{name: bert-tiny}]\n\
          workload: {mode: closed, concurrency: 2, duration: 14s, warmup: 1, request_timeout: 20s, load_timeout: 3s}\n\
+         recovery: {strategy: none}\n\
          faults: [{kind: hang, at: 3s, duration: 8s, target: {browser: firefox}}]\n\
          state: {sync_interval: 1s, migrations: [{model: bert-tiny, to: firefox, at: 4s}]}\n\
          thresholds: {lost_requests: 0}\n",
