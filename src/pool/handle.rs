@@ -104,19 +104,27 @@ impl ModelHandle {
         };
         let name = &self.entry.prepared.name;
         let mut attempt = 1;
+        // Since when there has been nowhere to run it (that wait takes no attempt).
+        let mut homeless: Option<Instant> = None;
+        // The worker the last attempt failed on: the next one goes elsewhere when it can.
+        let mut avoid: Option<Arc<Worker>> = None;
         loop {
             let may_retry = tolerant && attempt < max_attempts;
             if pool.inner.cancel.is_cancelled() {
                 self.never_ran(ticket, scheduled, phase, attempt, ErrorClass::Interrupted);
                 return Err(PoolError::ShuttingDown);
             }
-            let worker = match self.pick().await {
+            let worker = match self.pick(avoid.as_ref()).await {
                 Ok(w) => w,
-                Err(_) if may_retry && !pool.inner.cancel.is_cancelled() => {
+                Err(_)
+                    if tolerant
+                        && homeless.get_or_insert_with(Instant::now).elapsed()
+                            < recovery.timeout =>
+                {
                     // Nowhere to run right now (every placement is being recovered): wait for
-                    // the episode in flight, then look again.
+                    // the episode in flight, then look again. A request's deadline still ends
+                    // the wait; this bound is for a caller without one.
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    attempt += 1;
                     continue;
                 }
                 Err(e) => {
@@ -145,7 +153,10 @@ impl ModelHandle {
                         model: Some(name.clone()),
                         in_flight: service,
                     };
-                    pool.recover(&worker, generation, cause).await;
+                    self.after_failure(pool.recover(&worker, generation, cause), &worker)
+                        .await;
+                    homeless = None;
+                    avoid = Some(worker);
                     attempt += 1;
                     continue;
                 }
@@ -290,9 +301,10 @@ impl ModelHandle {
         });
     }
 
-    /// The least-loaded live placement, placing the model again if it has none.
-    async fn pick(&self) -> Result<Arc<Worker>, PoolError> {
-        if let Some(s) = self.least_loaded() {
+    /// The least-loaded live placement (other than `avoid`, when there is another), placing
+    /// the model again if it has none.
+    async fn pick(&self, avoid: Option<&Arc<Worker>>) -> Result<Arc<Worker>, PoolError> {
+        if let Some(s) = self.least_loaded_avoiding(avoid) {
             return Ok(s);
         }
         self.ensure_placed().await?;
@@ -303,9 +315,43 @@ impl ModelHandle {
     }
 
     fn least_loaded(&self) -> Option<Arc<Worker>> {
+        self.least_loaded_avoiding(None)
+    }
+
+    fn least_loaded_avoiding(&self, avoid: Option<&Arc<Worker>>) -> Option<Arc<Worker>> {
         let mut placements = lock(&self.entry.placements);
         placements.retain(|s| s.is_routable());
-        placements.iter().min_by_key(|s| s.queued()).cloned()
+        let elsewhere = |s: &&Arc<Worker>| avoid.is_none_or(|a| !Arc::ptr_eq(s, a));
+        let best = placements
+            .iter()
+            .filter(elsewhere)
+            .min_by_key(|s| s.queued());
+        best.or_else(|| placements.iter().min_by_key(|s| s.queued()))
+            .cloned()
+    }
+
+    /// Waits for the recovery `episode` of `failed`, or less: only until the model has a live
+    /// placement on another worker (a standby the episode promoted), so a request does not wait
+    /// for a repair it does not need. The episode runs on either way.
+    async fn after_failure(
+        &self,
+        episode: impl std::future::Future<Output = ()>,
+        failed: &Arc<Worker>,
+    ) {
+        tokio::pin!(episode);
+        loop {
+            tokio::select! {
+                () = &mut episode => return,
+                () = tokio::time::sleep(Duration::from_millis(50)) => {
+                    let elsewhere = lock(&self.entry.placements)
+                        .iter()
+                        .any(|p| !Arc::ptr_eq(p, failed) && p.is_routable());
+                    if elsewhere {
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// Places the model once if it has no live placement (serialised per model).
