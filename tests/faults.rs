@@ -495,6 +495,44 @@ fn a_corrupted_answer_is_one_wrong_answer_failure() {
 }
 
 #[test]
+fn a_hung_worker_hands_over_to_its_standby_and_rejoins_without_a_launch() {
+    let sb = Sandbox::new();
+    // Two workers: one serves bert-tiny, the other holds its standby. The hang ends by itself
+    // after 4 s; the hung worker must be kept (repaired aside), not closed and replaced.
+    let yaml = "name: aside-test\n\
+         pool: {browsers: [chromium], min_connections: 2, max_connections: 2, standbys: 1}\n\
+         models: [{name: bert-tiny}]\n\
+         workload: {mode: closed, concurrency: 2, duration: 14s, warmup: 1, request_timeout: 40s}\n\
+         recovery: {strategy: progressive, timeout: 30s, max_attempts: 4}\n\
+         thresholds: {lost_requests: 0}\n\
+         faults:\n  - {kind: hang, at: 3s, duration: 4s, target: {model: bert-tiny}}\n";
+    let run = run_scenario(&sb, yaml);
+    assert_accounted(&run);
+    let events = run["pool_events"].as_array().expect("pool_events");
+    assert_eq!(run["requests"]["failed"], 0, "{events:?}");
+    let e = run["recovery_events"]
+        .as_array()
+        .and_then(|r| r.iter().find(|e| e["fault_kind"] == "hang"))
+        .unwrap_or_else(|| panic!("no hang recovery: {events:?}"));
+    assert_eq!(e["level"], "migrate", "{e}");
+    assert!(e["steps"].to_string().contains("repaired aside"), "{e}");
+    let hung = e["worker"].as_str().unwrap_or_default();
+    let of = |kind: &'static str| events.iter().filter(move |v| v["kind"] == kind);
+    let rejoined: Vec<_> = of("rejoined").filter(|v| v["worker"] == hung).collect();
+    assert_eq!(rejoined.len(), 1, "{events:?}");
+    assert!(
+        rejoined[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("standby of [bert-tiny]")),
+        "{events:?}"
+    );
+    // The two initial workers only: nothing was launched to replace the hung one.
+    assert_eq!(of("launched").count(), 2, "{events:?}");
+    assert_eq!(of("retired").count(), 0, "{events:?}");
+    sb.assert_clean();
+}
+
+#[test]
 fn a_hot_standby_takes_over_a_killed_browser_without_a_load() {
     let sb = Sandbox::new();
     let yaml = "name: standby-test\n\

@@ -9,7 +9,8 @@
 //! - `handle.rs`: [`ModelHandle`], a request's path (pick, run, retry by [`ErrorClass`]);
 //! - `ledger.rs`: what was observed (samples, counts, events) -> [`PoolReport`];
 //! - `attribution.rs`: injected faults waiting for the failure they cause;
-//! - `recover.rs`: recovery episodes; `upkeep.rs`: heartbeats, memory, reaping, the minimum;
+//! - `recover.rs`: recovery episodes; `aside.rs`: repairing a worker whose models
+//!   went to standbys, in the background; `upkeep.rs`: heartbeats, memory, reaping, the minimum;
 //! - `worker/`: the worker handle, its task and the typed page API; `engine/`: the run loops.
 //!
 //! Rust API: `Pool::start(config, server, journal, cancel)`, then
@@ -29,6 +30,7 @@ use crate::models::{self, PreparedModel, Task};
 use crate::server::AssetServer;
 
 mod adapt;
+mod aside;
 pub mod attribution;
 pub mod config;
 pub mod correctness;

@@ -128,8 +128,7 @@ impl Pool {
         let (pool, worker) = (self.clone(), worker.clone());
         let (done, ended) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
-            pool.episode(&worker, generation, cause).await;
-            let _ = done.send(());
+            pool.episode(&worker, generation, cause, done).await;
         });
         {
             let mut episodes = lock(&self.inner.episodes);
@@ -139,8 +138,16 @@ impl Pool {
         let _ = ended.await;
     }
 
-    /// The episode itself: climb the ladder, then record what happened.
-    async fn episode(&self, worker: &Arc<Worker>, generation: u64, cause: Cause) {
+    /// The episode itself: promote standbys, climb the ladder for what they do not cover, then
+    /// record what happened and tell `done` (the requests waiting on it). A worker set aside
+    /// is then repaired, still under the episode lock.
+    async fn episode(
+        &self,
+        worker: &Arc<Worker>,
+        generation: u64,
+        cause: Cause,
+        done: tokio::sync::oneshot::Sender<()>,
+    ) {
         let _episode = worker.episode.lock().await;
         let live = self.workers().iter().any(|s| Arc::ptr_eq(s, worker));
         if !live || worker.generation() != generation || self.inner.cancel.is_cancelled() {
@@ -183,22 +190,31 @@ impl Pool {
         let mut reached = None;
         let mut succeeded = false;
         let mut steps = Vec::new();
-        // Hot standbys first: when every model here can be served elsewhere at once, that is
-        // the recovery (no probe, no reload); the worker is replaced in the background.
-        let promoted = if self.inner.config.standbys.copies > 0 {
-            self.promote_all(worker)
-        } else {
-            None
-        };
-        if let Some(moves) = promoted {
-            reached = Some(Level::Migrate);
-            succeeded = true;
-            let done = if moves.is_empty() {
+        // Hot standbys first: every model here that can be served elsewhere at once moves
+        // (no probe, no load). When that is all of them, that is the recovery: the worker is
+        // repaired aside in the background, or replaced by upkeep when its browser is gone.
+        let mut aside = false;
+        if self.inner.config.standbys.copies > 0 {
+            let (moves, all) = self.promote_off(worker);
+            let moved = if moves.is_empty() {
                 Restored::NothingToMove
             } else {
                 Restored::Moved(moves)
             };
-            steps.push(format!("promote: {done}"));
+            if all {
+                reached = Some(Level::Migrate);
+                succeeded = true;
+                aside = self.set_aside(worker);
+                let then = if aside {
+                    "the worker is repaired aside"
+                } else {
+                    self.retire(worker, "its models went to hot standbys");
+                    "the worker is retired"
+                };
+                steps.push(format!("promote: {moved}; {then}"));
+            } else if !matches!(moved, Restored::NothingToMove) {
+                steps.push(format!("promote: {moved}; the ladder for the rest"));
+            }
         }
         for level in levels.into_iter().filter(|_| !succeeded) {
             reached = Some(level);
@@ -222,9 +238,11 @@ impl Pool {
             }
         }
         match reached {
+            _ if aside => {}
             Some(Level::Retry | Level::Reset) if succeeded => {
                 worker.breaker_outcome(true);
                 worker.repaired();
+                self.rejoin_as_standby(worker);
             }
             // Migrated or rebuilt: the worker was retired on the way. Failed: retire it now so
             // nothing is routed to it and its browser is closed.
@@ -267,6 +285,10 @@ impl Pool {
             succeeded,
             steps,
         });
+        let _ = done.send(());
+        if aside {
+            self.repair_aside(worker, &cause).await;
+        }
     }
 
     /// One ladder level.
@@ -326,7 +348,7 @@ impl Pool {
 
     /// A real run on the worker (of the failing model, or any it holds); `echo` when it holds
     /// none.
-    async fn probe(&self, worker: &Worker, cause: &Cause) -> Result<(), WorkerError> {
+    pub(super) async fn probe(&self, worker: &Worker, cause: &Cause) -> Result<(), WorkerError> {
         let loaded = worker.status().loaded;
         let model = cause
             .model

@@ -1,9 +1,9 @@
 //! Hot standbys: copies of each model loaded on workers that do not serve it. This file keeps
 //! them (`ensure_standbys`, within the copies and memory budget of `PoolConfig::standbys`),
 //! checks a standby on a new browser kind against the placement's output before its answers
-//! count as verified, waits for them before a workload starts, and promotes them when a serving
-//! worker fails (`promote`, `promote_all`, called by a recovery episode before any ladder
-//! level). Must not import `report`, `cli` or terminal crates.
+//! count as verified, waits for them before a workload starts, promotes them when a serving
+//! worker fails (`promote`, `promote_off`, called by a recovery episode before any ladder
+//! level), and takes a repaired worker's copies back as standbys (`rejoin_as_standby`). Must not import `report`, `cli` or terminal crates.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -69,30 +69,51 @@ impl Pool {
         Some(format!("{} (hot standby promoted)", spare.id))
     }
 
-    /// When every model `worker` serves can be served elsewhere at once (another live
-    /// placement or a ready standby), retires `worker` and promotes a standby for each model
-    /// left without a placement. Returns the moves, or `None` (nothing done) when a model
-    /// would be left without service. No load, no launch: the replacement is upkeep's,
-    /// in the background.
-    pub(super) fn promote_all(&self, worker: &Arc<Worker>) -> Option<Vec<(String, String)>> {
-        let models = self.models_on(worker);
-        if !models.iter().all(|e| e.covered_without(worker)) {
-            return None;
-        }
-        self.retire(worker, "its models went to hot standbys");
+    /// Moves off `worker` every model it serves that can be served elsewhere at once (another
+    /// live placement, or a ready standby promoted). No load, no launch. Returns the moves and
+    /// whether every model it served moved (then the worker serves nothing).
+    pub(super) fn promote_off(&self, worker: &Arc<Worker>) -> (Vec<(String, String)>, bool) {
         let mut moved = Vec::new();
-        for entry in &models {
+        let mut all = true;
+        for entry in self.models_on(worker) {
+            if !entry.covered_without(worker) {
+                all = false;
+                continue;
+            }
+            lock(&entry.placements).retain(|p| !Arc::ptr_eq(p, worker));
+            self.journal(Op::Unplaced {
+                model: entry.name().to_string(),
+                worker: worker.id.clone(),
+            });
             let live = lock(&entry.placements)
                 .iter()
                 .find(|s| s.is_routable())
                 .map(|s| format!("{} (already placed)", s.id));
-            match live.or_else(|| self.promote(entry)) {
-                Some(done) => moved.push((entry.name().to_string(), done)),
-                // A standby went away between the check and now: the request path places it.
-                None => moved.push((entry.name().to_string(), "to be placed again".into())),
+            let done = live.or_else(|| self.promote(&entry));
+            // A standby went away between the check and now: the request path places it.
+            let done = done.unwrap_or_else(|| "to be placed again".into());
+            moved.push((entry.name().to_string(), done));
+        }
+        (moved, all)
+    }
+
+    /// Takes back a repaired worker's loaded models that it does not serve as hot standbys:
+    /// the copies it held before its failure, or the models a recovery moved off it. Returns
+    /// their names.
+    pub(super) fn rejoin_as_standby(&self, worker: &Arc<Worker>) -> Vec<String> {
+        let loaded = worker.status().loaded;
+        let mut held = Vec::new();
+        for entry in lock(&self.inner.models).values() {
+            if !loaded.contains_key(entry.name()) || entry.served_by(worker) {
+                continue;
+            }
+            let mut standby = lock(&entry.standby);
+            if !standby.iter().any(|p| Arc::ptr_eq(p, worker)) {
+                standby.push(worker.clone());
+                held.push(entry.name().to_string());
             }
         }
-        Some(moved)
+        held
     }
 
     /// Loads standby copies of every placed model, up to the configured number of copies per

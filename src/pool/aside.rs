@@ -1,0 +1,106 @@
+//! Repair aside: a failed worker whose every model went to hot standbys is not closed when its
+//! browser lives on (a hung page, a frozen or dropped driver connection, a crashed tab). It
+//! serves nothing and takes no faults while a background task waits for the page to answer
+//! again (a hang or a frozen driver ends by itself) or resets it, then takes its loaded models
+//! back as standbys. That spares the machine a browser launch and, for most faults, every
+//! model load: on 2 cores, the loads a storm of faults asks for are what starves the requests.
+//! Must not import `report`, `cli` or terminal crates.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::recover::Cause;
+use super::worker::Worker;
+use super::{ErrorClass, Pool};
+
+/// How long one echo waits while the page is still busy.
+const ECHO_BOUND: Duration = Duration::from_secs(2);
+
+impl Pool {
+    /// Takes `worker` out of every placement and standby list, keeping it a member so upkeep
+    /// neither launches a replacement nor closes it. Returns false (nothing done) when its
+    /// browser or driver is gone: then only a retire makes sense.
+    pub(super) fn set_aside(&self, worker: &Arc<Worker>) -> bool {
+        if !worker.browser_alive() || !worker.driver_alive() || self.inner.cancel.is_cancelled() {
+            return false;
+        }
+        self.unplace_everywhere(worker);
+        // Calls still waiting on it end now and run again on the standbys.
+        worker.abandon_calls();
+        true
+    }
+
+    /// Repairs a worker set aside, within twice the recovery timeout: waits for the page to
+    /// answer (unless its session is known lost), else resets it; either way a real run of a
+    /// model it holds must answer. Then it serves again, as a standby of what it holds; if not,
+    /// it is retired.
+    pub(super) async fn repair_aside(&self, worker: &Arc<Worker>, cause: &Cause) {
+        let started = Instant::now();
+        let repaired = tokio::select! {
+            r = self.repair_in_place(worker, cause) => r,
+            () = self.inner.cancel.cancelled() => Err("the pool is shutting down".into()),
+        };
+        match repaired {
+            Ok(how) => {
+                worker.breaker_outcome(true);
+                worker.repaired();
+                let held = self.rejoin_as_standby(worker);
+                self.event(
+                    "rejoined",
+                    &worker.id,
+                    format!(
+                        "{how}; back after {} ms as a standby of [{}]",
+                        started.elapsed().as_millis(),
+                        held.join(", ")
+                    ),
+                );
+            }
+            Err(why) => self.retire(worker, &format!("not repaired aside: {why}")),
+        }
+    }
+
+    async fn repair_in_place(&self, worker: &Arc<Worker>, cause: &Cause) -> Result<String, String> {
+        let bound = self.inner.config.recovery.timeout;
+        let gone = || !worker.browser_alive() || !worker.driver_alive();
+        if gone() {
+            return Err("its browser or driver exited".into());
+        }
+        // A hung page and a frozen driver come back by themselves: wait for an answer first.
+        if self.answers_within(worker, bound).await && self.probe(worker, cause).await.is_ok() {
+            return Ok("the page answered again".into());
+        }
+        if gone() {
+            return Err("its browser or driver exited".into());
+        }
+        let reset = Instant::now();
+        worker.reset(bound).await.map_err(|e| e.to_string())?;
+        self.probe(worker, cause).await.map_err(|e| e.to_string())?;
+        Ok(format!(
+            "page reopened and models reloaded in {} ms",
+            reset.elapsed().as_millis()
+        ))
+    }
+
+    /// Echoes the page until it answers, for up to `bound`; false at once when the answer is
+    /// an error that waiting does not mend (a crashed tab, a lost session).
+    async fn answers_within(&self, worker: &Worker, bound: Duration) -> bool {
+        let until = Instant::now() + bound;
+        while Instant::now() < until {
+            let echo = worker.call_within("echo", json!({"probe": true}), ECHO_BOUND);
+            match tokio::time::timeout(ECHO_BOUND + Duration::from_secs(1), echo).await {
+                Ok(Ok(_)) => return true,
+                Ok(Err(e)) => {
+                    if !matches!(ErrorClass::of(&e), ErrorClass::Timeout | ErrorClass::Driver) {
+                        return false;
+                    }
+                }
+                // Still busy (a hung page, a frozen driver).
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        false
+    }
+}
