@@ -352,6 +352,27 @@ impl Browser for CdpBrowser {
         }
     }
 
+    async fn reconnect(&self) -> Result<bool, WorkerError> {
+        let broken = self.broken.lock().ok().and_then(|b| b.clone());
+        let resumable = matches!(broken, Some(Broken::Disconnected(_) | Broken::Unusable(_)));
+        if !resumable || self.closed.load(Ordering::SeqCst) || !self.browser_alive() {
+            return Ok(false);
+        }
+        let mut guard = self.socket.lock().await;
+        let target = self.target_id();
+        let sock = connect(self.port, &target)
+            .await
+            .map_err(|e| WorkerError::Driver {
+                method: "reconnect".into(),
+                message: format!("cannot connect to tab {target} again: {e}"),
+            })?;
+        *guard = Some(sock);
+        if let Ok(mut b) = self.broken.lock() {
+            *b = None;
+        }
+        Ok(true)
+    }
+
     async fn crash_tab(&self) -> Result<String, WorkerError> {
         // Not `Page.crash`: measured here, Chromium reports a tab crashed that way only after
         // about 4.8 s (the renderer sits in its crash handler); a renderer killed by the OS

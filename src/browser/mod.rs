@@ -192,6 +192,17 @@ pub trait Browser: Send + Sync + fmt::Debug {
     /// Closes the page, the browser and its driver, and removes the temporary profile.
     /// Idempotent; never blocks the async runtime.
     async fn close(&self) -> Result<(), WorkerError>;
+    /// Makes a session that a timed-out call or a dropped connection left unusable usable again
+    /// without touching the page, which keeps its models (CDP: a new DevTools connection to the
+    /// same tab; WebDriver: the same session, taken up again). Returns false when there is
+    /// nothing to take up again (not broken, or broken for good: a crash). Whether the page
+    /// answers is the next call's to find out.
+    ///
+    /// # Errors
+    /// [`WorkerError::Driver`] when the new connection cannot be opened.
+    async fn reconnect(&self) -> Result<bool, WorkerError> {
+        Ok(false)
+    }
     /// Opens a fresh copy of the worker page in the same browser (CDP: a new tab, the old one
     /// closed; WebDriver: the page navigated again) and waits until it is ready. A session that
     /// an earlier timeout, crashed tab or dropped connection left unusable is usable again

@@ -326,6 +326,23 @@ impl Browser for WebDriverBrowser {
         }
     }
 
+    async fn reconnect(&self) -> Result<bool, WorkerError> {
+        // A timed-out call leaves the session marked unusable, but the driver still holds it:
+        // once the page (or a frozen driver) is free again, the same session answers.
+        let mut broken = self.broken.lock().map_err(|e| WorkerError::Driver {
+            method: "reconnect".into(),
+            message: e.to_string(),
+        })?;
+        let resumable = matches!(*broken, Some(WorkerError::Unusable { .. }));
+        let alive = self.pid.is_none_or(process::pid_alive)
+            && self.driver_pid.is_none_or(process::pid_alive);
+        if !resumable || !alive || self.closed.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        *broken = None;
+        Ok(true)
+    }
+
     async fn crash_tab(&self) -> Result<String, WorkerError> {
         if self.relay.is_some() {
             return self.crash_remote_tab().await;

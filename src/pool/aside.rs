@@ -1,7 +1,8 @@
 //! Repair aside: a failed worker whose every model went to hot standbys is not closed when its
 //! browser lives on (a hung page, a frozen or dropped driver connection, a crashed tab). It
 //! serves nothing and takes no faults while a background task waits for the page to answer
-//! again (a hang or a frozen driver ends by itself) or resets it, then takes its loaded models
+//! again (a hang or a frozen driver ends by itself; a connection left unusable is taken up
+//! again, see `Browser::reconnect`) or resets it, then takes its loaded models
 //! back as standbys. That spares the machine a browser launch and, for most faults, every
 //! model load: on 2 cores, the loads a storm of faults asks for are what starves the requests.
 //! Must not import `report`, `cli` or terminal crates.
@@ -33,8 +34,8 @@ impl Pool {
     }
 
     /// Repairs a worker set aside, within twice the recovery timeout: waits for the page to
-    /// answer (unless its session is known lost), else resets it; either way a real run of a
-    /// model it holds must answer. Then it serves again, as a standby of what it holds; if not,
+    /// answer (unless the answer says its session is lost for good), else resets it; either way
+    /// a real run of a model it holds must answer. Then it serves again, as a standby of what it holds; if not,
     /// it is retired.
     pub(super) async fn repair_aside(&self, worker: &Arc<Worker>, cause: &Cause) {
         let started = Instant::now();
@@ -83,20 +84,30 @@ impl Pool {
         ))
     }
 
-    /// Echoes the page until it answers, for up to `bound`; false at once when the answer is
-    /// an error that waiting does not mend (a crashed tab, a lost session).
+    /// Echoes the page until it answers, for up to `bound`. A connection that a timed-out call
+    /// or a dropped socket left unusable is taken up again on the way (the page keeps its
+    /// models). False at once on an error that waiting does not mend (a crashed tab, a session
+    /// lost for good).
     async fn answers_within(&self, worker: &Worker, bound: Duration) -> bool {
         let until = Instant::now() + bound;
+        let browser = worker.browser();
         while Instant::now() < until {
             let echo = worker.call_within("echo", json!({"probe": true}), ECHO_BOUND);
             match tokio::time::timeout(ECHO_BOUND + Duration::from_secs(1), echo).await {
                 Ok(Ok(_)) => return true,
-                Ok(Err(e)) => {
-                    if !matches!(ErrorClass::of(&e), ErrorClass::Timeout | ErrorClass::Driver) {
-                        return false;
+                Ok(Err(e)) => match ErrorClass::of(&e) {
+                    // Still busy: a hung page, a frozen driver.
+                    ErrorClass::Timeout | ErrorClass::Driver => {}
+                    // Unusable or dropped: worth another try only if it can be taken up again
+                    // (connecting to a tab whose main thread is still busy waits: bounded).
+                    ErrorClass::SessionLost | ErrorClass::Disconnect => {
+                        let resumed = tokio::time::timeout(ECHO_BOUND, browser.reconnect()).await;
+                        if matches!(resumed, Ok(Ok(false))) {
+                            return false;
+                        }
                     }
-                }
-                // Still busy (a hung page, a frozen driver).
+                    _ => return false,
+                },
                 Err(_) => {}
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
