@@ -119,7 +119,8 @@ enum LevelFailed {
 
 impl Pool {
     /// Runs one recovery episode for `worker`, unless the failure seen on `generation` was
-    /// already handled. Returns when the episode is over (or was not needed).
+    /// already handled. Returns when the episode is recorded (or was not needed); a repair
+    /// aside goes on after that, in the same task.
     ///
     /// The episode is a task of the pool's, not part of the caller's future: a request that
     /// passes its deadline while it waits here is dropped, and the episode still runs to its
