@@ -35,8 +35,8 @@ impl Pool {
 
     /// Repairs a worker set aside, within twice the recovery timeout: waits for the page to
     /// answer (unless the answer says its session is lost for good), else resets it; either way
-    /// a real run of a model it holds must answer. Then it serves again, as a standby of what it holds; if not,
-    /// it is retired.
+    /// a real run of a model it holds must answer. Then it serves again, as a standby of what
+    /// it holds; if not, it is retired.
     pub(super) async fn repair_aside(&self, worker: &Arc<Worker>, cause: &Cause) {
         let started = Instant::now();
         let repaired = tokio::select! {
@@ -65,9 +65,6 @@ impl Pool {
     async fn repair_in_place(&self, worker: &Arc<Worker>, cause: &Cause) -> Result<String, String> {
         let bound = self.inner.config.recovery.timeout;
         let gone = || !worker.browser_alive() || !worker.driver_alive();
-        if gone() {
-            return Err("its browser or driver exited".into());
-        }
         // A hung page and a frozen driver come back by themselves: wait for an answer first.
         if self.answers_within(worker, bound).await && self.probe(worker, cause).await.is_ok() {
             return Ok("the page answered again".into());

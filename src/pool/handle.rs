@@ -343,10 +343,8 @@ impl ModelHandle {
             tokio::select! {
                 () = &mut episode => return,
                 () = tokio::time::sleep(Duration::from_millis(50)) => {
-                    let elsewhere = lock(&self.entry.placements)
-                        .iter()
-                        .any(|p| !Arc::ptr_eq(p, failed) && p.is_routable());
-                    if elsewhere {
+                    let next = self.least_loaded_avoiding(Some(failed));
+                    if next.is_some_and(|w| !Arc::ptr_eq(&w, failed)) {
                         return;
                     }
                 }

@@ -3,7 +3,8 @@
 //! checks a standby on a new browser kind against the placement's output before its answers
 //! count as verified, waits for them before a workload starts, promotes them when a serving
 //! worker fails (`promote`, `promote_off`, called by a recovery episode before any ladder
-//! level), and takes a repaired worker's copies back as standbys (`rejoin_as_standby`). Must not import `report`, `cli` or terminal crates.
+//! level), and takes a repaired worker's copies back as standbys (`rejoin_as_standby`).
+//! Must not import `report`, `cli` or terminal crates.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
