@@ -563,3 +563,91 @@ fn a_hot_standby_takes_over_a_killed_browser_without_a_load() {
     );
     sb.assert_clean();
 }
+
+#[test]
+fn a_browser_killed_during_the_first_placement_is_recovered_and_the_model_still_runs() {
+    let sb = Sandbox::new();
+    // No scheduled fault: the test itself kills the browser as soon as the run says it is
+    // placing bert-tiny, so the load or first run of the model's first placement fails.
+    let file = sb.dir.path().join("scenario.yaml");
+    std::fs::write(
+        &file,
+        "name: first-placement\n\
+         pool: {browsers: [chromium], min_connections: 1, max_connections: 2, standbys: 0}\n\
+         models: [{name: bert-tiny}]\n\
+         workload: {mode: closed, concurrency: 2, duration: 6s, warmup: 1, request_timeout: 40s}\n\
+         recovery: {strategy: progressive, timeout: 30s, max_attempts: 4}\n\
+         thresholds: {lost_requests: 0}\n",
+    )
+    .expect("scenario written");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("webgpu-pool"))
+        .env("TMPDIR", sb.tmp())
+        .env("NO_COLOR", "1")
+        .arg("scenario")
+        .arg(&file)
+        .arg("--results-dir")
+        .arg(sb.results())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let pipe = child.stderr.take().expect("stderr");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(pipe)).map_while(Result::ok);
+    let mut err = String::new();
+    let mut killed = Vec::new();
+    for line in lines.by_ref() {
+        err.push_str(&line);
+        err.push('\n');
+        if line.starts_with("placing bert-tiny") {
+            // The browser's main process: it has the profile dir and no `--type=` (renderer,
+            // GPU and utility processes carry one).
+            for pid in sb.leftover_pids() {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cmd = String::from_utf8_lossy(&cmd);
+                if cmd.contains("--user-data-dir") && !cmd.contains("--type=") {
+                    // SAFETY: kill(2) on a browser this test's run started; no memory touched.
+                    unsafe {
+                        libc::kill(pid as i32, libc::SIGKILL);
+                    }
+                    killed.push(pid);
+                }
+            }
+            break;
+        }
+    }
+    for line in lines {
+        err.push_str(&line);
+        err.push('\n');
+    }
+    let status = child.wait().expect("the run ends");
+    assert!(!killed.is_empty(), "no browser found to kill:\n{err}");
+    let run = sb.run_json();
+    let events = &run["pool_events"];
+    // Without the retry, bert-tiny is left out of the run: a result with an error, exit 1.
+    assert!(
+        status.success(),
+        "{err}\nevents: {events}\nrecovery: {}",
+        run["recovery_events"]
+    );
+    assert_accounted(&run);
+    let result = &run["results"][0];
+    assert_eq!(result["model"], "bert-tiny", "{result}");
+    assert!(result["error"].is_null(), "{result}");
+    assert!(
+        events
+            .as_array()
+            .expect("pool_events")
+            .iter()
+            .any(|e| e["kind"] == "placement_retried"
+                && e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("bert-tiny"))),
+        "{events}"
+    );
+    assert!(
+        run["requests"]["succeeded"].as_u64().unwrap_or(0) > 10,
+        "{}",
+        run["requests"]
+    );
+    sb.assert_clean();
+}

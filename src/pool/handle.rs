@@ -352,26 +352,81 @@ impl ModelHandle {
         }
     }
 
+    /// The model's first placement. In a pool that recovers, a load or first run that a worker
+    /// failure cut short (a crash, a lost session, a page taken for hung while it was starved)
+    /// waits for that worker's recovery and places the model again, up to the request
+    /// attempts: one transient failure at start must not leave a model out of the whole run.
+    /// The failed first run stays in the ledger as a failed request.
+    pub(super) async fn place_first(&self) -> Result<(), PoolError> {
+        let pool = &self.pool;
+        let recovery = pool.inner.config.recovery;
+        let tolerant = self.tolerance == FaultTolerance::Recover && recovery.enabled();
+        let mut attempt = 1;
+        loop {
+            let issued = Instant::now();
+            let (e, worker) = match self.place_once().await {
+                Ok(()) => return Ok(()),
+                Err(failed) => failed,
+            };
+            let class = e.class();
+            let Some((worker, generation)) = worker.filter(|_| {
+                tolerant
+                    && class.is_transient()
+                    && attempt < recovery.max_attempts
+                    && !pool.inner.cancel.is_cancelled()
+            }) else {
+                return Err(e);
+            };
+            let name = self.entry.name().to_string();
+            pool.event(
+                "placement_retried",
+                &worker.id,
+                format!("{name}: {e}; placing it again after the worker's recovery"),
+            );
+            let cause = Cause {
+                seen: Detection::Request(class),
+                model: Some(name),
+                in_flight: issued.elapsed(),
+            };
+            pool.recover(&worker, generation, cause).await;
+            attempt += 1;
+        }
+    }
+
     /// Places the model once if it has no live placement (serialised per model).
     pub(super) async fn ensure_placed(&self) -> Result<(), PoolError> {
+        self.place_once().await.map_err(|(e, _)| e)
+    }
+
+    /// As [`ModelHandle::ensure_placed`]; a failure names the worker the load or first run
+    /// failed on, with its generation then, when it got that far.
+    async fn place_once(&self) -> Result<(), (PoolError, Option<(Arc<Worker>, u64)>)> {
         let _placing = self.entry.placing.lock().await;
         if self.least_loaded().is_some() {
             return Ok(());
         }
         let pool = &self.pool;
-        let decision = pool.route(&self.entry, pool.has_room())?;
+        let decision = pool
+            .route(&self.entry, pool.has_room())
+            .map_err(|e| (e, None))?;
         let why = format!("for {}", self.entry.name());
         let worker = pool
             .target_of(&self.entry, decision, true, &why)
             .await
             .map_err(|e| match e {
-                super::placement::ReplaceError::Pool(e) => e,
-                other => PoolError::NoPlacement {
-                    model: self.entry.name().to_string(),
-                    reason: other.to_string(),
-                },
+                super::placement::ReplaceError::Pool(e) => (e, None),
+                other => (
+                    PoolError::NoPlacement {
+                        model: self.entry.name().to_string(),
+                        reason: other.to_string(),
+                    },
+                    None,
+                ),
             })?;
-        pool.place(&self.entry, worker).await
+        let generation = worker.generation();
+        pool.place(&self.entry, worker.clone())
+            .await
+            .map_err(|e| (e, Some((worker, generation))))
     }
 
     /// Adds a worker for this model when every placement is queued up and there is room.

@@ -212,7 +212,7 @@ impl Pool {
             .or_insert_with(|| Arc::new(ModelEntry::new(prepared, hardware)))
             .clone();
         let handle = ModelHandle::new(self.clone(), entry, fault_tolerance);
-        handle.ensure_placed().await?;
+        handle.place_first().await?;
         Ok(handle)
     }
 
