@@ -145,6 +145,16 @@ pub const BEAT_INTERVAL: Duration = Duration::from_millis(250);
 /// delayed by a busy machine.
 pub const BEAT_SILENCE_LIMIT: Duration = Duration::from_millis(450);
 
+/// Whether a silent heartbeat means a hang, given how the page beats, whether a load is in
+/// flight, the calls queued or running, and the runs the page answered (see
+/// [`Worker::beat_silence`]).
+fn silence_counts(beat: Option<BeatMode>, loading: bool, queued: usize, answered: u64) -> bool {
+    let Some(mode) = beat else {
+        return false;
+    };
+    !loading && (queued == 0 || (mode.proxy && answered > 0))
+}
+
 /// What a worker task shares with every other: the asset server and how pages load models.
 #[derive(Debug)]
 pub struct WorkerContext {
@@ -349,12 +359,16 @@ impl Worker {
 
     /// How long the page's heartbeat has been silent, when that silence means something: the
     /// page beats, and either runs inference off its main thread or has no call in flight.
+    /// A page that has not answered a run yet is not judged while a call is in flight either:
+    /// its first run pays shader compilation and first-call costs beside the other pages'
+    /// loads, and on a busy machine its beats lag past the limit (a false alarm there cost a
+    /// model its first placement). That call's own bound still holds.
     pub fn beat_silence(&self) -> Option<Duration> {
-        let (mode, queued, loading) = {
+        let counts = {
             let s = lock(&self.status);
-            (s.beat?, s.queued, s.loading)
+            silence_counts(s.beat, s.loading, s.queued, s.runs_answered)
         };
-        if loading || (!mode.proxy && queued > 0) {
+        if !counts {
             return None;
         }
         self.server.last_beat(&self.id).map(|t| t.elapsed())
@@ -575,5 +589,28 @@ impl<'a> Queued<'a> {
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
         lock(self.0).queued -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{silence_counts, BeatMode};
+
+    const PROXY: Option<BeatMode> = Some(BeatMode { proxy: true });
+    const MAIN: Option<BeatMode> = Some(BeatMode { proxy: false });
+
+    #[test]
+    fn silence_counts_only_where_a_beat_is_due() {
+        // Idle pages are judged, whichever thread runs inference.
+        assert!(silence_counts(PROXY, false, 0, 0));
+        assert!(silence_counts(MAIN, false, 0, 5));
+        // A run in the proxy worker leaves the main thread free to beat.
+        assert!(silence_counts(PROXY, false, 1, 5));
+        // A run on the main thread, a load, or no heartbeat at all: silence means nothing.
+        assert!(!silence_counts(MAIN, false, 1, 5));
+        assert!(!silence_counts(PROXY, true, 0, 5));
+        assert!(!silence_counts(None, false, 0, 5));
+        // A page's first call, before it ever answered a run, is judged like a load.
+        assert!(!silence_counts(PROXY, false, 1, 0));
     }
 }
