@@ -84,6 +84,17 @@ fn assert_recovered_min(run: &Value, kind: &str, levels: &[&str], seen_as: &[&st
     assert!(measured > min, "too few requests: {}", run["requests"]);
 }
 
+/// A reset reloads the page's models in place: the worker serves bert-tiny again, and the model
+/// was placed only once, not placed anew because its placement went missing during the episode.
+fn assert_served_on(run: &Value) {
+    let events = run["pool_events"].as_array().expect("pool_events");
+    let placed = events.iter().filter(|e| e["kind"] == "placed").count();
+    assert_eq!(
+        placed, 1,
+        "bert-tiny placed again after a reset: {events:?}"
+    );
+}
+
 /// A one-browser routed run of bert-tiny under a closed loop, with `faults` (YAML list items),
 /// and no hot standbys: each level of the ladder is what recovers.
 fn scenario(browsers: &str, extra: &str, faults: &str) -> String {
@@ -187,6 +198,7 @@ fn hang_is_caught_by_the_page_heartbeat_and_reset() {
         &["reset"],
         &["timeout", "session_lost", "heartbeat"],
     );
+    assert_served_on(&run);
     let e = &run["recovery_events"][0];
     // The page's own heartbeat goes silent: noticed well before the 3 s run bound.
     assert_eq!(e["detected_by"], "heartbeat", "{e}");
@@ -319,6 +331,7 @@ fn slow_past_the_run_bound_is_reset() {
         &["reset"],
         &["timeout", "session_lost", "heartbeat"],
     );
+    assert_served_on(&run);
     sb.assert_clean();
 }
 

@@ -318,15 +318,15 @@ impl ModelHandle {
         self.least_loaded_avoiding(None)
     }
 
+    /// Only reads the placements: a worker that is unhealthy or being recovered keeps its
+    /// placement, because its recovery episode reads it (what to promote, reset or migrate) and
+    /// it serves again once repaired. Retiring a worker unplaces it, with the journal's record.
     fn least_loaded_avoiding(&self, avoid: Option<&Arc<Worker>>) -> Option<Arc<Worker>> {
-        let mut placements = lock(&self.entry.placements);
-        placements.retain(|s| s.is_routable());
+        let placements = lock(&self.entry.placements);
+        let routable = || placements.iter().filter(|s| s.is_routable());
         let elsewhere = |s: &&Arc<Worker>| avoid.is_none_or(|a| !Arc::ptr_eq(s, a));
-        let best = placements
-            .iter()
-            .filter(elsewhere)
-            .min_by_key(|s| s.queued());
-        best.or_else(|| placements.iter().min_by_key(|s| s.queued()))
+        let best = routable().filter(elsewhere).min_by_key(|s| s.queued());
+        best.or_else(|| routable().min_by_key(|s| s.queued()))
             .cloned()
     }
 

@@ -277,7 +277,10 @@ impl Pool {
             model: entry.name().to_string(),
             worker: worker.id.clone(),
         });
-        lock(&entry.placements).push(worker);
+        let mut placements = lock(&entry.placements);
+        if !placements.iter().any(|p| Arc::ptr_eq(p, &worker)) {
+            placements.push(worker);
+        }
         Ok(())
     }
 
