@@ -334,7 +334,16 @@ fn remote_faults_through_webdriver_are_recovered_and_pid_faults_are_skipped_with
     let run = sb.run_json();
     assert!(a.get_output().status.success(), "{}", stderr(&a));
     assert_accounted(&run);
-    assert_eq!(run["requests"]["failed"], 0, "{}", run["requests"]);
+    assert_eq!(
+        run["requests"]["failed"],
+        0,
+        "{}\nfailed: {}\nrecovery events: {}\nevents: {}\n{}",
+        run["requests"],
+        failed_rows(&sb),
+        run["recovery_events"],
+        run["pool_events"],
+        stderr(&a)
+    );
     let faults = run["faults"].as_array().expect("faults");
     let of = |kind: &str| {
         faults
@@ -368,4 +377,26 @@ fn remote_faults_through_webdriver_are_recovered_and_pid_faults_are_skipped_with
         .contains("chrome://crash"));
     drop(grid);
     sb.assert_clean();
+}
+
+/// The failed rows of the run's `samples.csv`, one per line, for a failure message.
+fn failed_rows(sb: &Sandbox) -> String {
+    let Ok(mut csv) = csv::Reader::from_path(sb.run_dir().join("samples.csv")) else {
+        return "no samples.csv".into();
+    };
+    let headers = csv.headers().cloned().unwrap_or_default();
+    let ok = headers.iter().position(|h| h == "ok");
+    csv.records()
+        .flatten()
+        .filter(|r| ok.is_some_and(|i| &r[i] != "true"))
+        .map(|r| {
+            headers
+                .iter()
+                .zip(r.iter())
+                .map(|(h, v)| format!("{h}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
