@@ -4,10 +4,12 @@
 //! Callers send the task `(Job, oneshot reply)` over a bounded channel (fantoccini's session
 //! task): this serialises page calls, gives backpressure, and leaves one place that closes the
 //! browser. The handle's [`WorkerStatus`] is a snapshot the router, the reaper and the reports
-//! read; its `std::sync::Mutex` is never held across an `.await`. `page_api.rs` types the page's
-//! replies. Must not import `report`, `cli` or terminal crates.
+//! read; its `std::sync::Mutex` is never held across an `.await`. `beat.rs` judges the page's
+//! heartbeat, and `page_api.rs` types the page's replies. Must not import `report`, `cli` or
+//! terminal crates.
 
 mod actor;
+mod beat;
 pub mod page_api;
 
 use std::collections::BTreeMap;
@@ -32,6 +34,8 @@ pub use page_api::{
 use super::config::{PageSettings, WorkerTimeouts};
 use super::lock;
 use actor::Job;
+use beat::silence_counts;
+pub use beat::{BeatMode, BEAT_INTERVAL, BEAT_SILENCE_LIMIT};
 
 /// Jobs waiting per worker before senders wait (backpressure).
 const QUEUE_CAPACITY: usize = 64;
@@ -128,31 +132,6 @@ pub struct WorkerStatus {
     /// its recovery episode records as the detection, even when a request whose call was cut
     /// short by that marking reaches the episode first.
     pub noticed_by: Option<super::attribution::Detection>,
-}
-
-/// How a page's heartbeat can be judged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BeatMode {
-    /// Inference runs in onnxruntime-web's proxy worker: the main thread beats through a run,
-    /// so silence means a hang even while a call is in flight. Without it, silence only counts
-    /// while the worker has nothing in flight.
-    pub proxy: bool,
-}
-
-/// Time between a page's heartbeats.
-pub const BEAT_INTERVAL: Duration = Duration::from_millis(250);
-/// Silence after which a page is taken for hung: the interval plus 200 ms of slack for a beat
-/// delayed by a busy machine.
-pub const BEAT_SILENCE_LIMIT: Duration = Duration::from_millis(450);
-
-/// Whether a silent heartbeat means a hang, given how the page beats, whether a load is in
-/// flight, the calls queued or running, and the runs the page answered (see
-/// [`Worker::beat_silence`]).
-fn silence_counts(beat: Option<BeatMode>, loading: bool, queued: usize, answered: u64) -> bool {
-    let Some(mode) = beat else {
-        return false;
-    };
-    !loading && (queued == 0 || (mode.proxy && answered > 0))
 }
 
 /// What a worker task shares with every other: the asset server and how pages load models.
@@ -589,28 +568,5 @@ impl<'a> Queued<'a> {
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
         lock(self.0).queued -= 1;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{silence_counts, BeatMode};
-
-    const PROXY: Option<BeatMode> = Some(BeatMode { proxy: true });
-    const MAIN: Option<BeatMode> = Some(BeatMode { proxy: false });
-
-    #[test]
-    fn silence_counts_only_where_a_beat_is_due() {
-        // Idle pages are judged, whichever thread runs inference.
-        assert!(silence_counts(PROXY, false, 0, 0));
-        assert!(silence_counts(MAIN, false, 0, 5));
-        // A run in the proxy worker leaves the main thread free to beat.
-        assert!(silence_counts(PROXY, false, 1, 5));
-        // A run on the main thread, a load, or no heartbeat at all: silence means nothing.
-        assert!(!silence_counts(MAIN, false, 1, 5));
-        assert!(!silence_counts(PROXY, true, 0, 5));
-        assert!(!silence_counts(None, false, 0, 5));
-        // A page's first call, before it ever answered a run, is judged like a load.
-        assert!(!silence_counts(PROXY, false, 1, 0));
     }
 }
