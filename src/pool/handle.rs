@@ -96,7 +96,7 @@ impl ModelHandle {
         let pool = &self.pool;
         pool.inner.started.fetch_add(1, Ordering::SeqCst);
         let recovery = pool.inner.config.recovery;
-        let tolerant = self.tolerance == FaultTolerance::Recover && recovery.enabled();
+        let tolerant = self.tolerant();
         let max_attempts = if tolerant {
             recovery.max_attempts.max(1)
         } else {
@@ -201,6 +201,11 @@ impl ModelHandle {
                 service,
             });
         }
+    }
+
+    /// Whether failures on this handle are recovered from and retried.
+    fn tolerant(&self) -> bool {
+        self.tolerance == FaultTolerance::Recover && self.pool.inner.config.recovery.enabled()
     }
 
     /// Compares an answer's digests with the verified answer of the same model, browser kind
@@ -359,8 +364,7 @@ impl ModelHandle {
     /// The failed first run stays in the ledger as a failed request.
     pub(super) async fn place_first(&self) -> Result<(), PoolError> {
         let pool = &self.pool;
-        let recovery = pool.inner.config.recovery;
-        let tolerant = self.tolerance == FaultTolerance::Recover && recovery.enabled();
+        let max_attempts = pool.inner.config.recovery.max_attempts;
         let mut attempt = 1;
         loop {
             let issued = Instant::now();
@@ -369,12 +373,11 @@ impl ModelHandle {
                 Err(failed) => failed,
             };
             let class = e.class();
-            let Some((worker, generation)) = worker.filter(|_| {
-                tolerant
-                    && class.is_transient()
-                    && attempt < recovery.max_attempts
-                    && !pool.inner.cancel.is_cancelled()
-            }) else {
+            let retry = self.tolerant()
+                && class.is_transient()
+                && attempt < max_attempts
+                && !pool.inner.cancel.is_cancelled();
+            let Some((worker, generation)) = worker.filter(|_| retry) else {
                 return Err(e);
             };
             let name = self.entry.name().to_string();
