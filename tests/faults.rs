@@ -593,17 +593,13 @@ fn a_browser_killed_during_the_first_placement_is_recovered_and_the_model_still_
          thresholds: {lost_requests: 0}\n",
     )
     .expect("scenario written");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("webgpu-pool"))
-        .env("TMPDIR", sb.tmp())
-        .env("NO_COLOR", "1")
-        .arg("scenario")
-        .arg(&file)
-        .arg("--results-dir")
-        .arg(sb.results())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("binary starts");
+    let results = sb.results();
+    let mut child = sb.spawn(&[
+        "scenario".as_ref(),
+        file.as_os_str(),
+        "--results-dir".as_ref(),
+        results.as_os_str(),
+    ]);
     let pipe = child.stderr.take().expect("stderr");
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(pipe)).map_while(Result::ok);
     let mut err = String::new();

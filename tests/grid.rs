@@ -194,27 +194,21 @@ fn bert_and_whisper_run_on_grid_nodes_beside_a_local_browser_over_http_and_https
 fn a_node_lost_mid_run_loses_no_request() {
     let sb = Sandbox::new();
     let grid = Grid::start(&sb, 4454);
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("webgpu-pool"))
-        .env("TMPDIR", sb.tmp())
-        .env("NO_COLOR", "1")
-        .args([
-            "stress",
-            "--grid",
-            &grid.url(),
-            "--models",
-            "bert-tiny,vit-micro",
-            "--browsers",
-            "chromium,firefox",
-            "--duration",
-            "40s",
-            "--no-history",
-            "--results-dir",
-        ])
-        .arg(sb.results())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("binary starts");
+    let (url, results) = (grid.url(), sb.results());
+    let mut child = sb.spawn(&[
+        "stress".as_ref(),
+        "--grid".as_ref(),
+        url.as_ref(),
+        "--models".as_ref(),
+        "bert-tiny,vit-micro".as_ref(),
+        "--browsers".as_ref(),
+        "chromium,firefox".as_ref(),
+        "--duration".as_ref(),
+        "40s".as_ref(),
+        "--no-history".as_ref(),
+        "--results-dir".as_ref(),
+        results.as_os_str(),
+    ]);
     // The progress lines ("ok 57  failed 0 ...") say when every model is placed and served;
     // after 30 requests the Chromium node goes away with its driver and browsers.
     let stderr_pipe = child.stderr.take().expect("stderr");

@@ -43,6 +43,19 @@ impl Sandbox {
         c
     }
 
+    /// The binary started with `args`, this sandbox's TMPDIR, stdout dropped and stderr piped,
+    /// for a test that reads the run's progress as it comes (and acts on it).
+    pub fn spawn(&self, args: &[&std::ffi::OsStr]) -> std::process::Child {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("webgpu-pool"))
+            .env("TMPDIR", self.tmp())
+            .env("NO_COLOR", "1")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("binary starts")
+    }
+
     /// `run` with the results folder in the sandbox.
     pub fn run(&self, args: &[&str], timeout_s: u64) -> assert_cmd::assert::Assert {
         let mut c = self.cmd(timeout_s);
