@@ -35,3 +35,4 @@ pub mod scenario;
 pub mod server;
 pub mod sharding;
 pub mod state;
+pub mod sync;

@@ -11,7 +11,9 @@
 //!
 //! It receives [`RunEvent`]s from the app and the engine: `Preparing`/`Prepared` turn the
 //! preparation spinners, `Starting`/`Loading`/`Driving` the launch spinner and the cell bar;
-//! `Note` and `Incident` lines are printed above the bars as they come.
+//! `Note` lines and the pool events worth a line (faults, recoveries, migrations: worded by
+//! `report::events`) are printed above the bars as they come, and the pool's events keep the
+//! live counts.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +22,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use webgpu_pool::pool::{RunEvent, RunObserver};
+use webgpu_pool::report::events::{self as words, Tally};
 use webgpu_pool::report::terminal::colour_disabled;
 
 /// Writes progress lines to stderr unless quiet.
@@ -67,7 +70,46 @@ fn event_line(event: &RunEvent<'_>) -> Option<String> {
             model.onnx_bytes as f64 / 1e6,
             took.as_secs_f64()
         ),
-        RunEvent::Incident { line } | RunEvent::Note { line } => line.clone(),
+        RunEvent::Note { line } => line.clone(),
+        RunEvent::ShardPlan { reasons } => reasons
+            .iter()
+            .map(|r| format!("plan: {r}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        RunEvent::LayerTimed { worker, ms, runs } => {
+            format!("probe: {worker} runs one layer in {ms:.1} ms (p50 of {runs})")
+        }
+        RunEvent::ShardLoaded {
+            shard,
+            layers,
+            worker,
+        } => format!(
+            "shard {shard}: layers {}..{} on {worker}",
+            layers.start, layers.end
+        ),
+        RunEvent::TransferChosen {
+            probe,
+            rounds,
+            chosen,
+        } => {
+            let ms =
+                |v: Option<f64>| v.map_or_else(|| "failed".to_string(), |v| format!("{v:.0} ms"));
+            format!(
+                "transfer: one request takes {} through the harness, {} through the asset server (best of {rounds}, side by side): using the {}",
+                ms(probe.harness_ms),
+                ms(probe.server_ms),
+                match chosen {
+                    webgpu_pool::sharding::transfer::Route::Harness => "harness",
+                    webgpu_pool::sharding::transfer::Route::Server => "asset server",
+                }
+            )
+        }
+        RunEvent::Pool(e) => return words::line(e),
+        RunEvent::StandbysReady {
+            per_model,
+            took,
+            copies,
+        } => words::standbys_line(per_model, took.as_secs_f64(), *copies),
         _ => return None,
     })
 }
@@ -95,6 +137,10 @@ pub struct Progress {
     cell_started: AtomicBool,
     /// When the last plain counts line was printed (Lines mode prints one every 10 s).
     last_counts: Mutex<Option<std::time::Instant>>,
+    /// Live counts from the pool's events.
+    tally: Mutex<Tally>,
+    /// What runs now (the bar's message, before the counts).
+    running: Mutex<String>,
 }
 
 impl Progress {
@@ -139,6 +185,8 @@ impl Progress {
             spinners: Mutex::new(Vec::new()),
             cell_started: AtomicBool::new(false),
             last_counts: Mutex::new(None),
+            tally: Mutex::new(Tally::default()),
+            running: Mutex::new(String::new()),
         }
     }
 
@@ -218,22 +266,30 @@ impl RunObserver for Progress {
             }
             return;
         }
-        if let RunEvent::Counts {
-            ok,
-            failed,
-            recovering,
-            faults,
-        } = event
-        {
-            let line =
-                format!("ok {ok}  failed {failed}  recovering {recovering}  faults {faults}");
+        if let RunEvent::Pool(e) = event {
+            let counts = {
+                let mut tally = self.tally.lock().expect("tally");
+                tally.add(&e.event);
+                tally.line()
+            };
             match self.mode {
-                Mode::Bars => self.runs.set_message(line),
+                Mode::Bars => {
+                    let running = self.running.lock().expect("running").clone();
+                    self.runs.set_message(format!("{running}  {counts}"));
+                    if let Some(line) = words::line(e) {
+                        let _ = self.multi.println(line);
+                    }
+                }
                 Mode::Lines => {
-                    let mut last = self.last_counts.lock().expect("last_counts");
-                    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                        *last = Some(std::time::Instant::now());
+                    if let Some(line) = words::line(e) {
                         eprintln!("{line}");
+                    }
+                    let mut last = self.last_counts.lock().expect("last_counts");
+                    if last.is_some_and(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        *last = Some(std::time::Instant::now());
+                        eprintln!("{counts}");
+                    } else if last.is_none() {
+                        *last = Some(std::time::Instant::now());
                     }
                 }
                 Mode::Quiet => {}
@@ -263,14 +319,18 @@ impl RunObserver for Progress {
                     if self.cell_started.swap(true, Ordering::Relaxed) {
                         self.advance();
                     }
-                    self.runs.set_message(match browser {
+                    let running = match browser {
                         Some(b) => format!("{b}: {model}"),
                         None => format!("placing {model}"),
-                    });
+                    };
+                    self.runs.set_message(running.clone());
+                    *self.running.lock().expect("running") = running;
                 }
                 RunEvent::Driving { what } => {
                     self.done("launch");
-                    self.runs.set_message(format!("running {what}"));
+                    let running = format!("running {what}");
+                    self.runs.set_message(running.clone());
+                    *self.running.lock().expect("running") = running;
                 }
                 RunEvent::Preparing { model } => {
                     self.spin(
@@ -285,8 +345,15 @@ impl RunObserver for Progress {
                         let _ = self.multi.println(line);
                     }
                 }
-                RunEvent::Incident { line } | RunEvent::Note { line } => {
-                    let _ = self.multi.println(line);
+                RunEvent::Note { .. }
+                | RunEvent::StandbysReady { .. }
+                | RunEvent::ShardPlan { .. }
+                | RunEvent::LayerTimed { .. }
+                | RunEvent::ShardLoaded { .. }
+                | RunEvent::TransferChosen { .. } => {
+                    if let Some(line) = event_line(event) {
+                        let _ = self.multi.println(line);
+                    }
                 }
                 _ => {}
             },

@@ -294,3 +294,66 @@ fn test_state_management_migrates_and_verifies_the_log() {
     );
     sb.assert_clean();
 }
+
+/// A sharded model's workers launch through the pool's membership, so they are in the run's
+/// journal like any other: a harness SIGKILLed mid-stream leaves the log naming each shard's
+/// worker and its pid, and `resume` reaps them (a sharded run is then refused, exit 2) so the
+/// dead harness leaves nothing running. When sharding launched its own workers, the journal
+/// named none and their browsers outlived the harness.
+/// See: issue 24 (one engine).
+#[test]
+fn a_sharded_run_journals_its_workers_and_resume_reaps_them_after_the_harness_dies() {
+    let sb = Sandbox::new();
+    let (mut child, rx) = spawn(
+        &sb,
+        &[
+            "shard",
+            "--model",
+            "llama-micro",
+            "--shards",
+            "2",
+            "--browsers",
+            "chromium,firefox",
+            "--transfer",
+            "harness",
+            "--duration",
+            "60s",
+        ],
+    );
+    wait_running(&rx, Duration::from_secs(2));
+    let dir = run_dir(&sb);
+    let before = state(&sb, &dir);
+    let workers = before["state"]["workers"].as_object().expect("workers");
+    let ids: Vec<&str> = workers.keys().map(String::as_str).collect();
+    assert_eq!(ids, ["chromium#1", "firefox#1"], "{before}");
+    let pids: Vec<u64> = workers.values().filter_map(|w| w["pid"].as_u64()).collect();
+    assert_eq!(pids.len(), 2, "{before}");
+    let plan: Vec<&str> = before["state"]["shard_plans"]["llama-micro"]
+        .as_array()
+        .expect("the shard plan is journaled")
+        .iter()
+        .map(|s| s["worker"].as_str().expect("worker"))
+        .collect();
+    assert_eq!(plan, ["chromium#1", "firefox#1"], "{before}");
+    child.kill().expect("SIGKILL the harness");
+    let _ = child.wait();
+    assert!(
+        pids.iter().all(|&p| alive(p)),
+        "the dead harness's browsers live on"
+    );
+    let a = sb.cmd(120).arg("resume").arg(&dir).assert();
+    let err = stderr(&a);
+    assert_eq!(a.get_output().status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot be resumed"), "{err}");
+    for id in ["chromium#1", "firefox#1"] {
+        assert!(
+            err.contains(&format!("reaped {id}")),
+            "{id} not reaped: {err}"
+        );
+    }
+    assert!(
+        pids.iter().all(|&p| !alive(p)),
+        "the sharded run's browsers were not reaped"
+    );
+    sb.assert_clean();
+}

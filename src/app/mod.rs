@@ -234,13 +234,11 @@ async fn run_part(
     shutdown: CancellationToken,
     observer: &dyn RunObserver,
 ) -> Result<(RunSummary, PathBuf)> {
-    if config.scenario.sharding.is_some() {
-        if part.earlier.is_some() {
-            bail!(UsageError(
-                "a sharded run cannot be resumed: run it again".into()
-            ));
-        }
-        return shard::run_sharded(config, part, shutdown, observer).await;
+    let sharded = config.scenario.sharding.is_some();
+    if sharded && part.earlier.is_some() {
+        bail!(UsageError(
+            "a sharded run cannot be resumed: run it again".into()
+        ));
     }
     let Part {
         run_id,
@@ -249,20 +247,25 @@ async fn run_part(
         journal,
         earlier,
     } = part;
-    let prepared = prepare_models(
-        &config.models,
-        &config.cache,
-        config.scenario.seed,
-        observer,
-    )
-    .await?;
-    let natives = native_runs(&prepared, &config.cache, observer).await?;
+    let mut plan = if sharded {
+        shard::plan(config, observer).await?
+    } else {
+        let prepared = prepare_models(
+            &config.models,
+            &config.cache,
+            config.scenario.seed,
+            observer,
+        )
+        .await?;
+        let natives = native_runs(&prepared, &config.cache, observer).await?;
+        let mut plan = plan::build_plan(config, prepared.into_iter().map(Arc::new).collect());
+        for (m, native) in plan.models.iter_mut().zip(natives) {
+            m.native = Some(native);
+        }
+        plan
+    };
     let server = remote::start_server(config).await?;
     let page_origin = server.base_url();
-    let mut plan = plan::build_plan(config, prepared.into_iter().map(Arc::new).collect());
-    for (m, native) in plan.models.iter_mut().zip(natives) {
-        m.native = Some(native);
-    }
     // What the earlier part did, as the journal counts it: requests in flight when its
     // harness died count as failed. The one place that arithmetic is written.
     plan.resumed = earlier.as_ref().map(|e| crate::state::Progress {
@@ -296,9 +299,14 @@ async fn run_part(
             summary.results = out.rows;
             summary.workers = out.workers;
             summary.routing = out.routing;
-            summary.pool_events = out.pool_events;
+            summary.pool_events = out
+                .pool_events
+                .iter()
+                .filter_map(crate::report::events::record)
+                .collect();
             summary.peak_workers = out.peak_workers;
             summary.adaptive = out.adaptive;
+            summary.sharding = out.sharding;
             summary.faults = out
                 .faults
                 .iter()
@@ -328,6 +336,17 @@ async fn run_part(
             summary.thresholds =
                 crate::metrics::thresholds::evaluate(&summary, &plan::limits(&config.scenario));
             crate::report::write_run(&summary, &out.samples, &run_dir)?;
+            if sharded && summary.sharding.is_none() {
+                bail!(
+                    "sharded run {} stopped: {}; partial report in '{}'",
+                    summary.run_id,
+                    summary
+                        .stopped_early
+                        .as_deref()
+                        .unwrap_or("before its stream"),
+                    run_dir.display()
+                );
+            }
             if config.extras.save_outputs {
                 let models: Vec<_> = plan
                     .models

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::models::{self, ModelSpec, PreparedModel};
+use crate::pool::engine::pipeline::PipelinePlan;
 use crate::pool::engine::PlannedModel;
 use crate::pool::{
     self, Bound, PageSettings, Placement, PoolConfig, RecoveryConfig, RunPlan, Schedule,
@@ -169,6 +170,68 @@ pub(super) fn build_plan(config: &RunConfig, prepared: Vec<Arc<PreparedModel>>) 
     plan
 }
 
+/// Compiles a sharded scenario into the engine's plan: a pool whose first workers are the
+/// pipeline's, one per shard in shard order, that recovers a failed shard by the pipeline's
+/// step of the ladder and never scales (a pipeline's workers serve even when idle), the closed
+/// loop of the workload, and every scenario fault (a `shard: N` target hits that shard's
+/// worker).
+pub(super) fn build_pipeline_plan(config: &RunConfig, pipeline: PipelinePlan) -> RunPlan {
+    let sc = &config.scenario;
+    let w = &sc.workload;
+    let mut pool = PoolConfig::fixed(config.launches.clone());
+    let mut backends = sc.backends.clone();
+    for b in pipeline.places.iter().filter_map(|p| p.1) {
+        if !backends.contains(&b) {
+            backends.push(b);
+        }
+    }
+    pool.page = PageSettings {
+        backends,
+        // Naming webgpu for a shard counts a software adapter, as `--backends webgpu` does.
+        allow_fallback_adapter: sc.allow_fallback_adapter
+            || pipeline
+                .places
+                .iter()
+                .any(|p| p.1 == Some(crate::backend::Backend::Webgpu)),
+        wasm_threads: sc.wasm_threads,
+        heartbeat: false,
+    };
+    pool.initial = Some(pipeline.places.iter().map(|p| p.0).collect());
+    pool.min_workers = 0;
+    pool.max_workers = (sc.pool.max_connections as usize).max(pipeline.places.len());
+    pool.idle_timeout = Duration::from_secs(24 * 3600);
+    pool.cache = config.cache.clone();
+    pool.seed = sc.seed;
+    pool.timeouts = WorkerTimeouts {
+        load: w.load_timeout,
+        run: w.run_timeout.unwrap_or(w.request_timeout / 4),
+        ..WorkerTimeouts::default()
+    };
+    pool.recovery = RecoveryConfig {
+        strategy: recovery::Strategy::Progressive,
+        timeout: sc.recovery.timeout,
+        max_attempts: sc.recovery.max_attempts,
+    };
+    let mut plan = RunPlan::matrix(Vec::new(), pool, 0, w.warmup);
+    plan.placement = Placement::Pipeline;
+    plan.workload.request_timeout = w.request_timeout;
+    plan.workload.bound = match w.duration {
+        Some(d) => Bound::Duration(d),
+        None => Bound::Iterations(w.iterations.unwrap_or(10)),
+    };
+    plan.workload.schedule = Schedule::Closed {
+        concurrency: w.concurrency.max(1) as usize,
+    };
+    plan.faults = sc
+        .faults
+        .iter()
+        .enumerate()
+        .map(|(i, f)| fault_spec(sc, i, f))
+        .collect();
+    plan.pipeline = Some(pipeline);
+    plan
+}
+
 /// The routing profile's choice for `model`, as the router takes it.
 fn measured(config: &RunConfig, model: &PreparedModel) -> Option<pool::Measured> {
     let profile = config.profile.as_ref()?;
@@ -247,8 +310,7 @@ pub(super) fn fault_spec(sc: &Scenario, i: usize, f: &scenario::Fault) -> faults
             T::Browser(b) => faults::Target::Browser(*b),
             T::Worker(w) => faults::Target::Worker(w.clone()),
             T::Model(m) => faults::Target::Model(m.clone()),
-            // Validation keeps shard targets to sharded runs, which build no pool plan.
-            T::Shard(_) => faults::Target::Random,
+            T::Shard(k) => faults::Target::Shard(*k),
         },
         duration: f.duration.unwrap_or(Duration::from_secs(5)),
         delay: f.delay.unwrap_or(Duration::from_millis(250)),

@@ -101,7 +101,7 @@ async fn leg(
     let placed = || {
         pool.workers()
             .iter()
-            .filter(|s| s.status().loaded.contains_key(model.name))
+            .filter(|s| s.backend_of(model.name).is_some())
             .count()
     };
     let prime_until = Instant::now() + Duration::from_secs(120);
@@ -124,7 +124,7 @@ async fn leg(
     let slots = pool.workers();
     let backend = slots
         .iter()
-        .find_map(|s| s.status().loaded.get(model.name).map(|l| l.reply.backend))
+        .find_map(|s| s.backend_of(model.name))
         .unwrap_or(Backend::Wasm);
     let wasm_threads = slots
         .iter()

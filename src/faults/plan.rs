@@ -37,6 +37,8 @@ pub enum Target {
     Worker(String),
     /// A worker hosting this model.
     Model(String),
+    /// The worker serving this shard of the pipeline.
+    Shard(u32),
 }
 
 /// One fault as configured.
@@ -84,6 +86,8 @@ pub struct WorkerView {
     pub runs_webgpu: bool,
     /// Models loaded there.
     pub models: Vec<String>,
+    /// The pipeline shards it serves.
+    pub shards: Vec<u32>,
 }
 
 /// Every occurrence of `specs` before `horizon` (the run's measured duration; `None` for a run
@@ -151,6 +155,7 @@ pub fn choose(
             Target::Browser(b) => w.browser == *b,
             Target::Worker(id) => &w.id == id,
             Target::Model(m) => w.models.iter().any(|x| x == m),
+            Target::Shard(k) => w.shards.contains(k),
         })
         .collect();
     if targets.is_empty() {
@@ -208,6 +213,7 @@ mod tests {
             has_pid: true,
             runs_webgpu: false,
             models: vec!["bert".into()],
+            shards: Vec::new(),
         }
     }
 
@@ -270,6 +276,20 @@ mod tests {
         ));
         by_model.target = Target::Browser(BrowserKind::Chromium);
         assert_eq!(choose(&by_model, 3, &ws).unwrap().1, "chromium#1");
+    }
+
+    #[test]
+    fn a_shard_target_hits_the_worker_serving_that_shard() {
+        let mut a = worker("chromium#1", BrowserKind::Chromium, false);
+        let mut b = worker("firefox#1", BrowserKind::Firefox, true);
+        a.shards = vec![0, 2];
+        b.shards = vec![1];
+        let mut spec = spec(Choice::One(Kind::KillBrowser), When::At(Duration::ZERO));
+        spec.target = Target::Shard(1);
+        let (_, hit) = choose(&spec, 7, &[a.clone(), b]).expect("a worker serves shard 1");
+        assert_eq!(hit, "firefox#1");
+        spec.target = Target::Shard(3);
+        assert!(choose(&spec, 7, &[a]).is_err(), "no worker serves shard 3");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! was [`Detection`]. Pure bookkeeping; the pool holds it under a lock. Must not import `report`,
 //! `cli` or terminal crates.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::faults::Kind;
 
@@ -52,6 +52,28 @@ impl Detection {
 impl std::fmt::Display for Detection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// What the detector knows about a failure.
+#[derive(Debug, Clone)]
+pub(crate) struct Cause {
+    /// How it was noticed.
+    pub seen: Detection,
+    /// The model whose request failed, if a request found it.
+    pub model: Option<String>,
+    /// How long the failing call was in flight; for a failure found by upkeep, how long since
+    /// the worker's last sign of health (its last answer, or its process last seen alive).
+    pub in_flight: Duration,
+}
+
+impl Cause {
+    /// Whether the worker's session can still take calls.
+    pub fn session_usable(&self) -> bool {
+        match self.seen {
+            Detection::Request(class) => class.session_usable(),
+            Detection::Heartbeat | Detection::ProcessExit => false,
+        }
     }
 }
 

@@ -19,6 +19,9 @@ pub struct PoolConfig {
     /// One launch template per browser kind the pool may start, in preference order (the page
     /// URL is filled in by the pool from its asset server).
     pub launches: Vec<LaunchSpec>,
+    /// The workers launched at start, when not [`PoolConfig::initial_kinds`]' default (a
+    /// pipeline's: one per shard, in shard order).
+    pub initial: Option<Vec<BrowserKind>>,
     /// Workers kept alive even when idle.
     pub min_workers: usize,
     /// Workers never exceeded.
@@ -73,6 +76,7 @@ impl PoolConfig {
         let n = launches.len().max(1);
         Self {
             launches,
+            initial: None,
             min_workers: n,
             max_workers: n,
             page: PageSettings::default(),
@@ -89,9 +93,12 @@ impl PoolConfig {
         }
     }
 
-    /// The browser kinds launched at start: at least `min_workers` of them, cycling through the
-    /// launches in order.
+    /// The browser kinds launched at start: `initial` when set, else at least `min_workers` of
+    /// them, cycling through the launches in order.
     pub fn initial_kinds(&self) -> Vec<BrowserKind> {
+        if let Some(initial) = &self.initial {
+            return initial.clone();
+        }
         let kinds: Vec<BrowserKind> = self.launches.iter().map(|l| l.kind).collect();
         let want = self
             .min_workers

@@ -9,13 +9,20 @@
 //!   there is one), a second check between browsers and backends;
 //! - `golden`: a model with a golden vector must match it.
 //!
+//! And for a pipeline's every answer ([`check_answer`]): every value against the unsharded
+//! model's native output, and for a decoder the same argmax at every position.
+//!
 //! Pure logic over outputs; the engine gathers them.
 
 use crate::metrics::Correctness;
 use crate::models::GoldenCheck;
 use crate::oracle::{allclose, ATOL, RTOL};
 
-use super::worker::OutputStats;
+use crate::backend::Backend;
+use crate::browser::BrowserKind;
+use crate::models::{PreparedModel, Task};
+
+use super::worker::{OutputStats, RunReply};
 
 /// What one cell produced for the checks.
 #[derive(Debug, Clone)]
@@ -208,6 +215,78 @@ impl Verdict {
     }
 }
 
+/// The correctness input of a first run: every value as decoded, the page's whole-output stats,
+/// and the golden check where the model has one.
+pub fn cell_output(
+    browser: BrowserKind,
+    model: &PreparedModel,
+    backend: Backend,
+    first: &RunReply,
+) -> Option<CellOutput> {
+    let tensor = first
+        .outputs
+        .get(&model.output_name)
+        .or_else(|| first.outputs.values().next())?;
+    let full = tensor.full();
+    let golden = model.golden.as_ref().map(|g| match &full {
+        Ok(full) => g.check(&tensor.dims, full),
+        Err(_) => g.check(&tensor.dims, &[]),
+    });
+    let (full, transfer_error) = match full {
+        Ok(v) => (v, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    Some(CellOutput {
+        label: format!("{browser}/{backend}"),
+        backend: backend.to_string(),
+        dims: tensor.dims.clone(),
+        full,
+        stats: tensor.stats.clone(),
+        transfer_error,
+        golden,
+    })
+}
+
+/// The reference every answer is checked against: the unsharded model's output from native
+/// onnxruntime.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    /// Its shape.
+    pub dims: Vec<i64>,
+    /// Every value.
+    pub output: Vec<f32>,
+    /// The model's task (a text_generation answer must also have the same argmax).
+    pub task: Task,
+}
+
+/// Checks `got` against the reference: (max abs diff, within tolerance, argmax equal).
+pub fn check_answer(reference: &Reference, dims: &[i64], got: &[f32]) -> (f64, bool, Option<bool>) {
+    if dims != reference.dims.as_slice() {
+        return (f64::INFINITY, false, Some(false));
+    }
+    let (diff, close) = crate::oracle::allclose(got, &reference.output);
+    let argmax = (reference.task == Task::TextGeneration).then(|| {
+        let v = *reference.dims.last().unwrap_or(&1) as usize;
+        got.chunks(v.max(1))
+            .zip(reference.output.chunks(v.max(1)))
+            .all(|(a, b)| argmax(a) == argmax(b))
+    });
+    (diff, close && argmax != Some(false), argmax)
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
+            if x > bv {
+                (i, x)
+            } else {
+                (bi, bv)
+            }
+        })
+        .0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,5 +403,48 @@ mod tests {
         };
         assert!(!judge(&[cell("a/wasm", "wasm", vec![0.5, 0.5])], Some(o))[0].passed);
         assert!(judge(&[cell("a/wasm", "wasm", vec![0.5])], None)[0].passed);
+    }
+
+    fn logits() -> Reference {
+        // Two positions over a vocabulary of 3.
+        Reference {
+            dims: vec![1, 2, 3],
+            output: vec![0.1, 0.9, 0.0, 0.5, 0.2, 0.3],
+            task: Task::TextGeneration,
+        }
+    }
+
+    #[test]
+    fn an_answer_matches_within_tolerance_and_with_the_same_argmax() {
+        let r = logits();
+        let close: Vec<f32> = r.output.iter().map(|v| v + 1e-4).collect();
+        assert!(check_answer(&r, &r.dims, &close).1);
+        assert_eq!(check_answer(&r, &r.dims, &close).2, Some(true));
+    }
+
+    #[test]
+    fn an_answer_off_by_more_than_the_tolerance_or_another_shape_fails() {
+        let r = logits();
+        let mut off = r.output.clone();
+        off[5] += 0.01;
+        let (diff, ok, argmax) = check_answer(&r, &r.dims, &off);
+        assert!(!ok && (diff - 0.01).abs() < 1e-6, "{diff}");
+        assert_eq!(argmax, Some(true));
+        assert!(!check_answer(&r, &[1, 3, 2], &r.output).1);
+    }
+
+    #[test]
+    fn another_argmax_fails_a_decoder_answer_even_within_tolerance() {
+        let mut r = logits();
+        r.output = vec![0.5, 0.5004, 0.0, 0.0, 0.0, 0.0];
+        let swapped = vec![0.5004, 0.5, 0.0, 0.0, 0.0, 0.0];
+        let (_, ok, argmax) = check_answer(&r, &r.dims, &swapped);
+        assert_eq!(argmax, Some(false));
+        assert!(!ok);
+        r.task = Task::TextEmbedding;
+        assert!(
+            check_answer(&r, &r.dims, &swapped).1,
+            "no argmax check for an encoder"
+        );
     }
 }

@@ -13,14 +13,16 @@ use crate::backend::Backend;
 use crate::browser::BrowserKind;
 use crate::metrics::Phase;
 use crate::models::PreparedModel;
-use crate::state::Op;
 
+use super::attribution::Cause;
 use super::attribution::Detection;
+use super::events::{LaunchReason, PoolEvent};
 use super::ledger::{Ran, RequestEnd, Ticket};
-use super::placement::{backend_at, ModelEntry};
-use super::recover::Cause;
-use super::worker::{OutputMode, Worker};
-use super::{lock, ErrorClass, FaultTolerance, Pool, PoolError};
+use super::placements::{ModelEntry, Verified};
+use super::placing::{self, backend_at, ReplaceError};
+use super::recover::recover;
+use super::worker::{OutputMode, RunReply, Worker};
+use super::{ErrorClass, FaultTolerance, Pool, PoolError};
 
 /// What to run a model on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,26 @@ pub struct Inference {
     pub page_ms: f64,
     /// Harness round trip.
     pub service: Duration,
+}
+
+/// How an answer differs from the verified one.
+#[derive(Debug, thiserror::Error)]
+enum Mismatch {
+    /// The page sent no digests to compare.
+    #[error("the page sent no digest of its outputs")]
+    NoDigest,
+    /// Some outputs' digests differ.
+    #[error("{outputs} on {browser}/{backend} (run {run})")]
+    Digests {
+        /// Each differing output, with both digests.
+        outputs: String,
+        /// Where it ran.
+        browser: BrowserKind,
+        /// On which backend.
+        backend: Backend,
+        /// The page's run counter.
+        run: u64,
+    },
 }
 
 /// A model placed in the pool. Cheap to clone; `infer` is safe to call concurrently.
@@ -79,7 +101,7 @@ impl ModelHandle {
     /// Issues the ticket of a request about to be scheduled: the ledger counts it issued now,
     /// and lost until [`ModelHandle::infer_at`] or [`ModelHandle::reject`] closes it.
     pub fn ticket(&self, phase: Phase) -> Ticket {
-        lock(&self.pool.inner.ledger).issue(self.entry.name(), phase)
+        self.pool.ledger().issue(self.entry.name(), phase)
     }
 
     /// Runs the model once for `ticket`, accounting latency from `scheduled` (the scheduler's
@@ -94,8 +116,8 @@ impl ModelHandle {
         phase: Phase,
     ) -> Result<Inference, PoolError> {
         let pool = &self.pool;
-        pool.inner.started.fetch_add(1, Ordering::SeqCst);
-        let recovery = pool.inner.config.recovery;
+        pool.ledger().start();
+        let recovery = pool.config().recovery;
         let tolerant = self.tolerant();
         let max_attempts = if tolerant {
             recovery.max_attempts.max(1)
@@ -110,7 +132,7 @@ impl ModelHandle {
         let mut avoid: Option<Arc<Worker>> = None;
         loop {
             let may_retry = tolerant && attempt < max_attempts;
-            if pool.inner.cancel.is_cancelled() {
+            if pool.cancel().is_cancelled() {
                 self.never_ran(ticket, scheduled, phase, attempt, ErrorClass::Interrupted);
                 return Err(PoolError::ShuttingDown);
             }
@@ -147,13 +169,13 @@ impl ModelHandle {
                 // The worker failed, not the request. Its breaker counts the failure once: in
                 // the recovery episode when there is one (requests in flight on the same fault
                 // all land here, and one fault must not open the breaker), else here.
-                if may_retry && !pool.inner.cancel.is_cancelled() {
+                if may_retry && !pool.cancel().is_cancelled() {
                     let cause = Cause {
                         seen: Detection::Request(class),
                         model: Some(name.clone()),
                         in_flight: service,
                     };
-                    self.after_failure(pool.recover(&worker, generation, cause), &worker)
+                    self.after_failure(recover(pool, &worker, generation, cause), &worker)
                         .await;
                     homeless = None;
                     avoid = Some(worker);
@@ -165,13 +187,17 @@ impl ModelHandle {
                 worker.breaker_outcome(true);
             }
             if let Some(detail) = &wrong {
-                pool.event("wrong_answer", &worker.id, format!("{name}: {detail}"));
+                pool.emit(PoolEvent::WrongAnswer {
+                    model: name.clone(),
+                    worker: worker.id.clone(),
+                    detail: detail.to_string(),
+                });
             }
             let outcome = match &wrong {
                 Some(_) => Err(ErrorClass::WrongAnswer),
                 None => result.as_ref().map(|r| r.run_ms).map_err(ErrorClass::of),
             };
-            pool.request_ended_as(RequestEnd {
+            pool.request_ended(RequestEnd {
                 ticket,
                 model: name,
                 ran: Some(Ran {
@@ -189,7 +215,7 @@ impl ModelHandle {
                 return Err(PoolError::WrongAnswer {
                     model: name.clone(),
                     worker: worker.id.clone(),
-                    detail,
+                    detail: detail.to_string(),
                 });
             }
             let reply = result?;
@@ -205,7 +231,7 @@ impl ModelHandle {
 
     /// Whether failures on this handle are recovered from and retried.
     fn tolerant(&self) -> bool {
-        self.tolerance == FaultTolerance::Recover && self.pool.inner.config.recovery.enabled()
+        self.tolerance == FaultTolerance::Recover && self.pool.config().recovery.enabled()
     }
 
     /// Compares an answer's digests with the verified answer of the same model, browser kind
@@ -217,15 +243,18 @@ impl ModelHandle {
         &self,
         worker: &Worker,
         backend: Backend,
-        reply: &super::worker::RunReply,
-    ) -> Result<(), String> {
+        reply: &RunReply,
+    ) -> Result<(), Mismatch> {
         if reply.digests.is_empty() {
-            return Err("the page sent no digest of its outputs".into());
+            return Err(Mismatch::NoDigest);
         }
-        let mut verified = lock(&self.entry.verified);
-        match verified.get(&(worker.kind, backend)) {
-            Some(want) if *want == reply.digests => Ok(()),
-            Some(want) => {
+        let verified =
+            self.pool
+                .placements()
+                .verify(&self.entry, worker.kind, backend, &reply.digests);
+        match verified {
+            Verified::Same => Ok(()),
+            Verified::Differs(want) => {
                 let diff: Vec<String> = want
                     .iter()
                     .filter(|(k, v)| reply.digests.get(*k) != Some(*v))
@@ -234,26 +263,20 @@ impl ModelHandle {
                         format!("output '{k}' digest {got}, verified {v}")
                     })
                     .collect();
-                Err(format!(
-                    "{} on {}/{backend} (run {})",
-                    diff.join(", "),
-                    worker.kind,
-                    reply.run_index
-                ))
+                Err(Mismatch::Digests {
+                    outputs: diff.join(", "),
+                    browser: worker.kind,
+                    backend,
+                    run: reply.run_index,
+                })
             }
-            None => {
-                verified.insert((worker.kind, backend), reply.digests.clone());
-                drop(verified);
-                self.pool.event(
-                    "reference_answer",
-                    &worker.id,
-                    format!(
-                        "{}: no verified answer on {}/{backend}; this answer's digests are the \
-                         reference from now on",
-                        self.entry.name(),
-                        worker.kind
-                    ),
-                );
+            Verified::Adopted => {
+                self.pool.emit(PoolEvent::ReferenceAnswer {
+                    model: self.entry.name().to_string(),
+                    worker: worker.id.clone(),
+                    browser: worker.kind,
+                    backend,
+                });
                 Ok(())
             }
         }
@@ -261,23 +284,20 @@ impl ModelHandle {
 
     /// The workers serving this model now (warm spares excluded).
     pub fn serving(&self) -> Vec<Arc<Worker>> {
-        lock(&self.entry.placements).clone()
+        self.pool.placements().serving(&self.entry)
     }
 
     /// Unloads the model from every worker holding it.
     pub async fn release(&self) {
-        let workers: Vec<_> = std::mem::take(&mut *lock(&self.entry.placements));
+        let workers = self.pool.placements().remove(&self.entry);
         let name = self.entry.name().to_string();
         for w in workers {
             let _ = w.unload(&name).await;
-            self.pool.event("unloaded", &w.id, name.clone());
-            self.pool.journal(Op::Unplaced {
+            self.pool.emit(PoolEvent::Unloaded {
                 model: name.clone(),
                 worker: w.id.clone(),
             });
         }
-        let mut models = lock(&self.pool.inner.models);
-        models.retain(|_, e| !Arc::ptr_eq(e, &self.entry));
     }
 
     /// Closes `ticket` for a request that never ran (or whose run was abandoned): `Rejected`
@@ -294,7 +314,7 @@ impl ModelHandle {
         attempt: u32,
         class: ErrorClass,
     ) {
-        self.pool.request_ended_as(RequestEnd {
+        self.pool.request_ended(RequestEnd {
             ticket,
             model: self.entry.name(),
             ran: None,
@@ -323,16 +343,8 @@ impl ModelHandle {
         self.least_loaded_avoiding(None)
     }
 
-    /// Only reads the placements: a worker that is unhealthy or being recovered keeps its
-    /// placement, because its recovery episode reads it (what to promote, reset or migrate) and
-    /// it serves again once repaired. Retiring a worker unplaces it, with the journal's record.
     fn least_loaded_avoiding(&self, avoid: Option<&Arc<Worker>>) -> Option<Arc<Worker>> {
-        let placements = lock(&self.entry.placements);
-        let routable = || placements.iter().filter(|s| s.is_routable());
-        let elsewhere = |s: &&Arc<Worker>| avoid.is_none_or(|a| !Arc::ptr_eq(s, a));
-        let best = routable().filter(elsewhere).min_by_key(|s| s.queued());
-        best.or_else(|| routable().min_by_key(|s| s.queued()))
-            .cloned()
+        self.pool.placements().least_loaded(&self.entry, avoid)
     }
 
     /// Waits for the recovery `episode` of `failed`, or less: only until the model has a live
@@ -364,7 +376,7 @@ impl ModelHandle {
     /// The failed first run stays in the ledger as a failed request.
     pub(super) async fn place_first(&self) -> Result<(), PoolError> {
         let pool = &self.pool;
-        let max_attempts = pool.inner.config.recovery.max_attempts;
+        let max_attempts = pool.config().recovery.max_attempts;
         let mut attempt = 1;
         loop {
             let issued = Instant::now();
@@ -376,22 +388,22 @@ impl ModelHandle {
             let retry = self.tolerant()
                 && class.is_transient()
                 && attempt < max_attempts
-                && !pool.inner.cancel.is_cancelled();
+                && !pool.cancel().is_cancelled();
             let Some((worker, generation)) = worker.filter(|_| retry) else {
                 return Err(e);
             };
             let name = self.entry.name().to_string();
-            pool.event(
-                "placement_retried",
-                &worker.id,
-                format!("{name}: {e}; placing it again after the worker's recovery"),
-            );
+            pool.emit(PoolEvent::PlacementRetried {
+                model: name.clone(),
+                worker: worker.id.clone(),
+                error: e.to_string(),
+            });
             let cause = Cause {
                 seen: Detection::Request(class),
                 model: Some(name),
                 in_flight: issued.elapsed(),
             };
-            pool.recover(&worker, generation, cause).await;
+            recover(pool, &worker, generation, cause).await;
             attempt += 1;
         }
     }
@@ -409,15 +421,12 @@ impl ModelHandle {
             return Ok(());
         }
         let pool = &self.pool;
-        let decision = pool
-            .route(&self.entry, pool.has_room())
-            .map_err(|e| (e, None))?;
-        let why = format!("for {}", self.entry.name());
-        let worker = pool
-            .target_of(&self.entry, decision, true, &why)
+        let decision = placing::route(pool, &self.entry, pool.has_room()).map_err(|e| (e, None))?;
+        let why = LaunchReason::Place(self.entry.name().to_string());
+        let worker = placing::target_of(pool, &self.entry, decision, true, why)
             .await
             .map_err(|e| match e {
-                super::placement::ReplaceError::Pool(e) => (e, None),
+                ReplaceError::Pool(e) => (e, None),
                 other => (
                     PoolError::NoPlacement {
                         model: self.entry.name().to_string(),
@@ -427,7 +436,7 @@ impl ModelHandle {
                 ),
             })?;
         let generation = worker.generation();
-        pool.place(&self.entry, worker.clone())
+        placing::place(pool, &self.entry, worker.clone())
             .await
             .map_err(|e| (e, Some((worker, generation))))
     }
@@ -435,7 +444,7 @@ impl ModelHandle {
     /// Adds a worker for this model when every placement is queued up and there is room.
     fn maybe_scale_up(&self, chosen: &Worker) {
         let pool = &self.pool;
-        if chosen.queued() < pool.inner.config.scale_up_queue || !pool.has_room() {
+        if chosen.queued() < pool.config().scale_up_queue || !pool.has_room() {
             return;
         }
         if self.entry.scaling.swap(true, Ordering::SeqCst) {
@@ -448,15 +457,32 @@ impl ModelHandle {
             let name = this.entry.name().to_string();
             let result = async {
                 let worker = pool
-                    .launch(kind, &format!("scale-up: {name} has a queue"))
+                    .launch(kind, LaunchReason::ScaleUp(name.clone()))
                     .await?;
-                pool.place(&this.entry, worker).await
+                placing::place(pool, &this.entry, worker).await
             }
             .await;
             if let Err(e) = result {
-                pool.event("scale_up_failed", "", format!("{name}: {e}"));
+                pool.emit(PoolEvent::ScaleUpFailed {
+                    model: name,
+                    error: e.to_string(),
+                });
             }
             this.entry.scaling.store(false, Ordering::SeqCst);
         });
+    }
+}
+
+impl super::scheduler::Serve for ModelHandle {
+    fn ticket(&self, phase: Phase) -> Ticket {
+        ModelHandle::ticket(self, phase)
+    }
+
+    async fn serve(&self, ticket: Ticket, scheduled: Instant, phase: Phase) -> bool {
+        self.infer_at(ticket, scheduled, phase).await.is_ok()
+    }
+
+    fn reject(&self, ticket: Ticket, scheduled: Instant, phase: Phase, class: ErrorClass) {
+        ModelHandle::reject(self, ticket, scheduled, phase, class);
     }
 }

@@ -90,8 +90,8 @@ pub async fn run(
                     injected: false,
                 },
                 Ok((kind, worker)) => {
-                    let target = pool.workers().into_iter().find(|s| s.id == worker);
-                    pool.fault_starting(&worker, kind);
+                    let target = pool.members().find(&worker);
+                    pool.recovery().fault_starting(&worker, kind);
                     let done = match &target {
                         Some(s) => inject(s, kind, spec).await,
                         None => Err(InjectError::WentAway(worker.clone())),
@@ -106,7 +106,7 @@ pub async fn run(
                                 | Kind::CorruptAnswer
                         )
                     {
-                        pool.fault_effective(&worker, kind);
+                        pool.recovery().fault_effective(&worker, kind);
                     }
                     if let (Ok(_), Some(s)) = (&done, &target) {
                         absorb_later(&pool, s, kind, spec);
@@ -131,25 +131,30 @@ pub async fn run(
 
 /// What the chooser may know about each live worker.
 fn views(pool: &Pool) -> Vec<WorkerView> {
-    pool.workers()
+    pool.members()
+        .live()
         .iter()
         .filter(|s| s.is_routable())
         .map(|s| {
-            let st = s.status();
             WorkerView {
                 id: s.id.clone(),
                 browser: s.kind,
                 has_driver: s.browser().driver_pid().is_some(),
                 has_pid: s.browser().pid().is_some(),
-                runs_webgpu: st
-                    .loaded
-                    .values()
-                    .any(|l| l.reply.backend == Backend::Webgpu),
+                runs_webgpu: s.runs_on(Backend::Webgpu),
                 // The models it serves (a hot standby's copy does not make it their host).
                 models: pool
+                    .placements()
                     .models_on(s)
                     .iter()
                     .map(|e| e.name().to_string())
+                    .collect(),
+                shards: pool
+                    .placements()
+                    .models_on(s)
+                    .iter()
+                    .filter_map(|e| pool.pipelines().locate(e))
+                    .map(|(_, k)| k as u32)
                     .collect(),
             }
         })
@@ -230,7 +235,7 @@ fn absorb_later(pool: &Pool, worker: &Worker, kind: Kind, spec: &FaultSpec) {
     };
     let pool = pool.clone();
     let id = worker.id.clone();
-    let target = pool.workers().into_iter().find(|s| s.id == id);
+    let target = pool.members().find(&id);
     tokio::spawn(async move {
         tokio::time::sleep(wait).await;
         if kind == Kind::Slow {
@@ -241,6 +246,6 @@ fn absorb_later(pool: &Pool, worker: &Worker, kind: Kind, spec: &FaultSpec) {
             }
         }
         tokio::time::sleep(ABSORB_AFTER).await;
-        pool.fault_absorbed(&id, kind);
+        pool.recovery().fault_absorbed(&id, kind);
     });
 }

@@ -7,10 +7,11 @@
 //! runtime. A failing write never stops the run: the first error is kept and reported.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::state::{CommitPolicy, Op, StateError, TxId, TxLog};
+use crate::sync::lock;
 
 /// A shared handle on the run's transaction log. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -127,10 +128,6 @@ fn policy(sync_interval: Duration) -> CommitPolicy {
     CommitPolicy::Group {
         interval: sync_interval,
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// One multi-step transaction of a run's journal, or nothing when the run has no journal (or

@@ -1,194 +1,148 @@
-//! Pool membership: the live workers, the retired ones (kept for the report), and the per-kind
-//! counters that name new workers (`chromium#2`). Launching, retiring, closing, and the room
-//! left under `max_workers`. Every change of membership is journaled. Must not import
-//! `report`, `cli` or terminal crates.
+//! Pool membership: the live workers, the retired ones (kept for the report), the per-kind
+//! counters that name new workers (`chromium#2`), the launches in progress, the largest number
+//! of live workers seen, and the closes of retired workers still running. The pool launches,
+//! retires and closes through these methods; nothing else holds membership state. Must not
+//! import `report`, `cli` or terminal crates.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::backend::Backend;
 use crate::browser::BrowserKind;
-use crate::state::{Op, WorkerRecord};
 
-use super::ledger::WorkerReport;
-use super::worker::{Page, Worker};
-use super::{lock, Pool, PoolError};
+use super::lock;
+use super::worker::Worker;
+
+/// A worker's final numbers.
+#[derive(Debug, Clone)]
+pub struct WorkerReport {
+    /// Worker id.
+    pub id: String,
+    /// Browser kind.
+    pub kind: BrowserKind,
+    /// Final status.
+    pub status: super::worker::WorkerStatus,
+    /// Busy time over the worker's lifetime.
+    pub utilization: f64,
+    /// Lifetime.
+    pub alive: std::time::Duration,
+}
 
 /// Who is in the pool.
 #[derive(Debug, Default)]
 pub(super) struct Members {
+    state: Mutex<State>,
+    /// Launches in progress (counted against `max_workers`; shutdown waits for them).
+    launching: AtomicUsize,
+    /// Largest number of live workers at once.
+    peak: AtomicUsize,
+    /// Closes of retired workers in flight; shutdown waits for them.
+    closing: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
     /// Workers serving or able to serve.
-    pub live: Vec<Arc<Worker>>,
+    live: Vec<Arc<Worker>>,
     /// Workers taken out of service (closed or closing), for the report.
-    pub retired: Vec<Arc<Worker>>,
+    retired: Vec<Arc<Worker>>,
     /// Workers launched so far, per kind (names the next one).
     counters: HashMap<BrowserKind, usize>,
 }
 
-impl Pool {
+impl Members {
     /// Live workers right now.
-    pub fn workers(&self) -> Vec<Arc<Worker>> {
-        lock(&self.inner.members).live.clone()
+    pub fn live(&self) -> Vec<Arc<Worker>> {
+        lock(&self.state).live.clone()
     }
 
-    /// Whether exactly `min_workers` are live.
-    pub fn at_minimum(&self) -> bool {
-        self.workers().len() == self.inner.config.min_workers
+    /// The live worker named `id`.
+    pub fn find(&self, id: &str) -> Option<Arc<Worker>> {
+        lock(&self.state).live.iter().find(|w| w.id == id).cloned()
     }
 
-    /// Whether one more worker fits under `max_workers`.
-    pub(super) fn has_room(&self) -> bool {
-        lock(&self.inner.members).live.len() + self.inner.launching.load(Ordering::SeqCst)
-            < self.inner.config.max_workers
+    /// Whether `worker` is live.
+    pub fn is_live(&self, worker: &Arc<Worker>) -> bool {
+        lock(&self.state)
+            .live
+            .iter()
+            .any(|w| Arc::ptr_eq(w, worker))
     }
 
-    /// Launches one worker of `kind` and adds it to the pool.
-    pub(super) async fn launch(
-        &self,
-        kind: BrowserKind,
-        why: &str,
-    ) -> Result<Arc<Worker>, PoolError> {
-        let c = &self.inner.config;
-        let Some(mut spec) = c.launch_of(kind).cloned() else {
-            return Err(PoolError::NotConfigured { kind });
-        };
-        spec.page_url = self.inner.ctx.server.page_url();
-        let id = {
-            let mut m = lock(&self.inner.members);
-            let k = m.counters.entry(kind).or_insert(0);
-            *k += 1;
-            format!("{kind}#{k}")
-        };
-        // Counted until the new worker is in the list or closed (even if this future is
-        // dropped): has_room() and shutdown() read it.
-        let _launching = Launching::enter(&self.inner.launching);
-        let webnn = c.page.backends.contains(&Backend::Webnn);
-        let page = Page::start(id, spec).await?;
-        let caps = match page.capabilities(webnn, c.timeouts.call).await {
-            Ok(caps) => caps,
-            Err(e) => {
-                let _ = page.close().await;
-                return Err(e.into());
-            }
-        };
-        let launch_ms = page.launch_time.as_millis();
-        let worker = Worker::spawn(page, &caps, self.inner.ctx.clone());
+    /// Live workers plus launches in progress.
+    pub fn counted(&self) -> usize {
+        lock(&self.state).live.len() + self.launching()
+    }
+
+    /// Launches in progress.
+    pub fn launching(&self) -> usize {
+        self.launching.load(Ordering::SeqCst)
+    }
+
+    /// The largest number of live workers seen.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+
+    /// The id of the next worker of `kind` (`chromium#3`).
+    pub fn next_id(&self, kind: BrowserKind) -> String {
+        let mut s = lock(&self.state);
+        let k = s.counters.entry(kind).or_insert(0);
+        *k += 1;
+        format!("{kind}#{k}")
+    }
+
+    /// Counts a launch in progress for as long as the guard lives (even if the future holding
+    /// it is dropped).
+    pub fn launch_started(&self) -> Launching<'_> {
+        self.launching.fetch_add(1, Ordering::SeqCst);
+        Launching(&self.launching)
+    }
+
+    /// Adds a launched worker unless `closed` says the pool is shutting down (checked under the
+    /// lock shutdown takes the list with: a launch that finishes after shutdown began must not
+    /// add a browser nobody will close). Returns the live count, or `None` when refused.
+    pub fn admit(&self, worker: &Arc<Worker>, closed: impl FnOnce() -> bool) -> Option<usize> {
         let live = {
-            let mut m = lock(&self.inner.members);
-            // Checked under the lock shutdown takes the list with: a launch that finishes
-            // after shutdown began must not add a browser nobody will close.
-            if self.inner.cancel.is_cancelled() {
-                None
-            } else {
-                m.live.push(worker.clone());
-                Some(m.live.len())
+            let mut s = lock(&self.state);
+            if closed() {
+                return None;
             }
+            s.live.push(worker.clone());
+            s.live.len()
         };
-        let Some(live) = live else {
-            worker.close().await;
-            lock(&self.inner.members).retired.push(worker);
-            return Err(PoolError::ShuttingDown);
-        };
-        self.inner.peak.fetch_max(live, Ordering::SeqCst);
-        let browser = worker.browser();
-        self.journal(Op::WorkerAdded {
-            worker: WorkerRecord {
-                pid: browser.pid(),
-                driver_pid: browser.driver_pid(),
-                profile_dir: browser.profile_dir().map(|p| p.display().to_string()),
-                status: "ready".into(),
-                ..WorkerRecord::new(worker.id.clone(), kind.as_str(), browser.driver().as_str())
-            },
-        });
-        self.event(
-            "launched",
-            &worker.id,
-            format!("{why}; ready in {launch_ms} ms; {live} live"),
-        );
-        Ok(worker)
+        self.peak.fetch_max(live, Ordering::SeqCst);
+        Some(live)
     }
 
-    /// Takes `worker` out of service: out of the live list and every placement, its browser
-    /// closed in the background (shutdown waits for it).
-    pub(super) fn retire(&self, worker: &Arc<Worker>, why: &str) {
-        let removed = {
-            let mut m = lock(&self.inner.members);
-            let before = m.live.len();
-            m.live.retain(|s| !Arc::ptr_eq(s, worker));
-            before != m.live.len()
-        };
-        let held = self.unplace_everywhere(worker);
-        if !removed {
-            return;
+    /// Takes `worker` out of the live list and keeps it as retired; returns whether it was live.
+    pub fn retire(&self, worker: &Arc<Worker>) -> bool {
+        let mut s = lock(&self.state);
+        let before = s.live.len();
+        s.live.retain(|w| !Arc::ptr_eq(w, worker));
+        let removed = before != s.live.len();
+        if removed {
+            s.retired.push(worker.clone());
         }
-        worker.mark_unhealthy(why.to_string());
-        worker.abandon_calls();
-        self.event("retired", &worker.id, why.to_string());
-        // The worker stays a member, `closing` and serving nothing, until its browser is gone:
-        // a harness killed while the close runs leaves a record for `resume` to reap by.
-        if let Some(j) = &self.inner.journal {
-            if let Some(tx) = j.begin() {
-                j.op(
-                    tx,
-                    Op::WorkerStatus {
-                        id: worker.id.clone(),
-                        status: "closing".into(),
-                    },
-                );
-                for model in held {
-                    j.op(
-                        tx,
-                        Op::Unplaced {
-                            model,
-                            worker: worker.id.clone(),
-                        },
-                    );
-                }
-                j.commit_tx(tx);
-            }
-        }
-        let (w, pool) = (worker.clone(), self.clone());
-        let handle = tokio::spawn(async move {
-            w.close().await;
-            pool.journal(Op::WorkerRemoved { id: w.id.clone() });
-        });
-        lock(&self.inner.closing).push(handle);
-        lock(&self.inner.members).retired.push(worker.clone());
+        removed
     }
 
-    /// Closes the live workers in `close` (idle or unhealthy ones the upkeep chose), with the
-    /// event `why`.
-    pub(super) async fn close_members(&self, close: Vec<(Arc<Worker>, &'static str)>) {
-        for (w, why) in close {
-            w.close().await;
-            self.event(why, &w.id, format!("{} live", self.workers().len()));
-            self.journal(Op::WorkerRemoved { id: w.id.clone() });
-            lock(&self.inner.members).retired.push(w);
-        }
-    }
-
-    /// Closes every live worker (shutdown, or a failed start).
-    pub(super) async fn close_all(&self) {
-        let live: Vec<_> = std::mem::take(&mut lock(&self.inner.members).live);
-        futures::future::join_all(live.iter().map(|s| s.close())).await;
-        for s in &live {
-            self.journal(Op::WorkerRemoved { id: s.id.clone() });
-        }
-        lock(&self.inner.members).retired.extend(live);
+    /// Keeps a worker that never joined (or was closed already) for the report.
+    pub fn keep_retired(&self, worker: Arc<Worker>) {
+        lock(&self.state).retired.push(worker);
     }
 
     /// Removes from the live list the workers `drop` names a reason for (it sees each worker
-    /// and the live count so far, under the members lock), and returns them with the reason.
-    pub(super) fn take_live(
+    /// and the live count so far, under the lock), and returns them with the reason.
+    pub fn take_live<R>(
         &self,
-        mut drop: impl FnMut(&Arc<Worker>, usize) -> Option<&'static str>,
-    ) -> Vec<(Arc<Worker>, &'static str)> {
-        let mut m = lock(&self.inner.members);
-        let mut count = m.live.len();
+        mut drop: impl FnMut(&Arc<Worker>, usize) -> Option<R>,
+    ) -> Vec<(Arc<Worker>, R)> {
+        let mut s = lock(&self.state);
+        let mut count = s.live.len();
         let mut out = Vec::new();
-        m.live.retain(|w| match drop(w, count) {
+        s.live.retain(|w| match drop(w, count) {
             Some(why) => {
                 count -= 1;
                 out.push((w.clone(), why));
@@ -199,10 +153,25 @@ impl Pool {
         out
     }
 
-    /// Every worker that ever existed, with its final numbers (after `close_all`).
-    pub(super) fn worker_reports(&self) -> Vec<WorkerReport> {
+    /// Every live worker, taken out of the live list (shutdown, or a failed start).
+    pub fn take_all(&self) -> Vec<Arc<Worker>> {
+        std::mem::take(&mut lock(&self.state).live)
+    }
+
+    /// Remembers a close running in the background (shutdown waits for it).
+    pub fn closing(&self, handle: tokio::task::JoinHandle<()>) {
+        lock(&self.closing).push(handle);
+    }
+
+    /// The closes still running, taken.
+    pub fn take_closing(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        std::mem::take(&mut *lock(&self.closing))
+    }
+
+    /// Every worker that ever existed and is retired now, with its final numbers.
+    pub fn reports(&self) -> Vec<WorkerReport> {
         let now = Instant::now();
-        lock(&self.inner.members)
+        lock(&self.state)
             .retired
             .iter()
             .map(|s| {
@@ -221,14 +190,8 @@ impl Pool {
 }
 
 /// Counts a launch in progress for as long as it lives.
-struct Launching<'a>(&'a AtomicUsize);
-
-impl<'a> Launching<'a> {
-    fn enter(n: &'a AtomicUsize) -> Self {
-        n.fetch_add(1, Ordering::SeqCst);
-        Self(n)
-    }
-}
+#[derive(Debug)]
+pub(super) struct Launching<'a>(&'a AtomicUsize);
 
 impl Drop for Launching<'_> {
     fn drop(&mut self) {

@@ -1,17 +1,23 @@
 //! The pool: workers (a browser plus its page, each owned by one task), the models placed on
 //! them, and the run engine that drives a workload through them.
 //!
-//! Split by the state each part owns:
-//! - `config.rs`: [`PoolConfig`], one copy, shared read-only;
-//! - `members.rs`: live and retired workers (launch, retire, room, peak);
-//! - `placement.rs`: which worker serves which model (route, place, replace, migrate);
-//! - `standby.rs`: hot standbys (keep, check, wait for, promote);
-//! - `handle.rs`: [`ModelHandle`], a request's path (pick, run, retry by [`ErrorClass`]);
-//! - `ledger.rs`: what was observed (samples, counts, events) -> [`PoolReport`];
-//! - `attribution.rs`: injected faults waiting for the failure they cause;
-//! - `recover.rs`: recovery episodes; `aside.rs`: repairing a worker whose models
-//!   went to standbys, in the background; `upkeep.rs`: heartbeats, memory, reaping, the minimum;
-//! - `worker/`: the worker handle, its task and the typed page API; `engine/`: the run loops.
+//! Each part owns its state behind private fields, and the others ask it:
+//! - `members.rs`: [`Members`], live and retired workers, launches in progress, the peak;
+//! - `placements.rs`: [`Placements`], the one index of which worker serves or holds a standby
+//!   of which model, and each model's verified answers;
+//! - `ledger.rs`: [`Ledger`], request accounting (tickets, samples, counts);
+//! - `recover.rs`: [`Recovery`], recovery episodes and the faults awaiting their failure
+//!   (`attribution.rs`), and `repair.rs`, repairing a worker whose models went to standbys;
+//! - `pipelines.rs`: [`Pipelines`], which models are a sharded model's shards, in order, and
+//!   what a failed shard's worker gets;
+//! - `standby.rs`: [`StandbyState`], what keeping hot standbys needs;
+//! - `events.rs`: [`Events`], the one typed event stream (journal, report, live progress).
+//!
+//! The work that crosses parts: `placing.rs` (route, place, replace, migrate, move shards),
+//! `handle.rs` ([`ModelHandle`], a request's path), `pipeline.rs` ([`ShardedHandle`], a
+//! sharded request's path), `upkeep.rs`, `adapt.rs`, `injector.rs`, and `engine/` (the run
+//! loops: matrix, routed and pipeline). This file holds [`Pool`], the one `impl
+//! Pool`: starting, launching, retiring and shutting down, which touch several parts at once.
 //!
 //! Rust API: `Pool::start(config, server, journal, cancel)`, then
 //! `pool.get_model(task, name, hardware, fault_tolerance)` returns a [`ModelHandle`] and
@@ -19,30 +25,35 @@
 //! uses the same API through the scheduler. Must not import `cli`, `report` or any terminal
 //! crate: progress goes out through [`RunObserver`].
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+pub(crate) use crate::sync::lock;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::browser::BrowserKind;
 use crate::models::{self, PreparedModel, Task};
 use crate::server::AssetServer;
 
 mod adapt;
-mod aside;
 pub mod attribution;
 pub mod config;
 pub mod correctness;
 pub mod engine;
 pub mod error;
+pub mod events;
 mod handle;
 pub mod injector;
 pub mod journal;
 pub mod ledger;
 mod members;
-pub mod placement;
-pub mod recover;
+pub mod pipeline;
+mod pipelines;
+mod placements;
+mod placing;
+mod recover;
+mod repair;
 pub mod router;
 pub mod scheduler;
 mod standby;
@@ -57,18 +68,24 @@ pub use config::{
 };
 pub use engine::{execute, CellTensor, EngineOutput, Placement, RunEvent, RunObserver, RunPlan};
 pub use error::{ErrorClass, PoolError};
+pub use events::{PlacementRecord, PoolEvent, RecoveryRecord, Stamped};
 pub use handle::{Inference, Input, ModelHandle};
 pub use journal::Journal;
-pub use ledger::{PoolEvent, PoolReport, WorkerReport};
-pub use recover::RecoveryRecord;
+pub use members::WorkerReport;
+pub use pipeline::{ShardError, ShardedAnswer, ShardedHandle};
+pub use pipelines::PipelineId;
+pub use placing::MigrateError;
 pub use router::{HardwarePreferences, Measured, Preferences};
 pub use scheduler::{Bound, Schedule, Workload};
 pub use worker::{Page, Worker};
 
-use attribution::Attribution;
-use ledger::Ledger;
+use events::{Events, LaunchReason, RetireReason};
+use ledger::{Ledger, RequestEnd};
 use members::Members;
-use placement::ModelEntry;
+use pipelines::Pipelines;
+use placements::Placements;
+use recover::Recovery;
+use standby::StandbyState;
 use worker::{Lifecycle, WorkerContext};
 
 /// A pool of browser workers. Cheap to clone.
@@ -82,27 +99,39 @@ struct Inner {
     config: PoolConfig,
     /// What every worker task shares: the asset server, page settings, timeouts.
     ctx: Arc<WorkerContext>,
-    /// Where changes of state are journaled (the run's transaction log), if anywhere.
-    journal: Option<Journal>,
     cancel: CancellationToken,
     t0: Instant,
-    members: Mutex<Members>,
-    /// Launches in progress (counted against `max_workers`; shutdown waits for them).
-    launching: AtomicUsize,
-    peak: AtomicUsize,
-    /// Models by name (and browser pin), each with its placements.
-    models: Mutex<HashMap<String, Arc<ModelEntry>>>,
-    ledger: Mutex<Ledger>,
-    attribution: Mutex<Attribution>,
+    members: Members,
+    placements: Placements,
+    pipelines: Pipelines,
+    standbys: StandbyState,
+    ledger: Ledger,
+    recovery: Recovery,
+    events: Events,
     upkeep: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// Closes of retired workers in flight; shutdown waits for them.
-    closing: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    /// Recovery episodes in flight; shutdown waits for them so each is recorded.
-    episodes: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    /// Requests started (each counted once, whatever its attempts).
-    started: AtomicU64,
-    /// Woken each time a request ends, for the engine to journal progress at once.
-    ended: tokio::sync::Notify,
+}
+
+/// Everything the pool observed, at shutdown.
+#[derive(Debug, Clone, Default)]
+pub struct PoolReport {
+    /// Every worker that ever existed.
+    pub workers: Vec<WorkerReport>,
+    /// Every routing decision.
+    pub decisions: Vec<router::Decision>,
+    /// Every placement.
+    pub placements: Vec<Arc<PlacementRecord>>,
+    /// Every event, in order (the decisions, placements, recoveries and faults among them).
+    pub events: Vec<Stamped>,
+    /// Request accounting.
+    pub requests: crate::metrics::Requests,
+    /// Every request.
+    pub samples: Vec<crate::metrics::Sample>,
+    /// Largest number of live workers at once.
+    pub peak_workers: usize,
+    /// Every recovery episode.
+    pub recoveries: Vec<RecoveryRecord>,
+    /// Every fault injected, skipped or failed.
+    pub faults: Vec<FaultNote>,
 }
 
 impl Pool {
@@ -127,24 +156,22 @@ impl Pool {
             inner: Arc::new(Inner {
                 config,
                 ctx,
-                journal,
                 cancel: cancel.child_token(),
                 t0,
-                members: Mutex::default(),
-                launching: AtomicUsize::new(0),
-                peak: AtomicUsize::new(0),
-                models: Mutex::default(),
-                ledger: Mutex::new(Ledger::new(t0)),
-                attribution: Mutex::default(),
+                members: Members::default(),
+                placements: Placements::default(),
+                pipelines: Pipelines::default(),
+                standbys: StandbyState::default(),
+                ledger: Ledger::new(t0),
+                recovery: Recovery::default(),
+                events: Events::new(t0, journal),
                 upkeep: Mutex::new(None),
-                closing: Mutex::default(),
-                episodes: Mutex::default(),
-                started: AtomicU64::new(0),
-                ended: tokio::sync::Notify::new(),
             }),
         };
-        let results =
-            futures::future::join_all(kinds.into_iter().map(|k| pool.launch(k, "initial"))).await;
+        let launches = kinds
+            .into_iter()
+            .map(|k| pool.launch(k, LaunchReason::Initial));
+        let results = futures::future::join_all(launches).await;
         if let Some(e) = results.into_iter().find_map(Result::err) {
             pool.close_all().await;
             return Err(e);
@@ -206,11 +233,7 @@ impl Pool {
         hardware: HardwarePreferences,
         fault_tolerance: FaultTolerance,
     ) -> Result<ModelHandle, PoolError> {
-        let key = format!("{}@{:?}", prepared.name, hardware.browser);
-        let entry = lock(&self.inner.models)
-            .entry(key)
-            .or_insert_with(|| Arc::new(ModelEntry::new(prepared, hardware)))
-            .clone();
+        let entry = self.inner.placements.entry(prepared, hardware);
         let handle = ModelHandle::new(self.clone(), entry, fault_tolerance);
         handle.place_first().await?;
         Ok(handle)
@@ -219,6 +242,11 @@ impl Pool {
     /// Milliseconds since the pool started (the time base of its samples and events).
     pub fn elapsed_ms(&self) -> f64 {
         self.inner.t0.elapsed().as_secs_f64() * 1e3
+    }
+
+    /// Whole milliseconds from the pool's start to `t`.
+    pub fn ms(&self, t: Instant) -> u64 {
+        self.inner.events.ms(t)
     }
 
     /// The instant the pool started.
@@ -231,9 +259,7 @@ impl Pool {
         self.inner.cancel.cancel();
         // Launches in flight close their own browser when they see the cancellation.
         let waited = Instant::now();
-        while self.inner.launching.load(Ordering::SeqCst) > 0
-            && waited.elapsed() < Duration::from_secs(90)
-        {
+        while self.inner.members.launching() > 0 && waited.elapsed() < Duration::from_secs(90) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // Take the handle first: the std mutex must not be held across the await.
@@ -243,89 +269,197 @@ impl Pool {
         }
         // Episodes in flight end on their own (a launch sees the cancellation, every call has a
         // bound) and are recorded, succeeded or not.
-        let episodes: Vec<_> = std::mem::take(&mut *lock(&self.inner.episodes));
         let bound = self.inner.config.recovery.timeout + Duration::from_secs(10);
-        for h in episodes {
+        for h in self.inner.recovery.take_episodes() {
             let _ = tokio::time::timeout(bound, h).await;
         }
         self.close_all().await;
-        let closing: Vec<_> = std::mem::take(&mut *lock(&self.inner.closing));
-        for h in closing {
+        for h in self.inner.members.take_closing() {
             let _ = tokio::time::timeout(Duration::from_secs(30), h).await;
         }
-        let workers = self.worker_reports();
-        let ledger = std::mem::replace(&mut *lock(&self.inner.ledger), Ledger::new(self.inner.t0));
-        ledger.into_report(workers, self.inner.peak.load(Ordering::SeqCst))
+        let books = self.inner.ledger.close();
+        for (model, phase) in books.lost {
+            self.emit(PoolEvent::Lost { model, phase });
+        }
+        let events = self.inner.events.all();
+        let mut report = PoolReport {
+            workers: self.inner.members.reports(),
+            requests: books.requests,
+            samples: books.samples,
+            peak_workers: self.inner.members.peak(),
+            ..PoolReport::default()
+        };
+        for e in &events {
+            match &e.event {
+                PoolEvent::Routed(d) => report.decisions.push(d.clone()),
+                PoolEvent::Placed(p) => report.placements.push(p.clone()),
+                PoolEvent::Recovered(r) => report.recoveries.push(r.clone()),
+                PoolEvent::Fault(f) => report.faults.push(f.clone()),
+                _ => {}
+            }
+        }
+        report.events = events;
+        report
     }
 
-    /// Requests finished so far `(succeeded, failed)`, workers in recovery, and the faults and
-    /// recovery episodes after the first `seen_faults` / `seen_recoveries` (for live progress).
-    pub fn live(&self, seen_faults: usize, seen_recoveries: usize) -> LiveCounts {
+    /// Live workers right now.
+    pub fn workers(&self) -> Vec<Arc<Worker>> {
+        self.inner.members.live()
+    }
+
+    /// Whether exactly `min_workers` are live.
+    pub fn at_minimum(&self) -> bool {
+        self.workers().len() == self.inner.config.min_workers
+    }
+
+    /// Whether one more worker fits under `max_workers`.
+    fn has_room(&self) -> bool {
+        self.inner.members.counted() < self.inner.config.max_workers
+    }
+
+    /// Launches one worker of `kind` and adds it to the pool.
+    async fn launch(&self, kind: BrowserKind, why: LaunchReason) -> Result<Arc<Worker>, PoolError> {
+        let c = &self.inner.config;
+        let Some(mut spec) = c.launch_of(kind).cloned() else {
+            return Err(PoolError::NotConfigured { kind });
+        };
+        spec.page_url = self.inner.ctx.server.page_url();
+        let members = &self.inner.members;
+        let id = members.next_id(kind);
+        // Counted until the new worker is in the list or closed: has_room() and shutdown() read
+        // it.
+        let _launching = members.launch_started();
+        let webnn = c.page.backends.contains(&Backend::Webnn);
+        let page = Page::start(id, spec).await?;
+        let caps = match page.capabilities(webnn, c.timeouts.call).await {
+            Ok(caps) => caps,
+            Err(e) => {
+                let _ = page.close().await;
+                return Err(e.into());
+            }
+        };
+        let ready_ms = page.launch_time.as_millis() as u64;
+        let worker = Worker::spawn(page, &caps, self.inner.ctx.clone());
+        let Some(live) = members.admit(&worker, || self.inner.cancel.is_cancelled()) else {
+            worker.close().await;
+            members.keep_retired(worker);
+            return Err(PoolError::ShuttingDown);
+        };
+        let browser = worker.browser();
+        self.emit(PoolEvent::Launched {
+            record: crate::state::WorkerRecord {
+                pid: browser.pid(),
+                driver_pid: browser.driver_pid(),
+                profile_dir: browser.profile_dir().map(|p| p.display().to_string()),
+                status: "ready".into(),
+                ..crate::state::WorkerRecord::new(
+                    worker.id.clone(),
+                    kind.as_str(),
+                    browser.driver().as_str(),
+                )
+            },
+            why,
+            ready_ms,
+            live,
+        });
+        Ok(worker)
+    }
+
+    /// Takes `worker` out of service: out of the live list and every placement, its browser
+    /// closed in the background (shutdown waits for it).
+    fn retire(&self, worker: &Arc<Worker>, why: RetireReason) {
+        let removed = self.inner.members.retire(worker);
+        let held = self.inner.placements.unplace_everywhere(worker);
+        if !removed {
+            return;
+        }
+        worker.mark_unhealthy(why.to_string());
+        worker.abandon_calls();
+        self.emit(PoolEvent::Retired {
+            worker: worker.id.clone(),
+            why,
+            held,
+        });
+        let (w, pool) = (worker.clone(), self.clone());
+        let handle = tokio::spawn(async move {
+            w.close().await;
+            pool.emit(PoolEvent::Removed {
+                worker: w.id.clone(),
+            });
+        });
+        self.inner.members.closing(handle);
+    }
+
+    /// Closes the live workers in `close` (idle or unhealthy ones upkeep chose).
+    async fn close_members(&self, close: Vec<(Arc<Worker>, events::CloseReason)>) {
+        for (w, reason) in close {
+            w.close().await;
+            self.emit(PoolEvent::Closed {
+                worker: w.id.clone(),
+                reason,
+                live: self.workers().len(),
+            });
+            self.inner.members.keep_retired(w);
+        }
+    }
+
+    /// Closes every live worker (shutdown, or a failed start).
+    async fn close_all(&self) {
+        let live = self.inner.members.take_all();
+        futures::future::join_all(live.iter().map(|s| s.close())).await;
+        for s in live {
+            self.emit(PoolEvent::Removed {
+                worker: s.id.clone(),
+            });
+            self.inner.members.keep_retired(s);
+        }
+    }
+
+    /// Live counts while a workload runs: requests succeeded and failed so far, and workers in
+    /// a recovery episode now.
+    pub fn live(&self) -> LiveCounts {
         let recovering = self
             .workers()
             .iter()
             .filter(|s| s.status().lifecycle == Lifecycle::Recovering)
             .count();
-        let ledger = lock(&self.inner.ledger);
-        let (succeeded, failed) = ledger.ended();
+        let (succeeded, failed) = self.inner.ledger.ended();
         LiveCounts {
             succeeded,
             failed,
             recovering,
-            faults: ledger.faults_since(seen_faults),
-            recoveries: ledger.recoveries_since(seen_recoveries),
         }
     }
 
-    /// Announces a fault about to hit `worker`: from now on a failure detected there is
-    /// matched with it (and timed from it). Announced before the fault acts, so a failure seen
-    /// at once is not taken for an external one.
-    pub fn fault_starting(&self, worker: &str, kind: crate::faults::Kind) {
-        lock(&self.inner.attribution).starting(worker, kind);
-    }
-
-    /// The announced fault took effect now (a page fault answers once it has started).
-    pub fn fault_effective(&self, worker: &str, kind: crate::faults::Kind) {
-        lock(&self.inner.attribution).effective(worker, kind);
+    /// The live event channel: every event from now on, as it is emitted. Only the first
+    /// caller gets it (the engine); `None` after.
+    pub fn subscribe(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Stamped>> {
+        self.inner.events.subscribe()
     }
 
     /// Records a fault the injector carried out, skipped or failed to carry out (an announced
     /// fault that failed stops waiting for a failure).
     pub fn note_fault(&self, note: FaultNote) {
         if let (false, false, Some(kind)) = (note.injected, note.target.is_empty(), note.kind) {
-            self.fault_absorbed(&note.target, kind);
+            self.inner.recovery.fault_absorbed(&note.target, kind);
         }
-        lock(&self.inner.ledger).fault(note);
-    }
-
-    /// Clears a pending fault that ended without a failure (a hang or slowdown absorbed by the
-    /// timeouts).
-    pub fn fault_absorbed(&self, worker: &str, kind: crate::faults::Kind) {
-        lock(&self.inner.attribution).absorbed(worker, kind);
-    }
-
-    /// Commits `op` to the run's journal, if it has one.
-    pub(crate) fn journal(&self, op: crate::state::Op) {
-        if let Some(j) = &self.inner.journal {
-            j.commit(op);
-        }
+        self.emit(PoolEvent::Fault(note));
     }
 
     /// The run's journal, if it has one.
-    pub fn journal_handle(&self) -> Option<&Journal> {
-        self.inner.journal.as_ref()
+    pub fn journal(&self) -> Option<&Journal> {
+        self.inner.events.journal()
     }
 
     /// The journal's progress op for now: requests started (in flight included), succeeded
     /// and failed, measured requests per model, and `elapsed` of measured time.
     pub fn progress(&self, elapsed: Duration) -> crate::state::Op {
-        let ledger = lock(&self.inner.ledger);
-        let (succeeded, failed) = ledger.ended();
+        let (succeeded, failed) = self.inner.ledger.ended();
         crate::state::Op::Progress {
             issued: self.requests_started(),
             succeeded,
             failed,
-            per_model: ledger.per_model().clone(),
+            per_model: self.inner.ledger.per_model(),
             elapsed_ms: elapsed.as_millis() as u64,
         }
     }
@@ -333,9 +467,9 @@ impl Pool {
     /// No launch in progress and no recovery running (a benchmark waits for this between
     /// faults).
     pub fn is_settled(&self) -> bool {
-        let spares_ready = self.inner.config.standbys.copies == 0
-            || lock(&self.inner.models).values().all(|e| e.spare_ready());
-        self.inner.launching.load(Ordering::SeqCst) == 0
+        let spares_ready =
+            self.inner.config.standbys.copies == 0 || self.inner.placements.spares_ready();
+        self.inner.members.launching() == 0
             && self.workers().iter().all(|s| s.episode.try_lock().is_ok())
             && self.workers().len() >= self.inner.config.min_workers
             && spares_ready
@@ -343,24 +477,77 @@ impl Pool {
 
     /// Requests started so far (in flight included).
     pub fn requests_started(&self) -> u64 {
-        self.inner.started.load(Ordering::SeqCst)
+        self.inner.ledger.started()
     }
 
-    /// Resolves when a request has ended (succeeded or failed) since the last call returned;
-    /// several endings in between wake it once.
-    pub async fn request_ended(&self) {
-        self.inner.ended.notified().await;
+    /// Moves `model` to a worker of kind `to` (see `placing::migrate`).
+    ///
+    /// # Errors
+    /// [`MigrateError`]: why the migration did not happen (after its rollback).
+    pub async fn migrate(&self, model: &str, to: BrowserKind) -> Result<String, MigrateError> {
+        placing::migrate(self, model, to).await
     }
 
-    /// Records a scaling or health event.
-    fn event(&self, kind: &str, worker: &str, detail: String) {
-        lock(&self.inner.ledger).event(kind, worker, detail);
+    /// Waits (up to `bound`) for every placed model's standby copies; returns how many each has.
+    pub async fn standbys_ready(&self, bound: Duration) -> Vec<(String, usize)> {
+        standby::ready(self, bound).await
     }
 
-    /// Accounts for one request that ended and wakes the progress journal.
-    fn request_ended_as(&self, end: ledger::RequestEnd<'_>) {
-        lock(&self.inner.ledger).request(end);
-        self.inner.ended.notify_one();
+    /// Adaptive routing until `stop` (see `adapt.rs`).
+    pub async fn adapt(
+        &self,
+        settings: AdaptSettings,
+        stop: CancellationToken,
+    ) -> Vec<crate::metrics::AdaptiveEvaluation> {
+        adapt::adapt(self, settings, stop).await
+    }
+
+    /// Emits one event into the pool's stream.
+    fn emit(&self, event: PoolEvent) {
+        self.inner.events.emit(event);
+    }
+
+    /// Accounts for one request that ended, and says so on the event stream.
+    fn request_ended(&self, end: RequestEnd<'_>) {
+        let ok = end.outcome.is_ok();
+        self.inner.ledger.end(end);
+        self.emit(PoolEvent::RequestEnded { ok });
+    }
+
+    fn config(&self) -> &PoolConfig {
+        &self.inner.config
+    }
+
+    fn cancel(&self) -> &CancellationToken {
+        &self.inner.cancel
+    }
+
+    fn members(&self) -> &Members {
+        &self.inner.members
+    }
+
+    fn placements(&self) -> &Placements {
+        &self.inner.placements
+    }
+
+    fn pipelines(&self) -> &Pipelines {
+        &self.inner.pipelines
+    }
+
+    fn ctx(&self) -> &WorkerContext {
+        &self.inner.ctx
+    }
+
+    fn standby_state(&self) -> &StandbyState {
+        &self.inner.standbys
+    }
+
+    fn ledger(&self) -> &Ledger {
+        &self.inner.ledger
+    }
+
+    fn recovery(&self) -> &Recovery {
+        &self.inner.recovery
     }
 }
 
@@ -373,13 +560,4 @@ pub struct LiveCounts {
     pub failed: u64,
     /// Workers in a recovery episode now.
     pub recovering: usize,
-    /// Faults recorded since the caller last looked.
-    pub faults: Vec<FaultNote>,
-    /// Recovery episodes recorded since the caller last looked.
-    pub recoveries: Vec<RecoveryRecord>,
-}
-
-/// Locks a std mutex, recovering from poisoning (a panicked holder left plain data behind).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

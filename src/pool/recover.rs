@@ -1,75 +1,65 @@
 //! Recovery episodes: a worker failed; climb the ladder (`crate::recovery`) until service is
 //! back, against the real browser. Each level ends in a typed [`Restored`] or [`LevelFailed`].
 //!
-//! One episode per failure: the worker's `episode` lock serialises them, and its generation
-//! (bumped by a repair in place) or its absence from the live list (after a migration) tells a
-//! request that failed on the same fault that the episode already ran, so it only re-runs
-//! itself. Must not import `report`, `cli` or terminal crates.
+//! [`Recovery`] owns what recovering needs to remember: the episodes in flight (shutdown waits
+//! for them so each is recorded) and the faults the injector announced, waiting for the failure
+//! they cause (`attribution.rs`). One episode per failure: the worker's `episode` lock
+//! serialises them, and its generation (bumped by a repair in place) or its absence from the
+//! live list (after a migration) tells a request that failed on the same fault that the
+//! episode already ran, so it only re-runs itself. A worker whose every model went to hot
+//! standbys is repaired aside (`repair.rs`). Must not import `report`, `cli` or terminal crates.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::browser::WorkerError;
 use crate::faults::Kind;
-use crate::recovery::{self, Failure, Level};
-use crate::state::{self, Op};
+use crate::recovery::{self, Failure, Level, ShardRecovery};
 
-use super::attribution::Detection;
-use super::placement::ReplaceError;
-use super::worker::{Lifecycle, OutputMode, Worker};
-use super::{lock, Pool, PoolError};
+use super::attribution::{Attribution, Cause, Detection};
+use super::events::{LaunchReason, PoolEvent, RecoveryRecord, RetireReason, ShardRepair};
+use super::pipelines::PipelineId;
+use super::placing::{self, ReplaceError, ShardMoveError};
+use super::worker::{Lifecycle, Worker};
+use super::{lock, repair, standby, Pool, PoolError};
 
-/// What the detector knows about a failure.
-#[derive(Debug, Clone)]
-pub(crate) struct Cause {
-    /// How it was noticed.
-    pub seen: Detection,
-    /// The model whose request failed, if a request found it.
-    pub model: Option<String>,
-    /// How long the failing call was in flight; for a failure found by upkeep, how long since
-    /// the worker's last sign of health (its last answer, or its process last seen alive).
-    pub in_flight: Duration,
+/// The recovery part of the pool: episodes in flight and faults awaiting their failure.
+#[derive(Debug, Default)]
+pub(super) struct Recovery {
+    episodes: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    attribution: Mutex<Attribution>,
 }
 
-impl Cause {
-    /// Whether the worker's session can still take calls.
-    fn session_usable(&self) -> bool {
-        match self.seen {
-            Detection::Request(class) => class.session_usable(),
-            Detection::Heartbeat | Detection::ProcessExit => false,
-        }
+impl Recovery {
+    /// A fault is about to hit `worker`: from now on a failure there is matched with it.
+    pub fn fault_starting(&self, worker: &str, kind: Kind) {
+        lock(&self.attribution).starting(worker, kind);
     }
-}
 
-/// One recovery episode: a worker failed, the ladder ran.
-#[derive(Debug, Clone)]
-pub struct RecoveryRecord {
-    /// When the failure was detected, ms since the pool started.
-    pub at_ms: u64,
-    /// The worker that failed.
-    pub worker: String,
-    /// The injected fault it is attributed to; `None` for a failure nobody injected.
-    pub fault: Option<Kind>,
-    /// How it was noticed.
-    pub detected_by: Detection,
-    /// Fault to detection, ms. For a failure nobody injected: the failing call's time in
-    /// flight, or the time since the worker's last answer (heartbeat) or since its process was
-    /// last seen alive (pid check). Always measured.
-    pub detection_ms: u64,
-    /// Highest ladder level tried.
-    pub level: Option<Level>,
-    /// Detection to serving again (or to giving up), ms.
-    pub recovery_ms: u64,
-    /// Whether service was restored.
-    pub succeeded: bool,
-    /// What each level did.
-    pub steps: Vec<String>,
-}
+    /// The announced fault took effect now.
+    pub fn fault_effective(&self, worker: &str, kind: Kind) {
+        lock(&self.attribution).effective(worker, kind);
+    }
 
-impl RecoveryRecord {
-    /// The fault's name, `external` when nobody injected it.
-    pub fn fault_name(&self) -> &'static str {
-        self.fault.map_or("external", Kind::as_str)
+    /// A fault ended without a failure.
+    pub fn fault_absorbed(&self, worker: &str, kind: Kind) {
+        lock(&self.attribution).absorbed(worker, kind);
+    }
+
+    /// The announced fault on `worker` that best explains a failure seen as `seen`, taken.
+    fn attribute(&self, worker: &str, seen: Detection) -> Option<(Kind, Instant)> {
+        lock(&self.attribution).take(worker, seen)
+    }
+
+    /// The episodes in flight, taken (shutdown waits for them).
+    pub fn take_episodes(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        std::mem::take(&mut *lock(&self.episodes))
+    }
+
+    fn remember(&self, task: tokio::task::JoinHandle<()>) {
+        let mut episodes = lock(&self.episodes);
+        episodes.retain(|h| !h.is_finished());
+        episodes.push(task);
     }
 }
 
@@ -86,6 +76,13 @@ enum Restored {
     NothingToMove,
     /// A replacement worker was launched.
     Launched(String),
+    /// The worker's pipeline shards were loaded on these workers.
+    Shards {
+        /// Where they went.
+        to: Vec<String>,
+        /// The shards loaded.
+        reloaded: Vec<usize>,
+    },
 }
 
 impl std::fmt::Display for Restored {
@@ -100,6 +97,9 @@ impl std::fmt::Display for Restored {
             }
             Self::NothingToMove => f.write_str("no models to move"),
             Self::Launched(id) => write!(f, "launched {id}"),
+            Self::Shards { to, reloaded } => {
+                write!(f, "shards {reloaded:?} loaded on [{}]", to.join(", "))
+            }
         }
     }
 }
@@ -115,253 +115,256 @@ enum LevelFailed {
     Pool(#[from] PoolError),
     #[error(transparent)]
     Replace(#[from] ReplaceError),
+    #[error(transparent)]
+    Shards(#[from] ShardMoveError),
 }
 
-impl Pool {
-    /// Runs one recovery episode for `worker`, unless the failure seen on `generation` was
-    /// already handled. Returns when the episode is recorded (or was not needed); a repair
-    /// aside goes on after that, in the same task.
-    ///
-    /// The episode is a task of the pool's, not part of the caller's future: a request that
-    /// passes its deadline while it waits here is dropped, and the episode still runs to its
-    /// end, is recorded, and leaves the worker repaired or retired (never stuck recovering).
-    pub(crate) async fn recover(&self, worker: &Arc<Worker>, generation: u64, cause: Cause) {
-        let (pool, worker) = (self.clone(), worker.clone());
-        let (done, ended) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            pool.episode(&worker, generation, cause, done).await;
-        });
-        {
-            let mut episodes = lock(&self.inner.episodes);
-            episodes.retain(|h| !h.is_finished());
-            episodes.push(task);
-        }
-        let _ = ended.await;
-    }
+/// Runs one recovery episode for `worker`, unless the failure seen on `generation` was already
+/// handled. Returns when the episode is recorded (or was not needed); a repair aside goes on
+/// after that, in the same task.
+///
+/// The episode is a task of the pool's, not part of the caller's future: a request that passes
+/// its deadline while it waits here is dropped, and the episode still runs to its end, is
+/// recorded, and leaves the worker repaired or retired (never stuck recovering).
+pub(crate) async fn recover(pool: &Pool, worker: &Arc<Worker>, generation: u64, cause: Cause) {
+    let (p, w) = (pool.clone(), worker.clone());
+    let (done, ended) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        episode(&p, &w, generation, cause, done).await;
+    });
+    pool.recovery().remember(task);
+    let _ = ended.await;
+}
 
-    /// The episode itself: promote standbys, climb the ladder for what they do not cover, then
-    /// record what happened and tell `done` (the requests waiting on it). A worker set aside
-    /// is then repaired, still under the episode lock.
-    async fn episode(
-        &self,
-        worker: &Arc<Worker>,
-        generation: u64,
-        cause: Cause,
-        done: tokio::sync::oneshot::Sender<()>,
-    ) {
-        let _episode = worker.episode.lock().await;
-        let live = self.workers().iter().any(|s| Arc::ptr_eq(s, worker));
-        if !live || worker.generation() != generation || self.inner.cancel.is_cancelled() {
-            return;
-        }
-        let detected = Instant::now();
-        // A watcher that marked the worker failed saw it first, whoever reached the episode.
-        let cause = match worker.status().noticed_by {
-            Some(seen) => Cause { seen, ..cause },
-            None => cause,
+/// The episode itself: promote standbys, climb the ladder for what they do not cover, then
+/// record what happened and tell `done` (the requests waiting on it). A worker set aside is
+/// then repaired, still under the episode lock.
+async fn episode(
+    pool: &Pool,
+    worker: &Arc<Worker>,
+    generation: u64,
+    cause: Cause,
+    done: tokio::sync::oneshot::Sender<()>,
+) {
+    let _episode = worker.episode.lock().await;
+    if !pool.members().is_live(worker)
+        || worker.generation() != generation
+        || pool.cancel().is_cancelled()
+    {
+        return;
+    }
+    let detected = Instant::now();
+    // A watcher that marked the worker failed saw it first, whoever reached the episode.
+    let cause = match worker.status().noticed_by {
+        Some(seen) => Cause { seen, ..cause },
+        None => cause,
+    };
+    worker.set_lifecycle(Lifecycle::Recovering);
+    let pending = pool.recovery().attribute(&worker.id, cause.seen);
+    let (fault, detection_ms) = match pending {
+        Some((kind, at)) => (
+            Some(kind),
+            detected.saturating_duration_since(at).as_millis() as u64,
+        ),
+        None => (None, cause.in_flight.as_millis() as u64),
+    };
+    let config = pool.config().recovery;
+    let breaker_open = worker.breaker_outcome(false) || worker.breaker_open();
+    let failure = Failure {
+        session_usable: cause.session_usable(),
+        browser_gone: !worker.browser_alive(),
+    };
+    // A worker holding pipeline shards climbs one step: its pipeline's shard recovery.
+    let shards = held_shards(pool, worker);
+    let levels = match shards.first() {
+        Some(&(id, _)) => vec![pool.pipelines().recovery(id).level()],
+        None => recovery::ladder(config.strategy, failure, breaker_open),
+    };
+    pool.emit(PoolEvent::Recovering {
+        worker: worker.id.clone(),
+        seen: cause.seen,
+        fault,
+        levels: levels.clone(),
+    });
+    let deadline = detected + config.timeout;
+    let mut reached = None;
+    let mut succeeded = false;
+    let mut steps = Vec::new();
+    let mut moved_shards = None;
+    // Hot standbys first: every model here that can be served elsewhere at once moves (no
+    // probe, no load). When that is all of them, that is the recovery: the worker is repaired
+    // aside in the background, or replaced by upkeep when its browser is gone.
+    let mut aside = false;
+    if pool.config().standbys.copies > 0 && shards.is_empty() {
+        let (moves, all) = standby::promote_off(pool, worker);
+        let moved = if moves.is_empty() {
+            Restored::NothingToMove
+        } else {
+            Restored::Moved(moves)
         };
-        worker.set_lifecycle(Lifecycle::Recovering);
-        let pending = lock(&self.inner.attribution).take(&worker.id, cause.seen);
-        let (fault, detection_ms) = match pending {
-            Some((kind, at)) => (
-                Some(kind),
-                detected.saturating_duration_since(at).as_millis() as u64,
-            ),
-            None => (None, cause.in_flight.as_millis() as u64),
-        };
-        let fault_name = fault.map_or("external", Kind::as_str);
-        let config = self.inner.config.recovery;
-        let breaker_open = worker.breaker_outcome(false) || worker.breaker_open();
-        let failure = Failure {
-            session_usable: cause.session_usable(),
-            browser_gone: !worker.browser_alive(),
-        };
-        let levels = recovery::ladder(config.strategy, failure, breaker_open);
-        let names: Vec<&str> = levels.iter().map(|l| l.as_str()).collect();
-        self.event(
-            "recovering",
-            &worker.id,
-            format!(
-                "{} noticed ({fault_name}); trying {}",
-                cause.seen,
-                names.join(" -> ")
-            ),
-        );
-        let deadline = detected + config.timeout;
-        let mut reached = None;
-        let mut succeeded = false;
-        let mut steps = Vec::new();
-        // Hot standbys first: every model here that can be served elsewhere at once moves
-        // (no probe, no load). When that is all of them, that is the recovery: the worker is
-        // repaired aside in the background, or replaced by upkeep when its browser is gone.
-        let mut aside = false;
-        if self.inner.config.standbys.copies > 0 {
-            let (moves, all) = self.promote_off(worker);
-            let moved = if moves.is_empty() {
-                Restored::NothingToMove
+        if all {
+            reached = Some(Level::Migrate);
+            succeeded = true;
+            aside = repair::set_aside(pool, worker);
+            let then = if aside {
+                "the worker is repaired aside"
             } else {
-                Restored::Moved(moves)
+                pool.retire(worker, RetireReason::ToStandbys);
+                "the worker is retired"
             };
-            if all {
-                reached = Some(Level::Migrate);
+            steps.push(format!("promote: {moved}; {then}"));
+        } else if !matches!(moved, Restored::NothingToMove) {
+            steps.push(format!("promote: {moved}; the ladder for the rest"));
+        }
+    }
+    for level in levels.into_iter().filter(|_| !succeeded) {
+        reached = Some(level);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let tried =
+            tokio::time::timeout(left, try_level(pool, level, worker, &cause, left, &shards)).await;
+        match tried {
+            Ok(Ok(done)) => {
+                steps.push(format!("{level}: {done}"));
+                if let Restored::Shards { to, reloaded } = done {
+                    moved_shards = Some((to, reloaded));
+                }
                 succeeded = true;
-                aside = self.set_aside(worker);
-                let then = if aside {
-                    "the worker is repaired aside"
-                } else {
-                    self.retire(worker, "its models went to hot standbys");
-                    "the worker is retired"
-                };
-                steps.push(format!("promote: {moved}; {then}"));
-            } else if !matches!(moved, Restored::NothingToMove) {
-                steps.push(format!("promote: {moved}; the ladder for the rest"));
+                break;
             }
-        }
-        for level in levels.into_iter().filter(|_| !succeeded) {
-            reached = Some(level);
-            let left = deadline.saturating_duration_since(Instant::now());
-            let tried =
-                tokio::time::timeout(left, self.try_level(level, worker, &cause, left)).await;
-            match tried {
-                Ok(Ok(done)) => {
-                    steps.push(format!("{level}: {done}"));
-                    succeeded = true;
-                    break;
-                }
-                Ok(Err(why)) => steps.push(format!("{level}: {why}")),
-                Err(_) => {
-                    steps.push(format!(
-                        "{level}: the recovery timeout ({:?}) passed",
-                        config.timeout
-                    ));
-                    break;
-                }
+            Ok(Err(why)) => steps.push(format!("{level}: {why}")),
+            Err(_) => {
+                steps.push(format!(
+                    "{level}: the recovery timeout ({:?}) passed",
+                    config.timeout
+                ));
+                break;
             }
-        }
-        match reached {
-            _ if aside => {}
-            Some(Level::Retry | Level::Reset) if succeeded => {
-                worker.breaker_outcome(true);
-                worker.repaired();
-                self.rejoin_as_standby(worker);
-            }
-            // Migrated or rebuilt: the worker was retired on the way. Failed: retire it now so
-            // nothing is routed to it and its browser is closed.
-            _ => self.retire(worker, "recovery gave up on it"),
-        }
-        let at_ms = lock(&self.inner.ledger).ms(detected);
-        let recovery_ms = detected.elapsed().as_millis() as u64;
-        let level = reached.map_or("none", Level::as_str);
-        self.event(
-            if succeeded {
-                "recovered"
-            } else {
-                "recovery_failed"
-            },
-            &worker.id,
-            format!(
-                "{fault_name} ({}) -> {level} in {recovery_ms} ms: {}",
-                cause.seen,
-                steps.join("; ")
-            ),
-        );
-        self.journal(Op::RecoveryRecorded {
-            event: state::RecoveryRecord {
-                fault_kind: fault_name.to_string(),
-                level: level.to_string(),
-                detection_ms,
-                recovery_ms,
-                succeeded,
-                worker: Some(worker.id.clone()),
-            },
-        });
-        lock(&self.inner.ledger).recovery(RecoveryRecord {
-            at_ms,
-            worker: worker.id.clone(),
-            fault,
-            detected_by: cause.seen,
-            detection_ms,
-            level: reached,
-            recovery_ms,
-            succeeded,
-            steps,
-        });
-        let _ = done.send(());
-        if aside {
-            self.repair_aside(worker, &cause).await;
         }
     }
+    match reached {
+        _ if aside => {}
+        Some(Level::Retry | Level::Reset) if succeeded => {
+            worker.breaker_outcome(true);
+            worker.repaired();
+            standby::rejoin(pool, worker);
+        }
+        // Migrated or rebuilt: the worker was retired on the way. Failed: retire it now so
+        // nothing is routed to it and its browser is closed.
+        _ => pool.retire(worker, RetireReason::GaveUp),
+    }
+    pool.emit(PoolEvent::Recovered(RecoveryRecord {
+        at_ms: pool.ms(detected),
+        worker: worker.id.clone(),
+        fault,
+        detected_by: cause.seen,
+        detection_ms,
+        level: reached,
+        recovery_ms: detected.elapsed().as_millis() as u64,
+        succeeded,
+        steps,
+        shards: shards.first().map(|&(id, first)| {
+            let (to, reloaded) = moved_shards.unwrap_or_default();
+            ShardRepair {
+                model: pool.pipelines().model(id),
+                strategy: pool.pipelines().recovery(id),
+                shard: failed_shard(pool, &cause, &shards).unwrap_or(first),
+                to,
+                reloaded,
+            }
+        }),
+    }));
+    let _ = done.send(());
+    if aside {
+        repair::repair_aside(pool, worker, &cause).await;
+    }
+}
 
-    /// One ladder level.
-    async fn try_level(
-        &self,
-        level: Level,
-        worker: &Arc<Worker>,
-        cause: &Cause,
-        left: Duration,
-    ) -> Result<Restored, LevelFailed> {
-        match level {
-            Level::Retry => {
-                self.probe(worker, cause).await?;
-                Ok(Restored::Answered)
+/// One ladder level.
+async fn try_level(
+    pool: &Pool,
+    level: Level,
+    worker: &Arc<Worker>,
+    cause: &Cause,
+    left: Duration,
+    shards: &[(PipelineId, usize)],
+) -> Result<Restored, LevelFailed> {
+    if let Some(&(id, _)) = shards.first() {
+        let (to, reloaded) = match pool.pipelines().recovery(id) {
+            ShardRecovery::ReassignShards => placing::reassign_shards(pool, worker, shards).await,
+            ShardRecovery::RetryFailedShards => {
+                placing::relaunch_shards(pool, worker, shards, false).await
             }
-            Level::Reset => {
-                if !worker.browser_alive() {
-                    return Err(LevelFailed::BrowserGone);
-                }
-                // Half the time left: a reset that hangs must leave room for migrate/rebuild.
-                let started = Instant::now();
-                worker.reset(left / 2).await?;
-                self.probe(worker, cause).await?;
-                Ok(Restored::Reopened {
-                    ms: started.elapsed().as_millis(),
-                })
+            ShardRecovery::FullRetry => placing::relaunch_shards(pool, worker, shards, true).await,
+        }?;
+        return Ok(Restored::Shards { to, reloaded });
+    }
+    match level {
+        Level::Retry => {
+            worker.probe(cause.model.as_deref()).await?;
+            Ok(Restored::Answered)
+        }
+        Level::Reset => {
+            if !worker.browser_alive() {
+                return Err(LevelFailed::BrowserGone);
             }
-            Level::Migrate => {
-                let models = self.models_on(worker);
-                self.retire(worker, "migrating its models");
-                let mut moved = Vec::new();
-                for entry in &models {
-                    let to = self.replace(entry, false).await?;
-                    moved.push((entry.name().to_string(), to));
-                }
-                if moved.is_empty() {
-                    return Ok(Restored::NothingToMove);
-                }
-                Ok(Restored::Moved(moved))
+            // Half the time left: a reset that hangs must leave room for migrate/rebuild.
+            let started = Instant::now();
+            worker.reset(left / 2).await?;
+            worker.probe(cause.model.as_deref()).await?;
+            Ok(Restored::Reopened {
+                ms: started.elapsed().as_millis(),
+            })
+        }
+        Level::Migrate => {
+            let models = pool.placements().models_on(worker);
+            pool.retire(worker, RetireReason::Migrating);
+            let mut moved = Vec::new();
+            for entry in &models {
+                let to = placing::replace(pool, entry, false).await?;
+                moved.push((entry.name().to_string(), to));
             }
-            Level::Rebuild => {
-                self.retire(worker, "rebuilding elsewhere");
-                let mut moved = Vec::new();
-                for entry in self.orphans() {
-                    let to = self.replace(&entry, true).await?;
-                    moved.push((entry.name().to_string(), to));
-                }
-                if moved.is_empty() {
-                    // Nothing was placed on it: launch a replacement to keep capacity.
-                    let new = self.launch(worker.kind, "rebuild after a failure").await?;
-                    return Ok(Restored::Launched(new.id.clone()));
-                }
-                Ok(Restored::Moved(moved))
+            if moved.is_empty() {
+                return Ok(Restored::NothingToMove);
             }
+            Ok(Restored::Moved(moved))
+        }
+        Level::Rebuild => {
+            pool.retire(worker, RetireReason::Rebuilding);
+            let mut moved = Vec::new();
+            // A pipeline's shards move only by their own step (above).
+            let orphans = pool.placements().orphans();
+            for entry in orphans
+                .iter()
+                .filter(|e| pool.pipelines().locate(e).is_none())
+            {
+                let to = placing::replace(pool, entry, true).await?;
+                moved.push((entry.name().to_string(), to));
+            }
+            if moved.is_empty() {
+                // Nothing was placed on it: launch a replacement to keep capacity.
+                let new = pool.launch(worker.kind, LaunchReason::Replace).await?;
+                return Ok(Restored::Launched(new.id.clone()));
+            }
+            Ok(Restored::Moved(moved))
         }
     }
+}
 
-    /// A real run on the worker (of the failing model, or any it holds); `echo` when it holds
-    /// none.
-    pub(super) async fn probe(&self, worker: &Worker, cause: &Cause) -> Result<(), WorkerError> {
-        let loaded = worker.status().loaded;
-        let model = cause
-            .model
-            .clone()
-            .filter(|m| loaded.contains_key(m))
-            .or_else(|| loaded.keys().next().cloned());
-        match model {
-            Some(m) => worker.run(&m, OutputMode::None).await.map(drop),
-            None => worker
-                .call("echo", serde_json::json!({"probe": true}))
-                .await
-                .map(drop),
-        }
-    }
+/// The pipeline shards `worker` serves, in shard order.
+fn held_shards(pool: &Pool, worker: &Arc<Worker>) -> Vec<(PipelineId, usize)> {
+    let mut held: Vec<(PipelineId, usize)> = pool
+        .placements()
+        .models_on(worker)
+        .iter()
+        .filter_map(|e| pool.pipelines().locate(e))
+        .collect();
+    held.sort_by_key(|&(_, k)| k);
+    held
+}
+
+/// The shard whose call failed, when a request named it.
+fn failed_shard(pool: &Pool, cause: &Cause, held: &[(PipelineId, usize)]) -> Option<usize> {
+    let name = cause.model.as_deref()?;
+    held.iter()
+        .find_map(|&(id, k)| (pool.pipelines().shards(id).get(k)?.name() == name).then_some(k))
 }

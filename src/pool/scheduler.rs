@@ -1,8 +1,10 @@
 //! The workload driver: one loop for every mode, parameterised by a [`Schedule`] (closed loop:
 //! N clients back to back; open loop: a fixed arrival rate) and a [`Bound`] (iterations or
-//! duration). Requests go through [`ModelHandle::infer_at`] with their *scheduled* start, so a
-//! request that waits behind a slow one is charged for the wait (no coordinated omission).
+//! duration). Requests go through a [`Serve`] (a routed model's [`ModelHandle`], or a sharded
+//! model's pipeline) with their *scheduled* start, so a request that waits behind a slow one is
+//! charged for the wait (no coordinated omission).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +13,26 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Phase;
 
-use super::{ErrorClass, ModelHandle};
+use super::ledger::Ticket;
+use super::ErrorClass;
+
+/// What the driver sends requests to: a model served by the pool.
+pub trait Serve: Clone + Send + Sync + 'static {
+    /// Issues the ticket of a request about to be scheduled (the ledger counts it issued).
+    fn ticket(&self, phase: Phase) -> Ticket;
+
+    /// Runs one request for `ticket`, latency counted from `scheduled`; true when it succeeded.
+    /// Every outcome closes the ticket.
+    fn serve(
+        &self,
+        ticket: Ticket,
+        scheduled: Instant,
+        phase: Phase,
+    ) -> impl Future<Output = bool> + Send;
+
+    /// Closes `ticket` for a request that never ran (or whose run was abandoned).
+    fn reject(&self, ticket: Ticket, scheduled: Instant, phase: Phase, class: ErrorClass);
+}
 
 /// How requests arrive.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -67,8 +88,8 @@ pub struct DriveReport {
 
 /// Runs `workload` over `handles` (models taken round-robin) until its bound or `cancel`.
 /// Every request is accounted for by the pool (succeeded, failed, or rejected).
-pub async fn drive(
-    handles: &[ModelHandle],
+pub async fn drive<H: Serve>(
+    handles: &[H],
     workload: &Workload,
     cancel: &CancellationToken,
 ) -> DriveReport {
@@ -167,16 +188,16 @@ pub async fn drive(
 
 /// One request with its deadline measured from the scheduled start. Its ticket is issued
 /// first; a request past its deadline closes it as failed `deadline`.
-async fn with_deadline(
-    h: &ModelHandle,
+async fn with_deadline<H: Serve>(
+    h: &H,
     scheduled: Instant,
     phase: Phase,
     timeout: Duration,
 ) -> bool {
     let ticket = h.ticket(phase);
     let left = timeout.saturating_sub(scheduled.elapsed());
-    match tokio::time::timeout(left, h.infer_at(ticket, scheduled, phase)).await {
-        Ok(r) => r.is_ok(),
+    match tokio::time::timeout(left, h.serve(ticket, scheduled, phase)).await {
+        Ok(ok) => ok,
         Err(_) => {
             h.reject(ticket, scheduled, phase, ErrorClass::Deadline);
             false

@@ -1,244 +1,299 @@
-//! Hot standbys: copies of each model loaded on workers that do not serve it. This file keeps
-//! them (`ensure_standbys`, within the copies and memory budget of `PoolConfig::standbys`),
+//! Hot standbys: copies of each model loaded on workers that do not serve it. [`StandbyState`]
+//! owns what keeping them needs (each model's measured memory cost, the loads in flight, the
+//! models the budget refused); the copies themselves are in the placement registry. This file
+//! keeps them ([`ensure`], within the copies and memory budget of `PoolConfig::standbys`),
 //! checks a standby on a new browser kind against the placement's output before its answers
-//! count as verified, waits for them before a workload starts, promotes them when a serving
-//! worker fails (`promote`, `promote_off`, called by a recovery episode before any ladder
-//! level), and takes a repaired worker's copies back as standbys (`rejoin_as_standby`).
+//! count as verified, waits for them before a workload starts ([`ready`]), promotes them when a
+//! serving worker fails ([`promote`], [`promote_off`], called by a recovery episode before any
+//! ladder level), and takes a repaired worker's copies back as standbys ([`rejoin`]).
 //! Must not import `report`, `cli` or terminal crates.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use crate::state::Op;
+use crate::browser::WorkerError;
 
-use super::placement::ModelEntry;
-use super::worker::{cell_output, OutputMode, Worker};
+use super::correctness::cell_output;
+use super::events::PoolEvent;
+use super::placements::ModelEntry;
+use super::worker::{Loaded, OutputMode, Worker};
 use super::{lock, Pool};
 
-impl Pool {
-    /// Waits (up to `bound`) until every placed model has its standby copies, or the memory
-    /// budget refused the rest; says how many are loaded per model.
-    pub async fn standbys_ready(&self, bound: std::time::Duration) -> String {
-        let want = self.inner.config.standbys.copies;
-        let until = Instant::now() + bound;
-        loop {
-            self.ensure_standbys();
-            let entries: Vec<Arc<ModelEntry>> =
-                lock(&self.inner.models).values().cloned().collect();
-            let done = entries.iter().all(|e| {
-                lock(&e.standby).iter().filter(|s| s.is_routable()).count() >= want
-                    || e.over_budget.load(Ordering::SeqCst)
-                    || lock(&e.placements).is_empty()
-            });
-            if done || Instant::now() >= until || self.inner.cancel.is_cancelled() {
-                let parts: Vec<String> = entries
-                    .iter()
-                    .map(|e| format!("{} {}", e.name(), lock(&e.standby).len()))
-                    .collect();
-                return parts.join(", ");
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        }
+/// Why a standby copy was not kept.
+#[derive(Debug, thiserror::Error)]
+enum StandbyError {
+    /// Its load failed.
+    #[error(transparent)]
+    Load(WorkerError),
+    /// The check run failed.
+    #[error("its check run failed: {0}")]
+    CheckRun(WorkerError),
+    /// The check run returned no values to compare.
+    #[error("its check run returned no output values")]
+    NoValues,
+    /// Its answer differs from the first placement's.
+    #[error("{model} on {kind}/{backend}: its answer differs from the placement's by {diff:.2e}; not kept")]
+    Differs {
+        model: String,
+        kind: crate::browser::BrowserKind,
+        backend: crate::backend::Backend,
+        diff: f64,
+    },
+}
+
+/// What keeping standbys needs to remember, per model key.
+#[derive(Debug, Default)]
+pub(super) struct StandbyState {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The model's measured memory cost on a worker (PSS growth across its load), KiB.
+    memory_kib: HashMap<String, u64>,
+    /// A standby load is in flight.
+    readying: HashSet<String>,
+    /// The standby memory budget kept a copy of this model from loading (said once).
+    over_budget: HashSet<String>,
+}
+
+impl StandbyState {
+    /// Records a measured load cost of `entry` (the largest seen).
+    pub fn note_memory(&self, entry: &ModelEntry, kib: u64) {
+        let mut s = lock(&self.state);
+        let m = s.memory_kib.entry(entry.key().to_string()).or_insert(0);
+        *m = (*m).max(kib);
     }
 
-    /// Promotes a ready standby of `entry` to serve it: the one whose worker serves the fewest
-    /// models (so promotions spread the load). Returns what was done, or `None` without one.
-    pub(super) fn promote(&self, entry: &Arc<ModelEntry>) -> Option<String> {
-        let spare = {
-            let mut standby = lock(&entry.standby);
-            standby.retain(|s| s.is_routable());
-            let serving = |w: &Arc<Worker>| {
-                lock(&self.inner.models)
-                    .values()
-                    .filter(|e| e.served_by(w))
-                    .count()
-            };
-            let best = (0..standby.len()).min_by_key(|&i| serving(&standby[i]))?;
-            standby.remove(best)
-        };
-        lock(&entry.placements).push(spare.clone());
-        self.journal(Op::Placed {
-            model: entry.name().to_string(),
-            worker: spare.id.clone(),
+    fn memory(&self, entry: &ModelEntry) -> u64 {
+        lock(&self.state)
+            .memory_kib
+            .get(entry.key())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn is_over_budget(&self, entry: &ModelEntry) -> bool {
+        lock(&self.state).over_budget.contains(entry.key())
+    }
+
+    /// Marks `entry` over budget; returns whether it was not before.
+    fn over_budget(&self, entry: &ModelEntry) -> bool {
+        lock(&self.state)
+            .over_budget
+            .insert(entry.key().to_string())
+    }
+
+    /// Starts a standby load of `entry` unless one is in flight; returns whether it started.
+    fn start_readying(&self, entry: &ModelEntry) -> bool {
+        lock(&self.state).readying.insert(entry.key().to_string())
+    }
+
+    fn is_readying(&self, entry: &ModelEntry) -> bool {
+        lock(&self.state).readying.contains(entry.key())
+    }
+
+    fn done_readying(&self, entry: &ModelEntry) {
+        lock(&self.state).readying.remove(entry.key());
+    }
+}
+
+/// Waits (up to `bound`) until every placed model has its standby copies, or the memory budget
+/// refused the rest; returns how many copies each model has.
+pub(super) async fn ready(pool: &Pool, bound: Duration) -> Vec<(String, usize)> {
+    let want = pool.config().standbys.copies;
+    let until = Instant::now() + bound;
+    let registry = pool.placements();
+    loop {
+        ensure(pool);
+        let entries = registry.entries();
+        let done = entries.iter().all(|e| {
+            registry.standbys(e).len() >= want
+                || pool.standby_state().is_over_budget(e)
+                || registry.is_unplaced(e)
         });
-        self.event(
-            "promoted",
-            &spare.id,
-            format!("hot standby of {} now serves", entry.name()),
-        );
-        Some(format!("{} (hot standby promoted)", spare.id))
-    }
-
-    /// Moves off `worker` every model it serves that can be served elsewhere at once (another
-    /// live placement, or a ready standby promoted). No load, no launch. Returns the moves and
-    /// whether every model it served moved (then the worker serves nothing).
-    pub(super) fn promote_off(&self, worker: &Arc<Worker>) -> (Vec<(String, String)>, bool) {
-        let mut moved = Vec::new();
-        let mut all = true;
-        for entry in self.models_on(worker) {
-            if !entry.covered_without(worker) {
-                all = false;
-                continue;
-            }
-            lock(&entry.placements).retain(|p| !Arc::ptr_eq(p, worker));
-            self.journal(Op::Unplaced {
-                model: entry.name().to_string(),
-                worker: worker.id.clone(),
-            });
-            let live = lock(&entry.placements)
+        if done || Instant::now() >= until || pool.cancel().is_cancelled() {
+            return entries
                 .iter()
-                .find(|s| s.is_routable())
-                .map(|s| format!("{} (already placed)", s.id));
-            let done = live.or_else(|| self.promote(&entry));
-            // A standby went away between the check and now: the request path places it.
-            let done = done.unwrap_or_else(|| "to be placed again".into());
-            moved.push((entry.name().to_string(), done));
+                .map(|e| (e.name().to_string(), registry.standbys(e).len()))
+                .collect();
         }
-        (moved, all)
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
 
-    /// Takes back a repaired worker's loaded models that it does not serve as hot standbys:
-    /// the copies it held before its failure, or the models a recovery moved off it. Returns
-    /// their names.
-    pub(super) fn rejoin_as_standby(&self, worker: &Arc<Worker>) -> Vec<String> {
-        let loaded = worker.status().loaded;
-        let mut held = Vec::new();
-        for entry in lock(&self.inner.models).values() {
-            if !loaded.contains_key(entry.name()) || entry.served_by(worker) {
-                continue;
-            }
-            let mut standby = lock(&entry.standby);
-            if !standby.iter().any(|p| Arc::ptr_eq(p, worker)) {
-                standby.push(worker.clone());
-                held.push(entry.name().to_string());
-            }
+/// Promotes a ready standby of `entry` to serve it: the one whose worker serves the fewest
+/// models (so promotions spread the load). Returns what was done, or `None` without one.
+pub(super) fn promote(pool: &Pool, entry: &Arc<ModelEntry>) -> Option<String> {
+    let spare = pool.placements().promote(entry)?;
+    pool.emit(PoolEvent::Promoted {
+        model: entry.name().to_string(),
+        worker: spare.id.clone(),
+    });
+    Some(format!("{} (hot standby promoted)", spare.id))
+}
+
+/// Moves off `worker` every model it serves that can be served elsewhere at once (another live
+/// placement, or a ready standby promoted). No load, no launch. Returns the moves and whether
+/// every model it served moved (then the worker serves nothing).
+pub(super) fn promote_off(pool: &Pool, worker: &Arc<Worker>) -> (Vec<(String, String)>, bool) {
+    let registry = pool.placements();
+    let mut moved = Vec::new();
+    let mut all = true;
+    for entry in registry.models_on(worker) {
+        if !registry.covered_without(&entry, worker) {
+            all = false;
+            continue;
         }
-        held
+        registry.unplace(&entry, worker);
+        pool.emit(PoolEvent::Unplaced {
+            model: entry.name().to_string(),
+            worker: worker.id.clone(),
+        });
+        let live = registry
+            .live_placement(&entry)
+            .map(|s| format!("{} (already placed)", s.id));
+        let done = live.or_else(|| promote(pool, &entry));
+        // A standby went away between the check and now: the request path places it.
+        let done = done.unwrap_or_else(|| "to be placed again".into());
+        moved.push((entry.name().to_string(), done));
     }
+    (moved, all)
+}
 
-    /// Loads standby copies of every placed model, up to the configured number of copies per
-    /// model and within the standby memory budget (each copy counted at the model's measured
-    /// load cost), each on a live worker that neither serves nor already holds the model. In
-    /// the background, one load per model at a time.
-    pub(super) fn ensure_standbys(&self) {
-        let want = self.inner.config.standbys;
-        let entries: Vec<Arc<ModelEntry>> = lock(&self.inner.models).values().cloned().collect();
-        let mut committed: u64 = 0;
-        for entry in &entries {
-            let mut standby = lock(&entry.standby);
-            standby.retain(|s| s.is_routable());
-            committed += standby.len() as u64 * entry.memory_kib.load(Ordering::SeqCst);
+/// Takes back a repaired worker's loaded models that it does not serve as hot standbys: the
+/// copies it held before its failure, or the models a recovery moved off it. Returns their
+/// names.
+pub(super) fn rejoin(pool: &Pool, worker: &Arc<Worker>) -> Vec<String> {
+    let loaded = worker.loaded_models();
+    let registry = pool.placements();
+    let mut held = Vec::new();
+    for entry in registry.entries() {
+        if !loaded.iter().any(|m| m == entry.name()) || registry.serves(&entry, worker) {
+            continue;
         }
-        for entry in entries {
-            if lock(&entry.standby).len() >= want.copies || lock(&entry.placements).is_empty() {
-                continue;
+        if registry.add_standby(&entry, worker) {
+            held.push(entry.name().to_string());
+        }
+    }
+    held
+}
+
+/// Loads standby copies of every placed model, up to the configured number of copies per model
+/// and within the standby memory budget (each copy counted at the model's measured load cost),
+/// each on a live worker that neither serves nor already holds the model. In the background,
+/// one load per model at a time.
+pub(super) fn ensure(pool: &Pool) {
+    let want = pool.config().standbys;
+    let registry = pool.placements();
+    let state = pool.standby_state();
+    let entries = registry.entries();
+    let mut committed: u64 = entries
+        .iter()
+        .map(|e| registry.standbys(e).len() as u64 * state.memory(e))
+        .sum();
+    for entry in entries {
+        if registry.standbys(&entry).len() >= want.copies || registry.is_unplaced(&entry) {
+            continue;
+        }
+        if state.is_readying(&entry) {
+            continue;
+        }
+        let cost = state.memory(&entry);
+        if committed + cost > want.memory_kib {
+            if state.over_budget(&entry) {
+                pool.emit(PoolEvent::StandbyOverBudget {
+                    model: entry.name().to_string(),
+                    cost_mib: cost / 1024,
+                    taken_mib: committed / 1024,
+                    budget_mib: want.memory_kib / 1024,
+                });
             }
-            if entry.readying.load(Ordering::SeqCst) {
-                continue;
-            }
-            let cost = entry.memory_kib.load(Ordering::SeqCst);
-            if committed + cost > want.memory_kib {
-                if !entry.over_budget.swap(true, Ordering::SeqCst) {
-                    self.event(
-                        "standby_over_budget",
-                        "",
-                        format!(
-                            "{}: another standby copy ({} MiB) would pass the standby memory \
-                             budget ({} of {} MiB taken)",
-                            entry.name(),
-                            cost / 1024,
-                            committed / 1024,
-                            want.memory_kib / 1024
-                        ),
-                    );
-                }
-                continue;
-            }
-            let holds = |s: &Arc<Worker>| {
-                entry.served_by(s) || lock(&entry.standby).iter().any(|p| Arc::ptr_eq(p, s))
+            continue;
+        }
+        let pin = entry.hardware().browser;
+        let Some(spare) = pool
+            .members()
+            .live()
+            .into_iter()
+            .filter(|s| s.is_routable() && !registry.holds(&entry, s))
+            .filter(|s| pin.is_none_or(|b| b == s.kind))
+            .min_by_key(|s| (s.loaded_models().len(), s.queued()))
+        else {
+            continue;
+        };
+        if !state.start_readying(&entry) {
+            continue;
+        }
+        committed += cost;
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let loaded = spare
+                .load(entry.prepared.clone(), entry.hardware().backends)
+                .await;
+            let checked = match loaded {
+                Ok(l) => check(&pool, &entry, &spare, &l).await.map(|()| l),
+                Err(e) => Err(StandbyError::Load(e)),
             };
-            let Some(spare) = self
-                .workers()
-                .into_iter()
-                .filter(|s| s.is_routable() && !holds(s))
-                .filter(|s| entry.hardware().browser.is_none_or(|b| b == s.kind))
-                .min_by_key(|s| (s.status().loaded.len(), s.queued()))
-            else {
-                continue;
-            };
-            if entry.readying.swap(true, Ordering::SeqCst) {
-                continue;
-            }
-            committed += cost;
-            let pool = self.clone();
-            tokio::spawn(async move {
-                let started = std::time::Instant::now();
-                let loaded = spare
-                    .load(entry.prepared.clone(), entry.hardware().backends)
-                    .await;
-                let checked = match loaded {
-                    Ok(l) => pool.check_standby(&entry, &spare, &l).await.map(|()| l),
-                    Err(e) => Err(e.to_string()),
-                };
-                match checked {
-                    Ok(loaded) => {
-                        entry.note_memory(loaded.memory_added_kib);
-                        pool.event(
-                            "standby",
-                            &spare.id,
-                            format!(
-                                "{} loaded as a hot standby in {} ms (+{} MiB)",
-                                entry.name(),
-                                started.elapsed().as_millis(),
-                                loaded.memory_added_kib / 1024
-                            ),
-                        );
-                        lock(&entry.standby).push(spare);
-                    }
-                    Err(e) => pool.event("standby_failed", &spare.id, e),
+            match checked {
+                Ok(loaded) => {
+                    pool.standby_state()
+                        .note_memory(&entry, loaded.memory_added_kib);
+                    pool.emit(PoolEvent::StandbyLoaded {
+                        model: entry.name().to_string(),
+                        worker: spare.id.clone(),
+                        ms: started.elapsed().as_millis() as u64,
+                        added_mib: loaded.memory_added_kib / 1024,
+                    });
+                    pool.placements().add_standby(&entry, &spare);
                 }
-                entry.readying.store(false, Ordering::SeqCst);
+                Err(why) => pool.emit(PoolEvent::StandbyFailed {
+                    worker: spare.id.clone(),
+                    why: why.to_string(),
+                }),
+            }
+            pool.standby_state().done_readying(&entry);
+        });
+    }
+}
+
+/// A standby on a browser kind and backend the model has no verified answer for runs once,
+/// every value returned, and must match the first placement's output (within the correctness
+/// tolerance); its digests are then the reference for that kind and backend. A standby of a
+/// verified kind and backend needs no run: its answers are compared with the reference once it
+/// serves.
+async fn check(
+    pool: &Pool,
+    entry: &Arc<ModelEntry>,
+    spare: &Arc<Worker>,
+    loaded: &Loaded,
+) -> Result<(), StandbyError> {
+    let registry = pool.placements();
+    let (kind, backend) = (spare.kind, loaded.reply.backend);
+    if registry.is_verified(entry, kind, backend) {
+        return Ok(());
+    }
+    let reply = spare
+        .run(entry.name(), OutputMode::Full)
+        .await
+        .map_err(StandbyError::CheckRun)?;
+    let cell = cell_output(kind, &entry.prepared, backend, &reply)
+        .filter(|c| !c.full.is_empty())
+        .ok_or(StandbyError::NoValues)?;
+    if let Some(want) = registry.reference(entry) {
+        let (diff, ok) = crate::oracle::allclose(&cell.full, &want);
+        if !ok {
+            let _ = spare.unload(entry.name()).await;
+            return Err(StandbyError::Differs {
+                model: entry.name().to_string(),
+                kind,
+                backend,
+                diff,
             });
         }
     }
-
-    /// A standby on a browser kind and backend the model has no verified answer for runs once,
-    /// every value returned, and must match the first placement's output (within the
-    /// correctness tolerance); its digests are then the reference for that kind and backend.
-    /// A standby of a verified kind and backend needs no run: its answers are compared with
-    /// the reference once it serves.
-    async fn check_standby(
-        &self,
-        entry: &Arc<ModelEntry>,
-        spare: &Arc<Worker>,
-        loaded: &super::worker::Loaded,
-    ) -> Result<(), String> {
-        let key = (spare.kind, loaded.reply.backend);
-        if lock(&entry.verified).contains_key(&key) {
-            return Ok(());
-        }
-        let reply = spare
-            .run(entry.name(), OutputMode::Full)
-            .await
-            .map_err(|e| format!("its check run failed: {e}"))?;
-        let cell = cell_output(spare.kind, &entry.prepared, key.1, &reply)
-            .filter(|c| !c.full.is_empty())
-            .ok_or("its check run returned no output values")?;
-        let reference = lock(&entry.reference).clone();
-        if let Some(want) = reference {
-            let (diff, ok) = crate::oracle::allclose(&cell.full, &want);
-            if !ok {
-                let _ = spare.unload(entry.name()).await;
-                return Err(format!(
-                    "{} on {}/{}: its answer differs from the placement's by {diff:.2e}; not kept",
-                    entry.name(),
-                    key.0,
-                    key.1
-                ));
-            }
-        }
-        lock(&entry.verified).entry(key).or_insert(reply.digests);
-        Ok(())
-    }
+    registry.set_verified(entry, kind, backend, &reply.digests);
+    Ok(())
 }

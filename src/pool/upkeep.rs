@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 
 use crate::browser::BrowserKind;
 
+use super::attribution::Cause;
 use super::attribution::Detection;
-use super::recover::Cause;
-use super::worker::{Lifecycle, BEAT_SILENCE_LIMIT};
-use super::Pool;
+use super::events::{CloseReason, LaunchReason, PoolEvent, Process};
+use super::recover::recover;
+use super::worker::{Lifecycle, Worker, BEAT_SILENCE_LIMIT};
+use super::{standby, Pool};
 
 /// How often the fast checks run: process and driver liveness, and page heartbeats.
 const WATCH_TICK: Duration = Duration::from_millis(50);
@@ -18,7 +20,7 @@ const WATCH_TICK: Duration = Duration::from_millis(50);
 /// Runs until the pool is cancelled: the fast checks every [`WATCH_TICK`], the rest once a
 /// second.
 pub(super) async fn run(pool: Pool) {
-    let c = pool.inner.config.clone();
+    let c = pool.config().clone();
     let tolerant = c.recovery.enabled();
     let mut tick = tokio::time::interval(WATCH_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -29,7 +31,7 @@ pub(super) async fn run(pool: Pool) {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            () = pool.inner.cancel.cancelled() => return,
+            () = pool.cancel().cancelled() => return,
         }
         // This task itself was held up (the machine or the harness was stalled): beats may be
         // waiting to be read too, so silence counts only from when it is running again.
@@ -37,7 +39,7 @@ pub(super) async fn run(pool: Pool) {
             awake_since = Instant::now();
         }
         last_tick = Instant::now();
-        let workers = pool.workers();
+        let workers = pool.members().live();
         let silent = silent_pages(&workers, awake_since.elapsed());
         for w in &workers {
             watch(
@@ -61,8 +63,8 @@ pub(super) async fn run(pool: Pool) {
             last_beat = Instant::now();
             heartbeats(&pool, c.heartbeat_timeout).await;
         }
-        if c.standbys.copies > 0 && !pool.inner.cancel.is_cancelled() {
-            pool.ensure_standbys();
+        if c.standbys.copies > 0 && !pool.cancel().is_cancelled() {
+            standby::ensure(&pool);
         }
         reap(&pool, tolerant).await;
         keep_minimum(&pool);
@@ -72,19 +74,23 @@ pub(super) async fn run(pool: Pool) {
 /// The fast checks of one worker: a browser or driver process that exited (a kill is found
 /// within a tick, not at the next request), and a page whose heartbeat went silent (a hung or
 /// crashed page, found while a run is in flight).
-fn watch(pool: &Pool, w: &super::worker::Worker, silent: Option<Duration>) {
+fn watch(pool: &Pool, w: &Worker, silent: Option<Duration>) {
+    let exited = |process: Process, why: &str| {
+        if w.mark_noticed(why.into(), Detection::ProcessExit) {
+            pool.emit(PoolEvent::ProcessExit {
+                worker: w.id.clone(),
+                process,
+            });
+        }
+    };
     if w.browser_alive() {
         w.seen_alive();
     } else {
-        if w.mark_noticed("the browser process exited".into(), Detection::ProcessExit) {
-            pool.event("process_exit", &w.id, "the browser process exited".into());
-        }
+        exited(Process::Browser, "the browser process exited");
         return;
     }
     if !w.driver_alive() {
-        if w.mark_noticed("the driver process exited".into(), Detection::ProcessExit) {
-            pool.event("process_exit", &w.id, "the driver process exited".into());
-        }
+        exited(Process::Driver, "the driver process exited");
         return;
     }
     if let Some(silent) = silent {
@@ -94,7 +100,10 @@ fn watch(pool: &Pool, w: &super::worker::Worker, silent: Option<Duration>) {
             BEAT_SILENCE_LIMIT.as_millis()
         );
         if w.is_routable() && w.mark_noticed(why.clone(), Detection::Heartbeat) {
-            pool.event("unhealthy", &w.id, why);
+            pool.emit(PoolEvent::Unhealthy {
+                worker: w.id.clone(),
+                why,
+            });
         }
     }
 }
@@ -103,10 +112,7 @@ fn watch(pool: &Pool, w: &super::worker::Worker, silent: Option<Duration>) {
 /// `awake` ago at most (this task was not running before). When several pages fall silent at
 /// once, the machine is more likely starved than each page hung (a hang or a crash hits one
 /// page): then only silence past three times the limit counts.
-fn silent_pages(
-    workers: &[std::sync::Arc<super::worker::Worker>],
-    awake: Duration,
-) -> Vec<(String, Duration)> {
+fn silent_pages(workers: &[std::sync::Arc<Worker>], awake: Duration) -> Vec<(String, Duration)> {
     let silent: Vec<(String, Duration)> = workers
         .iter()
         .filter(|w| w.is_routable())
@@ -123,7 +129,7 @@ fn silent_pages(
 }
 
 /// Starts a recovery episode for each unhealthy worker nobody is recovering yet.
-fn start_episodes(pool: &Pool, workers: &[std::sync::Arc<super::worker::Worker>]) {
+fn start_episodes(pool: &Pool, workers: &[std::sync::Arc<Worker>]) {
     for w in workers {
         if w.status().lifecycle == Lifecycle::Unhealthy && w.episode.try_lock().is_ok() {
             let seen = if w.browser_alive() && w.driver_alive() {
@@ -140,7 +146,7 @@ fn start_episodes(pool: &Pool, workers: &[std::sync::Arc<super::worker::Worker>]
                     model: None,
                     in_flight: w.since_last_good(seen),
                 };
-                pool.recover(&w, generation, cause).await;
+                recover(&pool, &w, generation, cause).await;
             });
         }
     }
@@ -149,7 +155,8 @@ fn start_episodes(pool: &Pool, workers: &[std::sync::Arc<super::worker::Worker>]
 /// Health-checks the idle workers; one that does not answer is marked unhealthy.
 async fn heartbeats(pool: &Pool, timeout: Duration) {
     let idle: Vec<_> = pool
-        .workers()
+        .members()
+        .live()
         .into_iter()
         .filter(|w| w.is_routable() && w.queued() == 0)
         .collect();
@@ -169,22 +176,25 @@ async fn heartbeats(pool: &Pool, timeout: Duration) {
             Err(_) => format!("no heartbeat answer within {timeout:?}"),
         };
         if w.mark_unhealthy(why.clone()) {
-            pool.event("unhealthy", &w.id, why);
+            pool.emit(PoolEvent::Unhealthy {
+                worker: w.id.clone(),
+                why,
+            });
         }
     }
 }
 
 /// Closes unhealthy workers (when nothing recovers them), and idle ones beyond the minimum.
 async fn reap(pool: &Pool, tolerant: bool) {
-    let c = &pool.inner.config;
+    let c = pool.config();
     let now = Instant::now();
-    let close = pool.take_live(|w, live| {
+    let close = pool.members().take_live(|w, live| {
         let st = w.status();
         let idle = st.queued == 0 && now.duration_since(st.last_active) >= c.idle_timeout;
         match st.lifecycle {
             Lifecycle::Recovering => None,
-            Lifecycle::Unhealthy => (!tolerant).then_some("closed_unhealthy"),
-            _ => (idle && live > c.min_workers).then_some("closed_idle"),
+            Lifecycle::Unhealthy => (!tolerant).then_some(CloseReason::Unhealthy),
+            _ => (idle && live > c.min_workers).then_some(CloseReason::Idle),
         }
     });
     pool.close_members(close).await;
@@ -193,16 +203,11 @@ async fn reap(pool: &Pool, tolerant: bool) {
 /// Launches a worker in the background when the pool is below its minimum: of the kind it is
 /// short of (a killed Firefox comes back as a Firefox).
 fn keep_minimum(pool: &Pool) {
-    let c = &pool.inner.config;
-    let live = pool.workers().len()
-        + pool
-            .inner
-            .launching
-            .load(std::sync::atomic::Ordering::SeqCst);
-    if live >= c.min_workers || pool.inner.cancel.is_cancelled() {
+    let c = pool.config();
+    if pool.members().counted() >= c.min_workers || pool.cancel().is_cancelled() {
         return;
     }
-    let have: Vec<BrowserKind> = pool.workers().iter().map(|w| w.kind).collect();
+    let have: Vec<BrowserKind> = pool.members().live().iter().map(|w| w.kind).collect();
     let kinds: Vec<BrowserKind> = c.launches.iter().map(|l| l.kind).collect();
     let wanted: Vec<BrowserKind> = kinds
         .iter()
@@ -221,8 +226,11 @@ fn keep_minimum(pool: &Pool) {
         // (launch counts itself in `launching` from its first poll, within the tick.)
         let p = pool.clone();
         tokio::spawn(async move {
-            if let Err(e) = p.launch(kind, "keeping the minimum").await {
-                p.event("launch_failed", "", e.to_string());
+            if let Err(e) = p.launch(kind, LaunchReason::Minimum).await {
+                p.emit(PoolEvent::LaunchFailed {
+                    why: LaunchReason::Minimum,
+                    error: e.to_string(),
+                });
             }
         });
     }

@@ -10,6 +10,9 @@
 //! 4. [`Level::Rebuild`]: launch a new browser and load from scratch.
 //!
 //! `immediate` starts at migrate. A worker whose breaker is open skips straight to migrate too.
+//! A worker that holds pipeline shards climbs one step, its pipeline's [`ShardRecovery`]:
+//! `retry_failed_shards` and `full_retry` are a rebuild (a new browser of the same kind),
+//! `reassign_shards` a migration (the shards go to the live workers).
 //! The pool (`pool::manager`) carries the levels out against real browsers; this module is pure
 //! logic (no browsers, no I/O) so its decisions are unit-tested. Must not import `report`, `cli`
 //! or terminal crates.
@@ -19,6 +22,9 @@ mod breaker;
 pub use breaker::{Breaker, BreakerState};
 
 use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// One rung of the recovery ladder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -85,6 +91,41 @@ pub fn ladder(strategy: Strategy, failure: Failure, breaker_open: bool) -> Vec<L
         Strategy::Progressive => Level::Retry,
     };
     Level::ALL.into_iter().filter(|l| *l >= from).collect()
+}
+
+/// What happens when a shard's worker fails mid-stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardRecovery {
+    /// Relaunch the failed worker's browser, reload only the shards it held, rerun the request
+    /// from the failed shard.
+    RetryFailedShards,
+    /// Move the failed worker's shards to the other live workers (one journaled transaction),
+    /// rerun the request from the failed shard.
+    ReassignShards,
+    /// Relaunch the failed browser, reload every shard everywhere, rerun the request from the
+    /// first shard.
+    FullRetry,
+}
+
+impl ShardRecovery {
+    /// The ladder step it is for a worker that holds pipeline shards: a relaunch is a
+    /// rebuild, a move to the live workers a migration.
+    pub fn level(self) -> Level {
+        match self {
+            Self::RetryFailedShards | Self::FullRetry => Level::Rebuild,
+            Self::ReassignShards => Level::Migrate,
+        }
+    }
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RetryFailedShards => "retry_failed_shards",
+            Self::ReassignShards => "reassign_shards",
+            Self::FullRetry => "full_retry",
+        }
+    }
 }
 
 #[cfg(test)]

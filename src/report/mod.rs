@@ -12,6 +12,7 @@ use crate::metrics::compare::RunData;
 
 pub mod compare;
 pub mod csv;
+pub mod events;
 pub mod history;
 pub mod html;
 pub mod json;

@@ -315,31 +315,7 @@ impl ShardStrategy {
     }
 }
 
-/// What happens when a shard's worker fails mid-stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ShardRecovery {
-    /// Relaunch the failed worker's browser, reload only the shards it held, rerun the request
-    /// from the failed shard.
-    RetryFailedShards,
-    /// Move the failed worker's shards to the other live workers (one journaled transaction),
-    /// rerun the request from the failed shard.
-    ReassignShards,
-    /// Relaunch the failed browser, reload every shard everywhere, rerun the request from the
-    /// first shard.
-    FullRetry,
-}
-
-impl ShardRecovery {
-    /// The snake_case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::RetryFailedShards => "retry_failed_shards",
-            Self::ReassignShards => "reassign_shards",
-            Self::FullRetry => "full_retry",
-        }
-    }
-}
+pub use crate::recovery::ShardRecovery;
 
 /// Split one model's layers into pipeline shards, one per worker. A scenario with this block
 /// runs that model sharded (its `models` list must name only it); the workload drives the

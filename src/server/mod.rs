@@ -26,6 +26,7 @@ use axum::Router;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::sync::lock;
 use files::{Outcome, Roots, Target};
 
 /// How long [`AssetServer::shutdown`] waits for open connections before it aborts them.
@@ -472,21 +473,16 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
     response
 }
 
-/// Locks `m`, taking the data of a poisoned lock (a panicked handler leaves nothing half-done).
-fn guard<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 fn relay_slots(
     shared: &Shared,
 ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, axum::body::Bytes>> {
-    guard(&shared.relay)
+    lock(&shared.relay)
 }
 
 fn beat_times(
     shared: &Shared,
 ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, std::time::Instant>> {
-    guard(&shared.beats)
+    lock(&shared.beats)
 }
 
 /// A relay slot: PUT stores the body (replacing what was there), GET answers it.

@@ -10,18 +10,20 @@
 //!
 //! Must not import `cli`, `report` or any terminal crate: progress goes out as [`RunEvent`]s.
 
+mod live;
 mod matrix;
+pub mod pipeline;
 mod routed;
 mod summary;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::browser::BrowserKind;
 use crate::metrics::{
-    BrowserEnv, Phase, PoolEventRecord, Requests, ResultRow, RoutingRecord, Sample, WorkerSummary,
+    BrowserEnv, Phase, Requests, ResultRow, RoutingRecord, Sample, WorkerSummary,
 };
 use crate::models::PreparedModel;
 use crate::server::AssetServer;
@@ -29,7 +31,7 @@ use crate::state::{self, Op};
 
 use super::attribution::FaultNote;
 use super::config::PoolConfig;
-use super::recover::RecoveryRecord;
+use super::events::{RecoveryRecord, Stamped};
 use super::scheduler::{Bound, Schedule, Workload};
 use super::{Journal, Pool, PoolError};
 
@@ -40,6 +42,8 @@ pub enum Placement {
     Matrix,
     /// The router places each model; all run at once.
     Routed,
+    /// One model cut into shards, each placed on its own worker, run as a pipeline.
+    Pipeline,
 }
 
 /// One model of a plan.
@@ -83,6 +87,8 @@ pub struct RunPlan {
     /// This plan finishes a resumed run: what its earlier part did (its journal already has
     /// the start, and the progress it records adds to this).
     pub resumed: Option<state::Progress>,
+    /// Pipeline placement: the sharded model and how it runs.
+    pub pipeline: Option<pipeline::PipelinePlan>,
 }
 
 impl RunPlan {
@@ -120,6 +126,7 @@ impl RunPlan {
             migrations: Vec::new(),
             adaptive: None,
             resumed: None,
+            pipeline: None,
         }
     }
 
@@ -144,8 +151,9 @@ pub struct EngineOutput {
     pub workers: Vec<WorkerSummary>,
     /// Every routing decision.
     pub routing: Vec<RoutingRecord>,
-    /// Scaling and health events.
-    pub pool_events: Vec<PoolEventRecord>,
+    /// Every pool event, in order (run.json's `pool_events` are those that
+    /// `PoolEvent::is_pool_event` keeps).
+    pub pool_events: Vec<Stamped>,
     /// Largest number of live workers at once.
     pub peak_workers: usize,
     /// Why the run stopped before its end, if it did.
@@ -158,6 +166,8 @@ pub struct EngineOutput {
     pub outputs: Vec<CellTensor>,
     /// What adaptive routing measured and moved.
     pub adaptive: Option<crate::metrics::AdaptiveReport>,
+    /// A pipeline run's sharding report.
+    pub sharding: Option<crate::metrics::sharding::ShardingReport>,
 }
 
 /// One cell's first-run output.
@@ -213,23 +223,51 @@ pub enum RunEvent<'a> {
         /// The message.
         message: String,
     },
-    /// Live counts while a routed workload runs (about twice a second).
-    Counts {
-        /// Requests succeeded so far.
-        ok: u64,
-        /// Requests failed so far.
-        failed: u64,
-        /// Workers in a recovery episode now.
-        recovering: usize,
-        /// Faults injected so far.
-        faults: usize,
+    /// Something happened in the pool (a launch, a fault, a recovery, a request that ended),
+    /// as it happened.
+    Pool(&'a Stamped),
+    /// The hot standbys are loaded (or the budget or the load timeout stopped them).
+    StandbysReady {
+        /// Copies per model.
+        per_model: &'a [(String, usize)],
+        /// How long it took.
+        took: Duration,
+        /// Copies asked for per model.
+        copies: usize,
     },
-    /// A fault was injected (or skipped), or a recovery episode ended: one line for the log.
-    Incident {
-        /// The line.
-        line: String,
+    /// A sharded run's plan, and why it is what it is.
+    ShardPlan {
+        /// The planner's reasons.
+        reasons: &'a [String],
     },
-    /// A plain progress line (resume's reaping, probes).
+    /// `cost_balanced` timed one layer on a worker.
+    LayerTimed {
+        /// The worker.
+        worker: &'a str,
+        /// Its median ms per layer.
+        ms: f64,
+        /// Runs the median is of.
+        runs: usize,
+    },
+    /// A shard is loaded on its worker.
+    ShardLoaded {
+        /// The shard.
+        shard: usize,
+        /// Its layers.
+        layers: std::ops::Range<usize>,
+        /// Its worker.
+        worker: &'a str,
+    },
+    /// Both routes of the activations were timed and one chosen.
+    TransferChosen {
+        /// The times.
+        probe: &'a crate::metrics::sharding::TransferProbe,
+        /// Requests per route.
+        rounds: usize,
+        /// The route chosen.
+        chosen: crate::sharding::transfer::Route,
+    },
+    /// A plain progress line from the application (resume's reaping, the native baseline).
     Note {
         /// The line.
         line: String,
@@ -244,6 +282,18 @@ pub trait RunObserver: Send + Sync {
 
 /// A model that could not be placed: its name, the browser asked for (if any), and why.
 type PlacementError = (String, Option<BrowserKind>, PoolError);
+
+/// What a run's placement produced before the pool shut down.
+enum Ran {
+    /// Matrix or routed: the models that could not be placed, and adaptive routing's
+    /// evaluations.
+    Cells(
+        Vec<PlacementError>,
+        Option<Vec<crate::metrics::AdaptiveEvaluation>>,
+    ),
+    /// A pipeline.
+    Pipeline(Result<Box<pipeline::PipelineOutcome>, pipeline::PipelineError>),
+}
 
 /// Runs `plan`. Returns what was measured even when the run was cancelled or a model failed;
 /// only a failure to start the pool is an error (nothing is left running then).
@@ -276,20 +326,55 @@ pub async fn execute(
             ..Default::default()
         }),
     };
-    let (errors, evaluations) = match plan.placement {
-        Placement::Matrix => (matrix::run(plan, &pool, cancel, observer).await, None),
-        Placement::Routed => {
-            let (errors, evals) = routed::run(plan, &pool, cancel, observer).await;
-            (errors, evals)
+    let driving = OnceLock::new();
+    let work = async {
+        match plan.placement {
+            Placement::Matrix => Ran::Cells(matrix::run(plan, &pool, cancel, observer).await, None),
+            Placement::Routed => {
+                let (errors, evals) = routed::run(plan, &pool, cancel, observer, &driving).await;
+                Ran::Cells(errors, evals)
+            }
+            Placement::Pipeline => Ran::Pipeline(
+                pipeline::run(plan, &pool, cancel, observer, &driving)
+                    .await
+                    .map(Box::new),
+            ),
         }
     };
-    let journal = pool.journal_handle().cloned();
+    let ran = live::alongside(&pool, plan, observer, &driving, work).await;
+    let journal = pool.journal().cloned();
     let report = pool.shutdown().await;
     if let Some(j) = journal {
         finish_journal(&j, plan, &report, cancel, observer);
     }
-    let mut out = summary::summarize(plan, report, errors);
-    out.adaptive = evaluations.map(|e| summary::adaptive(e, &out.samples));
+    let (requests, recoveries) = (report.requests, report.recoveries.clone());
+    let mut out;
+    match ran {
+        Ran::Cells(errors, evaluations) => {
+            out = summary::summarize(plan, report, errors);
+            out.adaptive = evaluations.map(|e| summary::adaptive(e, &out.samples));
+        }
+        Ran::Pipeline(outcome) => {
+            out = summary::summarize(plan, report, Vec::new());
+            match (outcome, &plan.pipeline) {
+                (Ok(o), Some(p)) => {
+                    let concurrency = match plan.workload.schedule {
+                        Schedule::Closed { concurrency } => concurrency,
+                        Schedule::Open { max_in_flight, .. } => max_in_flight,
+                    };
+                    out.sharding = Some(pipeline::report(
+                        p,
+                        &o,
+                        requests,
+                        &recoveries,
+                        concurrency as u32,
+                    ));
+                }
+                (Err(e), _) => out.stopped_early = Some(e.to_string()),
+                (Ok(_), None) => {}
+            }
+        }
+    }
     if cancel.is_cancelled() {
         out.stopped_early = Some("interrupted".into());
     }

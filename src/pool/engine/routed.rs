@@ -1,16 +1,17 @@
 //! Routed placement: the router places each model, and one workload drives them all at once,
-//! with the planned faults and migrations alongside and live progress (journaled as each
-//! request ends, counted for the terminal twice a second). Must not import `report`, `cli` or
-//! terminal crates.
+//! with the planned faults, migrations and adaptive moves alongside. Progress reaches the
+//! journal and the terminal through the pool's event stream (`live.rs`). Must not import
+//! `report`, `cli` or terminal crates.
 
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
 use super::super::router::HardwarePreferences;
 use super::super::scheduler::{self, Bound};
-use super::super::{injector, FaultTolerance, Journal, ModelHandle, Pool};
-use super::{with_earlier, PlacementError, RunEvent, RunObserver, RunPlan};
+use super::super::{injector, FaultTolerance, ModelHandle, Pool};
+use super::{PlacementError, RunEvent, RunObserver, RunPlan};
 use crate::metrics::AdaptiveEvaluation;
 
 /// Places every model, then drives the workload over all of them (adapting placements when the
@@ -20,6 +21,7 @@ pub(super) async fn run(
     pool: &Pool,
     cancel: &CancellationToken,
     observer: &dyn RunObserver,
+    driving: &OnceLock<Instant>,
 ) -> (Vec<PlacementError>, Option<Vec<AdaptiveEvaluation>>) {
     // Routed runs hide worker failures when the pool recovers them.
     let tolerance = if plan.pool.recovery.enabled() {
@@ -66,11 +68,10 @@ pub(super) async fn run(
             r = pool.standbys_ready(plan.pool.timeouts.load) => r,
             () = cancel.cancelled() => return (errors, None),
         };
-        observer.on_event(&RunEvent::Incident {
-            line: format!(
-                "hot standbys: {ready} in {:.1} s (up to {copies} per model)",
-                started.elapsed().as_secs_f64()
-            ),
+        observer.on_event(&RunEvent::StandbysReady {
+            per_model: &ready,
+            took: started.elapsed(),
+            copies,
         });
     }
     let mut names: Vec<_> = handles.iter().map(|h| h.model().name.clone()).collect();
@@ -116,28 +117,18 @@ pub(super) async fn run(
         });
         (task, stop)
     });
-    drive_with_progress(plan, pool, &handles, cancel, observer).await;
+    drive_with_progress(plan, &handles, cancel, driving).await;
     stop_migrations.cancel();
     let evaluations = match adapting {
         Some((task, stop)) => {
             stop.cancel();
-            let evals = task.await.unwrap_or_default();
-            for e in &evals {
-                observer.on_event(&RunEvent::Incident {
-                    line: format!("adaptive: {}: {}", e.model, e.decision),
-                });
-            }
-            Some(evals)
+            Some(task.await.unwrap_or_default())
         }
         None => None,
     };
+    // Each migration's outcome is on the event stream (`migrated`, `migration_rolled_back`).
     for m in migrations {
-        let line = match m.await {
-            Ok(Some(Err(why))) => format!("migration rolled back: {why}"),
-            Ok(Some(Ok(done))) => format!("migrated {done}"),
-            _ => continue,
-        };
-        observer.on_event(&RunEvent::Incident { line });
+        let _ = m.await;
     }
     if let Some((task, stop)) = injector {
         stop.cancel();
@@ -155,77 +146,14 @@ pub(super) async fn run(
     (errors, evaluations)
 }
 
-/// Drives the workload; meanwhile journals progress as requests end and reports live counts,
-/// faults and recoveries twice a second.
+/// Drives the workload, marking when it started: from then on the engine's event loop
+/// journals progress as requests end (`live.rs`).
 async fn drive_with_progress(
     plan: &RunPlan,
-    pool: &Pool,
     handles: &[ModelHandle],
     cancel: &CancellationToken,
-    observer: &dyn RunObserver,
+    driving: &OnceLock<Instant>,
 ) {
-    let drive = scheduler::drive(handles, &plan.workload, cancel);
-    tokio::pin!(drive);
-    let driving = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let (mut seen_faults, mut seen_recoveries) = (0, 0);
-    let journal = pool.journal_handle();
-    let commit_progress = |j: &Journal| {
-        j.commit(with_earlier(
-            pool.progress(driving.elapsed()),
-            plan.resumed.as_ref(),
-        ));
-    };
-    loop {
-        tokio::select! {
-            _ = &mut drive => break,
-            () = pool.request_ended(), if journal.is_some() => {
-                // Each ended request reaches the log (and the OS) at once, so a harness
-                // killed between ticks loses no finished request's count.
-                if let Some(j) = journal {
-                    commit_progress(j);
-                }
-                continue;
-            }
-            _ = tick.tick() => {}
-        }
-        if let Some(j) = journal {
-            commit_progress(j);
-            j.tick();
-        }
-        let live = pool.live(seen_faults, seen_recoveries);
-        seen_faults += live.faults.len();
-        seen_recoveries += live.recoveries.len();
-        for f in live.faults {
-            observer.on_event(&RunEvent::Incident {
-                line: format!(
-                    "fault at {:.1}s: {} on {}: {}",
-                    f.at_ms as f64 / 1e3,
-                    f.kind_name(),
-                    if f.target.is_empty() { "-" } else { &f.target },
-                    f.detail
-                ),
-            });
-        }
-        for r in live.recoveries {
-            observer.on_event(&RunEvent::Incident {
-                line: format!(
-                    "recovery of {} ({}, seen as {}): {} at level {} after {} ms detection + {} ms",
-                    r.worker,
-                    r.fault_name(),
-                    r.detected_by,
-                    if r.succeeded { "recovered" } else { "FAILED" },
-                    r.level.map_or("none", |l| l.as_str()),
-                    r.detection_ms,
-                    r.recovery_ms
-                ),
-            });
-        }
-        observer.on_event(&RunEvent::Counts {
-            ok: live.succeeded,
-            failed: live.failed,
-            recovering: live.recovering,
-            faults: seen_faults,
-        });
-    }
+    let _ = driving.set(Instant::now());
+    scheduler::drive(handles, &plan.workload, cancel).await;
 }

@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 
 use crate::metrics::{
-    aggregate, ModelMemory, NativeBaseline, Phase, PoolEventRecord, ResultRow, RoutingRecord,
-    Sample, WebnnUse, WorkerSummary,
+    aggregate, ModelMemory, NativeBaseline, Phase, ResultRow, RoutingRecord, Sample, WebnnUse,
+    WorkerSummary,
 };
 
 use super::super::correctness::{self, CellOutput};
-use super::super::ledger::{PoolReport, WorkerReport};
 use super::super::router::Target;
+use super::super::{PoolReport, WorkerReport};
 use super::{EngineOutput, PlacementError, RunPlan};
 
 /// A row's key: the model's position in the plan, browser, backend.
@@ -82,16 +82,7 @@ pub(super) fn summarize(
             reasons: d.reasons.clone(),
         })
         .collect();
-    out.pool_events = report
-        .events
-        .iter()
-        .map(|e| PoolEventRecord {
-            at_ms: e.at_ms,
-            kind: e.kind.clone(),
-            worker: e.worker.clone(),
-            detail: e.detail.clone(),
-        })
-        .collect();
+    out.pool_events = report.events;
     out.samples = report.samples;
     out
 }

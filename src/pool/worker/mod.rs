@@ -27,8 +27,7 @@ use crate::recovery::{Breaker, BreakerState};
 use crate::server::AssetServer;
 
 pub use page_api::{
-    cell_output, Capabilities, Feed, LoadReply, OutputMode, OutputStats, OutputTensor, Page,
-    RunReply,
+    Capabilities, Feed, LoadReply, OutputMode, OutputStats, OutputTensor, Page, RunReply,
 };
 
 use super::config::{PageSettings, WorkerTimeouts};
@@ -231,6 +230,19 @@ impl Worker {
             .loaded
             .get(model)
             .map(|l| l.reply.backend)
+    }
+
+    /// The models with a live session here, by name (in name order).
+    pub fn loaded_models(&self) -> Vec<String> {
+        lock(&self.status).loaded.keys().cloned().collect()
+    }
+
+    /// Whether a model runs on `backend` here.
+    pub fn runs_on(&self, backend: Backend) -> bool {
+        lock(&self.status)
+            .loaded
+            .values()
+            .any(|l| l.reply.backend == backend)
     }
 
     /// Whether the router may send work here: it is up and its breaker lets work through.
@@ -512,6 +524,26 @@ impl Worker {
             Err(_) => {}
         }
         result
+    }
+
+    /// A real run on the worker, of `model` when it holds it, else of any model it holds;
+    /// `echo` when it holds none (what a recovery asks before it trusts the worker again).
+    ///
+    /// # Errors
+    /// As [`Worker::load`].
+    pub async fn probe(&self, model: Option<&str>) -> Result<(), WorkerError> {
+        let loaded = self.loaded_models();
+        let model = model
+            .filter(|m| loaded.iter().any(|l| l == m))
+            .map(str::to_string)
+            .or_else(|| loaded.first().cloned());
+        match model {
+            Some(m) => self.run(&m, OutputMode::None).await.map(drop),
+            None => self
+                .call("echo", serde_json::json!({"probe": true}))
+                .await
+                .map(drop),
+        }
     }
 
     /// Records that the browser process was just seen alive.

@@ -470,38 +470,6 @@ fn parse<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// The correctness input of a first run: every value as decoded, the page's whole-output stats,
-/// and the golden check where the model has one.
-pub fn cell_output(
-    browser: BrowserKind,
-    model: &PreparedModel,
-    backend: Backend,
-    first: &RunReply,
-) -> Option<super::super::correctness::CellOutput> {
-    let tensor = first
-        .outputs
-        .get(&model.output_name)
-        .or_else(|| first.outputs.values().next())?;
-    let full = tensor.full();
-    let golden = model.golden.as_ref().map(|g| match &full {
-        Ok(full) => g.check(&tensor.dims, full),
-        Err(_) => g.check(&tensor.dims, &[]),
-    });
-    let (full, transfer_error) = match full {
-        Ok(v) => (v, None),
-        Err(e) => (Vec::new(), Some(e.to_string())),
-    };
-    Some(super::super::correctness::CellOutput {
-        label: format!("{browser}/{backend}"),
-        backend: backend.to_string(),
-        dims: tensor.dims.clone(),
-        full,
-        stats: tensor.stats.clone(),
-        transfer_error,
-        golden,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,620 @@
+//! Pipeline placement: one model cut into shards, each shard a placement of the pool on its own
+//! worker, driven by the same scheduler, ledger, injector and recovery as a routed model.
+//!
+//! The run: time one layer on each worker first (`cost_balanced` only) and plan again, load
+//! each shard on its worker (one at a time: two loads at once on 2 cores only slow each other),
+//! choose how activations travel (time both routes side by side when asked), drive the
+//! workload through the [`ShardedHandle`] with the planned faults alongside, then measure the
+//! same model unsharded on one worker as the baseline. The sharding report is made from what
+//! the handle recorded and the pool's recovery episodes (`report`). Must not import `report`,
+//! `cli` or terminal crates.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::Backend;
+use crate::browser::BrowserKind;
+use crate::metrics::sharding::{
+    Baseline, HopRow, ShardEvent, ShardRow, ShardingReport, TransferProbe,
+};
+use crate::metrics::{Percentiles, Requests};
+use crate::models::{self, LayerParameters, ModelSpec, PreparedModel, ShardedModel};
+use crate::recovery::ShardRecovery;
+use crate::sharding::transfer::{f32_values, Route};
+use crate::sharding::{self, PlanRequest};
+use crate::state::ShardAssignment;
+
+use super::super::correctness::{check_answer, Reference};
+use super::super::events::{PoolEvent, RecoveryRecord};
+use super::super::pipeline::ShardedHandle;
+use super::super::pipelines::ShardLoads;
+use super::super::router::HardwarePreferences;
+use super::super::scheduler::{self, Bound};
+use super::super::worker::{OutputMode, Worker};
+use super::super::{injector, lock, placing, Pool, PoolError};
+use super::{RunEvent, RunObserver, RunPlan};
+
+/// Probe runs per worker for `cost_balanced`.
+const PROBE_RUNS: usize = 5;
+/// Requests per route when the transfer is chosen by timing both.
+const TRANSFER_ROUNDS: usize = 2;
+
+/// How activations should travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    /// Time both routes before the stream, use the faster.
+    Auto,
+    /// This route.
+    Fixed(Route),
+}
+
+/// `cost_balanced`: what planning again after the probe needs.
+#[derive(Debug, Clone)]
+pub struct Replan {
+    /// The model.
+    pub spec: &'static ModelSpec,
+    /// Its parameters per layer.
+    pub params: LayerParameters,
+    /// Shards asked for.
+    pub shards: Option<usize>,
+    /// Workers to plan over.
+    pub workers: usize,
+    /// Parameter bytes one worker may hold.
+    pub budget: Option<u64>,
+}
+
+/// A sharded model's part of a [`RunPlan`].
+#[derive(Debug, Clone)]
+pub struct PipelinePlan {
+    /// The model and its shards (planned by parameters; `cost_balanced` plans again).
+    pub sharded: ShardedModel,
+    /// Per shard, in order: its browser and the one backend it must use, if any. The pool's
+    /// first workers are these, in this order.
+    pub places: Vec<(BrowserKind, Option<Backend>)>,
+    /// What a failed shard's worker gets.
+    pub recovery: ShardRecovery,
+    /// How activations travel.
+    pub transfer: Transfer,
+    /// The unsharded model's native output: every answer must match it.
+    pub reference: Reference,
+    /// The planner's strategy, as the report names it.
+    pub strategy: String,
+    /// Why the plan is what it is.
+    pub reasons: Vec<String>,
+    /// `cost_balanced`: plan again from a probe of each worker.
+    pub replan: Option<Replan>,
+    /// Why the unsharded baseline is not run, when it is not.
+    pub baseline_skipped: Option<String>,
+}
+
+/// What a pipeline run produced before the pool shut down.
+#[derive(Debug)]
+pub(super) struct PipelineOutcome {
+    /// The model as run (after a replan).
+    sharded: ShardedModel,
+    reasons: Vec<String>,
+    handle: Option<ShardedHandle>,
+    /// Per shard: the worker serving it at the end.
+    workers: Vec<String>,
+    /// Per shard: the workers it was on before, and its loads.
+    history: Vec<(Vec<String>, ShardLoads)>,
+    probe: Option<TransferProbe>,
+    baseline: Baseline,
+}
+
+/// Why a pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// Its workers, planning or a shard load failed.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// The probe's or the new plan's shards could not be written.
+    #[error("preparing the shards: {0}")]
+    Model(#[from] models::ModelError),
+    /// The new plan could not be made.
+    #[error("planning again after the probe: {0}")]
+    Plan(#[from] sharding::PlanError),
+    /// The pool has no worker for a shard.
+    #[error("no {kind} worker for shard {shard}")]
+    NoWorker {
+        /// The shard.
+        shard: usize,
+        /// The kind it wants.
+        kind: BrowserKind,
+    },
+}
+
+/// Runs the plan's pipeline: see the module doc.
+///
+/// # Errors
+/// [`PipelineError`] when the pipeline could not be set up (nothing was driven).
+pub(super) async fn run(
+    plan: &RunPlan,
+    pool: &Pool,
+    cancel: &CancellationToken,
+    observer: &dyn RunObserver,
+    driving: &OnceLock<Instant>,
+) -> Result<PipelineOutcome, PipelineError> {
+    let Some(p) = &plan.pipeline else {
+        return Err(PipelineError::Pool(PoolError::NoPlacement {
+            model: String::new(),
+            reason: "a pipeline run without a pipeline plan".into(),
+        }));
+    };
+    let workers = in_place_order(pool, &p.places)?;
+    let mut sharded = p.sharded.clone();
+    let mut reasons = p.reasons.clone();
+    if let Some(re) = &p.replan {
+        let (s, r) = replan(plan, re, &workers, observer).await?;
+        sharded = s;
+        reasons = r;
+    }
+    observer.on_event(&RunEvent::ShardPlan { reasons: &reasons });
+    let model = sharded.whole.name.clone();
+    let registry = pool.placements();
+    let entries = sharded
+        .shards
+        .iter()
+        .zip(&p.places)
+        .map(|(s, &(_, backend))| {
+            let hardware = HardwarePreferences {
+                browser: None,
+                backends: backend.map(|b| vec![b]),
+                measured: None,
+            };
+            registry.entry(Arc::new(s.clone()), hardware)
+        })
+        .collect();
+    let backends = p.places.iter().map(|&(_, b)| b).collect();
+    let id = pool.pipelines().add(&model, entries, backends, p.recovery);
+    // One at a time: two loads at once on 2 cores only slow each other.
+    for (k, w) in workers.iter().enumerate() {
+        placing::load_shard(pool, id, k, w).await?;
+        observer.on_event(&RunEvent::ShardLoaded {
+            shard: k,
+            layers: sharded.ranges[k].clone(),
+            worker: &w.id,
+        });
+    }
+    pool.emit(PoolEvent::ShardsPlanned {
+        model: model.clone(),
+        shards: sharded
+            .ranges
+            .iter()
+            .zip(&workers)
+            .enumerate()
+            .map(|(k, (r, w))| {
+                ShardAssignment::new(k as u32, r.start as u32..r.end as u32, w.id.clone())
+            })
+            .collect(),
+    });
+    let handle = ShardedHandle::new(pool.clone(), id, &model, p.reference.clone());
+    let probe = match p.transfer {
+        Transfer::Fixed(route) => {
+            handle.set_route(route);
+            None
+        }
+        Transfer::Auto => {
+            let probe = choose_route(&handle).await;
+            observer.on_event(&RunEvent::TransferChosen {
+                probe: &probe,
+                rounds: TRANSFER_ROUNDS,
+                chosen: handle.route(),
+            });
+            Some(probe)
+        }
+    };
+    let concurrency = match plan.workload.schedule {
+        scheduler::Schedule::Closed { concurrency } => concurrency,
+        scheduler::Schedule::Open { max_in_flight, .. } => max_in_flight,
+    };
+    observer.on_event(&RunEvent::Driving {
+        what: format!(
+            "{model} sharded {} ways, {concurrency} clients",
+            sharded.shards.len()
+        ),
+    });
+    drive(plan, pool, &handle, cancel, driving).await;
+    let workers = (0..sharded.shards.len())
+        .map(|k| {
+            handle
+                .worker_of(k)
+                .map(|w| w.id.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    let history = pool.pipelines().history(id);
+    let baseline = match &p.baseline_skipped {
+        Some(why) => skipped(why),
+        None if cancel.is_cancelled() => skipped("the run was interrupted"),
+        None => {
+            observer.on_event(&RunEvent::Driving {
+                what: format!("{model} unsharded on one worker, the baseline"),
+            });
+            let runs = handle.records().latency.len().max(1) as u32;
+            unsharded(&handle, &sharded.whole, runs, concurrency.max(1) as u32)
+                .await
+                .unwrap_or_else(|e| skipped(&format!("the unsharded baseline failed: {e}")))
+        }
+    };
+    Ok(PipelineOutcome {
+        sharded,
+        reasons,
+        handle: Some(handle),
+        workers,
+        history,
+        probe,
+        baseline,
+    })
+}
+
+fn skipped(why: &str) -> Baseline {
+    Baseline {
+        skipped: Some(why.to_string()),
+        ..Baseline::default()
+    }
+}
+
+/// The pool's first workers in the order of `places`: shard `k` takes the n-th worker of its
+/// kind, n being how many shards before it want that kind (ids name workers in launch order).
+fn in_place_order(
+    pool: &Pool,
+    places: &[(BrowserKind, Option<Backend>)],
+) -> Result<Vec<Arc<Worker>>, PipelineError> {
+    let mut live = pool.workers();
+    live.sort_by_key(|w| (w.kind, number(&w.id)));
+    places
+        .iter()
+        .enumerate()
+        .map(|(k, &(kind, _))| {
+            let n = places[..k].iter().filter(|p| p.0 == kind).count();
+            live.iter()
+                .filter(|w| w.kind == kind)
+                .nth(n)
+                .cloned()
+                .ok_or(PipelineError::NoWorker { shard: k, kind })
+        })
+        .collect()
+}
+
+/// The number of a worker id (`chromium#2` -> 2).
+fn number(id: &str) -> u64 {
+    id.rsplit('#')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The workload through `handle`, with the planned faults alongside.
+async fn drive(
+    plan: &RunPlan,
+    pool: &Pool,
+    handle: &ShardedHandle,
+    cancel: &CancellationToken,
+    driving: &OnceLock<Instant>,
+) {
+    let injector = (!plan.faults.is_empty()).then(|| {
+        let horizon = match plan.workload.bound {
+            Bound::Duration(d) => Some(d),
+            Bound::Iterations(_) => None,
+        };
+        let stop = cancel.child_token();
+        let task = tokio::spawn(injector::run(
+            pool.clone(),
+            plan.faults.clone(),
+            horizon,
+            stop.clone(),
+        ));
+        (task, stop)
+    });
+    let _ = driving.set(Instant::now());
+    scheduler::drive(std::slice::from_ref(handle), &plan.workload, cancel).await;
+    if let Some((task, stop)) = injector {
+        stop.cancel();
+        let _ = task.await;
+    }
+}
+
+/// `cost_balanced`: each worker's ms per layer, then the plan by those speeds and its shards.
+async fn replan(
+    plan: &RunPlan,
+    re: &Replan,
+    workers: &[Arc<Worker>],
+    observer: &dyn RunObserver,
+) -> Result<(ShardedModel, Vec<String>), PipelineError> {
+    let probe = prepare(plan, re.spec, &probe_ranges(re.params.per_layer.len()))
+        .await?
+        .shards
+        .swap_remove(1);
+    let speeds = layer_ms(workers, Arc::new(probe), PROBE_RUNS).await?;
+    for (w, ms) in workers.iter().zip(&speeds) {
+        observer.on_event(&RunEvent::LayerTimed {
+            worker: &w.id,
+            ms: *ms,
+            runs: PROBE_RUNS,
+        });
+    }
+    let planned = sharding::plan(&PlanRequest {
+        model: re.spec.name,
+        params: &re.params,
+        shards: re.shards,
+        strategy: sharding::ShardStrategy::CostBalanced,
+        workers: re.workers,
+        ms_per_layer: Some(&speeds),
+        budget_bytes: re.budget,
+    })?;
+    let sharded = prepare(plan, re.spec, &planned.ranges).await?;
+    Ok((sharded, planned.reasons))
+}
+
+/// Ranges whose middle one is a single layer that holds neither the embedding nor the head.
+fn probe_ranges(layers: usize) -> Vec<Range<usize>> {
+    vec![0..1, 1..2, 2..layers]
+}
+
+async fn prepare(
+    plan: &RunPlan,
+    spec: &'static ModelSpec,
+    ranges: &[Range<usize>],
+) -> Result<ShardedModel, PipelineError> {
+    let (cache, seed, ranges) = (plan.pool.cache.clone(), plan.pool.seed, ranges.to_vec());
+    let prepared =
+        tokio::task::spawn_blocking(move || models::prepare_shards(spec, &cache, seed, &ranges))
+            .await
+            .map_err(|e| {
+                PipelineError::Pool(PoolError::NoPlacement {
+                    model: spec.name.to_string(),
+                    reason: format!("shard preparation task: {e}"),
+                })
+            })??;
+    Ok(prepared)
+}
+
+/// Each worker's ms per layer: `probe` (a shard of one middle layer) loaded on every worker,
+/// one warm-up run each, then `runs` rounds of one run per worker in turn (so a slow moment of
+/// the shared machine lands on every worker alike), the median taken, then unloaded. Runs on
+/// zeros: the time does not depend on the values. A named probe, outside the ledger.
+async fn layer_ms(
+    workers: &[Arc<Worker>],
+    probe: Arc<PreparedModel>,
+    runs: usize,
+) -> Result<Vec<f64>, PoolError> {
+    for w in workers {
+        w.load(probe.clone(), None).await?;
+    }
+    let mut times = vec![Vec::with_capacity(runs); workers.len()];
+    for round in 0..=runs {
+        for (i, w) in workers.iter().enumerate() {
+            let r = w.run(&probe.name, OutputMode::None).await?;
+            if round > 0 {
+                times[i].push(r.run_ms);
+            }
+        }
+    }
+    for w in workers {
+        w.unload(&probe.name).await?;
+    }
+    Ok(times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect())
+}
+
+/// Times one request through each route, one request at a time, best of `TRANSFER_ROUNDS`, in
+/// turn (harness, server, harness, ...); sets the faster route on `handle` and returns the
+/// times. Named probes, outside the ledger.
+async fn choose_route(handle: &ShardedHandle) -> TransferProbe {
+    let mut best = [None::<f64>; 2];
+    for _ in 0..TRANSFER_ROUNDS {
+        for (i, route) in [Route::Harness, Route::Server].into_iter().enumerate() {
+            if let Some(t) = handle.probe(route).await {
+                let ms = t.as_secs_f64() * 1e3;
+                best[i] = Some(best[i].map_or(ms, |b: f64| b.min(ms)));
+            }
+        }
+    }
+    let chosen = match best {
+        [Some(h), Some(s)] if s < h => Route::Server,
+        [None, Some(_)] => Route::Server,
+        _ => Route::Harness,
+    };
+    handle.set_route(chosen);
+    TransferProbe {
+        harness_ms: best[0],
+        server_ms: best[1],
+    }
+}
+
+/// The same model unsharded on the first shard's worker (after its shards are unloaded):
+/// `runs` requests at `concurrency`, each returning its whole output the way the pipeline's
+/// last output came back, checked against the reference. A named probe, outside the ledger.
+///
+/// # Errors
+/// A load that failed; a failed run is counted in the result instead.
+async fn unsharded(
+    handle: &ShardedHandle,
+    whole: &PreparedModel,
+    runs: u32,
+    concurrency: u32,
+) -> Result<Baseline, PoolError> {
+    let worker = handle.worker_of(0).ok_or_else(|| PoolError::NoPlacement {
+        model: whole.name.clone(),
+        reason: "the first shard has no worker".into(),
+    })?;
+    for s in handle.shards() {
+        if worker.backend_of(&s.name).is_some() {
+            let _ = worker.unload(&s.name).await;
+        }
+    }
+    let whole = Arc::new(whole.clone());
+    let loaded = worker.load(whole.clone(), None).await?;
+    // The first run pays first-call costs, as the shards' warm-up did.
+    let _ = worker.run(&whole.name, OutputMode::None).await;
+    let next = AtomicU64::new(0);
+    let times = Mutex::new(Vec::new());
+    let worst = Mutex::new(0.0f64);
+    let started = Instant::now();
+    let server = handle.server();
+    let route = handle.route();
+    let reference = handle.reference();
+    let client = || async {
+        loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            if i >= u64::from(runs) {
+                break;
+            }
+            let key = format!("baseline-{i}");
+            let mut output_to = std::collections::BTreeMap::new();
+            if route == Route::Server {
+                output_to.insert(whole.output_name.clone(), server.relay_path(&key));
+            }
+            let t = Instant::now();
+            let reply = worker
+                .run_fed(&whole.name, std::collections::BTreeMap::new(), output_to)
+                .await;
+            let values = reply.ok().and_then(|r| {
+                let out = r.outputs.get(&whole.output_name)?;
+                let values = if out.relayed {
+                    f32_values(&server.take_relay(&key)?).ok()?
+                } else {
+                    out.full().ok()?
+                };
+                Some((out.dims.clone(), values))
+            });
+            if let Some((dims, values)) = values {
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                let (diff, _, _) = check_answer(reference, &dims, &values);
+                let mut w = lock(&worst);
+                *w = w.max(diff);
+                lock(&times).push(ms);
+            }
+            let _ = server.take_relay(&key);
+        }
+    };
+    futures::future::join_all((0..concurrency.max(1)).map(|_| client())).await;
+    let wall = started.elapsed().as_secs_f64();
+    let times = std::mem::take(&mut *lock(&times));
+    let _ = worker.unload(&whole.name).await;
+    Ok(Baseline {
+        worker: Some(worker.id.clone()),
+        backend: Some(loaded.reply.backend.to_string()),
+        runs: times.len() as u64,
+        throughput_per_s: times.len() as f64 / wall.max(1e-9),
+        latency_ms: Percentiles::from_ms(&times),
+        max_abs_diff: Some(worst.into_inner().unwrap_or(f64::NAN)),
+        skipped: None,
+    })
+}
+
+/// The sharding report of a pipeline run: its plan, each shard's compute and loads, each hop,
+/// the answers' check, the baseline, and the recovery episodes of workers that held shards.
+pub(super) fn report(
+    p: &PipelinePlan,
+    o: &PipelineOutcome,
+    requests: Requests,
+    recoveries: &[RecoveryRecord],
+    concurrency: u32,
+) -> ShardingReport {
+    let records = o
+        .handle
+        .as_ref()
+        .map(ShardedHandle::records)
+        .unwrap_or_default();
+    let route = o
+        .handle
+        .as_ref()
+        .map_or(Route::Harness, ShardedHandle::route);
+    let model = &o.sharded;
+    let shards = model
+        .shards
+        .iter()
+        .zip(&model.ranges)
+        .enumerate()
+        .map(|(i, (s, r))| {
+            let (earlier, loads) = o.history.get(i).cloned().unwrap_or_default();
+            ShardRow {
+                shard: i,
+                layers: [r.start, r.end],
+                parameters: s.parameters,
+                onnx_bytes: s.onnx_bytes,
+                worker: o.workers.get(i).cloned().unwrap_or_default(),
+                earlier_workers: earlier,
+                backend: loads.backend,
+                loads: loads.loads,
+                load_ms: loads.last_ms,
+                compute_ms: records.compute.get(i).and_then(|c| Percentiles::from_ms(c)),
+                runs: records.runs.get(i).copied().unwrap_or(0),
+            }
+        })
+        .collect();
+    let hops = (0..model.shards.len().saturating_sub(1))
+        .map(|i| HopRow {
+            from: i,
+            to: i + 1,
+            bytes: model.shards[i + 1]
+                .runtime_inputs
+                .first()
+                .map_or(0, |x| x.dims.iter().product::<i64>() as u64 * 4),
+            route: route.describe().into(),
+            transfer_ms: Percentiles::from_ms(&records.hops[i]),
+            wait_ms: Percentiles::from_ms(&records.waits[i]),
+        })
+        .collect();
+    let wall = records
+        .window
+        .map_or(0.0, |(a, b)| b.saturating_duration_since(a).as_secs_f64());
+    let throughput_per_s = if wall > 0.0 {
+        records.latency.len() as f64 / wall
+    } else {
+        0.0
+    };
+    let baseline = o.baseline.clone();
+    let throughput_vs_unsharded = (baseline.throughput_per_s > 0.0 && throughput_per_s > 0.0)
+        .then(|| throughput_per_s / baseline.throughput_per_s);
+    let events = recoveries
+        .iter()
+        .filter_map(|r| {
+            let s = r.shards.as_ref()?;
+            Some(ShardEvent {
+                at_ms: r.at_ms,
+                strategy: s.strategy.as_str().to_string(),
+                shard: s.shard,
+                from: r.worker.clone(),
+                to: s.to.clone(),
+                reloaded: s.reloaded.clone(),
+                cause: format!("{}: {}", r.detected_by, r.steps.join("; ")),
+                detection_ms: r.fault.map(|_| r.detection_ms as f64),
+                fault_kind: r.fault.map(|k| k.as_str().to_string()),
+                recovery_ms: r.recovery_ms as f64,
+                succeeded: r.succeeded,
+            })
+        })
+        .collect();
+    ShardingReport {
+        model: model.whole.name.clone(),
+        strategy: p.strategy.clone(),
+        recovery: p.recovery.as_str().to_string(),
+        reasons: o.reasons.clone(),
+        shards,
+        hops,
+        transfer: route.as_str().to_string(),
+        transfer_probe: o.probe.clone(),
+        requests,
+        concurrency,
+        latency_ms: Percentiles::from_ms(&records.latency),
+        throughput_per_s,
+        baseline,
+        throughput_vs_unsharded,
+        correctness: records.correctness,
+        events,
+        timeline: records.spans,
+    }
+}

@@ -1,0 +1,531 @@
+//! Placing models: route a model (through the pure `router`), place it (load and first run, a
+//! request of the ledger), replace a lost placement (promote a standby, or route again), and
+//! move a model between browsers as one journaled transaction (`migrate`). What is placed where
+//! is the registry's (`placements.rs`); this file does the work and tells it. Must not import
+//! `report`, `cli` or terminal crates.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::backend::Backend;
+use crate::browser::{BrowserKind, WorkerError};
+use crate::metrics::Phase;
+use crate::state::Op;
+
+use super::correctness::cell_output;
+use super::events::{LaunchReason, PlacementRecord, PoolEvent, RetireReason};
+use super::journal::Tx;
+use super::ledger::{Ran, RequestEnd, Ticket};
+use super::pipelines::PipelineId;
+use super::placements::ModelEntry;
+use super::router::{self, Candidate, Decision, Target};
+use super::worker::{Loaded, OutputMode, Worker};
+use super::{standby, ErrorClass, Pool, PoolError};
+
+/// Why a lost placement could not be replaced.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplaceError {
+    /// Routing or placing failed.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// Migration wants another live worker and there is none.
+    #[error("no other live worker for {model} (the router wants a new {wanted})")]
+    NoOtherWorker {
+        /// The model.
+        model: String,
+        /// The kind the router would launch.
+        wanted: BrowserKind,
+    },
+}
+
+/// Why a planned migration did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrateError {
+    /// The model is not in the pool.
+    #[error("{model} is not placed in this pool")]
+    NotPlaced {
+        /// The model.
+        model: String,
+    },
+    /// The model has no live placement.
+    #[error("{model} has no live placement to move")]
+    NoLivePlacement {
+        /// The model.
+        model: String,
+    },
+    /// It runs on that kind already.
+    #[error("{model} already runs on {kind} ({worker})")]
+    AlreadyThere {
+        /// The model.
+        model: String,
+        /// The kind asked for.
+        kind: BrowserKind,
+        /// Its worker.
+        worker: String,
+    },
+    /// No live worker of that kind.
+    #[error("no live {kind} worker to move {model} to")]
+    NoTarget {
+        /// The model.
+        model: String,
+        /// The kind asked for.
+        kind: BrowserKind,
+    },
+    /// The load on the target failed; the transaction was rolled back.
+    #[error("load on {target} failed: {error}; rolled back: {undo}; {model} keeps serving from {source_worker}")]
+    RolledBack {
+        /// The model.
+        model: String,
+        /// The worker it was to move to.
+        target: String,
+        /// The worker it keeps serving from.
+        source_worker: String,
+        /// The load's error.
+        error: Box<WorkerError>,
+        /// What the rollback did.
+        undo: String,
+    },
+}
+
+fn candidates(pool: &Pool, entry: &ModelEntry) -> Vec<Candidate> {
+    pool.members()
+        .live()
+        .iter()
+        .filter(|s| s.is_routable())
+        .map(|s| Candidate {
+            id: s.id.clone(),
+            kind: s.kind,
+            backends: s.status().backends,
+            queued: s.queued(),
+            has_model: pool.placements().serves(entry, s),
+            score: s
+                .backend_of(entry.name())
+                .and_then(|b| pool.ledger().live_score(entry.name(), &s.id, b)),
+        })
+        .collect()
+}
+
+/// Routes `entry` (recording the decision).
+pub(super) fn route(
+    pool: &Pool,
+    entry: &ModelEntry,
+    can_launch: bool,
+) -> Result<Decision, PoolError> {
+    let c = pool.config();
+    let launchable: Vec<BrowserKind> = c.launches.iter().map(|l| l.kind).collect();
+    let hardware = entry.hardware();
+    let req = router::Request {
+        model: entry.name(),
+        task: entry.prepared.task,
+        hardware: &hardware,
+        backends: &c.page.backends,
+        preferences: &c.preferences,
+        launchable: &launchable,
+        can_launch,
+    };
+    let decision =
+        router::route(&req, &candidates(pool, entry)).map_err(|e| PoolError::NoPlacement {
+            model: entry.name().to_string(),
+            reason: e.to_string(),
+        })?;
+    pool.emit(PoolEvent::Routed(decision.clone()));
+    Ok(decision)
+}
+
+/// The worker a decision names: an existing one, or a new one launched for `why` when `launch`
+/// allows.
+pub(super) async fn target_of(
+    pool: &Pool,
+    entry: &ModelEntry,
+    decision: Decision,
+    launch: bool,
+    why: LaunchReason,
+) -> Result<Arc<Worker>, ReplaceError> {
+    match decision.target {
+        Target::Worker(id) => pool.members().find(&id).ok_or_else(|| {
+            ReplaceError::Pool(PoolError::NoPlacement {
+                model: entry.name().to_string(),
+                reason: format!("{id} went away"),
+            })
+        }),
+        Target::Launch(kind) if launch => Ok(pool.launch(kind, why).await?),
+        Target::Launch(kind) => Err(ReplaceError::NoOtherWorker {
+            model: entry.name().to_string(),
+            wanted: kind,
+        }),
+    }
+}
+
+/// Loads the model on `worker`, runs it once, records the placement.
+pub(super) async fn place(
+    pool: &Pool,
+    entry: &Arc<ModelEntry>,
+    worker: Arc<Worker>,
+) -> Result<(), PoolError> {
+    let loaded = worker
+        .load(entry.prepared.clone(), entry.hardware().backends)
+        .await?;
+    pool.standby_state()
+        .note_memory(entry, loaded.memory_added_kib);
+    first_run(pool, entry, &worker, &loaded).await?;
+    pool.placements().place(entry, &worker);
+    Ok(())
+}
+
+/// The first run after a load, as a request of the ledger (phase `first`, every output value
+/// returned for the correctness checks), and the placement record it completes (emitted as
+/// `Placed`, which journals it).
+pub(super) async fn first_run(
+    pool: &Pool,
+    entry: &Arc<ModelEntry>,
+    worker: &Arc<Worker>,
+    loaded: &Loaded,
+) -> Result<(), PoolError> {
+    let model = &entry.prepared;
+    let backend = loaded.reply.backend;
+    let mut ticket = FirstRun {
+        pool,
+        ticket: Some(pool.ledger().issue(&model.name, Phase::First)),
+        model: &model.name,
+        worker,
+        backend,
+        issued: Instant::now(),
+    };
+    // The first run returns every value: the checks (finite, oracle, cross) see it all.
+    let first = worker.run(&model.name, OutputMode::Full).await;
+    ticket.end(first.as_ref().map(|r| r.run_ms).map_err(ErrorClass::of));
+    let first = first?;
+    let output = cell_output(worker.kind, model, backend, &first);
+    let registry = pool.placements();
+    if let Some(c) = output.as_ref().filter(|c| !c.full.is_empty()) {
+        registry.set_reference(entry, &c.full);
+    }
+    registry.set_verified(entry, worker.kind, backend, &first.digests);
+    pool.emit(PoolEvent::Placed(Arc::new(PlacementRecord {
+        model: model.name.clone(),
+        worker: worker.id.clone(),
+        browser: worker.kind,
+        load: loaded.reply.clone(),
+        memory_added_kib: loaded.memory_added_kib,
+        first_run_ms: first.run_ms,
+        output,
+    })));
+    Ok(())
+}
+
+/// Places `entry` on another live worker (`launch` false: migrate) or on a new one if needed
+/// (`launch` true: rebuild). Returns what was done.
+pub(super) async fn replace(
+    pool: &Pool,
+    entry: &Arc<ModelEntry>,
+    launch: bool,
+) -> Result<String, ReplaceError> {
+    let _placing = entry.placing.lock().await;
+    if let Some(s) = pool.placements().live_placement(entry) {
+        return Ok(format!("{} (already placed)", s.id));
+    }
+    // A hot standby holds the model already: promote it, no load needed.
+    if let Some(done) = standby::promote(pool, entry) {
+        return Ok(done);
+    }
+    let decision = route(pool, entry, launch && pool.has_room())?;
+    let why = LaunchReason::Rebuild(entry.name().to_string());
+    let worker = target_of(pool, entry, decision, launch, why).await?;
+    let id = worker.id.clone();
+    place(pool, entry, worker).await?;
+    Ok(id)
+}
+
+/// Moves `model` to a worker of kind `to`, as one transaction of the run's journal: load on the
+/// target, switch the placement, unload from the source. A failure part way rolls back for
+/// real: the half-loaded model is unloaded from the target (or the target, if it cannot answer,
+/// is marked unhealthy so its page is reset without it), the source keeps serving, and the log
+/// records the abort with the reason. Returns what was done.
+///
+/// # Errors
+/// [`MigrateError`]: why the migration did not happen (after its rollback).
+pub(super) async fn migrate(
+    pool: &Pool,
+    model: &str,
+    to: BrowserKind,
+) -> Result<String, MigrateError> {
+    let registry = pool.placements();
+    let entry = registry
+        .find(model)
+        .ok_or_else(|| MigrateError::NotPlaced {
+            model: model.into(),
+        })?;
+    let _placing = entry.placing.lock().await;
+    let source = registry
+        .live_placement(&entry)
+        .ok_or_else(|| MigrateError::NoLivePlacement {
+            model: model.into(),
+        })?;
+    if source.kind == to {
+        return Err(MigrateError::AlreadyThere {
+            model: model.into(),
+            kind: to,
+            worker: source.id.clone(),
+        });
+    }
+    let target = pool
+        .members()
+        .live()
+        .into_iter()
+        .find(|s| s.kind == to && s.is_routable())
+        .ok_or_else(|| MigrateError::NoTarget {
+            model: model.into(),
+            kind: to,
+        })?;
+    let tx = Tx::begin(pool.journal());
+    tx.op(Op::Placed {
+        model: model.to_string(),
+        worker: target.id.clone(),
+    });
+    pool.emit(PoolEvent::Migrating {
+        model: model.to_string(),
+        from: source.id.clone(),
+        to: target.id.clone(),
+    });
+    if let Err(e) = target
+        .load(entry.prepared.clone(), entry.hardware().backends)
+        .await
+    {
+        // Roll back: nothing of the model may stay on the target.
+        let undo = match target.unload(model).await {
+            Ok(()) => format!("unloaded {model} from {}", target.id),
+            Err(u) => {
+                target.mark_unhealthy(format!("rollback of a migration: {u}"));
+                format!(
+                    "{} could not unload ({u}); marked unhealthy so its page is reset without {model}",
+                    target.id
+                )
+            }
+        };
+        let why = MigrateError::RolledBack {
+            model: model.into(),
+            target: target.id.clone(),
+            source_worker: source.id.clone(),
+            error: Box::new(e),
+            undo,
+        };
+        tx.abort(&why.to_string());
+        pool.emit(PoolEvent::MigrationRolledBack {
+            model: model.to_string(),
+            target: target.id.clone(),
+            detail: why.to_string(),
+        });
+        return Err(why);
+    }
+    registry.place(&entry, &target);
+    registry.unplace(&entry, &source);
+    tx.op(Op::Unplaced {
+        model: model.to_string(),
+        worker: source.id.clone(),
+    });
+    let unloaded = source.unload(model).await;
+    tx.commit();
+    let unload_error = unloaded.err().map(|e| e.to_string());
+    let done = format!(
+        "{model}: {} -> {}{}",
+        source.id,
+        target.id,
+        unload_error
+            .as_ref()
+            .map(|e| format!(" (unload from the source failed: {e})"))
+            .unwrap_or_default()
+    );
+    pool.emit(PoolEvent::Migrated {
+        model: model.to_string(),
+        from: source.id.clone(),
+        to: target.id.clone(),
+        unload_error,
+    });
+    Ok(done)
+}
+
+/// Why a failed worker's shards could not be loaded elsewhere.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShardMoveError {
+    /// No live worker is left to take a shard.
+    #[error("no live worker is left to take shard {shard}")]
+    NoLiveWorker {
+        /// The shard.
+        shard: usize,
+    },
+    /// A launch or a load failed.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+}
+
+/// Loads shard `k` of pipeline `id` on `worker` (with the one backend it must use, if any) and
+/// records it there.
+///
+/// # Errors
+/// [`PoolError::Worker`] when the load failed.
+pub(super) async fn load_shard(
+    pool: &Pool,
+    id: PipelineId,
+    k: usize,
+    worker: &Arc<Worker>,
+) -> Result<(), PoolError> {
+    let pipelines = pool.pipelines();
+    let entry = pipelines.shards(id)[k].clone();
+    let backends = pipelines.backend(id, k).map(|b| vec![b]);
+    let loaded = worker.load(entry.prepared.clone(), backends).await?;
+    let reply = &loaded.reply;
+    pipelines.loaded(
+        id,
+        k,
+        reply.fetch_ms + reply.session_create_ms,
+        reply.backend,
+    );
+    pool.placements().place(&entry, worker);
+    Ok(())
+}
+
+/// `reassign_shards`: the failed worker's shards onto the live workers, the one holding the
+/// fewest parameters first, journaled as one transaction once they all loaded. Returns the
+/// workers they went to and the shards loaded.
+///
+/// # Errors
+/// [`ShardMoveError`] when no live worker is left or a load failed.
+pub(super) async fn reassign_shards(
+    pool: &Pool,
+    failed: &Arc<Worker>,
+    held: &[(PipelineId, usize)],
+) -> Result<(Vec<String>, Vec<usize>), ShardMoveError> {
+    pool.retire(failed, RetireReason::Migrating);
+    let mut to = Vec::new();
+    let mut moves = Vec::new();
+    for &(id, k) in held {
+        let parameters = |w: &Arc<Worker>| -> u64 {
+            pool.placements()
+                .models_on(w)
+                .iter()
+                .map(|e| e.prepared.parameters)
+                .sum()
+        };
+        let target = pool
+            .members()
+            .live()
+            .into_iter()
+            .filter(|w| !Arc::ptr_eq(w, failed) && w.is_routable() && w.browser_alive())
+            .min_by_key(|w| parameters(w))
+            .ok_or(ShardMoveError::NoLiveWorker { shard: k })?;
+        load_shard(pool, id, k, &target).await?;
+        pool.pipelines().moved(id, k, &failed.id);
+        moves.push((k as u32, target.id.clone()));
+        if !to.contains(&target.id) {
+            to.push(target.id.clone());
+        }
+    }
+    shards_assigned(pool, held, moves);
+    Ok((to, held.iter().map(|&(_, k)| k).collect()))
+}
+
+/// `retry_failed_shards` (`everything` false) or `full_retry` (true): a new browser of the
+/// failed one's kind takes its shards; a full retry loads every other shard again where it
+/// is. Returns the workers that loaded and the shards loaded.
+///
+/// # Errors
+/// [`ShardMoveError::Pool`] when the launch or a load failed.
+pub(super) async fn relaunch_shards(
+    pool: &Pool,
+    failed: &Arc<Worker>,
+    held: &[(PipelineId, usize)],
+    everything: bool,
+) -> Result<(Vec<String>, Vec<usize>), ShardMoveError> {
+    pool.retire(failed, RetireReason::Rebuilding);
+    let Some(&(id, first)) = held.first() else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let fresh = pool.launch(failed.kind, LaunchReason::Shard(first)).await?;
+    let mine = |k: usize| held.iter().any(|&(_, h)| h == k);
+    let reload: Vec<usize> = if everything {
+        (0..pool.pipelines().shards(id).len()).collect()
+    } else {
+        held.iter().map(|&(_, k)| k).collect()
+    };
+    let mut to = vec![fresh.id.clone()];
+    let mut moves = Vec::new();
+    for &k in &reload {
+        let worker = if mine(k) {
+            fresh.clone()
+        } else {
+            // full_retry: every other shard is loaded again where it is.
+            let entry = pool.pipelines().shards(id)[k].clone();
+            let Some(w) = pool.placements().serving(&entry).first().cloned() else {
+                return Err(ShardMoveError::NoLiveWorker { shard: k });
+            };
+            let _ = w.unload(entry.name()).await;
+            if !to.contains(&w.id) {
+                to.push(w.id.clone());
+            }
+            w
+        };
+        load_shard(pool, id, k, &worker).await?;
+        if mine(k) {
+            pool.pipelines().moved(id, k, &failed.id);
+            moves.push((k as u32, fresh.id.clone()));
+        }
+    }
+    shards_assigned(pool, held, moves);
+    Ok((to, reload))
+}
+
+fn shards_assigned(pool: &Pool, held: &[(PipelineId, usize)], moves: Vec<(u32, String)>) {
+    if let Some(&(id, _)) = held.first() {
+        pool.emit(PoolEvent::ShardsAssigned {
+            model: pool.pipelines().model(id),
+            moves,
+        });
+    }
+}
+
+/// A first run's ticket, closed once: by its outcome, or as `deadline` when the future running
+/// it is dropped first (a recovery episode past its timeout drops the placement it was making;
+/// the request must still be accounted for).
+struct FirstRun<'a> {
+    pool: &'a Pool,
+    ticket: Option<Ticket>,
+    model: &'a str,
+    worker: &'a Worker,
+    backend: Backend,
+    issued: Instant,
+}
+
+impl FirstRun<'_> {
+    fn end(&mut self, outcome: Result<f64, ErrorClass>) {
+        if let Some(ticket) = self.ticket.take() {
+            self.pool.request_ended(RequestEnd {
+                ticket,
+                model: self.model,
+                ran: Some(Ran {
+                    worker: &self.worker.id,
+                    browser: self.worker.kind,
+                    backend: self.backend,
+                }),
+                phase: Phase::First,
+                scheduled: self.issued,
+                issued: self.issued,
+                attempt: 1,
+                outcome,
+            });
+        }
+    }
+}
+
+impl Drop for FirstRun<'_> {
+    fn drop(&mut self) {
+        self.end(Err(ErrorClass::Deadline));
+    }
+}
+
+/// The backend `model` runs on at `worker` (wasm when the worker no longer says).
+pub(super) fn backend_at(worker: &Worker, model: &str) -> Backend {
+    worker.backend_of(model).unwrap_or(Backend::Wasm)
+}
