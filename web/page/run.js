@@ -1,0 +1,217 @@
+// Running a loaded model: the per-run feeds, one `session.run` with its read-back, and the
+// outputs as the reply carries them (sample, stats, digest, base64, or PUT to a relay slot).
+// Owns the page's run count. Fault hooks act through `faults.beforeRun` / `faults.afterRun`.
+
+import { PageError, describe, requireString } from './envelope.js';
+import { exclusive, markWedged, ort, proxyOn, refuseIfWedged } from './ort.js';
+import { gpuLost, gpuLostSignal } from './gpu.js';
+import { DTYPES, fetchBytes } from './load.js';
+import { sessionEntry, stillLoaded } from './sessions.js';
+import { base64, evenSample, fnv1a, wholeStats } from './digest.js';
+import * as faults from './faults.js';
+
+/** Runs that completed in this page. */
+let runs = 0;
+
+export function runCount() {
+  return runs;
+}
+
+/**
+ * The per-run inputs of `args.feeds` (`{name: {dtype, dims, data_b64}}`, raw little-endian bytes
+ * in base64) as tensors, checked against what `load` declared per-run; null when none is given.
+ */
+async function decodeFeeds(entry, feeds) {
+  if (typeof feeds !== 'object' || Array.isArray(feeds)) {
+    throw new PageError('TypeError', "'feeds' must be an object of name -> {dtype, dims, data_b64}");
+  }
+  const names = Object.keys(feeds);
+  if (names.length === 0) return null;
+  const out = {};
+  for (const name of names) {
+    const want = entry.perRun?.[name];
+    if (!want) {
+      throw new PageError('InputMismatch', `model '${entry.modelId}' takes no per-run input '${name}'; per-run inputs: [${Object.keys(entry.perRun ?? {}).join(', ')}]`);
+    }
+    const f = feeds[name];
+    if (f?.dtype !== want.dtype || JSON.stringify(f?.dims) !== JSON.stringify(want.dims)) {
+      throw new PageError('InputMismatch', `per-run input '${name}' of '${entry.modelId}' must be ${want.dtype}[${want.dims.join(',')}], got ${f?.dtype}[${f?.dims}]`);
+    }
+    const Typed = DTYPES[want.dtype];
+    const count = want.dims.reduce((a, b) => a * b, 1);
+    let bytes;
+    if (typeof f.url === 'string') {
+      // Through the asset server's relay: raw bytes, no base64.
+      bytes = new Uint8Array(await fetchBytes(f.url, `per-run input '${name}'`));
+    } else {
+      const bin = atob(requireString(f, 'data_b64'));
+      bytes = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i += 1) bytes[i] = bin.charCodeAt(i);
+    }
+    if (bytes.byteLength !== count * Typed.BYTES_PER_ELEMENT) {
+      throw new PageError('InputSizeMismatch', `per-run input '${name}': ${bytes.byteLength} bytes, but ${want.dtype}[${want.dims.join(',')}] needs ${count * Typed.BYTES_PER_ELEMENT}`);
+    }
+    out[name] = new (ort().Tensor)(want.dtype, new Typed(bytes.buffer), want.dims);
+  }
+  return out;
+}
+
+/**
+ * Fresh copies of stored input tensors. The proxy worker takes a run's input buffers (they are
+ * transferred, and detached here), so a page that runs in it hands each run its own copy.
+ */
+function copyFeeds(feeds) {
+  const out = {};
+  for (const [name, t] of Object.entries(feeds)) {
+    out[name] = new (ort().Tensor)(t.type, t.data.slice(), t.dims);
+  }
+  return out;
+}
+
+export async function run(args) {
+  const entry = sessionEntry(args);
+  refuseIfWedged();
+  const mode = args.outputs ?? 'none';
+  if (!['none', 'sample', 'full'].includes(mode)) {
+    throw new PageError('TypeError', `'outputs' must be none, sample or full, got ${JSON.stringify(mode)}`);
+  }
+  // The fault hooks act before the run touches its inputs (fail_runs throws, slow waits).
+  const slowed = faults.beforeRun(entry.modelId);
+  if (slowed) await slowed;
+  const decodeStart = performance.now();
+  const given = await decodeFeeds(entry, args.feeds ?? {});
+  const outputTo = args.output_to ?? {};
+  if (typeof outputTo !== 'object' || Array.isArray(outputTo)) {
+    throw new PageError('TypeError', "'output_to' must be an object of output name -> relay URL");
+  }
+  const decodeMs = performance.now() - decodeStart;
+  const queued = performance.now();
+  return exclusive(() => runQueued(entry, given, { mode, outputTo, decodeMs, queued }));
+}
+
+/** The part of `run` that holds onnxruntime-web (inside `exclusive`). */
+async function runQueued(entry, given, { mode, outputTo, decodeMs, queued }) {
+  refuseIfWedged();
+  if (!stillLoaded(entry)) {
+    throw new PageError('NotLoaded', `model '${entry.modelId}' was unloaded while this run waited`);
+  }
+  const queueMs = performance.now() - queued;
+  const runIndex = entry.runIndex;
+  if (entry.backend === 'webgpu' && gpuLost()) {
+    // Measured in Chromium 156: session.run on a destroyed device never settles, so refuse
+    // up front instead of hanging the page.
+    throw new PageError('GpuDeviceLost', `model '${entry.modelId}' runs on a WebGPU device that was lost (${gpuLost()}); reload the page`);
+  }
+  const ran = { results: null, host: {} };
+  try {
+    const t0 = performance.now();
+    await unlessDeviceLost(entry, runAndReadBack(entry, given, ran));
+    const runMs = performance.now() - t0;
+    entry.runIndex += 1;
+    runs += 1;
+    const names = entry.session.outputNames;
+    // The fault hooks see the outputs here, before anything is digested (corrupt_answer).
+    faults.afterRun(names.map((name) => ran.host[name]));
+    // Every answer carries a digest of every output, so the harness can compare it with the
+    // first verified answer of the same model, browser and backend.
+    const digests = {};
+    for (const name of names) digests[name] = fnv1a(ran.host[name]);
+    const outputs = mode === 'none' ? {} : await encodeOutputs(entry, ran, digests, mode, outputTo);
+    const encodeMs = performance.now() - t0 - runMs;
+    return {
+      model_id: entry.modelId, backend: entry.backend, run_index: runIndex, run_ms: runMs, queue_ms: queueMs, slow_ms: faults.slowDelayMs(), outputs, digests,
+      feed_decode_ms: decodeMs,
+      output_encode_ms: encodeMs,
+      // Wall-clock instants (performance.timeOrigin + now) of the run's start and end, for
+      // the time between one shard's end and the next shard's start across browsers.
+      run_start_epoch_ms: performance.timeOrigin + t0,
+      run_end_epoch_ms: performance.timeOrigin + t0 + runMs,
+    };
+  } catch (e) {
+    if (e instanceof PageError) throw e;
+    if (entry.backend === 'webgpu' && gpuLost()) {
+      throw new PageError('GpuDeviceLost', `run of '${entry.modelId}' failed after the WebGPU device was lost (${gpuLost()}): ${describe(e)}`);
+    }
+    throw e;
+  } finally {
+    dispose(ran.results);
+  }
+}
+
+/** One `session.run` and the read-back of every output into `ran` (`results`, `host`). */
+async function runAndReadBack(entry, given, ran) {
+  const stored = proxyOn() ? copyFeeds(entry.feeds) : entry.feeds;
+  ran.results = await entry.session.run(given ? { ...stored, ...given } : stored);
+  // Read-back is part of the measured time: a GPU-located output is not usable until then.
+  for (const name of entry.session.outputNames) {
+    const t = ran.results[name];
+    ran.host[name] = t.location === 'cpu' || t.location === undefined ? t.data : await t.getData();
+  }
+}
+
+/** Waits for `running`, the run of `entry`, unless its WebGPU device is lost first. */
+async function unlessDeviceLost(entry, running) {
+  const lostSignal = gpuLostSignal();
+  if (entry.backend !== 'webgpu' || !lostSignal) {
+    await running;
+    return;
+  }
+  // A device lost mid-run would leave session.run pending forever; the lost signal ends it.
+  let settled = false;
+  const pending = running.finally(() => { settled = true; });
+  pending.catch(() => {});
+  try {
+    await Promise.race([pending, lostSignal]);
+  } catch (e) {
+    if (!settled) {
+      markWedged(`the run of '${entry.modelId}' was abandoned when the WebGPU device was lost (${gpuLost()})`);
+    }
+    throw e;
+  }
+}
+
+/** The reply's `outputs` for mode `sample` or `full`. */
+async function encodeOutputs(entry, ran, digests, mode, outputTo) {
+  const outputs = {};
+  for (const name of entry.session.outputNames) {
+    const data = ran.host[name];
+    const out = {
+      dims: ran.results[name].dims,
+      dtype: ran.results[name].type,
+      sample: evenSample(data),
+      stats: wholeStats(data, digests[name]),
+    };
+    if (typeof outputTo[name] === 'string') {
+      await relayOutput(name, outputTo[name], data);
+      out.relayed = true;
+    } else if (mode === 'full') {
+      out.data_b64 = base64(data);
+    }
+    outputs[name] = out;
+  }
+  return outputs;
+}
+
+/**
+ * Through the asset server's relay: the raw bytes, PUT; the reply carries only the stats (their
+ * digest lets the reader check what it got).
+ */
+async function relayOutput(name, url, data) {
+  const body = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  let response;
+  try {
+    response = await fetch(url, { method: 'PUT', body, cache: 'no-store' });
+  } catch (e) {
+    throw new PageError('FetchError', `putting output '${name}' to ${url} failed: ${describe(e)}`);
+  }
+  if (!response.ok) {
+    throw new PageError('FetchError', `putting output '${name}' to ${url} failed: HTTP ${response.status}`);
+  }
+}
+
+function dispose(results) {
+  if (!results) return;
+  for (const t of Object.values(results)) {
+    try { t.dispose(); } catch { /* a tensor of a lost device may refuse; nothing to free */ }
+  }
+}
