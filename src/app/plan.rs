@@ -90,17 +90,7 @@ pub(super) fn build_plan(config: &RunConfig, prepared: Vec<Arc<PreparedModel>>) 
     pool.preferences = preferences(sc);
     pool.cache = config.cache.clone();
     pool.seed = sc.seed;
-    pool.timeouts = WorkerTimeouts {
-        load: w.load_timeout,
-        // A hung page must be noticed with time left to recover and run the request again
-        // inside its deadline.
-        run: match w.run_timeout {
-            Some(run) => run,
-            None if recovery.enabled() => w.request_timeout / 4,
-            None => w.request_timeout,
-        },
-        ..WorkerTimeouts::default()
-    };
+    pool.timeouts = timeouts(w, recovery.enabled());
     pool.recovery = recovery;
     if routed {
         pool.min_workers = sc.pool.min_connections as usize;
@@ -202,11 +192,7 @@ pub(super) fn build_pipeline_plan(config: &RunConfig, pipeline: PipelinePlan) ->
     pool.idle_timeout = Duration::from_secs(24 * 3600);
     pool.cache = config.cache.clone();
     pool.seed = sc.seed;
-    pool.timeouts = WorkerTimeouts {
-        load: w.load_timeout,
-        run: w.run_timeout.unwrap_or(w.request_timeout / 4),
-        ..WorkerTimeouts::default()
-    };
+    pool.timeouts = timeouts(w, true);
     pool.recovery = RecoveryConfig {
         strategy: recovery::Strategy::Progressive,
         timeout: sc.recovery.timeout,
@@ -230,6 +216,22 @@ pub(super) fn build_pipeline_plan(config: &RunConfig, pipeline: PipelinePlan) ->
         .collect();
     plan.pipeline = Some(pipeline);
     plan
+}
+
+/// The bounds on a worker's page calls, the one place they are resolved: a run's is the
+/// scenario's, else a quarter of the request timeout in a pool that recovers (a hung page must
+/// be noticed with time left to recover and run the request again inside its deadline), else
+/// the request timeout.
+fn timeouts(w: &scenario::Workload, recovers: bool) -> WorkerTimeouts {
+    WorkerTimeouts {
+        load: w.load_timeout,
+        run: match w.run_timeout {
+            Some(run) => run,
+            None if recovers => w.request_timeout / 4,
+            None => w.request_timeout,
+        },
+        ..WorkerTimeouts::default()
+    }
 }
 
 /// The routing profile's choice for `model`, as the router takes it.

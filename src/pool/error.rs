@@ -5,12 +5,15 @@
 //! device failed, or the page did not answer in time) starts a recovery episode and the request
 //! runs again; a deterministic page error (the page threw, and will throw the same way on every
 //! retry) fails the request at once. Its stable name (`as_str`) is what samples, CSV and reports
-//! carry. Must not import `report`, `cli` or terminal crates.
+//! carry. [`ShardError`] is a sharded request's failure, classed the same way. Must not import
+//! `report`, `cli` or terminal crates.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::browser::WorkerError;
 use crate::models;
+use crate::sharding::transfer::DecodeError;
 
 /// Why a request failed, or why it never ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -198,6 +201,83 @@ impl From<WorkerError> for PoolError {
     fn from(e: WorkerError) -> Self {
         Self::Worker(Box::new(e))
     }
+}
+
+/// Why a sharded request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShardError {
+    /// A shard call failed and recovery could not make it answer.
+    #[error("shard {shard} on {worker} (after {recoveries} recoveries): {source}")]
+    Call {
+        /// The shard.
+        shard: usize,
+        /// Its worker.
+        worker: String,
+        /// Recoveries the request waited for.
+        recoveries: u32,
+        /// The call's error.
+        source: WorkerError,
+    },
+    /// No worker served the shard for the whole recovery timeout.
+    #[error("shard {shard} has had no live worker for {waited:?}")]
+    NoWorker {
+        /// The shard.
+        shard: usize,
+        /// How long the request waited.
+        waited: Duration,
+    },
+    /// A shard's answer was not what the next step needs.
+    #[error("shard {shard} on {worker}: {what}")]
+    Answer {
+        /// The shard.
+        shard: usize,
+        /// Its worker.
+        worker: String,
+        /// What was wrong.
+        what: AnswerFault,
+    },
+    /// The pool is shutting down.
+    #[error("the pool is shutting down")]
+    ShuttingDown,
+}
+
+impl ShardError {
+    /// The error class the ledger records.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Call { source, .. } => ErrorClass::of(source),
+            Self::NoWorker { .. } => ErrorClass::NoPlacement,
+            Self::Answer { .. } => ErrorClass::Page,
+            Self::ShuttingDown => ErrorClass::Interrupted,
+        }
+    }
+}
+
+/// What was wrong with a shard's answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerFault {
+    /// The output it should have returned is missing.
+    #[error("returned no output '{0}'")]
+    Missing(String),
+    /// It returned the output without its values.
+    #[error("returned '{0}' without its values")]
+    NoValues(String),
+    /// The values could not be decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The relay slot holding the last output was empty.
+    #[error("relay slot '{0}' is empty after the run")]
+    EmptySlot(String),
+    /// The harness's digest of the values differs from the page's.
+    #[error("the output changed on the way: the page's digest {page}, the harness's {harness}")]
+    Changed {
+        /// The page's digest.
+        page: String,
+        /// The harness's.
+        harness: String,
+    },
 }
 
 #[cfg(test)]

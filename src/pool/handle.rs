@@ -5,7 +5,6 @@
 //! error (the page threw) fails at once: the same input throws the same way on every retry.
 //! Must not import `report`, `cli` or terminal crates.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,10 +15,10 @@ use crate::models::PreparedModel;
 
 use super::attribution::Cause;
 use super::attribution::Detection;
-use super::events::{LaunchReason, PoolEvent};
+use super::events::PoolEvent;
 use super::ledger::{Ran, RequestEnd, Ticket};
 use super::placements::{ModelEntry, Verified};
-use super::placing::{self, backend_at, ReplaceError};
+use super::placing::{self, backend_at};
 use super::recover::recover;
 use super::worker::{OutputMode, RunReply, Worker};
 use super::{ErrorClass, FaultTolerance, Pool, PoolError};
@@ -154,7 +153,7 @@ impl ModelHandle {
                     return Err(e);
                 }
             };
-            self.maybe_scale_up(&worker);
+            placing::scale_up(pool, &self.entry, &worker);
             let backend = backend_at(&worker, name);
             let generation = worker.generation();
             let issued = Instant::now();
@@ -226,6 +225,45 @@ impl ModelHandle {
                 page_ms: reply.run_ms,
                 service,
             });
+        }
+    }
+
+    /// The model's first placement. In a pool that recovers, a load or first run that a
+    /// worker failure cut short (a crash, a lost session, a page taken for hung while it was
+    /// starved) waits for that worker's recovery and places the model again, up to the request
+    /// attempts: one transient failure at start must not leave a model out of the whole run.
+    /// The failed first run stays in the ledger as a failed request.
+    pub(super) async fn place_first(&self) -> Result<(), PoolError> {
+        let pool = &self.pool;
+        let max_attempts = pool.config().recovery.max_attempts;
+        let mut attempt = 1;
+        loop {
+            let issued = Instant::now();
+            let (e, worker) = match placing::place_once(pool, &self.entry).await {
+                Ok(()) => return Ok(()),
+                Err(failed) => failed,
+            };
+            let class = e.class();
+            let retry = self.tolerant()
+                && class.is_transient()
+                && attempt < max_attempts
+                && !pool.cancel().is_cancelled();
+            let Some((worker, generation)) = worker.filter(|_| retry) else {
+                return Err(e);
+            };
+            let name = self.entry.name().to_string();
+            pool.emit(PoolEvent::PlacementRetried {
+                model: name.clone(),
+                worker: worker.id.clone(),
+                error: e.to_string(),
+            });
+            let cause = Cause {
+                seen: Detection::Request(class),
+                model: Some(name),
+                in_flight: issued.elapsed(),
+            };
+            recover(pool, &worker, generation, cause).await;
+            attempt += 1;
         }
     }
 
@@ -332,7 +370,7 @@ impl ModelHandle {
         if let Some(s) = self.least_loaded_avoiding(avoid) {
             return Ok(s);
         }
-        self.ensure_placed().await?;
+        placing::ensure_placed(&self.pool, &self.entry).await?;
         self.least_loaded().ok_or_else(|| PoolError::NoPlacement {
             model: self.entry.name().to_string(),
             reason: "its workers went away".into(),
@@ -367,109 +405,6 @@ impl ModelHandle {
                 }
             }
         }
-    }
-
-    /// The model's first placement. In a pool that recovers, a load or first run that a worker
-    /// failure cut short (a crash, a lost session, a page taken for hung while it was starved)
-    /// waits for that worker's recovery and places the model again, up to the request
-    /// attempts: one transient failure at start must not leave a model out of the whole run.
-    /// The failed first run stays in the ledger as a failed request.
-    pub(super) async fn place_first(&self) -> Result<(), PoolError> {
-        let pool = &self.pool;
-        let max_attempts = pool.config().recovery.max_attempts;
-        let mut attempt = 1;
-        loop {
-            let issued = Instant::now();
-            let (e, worker) = match self.place_once().await {
-                Ok(()) => return Ok(()),
-                Err(failed) => failed,
-            };
-            let class = e.class();
-            let retry = self.tolerant()
-                && class.is_transient()
-                && attempt < max_attempts
-                && !pool.cancel().is_cancelled();
-            let Some((worker, generation)) = worker.filter(|_| retry) else {
-                return Err(e);
-            };
-            let name = self.entry.name().to_string();
-            pool.emit(PoolEvent::PlacementRetried {
-                model: name.clone(),
-                worker: worker.id.clone(),
-                error: e.to_string(),
-            });
-            let cause = Cause {
-                seen: Detection::Request(class),
-                model: Some(name),
-                in_flight: issued.elapsed(),
-            };
-            recover(pool, &worker, generation, cause).await;
-            attempt += 1;
-        }
-    }
-
-    /// Places the model once if it has no live placement (serialised per model).
-    pub(super) async fn ensure_placed(&self) -> Result<(), PoolError> {
-        self.place_once().await.map_err(|(e, _)| e)
-    }
-
-    /// As [`ModelHandle::ensure_placed`]; a failure names the worker the load or first run
-    /// failed on, with its generation then, when it got that far.
-    async fn place_once(&self) -> Result<(), (PoolError, Option<(Arc<Worker>, u64)>)> {
-        let _placing = self.entry.placing.lock().await;
-        if self.least_loaded().is_some() {
-            return Ok(());
-        }
-        let pool = &self.pool;
-        let decision = placing::route(pool, &self.entry, pool.has_room()).map_err(|e| (e, None))?;
-        let why = LaunchReason::Place(self.entry.name().to_string());
-        let worker = placing::target_of(pool, &self.entry, decision, true, why)
-            .await
-            .map_err(|e| match e {
-                ReplaceError::Pool(e) => (e, None),
-                other => (
-                    PoolError::NoPlacement {
-                        model: self.entry.name().to_string(),
-                        reason: other.to_string(),
-                    },
-                    None,
-                ),
-            })?;
-        let generation = worker.generation();
-        placing::place(pool, &self.entry, worker.clone())
-            .await
-            .map_err(|e| (e, Some((worker, generation))))
-    }
-
-    /// Adds a worker for this model when every placement is queued up and there is room.
-    fn maybe_scale_up(&self, chosen: &Worker) {
-        let pool = &self.pool;
-        if chosen.queued() < pool.config().scale_up_queue || !pool.has_room() {
-            return;
-        }
-        if self.entry.scaling.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let this = self.clone();
-        let kind = chosen.kind;
-        tokio::spawn(async move {
-            let pool = &this.pool;
-            let name = this.entry.name().to_string();
-            let result = async {
-                let worker = pool
-                    .launch(kind, LaunchReason::ScaleUp(name.clone()))
-                    .await?;
-                placing::place(pool, &this.entry, worker).await
-            }
-            .await;
-            if let Err(e) = result {
-                pool.emit(PoolEvent::ScaleUpFailed {
-                    model: name,
-                    error: e.to_string(),
-                });
-            }
-            this.entry.scaling.store(false, Ordering::SeqCst);
-        });
     }
 }
 

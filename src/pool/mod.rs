@@ -56,6 +56,7 @@ mod recover;
 mod repair;
 pub mod router;
 pub mod scheduler;
+mod shards;
 mod standby;
 mod upkeep;
 pub mod worker;
@@ -67,12 +68,12 @@ pub use config::{
     FaultTolerance, PageSettings, PoolConfig, RecoveryConfig, Standbys, WorkerTimeouts,
 };
 pub use engine::{execute, CellTensor, EngineOutput, Placement, RunEvent, RunObserver, RunPlan};
-pub use error::{ErrorClass, PoolError};
+pub use error::{AnswerFault, ErrorClass, PoolError, ShardError};
 pub use events::{PlacementRecord, PoolEvent, RecoveryRecord, Stamped};
 pub use handle::{Inference, Input, ModelHandle};
 pub use journal::Journal;
 pub use members::WorkerReport;
-pub use pipeline::{ShardError, ShardedAnswer, ShardedHandle};
+pub use pipeline::{ShardedAnswer, ShardedHandle};
 pub use pipelines::PipelineId;
 pub use placing::MigrateError;
 pub use router::{HardwarePreferences, Measured, Preferences};

@@ -15,98 +15,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backend::Backend;
-use crate::browser::{BrowserKind, WorkerError};
+use crate::browser::BrowserKind;
 use crate::metrics::sharding::{ShardCorrectness, ShardSpan};
 use crate::metrics::Phase;
 use crate::models::{PreparedModel, Task, HIDDEN_IN};
 use crate::recovery::ShardRecovery;
-use crate::sharding::transfer::{decode_f32, f32_values, DecodeError, Route};
+use crate::sharding::transfer::{decode_f32, f32_values, Route};
 
 use super::attribution::{Cause, Detection};
 use super::correctness::{check_answer, Reference};
+use super::error::{AnswerFault, ShardError};
 use super::ledger::{Ran, RequestEnd, Ticket};
 use super::pipelines::PipelineId;
 use super::placements::ModelEntry;
 use super::recover::recover;
 use super::worker::{Feed, OutputStats, RunReply, Worker};
 use super::{lock, ErrorClass, Pool};
-
-/// Why a sharded request failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ShardError {
-    /// A shard call failed and recovery could not make it answer.
-    #[error("shard {shard} on {worker} (after {recoveries} recoveries): {source}")]
-    Call {
-        /// The shard.
-        shard: usize,
-        /// Its worker.
-        worker: String,
-        /// Recoveries the request waited for.
-        recoveries: u32,
-        /// The call's error.
-        source: WorkerError,
-    },
-    /// No worker served the shard for the whole recovery timeout.
-    #[error("shard {shard} has had no live worker for {waited:?}")]
-    NoWorker {
-        /// The shard.
-        shard: usize,
-        /// How long the request waited.
-        waited: Duration,
-    },
-    /// A shard's answer was not what the next step needs.
-    #[error("shard {shard} on {worker}: {what}")]
-    Answer {
-        /// The shard.
-        shard: usize,
-        /// Its worker.
-        worker: String,
-        /// What was wrong.
-        what: AnswerFault,
-    },
-    /// The pool is shutting down.
-    #[error("the pool is shutting down")]
-    ShuttingDown,
-}
-
-impl ShardError {
-    /// The error class the ledger records.
-    pub fn class(&self) -> ErrorClass {
-        match self {
-            Self::Call { source, .. } => ErrorClass::of(source),
-            Self::NoWorker { .. } => ErrorClass::NoPlacement,
-            Self::Answer { .. } => ErrorClass::Page,
-            Self::ShuttingDown => ErrorClass::Interrupted,
-        }
-    }
-}
-
-/// What was wrong with a shard's answer.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AnswerFault {
-    /// The output it should have returned is missing.
-    #[error("returned no output '{0}'")]
-    Missing(String),
-    /// It returned the output without its values.
-    #[error("returned '{0}' without its values")]
-    NoValues(String),
-    /// The values could not be decoded.
-    #[error(transparent)]
-    Decode(#[from] DecodeError),
-    /// The relay slot holding the last output was empty.
-    #[error("relay slot '{0}' is empty after the run")]
-    EmptySlot(String),
-    /// The harness's digest of the values differs from the page's.
-    #[error("the output changed on the way: the page's digest {page}, the harness's {harness}")]
-    Changed {
-        /// The page's digest.
-        page: String,
-        /// The harness's.
-        harness: String,
-    },
-}
 
 /// One answer of the pipeline.
 #[derive(Debug, Clone)]

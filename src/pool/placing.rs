@@ -1,9 +1,10 @@
 //! Placing models: route a model (through the pure `router`), place it (load and first run, a
-//! request of the ledger), replace a lost placement (promote a standby, or route again), and
-//! move a model between browsers as one journaled transaction (`migrate`). What is placed where
+//! request of the ledger), a scale-up, replacing a lost placement (promote a standby, or route again), and moving a model
+//! between browsers as one journaled transaction (`migrate`). What is placed where
 //! is the registry's (`placements.rs`); this file does the work and tells it. Must not import
 //! `report`, `cli` or terminal crates.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,10 +14,9 @@ use crate::metrics::Phase;
 use crate::state::Op;
 
 use super::correctness::cell_output;
-use super::events::{LaunchReason, PlacementRecord, PoolEvent, RetireReason};
+use super::events::{LaunchReason, PlacementRecord, PoolEvent};
 use super::journal::Tx;
 use super::ledger::{Ran, RequestEnd, Ticket};
-use super::pipelines::PipelineId;
 use super::placements::ModelEntry;
 use super::router::{self, Candidate, Decision, Target};
 use super::worker::{Loaded, OutputMode, Worker};
@@ -346,144 +346,68 @@ pub(super) async fn migrate(
     Ok(done)
 }
 
-/// Why a failed worker's shards could not be loaded elsewhere.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ShardMoveError {
-    /// No live worker is left to take a shard.
-    #[error("no live worker is left to take shard {shard}")]
-    NoLiveWorker {
-        /// The shard.
-        shard: usize,
-    },
-    /// A launch or a load failed.
-    #[error(transparent)]
-    Pool(#[from] PoolError),
+/// Places the model once if it has no live placement (serialised per model).
+pub(super) async fn ensure_placed(pool: &Pool, entry: &Arc<ModelEntry>) -> Result<(), PoolError> {
+    place_once(pool, entry).await.map_err(|(e, _)| e)
 }
 
-/// Loads shard `k` of pipeline `id` on `worker` (with the one backend it must use, if any) and
-/// records it there.
-///
-/// # Errors
-/// [`PoolError::Worker`] when the load failed.
-pub(super) async fn load_shard(
+/// As [`ensure_placed`]; a failure names the worker the load or first run failed on, with its
+/// generation then, when it got that far.
+pub(super) async fn place_once(
     pool: &Pool,
-    id: PipelineId,
-    k: usize,
-    worker: &Arc<Worker>,
-) -> Result<(), PoolError> {
-    let pipelines = pool.pipelines();
-    let entry = pipelines.shards(id)[k].clone();
-    let backends = pipelines.backend(id, k).map(|b| vec![b]);
-    let loaded = worker.load(entry.prepared.clone(), backends).await?;
-    let reply = &loaded.reply;
-    pipelines.loaded(
-        id,
-        k,
-        reply.fetch_ms + reply.session_create_ms,
-        reply.backend,
-    );
-    pool.placements().place(&entry, worker);
-    Ok(())
+    entry: &Arc<ModelEntry>,
+) -> Result<(), (PoolError, Option<(Arc<Worker>, u64)>)> {
+    let _placing = entry.placing.lock().await;
+    if pool.placements().least_loaded(entry, None).is_some() {
+        return Ok(());
+    }
+    let decision = route(pool, entry, pool.has_room()).map_err(|e| (e, None))?;
+    let why = LaunchReason::Place(entry.name().to_string());
+    let worker = target_of(pool, entry, decision, true, why)
+        .await
+        .map_err(|e| match e {
+            ReplaceError::Pool(e) => (e, None),
+            other => (
+                PoolError::NoPlacement {
+                    model: entry.name().to_string(),
+                    reason: other.to_string(),
+                },
+                None,
+            ),
+        })?;
+    let generation = worker.generation();
+    place(pool, entry, worker.clone())
+        .await
+        .map_err(|e| (e, Some((worker, generation))))
 }
 
-/// `reassign_shards`: the failed worker's shards onto the live workers, the one holding the
-/// fewest parameters first, journaled as one transaction once they all loaded. Returns the
-/// workers they went to and the shards loaded.
-///
-/// # Errors
-/// [`ShardMoveError`] when no live worker is left or a load failed.
-pub(super) async fn reassign_shards(
-    pool: &Pool,
-    failed: &Arc<Worker>,
-    held: &[(PipelineId, usize)],
-) -> Result<(Vec<String>, Vec<usize>), ShardMoveError> {
-    pool.retire(failed, RetireReason::Migrating);
-    let mut to = Vec::new();
-    let mut moves = Vec::new();
-    for &(id, k) in held {
-        let parameters = |w: &Arc<Worker>| -> u64 {
-            pool.placements()
-                .models_on(w)
-                .iter()
-                .map(|e| e.prepared.parameters)
-                .sum()
-        };
-        let target = pool
-            .members()
-            .live()
-            .into_iter()
-            .filter(|w| !Arc::ptr_eq(w, failed) && w.is_routable() && w.browser_alive())
-            .min_by_key(|w| parameters(w))
-            .ok_or(ShardMoveError::NoLiveWorker { shard: k })?;
-        load_shard(pool, id, k, &target).await?;
-        pool.pipelines().moved(id, k, &failed.id);
-        moves.push((k as u32, target.id.clone()));
-        if !to.contains(&target.id) {
-            to.push(target.id.clone());
+/// Adds a worker for `entry` when the placement `chosen` is queued up and there is room.
+pub(super) fn scale_up(pool: &Pool, entry: &Arc<ModelEntry>, chosen: &Worker) {
+    if chosen.queued() < pool.config().scale_up_queue || !pool.has_room() {
+        return;
+    }
+    if entry.scaling.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let (pool, entry) = (pool.clone(), entry.clone());
+    let kind = chosen.kind;
+    tokio::spawn(async move {
+        let name = entry.name().to_string();
+        let result = async {
+            let worker = pool
+                .launch(kind, LaunchReason::ScaleUp(name.clone()))
+                .await?;
+            place(&pool, &entry, worker).await
         }
-    }
-    shards_assigned(pool, held, moves);
-    Ok((to, held.iter().map(|&(_, k)| k).collect()))
-}
-
-/// `retry_failed_shards` (`everything` false) or `full_retry` (true): a new browser of the
-/// failed one's kind takes its shards; a full retry loads every other shard again where it
-/// is. Returns the workers that loaded and the shards loaded.
-///
-/// # Errors
-/// [`ShardMoveError::Pool`] when the launch or a load failed.
-pub(super) async fn relaunch_shards(
-    pool: &Pool,
-    failed: &Arc<Worker>,
-    held: &[(PipelineId, usize)],
-    everything: bool,
-) -> Result<(Vec<String>, Vec<usize>), ShardMoveError> {
-    pool.retire(failed, RetireReason::Rebuilding);
-    let Some(&(id, first)) = held.first() else {
-        return Ok((Vec::new(), Vec::new()));
-    };
-    let fresh = pool.launch(failed.kind, LaunchReason::Shard(first)).await?;
-    let mine = |k: usize| held.iter().any(|&(_, h)| h == k);
-    let reload: Vec<usize> = if everything {
-        (0..pool.pipelines().shards(id).len()).collect()
-    } else {
-        held.iter().map(|&(_, k)| k).collect()
-    };
-    let mut to = vec![fresh.id.clone()];
-    let mut moves = Vec::new();
-    for &k in &reload {
-        let worker = if mine(k) {
-            fresh.clone()
-        } else {
-            // full_retry: every other shard is loaded again where it is.
-            let entry = pool.pipelines().shards(id)[k].clone();
-            let Some(w) = pool.placements().serving(&entry).first().cloned() else {
-                return Err(ShardMoveError::NoLiveWorker { shard: k });
-            };
-            let _ = w.unload(entry.name()).await;
-            if !to.contains(&w.id) {
-                to.push(w.id.clone());
-            }
-            w
-        };
-        load_shard(pool, id, k, &worker).await?;
-        if mine(k) {
-            pool.pipelines().moved(id, k, &failed.id);
-            moves.push((k as u32, fresh.id.clone()));
+        .await;
+        if let Err(e) = result {
+            pool.emit(PoolEvent::ScaleUpFailed {
+                model: name,
+                error: e.to_string(),
+            });
         }
-    }
-    shards_assigned(pool, held, moves);
-    Ok((to, reload))
-}
-
-fn shards_assigned(pool: &Pool, held: &[(PipelineId, usize)], moves: Vec<(u32, String)>) {
-    if let Some(&(id, _)) = held.first() {
-        pool.emit(PoolEvent::ShardsAssigned {
-            model: pool.pipelines().model(id),
-            moves,
-        });
-    }
+        entry.scaling.store(false, Ordering::SeqCst);
+    });
 }
 
 /// A first run's ticket, closed once: by its outcome, or as `deadline` when the future running

@@ -19,7 +19,8 @@ use crate::recovery::{self, Failure, Level, ShardRecovery};
 use super::attribution::{Attribution, Cause, Detection};
 use super::events::{LaunchReason, PoolEvent, RecoveryRecord, RetireReason, ShardRepair};
 use super::pipelines::PipelineId;
-use super::placing::{self, ReplaceError, ShardMoveError};
+use super::placing::{self, ReplaceError};
+use super::shards::{self, ShardMoveError};
 use super::worker::{Lifecycle, Worker};
 use super::{lock, repair, standby, Pool, PoolError};
 
@@ -290,11 +291,11 @@ async fn try_level(
 ) -> Result<Restored, LevelFailed> {
     if let Some(&(id, _)) = shards.first() {
         let (to, reloaded) = match pool.pipelines().recovery(id) {
-            ShardRecovery::ReassignShards => placing::reassign_shards(pool, worker, shards).await,
+            ShardRecovery::ReassignShards => shards::reassign_shards(pool, worker, shards).await,
             ShardRecovery::RetryFailedShards => {
-                placing::relaunch_shards(pool, worker, shards, false).await
+                shards::relaunch_shards(pool, worker, shards, false).await
             }
-            ShardRecovery::FullRetry => placing::relaunch_shards(pool, worker, shards, true).await,
+            ShardRecovery::FullRetry => shards::relaunch_shards(pool, worker, shards, true).await,
         }?;
         return Ok(Restored::Shards { to, reloaded });
     }

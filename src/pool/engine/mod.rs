@@ -13,6 +13,7 @@
 mod live;
 mod matrix;
 pub mod pipeline;
+mod probes;
 mod routed;
 mod summary;
 
@@ -362,7 +363,7 @@ pub async fn execute(
                         Schedule::Closed { concurrency } => concurrency,
                         Schedule::Open { max_in_flight, .. } => max_in_flight,
                     };
-                    out.sharding = Some(pipeline::report(
+                    out.sharding = Some(summary::sharding(
                         p,
                         &o,
                         requests,

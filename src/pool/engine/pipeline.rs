@@ -10,38 +10,33 @@
 //! `cli` or terminal crates.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
 use crate::browser::BrowserKind;
-use crate::metrics::sharding::{
-    Baseline, HopRow, ShardEvent, ShardRow, ShardingReport, TransferProbe,
-};
-use crate::metrics::{Percentiles, Requests};
-use crate::models::{self, LayerParameters, ModelSpec, PreparedModel, ShardedModel};
+use crate::metrics::sharding::{Baseline, TransferProbe};
+use crate::models::{self, LayerParameters, ModelSpec, ShardedModel};
 use crate::recovery::ShardRecovery;
-use crate::sharding::transfer::{f32_values, Route};
+use crate::sharding::transfer::Route;
 use crate::sharding::{self, PlanRequest};
 use crate::state::ShardAssignment;
 
-use super::super::correctness::{check_answer, Reference};
-use super::super::events::{PoolEvent, RecoveryRecord};
+use super::super::correctness::Reference;
+use super::super::events::PoolEvent;
 use super::super::pipeline::ShardedHandle;
 use super::super::pipelines::ShardLoads;
 use super::super::router::HardwarePreferences;
 use super::super::scheduler::{self, Bound};
-use super::super::worker::{OutputMode, Worker};
-use super::super::{injector, lock, placing, Pool, PoolError};
+use super::super::worker::Worker;
+use super::super::{injector, shards, Pool, PoolError};
+use super::probes::{choose_route, layer_ms, unsharded, TRANSFER_ROUNDS};
 use super::{RunEvent, RunObserver, RunPlan};
 
 /// Probe runs per worker for `cost_balanced`.
 const PROBE_RUNS: usize = 5;
-/// Requests per route when the transfer is chosen by timing both.
-const TRANSFER_ROUNDS: usize = 2;
 
 /// How activations should travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,15 +90,19 @@ pub struct PipelinePlan {
 #[derive(Debug)]
 pub(super) struct PipelineOutcome {
     /// The model as run (after a replan).
-    sharded: ShardedModel,
-    reasons: Vec<String>,
-    handle: Option<ShardedHandle>,
+    pub sharded: ShardedModel,
+    /// Why the plan is what it is.
+    pub reasons: Vec<String>,
+    /// The pipeline's handle (what its requests recorded).
+    pub handle: ShardedHandle,
     /// Per shard: the worker serving it at the end.
-    workers: Vec<String>,
+    pub workers: Vec<String>,
     /// Per shard: the workers it was on before, and its loads.
-    history: Vec<(Vec<String>, ShardLoads)>,
-    probe: Option<TransferProbe>,
-    baseline: Baseline,
+    pub history: Vec<(Vec<String>, ShardLoads)>,
+    /// The routes' times, when both were timed.
+    pub probe: Option<TransferProbe>,
+    /// The unsharded baseline.
+    pub baseline: Baseline,
 }
 
 /// Why a pipeline could not start.
@@ -174,7 +173,7 @@ pub(super) async fn run(
     let id = pool.pipelines().add(&model, entries, backends, p.recovery);
     // One at a time: two loads at once on 2 cores only slow each other.
     for (k, w) in workers.iter().enumerate() {
-        placing::load_shard(pool, id, k, w).await?;
+        shards::load_shard(pool, id, k, w).await?;
         observer.on_event(&RunEvent::ShardLoaded {
             shard: k,
             layers: sharded.ranges[k].clone(),
@@ -245,7 +244,7 @@ pub(super) async fn run(
     Ok(PipelineOutcome {
         sharded,
         reasons,
-        handle: Some(handle),
+        handle,
         workers,
         history,
         probe,
@@ -373,248 +372,4 @@ async fn prepare(
                 })
             })??;
     Ok(prepared)
-}
-
-/// Each worker's ms per layer: `probe` (a shard of one middle layer) loaded on every worker,
-/// one warm-up run each, then `runs` rounds of one run per worker in turn (so a slow moment of
-/// the shared machine lands on every worker alike), the median taken, then unloaded. Runs on
-/// zeros: the time does not depend on the values. A named probe, outside the ledger.
-async fn layer_ms(
-    workers: &[Arc<Worker>],
-    probe: Arc<PreparedModel>,
-    runs: usize,
-) -> Result<Vec<f64>, PoolError> {
-    for w in workers {
-        w.load(probe.clone(), None).await?;
-    }
-    let mut times = vec![Vec::with_capacity(runs); workers.len()];
-    for round in 0..=runs {
-        for (i, w) in workers.iter().enumerate() {
-            let r = w.run(&probe.name, OutputMode::None).await?;
-            if round > 0 {
-                times[i].push(r.run_ms);
-            }
-        }
-    }
-    for w in workers {
-        w.unload(&probe.name).await?;
-    }
-    Ok(times
-        .into_iter()
-        .map(|mut t| {
-            t.sort_by(f64::total_cmp);
-            t[t.len() / 2]
-        })
-        .collect())
-}
-
-/// Times one request through each route, one request at a time, best of `TRANSFER_ROUNDS`, in
-/// turn (harness, server, harness, ...); sets the faster route on `handle` and returns the
-/// times. Named probes, outside the ledger.
-async fn choose_route(handle: &ShardedHandle) -> TransferProbe {
-    let mut best = [None::<f64>; 2];
-    for _ in 0..TRANSFER_ROUNDS {
-        for (i, route) in [Route::Harness, Route::Server].into_iter().enumerate() {
-            if let Some(t) = handle.probe(route).await {
-                let ms = t.as_secs_f64() * 1e3;
-                best[i] = Some(best[i].map_or(ms, |b: f64| b.min(ms)));
-            }
-        }
-    }
-    let chosen = match best {
-        [Some(h), Some(s)] if s < h => Route::Server,
-        [None, Some(_)] => Route::Server,
-        _ => Route::Harness,
-    };
-    handle.set_route(chosen);
-    TransferProbe {
-        harness_ms: best[0],
-        server_ms: best[1],
-    }
-}
-
-/// The same model unsharded on the first shard's worker (after its shards are unloaded):
-/// `runs` requests at `concurrency`, each returning its whole output the way the pipeline's
-/// last output came back, checked against the reference. A named probe, outside the ledger.
-///
-/// # Errors
-/// A load that failed; a failed run is counted in the result instead.
-async fn unsharded(
-    handle: &ShardedHandle,
-    whole: &PreparedModel,
-    runs: u32,
-    concurrency: u32,
-) -> Result<Baseline, PoolError> {
-    let worker = handle.worker_of(0).ok_or_else(|| PoolError::NoPlacement {
-        model: whole.name.clone(),
-        reason: "the first shard has no worker".into(),
-    })?;
-    for s in handle.shards() {
-        if worker.backend_of(&s.name).is_some() {
-            let _ = worker.unload(&s.name).await;
-        }
-    }
-    let whole = Arc::new(whole.clone());
-    let loaded = worker.load(whole.clone(), None).await?;
-    // The first run pays first-call costs, as the shards' warm-up did.
-    let _ = worker.run(&whole.name, OutputMode::None).await;
-    let next = AtomicU64::new(0);
-    let times = Mutex::new(Vec::new());
-    let worst = Mutex::new(0.0f64);
-    let started = Instant::now();
-    let server = handle.server();
-    let route = handle.route();
-    let reference = handle.reference();
-    let client = || async {
-        loop {
-            let i = next.fetch_add(1, Ordering::SeqCst);
-            if i >= u64::from(runs) {
-                break;
-            }
-            let key = format!("baseline-{i}");
-            let mut output_to = std::collections::BTreeMap::new();
-            if route == Route::Server {
-                output_to.insert(whole.output_name.clone(), server.relay_path(&key));
-            }
-            let t = Instant::now();
-            let reply = worker
-                .run_fed(&whole.name, std::collections::BTreeMap::new(), output_to)
-                .await;
-            let values = reply.ok().and_then(|r| {
-                let out = r.outputs.get(&whole.output_name)?;
-                let values = if out.relayed {
-                    f32_values(&server.take_relay(&key)?).ok()?
-                } else {
-                    out.full().ok()?
-                };
-                Some((out.dims.clone(), values))
-            });
-            if let Some((dims, values)) = values {
-                let ms = t.elapsed().as_secs_f64() * 1e3;
-                let (diff, _, _) = check_answer(reference, &dims, &values);
-                let mut w = lock(&worst);
-                *w = w.max(diff);
-                lock(&times).push(ms);
-            }
-            let _ = server.take_relay(&key);
-        }
-    };
-    futures::future::join_all((0..concurrency.max(1)).map(|_| client())).await;
-    let wall = started.elapsed().as_secs_f64();
-    let times = std::mem::take(&mut *lock(&times));
-    let _ = worker.unload(&whole.name).await;
-    Ok(Baseline {
-        worker: Some(worker.id.clone()),
-        backend: Some(loaded.reply.backend.to_string()),
-        runs: times.len() as u64,
-        throughput_per_s: times.len() as f64 / wall.max(1e-9),
-        latency_ms: Percentiles::from_ms(&times),
-        max_abs_diff: Some(worst.into_inner().unwrap_or(f64::NAN)),
-        skipped: None,
-    })
-}
-
-/// The sharding report of a pipeline run: its plan, each shard's compute and loads, each hop,
-/// the answers' check, the baseline, and the recovery episodes of workers that held shards.
-pub(super) fn report(
-    p: &PipelinePlan,
-    o: &PipelineOutcome,
-    requests: Requests,
-    recoveries: &[RecoveryRecord],
-    concurrency: u32,
-) -> ShardingReport {
-    let records = o
-        .handle
-        .as_ref()
-        .map(ShardedHandle::records)
-        .unwrap_or_default();
-    let route = o
-        .handle
-        .as_ref()
-        .map_or(Route::Harness, ShardedHandle::route);
-    let model = &o.sharded;
-    let shards = model
-        .shards
-        .iter()
-        .zip(&model.ranges)
-        .enumerate()
-        .map(|(i, (s, r))| {
-            let (earlier, loads) = o.history.get(i).cloned().unwrap_or_default();
-            ShardRow {
-                shard: i,
-                layers: [r.start, r.end],
-                parameters: s.parameters,
-                onnx_bytes: s.onnx_bytes,
-                worker: o.workers.get(i).cloned().unwrap_or_default(),
-                earlier_workers: earlier,
-                backend: loads.backend,
-                loads: loads.loads,
-                load_ms: loads.last_ms,
-                compute_ms: records.compute.get(i).and_then(|c| Percentiles::from_ms(c)),
-                runs: records.runs.get(i).copied().unwrap_or(0),
-            }
-        })
-        .collect();
-    let hops = (0..model.shards.len().saturating_sub(1))
-        .map(|i| HopRow {
-            from: i,
-            to: i + 1,
-            bytes: model.shards[i + 1]
-                .runtime_inputs
-                .first()
-                .map_or(0, |x| x.dims.iter().product::<i64>() as u64 * 4),
-            route: route.describe().into(),
-            transfer_ms: Percentiles::from_ms(&records.hops[i]),
-            wait_ms: Percentiles::from_ms(&records.waits[i]),
-        })
-        .collect();
-    let wall = records
-        .window
-        .map_or(0.0, |(a, b)| b.saturating_duration_since(a).as_secs_f64());
-    let throughput_per_s = if wall > 0.0 {
-        records.latency.len() as f64 / wall
-    } else {
-        0.0
-    };
-    let baseline = o.baseline.clone();
-    let throughput_vs_unsharded = (baseline.throughput_per_s > 0.0 && throughput_per_s > 0.0)
-        .then(|| throughput_per_s / baseline.throughput_per_s);
-    let events = recoveries
-        .iter()
-        .filter_map(|r| {
-            let s = r.shards.as_ref()?;
-            Some(ShardEvent {
-                at_ms: r.at_ms,
-                strategy: s.strategy.as_str().to_string(),
-                shard: s.shard,
-                from: r.worker.clone(),
-                to: s.to.clone(),
-                reloaded: s.reloaded.clone(),
-                cause: format!("{}: {}", r.detected_by, r.steps.join("; ")),
-                detection_ms: r.fault.map(|_| r.detection_ms as f64),
-                fault_kind: r.fault.map(|k| k.as_str().to_string()),
-                recovery_ms: r.recovery_ms as f64,
-                succeeded: r.succeeded,
-            })
-        })
-        .collect();
-    ShardingReport {
-        model: model.whole.name.clone(),
-        strategy: p.strategy.clone(),
-        recovery: p.recovery.as_str().to_string(),
-        reasons: o.reasons.clone(),
-        shards,
-        hops,
-        transfer: route.as_str().to_string(),
-        transfer_probe: o.probe.clone(),
-        requests,
-        concurrency,
-        latency_ms: Percentiles::from_ms(&records.latency),
-        throughput_per_s,
-        baseline,
-        throughput_vs_unsharded,
-        correctness: records.correctness,
-        events,
-        timeline: records.spans,
-    }
 }

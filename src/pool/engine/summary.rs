@@ -13,7 +13,12 @@ use crate::metrics::{
 use super::super::correctness::{self, CellOutput};
 use super::super::router::Target;
 use super::super::{PoolReport, WorkerReport};
+use super::pipeline::{PipelineOutcome, PipelinePlan};
 use super::{EngineOutput, PlacementError, RunPlan};
+use crate::metrics::sharding::{HopRow, ShardEvent, ShardRow, ShardingReport};
+use crate::metrics::{Percentiles, Requests};
+
+use super::super::events::RecoveryRecord;
 
 /// A row's key: the model's position in the plan, browser, backend.
 type CellKey = (usize, String, String);
@@ -304,5 +309,102 @@ fn worker_summary(w: &WorkerReport, report: &PoolReport) -> WorkerSummary {
             .and_then(|v| v["load_count"].as_u64()),
         page_runs: st.page_stats.as_ref().and_then(|v| v["runs"].as_u64()),
         harness_runs: st.page_stats.as_ref().map(|_| st.runs_answered),
+    }
+}
+/// The sharding report of a pipeline run: its plan, each shard's compute and loads, each hop,
+/// the answers' check, the baseline, and the recovery episodes of workers that held shards.
+pub(super) fn sharding(
+    p: &PipelinePlan,
+    o: &PipelineOutcome,
+    requests: Requests,
+    recoveries: &[RecoveryRecord],
+    concurrency: u32,
+) -> ShardingReport {
+    let records = o.handle.records();
+    let route = o.handle.route();
+    let model = &o.sharded;
+    let shards = model
+        .shards
+        .iter()
+        .zip(&model.ranges)
+        .enumerate()
+        .map(|(i, (s, r))| {
+            let (earlier, loads) = o.history.get(i).cloned().unwrap_or_default();
+            ShardRow {
+                shard: i,
+                layers: [r.start, r.end],
+                parameters: s.parameters,
+                onnx_bytes: s.onnx_bytes,
+                worker: o.workers.get(i).cloned().unwrap_or_default(),
+                earlier_workers: earlier,
+                backend: loads.backend,
+                loads: loads.loads,
+                load_ms: loads.last_ms,
+                compute_ms: records.compute.get(i).and_then(|c| Percentiles::from_ms(c)),
+                runs: records.runs.get(i).copied().unwrap_or(0),
+            }
+        })
+        .collect();
+    let hops = (0..model.shards.len().saturating_sub(1))
+        .map(|i| HopRow {
+            from: i,
+            to: i + 1,
+            bytes: model.shards[i + 1]
+                .runtime_inputs
+                .first()
+                .map_or(0, |x| x.dims.iter().product::<i64>() as u64 * 4),
+            route: route.describe().into(),
+            transfer_ms: Percentiles::from_ms(&records.hops[i]),
+            wait_ms: Percentiles::from_ms(&records.waits[i]),
+        })
+        .collect();
+    let wall = records
+        .window
+        .map_or(0.0, |(a, b)| b.saturating_duration_since(a).as_secs_f64());
+    let throughput_per_s = if wall > 0.0 {
+        records.latency.len() as f64 / wall
+    } else {
+        0.0
+    };
+    let baseline = o.baseline.clone();
+    let throughput_vs_unsharded = (baseline.throughput_per_s > 0.0 && throughput_per_s > 0.0)
+        .then(|| throughput_per_s / baseline.throughput_per_s);
+    let events = recoveries
+        .iter()
+        .filter_map(|r| {
+            let s = r.shards.as_ref()?;
+            Some(ShardEvent {
+                at_ms: r.at_ms,
+                strategy: s.strategy.as_str().to_string(),
+                shard: s.shard,
+                from: r.worker.clone(),
+                to: s.to.clone(),
+                reloaded: s.reloaded.clone(),
+                cause: format!("{}: {}", r.detected_by, r.steps.join("; ")),
+                detection_ms: r.fault.map(|_| r.detection_ms as f64),
+                fault_kind: r.fault.map(|k| k.as_str().to_string()),
+                recovery_ms: r.recovery_ms as f64,
+                succeeded: r.succeeded,
+            })
+        })
+        .collect();
+    ShardingReport {
+        model: model.whole.name.clone(),
+        strategy: p.strategy.clone(),
+        recovery: p.recovery.as_str().to_string(),
+        reasons: o.reasons.clone(),
+        shards,
+        hops,
+        transfer: route.as_str().to_string(),
+        transfer_probe: o.probe.clone(),
+        requests,
+        concurrency,
+        latency_ms: Percentiles::from_ms(&records.latency),
+        throughput_per_s,
+        baseline,
+        throughput_vs_unsharded,
+        correctness: records.correctness,
+        events,
+        timeline: records.spans,
     }
 }

@@ -244,12 +244,16 @@ impl Actor {
         model: &PreparedModel,
         backends: Option<&[Backend]>,
     ) -> Result<super::LoadReply, WorkerError> {
-        let mut settings = self.ctx.page.clone();
-        if let Some(b) = backends {
-            settings.backends = b.to_vec();
-        }
+        let page = &self.ctx.page;
+        let backends = backends.unwrap_or(&page.backends);
         self.page
-            .load(model, &self.ctx.server, &settings, self.ctx.timeouts.load)
+            .load(
+                model,
+                &self.ctx.server,
+                page,
+                backends,
+                self.ctx.timeouts.load,
+            )
             .await
     }
 

@@ -11,6 +11,7 @@
 mod actor;
 mod beat;
 pub mod page_api;
+mod status;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +22,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::Backend;
 use crate::browser::{process, Browser, BrowserKind, WorkerError};
-use crate::metrics::BrowserEnv;
 use crate::models::PreparedModel;
 use crate::recovery::{Breaker, BreakerState};
 use crate::server::AssetServer;
@@ -35,103 +35,10 @@ use super::lock;
 use actor::Job;
 use beat::silence_counts;
 pub use beat::{BeatMode, BEAT_INTERVAL, BEAT_SILENCE_LIMIT};
+pub use status::{Lifecycle, Loaded, WorkerStatus};
 
 /// Jobs waiting per worker before senders wait (backpressure).
 const QUEUE_CAPACITY: usize = 64;
-
-/// Where a worker is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Lifecycle {
-    /// Launching the browser and opening the page.
-    Starting,
-    /// Up and idle.
-    Ready,
-    /// Running a job.
-    Busy,
-    /// Failed a call or a health check; not routed to.
-    Unhealthy,
-    /// Being repaired.
-    Recovering,
-    /// Closed; its browser is gone.
-    Closed,
-}
-
-impl Lifecycle {
-    /// The lowercase name reports use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Starting => "starting",
-            Self::Ready => "ready",
-            Self::Busy => "busy",
-            Self::Unhealthy => "unhealthy",
-            Self::Recovering => "recovering",
-            Self::Closed => "closed",
-        }
-    }
-}
-
-/// A model loaded on a worker.
-#[derive(Debug, Clone)]
-pub struct Loaded {
-    /// The model (a reset loads it again from here).
-    pub model: Arc<PreparedModel>,
-    /// Its own backend order, when not the pool's (a reset loads it with the same).
-    pub backends: Option<Vec<Backend>>,
-    /// The page's load answer (backend, fallback reasons, timings).
-    pub reply: LoadReply,
-    /// Growth of the browser's PSS across the load, KiB (0 when not measurable).
-    pub memory_added_kib: u64,
-}
-
-/// What the pool knows about a worker right now.
-#[derive(Debug, Clone)]
-pub struct WorkerStatus {
-    /// Lifecycle state.
-    pub lifecycle: Lifecycle,
-    /// Jobs queued or running.
-    pub queued: usize,
-    /// Models with a live session, by name: the one record of what is loaded where.
-    pub loaded: BTreeMap<String, Loaded>,
-    /// Time spent running jobs.
-    pub busy: Duration,
-    /// When the worker was created.
-    pub created: Instant,
-    /// When it last finished a job (or was created).
-    pub last_active: Instant,
-    /// What the page offered at start.
-    pub env: Option<BrowserEnv>,
-    /// Backends this worker can run, given the pool's fallback-adapter policy.
-    pub backends: Vec<Backend>,
-    /// Browser main pid.
-    pub pid: Option<u32>,
-    /// Peak PSS of the browser's process tree seen so far, KiB.
-    pub pss_peak_kib: u64,
-    /// Sum of PSS samples, KiB, for the mean.
-    pub pss_sum_kib: u64,
-    /// Number of PSS samples.
-    pub pss_samples: u64,
-    /// Why it went unhealthy, when it did.
-    pub fault: Option<String>,
-    /// The page's own counters (`stats`: load_count, runs), read just before close.
-    pub page_stats: Option<serde_json::Value>,
-    /// When the page last answered a call.
-    pub last_answer: Instant,
-    /// When the browser process was last seen alive.
-    pub last_seen_alive: Instant,
-    /// Runs the harness received an answer for from the current page (since it was opened or
-    /// last reset), to compare with the page's own count.
-    pub runs_answered: u64,
-    /// The page's own heartbeat, once it was started.
-    pub beat: Option<BeatMode>,
-    /// A load or a reset is in flight: the page's main thread takes in hundreds of MB and its
-    /// beats may lag on a busy machine, so silence is not judged then (the load's own bound is).
-    pub loading: bool,
-    /// The watcher that marked the worker unhealthy (a silent heartbeat, a process gone): what
-    /// its recovery episode records as the detection, even when a request whose call was cut
-    /// short by that marking reaches the episode first.
-    pub noticed_by: Option<super::attribution::Detection>,
-}
 
 /// What a worker task shares with every other: the asset server and how pages load models.
 #[derive(Debug)]
@@ -154,7 +61,9 @@ pub struct Worker {
     tx: mpsc::Sender<Job>,
     status: Mutex<WorkerStatus>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    timeouts: WorkerTimeouts,
+    /// What every worker shares: the asset server (where the page's heartbeats arrive), page
+    /// settings and timeouts, resolved once by the pool.
+    ctx: Arc<WorkerContext>,
     browser: Arc<dyn Browser>,
     /// Bumped by every recovery that repaired this worker in place; a request that failed on
     /// an older generation knows it was already handled.
@@ -162,8 +71,6 @@ pub struct Worker {
     /// Held for the length of one recovery episode on this worker.
     pub(crate) episode: tokio::sync::Mutex<()>,
     breaker: Mutex<Breaker>,
-    /// Where the page's heartbeats arrive.
-    server: Arc<AssetServer>,
     /// Bumped when the worker is marked unhealthy: calls in flight stop waiting for it.
     failed: tokio::sync::watch::Sender<u64>,
 }
@@ -205,8 +112,7 @@ impl Worker {
                 noticed_by: None,
             }),
             task: Mutex::new(None),
-            timeouts: ctx.timeouts,
-            server: ctx.server.clone(),
+            ctx: ctx.clone(),
             failed: tokio::sync::watch::Sender::new(0),
         });
         let handle = tokio::spawn(actor::run(Arc::downgrade(&worker), page, rx, ctx));
@@ -362,7 +268,7 @@ impl Worker {
         if !counts {
             return None;
         }
-        self.server.last_beat(&self.id).map(|t| t.elapsed())
+        self.ctx.server.last_beat(&self.id).map(|t| t.elapsed())
     }
 
     /// Records one PSS sample of the browser's process tree.
@@ -579,7 +485,7 @@ impl Worker {
         // Dropping our sender is not enough (the Arc may live on); the task exits on Close.
         let (reply, done) = oneshot::channel();
         let _ = self.tx.send(Job::Close { reply }).await;
-        let _ = tokio::time::timeout(self.timeouts.call + Duration::from_secs(10), done).await;
+        let _ = tokio::time::timeout(self.ctx.timeouts.call + Duration::from_secs(10), done).await;
         if let Some(h) = handle {
             let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
         }

@@ -344,6 +344,7 @@ impl Page {
         model: &PreparedModel,
         server: &AssetServer,
         settings: &PageSettings,
+        backends: &[Backend],
         timeout: Duration,
     ) -> Result<LoadReply, WorkerError> {
         let mut inputs: Vec<_> = model
@@ -369,7 +370,7 @@ impl Page {
         let args = json!({
             "model_id": model.name,
             "url": server.model_path(&file_name(&model.onnx_file)),
-            "backends": settings.backends,
+            "backends": backends,
             "allow_fallback_adapter": settings.allow_fallback_adapter,
             "wasm_threads": settings.wasm_threads,
             "proxy": settings.heartbeat,

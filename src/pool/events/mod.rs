@@ -17,149 +17,19 @@ use crate::backend::Backend;
 use crate::browser::BrowserKind;
 use crate::faults::Kind;
 use crate::metrics::Phase;
-use crate::recovery::{Level, ShardRecovery};
+use crate::recovery::Level;
 use crate::state::{Op, ShardAssignment, WorkerRecord};
 
 use super::attribution::{Detection, FaultNote};
-use super::correctness::CellOutput;
 use super::journal::Journal;
 use super::lock;
 use super::router::Decision;
-use super::worker::LoadReply;
 
-/// One placement ever made: a model loaded on a worker, with its first run.
-#[derive(Debug, Clone)]
-pub struct PlacementRecord {
-    /// Model name.
-    pub model: String,
-    /// Worker id.
-    pub worker: String,
-    /// Browser kind.
-    pub browser: BrowserKind,
-    /// The page's load answer.
-    pub load: LoadReply,
-    /// PSS growth across the load, KiB.
-    pub memory_added_kib: u64,
-    /// First run, ms (page-measured).
-    pub first_run_ms: f64,
-    /// Output of the first run, for the correctness checks.
-    pub output: Option<CellOutput>,
-}
+mod reasons;
+mod records;
 
-/// One recovery episode: a worker failed, the ladder ran.
-#[derive(Debug, Clone)]
-pub struct RecoveryRecord {
-    /// When the failure was detected, ms since the pool started.
-    pub at_ms: u64,
-    /// The worker that failed.
-    pub worker: String,
-    /// The injected fault it is attributed to; `None` for a failure nobody injected.
-    pub fault: Option<Kind>,
-    /// How it was noticed.
-    pub detected_by: Detection,
-    /// Fault to detection, ms. For a failure nobody injected: the failing call's time in
-    /// flight, or the time since the worker's last answer (heartbeat) or since its process was
-    /// last seen alive (pid check). Always measured.
-    pub detection_ms: u64,
-    /// Highest ladder level tried.
-    pub level: Option<Level>,
-    /// Detection to serving again (or to giving up), ms.
-    pub recovery_ms: u64,
-    /// Whether service was restored.
-    pub succeeded: bool,
-    /// What each level did.
-    pub steps: Vec<String>,
-    /// For a worker that held pipeline shards: what happened to them.
-    pub shards: Option<ShardRepair>,
-}
-
-/// What a recovery did to a failed worker's pipeline shards.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardRepair {
-    /// The sharded model.
-    pub model: String,
-    /// The ladder step it took.
-    pub strategy: ShardRecovery,
-    /// The shard whose call failed (the first the worker held when no request named one).
-    pub shard: usize,
-    /// The workers the shards were loaded on.
-    pub to: Vec<String>,
-    /// The shards loaded again.
-    pub reloaded: Vec<usize>,
-}
-
-impl RecoveryRecord {
-    /// The fault's name, `external` when nobody injected it.
-    pub fn fault_name(&self) -> &'static str {
-        self.fault.map_or("external", Kind::as_str)
-    }
-}
-
-/// Why a worker was launched.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LaunchReason {
-    /// One of the pool's first workers.
-    Initial,
-    /// To place this model.
-    Place(String),
-    /// Every placement of this model had a queue.
-    ScaleUp(String),
-    /// A recovery rebuilt this model elsewhere.
-    Rebuild(String),
-    /// A recovery replaced a failed worker that held nothing.
-    Replace,
-    /// Upkeep keeps `min_workers` live.
-    Minimum,
-    /// Adaptive routing times this model on a browser the pool had no worker of.
-    Probe(String),
-    /// A pipeline shard runs here.
-    Shard(usize),
-}
-
-/// Why a worker was taken out of service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RetireReason {
-    /// Every model it served went to hot standbys (its browser is gone, so no repair aside).
-    ToStandbys,
-    /// The recovery ladder could not restore it.
-    GaveUp,
-    /// Its models were moved to other workers.
-    Migrating,
-    /// Its models were rebuilt on new workers.
-    Rebuilding,
-    /// A repair aside failed, for this reason.
-    NotRepaired(String),
-}
-
-impl std::fmt::Display for RetireReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::ToStandbys => f.write_str("its models went to hot standbys"),
-            Self::GaveUp => f.write_str("recovery gave up on it"),
-            Self::Migrating => f.write_str("migrating its models"),
-            Self::Rebuilding => f.write_str("rebuilding elsewhere"),
-            Self::NotRepaired(why) => write!(f, "not repaired aside: {why}"),
-        }
-    }
-}
-
-/// Why upkeep closed a live worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// Idle past `idle_timeout` above `min_workers`.
-    Idle,
-    /// Unhealthy in a pool that does not recover.
-    Unhealthy,
-}
-
-/// Which process of a worker exited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Process {
-    /// The browser's main process.
-    Browser,
-    /// Its WebDriver server.
-    Driver,
-}
+pub use reasons::{CloseReason, LaunchReason, Process, RetireReason};
+pub use records::{PlacementRecord, RecoveryRecord, ShardRepair};
 
 /// One thing the pool did or saw.
 #[derive(Debug, Clone)]
