@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 
 use webgpu_pool::browser::BrowserKind;
 use webgpu_pool::pool::Backend;
-use webgpu_pool::scenario::{FaultKind, RecoveryStrategy};
+use webgpu_pool::scenario::{FaultChoice, RecoveryStrategy};
 
 use super::{parse_duration, parse_rate, parse_seconds, DriverChoice};
 
@@ -58,8 +58,8 @@ pub struct StressArgs {
     pub fault_rate: Option<f64>,
     /// Fault kinds to draw from, comma-separated: kill_browser, crash_tab, hang,
     /// gpu_device_lost, kill_driver, disconnect, slow (default: all that fit a live worker).
-    #[arg(long, value_delimiter = ',', value_name = "KIND,...")]
-    pub fault_kinds: Vec<FaultKind>,
+    #[arg(long, value_delimiter = ',', value_parser = parse_fault_kind, value_name = "KIND,...")]
+    pub fault_kinds: Vec<FaultChoice>,
     /// How long a hang, a frozen driver or a slowdown lasts.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub fault_duration: Duration,
@@ -109,6 +109,19 @@ pub struct StressArgs {
     pub history: super::HistoryArgs,
 }
 
+/// Parses one name of `--fault-kinds`: a fault kind, or `random` (which `cmd::stress` reads as
+/// every kind, as when the flag is not given), naming the known names on error. A value parser
+/// rather than a `ValueEnum`, whose error would word the list differently; the engine's types
+/// never see clap.
+fn parse_fault_kind(s: &str) -> Result<FaultChoice, String> {
+    FaultChoice::from_name(s).ok_or_else(|| {
+        format!(
+            "unknown fault kind '{s}' (known: {})",
+            FaultChoice::NAMES.join(", ")
+        )
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RecoveryChoice {
     /// Retry, then reset the page, then migrate, then rebuild.
@@ -126,5 +139,26 @@ impl From<RecoveryChoice> for RecoveryStrategy {
             RecoveryChoice::Immediate => Self::Immediate,
             RecoveryChoice::None => Self::None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use webgpu_pool::faults::Kind;
+
+    #[test]
+    fn fault_kind_names() {
+        assert_eq!(
+            parse_fault_kind("gpu_device_lost"),
+            Ok(FaultChoice::One(Kind::GpuDeviceLost))
+        );
+        assert_eq!(parse_fault_kind("random"), Ok(FaultChoice::Random));
+        let e = parse_fault_kind("explode").unwrap_err();
+        assert!(
+            e.starts_with("unknown fault kind 'explode' (known: kill_browser, crash_tab,")
+                && e.ends_with(", corrupt_answer, random)"),
+            "{e}"
+        );
     }
 }
