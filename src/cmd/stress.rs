@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use webgpu_pool::app::UsageError;
 use webgpu_pool::faults::Kind;
-use webgpu_pool::scenario::flags::{FaultFlags, PoolFlags, StressFlags};
+use webgpu_pool::scenario::flags::{FaultFlags, StressFlags};
 use webgpu_pool::scenario::FaultChoice;
 
 use super::common::{flags_valid, history_file, print_scenario, run_scenario, AfterRun};
@@ -52,14 +52,9 @@ fn to_flags(args: &StressArgs) -> Result<StressFlags, UsageError> {
         None
     };
     Ok(StressFlags {
-        pool: PoolFlags {
-            seed: args.seed,
-            models: args.models.clone(),
-            browsers: args.browsers.clone(),
-            driver: args.driver.into(),
-            backends: args.backends.clone(),
-            wasm_threads: args.wasm_threads,
-        },
+        pool: args
+            .pool
+            .to_flags(args.models.clone(), args.wasm.wasm_threads),
         duration: args.duration,
         concurrency: args.concurrency,
         faults,
