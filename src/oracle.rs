@@ -8,7 +8,7 @@
 //! at the same time would measure against it). Must not import `pool`, `report` or `cli`.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use ort::environment::Environment;
@@ -54,13 +54,72 @@ pub enum OracleError {
         message: String,
     },
     /// The model did not run natively.
-    #[error("native run of '{model}': {message}")]
+    #[error("native run of '{model}': {failure}")]
     Run {
         /// Catalog model name.
         model: String,
-        /// What failed.
+        /// What failed. Part of this message rather than its `source()`, so the text is the
+        /// same however the error is printed.
+        failure: RunFailure,
+    },
+}
+
+/// The step of a native run that failed, naming the file or tensor involved; onnxruntime's own
+/// words are kept as text (its error type is neither `Clone` nor stable across `ort` releases).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunFailure {
+    /// A session builder option (thread counts) was refused.
+    #[error("{message}")]
+    Options {
+        /// onnxruntime's message.
         message: String,
     },
+    /// The ONNX file did not load into a session.
+    #[error("{}: {message}", file.display())]
+    Load {
+        /// The model file.
+        file: PathBuf,
+        /// onnxruntime's message.
+        message: String,
+    },
+    /// A prepared input file could not be read.
+    #[error("{}: {error}", file.display())]
+    ReadInput {
+        /// The input file.
+        file: PathBuf,
+        /// The I/O error (shared, so the error stays `Clone`).
+        error: Arc<std::io::Error>,
+    },
+    /// An input did not become a tensor.
+    #[error("input '{name}': {message}")]
+    Input {
+        /// The graph input's name.
+        name: String,
+        /// onnxruntime's message.
+        message: String,
+    },
+    /// `session.run` failed.
+    #[error("{message}")]
+    Run {
+        /// onnxruntime's message.
+        message: String,
+    },
+    /// The run has no output of the model's output name.
+    #[error("no output named '{name}'")]
+    NoOutput {
+        /// The name looked for.
+        name: String,
+    },
+    /// The output is not a float32 tensor.
+    #[error("{message}")]
+    Output {
+        /// onnxruntime's message.
+        message: String,
+    },
+    /// No run happened (zero timed runs and no warm-up: not reachable with two warm-ups).
+    #[error("no run")]
+    NoRun,
 }
 
 /// Where the library is looked for: `$WEBGPU_POOL_ORT_LIB`, else the cache's copy.
@@ -154,9 +213,9 @@ pub fn run_model(
     runs: usize,
 ) -> Result<NativeResult, OracleError> {
     let env = environment(&library_path(cache))?;
-    let fail = |message: String| OracleError::Run {
+    let fail = |failure: RunFailure| OracleError::Run {
         model: model.name.clone(),
-        message,
+        failure,
     };
     let all_threads = std::thread::available_parallelism().map_or(1, usize::from);
     let inputs = read_inputs(model).map_err(fail)?;
@@ -169,7 +228,7 @@ pub fn run_model(
             // Tensors are moved into the run: built again from the bytes read once.
             let feeds = feeds(model, &inputs).map_err(fail)?;
             let t0 = Instant::now();
-            let outputs = session.run(feeds).map_err(|e| fail(e.to_string()))?;
+            let outputs = session.run(feeds).map_err(|e| fail(ran(e)))?;
             let (shape, output) = output_of(&outputs, model).map_err(fail)?;
             let ms = t0.elapsed().as_secs_f64() * 1e3;
             if i >= 2 {
@@ -181,7 +240,7 @@ pub fn run_model(
         }
         timings.push(Percentiles::from_ms(&times).unwrap_or_default());
     }
-    let (dims, output) = result.ok_or_else(|| fail("no run".into()))?;
+    let (dims, output) = result.ok_or_else(|| fail(RunFailure::NoRun))?;
     let all_threads_ms = timings.pop().unwrap_or_default();
     let one_thread_ms = timings.pop().unwrap_or_default();
     Ok(NativeResult {
@@ -204,57 +263,86 @@ pub fn run_once(
     given: &[(&str, Vec<i64>, Vec<f32>)],
 ) -> Result<(Vec<i64>, Vec<f32>), OracleError> {
     let env = environment(&library_path(cache))?;
-    let fail = |message: String| OracleError::Run {
+    let fail = |failure: RunFailure| OracleError::Run {
         model: model.name.clone(),
-        message,
+        failure,
     };
     let inputs = read_inputs(model).map_err(fail)?;
     let mut session = session(env, model, 1).map_err(fail)?;
     let mut feeds = feeds(model, &inputs).map_err(fail)?;
     for (name, dims, values) in given {
-        let t = Tensor::from_array((dims.clone(), values.clone()))
-            .map_err(|e| fail(format!("input '{name}': {e}")))?;
+        let t = Tensor::from_array((dims.clone(), values.clone())).map_err(|e| {
+            fail(RunFailure::Input {
+                name: (*name).to_string(),
+                message: e.to_string(),
+            })
+        })?;
         feeds.push(((*name).to_string(), t.into_dyn()));
     }
-    let outputs = session.run(feeds).map_err(|e| fail(e.to_string()))?;
+    let outputs = session.run(feeds).map_err(|e| fail(ran(e)))?;
     output_of(&outputs, model).map_err(fail)
 }
 
+/// `session.run`'s error as a [`RunFailure`].
+fn ran(e: ort::Error) -> RunFailure {
+    RunFailure::Run {
+        message: e.to_string(),
+    }
+}
+
 /// A session on `model`'s file at `threads` intra-op threads (one inter-op thread).
-fn session(env: &Environment, model: &PreparedModel, threads: usize) -> Result<Session, String> {
+fn session(
+    env: &Environment,
+    model: &PreparedModel,
+    threads: usize,
+) -> Result<Session, RunFailure> {
     Session::builder(env)
         .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
         .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
-        .map_err(|e| e.to_string())?
+        .map_err(|e| RunFailure::Options {
+            message: e.to_string(),
+        })?
         .commit_from_file(&model.onnx_file)
-        .map_err(|e| format!("{}: {e}", model.onnx_file.display()))
+        .map_err(|e| RunFailure::Load {
+            file: model.onnx_file.clone(),
+            message: e.to_string(),
+        })
 }
 
 /// The model's output (shape and values) from a run's outputs.
 fn output_of(
     outputs: &ort::session::SessionOutputs<'_>,
     model: &PreparedModel,
-) -> Result<(Vec<i64>, Vec<f32>), String> {
+) -> Result<(Vec<i64>, Vec<f32>), RunFailure> {
     let value = outputs
         .get(model.output_name.as_str())
-        .ok_or_else(|| format!("no output named '{}'", model.output_name))?;
+        .ok_or_else(|| RunFailure::NoOutput {
+            name: model.output_name.clone(),
+        })?;
     let (shape, data) = value
         .try_extract_tensor::<f32>()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| RunFailure::Output {
+            message: e.to_string(),
+        })?;
     Ok((shape.to_vec(), data.to_vec()))
 }
 
 /// The model's prepared input files, in graph order.
-fn read_inputs(model: &PreparedModel) -> Result<Vec<Vec<u8>>, String> {
+fn read_inputs(model: &PreparedModel) -> Result<Vec<Vec<u8>>, RunFailure> {
     model
         .inputs
         .iter()
-        .map(|i| std::fs::read(&i.file).map_err(|e| format!("{}: {e}", i.file.display())))
+        .map(|i| {
+            std::fs::read(&i.file).map_err(|e| RunFailure::ReadInput {
+                file: i.file.clone(),
+                error: Arc::new(e),
+            })
+        })
         .collect()
 }
 
 /// The model's inputs (`bytes` in graph order) as tensors, by graph input name.
-fn feeds(model: &PreparedModel, bytes: &[Vec<u8>]) -> Result<Vec<(String, DynValue)>, String> {
+fn feeds(model: &PreparedModel, bytes: &[Vec<u8>]) -> Result<Vec<(String, DynValue)>, RunFailure> {
     model
         .inputs
         .iter()
@@ -267,7 +355,10 @@ fn feeds(model: &PreparedModel, bytes: &[Vec<u8>]) -> Result<Vec<(String, DynVal
                 DType::Float32 => Tensor::from_array((dims, le_values(bytes, f32::from_le_bytes)))
                     .map(Tensor::into_dyn),
             }
-            .map_err(|e| format!("input '{}': {e}", input.name))?;
+            .map_err(|e| RunFailure::Input {
+                name: input.name.clone(),
+                message: e.to_string(),
+            })?;
             Ok((input.name.clone(), value))
         })
         .collect()

@@ -281,22 +281,11 @@ fn mem_available_kib() -> Option<u64> {
 /// One scenario fault as the injector takes it, defaults applied (duration 5s, delay 250ms,
 /// seed = scenario seed + index).
 pub(super) fn fault_spec(sc: &Scenario, i: usize, f: &scenario::Fault) -> faults::FaultSpec {
-    use scenario::{FaultKind as K, FaultTarget as T};
-    let kind = |k: K| match k {
-        K::KillBrowser | K::Random => faults::Kind::KillBrowser,
-        K::CrashTab => faults::Kind::CrashTab,
-        K::Hang => faults::Kind::Hang,
-        K::GpuDeviceLost => faults::Kind::GpuDeviceLost,
-        K::KillDriver => faults::Kind::KillDriver,
-        K::Disconnect => faults::Kind::Disconnect,
-        K::Slow => faults::Kind::Slow,
-        K::PageError => faults::Kind::PageError,
-        K::CorruptAnswer => faults::Kind::CorruptAnswer,
-    };
+    use scenario::{FaultChoice, FaultTarget as T};
     faults::FaultSpec {
         choice: match f.kind {
-            K::Random => faults::Choice::Random(f.kinds.iter().map(|k| kind(*k)).collect()),
-            k => faults::Choice::One(kind(k)),
+            FaultChoice::Random => faults::Choice::Random(f.kinds.clone()),
+            FaultChoice::One(kind) => faults::Choice::One(kind),
         },
         when: match (f.at, f.every, f.rate) {
             (Some(at), _, _) => faults::When::At(at),

@@ -46,8 +46,35 @@ pub enum GridError {
         /// The hub URL.
         url: String,
         /// What was wrong with the answer.
-        why: String,
+        why: NotAGrid,
     },
+}
+
+/// What was wrong with an answer to `/status` (the message after the hub's URL).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotAGrid {
+    /// No blank line ends the HTTP head.
+    #[error("no HTTP answer")]
+    NoHttpAnswer,
+    /// A status other than 200.
+    #[error("HTTP {status_line}")]
+    Status {
+        /// The answer's first line, e.g. `HTTP/1.1 404 Not Found`.
+        status_line: String,
+    },
+    /// The body is not JSON (in the message, not its `source()`: printed once).
+    #[error("not JSON: {error}")]
+    NotJson {
+        /// The parser's error.
+        error: serde_json::Error,
+    },
+    /// No `value` object.
+    #[error("no 'value'")]
+    NoValue,
+    /// No `value.nodes` list: a standalone server, or Grid 3.
+    #[error("no 'value.nodes' (a standalone server or Grid 3?)")]
+    NoNodes,
 }
 
 /// A hub URL split into what a plain HTTP request needs.
@@ -149,14 +176,14 @@ impl GridStatus {
     /// Parses a `/status` body.
     ///
     /// # Errors
-    /// A description of what is missing.
-    pub fn parse(body: &Value) -> Result<Self, String> {
-        let value = body.get("value").ok_or("no 'value'")?;
+    /// [`NotAGrid::NoValue`] or [`NotAGrid::NoNodes`] for what is missing.
+    pub fn parse(body: &Value) -> Result<Self, NotAGrid> {
+        let value = body.get("value").ok_or(NotAGrid::NoValue)?;
         let ready = value.get("ready").and_then(Value::as_bool).unwrap_or(false);
         let nodes = value
             .get("nodes")
             .and_then(Value::as_array)
-            .ok_or("no 'value.nodes' (a standalone server or Grid 3?)")?;
+            .ok_or(NotAGrid::NoNodes)?;
         let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
         let nodes = nodes
             .iter()
@@ -223,7 +250,7 @@ pub fn status(url: &str) -> Result<GridStatus, GridError> {
         url: url.to_owned(),
         source,
     };
-    let not_grid = |why: String| GridError::NotAGrid {
+    let not_grid = |why: NotAGrid| GridError::NotAGrid {
         url: url.to_owned(),
         why,
     };
@@ -259,15 +286,15 @@ pub fn status(url: &str) -> Result<GridStatus, GridError> {
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text
         .split_once("\r\n\r\n")
-        .ok_or_else(|| not_grid("no HTTP answer".into()))?;
+        .ok_or_else(|| not_grid(NotAGrid::NoHttpAnswer))?;
     let code = head.split_whitespace().nth(1).unwrap_or("");
     if code != "200" {
-        return Err(not_grid(format!(
-            "HTTP {}",
-            head.lines().next().unwrap_or("")
-        )));
+        return Err(not_grid(NotAGrid::Status {
+            status_line: head.lines().next().unwrap_or("").to_owned(),
+        }));
     }
-    let json: Value = serde_json::from_str(body).map_err(|e| not_grid(format!("not JSON: {e}")))?;
+    let json: Value =
+        serde_json::from_str(body).map_err(|error| not_grid(NotAGrid::NotJson { error }))?;
     GridStatus::parse(&json).map_err(not_grid)
 }
 
@@ -329,7 +356,9 @@ mod tests {
         assert_eq!(s.offered(), ["chrome"]);
         assert_eq!(s.node_of("abc"), Some("http://127.0.0.1:4447"));
         assert_eq!(s.node_of("zzz"), None);
-        assert!(GridStatus::parse(&json!({"value": {"ready": true}})).is_err());
+        let bad = GridStatus::parse(&json!({"value": {"ready": true}})).unwrap_err();
+        assert!(matches!(bad, NotAGrid::NoNodes), "{bad}");
+        assert!(bad.to_string().contains("no 'value.nodes'"), "{bad}");
     }
 
     #[test]

@@ -11,15 +11,16 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use webgpu_pool::browser::{BrowserKind, DriverKind};
-use webgpu_pool::pool::Backend;
 
 mod grid;
 mod history;
+mod pool;
 mod shard;
 mod standby;
 mod stress;
 pub use grid::GridArgs;
 pub use history::{HistoryCmdArgs, HistoryMetric, HistorySource, RecommendArgs};
+pub use pool::{PoolArgs, WasmArgs};
 pub use shard::ShardArgs;
 pub use standby::StandbyArgs;
 pub use stress::StressArgs;
@@ -189,37 +190,16 @@ pub struct RunArgs {
         value_name = "NAME,..."
     )]
     pub models: Vec<String>,
-    /// Browsers to run them in, comma-separated.
-    #[arg(
-        long,
-        short,
-        value_delimiter = ',',
-        default_value = "chromium,firefox",
-        value_name = "KIND,..."
-    )]
-    pub browsers: Vec<BrowserKind>,
-    /// Backend priority, comma-separated; the first one that works is used. By default a
-    /// software WebGPU adapter (SwiftShader, lavapipe) does not count as WebGPU; naming
-    /// `webgpu` here counts it.
-    #[arg(long, value_delimiter = ',', value_name = "BACKEND,...")]
-    pub backends: Option<Vec<Backend>>,
-    /// Threads of onnxruntime-web's wasm backend in each page, 1 to 16 (default: what it picks,
-    /// 1 on 2 cores; the report says how many ran). Compare with the native columns, measured
-    /// at 1 thread and at every core.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
-    pub wasm_threads: Option<u32>,
+    #[command(flatten)]
+    pub pool: PoolArgs,
+    #[command(flatten)]
+    pub wasm: WasmArgs,
     /// Measured warm runs per model and browser.
     #[arg(long, short = 'n', default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub iterations: u32,
     /// Unmeasured warm-up runs after the first run.
     #[arg(long, default_value_t = 2)]
     pub warmup: u32,
-    /// Seed for generated weights and inputs.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// How to drive Chromium-family browsers (Firefox always uses geckodriver).
-    #[arg(long, value_enum, default_value_t = DriverChoice::Cdp)]
-    pub driver: DriverChoice,
     /// Where run folders are written.
     #[arg(long, default_value = "results", value_name = "DIR")]
     pub results_dir: PathBuf,

@@ -5,14 +5,19 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use webgpu_pool::browser::BrowserKind;
 use webgpu_pool::pool::Backend;
 use webgpu_pool::scenario::{ShardRecovery, ShardStrategy, ShardTransfer, ShardWorker};
 
-use super::{parse_duration, parse_seconds, DriverChoice};
+use super::{parse_duration, parse_seconds, PoolArgs};
 
 /// `shard`: one model split across workers.
 #[derive(Debug, Args)]
+#[command(mut_arg("browsers", |a| a.help(
+    "Browsers, used in turn for the shards' workers, comma-separated"
+)))]
+#[command(mut_arg("backends", |a| a.help(
+    "Backend priority, comma-separated (default: webnn, webgpu on hardware adapters, wasm)"
+)))]
 pub struct ShardArgs {
     /// The model to shard: llama-tiny, bert-base-uncased (bert), whisper-tiny (whisper), or a
     /// test variant (llama-micro, bert-tiny, whisper-micro).
@@ -35,23 +40,13 @@ pub struct ShardArgs {
     /// it runs only sharded (its unsharded baseline is skipped, saying why).
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
     pub memory_budget_mib: Option<u64>,
-    /// Browsers, used in turn for the shards' workers, comma-separated.
-    #[arg(
-        long,
-        short,
-        value_delimiter = ',',
-        default_value = "chromium,firefox",
-        value_name = "KIND,..."
-    )]
-    pub browsers: Vec<BrowserKind>,
+    #[command(flatten)]
+    pub pool: PoolArgs,
     /// Where each shard runs, in order: BROWSER or BROWSER:BACKEND, comma-separated, e.g.
     /// `chromium-shell:webnn,firefox:wasm,chromium:wasm` (one model over WebNN and wasm in two
     /// engines). Sets the shard count and the browsers.
     #[arg(long, value_delimiter = ',', value_parser = parse_shard_worker, value_name = "BROWSER[:BACKEND],...", conflicts_with = "browsers")]
     pub placement: Vec<ShardWorker>,
-    /// Backend priority, comma-separated (default: webnn, webgpu on hardware adapters, wasm).
-    #[arg(long, value_delimiter = ',', value_name = "BACKEND,...")]
-    pub backends: Option<Vec<Backend>>,
     /// Measured requests.
     #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub iterations: u32,
@@ -80,12 +75,6 @@ pub struct ShardArgs {
     /// Deadline of one request, recoveries included; one shard call is bounded by a quarter.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub request_timeout: Duration,
-    /// Seed for generated weights and inputs.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// How to drive Chromium-family browsers (Firefox always uses geckodriver).
-    #[arg(long, value_enum, default_value_t = DriverChoice::Cdp)]
-    pub driver: DriverChoice,
     /// Where run folders are written.
     #[arg(long, default_value = "results", value_name = "DIR")]
     pub results_dir: PathBuf,

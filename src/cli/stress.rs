@@ -5,14 +5,20 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use webgpu_pool::browser::BrowserKind;
-use webgpu_pool::pool::Backend;
-use webgpu_pool::scenario::{FaultKind, RecoveryStrategy};
+use webgpu_pool::scenario::{FaultChoice, RecoveryStrategy};
 
-use super::{parse_duration, parse_rate, parse_seconds, DriverChoice};
+use super::{parse_duration, parse_rate, parse_seconds, PoolArgs, WasmArgs};
 
 /// `stress`: a routed, concurrent workload with faults injected and recovered.
 #[derive(Debug, Args)]
+#[command(mut_arg("browsers", |a| a.help("Browsers in the pool, comma-separated (one worker each)")))]
+#[command(mut_arg("backends", |a| a.help(
+    "Backend priority, comma-separated (naming webgpu counts software adapters; needed for \
+     gpu_device_lost to have a device to lose)"
+)))]
+#[command(mut_arg("seed", |a| a.help(
+    "Seed for fault times, kinds and targets (and for weights and inputs)"
+)))]
 pub struct StressArgs {
     /// Models to run at once, comma-separated (see `webgpu-pool models list`).
     #[arg(
@@ -23,24 +29,10 @@ pub struct StressArgs {
         value_name = "NAME,..."
     )]
     pub models: Vec<String>,
-    /// Browsers in the pool, comma-separated (one worker each).
-    #[arg(
-        long,
-        short,
-        value_delimiter = ',',
-        default_value = "chromium,firefox",
-        value_name = "KIND,..."
-    )]
-    pub browsers: Vec<BrowserKind>,
-    /// Backend priority, comma-separated (naming webgpu counts software adapters; needed for
-    /// gpu_device_lost to have a device to lose).
-    #[arg(long, value_delimiter = ',', value_name = "BACKEND,...")]
-    pub backends: Option<Vec<Backend>>,
-    /// Threads of onnxruntime-web's wasm backend in each page, 1 to 16 (default: what it picks,
-    /// 1 on 2 cores; the report says how many ran). Compare with the native columns, measured
-    /// at 1 thread and at every core.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
-    pub wasm_threads: Option<u32>,
+    #[command(flatten)]
+    pub pool: PoolArgs,
+    #[command(flatten)]
+    pub wasm: WasmArgs,
     /// How long to drive the load: seconds (120) or a duration (2m).
     #[arg(long, default_value = "120s", value_parser = parse_seconds)]
     pub duration: Duration,
@@ -58,17 +50,14 @@ pub struct StressArgs {
     pub fault_rate: Option<f64>,
     /// Fault kinds to draw from, comma-separated: kill_browser, crash_tab, hang,
     /// gpu_device_lost, kill_driver, disconnect, slow (default: all that fit a live worker).
-    #[arg(long, value_delimiter = ',', value_name = "KIND,...")]
-    pub fault_kinds: Vec<FaultKind>,
+    #[arg(long, value_delimiter = ',', value_parser = parse_fault_kind, value_name = "KIND,...")]
+    pub fault_kinds: Vec<FaultChoice>,
     /// How long a hang, a frozen driver or a slowdown lasts.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub fault_duration: Duration,
     /// `slow`: delay added to every run.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub slow_delay: Duration,
-    /// Seed for fault times, kinds and targets (and for weights and inputs).
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
     /// Recovery strategy: progressive (retry, reset, migrate, rebuild), immediate (migrate
     /// at once), or none (failures stay failures).
     #[arg(long, value_enum, default_value_t = RecoveryChoice::Progressive)]
@@ -83,9 +72,6 @@ pub struct StressArgs {
     /// is bounded by a quarter of it, so a hung page is noticed in time to recover.
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
     pub request_timeout: Duration,
-    /// How to drive Chromium-family browsers (Firefox always uses geckodriver).
-    #[arg(long, value_enum, default_value_t = DriverChoice::Cdp)]
-    pub driver: DriverChoice,
     /// Where run folders are written.
     #[arg(long, default_value = "results", value_name = "DIR")]
     pub results_dir: PathBuf,
@@ -109,6 +95,19 @@ pub struct StressArgs {
     pub history: super::HistoryArgs,
 }
 
+/// Parses one name of `--fault-kinds`: a fault kind, or `random` (which `cmd::stress` reads as
+/// every kind, as when the flag is not given), naming the known names on error. A value parser
+/// rather than a `ValueEnum`, whose error would word the list differently; the engine's types
+/// never see clap.
+fn parse_fault_kind(s: &str) -> Result<FaultChoice, String> {
+    FaultChoice::from_name(s).ok_or_else(|| {
+        format!(
+            "unknown fault kind '{s}' (known: {})",
+            FaultChoice::NAMES.join(", ")
+        )
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RecoveryChoice {
     /// Retry, then reset the page, then migrate, then rebuild.
@@ -126,5 +125,26 @@ impl From<RecoveryChoice> for RecoveryStrategy {
             RecoveryChoice::Immediate => Self::Immediate,
             RecoveryChoice::None => Self::None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use webgpu_pool::faults::Kind;
+
+    #[test]
+    fn fault_kind_names() {
+        assert_eq!(
+            parse_fault_kind("gpu_device_lost"),
+            Ok(FaultChoice::One(Kind::GpuDeviceLost))
+        );
+        assert_eq!(parse_fault_kind("random"), Ok(FaultChoice::Random));
+        let e = parse_fault_kind("explode").unwrap_err();
+        assert!(
+            e.starts_with("unknown fault kind 'explode' (known: kill_browser, crash_tab,")
+                && e.ends_with(", corrupt_answer, random)"),
+            "{e}"
+        );
     }
 }

@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use webgpu_pool::app;
 use webgpu_pool::report;
-use webgpu_pool::scenario::flags::{PoolFlags, RoutedFlags, RunFlags, ShardFlags};
+use webgpu_pool::scenario::flags::{RoutedFlags, RunFlags, ShardFlags};
 use webgpu_pool::scenario::{ShardRecovery, ShardStrategy, ShardTransfer};
 
 use super::common::{flags_valid, history_file, print_scenario, run_scenario, AfterRun};
@@ -48,14 +48,9 @@ pub async fn execute(args: RunArgs, ctx: &Context) -> Result<Outcome> {
 fn to_flags(args: &RunArgs) -> RunFlags {
     let c = &args.concurrency;
     RunFlags {
-        pool: PoolFlags {
-            seed: args.seed,
-            models: args.models.clone(),
-            browsers: args.browsers.clone(),
-            driver: args.driver.into(),
-            backends: args.backends.clone(),
-            wasm_threads: args.wasm_threads,
-        },
+        pool: args
+            .pool
+            .to_flags(args.models.clone(), args.wasm.wasm_threads),
         iterations: args.iterations,
         warmup: args.warmup,
         load_timeout: args.load_timeout,

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use webgpu_pool::scenario::flags::{PoolFlags, ShardFlags};
+use webgpu_pool::scenario::flags::ShardFlags;
 
 use super::common::{flags_valid, history_file, print_scenario, run_scenario, AfterRun};
 use super::{Context, Outcome};
@@ -14,14 +14,7 @@ use crate::cli::ShardArgs;
 /// # Errors
 /// A flag's value is invalid (naming the flag), the plan is impossible, or the run cannot start.
 pub async fn execute(args: ShardArgs, ctx: &Context) -> Result<Outcome> {
-    let pool = PoolFlags {
-        seed: args.seed,
-        models: vec![args.model.clone()],
-        browsers: args.browsers.clone(),
-        driver: args.driver.into(),
-        backends: args.backends.clone(),
-        wasm_threads: None,
-    };
+    let pool = args.pool.to_flags(vec![args.model.clone()], None);
     let mut scenario = pool.to_scenario("shard");
     args.grid.apply(&mut scenario.pool);
     let w = &mut scenario.workload;

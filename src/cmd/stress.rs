@@ -4,7 +4,10 @@
 
 use anyhow::Result;
 
-use webgpu_pool::scenario::flags::{FaultFlags, PoolFlags, StressFlags};
+use webgpu_pool::app::UsageError;
+use webgpu_pool::faults::Kind;
+use webgpu_pool::scenario::flags::{FaultFlags, StressFlags};
+use webgpu_pool::scenario::FaultChoice;
 
 use super::common::{flags_valid, history_file, print_scenario, run_scenario, AfterRun};
 use super::{Context, Outcome};
@@ -15,7 +18,7 @@ use crate::cli::StressArgs;
 /// # Errors
 /// A flag's value is invalid (naming the flag), or the run cannot start.
 pub async fn execute(args: StressArgs, ctx: &Context) -> Result<Outcome> {
-    let mut scenario = to_flags(&args).to_scenario();
+    let mut scenario = to_flags(&args)?.to_scenario();
     args.grid.apply(&mut scenario.pool);
     args.standby.apply(&mut scenario.pool);
     if args.print_scenario {
@@ -33,30 +36,72 @@ pub async fn execute(args: StressArgs, ctx: &Context) -> Result<Outcome> {
 }
 
 /// The values `stress`'s flags carry, for the library to compile.
-fn to_flags(args: &StressArgs) -> StressFlags {
-    StressFlags {
-        pool: PoolFlags {
-            seed: args.seed,
-            models: args.models.clone(),
-            browsers: args.browsers.clone(),
-            driver: args.driver.into(),
-            backends: args.backends.clone(),
-            wasm_threads: args.wasm_threads,
-        },
-        duration: args.duration,
-        concurrency: args.concurrency,
-        faults: args.fault_injection.then(|| FaultFlags {
+///
+/// # Errors
+/// `--fault-kinds` names `random` beside other kinds.
+fn to_flags(args: &StressArgs) -> Result<StressFlags, UsageError> {
+    let faults = if args.fault_injection {
+        Some(FaultFlags {
             every: args.fault_every,
             rate: args.fault_rate,
-            kinds: args.fault_kinds.clone(),
+            kinds: fault_kinds(&args.fault_kinds)?,
             duration: args.fault_duration,
             slow_delay: args.slow_delay,
-        }),
+        })
+    } else {
+        None
+    };
+    Ok(StressFlags {
+        pool: args
+            .pool
+            .to_flags(args.models.clone(), args.wasm.wasm_threads),
+        duration: args.duration,
+        concurrency: args.concurrency,
+        faults,
         recovery: args.recovery.into(),
         recovery_timeout: args.recovery_timeout,
         max_attempts: args.max_attempts,
         request_timeout: args.request_timeout,
         routing_profile: args.routing.profile(),
         adaptive: args.routing.adaptive,
+    })
+}
+
+/// `--fault-kinds` as the kinds the fault stream draws from (empty: every kind that fits a
+/// live worker). `random` is not a kind: alone it means every kind, as without the flag; beside
+/// named kinds it is refused, in the words scenario validation used for it.
+fn fault_kinds(given: &[FaultChoice]) -> Result<Vec<Kind>, UsageError> {
+    if given == [FaultChoice::Random] {
+        return Ok(Vec::new());
+    }
+    given
+        .iter()
+        .enumerate()
+        .map(|(j, choice)| match choice {
+            FaultChoice::One(kind) => Ok(*kind),
+            FaultChoice::Random => Err(UsageError(format!(
+                "--fault-kinds: faults[0].kinds[{j}]: 'random' cannot be one of the kinds \
+                 random draws from"
+            ))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_alone_is_every_kind_and_beside_kinds_is_refused() {
+        assert_eq!(fault_kinds(&[]).unwrap(), []);
+        assert_eq!(fault_kinds(&[FaultChoice::Random]).unwrap(), []);
+        let named = [Kind::Hang, Kind::Slow].map(FaultChoice::One);
+        assert_eq!(fault_kinds(&named).unwrap(), [Kind::Hang, Kind::Slow]);
+        let e = fault_kinds(&[FaultChoice::One(Kind::Hang), FaultChoice::Random]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--fault-kinds: faults[0].kinds[1]: 'random' cannot be one of the kinds random draws \
+             from"
+        );
     }
 }

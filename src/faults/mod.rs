@@ -18,33 +18,56 @@ pub use rng::Rng;
 
 use std::fmt;
 
-/// A concrete fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A concrete fault: what it does to the worker it hits. Scenarios and flags name it in
+/// snake_case (`kind: kill_browser`). A scenario's `kind: random`, which draws one of these when
+/// it fires, is not a kind but a choice among them (`scenario::FaultChoice`, and here
+/// [`Choice::Random`]).
+///
+/// The variant docs are the scenario schema's descriptions of the names.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// SIGKILL the browser's main process.
     KillBrowser,
-    /// Crash the renderer hosting the page.
+    /// Crash the worker's tab (renderer), keeping the browser.
     CrashTab,
-    /// Busy-loop the page's main thread for the fault's duration.
+    /// Stop the page's event loop for `duration`.
     Hang,
-    /// `device.destroy()` on the page's WebGPU device.
+    /// Destroy the page's WebGPU device (`device.destroy()`).
     GpuDeviceLost,
-    /// SIGKILL the WebDriver server.
+    /// SIGKILL the WebDriver server (geckodriver, chromedriver).
     KillDriver,
-    /// Drop the harness's connection to the page.
+    /// Drop the driver connection for `duration`.
     Disconnect,
-    /// Add a delay to every run for the fault's duration.
+    /// Add `delay` to every request on the target for `duration`.
     Slow,
-    /// Make every run throw in the page for the fault's duration: a deterministic page error
-    /// (what a model that throws looks like), which the pool fails at once and never recovers.
+    /// Make every request on the target throw in the page for `duration` (a deterministic
+    /// model error: failed at once with class `page`, never recovered).
     PageError,
-    /// Make the target's next answer wrong: the page changes one bit of its first output before
-    /// digesting it (what a miscompiled kernel or a flipped bit gives). Only injected when
-    /// named.
+    /// The target's next answer comes back with one value of its first output changed (one
+    /// bit flipped in the page): the pool must fail that request as `wrong_answer`.
     CorruptAnswer,
 }
 
 impl Kind {
+    /// Every kind, in declaration order.
+    pub const ALL: [Kind; 9] = [
+        Self::KillBrowser,
+        Self::CrashTab,
+        Self::Hang,
+        Self::GpuDeviceLost,
+        Self::KillDriver,
+        Self::Disconnect,
+        Self::Slow,
+        Self::PageError,
+        Self::CorruptAnswer,
+    ];
+
     /// Every kind a `random` fault chooses from: the worker failures. `page_error` is not one
     /// (it is the request's failure, not the worker's), so it is only injected when named.
     pub const RANDOM_POOL: [Kind; 7] = [
@@ -58,7 +81,7 @@ impl Kind {
     ];
 
     /// The snake_case name used in scenarios, flags and reports.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::KillBrowser => "kill_browser",
             Self::CrashTab => "crash_tab",
@@ -70,6 +93,19 @@ impl Kind {
             Self::PageError => "page_error",
             Self::CorruptAnswer => "corrupt_answer",
         }
+    }
+
+    /// The kind named `name` (snake_case, as [`Kind::as_str`] writes it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Whether the fault lasts a while (a scenario's `duration` applies to it).
+    pub fn has_duration(self) -> bool {
+        matches!(
+            self,
+            Self::Hang | Self::Disconnect | Self::Slow | Self::PageError
+        )
     }
 
     /// Whether this fault can hit `w`: `kill_driver` needs a driver process and `kill_browser`

@@ -110,7 +110,7 @@ pub struct CellRun {
 /// A recorded cell with its measured samples, as trends and recommendations take them.
 pub type Recorded = (CellRun, Vec<crate::metrics::Sample>);
 
-/// Why the history could not be used. Each names the file.
+/// Why the history could not be used. Each names the file, or the bad `--since` value.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HistoryError {
@@ -170,6 +170,14 @@ pub enum HistoryError {
         /// What is wrong.
         message: String,
     },
+    /// A time range ([`since_ms`]) that is neither a duration nor `all`.
+    #[error("'{value}' is not a duration like 7d, 12h or 30m, or `all`: {reason}")]
+    Since {
+        /// The value as given.
+        value: String,
+        /// Why it is not a duration (in the message, not its `source()`: printed once).
+        reason: humantime::DurationError,
+    },
 }
 
 impl HistoryError {
@@ -218,13 +226,15 @@ impl From<rusqlite::Error> for AnyError {
 /// earliest start time kept, unix ms.
 ///
 /// # Errors
-/// A message naming the bad value.
-pub fn since_ms(value: &str, now: std::time::SystemTime) -> Result<i64, String> {
+/// [`HistoryError::Since`] naming the bad value.
+pub fn since_ms(value: &str, now: std::time::SystemTime) -> Result<i64, HistoryError> {
     if value.trim() == "all" {
         return Ok(i64::MIN);
     }
-    let back = humantime::parse_duration(value.trim())
-        .map_err(|e| format!("'{value}' is not a duration like 7d, 12h or 30m, or `all`: {e}"))?;
+    let back = humantime::parse_duration(value.trim()).map_err(|reason| HistoryError::Since {
+        value: value.to_owned(),
+        reason,
+    })?;
     let now_ms = now
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);

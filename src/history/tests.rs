@@ -271,7 +271,9 @@ fn since_keeps_only_recent_runs() {
         ["new"]
     );
     assert_eq!(h.cells(since_ms("all", now).unwrap()).unwrap().len(), 2);
-    assert!(since_ms("a week", now).unwrap_err().contains("'a week'"));
+    let bad = since_ms("a week", now).unwrap_err();
+    assert!(matches!(bad, HistoryError::Since { .. }), "{bad:?}");
+    assert!(bad.to_string().contains("'a week'"), "{bad}");
 }
 
 #[test]

@@ -34,22 +34,36 @@ impl Reporter for CsvReport {
     }
 }
 
+/// Why a `samples.csv` does not read back (the file's path is added by the caller).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SamplesError {
+    /// The header is not [`Sample::CSV_COLUMNS`].
+    #[error("header is '{found}', expected '{}'", Sample::CSV_COLUMNS.join(","))]
+    Header {
+        /// The header found, comma-joined.
+        found: String,
+    },
+    /// A record is not CSV or not a sample; the csv crate's message names its line and field.
+    #[error(transparent)]
+    Row(#[from] ::csv::Error),
+}
+
 /// Parses a `samples.csv`.
 ///
 /// # Errors
-/// A message naming the line and column that is wrong, or the header that does not match.
-pub fn parse(bytes: &[u8]) -> Result<Vec<Sample>, String> {
+/// [`SamplesError`] naming the line and column that is wrong, or the header that does not
+/// match.
+pub fn parse(bytes: &[u8]) -> Result<Vec<Sample>, SamplesError> {
     let mut r = ::csv::Reader::from_reader(bytes);
-    let header = r.headers().map_err(|e| e.to_string())?.clone();
+    let header = r.headers()?.clone();
     if header.iter().ne(Sample::CSV_COLUMNS) {
-        return Err(format!(
-            "header is '{}', expected '{}'",
-            header.iter().collect::<Vec<_>>().join(","),
-            Sample::CSV_COLUMNS.join(",")
-        ));
+        return Err(SamplesError::Header {
+            found: header.iter().collect::<Vec<_>>().join(","),
+        });
     }
     r.deserialize()
-        .map(|row| row.map_err(|e| e.to_string()))
+        .map(|row| row.map_err(SamplesError::from))
         .collect()
 }
 
@@ -92,7 +106,9 @@ mod tests {
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.starts_with(&Sample::CSV_COLUMNS.join(",")), "{text}");
         assert_eq!(parse(&bytes).unwrap(), vec![s]);
-        assert!(parse(b"seq,model\n1,x\n").unwrap_err().contains("expected"));
+        let bad = parse(b"seq,model\n1,x\n").unwrap_err();
+        assert!(matches!(bad, SamplesError::Header { .. }), "{bad:?}");
+        assert!(bad.to_string().contains("expected"), "{bad}");
     }
 
     #[test]

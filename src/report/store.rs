@@ -81,9 +81,9 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
         path: csv_path.display().to_string(),
         source,
     })?;
-    let samples = csv::parse(&bytes).map_err(|message| ReportError::Corrupt {
+    let samples = csv::parse(&bytes).map_err(|e| ReportError::Corrupt {
         path: csv_path.display().to_string(),
-        message,
+        message: e.to_string(),
     })?;
     Ok(LoadedRun {
         dir: dir.to_path_buf(),

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use crate::backend::Backend;
 use crate::browser::{BrowserKind, DriverKind, Preferences};
+use crate::faults::Kind;
 use crate::models;
 
 use super::{
-    Fault, FaultKind, FaultTarget, Migration, ModelEntry, PlacementMode, RecoveryStrategy,
+    Fault, FaultChoice, FaultTarget, Migration, ModelEntry, PlacementMode, RecoveryStrategy,
     Scenario, ShardRecovery, ShardStrategy, ShardTransfer, ShardWorker, Sharding, StateSync,
     WorkloadMode,
 };
@@ -151,7 +152,7 @@ impl ShardFlags {
             transfer: self.transfer,
         });
         if let Some(n) = self.kill_shard {
-            let mut f = Fault::at(FaultKind::KillBrowser, self.kill_at);
+            let mut f = Fault::at(Kind::KillBrowser, self.kill_at);
             f.target = FaultTarget::Shard(n);
             s.faults = vec![f];
         }
@@ -191,7 +192,7 @@ pub struct FaultFlags {
     /// Faults per minute at Poisson times instead.
     pub rate: Option<f64>,
     /// Kinds to draw from; empty means every kind that fits a live worker.
-    pub kinds: Vec<FaultKind>,
+    pub kinds: Vec<Kind>,
     /// How long a hang, a frozen driver or a slowdown lasts.
     pub duration: Duration,
     /// Delay a `slow` fault adds to every run.
@@ -298,7 +299,7 @@ impl FaultFlags {
     /// One random-target fault stream; a single kind is written as that kind, without the
     /// duration or delay it does not use.
     fn to_fault(&self, seed: u64) -> Fault {
-        let mut f = Fault::at(FaultKind::Random, Duration::ZERO);
+        let mut f = Fault::at(FaultChoice::Random, Duration::ZERO);
         f.at = None;
         match self.rate {
             Some(rate) => f.rate = Some(rate),
@@ -310,12 +311,12 @@ impl FaultFlags {
         f.delay = Some(self.slow_delay);
         f.kinds = self.kinds.clone();
         if let [one] = self.kinds.as_slice() {
-            f.kind = *one;
+            f.kind = FaultChoice::One(*one);
             f.kinds.clear();
             if !one.has_duration() {
                 f.duration = None;
             }
-            if *one != FaultKind::Slow {
+            if *one != Kind::Slow {
                 f.delay = None;
             }
         }
@@ -482,13 +483,13 @@ mod tests {
         let faults = FaultFlags {
             every: Duration::from_secs(15),
             rate: None,
-            kinds: vec![FaultKind::KillBrowser],
+            kinds: vec![Kind::KillBrowser],
             duration: Duration::from_secs(20),
             slow_delay: Duration::from_secs(1),
         };
         let s = stress(Some(faults)).to_scenario();
         let f = &s.faults[0];
-        assert_eq!(f.kind, FaultKind::KillBrowser);
+        assert_eq!(f.kind, FaultChoice::One(Kind::KillBrowser));
         assert!(f.kinds.is_empty() && f.duration.is_none() && f.delay.is_none());
         assert_eq!((f.every, f.seed), (Some(Duration::from_secs(15)), Some(42)));
     }

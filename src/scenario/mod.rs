@@ -29,7 +29,7 @@ mod yaml;
 
 pub use error::{ScenarioError, TOP_LEVEL};
 pub use types::{
-    Fault, FaultKind, FaultTarget, Migration, ModelEntry, PlacementMode, PoolConfig, Preferences,
+    Fault, FaultChoice, FaultTarget, Migration, ModelEntry, PlacementMode, PoolConfig, Preferences,
     Recovery, RecoveryStrategy, Scenario, ShardRecovery, ShardStrategy, ShardTransfer, ShardWorker,
     Sharding, StateSync, Thresholds, Workload, WorkloadMode,
 };

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::browser::BrowserKind;
+use crate::faults::Kind;
 
 fn load(text: &str) -> Result<Scenario, Vec<ScenarioError>> {
     load_str("t.yaml", text)
@@ -54,7 +55,7 @@ fn a_sharded_scenario_round_trips_and_runs_only_its_model() {
         transfer: ShardTransfer::Server,
     });
     s.faults
-        .push(Fault::at(FaultKind::KillBrowser, Duration::from_secs(2)));
+        .push(Fault::at(Kind::KillBrowser, Duration::from_secs(2)));
     s.faults[0].target = FaultTarget::Shard(1);
     s.validate().unwrap();
     let text = to_yaml(&s);
@@ -72,7 +73,7 @@ fn a_sharded_scenario_round_trips_and_runs_only_its_model() {
         "{errs:?}"
     );
     let mut slow = s.clone();
-    slow.faults[0].kind = FaultKind::Slow;
+    slow.faults[0].kind = Kind::Slow.into();
     let errs = slow.validate().unwrap_err();
     assert!(
         errs.iter().any(|e| e.path() == "faults[0].kind"),
@@ -109,7 +110,7 @@ fn builtins_and_a_full_scenario_round_trip_through_yaml() {
     s.workload.rate = Some(2.5);
     s.workload.mode = WorkloadMode::Open;
     s.faults
-        .push(Fault::at(FaultKind::Slow, Duration::from_millis(1500)));
+        .push(Fault::at(Kind::Slow, Duration::from_millis(1500)));
     s.faults[0].delay = Some(Duration::from_millis(250));
     s.faults[0].target = FaultTarget::Model("vit".into());
     s.state = Some(StateSync::default());
@@ -201,6 +202,47 @@ fn fault_targets_and_shorthand_enums_parse() {
     assert_eq!(s.faults[0].target, FaultTarget::Random);
     assert_eq!(s.faults[1].target, FaultTarget::Model("whisper".into()));
     assert_eq!(s.faults[1].rate, Some(2.0));
+}
+
+#[test]
+fn random_is_a_choice_of_kinds_not_a_kind() {
+    let s = load(
+        "models: [{name: whisper}]\npool: {placement: routed}\nworkload: {duration: 60s}\n\
+         faults:\n- {kind: random, every: 5s, kinds: [hang, slow]}\n- {kind: hang, at: 5s}\n",
+    )
+    .unwrap();
+    assert_eq!(s.faults[0].kind, FaultChoice::Random);
+    assert_eq!(s.faults[0].kinds, [Kind::Hang, Kind::Slow]);
+    assert_eq!(s.faults[1].kind, FaultChoice::One(Kind::Hang));
+    let text = to_yaml(&s);
+    assert!(text.contains("  - kind: random\n"), "{text}");
+    assert!(text.contains("    kinds: [hang, slow]\n"), "{text}");
+    assert_eq!(load_str("printed", &text).unwrap(), s);
+    // A bad name lists every name `kind:` takes, at the value, in both keys.
+    let names = "kill_browser, crash_tab, hang, gpu_device_lost, kill_driver, disconnect, \
+                 slow, page_error, corrupt_answer, random";
+    let e = first_error("models: [{name: bert}]\nfaults:\n- {kind: explode, at: 5s}\n");
+    assert_eq!(
+        e,
+        format!("t.yaml:3:10: faults[0].kind: unknown value 'explode'; expected one of: {names}")
+    );
+    let e = first_error(
+        "models: [{name: bert}]\nfaults:\n- {kind: random, every: 5s, kinds: [hang, explode]}\n",
+    );
+    assert_eq!(
+        e,
+        format!(
+            "t.yaml:3:43: faults[0].kinds[1]: unknown value 'explode'; expected one of: {names}"
+        )
+    );
+    // `random` is no kind to draw: refused at the item.
+    let e = first_error(
+        "models: [{name: bert}]\nfaults:\n- {kind: random, every: 5s, kinds: [hang, random]}\n",
+    );
+    assert_eq!(
+        e,
+        "t.yaml:3:43: faults[0].kinds[1]: 'random' cannot be one of the kinds random draws from"
+    );
 }
 
 /// Small xorshift so the fuzz test needs no extra crate and is reproducible.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use super::fault_types::{Fault, FaultKind, FaultTarget};
+pub use super::fault_types::{Fault, FaultChoice, FaultTarget};
 
 use super::defaults as d;
 use super::duration;

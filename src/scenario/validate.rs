@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::types::{Scenario, WorkloadMode};
+use super::types::{FaultChoice, Scenario, WorkloadMode};
 use crate::browser::BrowserKind;
 use crate::models;
 
@@ -458,10 +458,10 @@ fn check_sharding(s: &Scenario, sh: &super::types::Sharding, out: &mut Vec<Issue
         );
     }
     for (i, f) in s.faults.iter().enumerate() {
-        use super::types::FaultKind;
+        use crate::faults::Kind;
         if !matches!(
             f.kind,
-            FaultKind::KillBrowser | FaultKind::CrashTab | FaultKind::Hang
+            FaultChoice::One(Kind::KillBrowser | Kind::CrashTab | Kind::Hang)
         ) {
             push(
                 out,

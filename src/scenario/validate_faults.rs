@@ -3,9 +3,10 @@
 //! Input: a [`Scenario`] and the catalog entries its models resolved to. Output: issues (key
 //! path and message naming the bad value) appended to the caller's list.
 
-use super::types::{Fault, FaultKind, FaultTarget, Scenario};
+use super::types::{Fault, FaultChoice, FaultTarget, Scenario};
 use super::validate::{not_in_pool, positive, push, Issue};
 use crate::browser::{BrowserKind, DriverKind};
+use crate::faults::Kind;
 use crate::models;
 
 pub(super) fn check_fault(
@@ -101,7 +102,7 @@ pub(super) fn check_fault(
         }
         positive(out, &format!("{p}.duration"), d);
     }
-    if f.delay.is_some() && !matches!(f.kind, FaultKind::Slow | FaultKind::Random) {
+    if f.delay.is_some() && !matches!(f.kind, FaultChoice::One(Kind::Slow) | FaultChoice::Random) {
         push(
             out,
             format!("{p}.delay"),
@@ -111,18 +112,11 @@ pub(super) fn check_fault(
             ),
         );
     }
-    if !f.kinds.is_empty() && f.kind != FaultKind::Random {
+    if !f.kinds.is_empty() && f.kind != FaultChoice::Random {
         push(
             out,
             format!("{p}.kinds"),
             format!("kinds applies to kind random, not '{}'", f.kind.as_str()),
-        );
-    }
-    if let Some(j) = f.kinds.iter().position(|k| *k == FaultKind::Random) {
-        push(
-            out,
-            format!("{p}.kinds[{j}]"),
-            "'random' cannot be one of the kinds random draws from",
         );
     }
     check_target(s, specs, &p, f, out);
@@ -216,7 +210,7 @@ fn check_target(
             None
         }
     };
-    if f.kind == FaultKind::KillDriver && s.pool.driver == DriverKind::Cdp {
+    if f.kind == FaultChoice::One(Kind::KillDriver) && s.pool.driver == DriverKind::Cdp {
         if let Some(b) = target_kind.filter(|b| b.is_chromium_family()) {
             push(
                 out,
