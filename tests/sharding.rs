@@ -624,6 +624,24 @@ fn the_sharding_scenario_recovers_only_the_killed_shard() {
     sb.assert_clean();
 }
 
+/// A sharded run's workers are the pool's own, bounded by its maximum: a plan that needs more
+/// workers than `--max-connections` allows is refused before any browser starts, naming both.
+/// See: issue 24 (one engine).
+#[test]
+fn more_shards_than_connections_is_refused_naming_both() {
+    assert_bad_input(
+        &[
+            "--model",
+            "llama-tiny",
+            "--shards",
+            "4",
+            "--max-connections",
+            "3",
+        ],
+        &["--shards", "'4'", "--max-connections 3"],
+    );
+}
+
 #[test]
 fn a_model_without_a_layer_stack_is_refused() {
     assert_bad_input(&["--model", "vit", "--shards", "2"], &["--model", "vit"]);

@@ -189,7 +189,10 @@ pub(super) fn build_pipeline_plan(config: &RunConfig, pipeline: PipelinePlan) ->
     pool.initial = Some(pipeline.places.iter().map(|p| p.0).collect());
     pool.min_workers = 0;
     pool.max_workers = (sc.pool.max_connections as usize).max(pipeline.places.len());
+    // A pipeline's workers serve even when idle: upkeep never closes one.
     pool.idle_timeout = Duration::from_secs(24 * 3600);
+    pool.heartbeat_interval = sc.pool.heartbeat_interval;
+    pool.heartbeat_timeout = sc.pool.heartbeat_timeout;
     pool.cache = config.cache.clone();
     pool.seed = sc.seed;
     pool.timeouts = timeouts(w, true);

@@ -77,7 +77,11 @@ pub fn flags_valid(scenario: &Scenario) -> Result<()> {
     if let Err(errors) = scenario.validate() {
         let lines: Vec<String> = errors
             .iter()
-            .map(|e| format!("{}: {}", flags::flag_for(e.path()), e))
+            .map(|e| {
+                let line = format!("{}: {}", flags::flag_for(e.path()), e);
+                // The key paths the message names, as the flags they came from too.
+                line.replace(e.message(), &flags::in_flag_words(e.message()))
+            })
             .collect();
         return Err(app::UsageError(lines.join("\n")).into());
     }

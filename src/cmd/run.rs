@@ -79,6 +79,7 @@ fn to_flags(args: &RunArgs) -> RunFlags {
             kill_at: std::time::Duration::ZERO,
             workers: Vec::new(),
             transfer: ShardTransfer::Auto,
+            max_connections: None,
         }),
     }
 }

@@ -40,6 +40,7 @@ pub async fn execute(args: ShardArgs, ctx: &Context) -> Result<Outcome> {
         kill_at: args.kill_at,
         workers: args.placement.clone(),
         transfer: args.transfer.into(),
+        max_connections: args.max_connections,
     }
     .apply(&mut scenario);
     if args.print_scenario {

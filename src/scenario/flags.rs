@@ -112,6 +112,8 @@ pub struct ShardFlags {
     pub workers: Vec<ShardWorker>,
     /// How activations travel.
     pub transfer: ShardTransfer,
+    /// Workers the pool may have (default: one per shard).
+    pub max_connections: Option<u32>,
 }
 
 impl ShardFlags {
@@ -139,8 +141,8 @@ impl ShardFlags {
             s.pool.browsers.len().max(2) as u32
         });
         s.pool.placement = PlacementMode::Matrix;
-        s.pool.min_connections = workers;
-        s.pool.max_connections = workers;
+        s.pool.max_connections = self.max_connections.unwrap_or(workers);
+        s.pool.min_connections = workers.min(s.pool.max_connections);
         s.workload.concurrency = self.concurrency;
         s.sharding = Some(Sharding {
             model,
@@ -370,6 +372,21 @@ fn first_placement(model: &str, browsers: &[BrowserKind]) -> Option<BrowserKind>
         .ok()
         .and_then(|entry| Preferences::default().browser_for(entry.task, browsers))
         .or_else(|| browsers.first().copied())
+}
+
+/// `message` with the scenario key paths it names written as the flags they came from, for
+/// errors about flag-built scenarios (`pool.max_connections 3` -> `--max-connections 3`).
+pub fn in_flag_words(message: &str) -> String {
+    const KEYS: [&str; 6] = [
+        "pool.max_connections",
+        "pool.min_connections",
+        "sharding.shards",
+        "sharding.memory_budget_mib",
+        "workload.concurrency",
+        "pool.browsers",
+    ];
+    KEYS.iter()
+        .fold(message.to_string(), |m, key| m.replace(key, flag_for(key)))
 }
 
 /// The flag a scenario key path came from, for errors about flag-built scenarios.

@@ -79,10 +79,17 @@ fn a_sharded_scenario_round_trips_and_runs_only_its_model() {
         errs.iter().any(|e| e.path() == "faults[0].kind"),
         "{errs:?}"
     );
+    // Heartbeats watch a pipeline's workers as any other; idle workers are never closed.
     let mut beats = s.clone();
     beats.pool.heartbeat_interval = Duration::from_secs(1);
-    let errs = beats.validate().unwrap_err();
-    assert!(errs.iter().any(|e| e.path() == "pool"), "{errs:?}");
+    beats.validate().unwrap();
+    let mut idle = s.clone();
+    idle.pool.idle_timeout = Duration::from_secs(5);
+    let errs = idle.validate().unwrap_err();
+    assert!(
+        errs.iter().any(|e| e.path() == "pool.idle_timeout"),
+        "{errs:?}"
+    );
     let mut unsharded = s;
     unsharded.sharding = None;
     let errs = unsharded.validate().unwrap_err();

@@ -394,13 +394,10 @@ fn check_sharding(s: &Scenario, sh: &super::types::Sharding, out: &mut Vec<Issue
             out,
         );
     }
-    if s.pool.idle_timeout != super::defaults::idle_timeout()
-        || s.pool.heartbeat_interval != super::defaults::heartbeat_interval()
-        || s.pool.heartbeat_timeout != super::defaults::heartbeat_timeout()
-    {
+    if s.pool.idle_timeout != super::defaults::idle_timeout() {
         unused(
-            "pool",
-            "idle_timeout and heartbeats belong to the routed pool; a failed shard is noticed by its failed call",
+            "pool.idle_timeout",
+            "a pipeline's workers serve even when idle: none is closed",
             out,
         );
     }
@@ -411,12 +408,10 @@ fn check_sharding(s: &Scenario, sh: &super::types::Sharding, out: &mut Vec<Issue
             out,
         );
     }
-    if s.recovery.strategy != super::types::RecoveryStrategy::Progressive
-        || s.recovery.timeout != Duration::from_secs(30)
-    {
+    if s.recovery.strategy != super::types::RecoveryStrategy::Progressive {
         unused(
-            "recovery",
-            "`sharding.recovery` says what a failed shard gets (recovery.max_attempts bounds the recoveries one request waits for)",
+            "recovery.strategy",
+            "`sharding.recovery` says what a failed shard's worker gets (recovery.timeout bounds the episode, recovery.max_attempts the recoveries one request waits for)",
             out,
         );
     }
