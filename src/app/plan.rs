@@ -150,12 +150,7 @@ pub(super) fn build_plan(config: &RunConfig, prepared: Vec<Arc<PreparedModel>>) 
             .collect();
         plan.workload.pin_clients = !sc.faults.is_empty();
         plan.adaptive = sc.pool.adaptive.then(pool::AdaptSettings::default);
-        plan.faults = sc
-            .faults
-            .iter()
-            .enumerate()
-            .map(|(i, f)| fault_spec(sc, i, f))
-            .collect();
+        plan.faults = faults(sc);
     }
     plan
 }
@@ -211,12 +206,7 @@ pub(super) fn build_pipeline_plan(config: &RunConfig, pipeline: PipelinePlan) ->
     plan.workload.schedule = Schedule::Closed {
         concurrency: w.concurrency.max(1) as usize,
     };
-    plan.faults = sc
-        .faults
-        .iter()
-        .enumerate()
-        .map(|(i, f)| fault_spec(sc, i, f))
-        .collect();
+    plan.faults = faults(sc);
     plan.pipeline = Some(pipeline);
     plan
 }
@@ -281,9 +271,18 @@ fn mem_available_kib() -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// The scenario's faults as the injector takes them.
+fn faults(sc: &Scenario) -> Vec<faults::FaultSpec> {
+    sc.faults
+        .iter()
+        .enumerate()
+        .map(|(i, f)| fault_spec(sc, i, f))
+        .collect()
+}
+
 /// One scenario fault as the injector takes it, defaults applied (duration 5s, delay 250ms,
 /// seed = scenario seed + index).
-pub(super) fn fault_spec(sc: &Scenario, i: usize, f: &scenario::Fault) -> faults::FaultSpec {
+fn fault_spec(sc: &Scenario, i: usize, f: &scenario::Fault) -> faults::FaultSpec {
     use scenario::{FaultChoice, FaultTarget as T};
     faults::FaultSpec {
         choice: match f.kind {

@@ -129,6 +129,41 @@ pub async fn run(
     }
 }
 
+/// The injector running beside a workload.
+#[derive(Debug)]
+pub struct Running {
+    task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
+}
+
+impl Running {
+    /// Ends the injection and waits for the faults in flight, so every fault is on record.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Starts injecting `specs` into `pool` beside a workload bounded by `bound` (a duration is the
+/// faults' horizon), until [`Running::stop`] or `cancel`; `None` when there are no faults.
+pub fn start(
+    pool: &Pool,
+    specs: &[FaultSpec],
+    bound: super::Bound,
+    cancel: &CancellationToken,
+) -> Option<Running> {
+    if specs.is_empty() {
+        return None;
+    }
+    let horizon = match bound {
+        super::Bound::Duration(d) => Some(d),
+        super::Bound::Iterations(_) => None,
+    };
+    let stop = cancel.child_token();
+    let task = tokio::spawn(run(pool.clone(), specs.to_vec(), horizon, stop.clone()));
+    Some(Running { task, stop })
+}
+
 /// What the chooser may know about each live worker.
 fn views(pool: &Pool) -> Vec<WorkerView> {
     pool.members()

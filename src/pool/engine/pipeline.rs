@@ -29,7 +29,7 @@ use super::super::events::PoolEvent;
 use super::super::pipeline::ShardedHandle;
 use super::super::pipelines::ShardLoads;
 use super::super::router::HardwarePreferences;
-use super::super::scheduler::{self, Bound};
+use super::super::scheduler;
 use super::super::worker::Worker;
 use super::super::{injector, shards, Pool, PoolError};
 use super::probes::{choose_route, layer_ms, unsharded, TRANSFER_ROUNDS};
@@ -297,25 +297,11 @@ async fn drive(
     cancel: &CancellationToken,
     driving: &OnceLock<Instant>,
 ) {
-    let injector = (!plan.faults.is_empty()).then(|| {
-        let horizon = match plan.workload.bound {
-            Bound::Duration(d) => Some(d),
-            Bound::Iterations(_) => None,
-        };
-        let stop = cancel.child_token();
-        let task = tokio::spawn(injector::run(
-            pool.clone(),
-            plan.faults.clone(),
-            horizon,
-            stop.clone(),
-        ));
-        (task, stop)
-    });
+    let faults = injector::start(pool, &plan.faults, plan.workload.bound, cancel);
     let _ = driving.set(Instant::now());
     scheduler::drive(std::slice::from_ref(handle), &plan.workload, cancel).await;
-    if let Some((task, stop)) = injector {
-        stop.cancel();
-        let _ = task.await;
+    if let Some(faults) = faults {
+        faults.stop().await;
     }
 }
 

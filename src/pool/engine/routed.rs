@@ -9,7 +9,7 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::super::router::HardwarePreferences;
-use super::super::scheduler::{self, Bound};
+use super::super::scheduler;
 use super::super::{injector, FaultTolerance, ModelHandle, Pool};
 use super::{PlacementError, RunEvent, RunObserver, RunPlan};
 use crate::metrics::AdaptiveEvaluation;
@@ -79,20 +79,7 @@ pub(super) async fn run(
     observer.on_event(&RunEvent::Driving {
         what: names.join(", "),
     });
-    let injector = (!plan.faults.is_empty()).then(|| {
-        let horizon = match plan.workload.bound {
-            Bound::Duration(d) => Some(d),
-            Bound::Iterations(_) => None,
-        };
-        let stop = cancel.child_token();
-        let task = tokio::spawn(injector::run(
-            pool.clone(),
-            plan.faults.clone(),
-            horizon,
-            stop.clone(),
-        ));
-        (task, stop)
-    });
+    let injector = injector::start(pool, &plan.faults, plan.workload.bound, cancel);
     let stop_migrations = cancel.child_token();
     let migrations: Vec<_> = plan
         .migrations
@@ -130,9 +117,8 @@ pub(super) async fn run(
     for m in migrations {
         let _ = m.await;
     }
-    if let Some((task, stop)) = injector {
-        stop.cancel();
-        let _ = task.await;
+    if let Some(faults) = injector {
+        faults.stop().await;
     }
     if !plan.cooldown.is_zero() {
         observer.on_event(&RunEvent::Driving {
