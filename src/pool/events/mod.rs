@@ -481,21 +481,19 @@ pub(super) struct Events {
     t0: Instant,
     journal: Option<Journal>,
     record: Mutex<Vec<Stamped>>,
-    live: mpsc::UnboundedSender<Stamped>,
-    /// The receiving end, until the engine takes it.
-    receiver: Mutex<Option<mpsc::UnboundedReceiver<Stamped>>>,
+    /// The live channel, once someone subscribed (a pool used without the engine keeps
+    /// nothing queued for nobody).
+    live: Mutex<Option<mpsc::UnboundedSender<Stamped>>>,
 }
 
 impl Events {
     /// A stream whose times count from `t0`, journaling into `journal`.
     pub fn new(t0: Instant, journal: Option<Journal>) -> Self {
-        let (live, receiver) = mpsc::unbounded_channel();
         Self {
             t0,
             journal,
             record: Mutex::default(),
-            live,
-            receiver: Mutex::new(Some(receiver)),
+            live: Mutex::default(),
         }
     }
 
@@ -524,13 +522,21 @@ impl Events {
         if !matches!(stamped.event, PoolEvent::RequestEnded { .. }) {
             lock(&self.record).push(stamped.clone());
         }
-        // Nobody listening (a pool used through the Rust API) is fine.
-        let _ = self.live.send(stamped);
+        if let Some(live) = lock(&self.live).as_ref() {
+            // A receiver dropped early (the engine is done) is fine.
+            let _ = live.send(stamped);
+        }
     }
 
-    /// The live channel's receiving end; `None` once taken.
+    /// The live channel: every event from now on. Only the first caller gets it; `None` after.
     pub fn subscribe(&self) -> Option<mpsc::UnboundedReceiver<Stamped>> {
-        lock(&self.receiver).take()
+        let mut live = lock(&self.live);
+        if live.is_some() {
+            return None;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        *live = Some(tx);
+        Some(rx)
     }
 
     /// Ms from the pool's start to `t`.
