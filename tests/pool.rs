@@ -23,6 +23,10 @@ fn concurrent_models_are_routed_by_type_and_explained() {
             &[
                 "--models",
                 "bert-tiny,vit-micro,whisper-micro",
+                // Without chromium-shell (in a default run's pool here), so bert-tiny's
+                // preferred browser is missing and the fallback is explained.
+                "--browsers",
+                "chromium,firefox",
                 "--concurrent-models",
                 "--concurrency",
                 "4",

@@ -32,15 +32,15 @@ fn rows(run: &Value) -> &Vec<Value> {
     run["results"].as_array().expect("results array")
 }
 
+/// Without `--browsers`, `run` uses every browser kind installed: here chromium-shell's WebNN
+/// beside Chromium's and Firefox's wasm, each cell with the cores it used.
 #[test]
-fn tiny_models_run_in_chromium_and_firefox() {
+fn tiny_models_run_in_every_installed_browser() {
     let sb = Sandbox::new();
     let a = sb.run(
         &[
             "--models",
             "bert-tiny,vit-micro,whisper-micro",
-            "--browsers",
-            "chromium,firefox",
             "-n",
             "3",
             "--warmup",
@@ -56,21 +56,44 @@ fn tiny_models_run_in_chromium_and_firefox() {
     assert_accounted(&run);
     assert_eq!(
         rows(&run).len(),
-        6,
-        "3 models x 2 browsers: {}",
+        9,
+        "3 models x 3 browsers (chromium, chromium-shell, firefox): {}",
         run["results"]
+    );
+    // Every kind is either in the run or named as not installed, with its setup step.
+    let env = &run["environment"];
+    let none = Vec::new();
+    let mut kinds: Vec<&str> = env["browsers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(env["not_installed"].as_array().unwrap_or(&none))
+        .map(|b| b["kind"].as_str().unwrap())
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        ["chrome", "chromium", "chromium-shell", "edge", "firefox"],
+        "{env}"
     );
     for r in rows(&run) {
         assert!(r["error"].is_null(), "{r}");
         assert_eq!(r["runs"], 3, "{r}");
         assert_eq!(r["weights"], "seeded");
-        // Default priority, software adapter not counted as WebGPU, WebNN unavailable here.
-        assert_eq!(r["backend"], "wasm", "{r}");
+        // Default priority, software adapter not counted as WebGPU; WebNN works in
+        // chromium-shell only.
+        let webnn = r["browser"] == "chromium-shell";
+        assert_eq!(r["backend"], if webnn { "webnn" } else { "wasm" }, "{r}");
         let why = r["backend_fallback_reason"].as_str().unwrap_or_default();
         assert!(
-            why.contains("webgpu") && why.contains("webnn"),
+            why.contains("webgpu") && (webnn || why.contains("webnn")),
             "fallback reason: {why}"
         );
+        // The browser's processes did the work: a sampler reading the wrong processes, or
+        // none, reads 0; more than the machine's cores cannot be one cell's.
+        let cores = r["cores_used"].as_f64().expect("cores_used");
+        let cpus = env["cpus"].as_f64().unwrap();
+        assert!(cores > 0.05 && cores <= cpus + 0.5, "{r}");
         assert!(r["correctness"]["passed"].as_bool().unwrap(), "{r}");
         assert!(
             r["correctness"]["check"]
@@ -94,9 +117,12 @@ fn tiny_models_run_in_chromium_and_firefox() {
             one > 0.0 && n["p50_ms_all_threads"].as_f64().unwrap() > 0.0,
             "{n}"
         );
-        // wasm in a page is slower than native onnxruntime at one thread (4x to 13x here): a
-        // ratio at or below 1 means the two were swapped or one was not measured.
-        assert!(x > 1.0, "{r}");
+        // In a page, wasm is slower than native onnxruntime at one thread (4x to 13x here) and
+        // WebNN about as fast (1.1x to 4x for tiny models): a ratio at or below 0.5 means the
+        // two were swapped or one was not measured.
+        assert!(x > if webnn { 0.5 } else { 1.0 }, "{r}");
+        let at = n["x_native_threads"].as_u64().expect("x_native_threads");
+        assert!(at == 1 || at == n["all_threads"].as_u64().unwrap(), "{n}");
         // The saved output is the cell's, and matches the saved native output.
         let outputs = sb.run_dir().join("outputs");
         let model = r["model"].as_str().unwrap();
@@ -129,15 +155,21 @@ fn tiny_models_run_in_chromium_and_firefox() {
         "{}",
         run["results"]
     );
-    assert!(table.contains("x native"), "{table}");
+    assert!(
+        table.contains("x native") && table.contains("cores") && table.contains("x @"),
+        "{table}"
+    );
     let browsers = run["environment"]["browsers"].as_array().unwrap();
-    assert_eq!(browsers.len(), 2);
+    assert_eq!(browsers.len(), 3);
     for b in browsers {
         assert_eq!(b["cross_origin_isolated"], true, "{b}");
         assert!(!b["version"].as_str().unwrap().is_empty());
     }
     assert!(
-        table.contains("bert-tiny") && table.contains("firefox") && table.contains("chromium"),
+        table.contains("bert-tiny")
+            && table.contains("firefox")
+            && table.contains("chromium-shell")
+            && table.contains("webnn"),
         "{table}"
     );
     sb.assert_clean();

@@ -42,6 +42,9 @@ pub struct RunExtras {
     pub command: String,
     /// Write each cell's full first-run output, the oracle's and the inputs as `.npy` files.
     pub save_outputs: bool,
+    /// Browser kinds the run would have used had they been installed (`run` without
+    /// `--browsers`): named in the report with how to install them.
+    pub not_installed: Vec<BrowserKind>,
 }
 
 /// A resolved run: the validated scenario with every name looked up and every path found.
@@ -284,6 +287,15 @@ async fn run_part(
 
     let mut summary = empty_summary(run_id, &config.extras.command, started, earlier.clone());
     summary.environment.page_origin = Some(page_origin);
+    summary.environment.not_installed = config
+        .extras
+        .not_installed
+        .iter()
+        .map(|k| crate::metrics::NotInstalled {
+            kind: k.to_string(),
+            install: k.install_hint().to_string(),
+        })
+        .collect();
     match outcome {
         Ok(out) => {
             summary.complete = out.stopped_early.is_none();
@@ -480,6 +492,7 @@ pub fn environment() -> Environment {
             .unwrap_or(1),
         browsers: Vec::new(),
         page_origin: None,
+        not_installed: Vec::new(),
     }
 }
 

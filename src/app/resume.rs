@@ -149,6 +149,7 @@ pub async fn resume(
             results_dir,
             command,
             save_outputs: false,
+            not_installed: Vec::new(),
         },
     )?;
     let part = Part {

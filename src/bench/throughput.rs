@@ -187,15 +187,10 @@ struct CpuTimes {
 impl CpuTimes {
     /// Reads this process, the process trees of `pids` (the workers' browsers) and the machine.
     fn now(pids: &[u32]) -> Self {
-        let browsers = pids
-            .iter()
-            .flat_map(|&p| process::tree_of(p))
-            .filter_map(|p| proc_cpu_s(&format!("/proc/{p}/stat")))
-            .sum();
         Self {
             wall: Some(Instant::now()),
-            harness: proc_cpu_s("/proc/self/stat").unwrap_or(0.0),
-            browsers,
+            harness: process::cpu_s("self").unwrap_or(0.0),
+            browsers: process::trees_cpu_s(pids),
             machine_busy: machine_busy_s().unwrap_or(0.0),
         }
     }
@@ -215,27 +210,6 @@ impl CpuTimes {
     }
 }
 
-/// Clock ticks per second of `/proc` counters.
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf reads a configuration value; it touches no memory of ours.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
-}
-
-/// utime + stime of one process, s. The fields after the `)` that closes the command name
-/// (which may hold spaces) start at field 3, so utime (14) and stime (15) are 11 and 12.
-fn proc_cpu_s(path: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(path).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / clock_ticks())
-}
-
 /// Busy time of every CPU of the machine (everything but idle and iowait), s.
 fn machine_busy_s() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
@@ -246,5 +220,5 @@ fn machine_busy_s() -> Option<f64> {
         .collect();
     // user nice system idle iowait irq softirq steal (guest time is already in user).
     let busy: f64 = v.iter().take(8).sum::<f64>() - v.get(3)? - v.get(4)?;
-    Some(busy / clock_ticks())
+    Some(busy / process::clock_ticks())
 }

@@ -237,6 +237,44 @@ pub async fn kill_until_dead(pids: &[u32], bound: std::time::Duration) -> Result
     }
 }
 
+/// Clock ticks per second of `/proc` counters.
+pub fn clock_ticks() -> f64 {
+    // SAFETY: sysconf reads a configuration value; it touches no memory of ours.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// utime + stime of one process from its `stat` file's text, in clock ticks. The fields after
+/// the `)` that closes the command name (which may hold spaces) start at field 3, so utime (14)
+/// and stime (15) are the 12th and 13th there.
+fn parse_cpu_ticks(stat: &str) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+}
+
+/// CPU time (user + system) `/proc/<pid>/stat` holds for `pid`, s; `None` when it is gone.
+/// `pid` may be `self`.
+pub fn cpu_s(pid: &str) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(parse_cpu_ticks(&stat)? / clock_ticks())
+}
+
+/// CPU time of `pids` and every live descendant of each (a browser's renderer, GPU and utility
+/// processes), s. The same `/proc` reading as memory ([`tree_pss_kib`]); a process that exited
+/// since the last reading takes its time with it, so a difference of two readings is a lower
+/// bound.
+pub fn trees_cpu_s(pids: &[u32]) -> f64 {
+    pids.iter()
+        .flat_map(|&p| tree_of(p))
+        .filter_map(|p| cpu_s(&p.to_string()))
+        .sum()
+}
+
 /// Parses the `Pss:` line of `/proc/<pid>/smaps_rollup` (kibibytes).
 fn parse_pss(text: &str) -> Option<u64> {
     text.lines()
@@ -265,6 +303,14 @@ pub fn tree_pss_kib(pid: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_ticks_are_utime_plus_stime_after_the_name() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 10 0 0 0 250 75 0 0 20 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(325.0));
+        assert_eq!(parse_cpu_ticks("42 (x) S 1"), None);
+    }
 
     #[test]
     fn stat_with_spaces_and_parens_in_name() {

@@ -19,15 +19,10 @@ use super::DriverChoice;
 /// structs).
 #[derive(Debug, Args)]
 pub struct PoolArgs {
-    /// Browsers to run them in, comma-separated.
-    #[arg(
-        long,
-        short,
-        value_delimiter = ',',
-        default_value = "chromium,firefox",
-        value_name = "KIND,..."
-    )]
-    pub browsers: Vec<BrowserKind>,
+    /// Browsers to run them in, comma-separated (default: every kind installed, so
+    /// chromium-shell's WebNN runs beside Chromium's and Firefox's wasm).
+    #[arg(long, short, value_delimiter = ',', value_name = "KIND,...")]
+    pub browsers: Option<Vec<BrowserKind>>,
     /// Backend priority, comma-separated; the first one that works is used. By default a
     /// software WebGPU adapter (SwiftShader, lavapipe) does not count as WebGPU; naming
     /// `webgpu` here counts it.
@@ -43,12 +38,18 @@ pub struct PoolArgs {
 
 impl PoolArgs {
     /// The library's pool flags: these, `models` in the order given, and `wasm_threads` (`None`
-    /// for `shard`, which has no such flag).
-    pub fn to_flags(&self, models: Vec<String>, wasm_threads: Option<u32>) -> PoolFlags {
+    /// for `shard`, which has no such flag). `installed` stands in for `--browsers` when it was
+    /// not given (`stress` and `shard` give it a default, so only `run` can leave it out).
+    pub fn to_flags(
+        &self,
+        models: Vec<String>,
+        wasm_threads: Option<u32>,
+        installed: impl FnOnce() -> Vec<BrowserKind>,
+    ) -> PoolFlags {
         PoolFlags {
             seed: self.seed,
             models,
-            browsers: self.browsers.clone(),
+            browsers: self.browsers.clone().unwrap_or_else(installed),
             driver: self.driver.into(),
             backends: self.backends.clone(),
             wasm_threads,

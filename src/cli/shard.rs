@@ -12,9 +12,9 @@ use super::{parse_duration, parse_seconds, PoolArgs};
 
 /// `shard`: one model split across workers.
 #[derive(Debug, Args)]
-#[command(mut_arg("browsers", |a| a.help(
-    "Browsers, used in turn for the shards' workers, comma-separated"
-)))]
+#[command(mut_arg("browsers", |a| a
+    .help("Browsers, used in turn for the shards' workers, comma-separated")
+    .default_value("chromium,firefox")))]
 #[command(mut_arg("backends", |a| a.help(
     "Backend priority, comma-separated (default: webnn, webgpu on hardware adapters, wasm)"
 )))]

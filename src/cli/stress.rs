@@ -11,7 +11,9 @@ use super::{parse_duration, parse_rate, parse_seconds, PoolArgs, WasmArgs};
 
 /// `stress`: a routed, concurrent workload with faults injected and recovered.
 #[derive(Debug, Args)]
-#[command(mut_arg("browsers", |a| a.help("Browsers in the pool, comma-separated (one worker each)")))]
+#[command(mut_arg("browsers", |a| a
+    .help("Browsers in the pool, comma-separated (one worker each)")
+    .default_value("chromium,firefox")))]
 #[command(mut_arg("backends", |a| a.help(
     "Backend priority, comma-separated (naming webgpu counts software adapters; needed for \
      gpu_device_lost to have a device to lose)"

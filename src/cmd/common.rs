@@ -102,6 +102,8 @@ pub struct AfterRun {
     /// Use `<results-dir>/routing-profile.json` when the scenario names no profile and the
     /// file exists (`--no-routing-profile` turns it off).
     pub default_profile: bool,
+    /// Browser kinds not installed that a default `run` would have used (named under the table).
+    pub not_installed: Vec<webgpu_pool::browser::BrowserKind>,
 }
 
 /// The history file `args` name: `--history`, else `<results_dir>/history.sqlite`; `None` with
@@ -147,6 +149,7 @@ pub async fn run_scenario(
         results_dir,
         command: command_line(),
         save_outputs: after.save_outputs,
+        not_installed: after.not_installed.clone(),
     };
     let config = RunConfig::resolve(scenario, extras)?;
     // The bar grows as cells start, so no count is needed up front.

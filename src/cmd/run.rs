@@ -5,6 +5,7 @@
 use anyhow::Result;
 
 use webgpu_pool::app;
+use webgpu_pool::browser::{self, BrowserKind};
 use webgpu_pool::report;
 use webgpu_pool::scenario::flags::{RoutedFlags, RunFlags, ShardFlags};
 use webgpu_pool::scenario::{ShardRecovery, ShardStrategy, ShardTransfer};
@@ -19,6 +20,7 @@ use crate::cli::RunArgs;
 /// A flag's value is invalid (naming the flag), the baseline name is unusable, or the run
 /// cannot start.
 pub async fn execute(args: RunArgs, ctx: &Context) -> Result<Outcome> {
+    let defaulted = args.pool.browsers.is_none();
     let mut scenario = to_flags(&args).to_scenario();
     args.grid.apply(&mut scenario.pool);
     if args.print_scenario {
@@ -36,6 +38,15 @@ pub async fn execute(args: RunArgs, ctx: &Context) -> Result<Outcome> {
         save_outputs: args.save_outputs,
         history: history_file(&args.history, &args.results_dir),
         default_profile: !args.routing.no_routing_profile,
+        // Named under the table when the default chose the browsers: what a run here misses.
+        not_installed: if defaulted {
+            BrowserKind::ALL
+                .into_iter()
+                .filter(|k| !scenario.pool.browsers.contains(k))
+                .collect()
+        } else {
+            Vec::new()
+        },
     };
     let outcome = run_scenario(scenario, args.results_dir.clone(), &after, ctx).await?;
     if args.test_state_management {
@@ -44,13 +55,35 @@ pub async fn execute(args: RunArgs, ctx: &Context) -> Result<Outcome> {
     Ok(outcome)
 }
 
+/// The browsers of a `run` without `--browsers`: every kind installed here, so the first command
+/// shows chromium-shell's WebNN beside the wasm rows. With a Grid, or when none is installed
+/// (the run then fails naming the package), Chromium and Firefox.
+fn default_browsers(grid: bool) -> Vec<BrowserKind> {
+    let fallback = vec![BrowserKind::Chromium, BrowserKind::Firefox];
+    if grid {
+        return fallback;
+    }
+    let installed = browser::discover();
+    let kinds: Vec<BrowserKind> = BrowserKind::ALL
+        .into_iter()
+        .filter(|k| installed.browsers.contains_key(k))
+        .collect();
+    if kinds.is_empty() {
+        fallback
+    } else {
+        kinds
+    }
+}
+
 /// The values `run`'s flags carry, for the library to compile.
 fn to_flags(args: &RunArgs) -> RunFlags {
     let c = &args.concurrency;
     RunFlags {
         pool: args
             .pool
-            .to_flags(args.models.clone(), args.wasm.wasm_threads),
+            .to_flags(args.models.clone(), args.wasm.wasm_threads, || {
+                default_browsers(!args.grid.grid.is_empty())
+            }),
         iterations: args.iterations,
         warmup: args.warmup,
         load_timeout: args.load_timeout,

@@ -29,6 +29,7 @@ pub async fn execute(args: ScenarioArgs, ctx: &Context) -> Result<Outcome> {
         save_outputs: args.save_outputs,
         history: history_file(&args.history, &args.results_dir),
         default_profile: !args.routing.no_routing_profile,
+        not_installed: Vec::new(),
     };
     run_scenario(scenario, args.results_dir, &after, ctx).await
 }

@@ -31,6 +31,7 @@ pub async fn execute(args: StressArgs, ctx: &Context) -> Result<Outcome> {
         save_outputs: args.save_outputs,
         history: history_file(&args.history, &args.results_dir),
         default_profile: !args.routing.no_routing_profile,
+        not_installed: Vec::new(),
     };
     run_scenario(scenario, args.results_dir, &after, ctx).await
 }
@@ -54,7 +55,7 @@ fn to_flags(args: &StressArgs) -> Result<StressFlags, UsageError> {
     Ok(StressFlags {
         pool: args
             .pool
-            .to_flags(args.models.clone(), args.wasm.wasm_threads),
+            .to_flags(args.models.clone(), args.wasm.wasm_threads, Vec::new),
         duration: args.duration,
         concurrency: args.concurrency,
         faults,

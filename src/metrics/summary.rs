@@ -120,6 +120,18 @@ pub struct Environment {
     /// with `--tls`, the `--serve-addr` address when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_origin: Option<String>,
+    /// Browser kinds a `run` without `--browsers` would have used that are not installed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_installed: Vec<NotInstalled>,
+}
+
+/// A browser kind that is not installed, and how to install it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NotInstalled {
+    /// `chrome`, `edge`, ...
+    pub kind: String,
+    /// The setup step (or why it is not available here).
+    pub install: String,
 }
 
 /// One launched browser and what its page reported.
@@ -217,6 +229,11 @@ pub struct ResultRow {
     /// Threads of onnxruntime-web's wasm backend that ran a wasm cell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wasm_threads: Option<u32>,
+    /// Cores the cell's browser processes kept busy during its measured runs (their CPU time
+    /// from `/proc` over the runs' wall time). `None` in routed runs, where cells share a
+    /// browser at once, and for Grid browsers.
+    #[serde(default)]
+    pub cores_used: Option<f64>,
     /// Output check.
     pub correctness: Correctness,
     /// The same model run natively (onnxruntime outside the browser), and what the browser
@@ -273,10 +290,13 @@ pub struct NativeBaseline {
     pub p50_ms_all_threads: f64,
     /// Threads of that measurement (the machine's cores).
     pub all_threads: usize,
-    /// The cell's warm p50 over the native p50 at the same threads (every core when the page's
-    /// wasm ran that many, else one): what running in the browser costs. `None` when the cell
-    /// has no successful run.
+    /// The cell's warm p50 over the native p50 at [`Self::x_native_threads`]: what running in
+    /// the browser costs, like for like. `None` when the cell has no successful run.
     pub x_native: Option<f64>,
+    /// The native thread count `x_native` is taken at: of 1 and `all_threads`, the nearest to
+    /// the cores the cell used (its page's wasm threads when that was not measured).
+    #[serde(default = "one")]
+    pub x_native_threads: usize,
     /// The cell's warm p50 over the native all-threads p50.
     pub x_native_all_threads: Option<f64>,
 }
@@ -318,6 +338,10 @@ pub struct FaultRecord {
     /// What was done (e.g. `SIGKILL to browser pid 4242`), or why it was skipped.
     #[serde(default)]
     pub detail: String,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn yes() -> bool {

@@ -286,11 +286,12 @@ type PlacementError = (String, Option<BrowserKind>, PoolError);
 
 /// What a run's placement produced before the pool shut down.
 enum Ran {
-    /// Matrix or routed: the models that could not be placed, and adaptive routing's
-    /// evaluations.
+    /// Matrix or routed: the models that could not be placed, adaptive routing's evaluations,
+    /// and (matrix) each cell's cores.
     Cells(
         Vec<PlacementError>,
         Option<Vec<crate::metrics::AdaptiveEvaluation>>,
+        Vec<matrix::CellCores>,
     ),
     /// A pipeline.
     Pipeline(Result<Box<pipeline::PipelineOutcome>, pipeline::PipelineError>),
@@ -330,10 +331,13 @@ pub async fn execute(
     let driving = OnceLock::new();
     let work = async {
         match plan.placement {
-            Placement::Matrix => Ran::Cells(matrix::run(plan, &pool, cancel, observer).await, None),
+            Placement::Matrix => {
+                let m = matrix::run(plan, &pool, cancel, observer).await;
+                Ran::Cells(m.errors, None, m.cores)
+            }
             Placement::Routed => {
                 let (errors, evals) = routed::run(plan, &pool, cancel, observer, &driving).await;
-                Ran::Cells(errors, evals)
+                Ran::Cells(errors, evals, Vec::new())
             }
             Placement::Pipeline => Ran::Pipeline(
                 pipeline::run(plan, &pool, cancel, observer, &driving)
@@ -351,12 +355,12 @@ pub async fn execute(
     let (requests, recoveries) = (report.requests, report.recoveries.clone());
     let mut out;
     match ran {
-        Ran::Cells(errors, evaluations) => {
-            out = summary::summarize(plan, report, errors);
+        Ran::Cells(errors, evaluations, cores) => {
+            out = summary::summarize(plan, report, errors, &cores);
             out.adaptive = evaluations.map(|e| summary::adaptive(e, &out.samples));
         }
         Ran::Pipeline(outcome) => {
-            out = summary::summarize(plan, report, Vec::new());
+            out = summary::summarize(plan, report, Vec::new(), &[]);
             match (outcome, &plan.pipeline) {
                 (Ok(o), Some(p)) => {
                     let concurrency = match plan.workload.schedule {

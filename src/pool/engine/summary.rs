@@ -13,6 +13,7 @@ use crate::metrics::{
 use super::super::correctness::{self, CellOutput};
 use super::super::router::Target;
 use super::super::{PoolReport, WorkerReport};
+use super::matrix::CellCores;
 use super::pipeline::{PipelineOutcome, PipelinePlan};
 use super::{EngineOutput, PlacementError, RunPlan};
 use crate::metrics::sharding::{HopRow, ShardEvent, ShardRow, ShardingReport};
@@ -28,6 +29,7 @@ pub(super) fn summarize(
     plan: &RunPlan,
     report: PoolReport,
     errors: Vec<PlacementError>,
+    cores: &[CellCores],
 ) -> EngineOutput {
     let mut out = EngineOutput {
         requests: report.requests,
@@ -45,7 +47,7 @@ pub(super) fn summarize(
             }
         }
     }
-    let mut rows = cells(plan, &report);
+    let mut rows = cells(plan, &report, cores);
     judge(plan, &mut rows);
     for (row, output) in rows.into_values() {
         if let Some(o) = output.filter(|o| !o.full.is_empty()) {
@@ -123,6 +125,7 @@ pub(super) fn adaptive(
 fn cells(
     plan: &RunPlan,
     report: &PoolReport,
+    cores: &[CellCores],
 ) -> BTreeMap<CellKey, (ResultRow, Option<CellOutput>)> {
     let order = |m: &str| {
         plan.models
@@ -209,25 +212,39 @@ fn cells(
             .iter()
             .find(|m| m.prepared.name == row.model)
             .and_then(|m| m.native.as_deref());
-        let threads = row.wasm_threads;
-        row.native = native.map(|n| native_baseline(n, row.runs, row.latency_ms.p50, threads));
+        row.cores_used = cores
+            .iter()
+            .find(|c| {
+                c.model == row.model
+                    && c.browser.as_str() == browser
+                    && c.backend.as_str() == backend
+            })
+            .map(|c| c.cores);
+        // The cores the cell used say which native figure is like for like; without a reading
+        // (a routed run, a Grid browser) the page's wasm threads do, else one thread.
+        let used = row
+            .cores_used
+            .or_else(|| row.wasm_threads.map(f64::from))
+            .unwrap_or(1.0);
+        row.native = native.map(|n| native_baseline(n, row.runs, row.latency_ms.p50, used));
     }
     rows
 }
 
-/// The native baseline beside a cell whose warm p50 is `p50` over `runs` runs, its wasm
-/// backend on `threads` threads.
+/// The native baseline beside a cell whose warm p50 is `p50` over `runs` runs, having used
+/// `cores` cores: `x_native` is taken at the native thread count nearest to them.
 fn native_baseline(
     n: &crate::oracle::NativeResult,
     runs: u64,
     p50: f64,
-    threads: Option<u32>,
+    cores: f64,
 ) -> NativeBaseline {
     let ratio = |native: f64| (runs > 0 && native > 0.0).then(|| p50 / native);
-    let same = if n.all_threads > 1 && threads.is_some_and(|t| t as usize == n.all_threads) {
-        n.all_threads_ms.p50
-    } else {
+    let threads = nearest_threads(cores, n.all_threads);
+    let same = if threads == 1 {
         n.one_thread_ms.p50
+    } else {
+        n.all_threads_ms.p50
     };
     NativeBaseline {
         runtime: format!("onnxruntime {}", crate::oracle::ORT_VERSION),
@@ -235,7 +252,18 @@ fn native_baseline(
         p50_ms_all_threads: n.all_threads_ms.p50,
         all_threads: n.all_threads,
         x_native: ratio(same),
+        x_native_threads: threads,
         x_native_all_threads: ratio(n.all_threads_ms.p50),
+    }
+}
+
+/// Of the thread counts native was measured at (1 and `all`), the one nearest to `cores`; a
+/// tie goes to 1.
+fn nearest_threads(cores: f64, all: usize) -> usize {
+    if all > 1 && (cores - all as f64).abs() < (cores - 1.0).abs() {
+        all
+    } else {
+        1
     }
 }
 
@@ -406,5 +434,25 @@ pub(super) fn sharding(
         correctness: records.correctness,
         events,
         timeline: records.spans,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest_threads;
+
+    #[test]
+    fn x_native_is_taken_at_the_thread_count_nearest_the_cores_used() {
+        // A WebNN cell that used about one core, and a 1-thread wasm cell with the browser's
+        // own threads on top, compare with native at 1 thread; a 2-thread wasm cell at 2.
+        assert_eq!(nearest_threads(1.04, 2), 1);
+        assert_eq!(nearest_threads(1.35, 2), 1);
+        assert_eq!(nearest_threads(1.5, 2), 1);
+        assert_eq!(nearest_threads(1.9, 2), 2);
+        assert_eq!(nearest_threads(3.0, 2), 2);
+        assert_eq!(nearest_threads(0.4, 8), 1);
+        assert_eq!(nearest_threads(6.0, 8), 8);
+        // One core: there is nothing else to compare with.
+        assert_eq!(nearest_threads(1.9, 1), 1);
     }
 }

@@ -20,7 +20,7 @@ pub use adaptive::adaptive_lines;
 pub use sharding::*;
 
 /// The column headers of the result table (terminal, Markdown and HTML).
-pub const RESULT_COLUMNS: [&str; 13] = [
+pub const RESULT_COLUMNS: [&str; 14] = [
     "model",
     "browser",
     "backend",
@@ -31,16 +31,17 @@ pub const RESULT_COLUMNS: [&str; 13] = [
     "warm p95 ms",
     "warm p99 ms",
     "runs/s",
+    "cores",
     "native ms",
     "x native",
     "correct",
 ];
 
 /// Columns of [`RESULT_COLUMNS`] holding numbers (right-aligned).
-pub const RESULT_NUMERIC: std::ops::Range<usize> = 4..12;
+pub const RESULT_NUMERIC: std::ops::Range<usize> = 4..13;
 
 /// The cells of one result row, as text, in [`RESULT_COLUMNS`] order.
-pub fn row_values(r: &ResultRow) -> [String; 13] {
+pub fn row_values(r: &ResultRow) -> [String; 14] {
     let measured = r.runs > 0;
     let num = |v: f64| {
         if measured {
@@ -76,14 +77,22 @@ pub fn row_values(r: &ResultRow) -> [String; 13] {
         } else {
             "-".into()
         },
+        r.cores_used
+            .filter(|_| measured)
+            .map_or_else(|| "-".into(), |c| format!("{c:.2}")),
         r.native.as_ref().map_or_else(
             || "-".into(),
             |n| format!("{:.1} / {:.1}", n.p50_ms_1_thread, n.p50_ms_all_threads),
         ),
-        r.native
-            .as_ref()
-            .and_then(|n| n.x_native)
-            .map_or_else(|| "-".into(), |x| format!("{x:.1}x")),
+        r.native.as_ref().map_or_else(
+            || "-".into(),
+            |n| {
+                n.x_native.map_or_else(
+                    || "-".into(),
+                    |x| format!("{x:.1}x @{}", n.x_native_threads),
+                )
+            },
+        ),
         verdict(r),
     ]
 }
@@ -92,6 +101,20 @@ pub fn row_values(r: &ResultRow) -> [String; 13] {
 /// page whose own run count differs from the answers the harness received.
 pub fn info_notes(s: &RunSummary) -> Vec<String> {
     let mut notes: Vec<String> = native_note(s).into_iter().collect();
+    if s.results.iter().any(|r| r.cores_used.is_some()) {
+        notes.push(
+            "cores: CPU time of the cell's browser processes (from /proc) over the wall time of \
+             its measured runs; a WebNN or 1-thread wasm cell that uses about 1 is compared with \
+             native at 1 thread"
+                .to_string(),
+        );
+    }
+    for m in &s.environment.not_installed {
+        notes.push(format!(
+            "{} is not installed, so not in this run: {}",
+            m.kind, m.install
+        ));
+    }
     for r in &s.results {
         if let Some(g) = r.webnn.as_ref().and_then(|w| w.graph.as_ref()) {
             let left: Vec<String> = g
@@ -132,8 +155,8 @@ fn native_note(s: &RunSummary) -> Option<String> {
     let n = s.results.iter().find_map(|r| r.native.as_ref())?;
     Some(format!(
         "native ms: the same ONNX file and input in {} outside the browser, warm p50 at 1 / {} \
-         threads; x native: the cell's warm p50 over native's at the same threads (the page's wasm \
-         threads are in run.json)",
+         threads; x native: the cell's warm p50 over native's at the thread count nearest the \
+         cores it used (@N)",
         n.runtime, n.all_threads
     ))
 }
