@@ -25,17 +25,15 @@ pub use shard::ShardArgs;
 pub use standby::StandbyArgs;
 pub use stress::StressArgs;
 
-/// Run real AI models in a pool of real headless browsers over WebGPU, WebNN and WASM, and
-/// measure them.
-///
-/// Models are written as ONNX by this tool and run with onnxruntime-web inside real Chromium and
-/// Firefox processes. Run `scripts/setup.sh` once to install browsers, drivers and weights.
+/// Run real AI models in real headless browsers over WebGPU, WebNN and WASM, and measure them.
 #[derive(Debug, Parser)]
 #[command(
     name = "webgpu-pool",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = "Set up once with scripts/setup.sh. `webgpu-pool help <command>` explains a \
+                  command, with examples."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -52,28 +50,39 @@ pub struct GlobalArgs {
     pub quiet: bool,
 }
 
+// Each command's first line is its entry in `webgpu-pool --help`; the paragraphs after it are
+// for `webgpu-pool help <command>`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Load models in browsers, run them, check their outputs and report latency and throughput.
+    /// Load models in every installed browser, run, check and time them.
     ///
-    /// Example: webgpu-pool run --models bert,vit,whisper --browsers chromium,firefox
+    /// Each model runs in each browser in turn (WebNN in chromium-shell, wasm in Chromium and
+    /// Firefox by default), its outputs are checked against native onnxruntime, and the table
+    /// gives load time, warm latency, throughput, the cores the cell used and its cost against
+    /// native at the nearest thread count.
+    ///
+    /// Example: webgpu-pool run --models bert,vit,whisper
+    ///
+    /// Example: webgpu-pool run --models bert,vit --browsers chromium,firefox --concurrent-models
     Run(RunArgs),
-    /// Run models concurrently under load for a while, inject real faults (SIGKILLed browsers
-    /// and drivers, crashed tabs, hung pages, lost GPU devices, dropped connections, slow pages)
-    /// and recover from them without losing a request. The report gives issued / succeeded /
-    /// failed / lost, faults by kind, recovery events by ladder level with detection and
-    /// time-to-recover percentiles, and throughput over time.
+    /// Run models under load, inject real faults and recover without losing a request.
+    ///
+    /// Faults are real: SIGKILLed browsers and drivers, crashed tabs, hung pages, lost GPU
+    /// devices, dropped connections, slow pages. The report gives issued / succeeded / failed /
+    /// lost, faults by kind, recovery events by ladder level with detection and time-to-recover
+    /// percentiles, and throughput over time.
     ///
     /// Example: webgpu-pool stress --fault-injection --duration 120
     ///
     /// Example: webgpu-pool stress --fault-injection --fault-kinds kill_browser,hang --fault-every 10s
     Stress(StressArgs),
-    /// Split one model's layers across browsers and run it as a pipeline: the planner prints
-    /// which layers go where and why, activations pass between browsers as binary float32,
-    /// every answer is checked against the unsharded model run by native onnxruntime, one
-    /// unsharded worker is measured beside it, and a failed shard is recovered by the chosen
-    /// strategy. The report gives per-shard compute, per-hop bytes and ms, end-to-end latency
-    /// and pipelined throughput against the unsharded worker.
+    /// Split one model's layers across browsers and run it as a checked pipeline.
+    ///
+    /// The planner prints which layers go where and why, activations pass between browsers as
+    /// binary float32, every answer is checked against the unsharded model run by native
+    /// onnxruntime, one unsharded worker is measured beside it, and a failed shard is recovered
+    /// by the chosen strategy. The report gives per-shard compute, per-hop bytes and ms,
+    /// end-to-end latency and pipelined throughput against the unsharded worker.
     ///
     /// Example: webgpu-pool shard --model llama-tiny --shards 3 --strategy layer_balanced --browsers chromium,firefox
     ///
@@ -81,49 +90,59 @@ pub enum Command {
     ///
     /// Example: webgpu-pool shard --model llama-tiny --strategy memory_aware --memory-budget-mib 48
     Shard(ShardArgs),
-    /// Finish a run whose harness died (SIGKILL, power loss): rebuild its state from the run
-    /// folder's snapshot and transaction log (checksums verified), reap the browsers it left,
-    /// relaunch workers, reload each model where it was placed, and run what is left of the
-    /// workload. The report accounts for both parts. A damaged log exits 2 naming the record.
+    /// Finish a run whose harness died, from its snapshot and transaction log.
+    ///
+    /// Rebuilds the run's state from its folder's snapshot and transaction log (checksums
+    /// verified), reaps the browsers it left, relaunches workers, reloads each model where it
+    /// was placed, and runs what is left of the workload. The report accounts for both parts. A
+    /// damaged log exits 2 naming the record.
     ///
     /// Example: webgpu-pool resume results/2026-11-28T10-00-00Z-ab12
     Resume(ResumeArgs),
-    /// Re-render a finished run (its run.json and samples.csv) in one format, to stdout.
+    /// Print a finished run again (its run.json and samples.csv) in one format.
     ///
     /// Example: webgpu-pool report results/2026-11-28T10-00-00Z-ab12 --format md
     Report(ReportArgs),
-    /// Compare a run with a baseline: per-metric deltas (warm latency p50/p95, throughput per
-    /// model x browser x backend) and a significance test over the raw samples. Exits 1 when a
-    /// metric is worse by more than the threshold with p < 0.01, or when a cell that had
-    /// successful runs in the baseline has none now, naming each.
+    /// Compare a run with a baseline; exit 1 on a significant regression.
+    ///
+    /// Per-metric deltas (warm latency p50/p95, throughput per model x browser x backend) and a
+    /// significance test over the raw samples. Exits 1 when a metric is worse by more than the
+    /// threshold with p < 0.01, or when a cell that had successful runs in the baseline has
+    /// none now, naming each.
     ///
     /// Example: webgpu-pool compare --baseline nightly results/2026-11-28T10-00-00Z-ab12
     Compare(CompareArgs),
-    /// Show the performance history every run adds to: each model x browser x backend x
-    /// adapter's runs over time with the change against the run before (the same noise-aware
-    /// tests as `compare`, over the raw samples), then the regressions, improvements and
-    /// anomalies found. `--html` draws the trend chart.
+    /// Show the performance history every run adds to, with regressions found.
+    ///
+    /// Each model x browser x backend x adapter's runs over time with the change against the
+    /// run before (the same noise-aware tests as `compare`, over the raw samples), then the
+    /// regressions, improvements and anomalies found. `--html` draws the trend chart.
     ///
     /// Example: webgpu-pool history --model bert --since 7d
     ///
     /// Example: webgpu-pool history --model-type vision --metrics latency,browser_utilization --json
     History(HistoryCmdArgs),
-    /// Name the measured best browser x backend per model and per model type, with the numbers
-    /// behind it, a confidence (Mann-Whitney U against the runner-up) and the sample count
-    /// (none below --min-samples). `--apply` writes the routing profile routed runs use.
+    /// Name the measured best browser x backend per model and model type.
+    ///
+    /// With the numbers behind it, a confidence (Mann-Whitney U against the runner-up) and the
+    /// sample count (none below --min-samples). `--apply` writes the routing profile routed runs
+    /// use.
     ///
     /// Example: webgpu-pool recommend
     ///
     /// Example: webgpu-pool recommend --since 7d --apply
     Recommend(RecommendArgs),
-    /// Check or print a run's crash-safe state: the transaction log (txlog.log) and snapshot
-    /// (snapshot.json) in its run folder. See docs/state.md.
+    /// Check or print a run's crash-safe state (transaction log and snapshot).
+    ///
+    /// The transaction log (txlog.log) and snapshot (snapshot.json) in its run folder. See
+    /// docs/state.md.
     ///
     /// Example: webgpu-pool state verify results/2026-11-28T10-00-00Z-ab12
     #[command(subcommand)]
     State(StateCommand),
-    /// Find installed browsers and drivers, launch each, and show what it offers (WebGPU adapter,
-    /// WebNN, WASM SIMD and threads).
+    /// Find installed browsers and drivers, launch each, show what it offers.
+    ///
+    /// The WebGPU adapter, WebNN, WASM SIMD and threads, as each page reports them.
     Browsers(BrowsersArgs),
     /// List the model catalog, or write models' ONNX files and inputs into the cache.
     #[command(subcommand)]
@@ -131,13 +150,17 @@ pub enum Command {
     /// Benchmark the harness itself against real browsers.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Run a scenario file, or a built-in scenario by name (basic, concurrent-models,
-    /// fault-tolerance, recovery, sharding, stress, state-management). See docs/scenario.md.
+    /// Run a scenario file, or a built-in scenario by name.
+    ///
+    /// Built-in: basic, concurrent-models, fault-tolerance, recovery, sharding, stress,
+    /// state-management. See docs/scenario.md.
     ///
     /// Example: webgpu-pool scenario scenarios/concurrent-models.yaml --explain-routing
     Scenario(ScenarioArgs),
-    /// Check scenario files without running them; every error names file:line:col, the key
-    /// path and the bad value (exit 2 when any file is invalid).
+    /// Check scenario files without running them (exit 2 naming file:line:col).
+    ///
+    /// Every error names file:line:col, the key path and the bad value; exit 2 when any file
+    /// is invalid.
     Validate {
         /// Scenario files.
         #[arg(required = true)]
