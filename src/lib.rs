@@ -31,6 +31,7 @@ pub mod oracle;
 pub mod pool;
 pub mod recovery;
 pub mod report;
+pub mod rng;
 pub mod scenario;
 pub mod server;
 pub mod sharding;

@@ -10,11 +10,9 @@
 
 mod error;
 mod plan;
-mod rng;
 
 pub use error::FaultError;
 pub use plan::{choose, plan, Choice, FaultSpec, Planned, Target, When, WorkerView};
-pub use rng::Rng;
 
 use std::fmt;
 

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use super::{FaultError, Kind, Rng};
+use super::{FaultError, Kind};
 use crate::browser::BrowserKind;
+use crate::rng::Seeded as Rng;
 
 /// Which kind a fault is.
 #[derive(Debug, Clone, PartialEq, Eq)]

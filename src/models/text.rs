@@ -9,7 +9,7 @@ use std::path::Path;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use super::error::ModelError;
-use super::rng::SplitMix64;
+use crate::rng::Seeded;
 
 /// The sentence every text model embeds (the golden reference's sentence).
 pub const SENTENCE: &str = "This is a sample text for embedding";
@@ -71,7 +71,7 @@ pub fn tokenize(path: &Path, seq_len: usize) -> Result<TextInput, ModelError> {
 /// Deterministic stand-in ids when no tokenizer is available: `[CLS]`, 14 ids drawn from
 /// `[1000, vocab)`, `[SEP]`, then padding (mask 0). 101/102 are BERT-uncased's CLS/SEP.
 pub fn seeded(seed: u64, seq_len: usize, vocab: usize) -> TextInput {
-    let mut rng = SplitMix64::for_stream(seed, "input_ids");
+    let mut rng = Seeded::for_stream(seed, "input_ids");
     let real = SEEDED_TOKENS.min(seq_len);
     let mut ids = vec![0i64; seq_len];
     for (i, id) in ids.iter_mut().enumerate().take(real) {

@@ -6,7 +6,7 @@
 //! Must not import `cli` or `report`.
 
 use super::error::ModelError;
-use super::rng::SplitMix64;
+use crate::rng::Seeded;
 
 /// The standard deviation of seeded matrices and embeddings (BERT's `initializer_range`).
 pub const SEEDED_STD: f32 = 0.02;
@@ -48,7 +48,7 @@ impl WeightSource for SeededWeights {
     fn tensor(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Vec<f32>, ModelError> {
         let n: usize = shape.iter().product();
         Ok(match init {
-            Init::Normal => SplitMix64::for_stream(self.seed, name).normals(n, SEEDED_STD),
+            Init::Normal => Seeded::for_stream(self.seed, name).normals(n, SEEDED_STD),
             Init::Ones => vec![1.0; n],
             Init::Zeros => vec![0.0; n],
         })

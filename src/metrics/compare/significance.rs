@@ -7,8 +7,11 @@
 //! "`x` tends to be smaller", is the same function with `x` and `y` swapped (not `1 - p`: the
 //! continuity correction and the bootstrap's ties make the two tails overlap). Pure and
 //! deterministic (fixed seed), so the same two runs always get the same verdict. Imports only
-//! std: no serde, nothing else from the crate, no `report` or `cli` (it is statistics, kept
-//! apart from the run data model in the parent so it can be read and tested alone).
+//! the crate's one seeded generator (`crate::rng`): no serde, no `report` or `cli` (it is
+//! statistics, kept apart from the run data model in the parent so it can be read and tested
+//! alone).
+
+use crate::rng::Seeded;
 
 /// One-sided Mann-Whitney U test: p-value of "values in `x` tend to be larger than in `y`",
 /// by the normal approximation with tie correction and continuity correction. 1.0 when there is
@@ -82,7 +85,7 @@ pub fn bootstrap_p95_greater(x: &[f64], y: &[f64], rounds: u32) -> f64 {
     if x.is_empty() || y.is_empty() {
         return 1.0;
     }
-    let mut rng = SplitMix64(0x5eed_c0de_2026);
+    let mut rng = Seeded::new(0x5eed_c0de_2026);
     let (mut bx, mut by) = (vec![0.0; x.len()], vec![0.0; y.len()]);
     let mut not_greater = 0u32;
     for _ in 0..rounds {
@@ -95,9 +98,9 @@ pub fn bootstrap_p95_greater(x: &[f64], y: &[f64], rounds: u32) -> f64 {
     (f64::from(not_greater) + 1.0) / (f64::from(rounds) + 1.0)
 }
 
-fn resample(rng: &mut SplitMix64, from: &[f64], into: &mut [f64]) {
+fn resample(rng: &mut Seeded, from: &[f64], into: &mut [f64]) {
     for slot in into.iter_mut() {
-        *slot = from[(rng.next() % from.len() as u64) as usize];
+        *slot = from[rng.below(from.len())];
     }
 }
 
@@ -107,26 +110,12 @@ fn p95_in_place(v: &mut [f64]) -> f64 {
     *v.select_nth_unstable_by(rank - 1, f64::total_cmp).1
 }
 
-/// SplitMix64: tiny, fast, good enough to drive a bootstrap (rand was rejected: a dependency
-/// for twenty lines, and `metrics` imports nothing but std and serde).
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 /// The bootstrap's generator, for the deterministic fixtures of the comparison tests in the
 /// parent module (the generator itself stays private to the bootstrap).
 #[cfg(test)]
 pub(super) fn test_rng(seed: u64) -> impl FnMut() -> u64 {
-    let mut rng = SplitMix64(seed);
-    move || rng.next()
+    let mut rng = Seeded::new(seed);
+    move || rng.next_u64()
 }
 
 #[cfg(test)]
