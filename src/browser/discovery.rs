@@ -150,6 +150,14 @@ impl Installed {
         self.browsers.get(&kind)
     }
 
+    /// The kinds installed, in [`BrowserKind::ALL`] order.
+    pub fn kinds(&self) -> Vec<BrowserKind> {
+        BrowserKind::ALL
+            .into_iter()
+            .filter(|k| self.browsers.contains_key(k))
+            .collect()
+    }
+
     /// The WebDriver server for `kind`, if installed.
     pub fn driver_for(&self, kind: BrowserKind) -> Option<&Found> {
         self.drivers.get(&WebDriverServer::for_browser(kind))

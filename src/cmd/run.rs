@@ -63,11 +63,7 @@ fn default_browsers(grid: bool) -> Vec<BrowserKind> {
     if grid {
         return fallback;
     }
-    let installed = browser::discover();
-    let kinds: Vec<BrowserKind> = BrowserKind::ALL
-        .into_iter()
-        .filter(|k| installed.browsers.contains_key(k))
-        .collect();
+    let kinds = browser::discover().kinds();
     if kinds.is_empty() {
         fallback
     } else {
