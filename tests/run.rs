@@ -121,8 +121,6 @@ fn tiny_models_run_in_every_installed_browser() {
         // WebNN about as fast (1.1x to 4x for tiny models): a ratio at or below 0.5 means the
         // two were swapped or one was not measured.
         assert!(x > if webnn { 0.5 } else { 1.0 }, "{r}");
-        let at = n["x_native_threads"].as_u64().expect("x_native_threads");
-        assert!(at == 1 || at == n["all_threads"].as_u64().unwrap(), "{n}");
         // The saved output is the cell's, and matches the saved native output.
         let outputs = sb.run_dir().join("outputs");
         let model = r["model"].as_str().unwrap();

@@ -38,18 +38,18 @@ pub struct PoolArgs {
 
 impl PoolArgs {
     /// The library's pool flags: these, `models` in the order given, and `wasm_threads` (`None`
-    /// for `shard`, which has no such flag). `installed` stands in for `--browsers` when it was
-    /// not given (`stress` and `shard` give it a default, so only `run` can leave it out).
+    /// for `shard`, which has no such flag). `default_browsers` stands in for `--browsers` when it
+    /// was not given (`stress` and `shard` give the flag a default, so only `run` leaves it out).
     pub fn to_flags(
         &self,
         models: Vec<String>,
         wasm_threads: Option<u32>,
-        installed: impl FnOnce() -> Vec<BrowserKind>,
+        default_browsers: Vec<BrowserKind>,
     ) -> PoolFlags {
         PoolFlags {
             seed: self.seed,
             models,
-            browsers: self.browsers.clone().unwrap_or_else(installed),
+            browsers: self.browsers.clone().unwrap_or(default_browsers),
             driver: self.driver.into(),
             backends: self.backends.clone(),
             wasm_threads,

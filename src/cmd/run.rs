@@ -20,8 +20,11 @@ use crate::cli::RunArgs;
 /// A flag's value is invalid (naming the flag), the baseline name is unusable, or the run
 /// cannot start.
 pub async fn execute(args: RunArgs, ctx: &Context) -> Result<Outcome> {
-    let defaulted = args.pool.browsers.is_none();
-    let mut scenario = to_flags(&args).to_scenario();
+    let (defaults, not_installed) = match args.pool.browsers {
+        Some(_) => (Vec::new(), Vec::new()),
+        None => default_browsers(!args.grid.grid.is_empty()),
+    };
+    let mut scenario = to_flags(&args, defaults).to_scenario();
     args.grid.apply(&mut scenario.pool);
     if args.print_scenario {
         return print_scenario(&scenario);
@@ -38,15 +41,7 @@ pub async fn execute(args: RunArgs, ctx: &Context) -> Result<Outcome> {
         save_outputs: args.save_outputs,
         history: history_file(&args.history, &args.results_dir),
         default_profile: !args.routing.no_routing_profile,
-        // Named under the table when the default chose the browsers: what a run here misses.
-        not_installed: if defaulted {
-            BrowserKind::ALL
-                .into_iter()
-                .filter(|k| !scenario.pool.browsers.contains(k))
-                .collect()
-        } else {
-            Vec::new()
-        },
+        not_installed,
     };
     let outcome = run_scenario(scenario, args.results_dir.clone(), &after, ctx).await?;
     if args.test_state_management {
@@ -55,31 +50,32 @@ pub async fn execute(args: RunArgs, ctx: &Context) -> Result<Outcome> {
     Ok(outcome)
 }
 
-/// The browsers of a `run` without `--browsers`: every kind installed here, so the first command
-/// shows chromium-shell's WebNN beside the wasm rows. With a Grid, or when none is installed
-/// (the run then fails naming the package), Chromium and Firefox.
-fn default_browsers(grid: bool) -> Vec<BrowserKind> {
+/// The browsers of a `run` without `--browsers`, and the kinds not installed (named under the
+/// table): every kind installed here, so the first command shows chromium-shell's WebNN beside
+/// the wasm rows. With a Grid, Chromium and Firefox, and nothing is named missing (the Grid may
+/// have it); with nothing installed, Chromium and Firefox (the run then fails naming the package).
+fn default_browsers(grid: bool) -> (Vec<BrowserKind>, Vec<BrowserKind>) {
     let fallback = vec![BrowserKind::Chromium, BrowserKind::Firefox];
     if grid {
-        return fallback;
+        return (fallback, Vec::new());
     }
     let kinds = browser::discover().kinds();
-    if kinds.is_empty() {
-        fallback
-    } else {
-        kinds
-    }
+    let missing = BrowserKind::ALL
+        .into_iter()
+        .filter(|k| !kinds.contains(k))
+        .collect();
+    (if kinds.is_empty() { fallback } else { kinds }, missing)
 }
 
 /// The values `run`'s flags carry, for the library to compile.
-fn to_flags(args: &RunArgs) -> RunFlags {
+fn to_flags(args: &RunArgs, default_browsers: Vec<BrowserKind>) -> RunFlags {
     let c = &args.concurrency;
     RunFlags {
-        pool: args
-            .pool
-            .to_flags(args.models.clone(), args.wasm.wasm_threads, || {
-                default_browsers(!args.grid.grid.is_empty())
-            }),
+        pool: args.pool.to_flags(
+            args.models.clone(),
+            args.wasm.wasm_threads,
+            default_browsers,
+        ),
         iterations: args.iterations,
         warmup: args.warmup,
         load_timeout: args.load_timeout,

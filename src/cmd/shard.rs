@@ -14,7 +14,9 @@ use crate::cli::ShardArgs;
 /// # Errors
 /// A flag's value is invalid (naming the flag), the plan is impossible, or the run cannot start.
 pub async fn execute(args: ShardArgs, ctx: &Context) -> Result<Outcome> {
-    let pool = args.pool.to_flags(vec![args.model.clone()], None, Vec::new);
+    let pool = args
+        .pool
+        .to_flags(vec![args.model.clone()], None, Vec::new());
     let mut scenario = pool.to_scenario("shard");
     args.grid.apply(&mut scenario.pool);
     let w = &mut scenario.workload;

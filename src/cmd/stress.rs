@@ -55,7 +55,7 @@ fn to_flags(args: &StressArgs) -> Result<StressFlags, UsageError> {
     Ok(StressFlags {
         pool: args
             .pool
-            .to_flags(args.models.clone(), args.wasm.wasm_threads, Vec::new),
+            .to_flags(args.models.clone(), args.wasm.wasm_threads, Vec::new()),
         duration: args.duration,
         concurrency: args.concurrency,
         faults,

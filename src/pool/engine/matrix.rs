@@ -90,8 +90,8 @@ pub(super) async fn run(
                     let drove = scheduler::drive(one, &measure, cancel).await;
                     let busy = process::trees_cpu_s(&pids) - before;
                     let wall = drove.measured.as_secs_f64();
-                    if let (Some(backend), false, true) = (backend, pids.is_empty(), wall > 0.0) {
-                        if drove.issued > 0 {
+                    match backend {
+                        Some(backend) if !pids.is_empty() && wall > 0.0 && drove.issued > 0 => {
                             out.cores.push(CellCores {
                                 model: name.clone(),
                                 browser: kind,
@@ -99,6 +99,7 @@ pub(super) async fn run(
                                 cores: busy.max(0.0) / wall,
                             });
                         }
+                        _ => {}
                     }
                     h.release().await;
                 }

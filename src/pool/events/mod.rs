@@ -8,7 +8,7 @@
 //! engine drains for progress. Events are data: the words a person reads are the report's
 //! (`crate::report::events`). Must not import `report`, `cli` or terminal crates.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -483,7 +483,8 @@ pub(super) struct Events {
     record: Mutex<Vec<Stamped>>,
     /// The live channel, once someone subscribed (a pool used without the engine keeps
     /// nothing queued for nobody).
-    live: Mutex<Option<mpsc::UnboundedSender<Stamped>>>,
+    /// Set once, read without a lock on every event (a request end is one).
+    live: OnceLock<mpsc::UnboundedSender<Stamped>>,
 }
 
 impl Events {
@@ -493,7 +494,7 @@ impl Events {
             t0,
             journal,
             record: Mutex::default(),
-            live: Mutex::default(),
+            live: OnceLock::new(),
         }
     }
 
@@ -522,7 +523,7 @@ impl Events {
         if !matches!(stamped.event, PoolEvent::RequestEnded { .. }) {
             lock(&self.record).push(stamped.clone());
         }
-        if let Some(live) = lock(&self.live).as_ref() {
+        if let Some(live) = self.live.get() {
             // A receiver dropped early (the engine is done) is fine.
             let _ = live.send(stamped);
         }
@@ -530,13 +531,8 @@ impl Events {
 
     /// The live channel: every event from now on. Only the first caller gets it; `None` after.
     pub fn subscribe(&self) -> Option<mpsc::UnboundedReceiver<Stamped>> {
-        let mut live = lock(&self.live);
-        if live.is_some() {
-            return None;
-        }
         let (tx, rx) = mpsc::unbounded_channel();
-        *live = Some(tx);
-        Some(rx)
+        self.live.set(tx).ok().map(|()| rx)
     }
 
     /// Ms from the pool's start to `t`.
