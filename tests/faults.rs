@@ -127,6 +127,45 @@ fn kill_browser_is_rebuilt() {
     sb.assert_clean();
 }
 
+/// A fault due while its target is being rebuilt from the last one waits for the new worker
+/// and hits it, instead of being skipped because nothing was routable at that instant.
+#[test]
+fn a_fault_due_while_its_target_is_rebuilt_waits_for_it() {
+    let sb = Sandbox::new();
+    let run = run_scenario(
+        &sb,
+        &scenario(
+            "chromium",
+            "",
+            "  - {kind: kill_browser, at: 3s}\n  - {kind: crash_tab, at: 3500ms, target: {browser: chromium}}\n",
+        ),
+    );
+    let faults = run["faults"].as_array().expect("faults");
+    let crash = faults
+        .iter()
+        .find(|f| f["kind"] == "crash_tab")
+        .unwrap_or_else(|| panic!("no crash_tab: {faults:?}"));
+    assert_eq!(crash["injected"], true, "{crash}");
+    assert!(
+        crash["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("waiting for a routable target"),
+        "{crash}"
+    );
+    assert_ne!(
+        crash["target"], "chromium#1",
+        "hit the killed worker: {crash}"
+    );
+    assert_recovered(
+        &run,
+        "crash_tab",
+        &["reset", "migrate", "rebuild"],
+        &["tab_crash", "page", "heartbeat", "crash", "session_lost"],
+    );
+    sb.assert_clean();
+}
+
 #[test]
 fn crash_tab_is_recovered_in_chromium_and_firefox() {
     let sb = Sandbox::new();

@@ -75,10 +75,18 @@ pub async fn run(
             () = tokio::time::sleep_until((start + planned.at).into()) => {}
             () = cancel.cancelled() => break,
         }
-        let (pool, specs) = (pool.clone(), specs.clone());
+        let (pool, specs, cancel) = (pool.clone(), specs.clone(), cancel.clone());
         inflight.push(tokio::spawn(async move {
             let spec = &specs[planned.spec];
-            let note = match faults::choose(spec, planned.seed, &views(&pool)) {
+            let (chosen, waited) = choose_when_routable(&pool, spec, planned.seed, &cancel).await;
+            let waited = match waited {
+                Some(d) => format!(
+                    " (after {:.1} s waiting for a routable target)",
+                    d.as_secs_f64()
+                ),
+                None => String::new(),
+            };
+            let note = match chosen {
                 Err(why) => FaultNote {
                     kind: match &spec.choice {
                         faults::Choice::One(k) => Some(*k),
@@ -86,7 +94,7 @@ pub async fn run(
                     },
                     at_ms: pool.elapsed_ms() as u64,
                     target: String::new(),
-                    detail: format!("skipped: {why}"),
+                    detail: format!("skipped: {why}{waited}"),
                     injected: false,
                 },
                 Ok((kind, worker)) => {
@@ -116,7 +124,10 @@ pub async fn run(
                         at_ms: pool.elapsed_ms() as u64,
                         target: worker,
                         injected: done.is_ok(),
-                        detail: done.unwrap_or_else(|e| format!("failed: {e}")),
+                        detail: match done {
+                            Ok(d) => format!("{d}{waited}"),
+                            Err(e) => format!("failed: {e}{waited}"),
+                        },
                     }
                 }
             };
@@ -126,6 +137,37 @@ pub async fn run(
     // Page faults are bounded by their call timeouts; wait so every fault is on record.
     for task in inflight {
         let _ = tokio::time::timeout(Duration::from_secs(40), task).await;
+    }
+}
+
+/// How long a fault whose target is between lives (launching, unhealthy, recovering, its
+/// breaker open) waits for a routable one before it is skipped.
+const WAIT_FOR_TARGET: Duration = Duration::from_secs(30);
+
+/// Chooses the kind and worker for one occurrence among the routable workers. When none matches
+/// the target right now, waits for one (a fault planned for Firefox while Firefox recovers from
+/// the last one hits it once it is back, rather than being skipped for a timing accident), up to
+/// [`WAIT_FOR_TARGET`] or the end of the injection; returns how long it waited, if it did.
+async fn choose_when_routable(
+    pool: &Pool,
+    spec: &FaultSpec,
+    seed: u64,
+    cancel: &CancellationToken,
+) -> (Result<(Kind, String), faults::FaultError>, Option<Duration>) {
+    let start = Instant::now();
+    let mut waited = None;
+    loop {
+        let chosen = faults::choose(spec, seed, &views(pool));
+        if !matches!(chosen, Err(faults::FaultError::NoTarget { .. }))
+            || start.elapsed() >= WAIT_FOR_TARGET
+        {
+            return (chosen, waited);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            () = cancel.cancelled() => return (chosen, Some(start.elapsed())),
+        }
+        waited = Some(start.elapsed());
     }
 }
 
