@@ -369,6 +369,16 @@ fn remote_faults_through_webdriver_are_recovered_and_pid_faults_are_skipped_with
         .as_str()
         .unwrap_or("")
         .contains("chrome://crash"));
+    // Each model is pinned to the only worker of its kind: no standby can be loaded, and the
+    // workload starts at once instead of waiting out the load timeout (300 s) for one.
+    let events = run["pool_events"].as_array().expect("pool_events");
+    for model in ["bert-tiny", "whisper-micro"] {
+        assert!(
+            events.iter().any(|e| e["kind"] == "standby_no_spare"
+                && e["detail"].as_str().unwrap_or("").starts_with(model)),
+            "no standby_no_spare for {model}: {events:?}"
+        );
+    }
     drop(grid);
     sb.assert_clean();
 }

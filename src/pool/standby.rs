@@ -108,12 +108,31 @@ pub(super) async fn ready(pool: &Pool, bound: Duration) -> Vec<(String, usize)> 
     loop {
         ensure(pool);
         let entries = registry.entries();
-        let done = entries.iter().all(|e| {
-            registry.standbys(e).len() >= want
-                || pool.standby_state().is_over_budget(e)
-                || registry.is_unplaced(e)
-        });
-        if done || Instant::now() >= until || pool.cancel().is_cancelled() {
+        let short: Vec<&Arc<ModelEntry>> = entries
+            .iter()
+            .filter(|e| {
+                registry.standbys(e).len() < want
+                    && !pool.standby_state().is_over_budget(e)
+                    && !registry.is_unplaced(e)
+            })
+            .collect();
+        // A copy can still come only from a load in flight, a spare worker, or a launch in
+        // progress; with none of them, waiting out the bound would only delay the workload.
+        let stuck = pool.members().launching() == 0
+            && short
+                .iter()
+                .all(|e| !pool.standby_state().is_readying(e) && spare_for(pool, e).is_none());
+        if stuck {
+            for e in &short {
+                pool.emit(PoolEvent::StandbyNoSpare {
+                    model: e.name().to_string(),
+                    copies: registry.standbys(e).len(),
+                    wanted: want,
+                    pin: e.hardware().browser,
+                });
+            }
+        }
+        if short.is_empty() || stuck || Instant::now() >= until || pool.cancel().is_cancelled() {
             return entries
                 .iter()
                 .map(|e| (e.name().to_string(), registry.standbys(e).len()))
@@ -212,15 +231,7 @@ pub(super) fn ensure(pool: &Pool) {
             }
             continue;
         }
-        let pin = entry.hardware().browser;
-        let Some(spare) = pool
-            .members()
-            .live()
-            .into_iter()
-            .filter(|s| s.is_routable() && !registry.holds(&entry, s))
-            .filter(|s| pin.is_none_or(|b| b == s.kind))
-            .min_by_key(|s| (s.loaded_models().len(), s.queued()))
-        else {
+        let Some(spare) = spare_for(pool, &entry) else {
             continue;
         };
         if !state.start_readying(&entry) {
@@ -257,6 +268,19 @@ pub(super) fn ensure(pool: &Pool) {
             pool.standby_state().done_readying(&entry);
         });
     }
+}
+
+/// The live worker a new standby copy of `entry` would go to: routable, not holding the model,
+/// of the model's pinned browser kind if it has one, the least loaded.
+fn spare_for(pool: &Pool, entry: &ModelEntry) -> Option<Arc<Worker>> {
+    let pin = entry.hardware().browser;
+    let registry = pool.placements();
+    pool.members()
+        .live()
+        .into_iter()
+        .filter(|s| s.is_routable() && !registry.holds(entry, s))
+        .filter(|s| pin.is_none_or(|b| b == s.kind))
+        .min_by_key(|s| (s.loaded_models().len(), s.queued()))
 }
 
 /// A standby on a browser kind and backend the model has no verified answer for runs once,

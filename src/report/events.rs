@@ -110,6 +110,17 @@ pub fn detail(event: &PoolEvent) -> String {
             "{model}: another standby copy ({cost_mib} MiB) would pass the standby memory \
              budget ({taken_mib} of {budget_mib} MiB taken)"
         ),
+        PoolEvent::StandbyNoSpare {
+            model,
+            copies,
+            wanted,
+            pin,
+        } => format!(
+            "{model}: {copies} of {wanted} standby copies; no live worker{} can take another \
+             (the pool launches none for a standby)",
+            pin.map(|b| format!(" of its pinned browser {b}"))
+                .unwrap_or_default()
+        ),
         PoolEvent::Recovering {
             seen,
             fault,

@@ -194,6 +194,19 @@ pub enum PoolEvent {
         /// The budget, MiB.
         budget_mib: u64,
     },
+    /// Before the workload: a model has fewer standby copies than wanted, and no live worker
+    /// can take another (each one serves or holds it, or is not of its pinned browser), nor
+    /// is one launching. The pool launches no worker for a standby.
+    StandbyNoSpare {
+        /// The model.
+        model: String,
+        /// Copies it has.
+        copies: usize,
+        /// Copies wanted.
+        wanted: usize,
+        /// The browser kind the model is pinned to, if any.
+        pin: Option<crate::browser::BrowserKind>,
+    },
     /// A recovery episode started.
     Recovering {
         /// The worker.
@@ -341,6 +354,7 @@ impl PoolEvent {
             Self::StandbyLoaded { .. } => "standby",
             Self::StandbyFailed { .. } => "standby_failed",
             Self::StandbyOverBudget { .. } => "standby_over_budget",
+            Self::StandbyNoSpare { .. } => "standby_no_spare",
             Self::Recovering { .. } => "recovering",
             Self::Recovered(r) if r.succeeded => "recovered",
             Self::Recovered(_) => "recovery_failed",
@@ -391,6 +405,7 @@ impl PoolEvent {
             | Self::ShardsPlanned { .. }
             | Self::ShardsAssigned { .. }
             | Self::StandbyOverBudget { .. }
+            | Self::StandbyNoSpare { .. }
             | Self::RequestEnded { .. }
             | Self::Lost { .. } => "",
         }
