@@ -414,10 +414,13 @@ fn a_page_error_fails_at_once_with_class_page_and_no_recovery() {
             "  - {kind: page_error, at: 3s, duration: 3s}\n",
         ),
     );
+    // The thrown requests failed, so the run did: its cell names them.
     let code = a.get_output().status.code();
-    assert!(matches!(code, Some(0 | 1)), "exit {code:?}: {}", stderr(&a));
+    assert_eq!(code, Some(1), "{}", stderr(&a));
     let run = sb.run_json();
     assert_accounted(&run);
+    let error = run["results"][0]["error"].as_str().unwrap_or("");
+    assert!(error.contains(" page)"), "{}", run["results"][0]);
     assert!(
         run["faults"]
             .as_array()
@@ -509,10 +512,14 @@ fn a_corrupted_answer_is_one_wrong_answer_failure() {
         &sb,
         &scenario("chromium", "", "  - {kind: corrupt_answer, at: 4s}\n"),
     );
+    // A wrong answer is never a pass, whatever the thresholds.
     let code = a.get_output().status.code();
-    assert!(matches!(code, Some(0 | 1)), "exit {code:?}: {}", stderr(&a));
+    assert_eq!(code, Some(1), "{}", stderr(&a));
     let run = sb.run_json();
     assert_accounted(&run);
+    let cell = &run["results"][0]["correctness"];
+    assert_eq!(cell["passed"], false, "{cell}");
+    assert_eq!(cell["wrong_answers"], 1, "{cell}");
     assert!(
         run["faults"]
             .as_array()

@@ -156,10 +156,6 @@ fn assert_answers_checked(run: &Value) {
         .as_f64()
         .expect("correctness.max_abs_diff");
     assert!(diff <= 1e-3, "max abs diff {diff}: {c}");
-    assert_eq!(
-        run["sharding"]["requests"], *q,
-        "the sharding ledger agrees"
-    );
 }
 
 /// The report of a sharded run with no fault: per-shard compute for every shard, every hop
@@ -188,7 +184,7 @@ fn assert_measured(run: &Value, hop_bytes: u64) {
         );
         assert_eq!(h["bytes"], hop_bytes, "{h}");
         assert!(
-            h["transfer_ms"]["p50"].as_f64().is_some_and(|x| x >= 0.0),
+            h["transfer_ms"]["p50"].as_f64().is_some_and(|x| x > 0.0),
             "no transfer time: {h}"
         );
     }
@@ -482,11 +478,12 @@ fn a_model_over_the_memory_budget_runs_only_sharded_within_it() {
         "the fewest shards of llama-tiny within {budget_mib} MiB is 3: {n} shards"
     );
     assert_layers_cover(&run, 8);
+    // The shard files as written, not the planner's own estimate of them, fit the budget.
     for sh in shards(&run) {
-        let bytes = sh["parameters"].as_u64().expect("parameters") * 4;
+        let bytes = sh["onnx_bytes"].as_u64().expect("onnx_bytes");
         assert!(
             bytes <= budget_mib * 1024 * 1024,
-            "shard {} holds {bytes} bytes of parameters, over {budget_mib} MiB: {sh}",
+            "shard {} is an ONNX file of {bytes} bytes, over {budget_mib} MiB: {sh}",
             sh["shard"]
         );
     }

@@ -321,6 +321,10 @@ pub struct Correctness {
     pub oracle_max_abs_diff: Option<f64>,
     /// What was compared with what.
     pub detail: String,
+    /// Answers whose digests differed from the verified reference (each a `wrong_answer`
+    /// request); any fails the cell.
+    #[serde(default)]
+    pub wrong_answers: u64,
 }
 
 /// One injected fault.

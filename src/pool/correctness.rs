@@ -211,6 +211,7 @@ impl Verdict {
             rtol: RTOL,
             oracle_max_abs_diff: self.oracle_max_abs_diff,
             detail: self.details.join("; "),
+            wrong_answers: 0,
         }
     }
 }

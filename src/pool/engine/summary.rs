@@ -11,6 +11,7 @@ use crate::metrics::{
 };
 
 use super::super::correctness::{self, CellOutput};
+use super::super::error::ErrorClass;
 use super::super::router::Target;
 use super::super::{PoolReport, WorkerReport};
 use super::matrix::CellCores;
@@ -48,7 +49,7 @@ pub(super) fn summarize(
         }
     }
     let mut rows = cells(plan, &report, cores);
-    judge(plan, &mut rows);
+    judge(plan, &mut rows, &report.samples);
     for (row, output) in rows.into_values() {
         if let Some(o) = output.filter(|o| !o.full.is_empty()) {
             out.outputs.push(super::CellTensor {
@@ -267,8 +268,14 @@ fn nearest_threads(cores: f64, all: usize) -> usize {
     }
 }
 
-/// Correctness per model across its cells.
-fn judge(plan: &RunPlan, rows: &mut BTreeMap<CellKey, (ResultRow, Option<CellOutput>)>) {
+/// Correctness per model across its cells: the first run's output judged against native and
+/// the other cells, and every warm answer whose digests differed from the verified reference
+/// (a `wrong_answer` request) failing its cell.
+fn judge(
+    plan: &RunPlan,
+    rows: &mut BTreeMap<CellKey, (ResultRow, Option<CellOutput>)>,
+    samples: &[Sample],
+) {
     let keys: Vec<_> = rows.keys().cloned().collect();
     for m in 0..plan.models.len() {
         let mine: Vec<_> = keys.iter().filter(|k| k.0 == m).cloned().collect();
@@ -293,10 +300,26 @@ fn judge(plan: &RunPlan, rows: &mut BTreeMap<CellKey, (ResultRow, Option<CellOut
                 dims: &n.dims,
                 values: &n.output,
             });
-        for (k, verdict) in mine.iter().zip(correctness::judge(&outputs, oracle)) {
-            if let Some(r) = rows.get_mut(k) {
-                r.0.correctness = verdict;
+        for (k, mut verdict) in mine.iter().zip(correctness::judge(&outputs, oracle)) {
+            let Some(r) = rows.get_mut(k) else { continue };
+            let wrong = samples
+                .iter()
+                .filter(|s| {
+                    s.model == r.0.model
+                        && s.browser == k.1
+                        && s.backend == k.2
+                        && s.error == ErrorClass::WrongAnswer.as_str()
+                })
+                .count() as u64;
+            if wrong > 0 {
+                verdict.passed = false;
+                verdict.detail = format!(
+                    "{wrong} answer(s) differed from the verified reference; {}",
+                    verdict.detail
+                );
             }
+            verdict.wrong_answers = wrong;
+            r.0.correctness = verdict;
         }
     }
 }
