@@ -226,10 +226,11 @@ fn crash_tab_is_recovered_in_chromium_and_firefox() {
 #[test]
 fn hang_is_caught_by_the_page_heartbeat_and_reset() {
     let sb = Sandbox::new();
-    // run_timeout bounds one page run at 3s; the hang lasts 8s.
+    // run_timeout bounds one page run at 3s; the hang lasts 8s; a page silent for 1s is hung.
     let run = run_scenario(
         &sb,
-        &scenario("chromium", "", "  - {kind: hang, at: 3s, duration: 8s}\n"),
+        &scenario("chromium", "", "  - {kind: hang, at: 3s, duration: 8s}\n")
+            .replace("standbys: 0}", "standbys: 0, hang_after: 1s}"),
     );
     assert_recovered(
         &run,
@@ -239,11 +240,21 @@ fn hang_is_caught_by_the_page_heartbeat_and_reset() {
     );
     assert_served_on(&run);
     let e = &run["recovery_events"][0];
-    // The page's own heartbeat goes silent: noticed well before the 3 s run bound.
+    // The page's own heartbeat went silent: noticed before the run bound, and not before the
+    // silence lasted `hang_after` (the default, 450 ms, would have been sooner).
     assert_eq!(e["detected_by"], "heartbeat", "{e}");
     assert!(
-        e["detection_ms"].as_u64().unwrap_or(u64::MAX) < 2000,
-        "a hang is noticed by the silent heartbeat, not at the run bound: {e}"
+        e["detection_ms"].as_u64().unwrap_or(0) >= 1000,
+        "taken for hung before pool.hang_after (1s) of silence: {e}"
+    );
+    let events = run["pool_events"].as_array().expect("pool_events");
+    assert!(
+        events.iter().any(|e| e["kind"] == "unhealthy"
+            && e["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("(limit 1000 ms)")),
+        "{events:?}"
     );
     sb.assert_clean();
 }

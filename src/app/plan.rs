@@ -100,6 +100,7 @@ pub(super) fn build_plan(config: &RunConfig, prepared: Vec<Arc<PreparedModel>>) 
         pool.idle_timeout = sc.pool.idle_timeout;
         pool.heartbeat_interval = sc.pool.heartbeat_interval;
         pool.heartbeat_timeout = sc.pool.heartbeat_timeout;
+        pool.hang_after = sc.pool.hang_after;
         // The room above min_connections is for rebuilding failed workers when faults are
         // injected, not for scaling up on queues.
         pool.scale_up_queue = if sc.faults.is_empty() { 2 } else { usize::MAX };
@@ -188,6 +189,7 @@ pub(super) fn build_pipeline_plan(config: &RunConfig, pipeline: PipelinePlan) ->
     pool.idle_timeout = Duration::from_secs(24 * 3600);
     pool.heartbeat_interval = sc.pool.heartbeat_interval;
     pool.heartbeat_timeout = sc.pool.heartbeat_timeout;
+    pool.hang_after = sc.pool.hang_after;
     pool.cache = config.cache.clone();
     pool.seed = sc.seed;
     pool.timeouts = timeouts(w, true);

@@ -34,8 +34,10 @@ pub struct PoolConfig {
     pub timeouts: WorkerTimeouts,
     /// How often idle workers are health-checked.
     pub heartbeat_interval: Duration,
-    /// How long a health check may take.
+    /// How long an idle worker's health check may take.
     pub heartbeat_timeout: Duration,
+    /// Silence of a page's own heartbeat after which it is taken for hung.
+    pub hang_after: Duration,
     /// Idle time after which a worker beyond the minimum is closed.
     pub idle_timeout: Duration,
     /// Jobs queued on every placement of a model that make the pool add a worker for it.
@@ -84,6 +86,7 @@ impl PoolConfig {
             timeouts: WorkerTimeouts::default(),
             heartbeat_interval: Duration::from_secs(5),
             heartbeat_timeout: Duration::from_secs(30),
+            hang_after: super::HANG_AFTER,
             idle_timeout: Duration::from_secs(3600),
             scale_up_queue: usize::MAX,
             cache: Cache::from_env(),

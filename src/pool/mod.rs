@@ -78,7 +78,7 @@ pub use pipelines::PipelineId;
 pub use placing::MigrateError;
 pub use router::{HardwarePreferences, Measured, Preferences};
 pub use scheduler::{Bound, Schedule, Workload};
-pub use worker::{Page, Worker};
+pub use worker::{Page, Worker, BEAT_INTERVAL, HANG_AFTER};
 
 use events::{Events, LaunchReason, RetireReason};
 use ledger::{Ledger, RequestEnd};

@@ -11,7 +11,7 @@ use super::attribution::Cause;
 use super::attribution::Detection;
 use super::events::{CloseReason, LaunchReason, PoolEvent, Process};
 use super::recover::recover;
-use super::worker::{Lifecycle, Worker, BEAT_SILENCE_LIMIT};
+use super::worker::{Lifecycle, Worker};
 use super::{standby, Pool};
 
 /// How often the fast checks run: process and driver liveness, and page heartbeats.
@@ -40,10 +40,11 @@ pub(super) async fn run(pool: Pool) {
         }
         last_tick = Instant::now();
         let workers = pool.members().live();
-        let silent = silent_pages(&workers, awake_since.elapsed());
+        let silent = silent_pages(&workers, awake_since.elapsed(), c.hang_after);
         for w in &workers {
             watch(
                 &pool,
+                c.hang_after,
                 w,
                 silent.iter().find(|(id, _)| *id == w.id).map(|s| s.1),
             );
@@ -74,7 +75,7 @@ pub(super) async fn run(pool: Pool) {
 /// The fast checks of one worker: a browser or driver process that exited (a kill is found
 /// within a tick, not at the next request), and a page whose heartbeat went silent (a hung or
 /// crashed page, found while a run is in flight).
-fn watch(pool: &Pool, w: &Worker, silent: Option<Duration>) {
+fn watch(pool: &Pool, hang_after: Duration, w: &Worker, silent: Option<Duration>) {
     let exited = |process: Process, why: &str| {
         if w.mark_noticed(why.into(), Detection::ProcessExit) {
             pool.emit(PoolEvent::ProcessExit {
@@ -97,7 +98,7 @@ fn watch(pool: &Pool, w: &Worker, silent: Option<Duration>) {
         let why = format!(
             "the page's heartbeat has been silent for {} ms (limit {} ms)",
             silent.as_millis(),
-            BEAT_SILENCE_LIMIT.as_millis()
+            hang_after.as_millis()
         );
         if w.is_routable() && w.mark_noticed(why.clone(), Detection::Heartbeat) {
             pool.emit(PoolEvent::Unhealthy {
@@ -112,20 +113,21 @@ fn watch(pool: &Pool, w: &Worker, silent: Option<Duration>) {
 /// `awake` ago at most (this task was not running before). When several pages fall silent at
 /// once, the machine is more likely starved than each page hung (a hang or a crash hits one
 /// page): then only silence past three times the limit counts.
-fn silent_pages(workers: &[std::sync::Arc<Worker>], awake: Duration) -> Vec<(String, Duration)> {
+fn silent_pages(
+    workers: &[std::sync::Arc<Worker>],
+    awake: Duration,
+    limit: Duration,
+) -> Vec<(String, Duration)> {
     let silent: Vec<(String, Duration)> = workers
         .iter()
         .filter(|w| w.is_routable())
         .filter_map(|w| Some((w.id.clone(), w.beat_silence()?.min(awake))))
-        .filter(|(_, d)| *d > BEAT_SILENCE_LIMIT)
+        .filter(|(_, d)| *d > limit)
         .collect();
     if silent.len() < 2 {
         return silent;
     }
-    silent
-        .into_iter()
-        .filter(|(_, d)| *d > BEAT_SILENCE_LIMIT * 3)
-        .collect()
+    silent.into_iter().filter(|(_, d)| *d > limit * 3).collect()
 }
 
 /// Starts a recovery episode for each unhealthy worker nobody is recovering yet.

@@ -56,6 +56,10 @@ pub(super) fn heartbeat_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
+pub(super) fn hang_after() -> Duration {
+    crate::pool::HANG_AFTER
+}
+
 pub(super) fn launch_timeout() -> Duration {
     Duration::from_secs(60)
 }
@@ -157,6 +161,7 @@ impl Default for PoolConfig {
             idle_timeout: idle_timeout(),
             heartbeat_interval: heartbeat_interval(),
             heartbeat_timeout: heartbeat_timeout(),
+            hang_after: hang_after(),
             launch_timeout: launch_timeout(),
             placement: placement(),
             routing_profile: None,

@@ -42,6 +42,7 @@ const ORDER: &[(&str, &[&str])] = &[
             "idle_timeout",
             "heartbeat_interval",
             "heartbeat_timeout",
+            "hang_after",
             "launch_timeout",
             "placement",
             "routing_profile",

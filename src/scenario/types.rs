@@ -94,10 +94,17 @@ pub struct PoolConfig {
     #[serde(default = "d::heartbeat_interval", with = "duration")]
     #[schemars(schema_with = "duration::schema")]
     pub heartbeat_interval: Duration,
-    /// A heartbeat unanswered this long marks the worker unhealthy.
+    /// An idle worker's health check (an `echo` call) unanswered this long marks the worker
+    /// unhealthy. A hang while a run is in flight is found by the page's own heartbeat
+    /// (`hang_after`).
     #[serde(default = "d::heartbeat_timeout", with = "duration")]
     #[schemars(schema_with = "duration::schema")]
     pub heartbeat_timeout: Duration,
+    /// A page whose own heartbeat (a beat every 250 ms from its main thread) is silent this
+    /// long is taken for hung. More than 250 ms.
+    #[serde(default = "d::hang_after", with = "duration")]
+    #[schemars(schema_with = "duration::schema")]
+    pub hang_after: Duration,
     /// Bound on launching one browser and opening its page.
     #[serde(default = "d::launch_timeout", with = "duration")]
     #[schemars(schema_with = "duration::schema")]

@@ -167,6 +167,19 @@ fn check_pool(s: &Scenario, out: &mut Vec<Issue>) {
     ] {
         positive(out, &format!("pool.{key}"), d);
     }
+    if p.hang_after <= crate::pool::BEAT_INTERVAL {
+        push(
+            out,
+            "pool.hang_after",
+            format!(
+                "'{}' is too short: a page beats every {} ms, so a silence must last longer \
+                 than that to mean a hang (default {} ms)",
+                humantime::format_duration(p.hang_after),
+                crate::pool::BEAT_INTERVAL.as_millis(),
+                crate::pool::HANG_AFTER.as_millis()
+            ),
+        );
+    }
 }
 
 pub(super) fn positive(out: &mut Vec<Issue>, path: &str, d: Duration) {

@@ -15,9 +15,9 @@ pub struct BeatMode {
 
 /// Time between a page's heartbeats.
 pub const BEAT_INTERVAL: Duration = Duration::from_millis(250);
-/// Silence after which a page is taken for hung: the interval plus 200 ms of slack for a beat
-/// delayed by a busy machine.
-pub const BEAT_SILENCE_LIMIT: Duration = Duration::from_millis(450);
+/// The default silence after which a page is taken for hung (`pool.hang_after`): the
+/// interval plus 200 ms of slack for a beat delayed by a busy machine.
+pub const HANG_AFTER: Duration = Duration::from_millis(450);
 
 /// Whether a silent heartbeat means a hang, given how the page beats, whether a load is in
 /// flight, the calls queued or running, and the runs the page answered (see

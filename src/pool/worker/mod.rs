@@ -34,7 +34,7 @@ use super::config::{PageSettings, WorkerTimeouts};
 use super::lock;
 use actor::Job;
 use beat::silence_counts;
-pub use beat::{BeatMode, BEAT_INTERVAL, BEAT_SILENCE_LIMIT};
+pub use beat::{BeatMode, BEAT_INTERVAL, HANG_AFTER};
 pub use status::{Lifecycle, Loaded, WorkerStatus};
 
 /// Jobs waiting per worker before senders wait (backpressure).
