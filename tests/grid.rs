@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{assert_accounted, stderr, Sandbox};
+use common::{assert_accounted, fault, stderr, Sandbox};
 use serde_json::Value;
 
 /// A running local Grid; stopped on drop.
@@ -338,13 +338,7 @@ fn remote_faults_through_webdriver_are_recovered_and_pid_faults_are_skipped_with
         run["pool_events"],
         stderr(&a)
     );
-    let faults = run["faults"].as_array().expect("faults");
-    let of = |kind: &str| {
-        faults
-            .iter()
-            .find(|f| f["kind"] == kind)
-            .unwrap_or_else(|| panic!("no {kind} in {faults:?}"))
-    };
+    let of = |kind: &str| fault(&run, kind);
     // A remote browser has no pid here: skipped, and the record says why.
     let kill = of("kill_browser");
     assert_eq!(kill["injected"], false, "{kill}");

@@ -131,6 +131,15 @@ fn describe(pids: &[u32]) -> String {
         .join("; ")
 }
 
+/// The first record of a `kind` fault in run.json's `faults`.
+pub fn fault<'a>(run: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
+    let faults = run["faults"].as_array().expect("faults");
+    faults
+        .iter()
+        .find(|f| f["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in {faults:?}"))
+}
+
 /// Every request ended succeeded or failed: no ticket was left open (`lost`, counted apart from
 /// the outcomes, so `issued = succeeded + failed` follows and is not asserted again) or closed
 /// twice.
