@@ -145,9 +145,11 @@ pub async fn run(
 const WAIT_FOR_TARGET: Duration = Duration::from_secs(30);
 
 /// Chooses the kind and worker for one occurrence among the routable workers. When none matches
-/// the target right now, waits for one (a fault planned for Firefox while Firefox recovers from
-/// the last one hits it once it is back, rather than being skipped for a timing accident), up to
-/// [`WAIT_FOR_TARGET`] or the end of the injection; returns how long it waited, if it did.
+/// the target right now, waits for one that is back in service: routable with no load in
+/// flight (a fault planned for Firefox while Firefox recovers from the last one hits it once it
+/// has its models again, rather than being skipped for a timing accident or cutting the
+/// recovery's own load short), up to [`WAIT_FOR_TARGET`] or the end of the injection; returns
+/// how long it waited, if it did.
 async fn choose_when_routable(
     pool: &Pool,
     spec: &FaultSpec,
@@ -157,7 +159,7 @@ async fn choose_when_routable(
     let start = Instant::now();
     let mut waited = None;
     loop {
-        let chosen = faults::choose(spec, seed, &views(pool));
+        let chosen = faults::choose(spec, seed, &views(pool, waited.is_some()));
         if !matches!(chosen, Err(faults::FaultError::NoTarget { .. }))
             || start.elapsed() >= WAIT_FOR_TARGET
         {
@@ -206,12 +208,13 @@ pub fn start(
     Some(Running { task, stop })
 }
 
-/// What the chooser may know about each live worker.
-fn views(pool: &Pool) -> Vec<WorkerView> {
+/// What the chooser may know about each routable worker; when `settled`, only those with no
+/// load in flight.
+fn views(pool: &Pool, settled: bool) -> Vec<WorkerView> {
     pool.members()
         .live()
         .iter()
-        .filter(|s| s.is_routable())
+        .filter(|s| s.is_routable() && !(settled && s.status().loading))
         .map(|s| {
             WorkerView {
                 id: s.id.clone(),
