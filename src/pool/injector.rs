@@ -145,11 +145,11 @@ pub async fn run(
 const WAIT_FOR_TARGET: Duration = Duration::from_secs(30);
 
 /// Chooses the kind and worker for one occurrence among the routable workers. When none matches
-/// the target right now, waits for one that is back in service: routable with no load in
-/// flight (a fault planned for Firefox while Firefox recovers from the last one hits it once it
-/// has its models again, rather than being skipped for a timing accident or cutting the
-/// recovery's own load short), up to [`WAIT_FOR_TARGET`] or the end of the injection; returns
-/// how long it waited, if it did.
+/// the target right now, waits for one that is back in service: routable, serving a model, no
+/// load in flight (a fault planned for Firefox while Firefox recovers from the last one hits it
+/// once it serves again, rather than being skipped for a timing accident or cutting the
+/// recovery's own load and first run short), up to [`WAIT_FOR_TARGET`] or the end of the
+/// injection; returns how long it waited, if it did.
 async fn choose_when_routable(
     pool: &Pool,
     spec: &FaultSpec,
@@ -208,7 +208,8 @@ pub fn start(
     Some(Running { task, stop })
 }
 
-/// What the chooser may know about each routable worker; when `settled`, only those with no
+/// What the chooser may know about each routable worker; when `settled`, only those back in
+/// service: serving a model (a rebuilt worker serves once its first run is verified) with no
 /// load in flight.
 fn views(pool: &Pool, settled: bool) -> Vec<WorkerView> {
     pool.members()
@@ -238,6 +239,7 @@ fn views(pool: &Pool, settled: bool) -> Vec<WorkerView> {
                     .collect(),
             }
         })
+        .filter(|v| !settled || !v.models.is_empty())
         .collect()
 }
 
