@@ -78,6 +78,15 @@ fn assert_recovered_min(run: &Value, kind: &str, levels: &[&str], seen_as: &[&st
         assert!(levels.contains(&level), "{kind} recovered at {level}: {e}");
         let by = e["detected_by"].as_str().unwrap_or_default();
         assert!(seen_as.contains(&by), "{kind} noticed as {by}: {e}");
+        // Service was back only when every model the worker served answered again: that takes
+        // at least a page run, however fast the episode itself was. (A worker hit while it was
+        // still being placed served nothing yet: it has no service to restore.)
+        if e["models"].as_array().is_some_and(|m| !m.is_empty()) {
+            assert!(
+                e["served_ms"].as_u64().is_some_and(|ms| ms > 0),
+                "no answer measured after the recovery: {e}"
+            );
+        }
     }
     // The requests that met the fault were re-run, not dropped.
     let measured = run["requests"]["succeeded"].as_u64().unwrap_or(0);
@@ -633,6 +642,22 @@ fn a_hot_standby_takes_over_a_killed_browser_without_a_load() {
         ["crash", "process_exit", "session_lost"].contains(&by),
         "noticed as {by}: {e}"
     );
+    // The promotion itself is in memory; service is back at the promoted copy's first answer,
+    // which is what the run's time to recover counts.
+    assert_eq!(e["models"], serde_json::json!(["bert-tiny"]), "{e}");
+    let served = e["served_ms"].as_u64().unwrap_or(0);
+    assert!(served > 0, "{e}");
+    let detection = e["detection_ms"].as_u64().expect("detection_ms");
+    // summary.md's time to recover for the one kill_browser is detection + served.
+    let md = std::fs::read_to_string(sb.run_dir().join("summary.md")).expect("summary.md");
+    let row: Vec<&str> = md
+        .lines()
+        .find(|l| l.starts_with("| kill_browser |"))
+        .unwrap_or_else(|| panic!("no kill_browser row in summary.md:\n{md}"))
+        .split('|')
+        .map(str::trim)
+        .collect();
+    assert_eq!(row[8], (detection + served).to_string(), "{row:?}\n{e}");
     sb.assert_clean();
 }
 

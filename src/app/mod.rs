@@ -339,6 +339,11 @@ async fn run_part(
                     level: r.level.map_or("none", |l| l.as_str()).to_string(),
                     detection_ms: r.detection_ms,
                     recovery_ms: r.recovery_ms,
+                    served_ms: r
+                        .succeeded
+                        .then(|| crate::metrics::served_ms(r.at_ms, &r.models, &out.samples))
+                        .flatten(),
+                    models: r.models.clone(),
                     succeeded: r.succeeded,
                     at_ms: r.at_ms,
                     worker: r.worker.clone(),

@@ -18,7 +18,7 @@ pub mod thresholds;
 
 pub use adaptive::{AdaptiveEvaluation, AdaptiveMove, AdaptiveReport, PairTiming};
 pub use listing::*;
-pub use resilience::{FaultKindStats, RecoveryStats, Resilience, Retries};
+pub use resilience::{served_ms, FaultKindStats, RecoveryStats, Resilience, Retries};
 pub use sample::{Phase, Sample};
 pub use sharding::ShardingReport;
 pub use stats::Percentiles;

@@ -93,7 +93,9 @@ impl RecoveryStats {
             succeeded: ok.len() as u64,
             detection_ms: ms(&events, |e| e.detection_ms),
             recovery_ms: ms(&ok, |e| e.recovery_ms),
-            time_to_recover_ms: ms(&ok, |e| e.detection_ms + e.recovery_ms),
+            time_to_recover_ms: ms(&ok, |e| {
+                e.detection_ms + e.served_ms.unwrap_or(e.recovery_ms)
+            }),
         }
     }
 
@@ -101,6 +103,23 @@ impl RecoveryStats {
     pub fn failed(&self) -> u64 {
         self.events - self.succeeded
     }
+}
+
+/// Ms from `at_ms` (a detection, ms from the pool's start) to when every one of `models` had
+/// answered a request issued after it: for each model the end of its first successful such
+/// request, the latest of those. `None` without models, or when one never answered again.
+pub fn served_ms(at_ms: u64, models: &[String], samples: &[Sample]) -> Option<u64> {
+    let at = at_ms as f64;
+    let mut latest: Option<f64> = None;
+    for m in models {
+        let first = samples
+            .iter()
+            .filter(|s| s.ok && &s.model == m && s.started_ms >= at)
+            .map(|s| s.started_ms + s.service_ms)
+            .min_by(f64::total_cmp)?;
+        latest = Some(latest.map_or(first, |l: f64| l.max(first)));
+    }
+    latest.map(|end| (end - at).ceil() as u64)
 }
 
 impl Resilience {
@@ -223,6 +242,35 @@ mod tests {
             error: String::new(),
             attempt,
         }
+    }
+
+    #[test]
+    fn service_is_back_when_every_model_served_answered_a_request_issued_after_detection() {
+        let at = |model: &str, started: f64, service: f64, ok: bool| Sample {
+            model: model.into(),
+            started_ms: started,
+            service_ms: service,
+            ..sample(0, 1, ok)
+        };
+        let samples = [
+            at("bert", 90.0, 5.0, true), // issued before the detection at 100: not a witness
+            at("bert", 101.0, 1.0, false), // failed
+            at("bert", 105.0, 10.0, true), // ends at 115
+            at("bert", 106.0, 20.0, true), // ends at 126: a later answer
+            at("vit", 102.0, 30.0, true), // ends at 132: the later model
+        ];
+        let models = |m: &[&str]| m.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(served_ms(100, &models(&["bert"]), &samples), Some(15));
+        assert_eq!(
+            served_ms(100, &models(&["bert", "vit"]), &samples),
+            Some(32)
+        );
+        // A model that never answered again, or a worker that served nothing: not served.
+        assert_eq!(
+            served_ms(100, &models(&["bert", "whisper"]), &samples),
+            None
+        );
+        assert_eq!(served_ms(100, &[], &samples), None);
     }
 
     #[test]

@@ -361,8 +361,17 @@ pub struct RecoveryEvent {
     pub level: String,
     /// Fault to detection, ms.
     pub detection_ms: u64,
-    /// Detection to serving again, ms.
+    /// Detection to the end of the recovery episode, ms (a promotion of a hot standby is an
+    /// in-memory step, so this can be about 0).
     pub recovery_ms: u64,
+    /// Detection to the first successful answer, issued after the detection, of every model
+    /// the worker served (the latest of them), ms: when service was back. Absent when the
+    /// worker served nothing or a model it served never answered again in the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_ms: Option<u64>,
+    /// The models the worker served when it failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
     /// Whether service was restored.
     pub succeeded: bool,
     /// When the failure was detected, ms from run start.

@@ -177,6 +177,7 @@ async fn episode(
     };
     // A worker holding pipeline shards climbs one step: its pipeline's shard recovery.
     let shards = held_shards(pool, worker);
+    let models = served_models(pool, worker);
     let levels = match shards.first() {
         Some(&(id, _)) => vec![pool.pipelines().recovery(id).level()],
         None => recovery::ladder(config.strategy, failure, breaker_open),
@@ -256,6 +257,7 @@ async fn episode(
     pool.emit(PoolEvent::Recovered(RecoveryRecord {
         at_ms: pool.ms(detected),
         worker: worker.id.clone(),
+        models,
         fault,
         detected_by: cause.seen,
         detection_ms,
@@ -361,6 +363,23 @@ fn held_shards(pool: &Pool, worker: &Arc<Worker>) -> Vec<(PipelineId, usize)> {
         .collect();
     held.sort_by_key(|&(_, k)| k);
     held
+}
+
+/// The models `worker` served when its failure was seen, by their names in the ledger (a
+/// shard by its whole model's): the service a recovery must restore.
+fn served_models(pool: &Pool, worker: &Arc<Worker>) -> Vec<String> {
+    let mut models: Vec<String> = pool
+        .placements()
+        .models_on(worker)
+        .iter()
+        .map(|e| match pool.pipelines().locate(e) {
+            Some((id, _)) => pool.pipelines().model(id),
+            None => e.name().to_string(),
+        })
+        .collect();
+    models.sort();
+    models.dedup();
+    models
 }
 
 /// The shard whose call failed, when a request named it.

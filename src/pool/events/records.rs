@@ -35,6 +35,9 @@ pub struct RecoveryRecord {
     pub at_ms: u64,
     /// The worker that failed.
     pub worker: String,
+    /// The models it served then (ledger names): whose first answers after the failure end
+    /// its time to recover.
+    pub models: Vec<String>,
     /// The injected fault it is attributed to; `None` for a failure nobody injected.
     pub fault: Option<Kind>,
     /// How it was noticed.

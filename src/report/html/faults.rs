@@ -173,6 +173,7 @@ mod tests {
             worker: "chromium#1".into(),
             detected_by: "tab_crash".into(),
             steps: vec!["reset: page reopened".into()],
+            ..Default::default()
         });
         let html = render(RunData {
             summary: &s,

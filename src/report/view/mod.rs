@@ -311,6 +311,7 @@ pub(crate) mod tests {
                 worker: "chromium#1".into(),
                 detected_by: "process_exit".into(),
                 steps: vec!["reset: the browser process is gone".into()],
+                ..Default::default()
             },
             RecoveryEvent {
                 fault_kind: "external".into(),
@@ -325,6 +326,7 @@ pub(crate) mod tests {
                     "migrate: no other live worker".into(),
                     "rebuild: the recovery timeout (30s) passed".into(),
                 ],
+                ..Default::default()
             },
         ];
         s
