@@ -575,6 +575,79 @@ fn a_corrupted_answer_is_one_wrong_answer_failure() {
     sb.assert_clean();
 }
 
+/// A placement whose first answer is wrong never serves. Firefox's page is told to corrupt its
+/// next answer while it serves nothing; the planned migration of bert-tiny to it then loads the
+/// model there, and that first answer is judged against native onnxruntime before the move:
+/// rejected, unloaded, rolled back. Chromium keeps serving (every warm answer digest-checked) and
+/// the run fails (exit 1) on the rejected placement, although every answer served was right.
+#[test]
+fn a_placement_whose_first_answer_is_wrong_never_serves() {
+    let sb = Sandbox::new();
+    let a = scenario_run(
+        &sb,
+        "name: rejected-placement\n\
+         pool: {browsers: [chromium, firefox], min_connections: 2, max_connections: 2, heartbeat_interval: 1s, heartbeat_timeout: 3s, standbys: 0}\n\
+         models: [{name: bert-tiny}]\n\
+         workload: {mode: closed, concurrency: 2, duration: 10s, warmup: 1, request_timeout: 20s}\n\
+         recovery: {strategy: progressive, timeout: 30s, max_attempts: 4}\n\
+         faults: [{kind: corrupt_answer, at: 2s, target: {browser: firefox}}]\n\
+         state: {sync_interval: 1s, migrations: [{model: bert-tiny, to: firefox, at: 4s}]}\n",
+    );
+    let run = sb.run_json();
+    assert_eq!(
+        a.get_output().status.code(),
+        Some(1),
+        "{}\n{}",
+        stderr(&a),
+        run["pool_events"]
+    );
+    assert_accounted(&run);
+    let events = run["pool_events"].as_array().expect("pool_events");
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    for want in ["placement_rejected", "migration_rolled_back"] {
+        assert!(kinds.contains(&want), "no {want}: {events:?}");
+    }
+    assert!(!kinds.contains(&"migrated"), "{events:?}");
+    let row = |browser: &str| {
+        run["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .find(|r| r["browser"] == browser && r["model"] == "bert-tiny")
+            .unwrap_or_else(|| panic!("no {browser} row: {}", run["results"]))
+            .clone()
+    };
+    let firefox = row("firefox")["correctness"].clone();
+    assert_eq!(firefox["placements_rejected"], 1, "{firefox}");
+    assert_eq!(firefox["placements_verified"], 0, "{firefox}");
+    assert_eq!(firefox["passed"], false, "{firefox}");
+    let chromium = row("chromium");
+    let c = &chromium["correctness"];
+    assert_eq!(c["passed"], true, "{chromium}");
+    assert_eq!(c["placements_rejected"], 0, "{c}");
+    assert_eq!(c["placements_verified"], 1, "{c}");
+    assert_eq!(c["wrong_answers"], 0, "{c}");
+    // The one failed request is the rejected first answer; every answer served was checked.
+    let mut csv = csv::Reader::from_path(sb.run_dir().join("samples.csv")).expect("samples.csv");
+    let h = csv.headers().expect("header").clone();
+    let col = |name: &str| h.iter().position(|x| x == name).expect(name);
+    let (worker, phase, ok, error) = (col("worker"), col("phase"), col("ok"), col("error"));
+    let rows: Vec<csv::StringRecord> = csv.records().map(|r| r.expect("row")).collect();
+    let failed: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .filter(|r| &r[ok] != "true")
+        .map(|r| (&r[worker][..7], &r[phase], &r[error]))
+        .collect();
+    assert_eq!(failed, [("firefox", "first", "wrong_answer")], "{events:?}");
+    let warm_served = rows
+        .iter()
+        .filter(|r| &r[ok] == "true" && &r[phase] != "first")
+        .count() as u64;
+    assert!(warm_served > 10, "{warm_served}");
+    assert_eq!(c["answers_digest_checked"], warm_served, "{c}");
+    sb.assert_clean();
+}
+
 #[test]
 fn a_hung_worker_hands_over_to_its_standby_and_rejoins_without_a_launch() {
     let sb = Sandbox::new();

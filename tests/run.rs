@@ -89,6 +89,24 @@ fn tiny_models_run_in_every_installed_browser() {
             why.contains("webgpu") && (webnn || why.contains("webnn")),
             "fallback reason: {why}"
         );
+        // Every placement was judged against native before it served, and every warm answer
+        // (1 warm-up + 3 measured) was digest-checked against that verified first answer.
+        let c = &r["correctness"];
+        assert_eq!(c["placements_verified"], 1, "{r}");
+        assert_eq!(c["placements_rejected"], 0, "{r}");
+        assert_eq!(c["answers_digest_checked"], 4, "{r}");
+        if webnn {
+            // WebNN did the work, as the WebNN API saw it: the graph built, every run
+            // dispatched; and onnxruntime's log says it took every node of these graphs.
+            let w = &r["webnn"];
+            let g = &w["graph"];
+            assert!(g["graphs_built"].as_u64().unwrap_or(0) >= 1, "{w}");
+            assert!(g["supported"].as_u64().unwrap_or(0) > 0, "{w}");
+            assert_eq!(g["supported"], g["nodes"], "{w}");
+            assert_eq!(w["runs"], 4, "{w}");
+            assert_eq!(w["runs_dispatched"], 4, "{w}");
+            assert!(w["failure"].is_null(), "{w}");
+        }
         // The browser's processes did the work: a sampler reading the wrong processes, or
         // none, reads 0; more than the machine's cores cannot be one cell's.
         let cores = r["cores_used"].as_f64().expect("cores_used");
@@ -168,6 +186,52 @@ fn tiny_models_run_in_every_installed_browser() {
             && table.contains("firefox")
             && table.contains("chromium-shell")
             && table.contains("webnn"),
+        "{table}"
+    );
+    sb.assert_clean();
+}
+
+/// A graph with an operator the WebNN EP does not take (`LogSoftmax`): onnxruntime runs that
+/// node on wasm and the rest on WebNN, and the row shows the partial count, from the log and
+/// from the WebNN API (graphs built, every run dispatching).
+#[test]
+fn a_graph_webnn_takes_only_part_of_shows_its_partial_coverage() {
+    let sb = Sandbox::new();
+    let a = sb
+        .run(
+            &[
+                "--models",
+                "vit-micro-logprobs",
+                "--browsers",
+                "chromium-shell",
+                "-n",
+                "3",
+                "--warmup",
+                "1",
+            ],
+            300,
+        )
+        .success();
+    let table = stdout(&a);
+    let run = sb.run_json();
+    let r = &rows(&run)[0];
+    assert_eq!(r["backend"], "webnn", "{r}");
+    let w = &r["webnn"];
+    let g = &w["graph"];
+    let (took, of) = (
+        g["supported"].as_u64().expect("supported"),
+        g["nodes"].as_u64().expect("nodes"),
+    );
+    assert!(
+        took > 0 && took < of,
+        "WebNN should take all but LogSoftmax: {w}"
+    );
+    assert!(g["graphs_built"].as_u64().unwrap_or(0) >= 1, "{w}");
+    assert_eq!(w["runs_dispatched"], w["runs"], "{w}");
+    assert!(w["failure"].is_null(), "{w}");
+    assert_eq!(r["correctness"]["passed"], true, "{r}");
+    assert!(
+        table.contains(&format!("webnn (cpu) {took}/{of}")),
         "{table}"
     );
     sb.assert_clean();

@@ -19,6 +19,7 @@
 //   page/digest.js        sample, whole-output stats, FNV-1a, base64
 //   page/faults.js        hang, slow, fail_runs, corrupt_answer, destroy_gpu_device
 //   page/beat.js          the main-thread heartbeat
+//   page/webnn.js         the WebNN witness: graphs built and dispatched, from the API itself
 
 import { API_VERSION, dispatcher } from './page/envelope.js';
 import { ortImported, proxyOn, wedgedReason } from './page/ort.js';

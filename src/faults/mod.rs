@@ -47,8 +47,9 @@ pub enum Kind {
     /// Make every request on the target throw in the page for `duration` (a deterministic
     /// model error: failed at once with class `page`, never recovered).
     PageError,
-    /// The target's next answer comes back with one value of its first output changed (one
-    /// bit flipped in the page): the pool must fail that request as `wrong_answer`.
+    /// The target's next answer comes back with one value of its first output changed (+1,
+    /// in the page): the pool must fail that request as `wrong_answer`, or reject the placement
+    /// whose first answer it is.
     CorruptAnswer,
 }
 

@@ -78,6 +78,7 @@ fn vit(layers: usize, hidden: usize, heads: usize, intermediate: usize) -> VitCo
         patch: 16,
         classes: 1000,
         eps: 1e-12,
+        log_probs: false,
     }
 }
 
@@ -169,6 +170,18 @@ fn build_catalog() -> Vec<ModelSpec> {
             summary: "micro ViT (2 layers, 64 wide, 2 heads), 224x224",
             test_variant: true,
             arch: Arch::Vit(vit(2, 64, 2, 128)),
+            weights: WeightPlan::Seeded,
+        },
+        ModelSpec {
+            name: "vit-micro-logprobs",
+            aliases: &[],
+            task: Task::Vision,
+            summary: "vit-micro ending in LogSoftmax, which WebNN does not take: partial WebNN coverage",
+            test_variant: true,
+            arch: Arch::Vit(VitConfig {
+                log_probs: true,
+                ..vit(2, 64, 2, 128)
+            }),
             weights: WeightPlan::Seeded,
         },
         ModelSpec {

@@ -217,7 +217,8 @@ fn build_graph(
         Arch::Bert(c) => bert::build_range(c, w, layers.unwrap_or(0..c.layers))?,
         Arch::Vit(c) => {
             let (m, p) = vit::build(c, w)?;
-            (m, p, "logits".to_owned())
+            let name = if c.log_probs { "log_probs" } else { "logits" };
+            (m, p, name.to_owned())
         }
         Arch::Whisper(c) => whisper::build_range(c, w, kind, layers.unwrap_or(0..c.layers))?,
         Arch::Llama(c) => llama::build_range(c, w, layers.unwrap_or(0..c.layers))?,

@@ -29,6 +29,10 @@ pub struct VitConfig {
     pub classes: usize,
     /// LayerNorm epsilon.
     pub eps: f32,
+    /// The output is `log_probs` (a `LogSoftmax` over the logits) instead of `logits`: an
+    /// operator onnxruntime-web's WebNN EP does not take, so onnxruntime runs that node on wasm
+    /// and the rest on WebNN (what the `vit-micro-logprobs` test variant shows).
+    pub log_probs: bool,
 }
 
 impl VitConfig {
@@ -103,7 +107,17 @@ pub fn build(cfg: &VitConfig, w: &mut dyn WeightSource) -> Result<(ModelProto, u
         d,
         cfg.classes,
     )?;
-    c.g.output(&logits, "logits", DATA_TYPE_FLOAT, &[1, cfg.classes as i64]);
+    let (out, name) = if cfg.log_probs {
+        let p = c.g.node(
+            "LogSoftmax",
+            &[&logits],
+            vec![AttributeProto::int("axis", -1)],
+        );
+        (p, "log_probs")
+    } else {
+        (logits, "logits")
+    };
+    c.g.output(&out, name, DATA_TYPE_FLOAT, &[1, cfg.classes as i64]);
     let params = c.g.parameters;
     Ok((
         c.g.finish("vit", "ViT classifier written by webgpu-pool"),

@@ -65,6 +65,9 @@ pub(crate) struct Cause {
     /// How long the failing call was in flight; for a failure found by upkeep, how long since
     /// the worker's last sign of health (its last answer, or its process last seen alive).
     pub in_flight: Duration,
+    /// When the failure was seen: the failing call's return, or the watcher's marking. The
+    /// episode's detection is stamped with it, not when the episode got its lock.
+    pub seen_at: std::time::Instant,
 }
 
 impl Cause {

@@ -133,6 +133,15 @@ pub fn judge(cells: &[CellOutput], oracle: Option<Oracle<'_>>) -> Vec<Correctnes
         .collect()
 }
 
+/// Judges a placement's first answer before it serves: finite, received as the page computed
+/// it, its golden vector where it has one, and every value against native onnxruntime. The
+/// same checks [`judge`] applies to a cell, on one answer alone.
+pub fn verify_placement(cell: &CellOutput, oracle: Oracle<'_>) -> Correctness {
+    judge(std::slice::from_ref(cell), Some(oracle))
+        .pop()
+        .unwrap_or_default()
+}
+
 /// One cell's verdict as it is built.
 #[derive(Debug)]
 struct Verdict {
@@ -211,7 +220,7 @@ impl Verdict {
             rtol: RTOL,
             oracle_max_abs_diff: self.oracle_max_abs_diff,
             detail: self.details.join("; "),
-            wrong_answers: 0,
+            ..Correctness::default()
         }
     }
 }
@@ -324,6 +333,26 @@ mod tests {
 
     fn ramp(n: usize) -> Vec<f32> {
         (0..n).map(|i| (i as f32 * 0.37).sin()).collect()
+    }
+
+    #[test]
+    fn a_placement_whose_first_answer_is_off_by_one_value_is_rejected() {
+        let native = ramp(1000);
+        let o = Oracle {
+            dims: &[1000],
+            values: &native,
+        };
+        let mut near = native.clone();
+        near[7] += 5e-4;
+        let ok = verify_placement(&cell("chromium/wasm", "wasm", near), o);
+        assert!(ok.passed, "{ok:?}");
+        let mut off = native.clone();
+        off[999] += 1.0;
+        let bad = verify_placement(&cell("chromium/wasm", "wasm", off), o);
+        assert!(!bad.passed, "{bad:?}");
+        assert!(bad.detail.contains("outside atol"), "{}", bad.detail);
+        let short = verify_placement(&cell("chromium/wasm", "wasm", native[..999].to_vec()), o);
+        assert!(!short.passed, "{short:?}");
     }
 
     #[test]

@@ -63,6 +63,14 @@ enum Mismatch {
         /// The page's run counter.
         run: u64,
     },
+    /// No placement on this browser kind and backend had its first answer verified.
+    #[error("no placement of this model on {browser}/{backend} had its first answer verified against native onnxruntime")]
+    Unverified {
+        /// Where it ran.
+        browser: BrowserKind,
+        /// On which backend.
+        backend: Backend,
+    },
 }
 
 /// A model placed in the pool. Cheap to clone; `infer` is safe to call concurrently.
@@ -173,6 +181,7 @@ impl ModelHandle {
                         seen: Detection::Request(class),
                         model: Some(name.clone()),
                         in_flight: service,
+                        seen_at: issued + service,
                     };
                     self.after_failure(recover(pool, &worker, generation, cause), &worker)
                         .await;
@@ -184,6 +193,10 @@ impl ModelHandle {
                 worker.breaker_outcome(false);
             } else if class.is_none() {
                 worker.breaker_outcome(true);
+            }
+            if let (Ok(reply), None, Backend::Webnn) = (&result, &wrong, backend) {
+                pool.placements()
+                    .note_webnn_run(&self.entry, worker.kind, reply.webnn_dispatches);
             }
             if let Some(detail) = &wrong {
                 pool.emit(PoolEvent::WrongAnswer {
@@ -261,6 +274,7 @@ impl ModelHandle {
                 seen: Detection::Request(class),
                 model: Some(name),
                 in_flight: issued.elapsed(),
+                seen_at: Instant::now(),
             };
             recover(pool, &worker, generation, cause).await;
             attempt += 1;
@@ -272,11 +286,9 @@ impl ModelHandle {
         self.tolerance == FaultTolerance::Recover && self.pool.config().recovery.enabled()
     }
 
-    /// Compares an answer's digests with the verified answer of the same model, browser kind
-    /// and backend. The reference is the first run after a placement (its every value is
-    /// judged by the correctness checks) or, on a worker kind the model was never placed on, a
-    /// standby's first answer that matched the placement's output value by value. Without
-    /// either, this answer becomes the reference, and the pool says so.
+    /// Compares an answer's digests with the verified first answer of the same model, browser
+    /// kind and backend: the first run of a placement there, whose every value matched native
+    /// onnxruntime before the placement served. Without one, the answer is not trusted.
     fn check_answer(
         &self,
         worker: &Worker,
@@ -308,15 +320,10 @@ impl ModelHandle {
                     run: reply.run_index,
                 })
             }
-            Verified::Adopted => {
-                self.pool.emit(PoolEvent::ReferenceAnswer {
-                    model: self.entry.name().to_string(),
-                    worker: worker.id.clone(),
-                    browser: worker.kind,
-                    backend,
-                });
-                Ok(())
-            }
+            Verified::Unverified => Err(Mismatch::Unverified {
+                browser: worker.kind,
+                backend,
+            }),
         }
     }
 

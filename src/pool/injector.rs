@@ -298,7 +298,7 @@ pub async fn inject(worker: &Worker, kind: Kind, spec: &FaultSpec) -> Result<Str
         }
         Kind::CorruptAnswer => {
             page("corrupt_answer", json!({"runs": 1})).await?;
-            Ok("the next answer has one bit of its first output flipped".into())
+            Ok("the next answer has the first value of its first output changed".into())
         }
     }
 }

@@ -85,6 +85,7 @@ use ledger::{Ledger, RequestEnd};
 use members::Members;
 use pipelines::Pipelines;
 use placements::Placements;
+pub use placements::{CellCheckRecord, CellChecks};
 use recover::Recovery;
 use standby::StandbyState;
 use worker::{Lifecycle, WorkerContext};
@@ -133,6 +134,9 @@ pub struct PoolReport {
     pub recoveries: Vec<RecoveryRecord>,
     /// Every fault injected, skipped or failed.
     pub faults: Vec<FaultNote>,
+    /// Per model, browser kind and backend: placements verified against native or rejected
+    /// before serving, answers digest-checked.
+    pub checks: Vec<CellCheckRecord>,
 }
 
 impl Pool {
@@ -201,13 +205,23 @@ impl Pool {
         };
         let spec = models::resolve(name).map_err(model_error)?;
         let (cache, seed) = (self.inner.config.cache.clone(), self.inner.config.seed);
-        let prepared = tokio::task::spawn_blocking(move || models::prepare(spec, &cache, seed))
-            .await
-            .map_err(|e| PoolError::NoPlacement {
-                model: name.into(),
-                reason: format!("preparation task: {e}"),
-            })?
-            .map_err(model_error)?;
+        let no_task = |e: tokio::task::JoinError| PoolError::NoPlacement {
+            model: name.into(),
+            reason: format!("preparation task: {e}"),
+        };
+        let (prepared, oracle) = tokio::task::spawn_blocking(move || {
+            let prepared = models::prepare(spec, &cache, seed)?;
+            // The answer every placement's first run is judged against: one native run.
+            let oracle = crate::oracle::run_model(&cache, &prepared, 1);
+            Ok::<_, models::ModelError>((prepared, oracle))
+        })
+        .await
+        .map_err(no_task)?
+        .map_err(model_error)?;
+        let oracle = oracle.map_err(|e| PoolError::NoPlacement {
+            model: name.into(),
+            reason: format!("the native reference its answers are checked against: {e}"),
+        })?;
         if prepared.task != task {
             return Err(PoolError::NoPlacement {
                 model: name.into(),
@@ -218,23 +232,31 @@ impl Pool {
                 ),
             });
         }
-        self.place_model(Arc::new(prepared), hardware, fault_tolerance)
-            .await
+        self.place_model(
+            Arc::new(prepared),
+            Some(Arc::new(oracle)),
+            hardware,
+            fault_tolerance,
+        )
+        .await
     }
 
     /// Places a model prepared by the caller (the engine prepares each model once, before the
-    /// pool starts) and returns a handle to it. Loads it (and runs it once, keeping the output
-    /// for the correctness checks) unless a live placement exists.
+    /// pool starts) and returns a handle to it. Loads it and runs it once unless a live
+    /// placement exists; that first answer, and the first answer of every later placement of
+    /// the model, must match `oracle` (the model run by native onnxruntime) over every value
+    /// before the placement serves.
     ///
     /// # Errors
-    /// Nowhere to place it, or the load or first run failed.
+    /// Nowhere to place it, the load or first run failed, or the first answer was wrong.
     pub async fn place_model(
         &self,
         prepared: Arc<PreparedModel>,
+        oracle: Option<Arc<crate::oracle::NativeResult>>,
         hardware: HardwarePreferences,
         fault_tolerance: FaultTolerance,
     ) -> Result<ModelHandle, PoolError> {
-        let entry = self.inner.placements.entry(prepared, hardware);
+        let entry = self.inner.placements.entry(prepared, oracle, hardware);
         let handle = ModelHandle::new(self.clone(), entry, fault_tolerance);
         handle.place_first().await?;
         Ok(handle)
@@ -288,6 +310,7 @@ impl Pool {
             requests: books.requests,
             samples: books.samples,
             peak_workers: self.inner.members.peak(),
+            checks: self.inner.placements.checks(),
             ..PoolReport::default()
         };
         for e in &events {

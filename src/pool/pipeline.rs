@@ -380,6 +380,7 @@ impl ShardedHandle {
                         seen: Detection::Request(class),
                         model: Some(shard.name.clone()),
                         in_flight: back.saturating_duration_since(sent),
+                        seen_at: back,
                     };
                     recover(pool, &worker, generation, cause).await;
                     if full_retry {

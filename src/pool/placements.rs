@@ -1,6 +1,8 @@
 //! The placement registry: the one index of which workers serve which model, which hold a hot
 //! standby copy of it, and what its verified answers are (the digests every later answer must
-//! equal, per browser kind and backend, and the first placement's every value). A
+//! equal, per browser kind and backend, each from a first run judged against native
+//! onnxruntime over every value), with how many placements were verified or rejected and how
+//! many answers were digest-checked in each cell. A
 //! [`ModelEntry`] is a model as the pool holds it (the prepared model, where it should run, and
 //! the locks that serialise placing it); everything about where it is lives here, behind one
 //! lock, and the pool asks. Must not import `report`, `cli` or terminal crates.
@@ -12,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use crate::backend::Backend;
 use crate::browser::BrowserKind;
 use crate::models::PreparedModel;
+use crate::oracle::NativeResult;
 
 use super::lock;
 use super::router::HardwarePreferences;
@@ -27,6 +30,10 @@ pub(super) struct ModelEntry {
     key: String,
     /// The model.
     pub prepared: Arc<PreparedModel>,
+    /// The same model run by native onnxruntime: every placement's first answer is judged
+    /// against it before the placement serves. `None` for a pipeline's shards, whose every
+    /// answer is judged against the unsharded model's native output instead.
+    pub oracle: Option<Arc<NativeResult>>,
     /// Where it should run: a pin, its backend order, its measured best (adaptive routing
     /// rewrites it when it moves the model).
     hardware: Mutex<HardwarePreferences>,
@@ -66,11 +73,11 @@ struct Slot {
     serving: Vec<Arc<Worker>>,
     /// Warm spares: workers with the model loaded that serve only once promoted.
     standby: Vec<Arc<Worker>>,
-    /// The first answer's digests per browser kind and backend: every later answer there
-    /// must equal it.
+    /// The digests of a verified first answer per browser kind and backend: every later
+    /// answer there must equal them.
     verified: BTreeMap<(BrowserKind, Backend), Digests>,
-    /// The first placement's output, every value (what a standby on another browser kind is
-    /// checked against before its answers count as verified).
+    /// Without an oracle (a pipeline's shard): the first placement's output, every value, that
+    /// a standby's first answer must match.
     reference: Option<Vec<f32>>,
 }
 
@@ -78,6 +85,37 @@ struct Slot {
 #[derive(Debug, Default)]
 pub(super) struct Placements {
     slots: Mutex<HashMap<String, Slot>>,
+    /// Per model, browser kind and backend; kept when a model is released.
+    checks: Mutex<BTreeMap<(String, BrowserKind, Backend), CellChecks>>,
+}
+
+/// What was proven in one cell (model x browser kind x backend) of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CellChecks {
+    /// Placements (first, scale-up, standby, recovery, migration, adaptive) whose first answer
+    /// matched native onnxruntime over every value before they served.
+    pub placements_verified: u64,
+    /// Placements whose first answer did not: never served.
+    pub placements_rejected: u64,
+    /// Warm answers whose digests were compared with a verified first answer's.
+    pub answers_digest_checked: u64,
+    /// Warm runs that succeeded on WebNN.
+    pub webnn_runs: u64,
+    /// Of those, the runs whose page saw at least one WebNN graph dispatched.
+    pub webnn_runs_dispatched: u64,
+}
+
+/// One cell's [`CellChecks`], for the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellCheckRecord {
+    /// Catalog model name.
+    pub model: String,
+    /// Browser kind.
+    pub browser: BrowserKind,
+    /// Backend.
+    pub backend: Backend,
+    /// The counts.
+    pub checks: CellChecks,
 }
 
 /// What a verified-answer lookup found.
@@ -87,8 +125,9 @@ pub(super) enum Verified {
     Same,
     /// It differs: the verified digests.
     Differs(Digests),
-    /// There was none for that browser and backend: this answer is the reference now.
-    Adopted,
+    /// No placement on that browser kind and backend had a verified first answer: the answer
+    /// cannot be trusted (and never becomes a reference).
+    Unverified,
 }
 
 impl Placements {
@@ -96,6 +135,7 @@ impl Placements {
     pub fn entry(
         &self,
         prepared: Arc<PreparedModel>,
+        oracle: Option<Arc<NativeResult>>,
         hardware: HardwarePreferences,
     ) -> Arc<ModelEntry> {
         let key = format!("{}@{:?}", prepared.name, hardware.browser);
@@ -105,6 +145,7 @@ impl Placements {
                 entry: Arc::new(ModelEntry {
                     key,
                     prepared,
+                    oracle,
                     hardware: Mutex::new(hardware),
                     placing: tokio::sync::Mutex::new(()),
                     scaling: AtomicBool::new(false),
@@ -307,6 +348,11 @@ impl Placements {
         .unwrap_or(false)
     }
 
+    /// Takes `worker` out of `entry`'s standby copies.
+    pub fn drop_standby(&self, entry: &ModelEntry, worker: &Arc<Worker>) {
+        self.with(entry, |s| s.standby.retain(|w| !Arc::ptr_eq(w, worker)));
+    }
+
     /// Promotes a ready standby of `entry` to serve it: the one whose worker serves the fewest
     /// models (so promotions spread the load).
     pub fn promote(&self, entry: &ModelEntry) -> Option<Arc<Worker>> {
@@ -331,8 +377,8 @@ impl Placements {
         Some(spare)
     }
 
-    /// The verified answer of `entry` on `browser`/`backend` against `digests`; with none,
-    /// `digests` becomes it.
+    /// A warm answer's `digests` against the verified first answer of `entry` on
+    /// `browser`/`backend`, counted as digest-checked when there is one.
     pub fn verify(
         &self,
         entry: &ModelEntry,
@@ -340,21 +386,96 @@ impl Placements {
         backend: Backend,
         digests: &Digests,
     ) -> Verified {
-        self.with(entry, |s| match s.verified.get(&(browser, backend)) {
-            Some(want) if want == digests => Verified::Same,
-            Some(want) => Verified::Differs(want.clone()),
-            None => {
-                s.verified.insert((browser, backend), digests.clone());
-                Verified::Adopted
-            }
-        })
-        .unwrap_or(Verified::Same)
+        let verdict = self
+            .with(entry, |s| match s.verified.get(&(browser, backend)) {
+                Some(want) if want == digests => Verified::Same,
+                Some(want) => Verified::Differs(want.clone()),
+                None => Verified::Unverified,
+            })
+            .unwrap_or(Verified::Unverified);
+        if verdict != Verified::Unverified {
+            self.count(entry, browser, backend, |c| c.answers_digest_checked += 1);
+        }
+        verdict
     }
 
-    /// Whether `entry` has a verified answer on `browser`/`backend`.
-    pub fn is_verified(&self, entry: &ModelEntry, browser: BrowserKind, backend: Backend) -> bool {
-        self.with(entry, |s| s.verified.contains_key(&(browser, backend)))
-            .unwrap_or(false)
+    /// Whether `digests` equal the verified answer of `entry` on `browser`/`backend`; `None`
+    /// when there is none yet.
+    pub fn verify_digests(
+        &self,
+        entry: &ModelEntry,
+        browser: BrowserKind,
+        backend: Backend,
+        digests: &Digests,
+    ) -> Option<bool> {
+        self.with(entry, |s| {
+            s.verified
+                .get(&(browser, backend))
+                .map(|want| want == digests)
+        })
+        .flatten()
+    }
+
+    /// Counts a placement of `entry` on `browser`/`backend` whose first answer was judged
+    /// against native: verified when `passed`, else rejected. A model without an oracle (a
+    /// pipeline's shard) is not counted: its answers are judged at the pipeline's end.
+    pub fn note_judged(
+        &self,
+        entry: &ModelEntry,
+        browser: BrowserKind,
+        backend: Backend,
+        passed: bool,
+    ) {
+        if entry.oracle.is_none() {
+            return;
+        }
+        self.count(entry, browser, backend, |c| {
+            if passed {
+                c.placements_verified += 1;
+            } else {
+                c.placements_rejected += 1;
+            }
+        });
+    }
+
+    fn count(
+        &self,
+        entry: &ModelEntry,
+        browser: BrowserKind,
+        backend: Backend,
+        f: impl FnOnce(&mut CellChecks),
+    ) {
+        let key = (entry.name().to_string(), browser, backend);
+        f(lock(&self.checks).entry(key).or_default());
+    }
+
+    /// Counts a warm run of `entry` that succeeded on WebNN, and whether the page saw it
+    /// dispatch a WebNN graph (`dispatches` as the page's witness counted them).
+    pub fn note_webnn_run(
+        &self,
+        entry: &ModelEntry,
+        browser: BrowserKind,
+        dispatches: Option<u64>,
+    ) {
+        self.count(entry, browser, Backend::Webnn, |c| {
+            c.webnn_runs += 1;
+            if dispatches.is_some_and(|n| n > 0) {
+                c.webnn_runs_dispatched += 1;
+            }
+        });
+    }
+
+    /// Every cell's counts, in model, browser and backend order.
+    pub fn checks(&self) -> Vec<CellCheckRecord> {
+        lock(&self.checks)
+            .iter()
+            .map(|((model, browser, backend), checks)| CellCheckRecord {
+                model: model.clone(),
+                browser: *browser,
+                backend: *backend,
+                checks: checks.clone(),
+            })
+            .collect()
     }
 
     /// Records the verified answer of `entry` on `browser`/`backend` unless it has one.
@@ -372,12 +493,13 @@ impl Placements {
         });
     }
 
-    /// The first placement's every output value, if recorded.
+    /// Without an oracle: the first placement's every output value, if recorded.
     pub fn reference(&self, entry: &ModelEntry) -> Option<Vec<f32>> {
         self.with(entry, |s| s.reference.clone()).flatten()
     }
 
-    /// Records the first placement's every output value unless one is recorded.
+    /// Without an oracle: records the first placement's every output value unless one is
+    /// recorded.
     pub fn set_reference(&self, entry: &ModelEntry, values: &[f32]) {
         self.with(entry, |s| {
             s.reference.get_or_insert_with(|| values.to_vec());

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::backend::Backend;
-use crate::browser::{BrowserKind, WorkerError};
+use crate::browser::BrowserKind;
 use crate::metrics::Phase;
 use crate::state::Op;
 
-use super::correctness::cell_output;
+use super::correctness::{self, cell_output, CellOutput};
 use super::events::{LaunchReason, PlacementRecord, PoolEvent};
 use super::journal::Tx;
 use super::ledger::{Ran, RequestEnd, Ticket};
@@ -73,8 +73,9 @@ pub enum MigrateError {
         /// The kind asked for.
         kind: BrowserKind,
     },
-    /// The load on the target failed; the transaction was rolled back.
-    #[error("load on {target} failed: {error}; rolled back: {undo}; {model} keeps serving from {source_worker}")]
+    /// The load or the verified first run on the target failed; the transaction was rolled
+    /// back.
+    #[error("placing on {target} failed: {error}; rolled back: {undo}; {model} keeps serving from {source_worker}")]
     RolledBack {
         /// The model.
         model: String,
@@ -82,8 +83,8 @@ pub enum MigrateError {
         target: String,
         /// The worker it keeps serving from.
         source_worker: String,
-        /// The load's error.
-        error: Box<WorkerError>,
+        /// The load's or the first run's error.
+        error: Box<PoolError>,
         /// What the rollback did.
         undo: String,
     },
@@ -175,8 +176,11 @@ pub(super) async fn place(
 }
 
 /// The first run after a load, as a request of the ledger (phase `first`, every output value
-/// returned for the correctness checks), and the placement record it completes (emitted as
-/// `Placed`, which journals it).
+/// returned), judged against native onnxruntime over every value before the placement may
+/// serve. A first answer that matches completes the placement record (emitted as `Placed`,
+/// which journals it) and its digests are what every later answer there must equal; one that
+/// does not is a `wrong_answer` request, the model is unloaded from the worker, and the
+/// placement is rejected (`PlacementRejected`) with an error.
 pub(super) async fn first_run(
     pool: &Pool,
     entry: &Arc<ModelEntry>,
@@ -194,12 +198,57 @@ pub(super) async fn first_run(
         issued: Instant::now(),
     };
     // The first run returns every value: the checks (finite, oracle, cross) see it all.
-    let first = worker.run(&model.name, OutputMode::Full).await;
-    ticket.end(first.as_ref().map(|r| r.run_ms).map_err(ErrorClass::of));
-    let first = first?;
+    let first = match worker.run(&model.name, OutputMode::Full).await {
+        Ok(first) => first,
+        Err(e) => {
+            ticket.end(Err(ErrorClass::of(&e)));
+            return Err(e.into());
+        }
+    };
     let output = cell_output(worker.kind, model, backend, &first);
     let registry = pool.placements();
-    if let Some(c) = output.as_ref().filter(|c| !c.full.is_empty()) {
+    let rejected = judge_first(entry, output.as_ref()).or_else(|| {
+        // Same input, same browser kind and backend: the same bits as the verified answer.
+        (registry.verify_digests(entry, worker.kind, backend, &first.digests) == Some(false)).then(
+            || {
+                format!(
+                    "its digests differ from the verified answer on {}/{backend}",
+                    worker.kind
+                )
+            },
+        )
+    });
+    if let Some(rejected) = rejected {
+        ticket.end(Err(ErrorClass::WrongAnswer));
+        registry.note_judged(entry, worker.kind, backend, false);
+        let unloaded = match worker.unload(&model.name).await {
+            Ok(()) => String::new(),
+            Err(e) => {
+                // It must not stay loaded where it computes wrong: a reset clears the page.
+                worker.mark_unhealthy(format!("unloading a rejected {}: {e}", model.name));
+                format!("; unloading it failed ({e}), so the page is reset")
+            }
+        };
+        let detail = format!("{rejected}{unloaded}");
+        pool.emit(PoolEvent::PlacementRejected {
+            model: model.name.clone(),
+            worker: worker.id.clone(),
+            browser: worker.kind,
+            backend,
+            detail: detail.clone(),
+        });
+        return Err(PoolError::WrongAnswer {
+            model: model.name.clone(),
+            worker: worker.id.clone(),
+            detail: format!("first answer, placement rejected: {detail}"),
+        });
+    }
+    ticket.end(Ok(first.run_ms));
+    registry.note_judged(entry, worker.kind, backend, true);
+    if let Some(c) = output
+        .as_ref()
+        .filter(|c| entry.oracle.is_none() && !c.full.is_empty())
+    {
         registry.set_reference(entry, &c.full);
     }
     registry.set_verified(entry, worker.kind, backend, &first.digests);
@@ -213,6 +262,81 @@ pub(super) async fn first_run(
         output,
     })));
     Ok(())
+}
+
+/// After a page reset loaded its models again: each model's first answer on the new page,
+/// judged as any placement's is before it serves (a shard's, which has no oracle, against the
+/// digests verified for its browser kind and backend). A model whose answer is wrong is
+/// unloaded there and taken out of its placements and standbys on this worker, and the error
+/// says so: the recovery goes on to its next step.
+///
+/// # Errors
+/// A run failed, or an answer was wrong (`PoolError::WrongAnswer`).
+pub(super) async fn verify_reloaded(pool: &Pool, worker: &Arc<Worker>) -> Result<(), PoolError> {
+    let registry = pool.placements();
+    let loaded = worker.loaded_models();
+    for entry in registry
+        .entries()
+        .into_iter()
+        .filter(|e| loaded.iter().any(|m| m == e.name()))
+    {
+        let name = entry.name().to_string();
+        let backend = backend_at(worker, &name);
+        let reply = worker.run(&name, OutputMode::Full).await?;
+        let output = cell_output(worker.kind, &entry.prepared, backend, &reply);
+        let rejected = judge_first(&entry, output.as_ref()).or_else(|| {
+            (registry.verify_digests(&entry, worker.kind, backend, &reply.digests) == Some(false))
+                .then(|| {
+                    format!(
+                        "its digests differ from the verified answer on {}/{backend}",
+                        worker.kind
+                    )
+                })
+        });
+        let Some(detail) = rejected else {
+            registry.note_judged(&entry, worker.kind, backend, true);
+            continue;
+        };
+        registry.note_judged(&entry, worker.kind, backend, false);
+        registry.unplace(&entry, worker);
+        registry.drop_standby(&entry, worker);
+        let _ = worker.unload(&name).await;
+        let detail = format!("after a page reset: {detail}");
+        pool.emit(PoolEvent::PlacementRejected {
+            model: name.clone(),
+            worker: worker.id.clone(),
+            browser: worker.kind,
+            backend,
+            detail: detail.clone(),
+        });
+        return Err(PoolError::WrongAnswer {
+            model: name,
+            worker: worker.id.clone(),
+            detail,
+        });
+    }
+    Ok(())
+}
+
+/// Why a placement's first answer must not serve, judged against the model's native output
+/// over every value; `None` when it matched or the model has no oracle (a pipeline's shard,
+/// whose every answer is judged at the pipeline's end).
+pub(super) fn judge_first(entry: &ModelEntry, output: Option<&CellOutput>) -> Option<String> {
+    let oracle = entry.oracle.as_deref()?;
+    let Some(cell) = output else {
+        return Some(format!(
+            "the answer has no output named '{}'",
+            entry.prepared.output_name
+        ));
+    };
+    let verdict = correctness::verify_placement(
+        cell,
+        correctness::Oracle {
+            dims: &oracle.dims,
+            values: &oracle.output,
+        },
+    );
+    (!verdict.passed).then_some(verdict.detail)
 }
 
 /// Places `entry` on another live worker (`launch` false: migrate) or on a new one if needed
@@ -289,12 +413,23 @@ pub(super) async fn migrate(
         from: source.id.clone(),
         to: target.id.clone(),
     });
-    if let Err(e) = target
+    // The target serves only once its first answer matched native onnxruntime.
+    let loaded = match target
         .load(entry.prepared.clone(), entry.hardware().backends)
         .await
     {
-        // Roll back: nothing of the model may stay on the target.
-        let undo = match target.unload(model).await {
+        Ok(loaded) => first_run(pool, &entry, &target, &loaded).await,
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = loaded {
+        // Roll back: nothing of the model may stay on the target (a rejected first answer
+        // has unloaded it already).
+        let left = target.loaded_models().iter().any(|m| m == model);
+        let undo = match if left {
+            target.unload(model).await
+        } else {
+            Ok(())
+        } {
             Ok(()) => format!("unloaded {model} from {}", target.id),
             Err(u) => {
                 target.mark_unhealthy(format!("rollback of a migration: {u}"));

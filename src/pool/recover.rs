@@ -154,12 +154,18 @@ async fn episode(
     {
         return;
     }
-    let detected = Instant::now();
     // A watcher that marked the worker failed saw it first, whoever reached the episode.
-    let cause = match worker.status().noticed_by {
-        Some(seen) => Cause { seen, ..cause },
-        None => cause,
+    let status = worker.status();
+    let cause = match (status.noticed_by, status.noticed_at) {
+        (Some(seen), Some(at)) => Cause {
+            seen,
+            seen_at: at.min(cause.seen_at),
+            ..cause
+        },
+        _ => cause,
     };
+    // Detected when it was seen, however long this episode waited for its lock.
+    let detected = cause.seen_at;
     worker.set_lifecycle(Lifecycle::Recovering);
     let pending = pool.recovery().attribute(&worker.id, cause.seen);
     let (fault, detection_ms) = match pending {
@@ -188,7 +194,7 @@ async fn episode(
         fault,
         levels: levels.clone(),
     });
-    let deadline = detected + config.timeout;
+    let deadline = Instant::now() + config.timeout;
     let mut reached = None;
     let mut succeeded = false;
     let mut steps = Vec::new();
@@ -313,7 +319,8 @@ async fn try_level(
             // Half the time left: a reset that hangs must leave room for migrate/rebuild.
             let started = Instant::now();
             worker.reset(left / 2).await?;
-            worker.probe(cause.model.as_deref()).await?;
+            // The reloaded models serve again only once their answers are verified.
+            placing::verify_reloaded(pool, worker).await?;
             Ok(Restored::Reopened {
                 ms: started.elapsed().as_millis(),
             })

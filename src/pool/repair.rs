@@ -15,7 +15,7 @@ use serde_json::json;
 use super::attribution::Cause;
 use super::events::{PoolEvent, RetireReason};
 use super::worker::Worker;
-use super::{standby, ErrorClass, Pool};
+use super::{placing, standby, ErrorClass, Pool};
 
 /// Why a worker set aside was not repaired.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,9 @@ enum NotRepaired {
     /// The reset or the run after it failed.
     #[error(transparent)]
     Worker(#[from] crate::browser::WorkerError),
+    /// A model it reloaded answered wrong, or its verifying run failed.
+    #[error(transparent)]
+    Pool(#[from] super::PoolError),
 }
 
 /// How long one echo waits while the page is still busy.
@@ -89,7 +92,8 @@ async fn repair_in_place(
     }
     let reset = Instant::now();
     worker.reset(bound).await?;
-    worker.probe(cause.model.as_deref()).await?;
+    // What it reloaded serves again only once its answers are verified.
+    placing::verify_reloaded(pool, worker).await?;
     Ok(format!(
         "page reopened and models reloaded in {} ms",
         reset.elapsed().as_millis()

@@ -18,7 +18,7 @@ use super::correctness::cell_output;
 use super::events::PoolEvent;
 use super::placements::ModelEntry;
 use super::worker::{Loaded, OutputMode, Worker};
-use super::{lock, Pool};
+use super::{lock, placing, Pool};
 
 /// Why a standby copy was not kept.
 #[derive(Debug, thiserror::Error)]
@@ -32,13 +32,13 @@ enum StandbyError {
     /// The check run returned no values to compare.
     #[error("its check run returned no output values")]
     NoValues,
-    /// Its answer differs from the first placement's.
-    #[error("{model} on {kind}/{backend}: its answer differs from the placement's by {diff:.2e}; not kept")]
-    Differs {
+    /// Its first answer was not right; the copy was unloaded.
+    #[error("{model} on {kind}/{backend}: {detail}; not kept")]
+    Rejected {
         model: String,
         kind: crate::browser::BrowserKind,
         backend: crate::backend::Backend,
-        diff: f64,
+        detail: String,
     },
 }
 
@@ -283,11 +283,11 @@ fn spare_for(pool: &Pool, entry: &ModelEntry) -> Option<Arc<Worker>> {
         .min_by_key(|s| (s.loaded_models().len(), s.queued()))
 }
 
-/// A standby on a browser kind and backend the model has no verified answer for runs once,
-/// every value returned, and must match the first placement's output (within the correctness
-/// tolerance); its digests are then the reference for that kind and backend. A standby of a
-/// verified kind and backend needs no run: its answers are compared with the reference once it
-/// serves.
+/// Every standby copy runs once, every value returned, before it may ever be promoted: judged
+/// against native onnxruntime (a model without an oracle, a pipeline's shard, against the first
+/// placement's output), and its digests must equal the verified answer of its browser kind and
+/// backend where there is one, else they become it. A copy that fails is unloaded, counted as a
+/// rejected placement, and not kept.
 async fn check(
     pool: &Pool,
     entry: &Arc<ModelEntry>,
@@ -296,28 +296,50 @@ async fn check(
 ) -> Result<(), StandbyError> {
     let registry = pool.placements();
     let (kind, backend) = (spare.kind, loaded.reply.backend);
-    if registry.is_verified(entry, kind, backend) {
-        return Ok(());
-    }
     let reply = spare
         .run(entry.name(), OutputMode::Full)
         .await
         .map_err(StandbyError::CheckRun)?;
-    let cell = cell_output(kind, &entry.prepared, backend, &reply)
-        .filter(|c| !c.full.is_empty())
-        .ok_or(StandbyError::NoValues)?;
-    if let Some(want) = registry.reference(entry) {
-        let (diff, ok) = crate::oracle::allclose(&cell.full, &want);
-        if !ok {
-            let _ = spare.unload(entry.name()).await;
-            return Err(StandbyError::Differs {
-                model: entry.name().to_string(),
-                kind,
-                backend,
-                diff,
-            });
-        }
+    let cell = cell_output(kind, &entry.prepared, backend, &reply);
+    let mut rejected = if entry.oracle.is_some() {
+        placing::judge_first(entry, cell.as_ref())
+    } else {
+        let cell = cell
+            .filter(|c| !c.full.is_empty())
+            .ok_or(StandbyError::NoValues)?;
+        registry.reference(entry).and_then(|want| {
+            let (diff, ok) = crate::oracle::allclose(&cell.full, &want);
+            (!ok).then(|| format!("its answer differs from the first placement's by {diff:.2e}"))
+        })
+    };
+    if rejected.is_none()
+        && matches!(
+            registry.verify_digests(entry, kind, backend, &reply.digests),
+            Some(false)
+        )
+    {
+        rejected = Some(format!(
+            "its digests differ from the verified answer on {kind}/{backend}"
+        ));
     }
+    if let Some(detail) = rejected {
+        registry.note_judged(entry, kind, backend, false);
+        let _ = spare.unload(entry.name()).await;
+        pool.emit(PoolEvent::PlacementRejected {
+            model: entry.name().to_string(),
+            worker: spare.id.clone(),
+            browser: kind,
+            backend,
+            detail: format!("standby copy: {detail}"),
+        });
+        return Err(StandbyError::Rejected {
+            model: entry.name().to_string(),
+            kind,
+            backend,
+            detail,
+        });
+    }
+    registry.note_judged(entry, kind, backend, true);
     registry.set_verified(entry, kind, backend, &reply.digests);
     Ok(())
 }

@@ -147,6 +147,7 @@ fn start_episodes(pool: &Pool, workers: &[std::sync::Arc<Worker>]) {
                     seen,
                     model: None,
                     in_flight: w.since_last_good(seen),
+                    seen_at: w.status().noticed_at.unwrap_or_else(Instant::now),
                 };
                 recover(&pool, &w, generation, cause).await;
             });

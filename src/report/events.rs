@@ -84,14 +84,15 @@ pub fn detail(event: &PoolEvent) -> String {
         }
         PoolEvent::ScaleUpFailed { model, error } => format!("{model}: {error}"),
         PoolEvent::WrongAnswer { model, detail, .. } => format!("{model}: {detail}"),
-        PoolEvent::ReferenceAnswer {
+        PoolEvent::PlacementRejected {
             model,
             browser,
             backend,
+            detail,
             ..
         } => format!(
-            "{model}: no verified answer on {browser}/{backend}; this answer's digests are the \
-             reference from now on"
+            "{model}: the first answer on {browser}/{backend} did not match native onnxruntime, \
+             so that placement never served: {detail}"
         ),
         PoolEvent::Promoted { model, .. } => format!("hot standby of {model} now serves"),
         PoolEvent::StandbyLoaded {

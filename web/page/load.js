@@ -9,6 +9,7 @@ import {
 } from './capabilities.js';
 import { gpuLost, watchGpuDevice } from './gpu.js';
 import { addSession, countLoad, findSession, loadCount } from './sessions.js';
+import { graphsBuilt, webnnWatched } from './webnn.js';
 
 const KNOWN_BACKENDS = ['webgpu', 'webnn', 'wasm'];
 // When load picks a WebNN device itself: cpu first, onnxruntime-web's own default. Measured in
@@ -193,10 +194,22 @@ function createSession(backend, blocker, modelBytes, args) {
     if (backend === 'webnn') options.logSeverityLevel = 1; // info: the partition summary
     const listen = backend === 'webnn' ? captureOrtLog() : null;
     startOnce(args.proxy === true && backend === 'wasm');
+    const built = graphsBuilt();
     const t0 = performance.now();
     try {
       const s = await ort().InferenceSession.create(modelBytes, options);
-      return [s, performance.now() - t0, listen ? webnnPartition(listen.lines) : null];
+      const ms = performance.now() - t0;
+      if (backend !== 'webnn') return [s, ms, null];
+      // Always an answer for a webnn session: what the log said (null fields when it said
+      // nothing) and what the WebNN API itself saw (graphs built during this creation).
+      const logged = webnnPartition(listen.lines);
+      return [s, ms, {
+        partitions: logged?.partitions ?? null,
+        nodes: logged?.nodes ?? null,
+        supported: logged?.supported ?? null,
+        unsupported_ops: logged?.unsupported_ops ?? [],
+        graphs_built: webnnWatched ? graphsBuilt() - built : null,
+      }];
     } finally {
       listen?.stop();
     }

@@ -9,6 +9,7 @@ import { DTYPES, fetchBytes } from './load.js';
 import { sessionEntry, stillLoaded } from './sessions.js';
 import { base64, evenSample, fnv1a, wholeStats } from './digest.js';
 import * as faults from './faults.js';
+import { graphsDispatched, webnnWatched } from './webnn.js';
 
 /** Runs that completed in this page. */
 let runs = 0;
@@ -104,9 +105,12 @@ async function runQueued(entry, given, { mode, outputTo, decodeMs, queued }) {
   }
   const ran = { results: null, host: {} };
   try {
+    // Runs are one at a time (`exclusive`): every dispatch between here and the end is this run's.
+    const dispatched = graphsDispatched();
     const t0 = performance.now();
     await unlessDeviceLost(entry, runAndReadBack(entry, given, ran));
     const runMs = performance.now() - t0;
+    const webnnDispatches = entry.backend === 'webnn' && webnnWatched ? graphsDispatched() - dispatched : null;
     entry.runIndex += 1;
     runs += 1;
     const names = entry.session.outputNames;
@@ -120,6 +124,7 @@ async function runQueued(entry, given, { mode, outputTo, decodeMs, queued }) {
     const encodeMs = performance.now() - t0 - runMs;
     return {
       model_id: entry.modelId, backend: entry.backend, run_index: runIndex, run_ms: runMs, queue_ms: queueMs, slow_ms: faults.slowDelayMs(), outputs, digests,
+      webnn_dispatches: webnnDispatches,
       feed_decode_ms: decodeMs,
       output_encode_ms: encodeMs,
       // Wall-clock instants (performance.timeOrigin + now) of the run's start and end, for

@@ -66,7 +66,7 @@ pub(super) async fn run(
                 ..HardwarePreferences::default()
             };
             let placed = tokio::select! {
-                h = pool.place_model(m.prepared.clone(), hw, FaultTolerance::None) => h,
+                h = pool.place_model(m.prepared.clone(), m.native.clone(), hw, FaultTolerance::None) => h,
                 () = cancel.cancelled() => return out,
             };
             match placed {

@@ -166,7 +166,9 @@ pub(super) async fn run(
                 backends: backend.map(|b| vec![b]),
                 measured: None,
             };
-            registry.entry(Arc::new(s.clone()), hardware)
+            // A shard has no native output of its own: the pipeline's every answer is judged
+            // against the unsharded model's.
+            registry.entry(Arc::new(s.clone()), None, hardware)
         })
         .collect();
     let backends = p.places.iter().map(|&(_, b)| b).collect();

@@ -42,7 +42,7 @@ pub(super) async fn run(
         });
         let hw = HardwarePreferences::steered(m.pin, m.measured.clone(), &plan.pool.page.backends);
         let placed = tokio::select! {
-            h = pool.place_model(m.prepared.clone(), hw, tolerance) => h,
+            h = pool.place_model(m.prepared.clone(), m.native.clone(), hw, tolerance) => h,
             () = cancel.cancelled() => return (errors, None),
         };
         match placed {

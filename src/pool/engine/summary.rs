@@ -50,6 +50,7 @@ pub(super) fn summarize(
     }
     let mut rows = cells(plan, &report, cores);
     judge(plan, &mut rows, &report.samples);
+    proven(&mut rows, &report);
     for (row, output) in rows.into_values() {
         if let Some(o) = output.filter(|o| !o.full.is_empty()) {
             out.outputs.push(super::CellTensor {
@@ -63,6 +64,16 @@ pub(super) fn summarize(
         out.rows.push(row);
     }
     for (model, browser, e) in errors {
+        // A cell whose only placement was rejected has its row already: the error joins it.
+        let browser_name = browser.map(|b| b.to_string()).unwrap_or_default();
+        if let Some(row) = out
+            .rows
+            .iter_mut()
+            .find(|r| r.model == model && r.browser == browser_name && r.runs == 0)
+        {
+            row.error.get_or_insert_with(|| e.to_string());
+            continue;
+        }
         let spec = plan.models.iter().find(|m| m.prepared.name == model);
         out.rows.push(ResultRow {
             task: spec
@@ -173,6 +184,7 @@ fn cells(
                     .map(|device_type| WebnnUse {
                         device_type,
                         graph: p.load.webnn_graph.clone(),
+                        ..Default::default()
                     }),
                 wasm_threads: p
                     .load
@@ -189,6 +201,34 @@ fn cells(
         if !entry.0.workers.contains(&p.worker) {
             entry.0.workers.push(p.worker.clone());
         }
+    }
+    // A cell whose every placement was rejected before serving has a row too: it fails.
+    for c in report
+        .checks
+        .iter()
+        .filter(|c| c.checks.placements_rejected > 0)
+    {
+        let key = (
+            order(&c.model),
+            c.browser.to_string(),
+            c.backend.to_string(),
+        );
+        if key.0 == usize::MAX {
+            continue;
+        }
+        rows.entry(key).or_insert_with(|| {
+            let model = &plan.models[order(&c.model)].prepared;
+            let row = ResultRow {
+                model: c.model.clone(),
+                task: model.task.as_str().to_string(),
+                weights: model.weights.as_str().to_string(),
+                weights_note: model.weights_note.clone(),
+                browser: c.browser.to_string(),
+                backend: c.backend.to_string(),
+                ..Default::default()
+            };
+            (row, None)
+        });
     }
     for ((_, browser, backend), (row, _)) in rows.iter_mut() {
         let mine: Vec<&Sample> = report
@@ -265,6 +305,63 @@ fn nearest_threads(cores: f64, all: usize) -> usize {
         all
     } else {
         1
+    }
+}
+
+/// What the pool proved in each cell: placements verified against native or rejected before
+/// serving, and warm answers digest-checked. A rejected placement fails its cell, and so does a
+/// warm answer served without a digest check (fewer checks than warm answers that succeeded).
+fn proven(rows: &mut BTreeMap<CellKey, (ResultRow, Option<CellOutput>)>, report: &PoolReport) {
+    for ((_, browser, backend), (row, _)) in rows.iter_mut() {
+        let checks = report
+            .checks
+            .iter()
+            .find(|c| {
+                c.model == row.model
+                    && c.browser.as_str() == browser
+                    && c.backend.as_str() == backend
+            })
+            .map(|c| c.checks.clone())
+            .unwrap_or_default();
+        let webnn_failure = row.webnn.as_mut().and_then(|w| {
+            w.runs = checks.webnn_runs;
+            w.runs_dispatched = checks.webnn_runs_dispatched;
+            w.failure = w.judge();
+            w.failure.clone()
+        });
+        let c = &mut row.correctness;
+        c.placements_verified = checks.placements_verified;
+        c.placements_rejected = checks.placements_rejected;
+        c.answers_digest_checked = checks.answers_digest_checked;
+        let mut problems: Vec<String> = webnn_failure.into_iter().collect();
+        if checks.placements_rejected > 0 {
+            problems.push(format!(
+                "{} placement(s) rejected before serving: the first answer did not match native \
+                 onnxruntime",
+                checks.placements_rejected
+            ));
+        }
+        let served = report
+            .samples
+            .iter()
+            .filter(|s| {
+                s.model == row.model
+                    && &s.browser == browser
+                    && &s.backend == backend
+                    && s.ok
+                    && s.phase != Phase::First
+            })
+            .count() as u64;
+        if served > checks.answers_digest_checked {
+            problems.push(format!(
+                "{served} warm answers served but {} digest-checked",
+                checks.answers_digest_checked
+            ));
+        }
+        if !problems.is_empty() {
+            c.passed = false;
+            c.detail = format!("{}; {}", problems.join("; "), c.detail);
+        }
     }
 }
 

@@ -140,8 +140,9 @@ pub enum PoolEvent {
         /// Which outputs differ.
         detail: String,
     },
-    /// No verified answer existed on this browser and backend: this one is the reference.
-    ReferenceAnswer {
+    /// A placement's first answer did not match native onnxruntime: the model was unloaded
+    /// there and never served from it.
+    PlacementRejected {
         /// The model.
         model: String,
         /// The worker.
@@ -150,6 +151,8 @@ pub enum PoolEvent {
         browser: BrowserKind,
         /// Its backend.
         backend: Backend,
+        /// What differed.
+        detail: String,
     },
     /// A worker stopped serving a model it still holds (a recovery moved the model off it).
     Unplaced {
@@ -349,7 +352,7 @@ impl PoolEvent {
             Self::PlacementRetried { .. } => "placement_retried",
             Self::ScaleUpFailed { .. } => "scale_up_failed",
             Self::WrongAnswer { .. } => "wrong_answer",
-            Self::ReferenceAnswer { .. } => "reference_answer",
+            Self::PlacementRejected { .. } => "placement_rejected",
             Self::Promoted { .. } => "promoted",
             Self::StandbyLoaded { .. } => "standby",
             Self::StandbyFailed { .. } => "standby_failed",
@@ -385,7 +388,7 @@ impl PoolEvent {
             | Self::Unplaced { worker, .. }
             | Self::PlacementRetried { worker, .. }
             | Self::WrongAnswer { worker, .. }
-            | Self::ReferenceAnswer { worker, .. }
+            | Self::PlacementRejected { worker, .. }
             | Self::Promoted { worker, .. }
             | Self::StandbyLoaded { worker, .. }
             | Self::StandbyFailed { worker, .. }

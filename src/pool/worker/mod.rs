@@ -110,6 +110,7 @@ impl Worker {
                 beat: None,
                 loading: false,
                 noticed_by: None,
+                noticed_at: None,
             }),
             task: Mutex::new(None),
             ctx: ctx.clone(),
@@ -178,6 +179,7 @@ impl Worker {
             s.lifecycle = Lifecycle::Ready;
             s.fault = None;
             s.noticed_by = None;
+            s.noticed_at = None;
         }
     }
 
@@ -242,6 +244,7 @@ impl Worker {
             s.lifecycle = Lifecycle::Unhealthy;
             s.fault.get_or_insert(why);
             s.noticed_by = by;
+            s.noticed_at = by.map(|_| Instant::now());
             drop(s);
             self.failed.send_modify(|n| *n += 1);
             return true;

@@ -169,6 +169,10 @@ pub struct RunReply {
     /// compares with the first verified answer of the same model, browser and backend.
     #[serde(default)]
     pub digests: BTreeMap<String, String>,
+    /// On a webnn session: the WebNN graphs this run dispatched, counted by the page's WebNN
+    /// witness (`None` on other backends, or where the page cannot watch WebNN).
+    #[serde(default)]
+    pub webnn_dispatches: Option<u64>,
 }
 
 /// A per-run input: raw little-endian values in base64 (never JSON number text), or the URL of

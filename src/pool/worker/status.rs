@@ -104,4 +104,6 @@ pub struct WorkerStatus {
     /// its recovery episode records as the detection, even when a request whose call was cut
     /// short by that marking reaches the episode first.
     pub noticed_by: Option<super::super::attribution::Detection>,
+    /// When that watcher marked it.
+    pub noticed_at: Option<std::time::Instant>,
 }

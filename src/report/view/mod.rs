@@ -55,7 +55,17 @@ pub fn row_values(r: &ResultRow) -> [String; 14] {
         r.browser.clone(),
         match (&r.webnn, r.backend.is_empty()) {
             (_, true) => "-".into(),
-            (Some(w), false) => format!("{} ({})", r.backend, w.device_type),
+            // The nodes WebNN took of the graph's: partial coverage shows in the table.
+            (Some(w), false) => {
+                let took = w.graph.as_ref().map_or_else(
+                    || "?".to_string(),
+                    |g| match (g.supported, g.nodes) {
+                        (Some(s), Some(n)) => format!("{s}/{n}"),
+                        _ => "?".to_string(),
+                    },
+                );
+                format!("{} ({}) {took}", r.backend, w.device_type)
+            }
             (None, false) => r.backend.clone(),
         },
         r.weights.clone(),
@@ -109,6 +119,34 @@ pub fn info_notes(s: &RunSummary) -> Vec<String> {
                 .to_string(),
         );
     }
+    let proven: Vec<String> = s
+        .results
+        .iter()
+        .filter(|r| !r.backend.is_empty())
+        .map(|r| {
+            let c = &r.correctness;
+            format!(
+                "{} {}/{} {}{} + {}",
+                r.model,
+                r.browser,
+                r.backend,
+                c.placements_verified,
+                if c.placements_rejected > 0 {
+                    format!(" ({} REJECTED)", c.placements_rejected)
+                } else {
+                    String::new()
+                },
+                c.answers_digest_checked
+            )
+        })
+        .collect();
+    if !proven.is_empty() {
+        notes.push(format!(
+            "verified: placements whose first answer matched native before serving + warm \
+             answers digest-checked against one: {}",
+            proven.join(", ")
+        ));
+    }
     for m in &s.environment.not_installed {
         notes.push(format!(
             "{} is not installed, so not in this run: {}",
@@ -122,13 +160,15 @@ pub fn info_notes(s: &RunSummary) -> Vec<String> {
                 .iter()
                 .map(|o| format!("{} x{}", o.op, o.count))
                 .collect();
+            let n = |v: Option<u64>| v.map_or_else(|| "?".to_string(), |v| v.to_string());
             notes.push(format!(
-                "{} on {}: WebNN took {} of {} nodes in {} partition(s){}",
+                "{} on {}: WebNN took {} of {} nodes in {} partition(s) ({} graph(s) built){}",
                 r.model,
                 r.browser,
-                g.supported,
-                g.nodes,
-                g.partitions,
+                n(g.supported),
+                n(g.nodes),
+                n(g.partitions),
+                n(g.graphs_built),
                 if left.is_empty() {
                     String::new()
                 } else {
