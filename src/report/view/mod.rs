@@ -119,32 +119,25 @@ pub fn info_notes(s: &RunSummary) -> Vec<String> {
                 .to_string(),
         );
     }
-    let proven: Vec<String> = s
-        .results
-        .iter()
-        .filter(|r| !r.backend.is_empty())
-        .map(|r| {
-            let c = &r.correctness;
-            format!(
-                "{} {}/{} {}{} + {}",
-                r.model,
-                r.browser,
-                r.backend,
-                c.placements_verified,
-                if c.placements_rejected > 0 {
-                    format!(" ({} REJECTED)", c.placements_rejected)
-                } else {
-                    String::new()
-                },
-                c.answers_digest_checked
-            )
-        })
-        .collect();
-    if !proven.is_empty() {
+    // What was proven before and while serving; per cell in run.json `correctness`.
+    let cells = s.results.iter().filter(|r| !r.backend.is_empty());
+    let (placements, rejected, answers) = cells.fold((0, 0, 0), |(p, x, a), r| {
+        let c = &r.correctness;
+        (
+            p + c.placements_verified,
+            x + c.placements_rejected,
+            a + c.answers_digest_checked,
+        )
+    });
+    if placements + rejected > 0 {
         notes.push(format!(
-            "verified: placements whose first answer matched native before serving + warm \
-             answers digest-checked against one: {}",
-            proven.join(", ")
+            "verified: {placements} placement(s) matched native onnxruntime before serving{}; \
+             {answers} warm answers digest-checked against them (per cell: run.json correctness)",
+            if rejected > 0 {
+                format!(", {rejected} REJECTED")
+            } else {
+                String::new()
+            }
         ));
     }
     for m in &s.environment.not_installed {
