@@ -302,11 +302,19 @@ fn a_node_lost_mid_run_loses_no_request() {
 fn remote_faults_through_webdriver_are_recovered_and_pid_faults_are_skipped_with_the_reason() {
     let sb = Sandbox::new();
     let grid = Grid::start(&sb, 4464);
+    // 45 s of workload: a fault due while no worker of its kind serves waits until one does (in
+    // one CI run the crash_tab, due at 14 s, waited until 38 s of a 50 s run for the standby
+    // promoted onto chromium#2), and a remote Chromium's crashed tab recovers only by a rebuild
+    // (chromedriver answers every command in it with "tab crashed"), which at 30 s was cut by
+    // the end of the workload. `hang_after: 1s`: with three Grid tests, a hub, two nodes and
+    // their browsers on 2 cores, a remote Firefox page's beat once went 473 ms silent just as the
+    // injector asked it to hang, so the 450 ms default took it for hung and the planned hang
+    // failed; this test is about remote faults being recovered, not about detection latency.
     let yaml = format!(
         "name: remote-faults\n\
-         pool: {{browsers: [chromium, firefox], grid: [\"{}\"], min_connections: 2, max_connections: 3, heartbeat_interval: 1s, heartbeat_timeout: 3s}}\n\
+         pool: {{browsers: [chromium, firefox], grid: [\"{}\"], min_connections: 2, max_connections: 3, heartbeat_interval: 1s, heartbeat_timeout: 3s, hang_after: 1s}}\n\
          models: [{{name: bert-tiny, browser: chromium}}, {{name: whisper-micro, browser: firefox}}]\n\
-         workload: {{mode: closed, concurrency: 2, duration: 30s, warmup: 1, request_timeout: 40s, run_timeout: 3s}}\n\
+         workload: {{mode: closed, concurrency: 2, duration: 45s, warmup: 1, request_timeout: 40s, run_timeout: 3s}}\n\
          recovery: {{strategy: progressive, timeout: 30s, max_attempts: 4}}\n\
          thresholds: {{lost_requests: 0}}\n\
          faults:\n\

@@ -344,6 +344,7 @@ async fn run_part(
                         .then(|| crate::metrics::served_ms(r.at_ms, &r.models, &out.samples))
                         .flatten(),
                     models: r.models.clone(),
+                    served_nothing: r.models.is_empty() && r.shards.is_none(),
                     succeeded: r.succeeded,
                     at_ms: r.at_ms,
                     worker: r.worker.clone(),

@@ -275,9 +275,11 @@ impl Browser for WebDriverBrowser {
         let reload = async {
             if let Err(first) = session.goto(self.page_url.as_str()).await {
                 // A crashed content process discards the tab's browsing context: carry on in
-                // another window of the session, or a new tab opened from one.
-                // (After a Firefox tab crash the session has no window left at all: the reset
-                // fails and the ladder moves on to migrate.)
+                // another window of the session. After a Firefox tab crash the session has no
+                // window left at all; chromedriver keeps the crashed tab as the only window and
+                // answers every command, a new window and its CDP passthrough included, with
+                // "tab crashed" (measured through the Grid). Either way the reset fails and the
+                // ladder moves on: only a new session (a rebuild) recovers such a worker.
                 let handles = session.windows().await.unwrap_or_default();
                 let mut opened = false;
                 for h in handles {

@@ -66,6 +66,10 @@ pub struct RecoveryStats {
     pub events: u64,
     /// Events that restored service.
     pub succeeded: u64,
+    /// Events on a worker that served nothing: no service was lost, so they are in neither
+    /// the recovery nor the time-to-recover figures.
+    #[serde(default)]
+    pub idle: u64,
     /// Fault to detection over every event, ms.
     pub detection_ms: Option<Percentiles>,
     /// Detection to serving again over the events that restored service, ms.
@@ -79,18 +83,24 @@ impl RecoveryStats {
     ///
     /// Recovery and time-to-recover cover only the events that restored service: a failed
     /// event's `recovery_ms` is the time until the ladder gave up, and mixing it in would make
-    /// a run that never recovered look fast. Detection covers every event, since each was
-    /// detected whatever came after.
+    /// a run that never recovered look fast; an event on a worker that served nothing restored
+    /// no service, and its 0 ms would make the pool look fast. Detection covers every event,
+    /// since each was detected whatever came after.
     pub fn of<'a>(key: &str, events: impl IntoIterator<Item = &'a RecoveryEvent>) -> Self {
         let events: Vec<&RecoveryEvent> = events.into_iter().collect();
-        let ok: Vec<&RecoveryEvent> = events.iter().copied().filter(|e| e.succeeded).collect();
+        let ok: Vec<&RecoveryEvent> = events
+            .iter()
+            .copied()
+            .filter(|e| e.succeeded && !e.served_nothing)
+            .collect();
         let ms = |v: &[&RecoveryEvent], f: fn(&RecoveryEvent) -> u64| {
             Percentiles::from_ms(&v.iter().map(|&e| f(e) as f64).collect::<Vec<_>>())
         };
         Self {
             key: key.to_string(),
             events: events.len() as u64,
-            succeeded: ok.len() as u64,
+            succeeded: events.iter().filter(|e| e.succeeded).count() as u64,
+            idle: events.iter().filter(|e| e.served_nothing).count() as u64,
             detection_ms: ms(&events, |e| e.detection_ms),
             recovery_ms: ms(&ok, |e| e.recovery_ms),
             time_to_recover_ms: ms(&ok, |e| {
@@ -390,6 +400,25 @@ mod tests {
         // Times to recover of the five: 5+1000, 620, 830, 1300, 3040.
         let all = r.overall.time_to_recover_ms.unwrap();
         assert_eq!((all.p50, all.p95, all.max), (1005.0, 3040.0, 3040.0));
+    }
+
+    #[test]
+    fn a_worker_that_served_nothing_is_not_in_the_recovery_times() {
+        let mut s = summary();
+        let idle = RecoveryEvent {
+            served_nothing: true,
+            ..event("kill_browser", "migrate", 30, 0, true)
+        };
+        s.recovery_events = vec![idle, event("kill_browser", "migrate", 40, 500, true)];
+        let r = Resilience::from_run(&s, None);
+        let m = &r.by_level[0];
+        assert_eq!((m.events, m.succeeded, m.idle), (2, 2, 1));
+        // Its 0 ms would halve the p50: only the worker that served is timed.
+        let rec = m.recovery_ms.unwrap();
+        assert_eq!((rec.p50, rec.max), (500.0, 500.0));
+        assert_eq!(m.time_to_recover_ms.unwrap().p50, 540.0);
+        // Detection still covers both.
+        assert_eq!(m.detection_ms.unwrap().p50, 30.0);
     }
 
     #[test]

@@ -433,6 +433,11 @@ pub struct RecoveryEvent {
     /// The models the worker served when it failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<String>,
+    /// The worker served nothing when it failed (no model, no pipeline shard): no service was
+    /// lost, so the episode (which still repairs or replaces the worker) is not a recovery and
+    /// is left out of the recovery and time-to-recover figures.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub served_nothing: bool,
     /// Whether service was restored.
     pub succeeded: bool,
     /// When the failure was detected, ms from run start.

@@ -231,15 +231,8 @@ fn cells(
         });
     }
     for ((_, browser, backend), (row, _)) in rows.iter_mut() {
-        let mine: Vec<&Sample> = report
-            .samples
-            .iter()
-            .filter(|s| {
-                s.model == row.model
-                    && &s.browser == browser
-                    && &s.backend == backend
-                    && s.phase == Phase::Measure
-            })
+        let mine: Vec<&Sample> = of_cell(&report.samples, &row.model, browser, backend)
+            .filter(|s| s.phase == Phase::Measure)
             .collect();
         let stats = aggregate::cell(&mine);
         row.runs = stats.runs;
@@ -308,6 +301,18 @@ fn nearest_threads(cores: f64, all: usize) -> usize {
     }
 }
 
+/// The samples of one cell (model x browser x backend).
+fn of_cell<'a>(
+    samples: &'a [Sample],
+    model: &'a str,
+    browser: &'a str,
+    backend: &'a str,
+) -> impl Iterator<Item = &'a Sample> {
+    samples
+        .iter()
+        .filter(move |s| s.model == model && s.browser == browser && s.backend == backend)
+}
+
 /// What the pool proved in each cell: placements verified against native or rejected before
 /// serving, and warm answers digest-checked. A rejected placement fails its cell, and so does a
 /// warm answer served without a digest check (fewer checks than warm answers that succeeded).
@@ -341,16 +346,8 @@ fn proven(rows: &mut BTreeMap<CellKey, (ResultRow, Option<CellOutput>)>, report:
                 checks.placements_rejected
             ));
         }
-        let served = report
-            .samples
-            .iter()
-            .filter(|s| {
-                s.model == row.model
-                    && &s.browser == browser
-                    && &s.backend == backend
-                    && s.ok
-                    && s.phase != Phase::First
-            })
+        let served = of_cell(&report.samples, &row.model, browser, backend)
+            .filter(|s| s.ok && s.phase != Phase::First)
             .count() as u64;
         if served > checks.answers_digest_checked {
             problems.push(format!(
@@ -399,14 +396,8 @@ fn judge(
             });
         for (k, mut verdict) in mine.iter().zip(correctness::judge(&outputs, oracle)) {
             let Some(r) = rows.get_mut(k) else { continue };
-            let wrong = samples
-                .iter()
-                .filter(|s| {
-                    s.model == r.0.model
-                        && s.browser == k.1
-                        && s.backend == k.2
-                        && s.error == ErrorClass::WrongAnswer.as_str()
-                })
+            let wrong = of_cell(samples, &r.0.model, &k.1, &k.2)
+                .filter(|s| s.error == ErrorClass::WrongAnswer.as_str())
                 .count() as u64;
             if wrong > 0 {
                 verdict.passed = false;

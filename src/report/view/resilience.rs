@@ -31,7 +31,7 @@ pub const RECOVERY_LEVEL_COLUMNS: [&str; 9] = [
 ];
 
 /// What the recovery columns mean, printed under the recovery-by-level table.
-pub const TIME_TO_RECOVER_NOTE: &str = "time to recover = detection + the time until every model the worker served answered again (fault to service back); recovery = the episode itself (a standby promotion takes about 0 ms); both cover the events that recovered";
+pub const TIME_TO_RECOVER_NOTE: &str = "time to recover = detection + the time until every model the worker served answered again (fault to service back); recovery = the episode itself (a standby promotion takes about 0 ms); both cover the events that recovered service, not those of a worker that served nothing";
 
 /// `99.83%`, or `-` when nothing was issued.
 pub fn percent(rate: Option<f64>) -> String {
