@@ -15,6 +15,7 @@ pub mod sharding;
 pub mod stats;
 pub mod summary;
 pub mod thresholds;
+pub mod webnn;
 
 pub use adaptive::{AdaptiveEvaluation, AdaptiveMove, AdaptiveReport, PairTiming};
 pub use listing::*;
@@ -23,3 +24,4 @@ pub use sample::{Phase, Sample};
 pub use sharding::ShardingReport;
 pub use stats::Percentiles;
 pub use summary::*;
+pub use webnn::{OpCount, WebnnGraph, WebnnUse};
