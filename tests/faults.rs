@@ -231,11 +231,14 @@ fn crash_tab_is_recovered_in_chromium_and_firefox() {
 #[test]
 fn hang_is_caught_by_the_page_heartbeat_and_reset() {
     let sb = Sandbox::new();
-    // run_timeout bounds one page run at 3s; the hang lasts 8s; a page silent for 1s is hung.
+    // run_timeout bounds one page run at 6s; the hang lasts 8s; a page silent for 1s is hung.
+    // (At 3 s the bound raced the watcher: on a loaded CI machine a run timed out at 2987 ms,
+    // `session_lost`, before the silence was judged.)
     let run = run_scenario(
         &sb,
         &scenario("chromium", "", "  - {kind: hang, at: 3s, duration: 8s}\n")
-            .replace("standbys: 0}", "standbys: 0, hang_after: 1s}"),
+            .replace("standbys: 0}", "standbys: 0, hang_after: 1s}")
+            .replace("run_timeout: 3s", "run_timeout: 6s"),
     );
     assert_recovered(
         &run,
