@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_accounted, stdout, Sandbox};
+use common::{assert_accounted, stderr, stdout, Sandbox};
 use serde_json::Value;
 
 fn rows_for<'a>(run: &'a Value, model: &str) -> Vec<&'a Value> {
@@ -171,13 +171,75 @@ fn a_model_is_loaded_once_and_reused() {
     let run = sb.run_json();
     assert_accounted(&run);
     let w = &run["workers"][0];
-    // The page's own counter: one session created, every request served by it.
+    // The page's own counters: one session created, every request served by it, and every
+    // run it received one the harness sent as a request.
     assert_eq!(w["page_load_count"], 1, "{w}");
-    assert!(w["page_runs"].as_u64().unwrap() >= 40, "{w}");
+    let page = &w["runs"]["page"];
     assert_eq!(
-        run["requests"]["succeeded"].as_u64().unwrap(),
-        w["page_runs"].as_u64().unwrap(),
+        run["requests"]["succeeded"].as_u64(),
+        page["request"].as_u64(),
         "{w}"
     );
+    assert_eq!(page, &w["runs"]["asked"], "{w}");
     sb.assert_clean();
+}
+
+/// `run` of bert-tiny on one Chromium with `WEBGPU_POOL_BREAK=<name>` (a debug build's switch
+/// that breaks one guarantee once): the run must fail (exit 1), and its run.json says how.
+fn broken_run(name: &str) -> (serde_json::Value, String) {
+    let sb = Sandbox::new();
+    let a = sb
+        .cmd(300)
+        .env("WEBGPU_POOL_BREAK", name)
+        .args([
+            "run",
+            "--models",
+            "bert-tiny",
+            "--browsers",
+            "chromium",
+            "-n",
+            "5",
+        ])
+        .arg("--results-dir")
+        .arg(sb.results())
+        .assert();
+    let out = format!("{}{}", stdout(&a), stderr(&a));
+    assert_eq!(a.get_output().status.code(), Some(1), "{out}");
+    let run = sb.run_json();
+    sb.assert_clean();
+    (run, out)
+}
+
+#[test]
+fn a_request_whose_outcome_is_dropped_is_lost_and_fails_the_run() {
+    let (run, out) = broken_run("drop-outcome");
+    let q = &run["requests"];
+    assert_eq!(q["lost"], 1, "{q}");
+    assert_eq!(
+        q["issued"].as_u64().unwrap(),
+        q["succeeded"].as_u64().unwrap() + q["failed"].as_u64().unwrap() + 1,
+        "{q}"
+    );
+    assert!(out.contains("1 lost"), "{out}");
+    // The page ran it and the harness sent it: only the ledger lost it.
+    let w = &run["workers"][0]["runs"];
+    assert_eq!(w["page"], w["asked"], "{w}");
+}
+
+#[test]
+fn a_page_run_the_harness_did_not_send_fails_the_run() {
+    let (run, out) = broken_run("unasked-run");
+    assert_eq!(run["requests"]["lost"], 0, "{}", run["requests"]);
+    let w = &run["workers"][0]["runs"];
+    let (asked, page) = (
+        w["asked"]["request"].as_u64().unwrap(),
+        w["page"]["request"].as_u64().unwrap(),
+    );
+    assert_eq!(page, asked + 1, "{w}");
+    assert!(
+        out.contains(&format!(
+            "request: harness sent {asked}, page counted {page}"
+        )),
+        "{out}"
+    );
 }

@@ -96,8 +96,7 @@ fn harness_sigkilled_mid_run_is_resumed_to_the_end() {
          pool: {browsers: [chromium, firefox], min_connections: 2, max_connections: 3}\n\
          models: [{name: bert-tiny}, {name: whisper-micro}]\n\
          workload: {mode: closed, concurrency: 2, duration: 16s, warmup: 1, request_timeout: 20s}\n\
-         state: {sync_interval: 60s}\n\
-         thresholds: {lost_requests: 0}\n",
+         state: {sync_interval: 60s}\n",
     );
     let (mut child, rx) = spawn(&sb, &["scenario", &file]);
     wait_running(&rx, Duration::from_secs(5));
@@ -146,6 +145,21 @@ fn harness_sigkilled_mid_run_is_resumed_to_the_end() {
     let run = sb.run_json();
     assert_accounted(&run);
     let earlier = &run["resumed"];
+    // The requests the dead harness had in flight are lost, not failed, and named as such.
+    let in_flight = earlier["interrupted"].as_u64().unwrap();
+    assert_eq!(
+        earlier["issued"].as_u64().unwrap(),
+        earlier["succeeded"].as_u64().unwrap() + earlier["failed"].as_u64().unwrap() + in_flight,
+        "{earlier}"
+    );
+    let q = &run["requests"];
+    assert_eq!(q["lost"].as_u64(), Some(in_flight), "{q}");
+    assert_eq!(q["lost_with_harness"].as_u64(), Some(in_flight), "{q}");
+    assert_eq!(
+        q["issued"].as_u64().unwrap(),
+        q["succeeded"].as_u64().unwrap() + q["failed"].as_u64().unwrap() + in_flight,
+        "{q}"
+    );
     let earlier_ok = earlier["succeeded"].as_u64().unwrap();
     // Every committed transaction was recovered: at most the torn record (one progress op) is
     // missing, and progress ops are absolute, so the earlier count is the last one's or the one

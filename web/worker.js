@@ -27,7 +27,7 @@ import { gpuLost } from './page/gpu.js';
 import { capabilities } from './page/capabilities.js';
 import { load } from './page/load.js';
 import { loadCount, loadedIds, unload } from './page/sessions.js';
-import { run, runCount } from './page/run.js';
+import { run, runCount, runsByPurpose } from './page/run.js';
 import {
   corruptAnswer, destroyGpuDevice, failRuns, hang, slow, slowDelayMs,
 } from './page/faults.js';
@@ -40,6 +40,7 @@ async function stats() {
     load_count: loadCount(),
     loaded: loadedIds(),
     runs: runCount(),
+    runs_for: runsByPurpose(),
     slow_ms: slowDelayMs(),
     gpu_device_lost: gpuLost(),
     wedged: wedgedReason(),

@@ -271,11 +271,11 @@ async fn run_part(
     let server = remote::start_server(config).await?;
     let page_origin = server.base_url();
     // What the earlier part did, as the journal counts it: requests in flight when its
-    // harness died count as failed. The one place that arithmetic is written.
+    // harness died are neither succeeded nor failed (the report counts them lost).
     plan.resumed = earlier.as_ref().map(|e| crate::state::Progress {
         issued: e.issued,
         succeeded: e.succeeded,
-        failed: e.failed + e.interrupted,
+        failed: e.failed,
         per_model: e.per_model.clone(),
         elapsed_ms: e.elapsed_ms,
     });
@@ -308,6 +308,10 @@ async fn run_part(
                 summary.requests.issued += e.issued;
                 summary.requests.succeeded += e.succeeded;
                 summary.requests.failed += e.failed;
+            }
+            if let Some(e) = &earlier {
+                summary.requests.lost += e.interrupted;
+                summary.requests.lost_with_harness = e.interrupted;
             }
             summary.results = out.rows;
             summary.workers = out.workers;

@@ -9,6 +9,7 @@ pub mod adaptive;
 pub mod aggregate;
 pub mod compare;
 pub mod listing;
+pub mod page_runs;
 pub mod resilience;
 pub mod sample;
 pub mod sharding;
@@ -19,6 +20,7 @@ pub mod webnn;
 
 pub use adaptive::{AdaptiveEvaluation, AdaptiveMove, AdaptiveReport, PairTiming};
 pub use listing::*;
+pub use page_runs::PageRuns;
 pub use resilience::{served_ms, FaultKindStats, RecoveryStats, Resilience, Retries};
 pub use sample::{Phase, Sample};
 pub use sharding::ShardingReport;

@@ -72,8 +72,8 @@ pub struct EarlierPart {
     pub succeeded: u64,
     /// Of those, failed.
     pub failed: u64,
-    /// In flight when the harness died: no answer was ever recorded, so they count as failed
-    /// (no sample of them exists; only this count).
+    /// In flight when the harness died: no answer was ever recorded, so they count as lost
+    /// (`requests.lost_with_harness`; no sample of them exists, only this count).
     pub interrupted: u64,
     /// Measured time it ran, ms.
     pub elapsed_ms: u64,
@@ -86,8 +86,8 @@ pub struct EarlierPart {
 
 impl RunSummary {
     /// The verdict of the whole run, the one every report and the exit code use: the run
-    /// finished its workload, every row passed its correctness check, every threshold held and
-    /// no request was lost.
+    /// finished its workload, every row passed its correctness check, every threshold held, no
+    /// request was lost, and every page ran exactly the runs the harness sent it.
     pub fn passed(&self) -> bool {
         self.complete
             && self.stopped_early.is_none()
@@ -96,8 +96,9 @@ impl RunSummary {
                 .iter()
                 .all(|r| r.error.is_none() && r.correctness.passed)
             && self.thresholds.iter().all(|t| t.passed)
-            && self.requests.lost == 0
+            && self.requests.lost == self.requests.lost_with_harness
             && self.requests.closed_twice == 0
+            && self.workers.iter().all(|w| w.runs.mismatch().is_none())
             && self
                 .sharding
                 .as_ref()
@@ -164,7 +165,8 @@ pub struct BrowserEnv {
     pub node: Option<String>,
 }
 
-/// Request accounting. `lost = issued - succeeded - failed` and must be 0.
+/// Request accounting. `lost = issued - succeeded - failed`, and every lost request must be
+/// one an earlier part's harness took with it when it died (`lost_with_harness`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Requests {
     /// Inference requests issued.
@@ -179,6 +181,11 @@ pub struct Requests {
     /// Outcomes recorded for a ticket already closed: always a bug.
     #[serde(default)]
     pub closed_twice: u64,
+    /// Of `lost`, in a resumed run: the requests in flight when an earlier part's harness died
+    /// (its transaction log has them started and never ended). Their outcomes died with that
+    /// harness; they are reported lost, not failed, and do not fail the run.
+    #[serde(default)]
+    pub lost_with_harness: u64,
 }
 
 /// One model x browser x backend.
@@ -411,14 +418,10 @@ pub struct WorkerSummary {
     /// Sessions the page created (its own counter; a reused model does not add one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub page_load_count: Option<u64>,
-    /// Runs the page served (its own counter, since it was last opened).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub page_runs: Option<u64>,
-    /// Answers the harness received from that same page: compared with `page_runs`, a
-    /// difference the harness did not see end (a run that finished in the page after the
-    /// harness gave up on it, or an answer lost on the way).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub harness_runs: Option<u64>,
+    /// Its page runs by purpose, as the harness sent them and as its pages counted them: a
+    /// difference fails the run.
+    #[serde(default)]
+    pub runs: super::PageRuns,
     /// Why it was taken out of service, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,

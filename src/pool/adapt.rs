@@ -25,7 +25,7 @@ use super::events::{LaunchReason, PoolEvent};
 use super::journal::Tx;
 use super::placements::ModelEntry;
 use super::router::{HardwarePreferences, Measured};
-use super::worker::{OutputMode, Worker};
+use super::worker::{self, OutputMode, RunFor, Worker};
 use super::Pool;
 
 /// When and how adaptive routing decides.
@@ -383,7 +383,14 @@ async fn time_on(
         }
     }
     for i in 0..=runs {
-        match worker.run(model, OutputMode::None).await {
+        match worker
+            .run(
+                model,
+                OutputMode::None,
+                RunFor::Probe(worker::Probe::AdaptiveProbe),
+            )
+            .await
+        {
             Ok(r) if i > 0 => p.times.push(r.run_ms),
             Ok(_) => {}
             Err(e) => {

@@ -20,7 +20,7 @@ use super::ledger::{Ran, RequestEnd, Ticket};
 use super::placements::{ModelEntry, Verified};
 use super::placing::{self, backend_at};
 use super::recover::recover;
-use super::worker::{OutputMode, RunReply, Worker};
+use super::worker::{OutputMode, RunFor, RunReply, Worker};
 use super::{ErrorClass, FaultTolerance, Pool, PoolError};
 
 /// What to run a model on.
@@ -165,7 +165,7 @@ impl ModelHandle {
             let backend = backend_at(&worker, name);
             let generation = worker.generation();
             let issued = Instant::now();
-            let result = worker.run(name, OutputMode::None).await;
+            let result = worker.run(name, OutputMode::None, RunFor::Request).await;
             let service = issued.elapsed();
             let class = result.as_ref().err().map(ErrorClass::of);
             let wrong = match &result {

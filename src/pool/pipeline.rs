@@ -29,7 +29,7 @@ use super::ledger::{Ran, RequestEnd, Ticket};
 use super::pipelines::PipelineId;
 use super::placements::ModelEntry;
 use super::recover::recover;
-use super::worker::{Feed, OutputStats, RunReply, Worker};
+use super::worker::{Feed, OutputStats, Probe, RunFor, RunReply, Worker};
 use super::{lock, ErrorClass, Pool};
 
 /// One answer of the pipeline.
@@ -212,7 +212,9 @@ impl ShardedHandle {
         let issued = Instant::now();
         let measured = phase == Phase::Measure;
         let request = self.shared.requests.fetch_add(1, Ordering::Relaxed);
-        let result = self.run(request, measured, self.route()).await;
+        let result = self
+            .run(request, measured, self.route(), RunFor::Request)
+            .await;
         let ms = scheduled.elapsed().as_secs_f64() * 1e3;
         let outcome = match &result {
             Ok(a) if self.checked(a, measured, scheduled, ms) => Ok(ms),
@@ -279,20 +281,26 @@ impl ShardedHandle {
     /// One request through the pipeline outside the ledger (a probe of a route), timed.
     pub async fn probe(&self, route: Route) -> Option<Duration> {
         let t = Instant::now();
-        self.run(u64::MAX, false, route).await.ok()?;
+        self.run(u64::MAX, false, route, RunFor::Probe(Probe::RouteProbe))
+            .await
+            .ok()?;
         Some(t.elapsed())
     }
 
     /// One request (`request` numbers its spans; `measured` says whether its times count), its
-    /// activations carried by `route`. Relay slots it used are freed whatever the outcome.
+    /// activations carried by `route`, each shard's call counted as `purpose`. Relay slots it
+    /// used are freed whatever the outcome.
     async fn run(
         &self,
         request: u64,
         measured: bool,
         route: Route,
+        purpose: RunFor,
     ) -> Result<ShardedAnswer, ShardError> {
         let mut keys = Vec::new();
-        let result = self.pipeline(request, measured, route, &mut keys).await;
+        let result = self
+            .pipeline(request, measured, route, purpose, &mut keys)
+            .await;
         let server = &self.pool.ctx().server;
         for key in keys {
             let _ = server.take_relay(&key);
@@ -330,6 +338,7 @@ impl ShardedHandle {
         request: u64,
         measured: bool,
         route: Route,
+        purpose: RunFor,
         keys: &mut Vec<String>,
     ) -> Result<ShardedAnswer, ShardError> {
         let pool = &self.pool;
@@ -360,7 +369,7 @@ impl ShardedHandle {
                 keys.push(key.clone());
             }
             let sent = Instant::now();
-            let result = worker.run_fed(&shard.name, feeds, output_to).await;
+            let result = worker.run_fed(&shard.name, feeds, output_to, purpose).await;
             let back = Instant::now();
             self.span(request, k, &worker, sent, back, result.is_ok());
             let reply = match result {

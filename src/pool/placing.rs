@@ -19,7 +19,7 @@ use super::journal::Tx;
 use super::ledger::{Ran, RequestEnd, Ticket};
 use super::placements::ModelEntry;
 use super::router::{self, Candidate, Decision, Target};
-use super::worker::{Loaded, OutputMode, Worker};
+use super::worker::{Loaded, OutputMode, Probe, RunFor, Worker};
 use super::{standby, ErrorClass, Pool, PoolError};
 
 /// Why a lost placement could not be replaced.
@@ -198,7 +198,10 @@ pub(super) async fn first_run(
         issued: Instant::now(),
     };
     // The first run returns every value: the checks (finite, oracle, cross) see it all.
-    let first = match worker.run(&model.name, OutputMode::Full).await {
+    let first = match worker
+        .run(&model.name, OutputMode::Full, RunFor::Request)
+        .await
+    {
         Ok(first) => first,
         Err(e) => {
             ticket.end(Err(ErrorClass::of(&e)));
@@ -282,7 +285,9 @@ pub(super) async fn verify_reloaded(pool: &Pool, worker: &Arc<Worker>) -> Result
     {
         let name = entry.name().to_string();
         let backend = backend_at(worker, &name);
-        let reply = worker.run(&name, OutputMode::Full).await?;
+        let reply = worker
+            .run(&name, OutputMode::Full, RunFor::Probe(Probe::ReloadCheck))
+            .await?;
         let output = cell_output(worker.kind, &entry.prepared, backend, &reply);
         let rejected = judge_first(&entry, output.as_ref()).or_else(|| {
             (registry.verify_digests(&entry, worker.kind, backend, &reply.digests) == Some(false))

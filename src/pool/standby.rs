@@ -17,7 +17,7 @@ use crate::browser::WorkerError;
 use super::correctness::cell_output;
 use super::events::PoolEvent;
 use super::placements::ModelEntry;
-use super::worker::{Loaded, OutputMode, Worker};
+use super::worker::{Loaded, OutputMode, Probe, RunFor, Worker};
 use super::{lock, placing, Pool};
 
 /// Why a standby copy was not kept.
@@ -297,7 +297,11 @@ async fn check(
     let registry = pool.placements();
     let (kind, backend) = (spare.kind, loaded.reply.backend);
     let reply = spare
-        .run(entry.name(), OutputMode::Full)
+        .run(
+            entry.name(),
+            OutputMode::Full,
+            RunFor::Probe(Probe::StandbyCheck),
+        )
         .await
         .map_err(StandbyError::CheckRun)?;
     let cell = cell_output(kind, &entry.prepared, backend, &reply);

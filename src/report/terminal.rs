@@ -106,8 +106,19 @@ fn render_notes(summary: &RunSummary) -> String {
     let q = &summary.requests;
     let mut out = String::new();
     out.push_str(&format!(
-        "requests: {} issued, {} succeeded, {} failed, {} lost\n",
-        q.issued, q.succeeded, q.failed, q.lost
+        "requests: {} issued, {} succeeded, {} failed, {} lost{}\n",
+        q.issued,
+        q.succeeded,
+        q.failed,
+        q.lost,
+        if q.lost_with_harness > 0 {
+            format!(
+                " ({} of them in flight when the earlier part's harness died)",
+                q.lost_with_harness
+            )
+        } else {
+            String::new()
+        }
     ));
     if summary.results.iter().any(|r| r.weights == "seeded") {
         out.push_str(

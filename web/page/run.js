@@ -1,6 +1,6 @@
 // Running a loaded model: the per-run feeds, one `session.run` with its read-back, and the
 // outputs as the reply carries them (sample, stats, digest, base64, or PUT to a relay slot).
-// Owns the page's run count. Fault hooks act through `faults.beforeRun` / `faults.afterRun`.
+// Owns the page's run counts. Fault hooks act through `faults.beforeRun` / `faults.afterRun`.
 
 import { PageError, describe, requireString } from './envelope.js';
 import { exclusive, markWedged, ort, proxyOn, refuseIfWedged } from './ort.js';
@@ -11,11 +11,30 @@ import { base64, evenSample, fnv1a, wholeStats } from './digest.js';
 import * as faults from './faults.js';
 import { graphsDispatched, webnnWatched } from './webnn.js';
 
-/** Runs that completed in this page. */
+/** Run calls this page received, and by the purpose each named (`args.for`). */
 let runs = 0;
+const runsFor = {};
 
 export function runCount() {
   return runs;
+}
+
+/** The page's own witness of what the harness asked it to run: received run calls by purpose. */
+export function runsByPurpose() {
+  return { ...runsFor };
+}
+
+/**
+ * Counts a run call as it arrives, before anything can refuse it: every call the harness sends
+ * is one it counted, whatever its outcome.
+ */
+function countArrival(args) {
+  const purpose = args.for;
+  if (typeof purpose !== 'string' || purpose.length === 0) {
+    throw new PageError('TypeError', `'for' must name what the run is for (request, or a probe's name), got ${JSON.stringify(purpose)}`);
+  }
+  runs += 1;
+  runsFor[purpose] = (runsFor[purpose] ?? 0) + 1;
 }
 
 /**
@@ -70,6 +89,7 @@ function copyFeeds(feeds) {
 }
 
 export async function run(args) {
+  countArrival(args);
   const entry = sessionEntry(args);
   refuseIfWedged();
   const mode = args.outputs ?? 'none';
@@ -112,7 +132,6 @@ async function runQueued(entry, given, { mode, outputTo, decodeMs, queued }) {
     const runMs = performance.now() - t0;
     const webnnDispatches = entry.backend === 'webnn' && webnnWatched ? graphsDispatched() - dispatched : null;
     entry.runIndex += 1;
-    runs += 1;
     const names = entry.session.outputNames;
     // The fault hooks see the outputs here, before anything is digested (corrupt_answer).
     faults.afterRun(names.map((name) => ran.host[name]));

@@ -15,7 +15,7 @@ use crate::sharding::transfer::{f32_values, Route};
 
 use super::super::correctness::check_answer;
 use super::super::pipeline::ShardedHandle;
-use super::super::worker::{OutputMode, Worker};
+use super::super::worker::{OutputMode, Probe, RunFor, Worker};
 use super::super::{lock, PoolError};
 
 /// Requests per route when the transfer is chosen by timing both.
@@ -36,7 +36,13 @@ pub(super) async fn layer_ms(
     let mut times = vec![Vec::with_capacity(runs); workers.len()];
     for round in 0..=runs {
         for (i, w) in workers.iter().enumerate() {
-            let r = w.run(&probe.name, OutputMode::None).await?;
+            let r = w
+                .run(
+                    &probe.name,
+                    OutputMode::None,
+                    RunFor::Probe(Probe::LayerTiming),
+                )
+                .await?;
             if round > 0 {
                 times[i].push(r.run_ms);
             }
@@ -103,7 +109,13 @@ pub(super) async fn unsharded(
     let whole = Arc::new(whole.clone());
     let loaded = worker.load(whole.clone(), None).await?;
     // The first run pays first-call costs, as the shards' warm-up did.
-    let _ = worker.run(&whole.name, OutputMode::None).await;
+    let _ = worker
+        .run(
+            &whole.name,
+            OutputMode::None,
+            RunFor::Probe(Probe::Baseline),
+        )
+        .await;
     let next = AtomicU64::new(0);
     let times = Mutex::new(Vec::new());
     let worst = Mutex::new(0.0f64);
@@ -124,7 +136,12 @@ pub(super) async fn unsharded(
             }
             let t = Instant::now();
             let reply = worker
-                .run_fed(&whole.name, std::collections::BTreeMap::new(), output_to)
+                .run_fed(
+                    &whole.name,
+                    std::collections::BTreeMap::new(),
+                    output_to,
+                    RunFor::Probe(Probe::Baseline),
+                )
                 .await;
             let values = reply.ok().and_then(|r| {
                 let out = r.outputs.get(&whole.output_name)?;

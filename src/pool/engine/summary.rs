@@ -13,6 +13,7 @@ use crate::metrics::{
 use super::super::correctness::{self, CellOutput};
 use super::super::error::ErrorClass;
 use super::super::router::Target;
+use super::super::worker::runs;
 use super::super::{PoolReport, WorkerReport};
 use super::matrix::CellCores;
 use super::pipeline::{PipelineOutcome, PipelinePlan};
@@ -446,8 +447,13 @@ fn worker_summary(w: &WorkerReport, report: &PoolReport) -> WorkerSummary {
             .page_stats
             .as_ref()
             .and_then(|v| v["load_count"].as_u64()),
-        page_runs: st.page_stats.as_ref().and_then(|v| v["runs"].as_u64()),
-        harness_runs: st.page_stats.as_ref().map(|_| st.runs_answered),
+        runs: st.runs.close(match &st.page_stats {
+            Some(v) => runs::counted(v),
+            None => Err(match &st.fault {
+                Some(f) => format!("it was taken out of service ({f})"),
+                None => "its page did not answer 'stats' before it closed".to_string(),
+            }),
+        }),
     }
 }
 /// The sharding report of a pipeline run: its plan, each shard's compute and loads, each hop,

@@ -5,6 +5,7 @@
 //!
 //! Must not import `report`, `cli` or terminal crates.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,14 @@ use crate::backend::Backend;
 use crate::browser::{process, WorkerError};
 use crate::models::PreparedModel;
 
+use super::super::breaks;
+use super::runs::{self, RunFor};
 use super::{Lifecycle, Loaded, OutputMode, Page, RunReply, Worker, WorkerContext, WorkerStatus};
+
+/// How long a page about to be reset has to say what it counted.
+const STATS_BOUND: Duration = Duration::from_secs(1);
+/// How long a page about to be closed has to say what it counted.
+const STATS_AT_CLOSE: Duration = Duration::from_secs(5);
 
 /// A job for the worker task.
 #[derive(Debug)]
@@ -27,6 +35,7 @@ pub(super) enum Job {
     Run {
         model: String,
         mode: OutputMode,
+        purpose: RunFor,
         reply: oneshot::Sender<Result<RunReply, WorkerError>>,
     },
     /// A run with per-run inputs (a shard's incoming activation), outputs in full.
@@ -34,6 +43,7 @@ pub(super) enum Job {
         model: String,
         feeds: std::collections::BTreeMap<String, super::page_api::Feed>,
         output_to: std::collections::BTreeMap<String, String>,
+        purpose: RunFor,
         reply: oneshot::Sender<Result<RunReply, WorkerError>>,
     },
     Unload {
@@ -52,8 +62,10 @@ pub(super) enum Job {
         timeout: Duration,
         reply: oneshot::Sender<Result<(), WorkerError>>,
     },
-    /// Close the browser and end the task.
+    /// Close the browser and end the task; first read the page's own counters
+    /// (`WorkerStatus::page_stats`) when `read_stats`.
     Close {
+        read_stats: bool,
         reply: oneshot::Sender<Result<(), WorkerError>>,
     },
 }
@@ -83,7 +95,18 @@ pub(super) async fn run(
             }
         });
         let job = match job {
-            Job::Close { reply } => {
+            Job::Close { read_stats, reply } => {
+                if read_stats {
+                    // Bounded: a hung page says nothing.
+                    let stats = actor
+                        .page
+                        .browser()
+                        .call("stats", serde_json::json!({}), STATS_AT_CLOSE)
+                        .await;
+                    if let Ok(v) = stats {
+                        actor.with_status(|s| s.page_stats = Some(v));
+                    }
+                }
                 let r = actor.page.close().await;
                 actor.with_status(|s| {
                     s.lifecycle = Lifecycle::Closed;
@@ -129,8 +152,21 @@ impl Actor {
                 self.with_status(|s| s.loading = false);
                 let _ = reply.send(r);
             }
-            Job::Run { model, mode, reply } => {
-                let r = self.page.run(&model, mode, t.run).await;
+            Job::Run {
+                model,
+                mode,
+                purpose,
+                reply,
+            } => {
+                self.with_status(|s| s.runs.sent(purpose));
+                let r = self
+                    .page
+                    .run(&model, mode, purpose, t.run)
+                    .await
+                    .inspect_err(|e| self.note_failed(purpose, e));
+                if purpose == RunFor::Request && breaks::once(breaks::Break::UnaskedRun) {
+                    let _ = self.page.run(&model, mode, purpose, t.run).await;
+                }
                 if r.is_ok() {
                     self.with_status(|s| s.runs_answered += 1);
                 }
@@ -140,13 +176,16 @@ impl Actor {
                 model,
                 feeds,
                 output_to,
+                purpose,
                 reply,
             } => {
+                self.with_status(|s| s.runs.sent(purpose));
                 let dispatched = std::time::Instant::now();
                 let r = self
                     .page
-                    .run_fed(&model, &feeds, &output_to, t.run)
+                    .run_fed(&model, &feeds, &output_to, purpose, t.run)
                     .await
+                    .inspect_err(|e| self.note_failed(purpose, e))
                     .map(|mut reply| {
                         reply.dispatched = Some(dispatched);
                         reply
@@ -173,7 +212,7 @@ impl Actor {
                 let _ = reply.send(self.page.browser().call(&method, args, bound).await);
             }
             // run() closes the page itself and ends the task; nothing is left to answer.
-            Job::Close { reply } => {
+            Job::Close { reply, .. } => {
                 let _ = reply.send(Ok(()));
             }
         }
@@ -213,7 +252,11 @@ impl Actor {
             .into_values()
             .map(|l| (l.model, l.backends))
             .collect();
-        self.with_status(|s| s.beat = None);
+        let counted = self.count_before_reset().await;
+        self.with_status(|s| {
+            s.beat = None;
+            s.runs.page_replaced(counted);
+        });
         self.page.browser().reset(timeout).await?;
         // A fresh page: its own run count starts again, and its heartbeat.
         self.with_status(|s| s.runs_answered = 0);
@@ -235,6 +278,47 @@ impl Actor {
             });
         }
         Ok(())
+    }
+
+    /// Books a run call that failed: refused before it was sent, or sent and unanswered.
+    fn note_failed(&self, purpose: RunFor, e: &WorkerError) {
+        self.with_status(|s| match e {
+            // The page answered with an error: it counted the call on arrival.
+            WorkerError::Page { .. } => {}
+            WorkerError::Unusable { .. } => s.runs.not_sent(purpose),
+            _ => s.runs.unanswered(purpose),
+        });
+    }
+
+    /// The runs the page about to be replaced counted, by purpose; why that is unknown when
+    /// its heartbeat is silent (a hung page) or it does not answer within a second (a crashed
+    /// tab answers at once).
+    async fn count_before_reset(&self) -> Result<BTreeMap<String, u64>, String> {
+        let id = self
+            .worker
+            .upgrade()
+            .map(|w| w.id.clone())
+            .unwrap_or_default();
+        let silent = self.ctx.page.heartbeat.then(|| {
+            self.ctx
+                .server
+                .last_beat(&id)
+                .map(|t| t.elapsed())
+                .filter(|s| *s > super::HANG_AFTER)
+        });
+        if let Some(Some(s)) = silent {
+            return Err(format!(
+                "its page was silent for {} ms when it was reset",
+                s.as_millis()
+            ));
+        }
+        let stats = self
+            .page
+            .browser()
+            .call("stats", serde_json::json!({}), STATS_BOUND)
+            .await
+            .map_err(|e| format!("its page did not answer 'stats' before its reset: {e}"))?;
+        runs::counted(&stats)
     }
 
     /// The page call of a load, with the pool's page settings (the model's own backend

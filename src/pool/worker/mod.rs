@@ -11,6 +11,7 @@
 mod actor;
 mod beat;
 pub mod page_api;
+pub mod runs;
 mod status;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,7 @@ use super::lock;
 use actor::Job;
 use beat::silence_counts;
 pub use beat::{BeatMode, BEAT_INTERVAL, HANG_AFTER};
+pub use runs::{Probe, RunFor};
 pub use status::{Lifecycle, Loaded, WorkerStatus};
 
 /// Jobs waiting per worker before senders wait (backpressure).
@@ -107,6 +109,7 @@ impl Worker {
                 last_answer: now,
                 last_seen_alive: now,
                 runs_answered: 0,
+                runs: runs::RunBooks::default(),
                 beat: None,
                 loading: false,
                 noticed_by: None,
@@ -303,20 +306,26 @@ impl Worker {
         .await
     }
 
-    /// Runs `model` once.
+    /// Runs `model` once, for `purpose` (the page counts it under that name).
     ///
     /// # Errors
     /// As [`Worker::load`].
-    pub async fn run(&self, model: &str, mode: OutputMode) -> Result<RunReply, WorkerError> {
+    pub async fn run(
+        &self,
+        model: &str,
+        mode: OutputMode,
+        purpose: RunFor,
+    ) -> Result<RunReply, WorkerError> {
         self.ask("run", |reply| Job::Run {
             model: model.to_string(),
             mode,
+            purpose,
             reply,
         })
         .await
     }
 
-    /// Runs `model` once on `feeds` (its per-run inputs), every output returned in full or PUT
+    /// Runs `model` once for `purpose` on `feeds` (its per-run inputs), every output returned in full or PUT
     /// to the relay path `output_to` gives for it.
     ///
     /// # Errors
@@ -326,11 +335,13 @@ impl Worker {
         model: &str,
         feeds: BTreeMap<String, Feed>,
         output_to: BTreeMap<String, String>,
+        purpose: RunFor,
     ) -> Result<RunReply, WorkerError> {
         self.ask("run", |reply| Job::RunFed {
             model: model.to_string(),
             feeds,
             output_to,
+            purpose,
             reply,
         })
         .await
@@ -447,7 +458,10 @@ impl Worker {
             .map(str::to_string)
             .or_else(|| loaded.first().cloned());
         match model {
-            Some(m) => self.run(&m, OutputMode::None).await.map(drop),
+            Some(m) => self
+                .run(&m, OutputMode::None, RunFor::Probe(Probe::RecoveryProbe))
+                .await
+                .map(drop),
             None => self
                 .call("echo", serde_json::json!({"probe": true}))
                 .await
@@ -473,21 +487,18 @@ impl Worker {
 
     /// Closes the browser: queued jobs fail, the task ends, processes and profile are gone.
     pub async fn close(&self) {
-        if self.is_routable() {
-            // The page's own counters outlive it in the report (bounded: a hung page says nothing).
-            let stats = tokio::time::timeout(
-                Duration::from_secs(5),
-                self.call("stats", serde_json::json!({})),
-            )
-            .await;
-            if let Ok(Ok(v)) = stats {
-                lock(&self.status).page_stats = Some(v);
-            }
-        }
         let handle = lock(&self.task).take();
         // Dropping our sender is not enough (the Arc may live on); the task exits on Close.
+        // A page that still serves is asked for its own counters first, by the task, after
+        // every job sent before: no run can reach the page after they are read.
         let (reply, done) = oneshot::channel();
-        let _ = self.tx.send(Job::Close { reply }).await;
+        let _ = self
+            .tx
+            .send(Job::Close {
+                read_stats: self.is_routable(),
+                reply,
+            })
+            .await;
         let _ = tokio::time::timeout(self.ctx.timeouts.call + Duration::from_secs(10), done).await;
         if let Some(h) = handle {
             let _ = tokio::time::timeout(Duration::from_secs(10), h).await;

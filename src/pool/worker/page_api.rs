@@ -17,6 +17,7 @@ use crate::models::PreparedModel;
 use crate::server::AssetServer;
 
 use super::super::config::PageSettings;
+use super::runs::RunFor;
 
 /// One browser with the worker page open.
 #[derive(Debug)]
@@ -384,7 +385,7 @@ impl Page {
         parse("load", value)
     }
 
-    /// Runs `model_id` once on its stored inputs.
+    /// Runs `model_id` once on its stored inputs; the page counts the run under `purpose`.
     ///
     /// # Errors
     /// Any [`WorkerError`] from the call.
@@ -392,9 +393,14 @@ impl Page {
         &self,
         model_id: &str,
         outputs: OutputMode,
+        purpose: RunFor,
         timeout: Duration,
     ) -> Result<RunReply, WorkerError> {
-        let args = json!({ "model_id": model_id, "outputs": outputs.as_str() });
+        let args = json!({
+            "model_id": model_id,
+            "outputs": outputs.as_str(),
+            "for": purpose.as_str(),
+        });
         let value = self.browser.call("run", args, timeout).await?;
         parse("run", value)
     }
@@ -409,11 +415,13 @@ impl Page {
         model_id: &str,
         feeds: &BTreeMap<String, Feed>,
         output_to: &BTreeMap<String, String>,
+        purpose: RunFor,
         timeout: Duration,
     ) -> Result<RunReply, WorkerError> {
         let args = json!({
             "model_id": model_id,
             "outputs": "full",
+            "for": purpose.as_str(),
             "feeds": feeds,
             "output_to": output_to,
         });

@@ -95,6 +95,8 @@ pub struct WorkerStatus {
     /// Runs the harness received an answer for from the current page (since it was opened or
     /// last reset), to compare with the page's own count.
     pub runs_answered: u64,
+    /// Runs sent to this worker's pages by purpose, and what earlier pages counted.
+    pub runs: super::runs::RunBooks,
     /// The page's own heartbeat, once it was started.
     pub beat: Option<BeatMode>,
     /// A load or a reset is in flight: the page's main thread takes in hundreds of MB and its

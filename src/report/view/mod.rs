@@ -170,17 +170,6 @@ pub fn info_notes(s: &RunSummary) -> Vec<String> {
             ));
         }
     }
-    for w in &s.workers {
-        if let (Some(page), Some(harness)) = (w.page_runs, w.harness_runs) {
-            if page != harness {
-                notes.push(format!(
-                    "{}: the page counted {page} runs, the harness received {harness} answers \
-                     from it (a run the harness gave up on can still finish in the page)",
-                    w.id
-                ));
-            }
-        }
-    }
     notes
 }
 
@@ -240,6 +229,14 @@ pub fn problem_notes(summary: &RunSummary) -> Vec<String> {
             notes.push(format!(
                 "{who}: output check failed: {}",
                 r.correctness.detail
+            ));
+        }
+    }
+    for w in &summary.workers {
+        if let Some(m) = w.runs.mismatch() {
+            notes.push(format!(
+                "{}: its pages' runs differ from what the harness sent: {m}",
+                w.id
             ));
         }
     }

@@ -1,0 +1,40 @@
+//! Deliberate breakage, so a test can show a guarantee's check failing: in a debug build,
+//! `WEBGPU_POOL_BREAK=<name>` breaks that one guarantee once. A release build has no such
+//! switch (it reads nothing and breaks nothing). Must not import `report`, `cli` or terminal
+//! crates.
+
+/// A guarantee to break once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Break {
+    /// `drop-outcome`: the first measured request's outcome is dropped (its ticket is never
+    /// closed): the ledger must count it lost.
+    DropOutcome,
+    /// `unasked-run`: the first request's run is sent to the page twice, the second time
+    /// outside the harness's books: the page's count must differ from what the harness sent.
+    UnaskedRun,
+}
+
+impl Break {
+    fn name(self) -> &'static str {
+        match self {
+            Break::DropOutcome => "drop-outcome",
+            Break::UnaskedRun => "unasked-run",
+        }
+    }
+}
+
+/// Whether `b` is asked for and not yet done: true once, then false.
+#[cfg(debug_assertions)]
+pub fn once(b: Break) -> bool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DONE: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
+    let asked = std::env::var("WEBGPU_POOL_BREAK").is_ok_and(|v| v == b.name());
+    asked && !DONE[b as usize].swap(true, Ordering::SeqCst)
+}
+
+/// Whether `b` is asked for: never, in a release build.
+#[cfg(not(debug_assertions))]
+pub fn once(b: Break) -> bool {
+    let _ = b.name();
+    false
+}

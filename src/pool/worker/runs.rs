@@ -1,0 +1,203 @@
+//! What each page run is for ([`RunFor`]), and one worker's books of them ([`RunBooks`]): the
+//! runs the harness sent to each of its pages, by purpose, beside what each page counted
+//! receiving, carried across page resets. Every run call names its purpose (the page API
+//! requires it), so a run nobody accounted for shows as a difference. Must not import
+//! `report`, `cli` or terminal crates.
+
+use std::collections::BTreeMap;
+
+use crate::metrics::PageRuns;
+
+/// Why the harness runs a model on a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunFor {
+    /// An attempt of a ledger ticket (first, warm-up or measured request; a sharded request's
+    /// call to one shard).
+    Request,
+    /// A run outside the ledger.
+    Probe(Probe),
+}
+
+/// The named runs outside the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// A model's first answer on a page reset and reloaded, judged before it serves again.
+    ReloadCheck,
+    /// A standby copy's first answer, judged before it may be promoted.
+    StandbyCheck,
+    /// Adaptive routing timing a candidate placement.
+    AdaptiveProbe,
+    /// A recovery's proof that a repaired worker answers.
+    RecoveryProbe,
+    /// `cost_balanced` timing one layer on each worker.
+    LayerTiming,
+    /// Timing the ways activations can travel between shards.
+    RouteProbe,
+    /// The unsharded model, the sharded run's baseline.
+    Baseline,
+}
+
+impl RunFor {
+    /// The name the page counts it under, and run.json reports it by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunFor::Request => "request",
+            RunFor::Probe(p) => match p {
+                Probe::ReloadCheck => "reload_check",
+                Probe::StandbyCheck => "standby_check",
+                Probe::AdaptiveProbe => "adaptive_probe",
+                Probe::RecoveryProbe => "recovery_probe",
+                Probe::LayerTiming => "layer_timing",
+                Probe::RouteProbe => "route_probe",
+                Probe::Baseline => "baseline",
+            },
+        }
+    }
+}
+
+/// One worker's runs: sent by the harness and counted by its pages, over every page it had.
+#[derive(Debug, Clone, Default)]
+pub struct RunBooks {
+    /// Sent to the current page, by purpose.
+    asked: BTreeMap<String, u64>,
+    /// Of all sent (to any of its pages), those that got no answer.
+    unanswered: BTreeMap<String, u64>,
+    /// Sent to earlier pages (before a reset).
+    earlier_asked: BTreeMap<String, u64>,
+    /// What earlier pages counted.
+    earlier_page: BTreeMap<String, u64>,
+    /// Why an earlier page's count is unknown (the first such reason).
+    unknown: Option<String>,
+}
+
+impl RunBooks {
+    /// Counts a run call about to go to the current page.
+    pub fn sent(&mut self, purpose: RunFor) {
+        *self.asked.entry(purpose.as_str().to_string()).or_default() += 1;
+    }
+
+    /// A call counted by [`RunBooks::sent`] got no answer (a timeout, a connection failing
+    /// under it): the page may have received it or not.
+    pub fn unanswered(&mut self, purpose: RunFor) {
+        *self
+            .unanswered
+            .entry(purpose.as_str().to_string())
+            .or_default() += 1;
+    }
+
+    /// A call counted by [`RunBooks::sent`] was refused before anything reached the browser.
+    pub fn not_sent(&mut self, purpose: RunFor) {
+        if let Some(n) = self.asked.get_mut(purpose.as_str()) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// The current page is replaced (a reset): what it counted, or why that is unknown.
+    pub fn page_replaced(&mut self, counted: Result<BTreeMap<String, u64>, String>) {
+        for (k, n) in std::mem::take(&mut self.asked) {
+            *self.earlier_asked.entry(k).or_default() += n;
+        }
+        match counted {
+            Ok(c) => {
+                for (k, n) in c {
+                    *self.earlier_page.entry(k).or_default() += n;
+                }
+            }
+            Err(why) => {
+                self.unknown.get_or_insert(why);
+            }
+        }
+    }
+
+    /// Both witnesses over the worker's life, given the last page's count (or why it is
+    /// unknown).
+    pub fn close(&self, last: Result<BTreeMap<String, u64>, String>) -> PageRuns {
+        let mut asked = self.earlier_asked.clone();
+        for (k, n) in &self.asked {
+            *asked.entry(k.clone()).or_default() += n;
+        }
+        let (page, unknown) = match (&self.unknown, last) {
+            (Some(why), _) => (None, Some(why.clone())),
+            (None, Err(why)) => (None, Some(why)),
+            (None, Ok(c)) => {
+                let mut page = self.earlier_page.clone();
+                for (k, n) in c {
+                    *page.entry(k).or_default() += n;
+                }
+                (Some(page), None)
+            }
+        };
+        PageRuns {
+            asked,
+            unanswered: self.unanswered.clone(),
+            page,
+            unknown,
+        }
+    }
+}
+
+/// The page's count by purpose, from its `stats` answer (`runs_for`).
+pub fn counted(stats: &serde_json::Value) -> Result<BTreeMap<String, u64>, String> {
+    let Some(by) = stats.get("runs_for").and_then(serde_json::Value::as_object) else {
+        return Err(format!("the page's stats have no 'runs_for': {stats}"));
+    };
+    by.iter()
+        .map(|(k, v)| {
+            v.as_u64()
+                .map(|n| (k.clone(), n))
+                .ok_or_else(|| format!("the page's run count for '{k}' is not a count: {v}"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Probe, RunBooks, RunFor};
+    use std::collections::BTreeMap;
+
+    fn page(v: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        v.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn counts_carry_across_a_reset_whose_page_answered() {
+        let mut b = RunBooks::default();
+        b.sent(RunFor::Request);
+        b.sent(RunFor::Request);
+        b.page_replaced(Ok(page(&[("request", 2)])));
+        b.sent(RunFor::Probe(Probe::ReloadCheck));
+        b.sent(RunFor::Request);
+        let r = b.close(Ok(page(&[("reload_check", 1), ("request", 1)])));
+        assert_eq!(r.asked, page(&[("request", 3), ("reload_check", 1)]));
+        assert_eq!(r.page, Some(page(&[("request", 3), ("reload_check", 1)])));
+        assert_eq!(r.mismatch(), None);
+    }
+
+    #[test]
+    fn a_page_lost_before_its_reset_makes_the_count_unknown_for_good() {
+        let mut b = RunBooks::default();
+        b.sent(RunFor::Request);
+        b.page_replaced(Err("hung".into()));
+        b.sent(RunFor::Request);
+        let r = b.close(Ok(page(&[("request", 1)])));
+        assert_eq!((r.page, r.unknown.as_deref()), (None, Some("hung")));
+        assert_eq!(r.asked, page(&[("request", 2)]));
+    }
+
+    #[test]
+    fn a_run_the_page_did_unasked_shows_after_a_reset_too() {
+        let mut b = RunBooks::default();
+        b.sent(RunFor::Request);
+        b.page_replaced(Ok(page(&[("request", 2)])));
+        let r = b.close(Ok(BTreeMap::new()));
+        assert!(r.mismatch().is_some(), "{r:?}");
+    }
+
+    #[test]
+    fn the_stats_answer_must_carry_counts() {
+        let ok = super::counted(&serde_json::json!({"runs_for": {"request": 3}})).unwrap();
+        assert_eq!(ok, page(&[("request", 3)]));
+        assert!(super::counted(&serde_json::json!({"runs": 3})).is_err());
+        assert!(super::counted(&serde_json::json!({"runs_for": {"request": "x"}})).is_err());
+    }
+}
