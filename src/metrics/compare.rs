@@ -38,7 +38,7 @@ mod lost;
 mod significance;
 
 pub use lost::LostCell;
-pub use significance::{bootstrap_p95_greater, mann_whitney_greater};
+pub use significance::{bootstrap_p95_greater, holm, mann_whitney_greater};
 
 /// Regression criteria.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
