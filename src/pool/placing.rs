@@ -17,9 +17,9 @@ use super::correctness::{self, cell_output, CellOutput};
 use super::events::{LaunchReason, PlacementRecord, PoolEvent};
 use super::journal::Tx;
 use super::ledger::{Ran, RequestEnd, Ticket};
-use super::placements::ModelEntry;
+use super::placements::{ModelEntry, Placements};
 use super::router::{self, Candidate, Decision, Target};
-use super::worker::{Loaded, OutputMode, Probe, RunFor, Worker};
+use super::worker::{Loaded, OutputMode, Probe, RunFor, RunReply, Worker};
 use super::{standby, ErrorClass, Pool, PoolError};
 
 /// Why a lost placement could not be replaced.
@@ -208,19 +208,8 @@ pub(super) async fn first_run(
             return Err(e.into());
         }
     };
-    let output = cell_output(worker.kind, model, backend, &first);
     let registry = pool.placements();
-    let rejected = judge_first(entry, output.as_ref()).or_else(|| {
-        // Same input, same browser kind and backend: the same bits as the verified answer.
-        (registry.verify_digests(entry, worker.kind, backend, &first.digests) == Some(false)).then(
-            || {
-                format!(
-                    "its digests differ from the verified answer on {}/{backend}",
-                    worker.kind
-                )
-            },
-        )
-    });
+    let (output, rejected) = judge_answer(registry, entry, worker.kind, backend, &first);
     if let Some(rejected) = rejected {
         ticket.end(Err(ErrorClass::WrongAnswer));
         registry.note_judged(entry, worker.kind, backend, false);
@@ -288,16 +277,7 @@ pub(super) async fn verify_reloaded(pool: &Pool, worker: &Arc<Worker>) -> Result
         let reply = worker
             .run(&name, OutputMode::Full, RunFor::Probe(Probe::ReloadCheck))
             .await?;
-        let output = cell_output(worker.kind, &entry.prepared, backend, &reply);
-        let rejected = judge_first(&entry, output.as_ref()).or_else(|| {
-            (registry.verify_digests(&entry, worker.kind, backend, &reply.digests) == Some(false))
-                .then(|| {
-                    format!(
-                        "its digests differ from the verified answer on {}/{backend}",
-                        worker.kind
-                    )
-                })
-        });
+        let (_, rejected) = judge_answer(registry, &entry, worker.kind, backend, &reply);
         let Some(detail) = rejected else {
             registry.note_judged(&entry, worker.kind, backend, true);
             continue;
@@ -323,10 +303,43 @@ pub(super) async fn verify_reloaded(pool: &Pool, worker: &Arc<Worker>) -> Result
     Ok(())
 }
 
+/// A placement's first answer (`reply`, every value returned) on a worker of `kind` with
+/// `backend`, judged before the placement may serve: against the model's native output over
+/// every value, or, for a model without one (a pipeline's shard), against the first
+/// placement's output when there is one; then its digests against the answer already verified
+/// for that browser kind and backend (same input: the same bits). Returns the answer as a cell
+/// output and why it must not serve, if it must not.
+pub(super) fn judge_answer(
+    registry: &Placements,
+    entry: &ModelEntry,
+    kind: BrowserKind,
+    backend: Backend,
+    reply: &RunReply,
+) -> (Option<CellOutput>, Option<String>) {
+    let cell = cell_output(kind, &entry.prepared, backend, reply);
+    let rejected = if entry.oracle.is_some() {
+        judge_first(entry, cell.as_ref())
+    } else {
+        match cell.as_ref().filter(|c| !c.full.is_empty()) {
+            None => Some("the answer carries no values to compare".to_string()),
+            Some(c) => registry.reference(entry).and_then(|want: Vec<f32>| {
+                let (diff, ok) = crate::oracle::allclose(&c.full, &want);
+                (!ok)
+                    .then(|| format!("its answer differs from the first placement's by {diff:.2e}"))
+            }),
+        }
+    };
+    let rejected = rejected.or_else(|| {
+        (registry.verify_digests(entry, kind, backend, &reply.digests) == Some(false))
+            .then(|| format!("its digests differ from the verified answer on {kind}/{backend}"))
+    });
+    (cell, rejected)
+}
+
 /// Why a placement's first answer must not serve, judged against the model's native output
 /// over every value; `None` when it matched or the model has no oracle (a pipeline's shard,
 /// whose every answer is judged at the pipeline's end).
-pub(super) fn judge_first(entry: &ModelEntry, output: Option<&CellOutput>) -> Option<String> {
+fn judge_first(entry: &ModelEntry, output: Option<&CellOutput>) -> Option<String> {
     let oracle = entry.oracle.as_deref()?;
     let Some(cell) = output else {
         return Some(format!(
