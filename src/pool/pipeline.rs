@@ -212,7 +212,7 @@ impl ShardedHandle {
         let issued = Instant::now();
         let measured = phase == Phase::Measure;
         let request = self.shared.requests.fetch_add(1, Ordering::Relaxed);
-        let result = self.run(request, measured, self.route()).await;
+        let result = self.run(Some(request), measured, self.route()).await;
         let ms = scheduled.elapsed().as_secs_f64() * 1e3;
         let outcome = match &result {
             Ok(a) if self.checked(a, measured, scheduled, ms) => Ok(ms),
@@ -279,15 +279,26 @@ impl ShardedHandle {
     /// One request through the pipeline outside the ledger (a probe of a route), timed.
     pub async fn probe(&self, route: Route) -> Option<Duration> {
         let t = Instant::now();
-        self.run(u64::MAX, false, route).await.ok()?;
+        self.run(Some(u64::MAX), false, route).await.ok()?;
         Some(t.elapsed())
     }
 
-    /// One request (`request` numbers its spans; `measured` says whether its times count), its
-    /// activations carried by `route`. Relay slots it used are freed whatever the outcome.
+    /// One request through the pipeline on the current route, outside the ledger and outside
+    /// the stream's records (no span, no shard run or time): a comparison round's, whose
+    /// answer the caller checks. After the stream, so the timeline stays the stream's.
+    ///
+    /// # Errors
+    /// As [`ShardedHandle::infer_at`].
+    pub async fn unrecorded(&self) -> Result<ShardedAnswer, ShardError> {
+        self.run(None, false, self.route()).await
+    }
+
+    /// One request (`request` numbers its spans, none for a request the records leave out;
+    /// `measured` says whether its times count), its activations carried by `route`. Relay
+    /// slots it used are freed whatever the outcome.
     async fn run(
         &self,
-        request: u64,
+        request: Option<u64>,
         measured: bool,
         route: Route,
     ) -> Result<ShardedAnswer, ShardError> {
@@ -327,7 +338,7 @@ impl ShardedHandle {
 
     async fn pipeline(
         &self,
-        request: u64,
+        request: Option<u64>,
         measured: bool,
         route: Route,
         keys: &mut Vec<String>,
@@ -352,7 +363,8 @@ impl ShardedHandle {
             }
             let mut output_to = BTreeMap::new();
             let key = format!(
-                "r{request}-s{k}-{}",
+                "r{}-s{k}-{}",
+                request.map_or_else(|| "x".into(), |r| r.to_string()),
                 self.shared.relay_nonce.fetch_add(1, Ordering::Relaxed)
             );
             if route == Route::Server {
@@ -362,7 +374,9 @@ impl ShardedHandle {
             let sent = Instant::now();
             let result = worker.run_fed(&shard.name, feeds, output_to).await;
             let back = Instant::now();
-            self.span(request, k, &worker, sent, back, result.is_ok());
+            if let Some(request) = request {
+                self.span(request, k, &worker, sent, back, result.is_ok());
+            }
             let reply = match result {
                 Ok(reply) => reply,
                 Err(e) => {
@@ -392,7 +406,9 @@ impl ShardedHandle {
                 }
             };
             let out = Output::of(k, &worker.id, shard, &reply)?;
-            self.note_run(k, measured, sent, &reply, prev_end);
+            if request.is_some() {
+                self.note_run(k, measured, sent, &reply, prev_end);
+            }
             prev_end = reply.run_end_epoch_ms;
             let bad = |what: AnswerFault| ShardError::Answer {
                 shard: k,
