@@ -344,6 +344,50 @@ impl Pool {
 
     /// Launches one worker of `kind` and adds it to the pool.
     async fn launch(&self, kind: BrowserKind, why: LaunchReason) -> Result<Arc<Worker>, PoolError> {
+        self.launch_in(kind, why, self.inner.ctx.clone()).await
+    }
+
+    /// Launches one worker of `kind` whose page runs onnxruntime-web's wasm backend on
+    /// `wasm_threads` threads, for a measurement beside the pool's own workers (a sharded
+    /// run's unsharded baseline). A page fixes its thread count at its first session, so a
+    /// count unlike the pool's needs a page of its own; the rest of the page settings are the
+    /// pool's. It counts against `max_workers` like any launch (the bound is on browsers at
+    /// once: memory here, session slots on a Grid), is a live worker like any other and is
+    /// closed at shutdown like any other.
+    ///
+    /// # Errors
+    /// [`PoolError::NoRoom`] when the pool is at `max_workers`; a failed launch.
+    async fn launch_with_threads(
+        &self,
+        kind: BrowserKind,
+        wasm_threads: u32,
+        why: LaunchReason,
+    ) -> Result<Arc<Worker>, PoolError> {
+        if !self.has_room() {
+            return Err(PoolError::NoRoom {
+                max: self.inner.config.max_workers,
+                counted: self.inner.members.counted(),
+            });
+        }
+        let ctx = &self.inner.ctx;
+        let ctx = Arc::new(WorkerContext {
+            server: ctx.server.clone(),
+            page: PageSettings {
+                wasm_threads: Some(wasm_threads),
+                ..ctx.page.clone()
+            },
+            timeouts: ctx.timeouts,
+        });
+        self.launch_in(kind, why, ctx).await
+    }
+
+    /// Launches one worker of `kind` sharing `ctx` and adds it to the pool.
+    async fn launch_in(
+        &self,
+        kind: BrowserKind,
+        why: LaunchReason,
+        ctx: Arc<WorkerContext>,
+    ) -> Result<Arc<Worker>, PoolError> {
         let c = &self.inner.config;
         let Some(mut spec) = c.launch_of(kind).cloned() else {
             return Err(PoolError::NotConfigured { kind });
@@ -364,7 +408,7 @@ impl Pool {
             }
         };
         let ready_ms = page.launch_time.as_millis() as u64;
-        let worker = Worker::spawn(page, &caps, self.inner.ctx.clone());
+        let worker = Worker::spawn(page, &caps, ctx);
         let Some(live) = members.admit(&worker, || self.inner.cancel.is_cancelled()) else {
             worker.close().await;
             members.keep_retired(worker);
