@@ -14,9 +14,9 @@ mod unsharded;
 
 use std::path::Path;
 
-use common::{assert_accounted, stderr, stdout, Sandbox};
+use common::{assert_accounted, assert_valid, stderr, stdout, Sandbox};
 use serde_json::Value;
-use unsharded::{assert_like_for_like, assert_table_compares, assert_valid};
+use unsharded::{assert_like_for_like, assert_table_compares};
 
 /// Runs `shard args` in `sb`, whatever its outcome.
 fn shard_run(sb: &Sandbox, args: &[&str], timeout_s: u64) -> assert_cmd::assert::Assert {
