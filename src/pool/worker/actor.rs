@@ -16,13 +16,24 @@ use crate::browser::{process, WorkerError};
 use crate::models::PreparedModel;
 
 use super::super::breaks;
-use super::runs::{self, RunFor};
+use super::runs::{self, Probe, RunFor};
 use super::{Lifecycle, Loaded, OutputMode, Page, RunReply, Worker, WorkerContext, WorkerStatus};
 
 /// How long a page about to be reset has to say what it counted.
 const STATS_BOUND: Duration = Duration::from_secs(1);
 /// How long a page about to be closed has to say what it counted.
 const STATS_AT_CLOSE: Duration = Duration::from_secs(5);
+
+/// The bound on one run for `purpose`: a copy's first answer just after its load (a reloaded
+/// page's check, a standby's) pays first-call costs on top of a run, so it gets the load's
+/// bound; a `run_timeout` of 1 s, meant for warm runs, failed a recovery's reload check on a
+/// busy machine.
+fn run_bound(purpose: RunFor, t: super::super::config::WorkerTimeouts) -> Duration {
+    match purpose {
+        RunFor::Probe(Probe::ReloadCheck | Probe::StandbyCheck) => t.run.max(t.load),
+        _ => t.run,
+    }
+}
 
 /// A job for the worker task.
 #[derive(Debug)]
@@ -161,7 +172,7 @@ impl Actor {
                 self.with_status(|s| s.runs.sent(purpose));
                 let r = self
                     .page
-                    .run(&model, mode, purpose, t.run)
+                    .run(&model, mode, purpose, run_bound(purpose, t))
                     .await
                     .inspect_err(|e| self.note_failed(purpose, e));
                 if purpose == RunFor::Request && breaks::once(breaks::Break::UnaskedRun) {
