@@ -73,30 +73,45 @@ pub(super) fn round_shape(measured: usize, concurrency: usize) -> (u32, u32) {
 ///
 /// # Errors
 /// Why the comparison cannot be made like for like, as the report says it.
-fn sharded_side(handle: &ShardedHandle) -> Result<(u32, Arc<Worker>, Backend), String> {
+fn sharded_side(handle: &ShardedHandle) -> Result<(u32, Arc<Worker>, Backend), SideUnknown> {
     let shards = handle.shards();
     let mut pages: BTreeMap<String, u32> = BTreeMap::new();
     let mut first = None;
     for (k, s) in shards.iter().enumerate() {
         let w = handle
             .worker_of(k)
-            .ok_or_else(|| format!("shard {k} has no worker"))?;
-        let threads = w.wasm_threads_of(&s.name).ok_or_else(|| {
-            format!(
-                "the page of shard {k} ({}) did not say its wasm threads",
-                w.id
-            )
-        })?;
+            .ok_or(SideUnknown::NoWorker { shard: k })?;
+        let threads = w
+            .wasm_threads_of(&s.name)
+            .ok_or_else(|| SideUnknown::ThreadsUnsaid {
+                shard: k,
+                worker: w.id.clone(),
+            })?;
         pages.insert(w.id.clone(), threads);
         if k == 0 {
             let backend = w
                 .backend_of(&s.name)
-                .ok_or_else(|| format!("shard 0 is not loaded on {}", w.id))?;
+                .ok_or_else(|| SideUnknown::NotLoaded {
+                    worker: w.id.clone(),
+                })?;
             first = Some((w, backend));
         }
     }
-    let (w, backend) = first.ok_or("the pipeline has no shard")?;
+    let (w, backend) = first.ok_or(SideUnknown::NoShard)?;
     Ok((pages.values().sum(), w, backend))
+}
+
+/// Why the sharded side's threads, first worker or backend are not known.
+#[derive(Debug, thiserror::Error)]
+enum SideUnknown {
+    #[error("shard {shard} has no worker")]
+    NoWorker { shard: usize },
+    #[error("the page of shard {shard} ({worker}) did not say its wasm threads")]
+    ThreadsUnsaid { shard: usize, worker: String },
+    #[error("shard 0 is not loaded on {worker}")]
+    NotLoaded { worker: String },
+    #[error("the pipeline has no shard")]
+    NoShard,
 }
 
 /// Runs the comparison; see the module doc. `measured` is the stream's measured requests.
@@ -111,7 +126,7 @@ pub(super) async fn compare(
 ) -> Comparison {
     let (threads, first, backend) = match sharded_side(handle) {
         Ok(s) => s,
-        Err(why) => return Comparison::skipped(why),
+        Err(why) => return Comparison::skipped(why.to_string()),
     };
     let why = LaunchReason::Baseline(whole.name.clone());
     let worker = match pool.launch_with_threads(first.kind, threads, why).await {

@@ -450,8 +450,8 @@ fn worker_summary(w: &WorkerReport, report: &PoolReport) -> WorkerSummary {
         runs: st.runs.close(match &st.page_stats {
             Some(v) => runs::counted(v),
             None => Err(match &st.fault {
-                Some(f) => format!("it was taken out of service ({f})"),
-                None => "its page did not answer 'stats' before it closed".to_string(),
+                Some(f) => runs::CountUnknown::OutOfService(f.clone()),
+                None => runs::CountUnknown::NoAnswerAtClose,
             }),
         }),
     }

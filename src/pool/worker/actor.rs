@@ -5,7 +5,6 @@
 //!
 //! Must not import `report`, `cli` or terminal crates.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use crate::browser::{process, WorkerError};
 use crate::models::PreparedModel;
 
 use super::super::breaks;
-use super::runs::{self, Probe, RunFor};
+use super::runs::{self, CountUnknown, Probe, RunFor};
 use super::{Lifecycle, Loaded, OutputMode, Page, RunReply, Worker, WorkerContext, WorkerStatus};
 
 /// How long a page about to be reset has to say what it counted.
@@ -304,7 +303,7 @@ impl Actor {
     /// The runs the page about to be replaced counted, by purpose; why that is unknown when
     /// its heartbeat is silent (a hung page) or it does not answer within a second (a crashed
     /// tab answers at once).
-    async fn count_before_reset(&self) -> Result<BTreeMap<String, u64>, String> {
+    async fn count_before_reset(&self) -> runs::Counted {
         let id = self
             .worker
             .upgrade()
@@ -318,17 +317,14 @@ impl Actor {
                 .filter(|s| *s > super::HANG_AFTER)
         });
         if let Some(Some(s)) = silent {
-            return Err(format!(
-                "its page was silent for {} ms when it was reset",
-                s.as_millis()
-            ));
+            return Err(CountUnknown::SilentAtReset { ms: s.as_millis() });
         }
         let stats = self
             .page
             .browser()
             .call("stats", serde_json::json!({}), STATS_BOUND)
             .await
-            .map_err(|e| format!("its page did not answer 'stats' before its reset: {e}"))?;
+            .map_err(|e| CountUnknown::NoAnswerAtReset(e.to_string()))?;
         runs::counted(&stats)
     }
 
