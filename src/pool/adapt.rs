@@ -496,7 +496,7 @@ async fn adopt(
         .await
     {
         Ok(l) if l.reply.backend == to.backend => {
-            super::placing::first_run(pool, entry, &target, &l)
+            super::first_answer::first_run(pool, entry, &target, &l)
                 .await
                 .map_err(AdaptError::from)
         }

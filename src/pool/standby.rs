@@ -17,7 +17,7 @@ use crate::browser::WorkerError;
 use super::events::PoolEvent;
 use super::placements::ModelEntry;
 use super::worker::{Loaded, OutputMode, Probe, RunFor, Worker};
-use super::{lock, placing, Pool};
+use super::{lock, Pool};
 
 /// Why a standby copy was not kept.
 #[derive(Debug, thiserror::Error)]
@@ -300,7 +300,7 @@ async fn check(
         )
         .await
         .map_err(StandbyError::CheckRun)?;
-    let (_, rejected) = placing::judge_answer(registry, entry, kind, backend, &reply);
+    let (_, rejected) = super::first_answer::judge_answer(registry, entry, kind, backend, &reply);
     if let Some(detail) = rejected {
         registry.note_judged(entry, kind, backend, false);
         let _ = spare.unload(entry.name()).await;
