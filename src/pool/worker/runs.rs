@@ -90,14 +90,14 @@ pub enum CountUnknown {
 pub type Counted = Result<BTreeMap<String, u64>, CountUnknown>;
 
 /// One worker's runs: sent by the harness and counted by its pages, over every page it had.
+/// Only totals are compared, so what was sent needs no split by page; what earlier pages
+/// counted is summed as each is replaced.
 #[derive(Debug, Clone, Default)]
 pub struct RunBooks {
-    /// Sent to the current page, by purpose.
-    asked: BTreeMap<String, u64>,
-    /// Of all sent (to any of its pages), those that got no answer.
-    unanswered: BTreeMap<String, u64>,
-    /// Sent to earlier pages (before a reset).
-    earlier_asked: BTreeMap<String, u64>,
+    /// Sent to any of its pages, by purpose.
+    asked: BTreeMap<&'static str, u64>,
+    /// Of those, the calls that got no answer.
+    unanswered: BTreeMap<&'static str, u64>,
     /// What earlier pages counted.
     earlier_page: BTreeMap<String, u64>,
     /// Why an earlier page's count is unknown (the first such reason).
@@ -107,16 +107,13 @@ pub struct RunBooks {
 impl RunBooks {
     /// Counts a run call about to go to the current page.
     pub fn sent(&mut self, purpose: RunFor) {
-        *self.asked.entry(purpose.as_str().to_string()).or_default() += 1;
+        *self.asked.entry(purpose.as_str()).or_default() += 1;
     }
 
     /// A call counted by [`RunBooks::sent`] got no answer (a timeout, a connection failing
     /// under it): the page may have received it or not.
     pub fn unanswered(&mut self, purpose: RunFor) {
-        *self
-            .unanswered
-            .entry(purpose.as_str().to_string())
-            .or_default() += 1;
+        *self.unanswered.entry(purpose.as_str()).or_default() += 1;
     }
 
     /// A call counted by [`RunBooks::sent`] was refused before anything reached the browser.
@@ -128,9 +125,6 @@ impl RunBooks {
 
     /// The current page is replaced (a reset): what it counted, or why that is unknown.
     pub fn page_replaced(&mut self, counted: Counted) {
-        for (k, n) in std::mem::take(&mut self.asked) {
-            *self.earlier_asked.entry(k).or_default() += n;
-        }
         match counted {
             Ok(c) => {
                 for (k, n) in c {
@@ -146,10 +140,9 @@ impl RunBooks {
     /// Both witnesses over the worker's life, given the last page's count (or why it is
     /// unknown).
     pub fn close(&self, last: Counted) -> PageRuns {
-        let mut asked = self.earlier_asked.clone();
-        for (k, n) in &self.asked {
-            *asked.entry(k.clone()).or_default() += n;
-        }
+        let owned = |m: &BTreeMap<&'static str, u64>| {
+            m.iter().map(|(k, n)| ((*k).to_string(), *n)).collect()
+        };
         let (page, unknown) = match (&self.unknown, last) {
             (Some(why), _) => (None, Some(why.to_string())),
             (None, Err(why)) => (None, Some(why.to_string())),
@@ -162,8 +155,8 @@ impl RunBooks {
             }
         };
         PageRuns {
-            asked,
-            unanswered: self.unanswered.clone(),
+            asked: owned(&self.asked),
+            unanswered: owned(&self.unanswered),
             page,
             unknown,
         }
