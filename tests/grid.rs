@@ -358,7 +358,14 @@ fn remote_faults_through_webdriver_are_recovered_and_pid_faults_are_skipped_with
         "{kill}"
     );
     for kind in ["disconnect", "crash_tab", "hang"] {
-        assert_eq!(of(kind)["injected"], true, "{}", of(kind));
+        assert_eq!(
+            of(kind)["injected"],
+            true,
+            "{}\nrecovery events: {}\npool events: {}",
+            of(kind),
+            run["recovery_events"],
+            run["pool_events"]
+        );
         let events = run["recovery_events"].as_array().expect("events");
         assert!(
             events

@@ -145,8 +145,8 @@ pub async fn run(
 const WAIT_FOR_TARGET: Duration = Duration::from_secs(30);
 
 /// Chooses the kind and worker for one occurrence among the routable workers. When none matches
-/// the target right now, waits for one that is back in service: routable, serving a model, no
-/// load in flight (a fault planned for Firefox while Firefox recovers from the last one hits it
+/// the target right now, waits for one that is back in service: routable, serving a model or
+/// holding a verified standby copy, no load in flight (a fault planned for Firefox while Firefox recovers from the last one hits it
 /// once it serves again, rather than being skipped for a timing accident or cutting the
 /// recovery's own load and first run short), up to [`WAIT_FOR_TARGET`] or the end of the
 /// injection; returns how long it waited, if it did.
@@ -212,12 +212,19 @@ pub fn start(
 /// cut a recovery's own load short would turn one fault into the failed recovery of another:
 /// on a busy machine a rebuild's load outlasted the gap to the next fault and the rebuild gave
 /// up, its new tab crashed under it); when `settled`, only those back in service: serving a
-/// model (a rebuilt worker serves once its first run is verified).
+/// model or holding a hot standby copy of one (a rebuilt worker serves once its first run is
+/// verified; a standby copy is held once its first answer is). A worker that took over as a
+/// standby after its model moved elsewhere is back in service: waiting for it to serve again
+/// would wait on the next fault elsewhere (in CI a crash planned for Chromium, whose model a
+/// disconnect had moved to Firefox, waited 30 s for a promotion and was skipped).
 fn views(pool: &Pool, settled: bool) -> Vec<WorkerView> {
+    let registry = pool.placements();
+    let entries = registry.entries();
     pool.members()
         .live()
         .iter()
         .filter(|s| s.is_routable() && !s.status().loading)
+        .filter(|s| !settled || entries.iter().any(|e| registry.holds(e, s)))
         .map(|s| {
             WorkerView {
                 id: s.id.clone(),
@@ -241,7 +248,6 @@ fn views(pool: &Pool, settled: bool) -> Vec<WorkerView> {
                     .collect(),
             }
         })
-        .filter(|v| !settled || !v.models.is_empty())
         .collect()
 }
 
