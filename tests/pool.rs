@@ -243,3 +243,23 @@ fn a_page_run_the_harness_did_not_send_fails_the_run() {
         "{out}"
     );
 }
+
+#[test]
+fn a_page_lost_unasked_still_shows_a_run_the_harness_did_not_send() {
+    // The page is not asked at close, as if lost: the count its later answers carried shows
+    // the extra run.
+    let (run, out) = broken_run("unasked-run,unread-at-close");
+    let w = &run["workers"][0]["runs"];
+    assert!(w["lower_bound"].is_string(), "{w}");
+    let (asked, page) = (
+        w["asked"]["request"].as_u64().unwrap(),
+        w["page"]["request"].as_u64().unwrap(),
+    );
+    assert_eq!(page, asked + 1, "{w}");
+    assert!(
+        out.contains(&format!(
+            "request: harness sent {asked}, page counted at least {page}"
+        )),
+        "{out}"
+    );
+}

@@ -19,14 +19,20 @@ pub struct PageRuns {
     /// the page may or may not have received them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unanswered: BTreeMap<String, u64>,
-    /// Run calls the worker's pages counted receiving, by the purpose each carried; absent
-    /// when a page could not be asked (`unknown` says why).
+    /// Of those, calls a page answered with an error (which carries no counts) before it was
+    /// lost unasked: like unanswered ones, they may or may not be in `page`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub uncounted: BTreeMap<String, u64>,
+    /// Run calls the worker's pages counted receiving, by the purpose each carried: each
+    /// page's own count, or for a page lost before it could be asked (`lower_bound` says why),
+    /// the highest count its answers carried. Absent only in run.json files written before
+    /// answers carried counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<BTreeMap<String, u64>>,
-    /// Why the pages' count is unknown: a browser killed, a page hung or crashed before its
-    /// reset or close.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unknown: Option<String>,
+    /// Why `page` is a lower bound: a page lost (its browser killed, its tab crashed or hung)
+    /// before its count could be read vouches only for what its answers carried.
+    #[serde(default, alias = "unknown", skip_serializing_if = "Option::is_none")]
+    pub lower_bound: Option<String>,
 }
 
 impl PageRuns {
@@ -40,26 +46,41 @@ impl PageRuns {
         self.page.as_ref().map(|p| p.values().sum())
     }
 
-    /// How the two witnesses differ, purpose by purpose, when the pages' count is known and
-    /// differs: a page counted more than the harness sent (a run nobody accounted for), or
-    /// fewer than the calls it answered (a run that vanished). A call with no answer may have
-    /// reached the page or not, so it counts either way.
+    /// How the two witnesses differ, purpose by purpose: a page counted more than the harness
+    /// sent (a run nobody accounted for), or fewer than the calls it answered (a run that
+    /// vanished). A call with no answer, or answered with an error by a page lost unasked, may
+    /// have been counted or not, so it counts either way. Both checks hold for a lower bound of
+    /// the pages' count too: it is at most what they counted, and at least the calls they
+    /// answered with counts.
     pub fn mismatch(&self) -> Option<String> {
         let page = self.page.as_ref()?;
         let purposes: std::collections::BTreeSet<&String> =
             self.asked.keys().chain(page.keys()).collect();
+        let at_least = if self.lower_bound.is_some() {
+            "at least "
+        } else {
+            ""
+        };
         let differ: Vec<String> = purposes
             .into_iter()
             .filter_map(|p| {
                 let count = |m: &BTreeMap<String, u64>| m.get(p).copied().unwrap_or(0);
-                let (a, u, c) = (count(&self.asked), count(&self.unanswered), count(page));
-                let unanswered = if u > 0 {
-                    format!(" ({u} unanswered)")
-                } else {
+                let (a, c) = (count(&self.asked), count(page));
+                let (u, e) = (count(&self.unanswered), count(&self.uncounted));
+                let mut open = Vec::new();
+                if u > 0 {
+                    open.push(format!("{u} unanswered"));
+                }
+                if e > 0 {
+                    open.push(format!("{e} answered with an error by a lost page"));
+                }
+                let open = if open.is_empty() {
                     String::new()
+                } else {
+                    format!(" ({})", open.join(", "))
                 };
-                (c > a || c < a.saturating_sub(u))
-                    .then(|| format!("{p}: harness sent {a}{unanswered}, page counted {c}"))
+                (c > a || c < a.saturating_sub(u + e))
+                    .then(|| format!("{p}: harness sent {a}{open}, page counted {at_least}{c}"))
             })
             .collect();
         (!differ.is_empty()).then(|| differ.join(", "))
@@ -121,8 +142,26 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_page_count_is_no_verdict() {
+    fn a_count_from_before_answers_carried_counts_is_no_verdict() {
         let r = runs(&[("request", 3)], None);
         assert_eq!(r.mismatch(), None);
+    }
+
+    #[test]
+    fn a_lost_page_s_lower_bound_still_shows_both_ways_it_can_differ() {
+        let mut r = runs(&[("request", 10)], Some(&[("request", 9)]));
+        r.lower_bound = Some("its page was silent for 900 ms when it was reset".into());
+        r.unanswered.insert("request".into(), 1);
+        assert_eq!(r.mismatch(), None);
+        // One call the lost page answered with an error: it may be uncounted too.
+        r.page = Some([("request".to_string(), 8)].into());
+        assert!(r.mismatch().is_some());
+        r.uncounted.insert("request".into(), 1);
+        assert_eq!(r.mismatch(), None);
+        r.page = Some([("request".to_string(), 11)].into());
+        assert_eq!(
+            r.mismatch().as_deref(),
+            Some("request: harness sent 10 (1 unanswered, 1 answered with an error by a lost page), page counted at least 11")
+        );
     }
 }

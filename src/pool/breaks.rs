@@ -1,5 +1,5 @@
 //! Deliberate breakage, so a test can show a guarantee's check failing: in a debug build,
-//! `WEBGPU_POOL_BREAK=<name>` breaks that one guarantee once. A release build has no such
+//! `WEBGPU_POOL_BREAK=<name>[,<name>...]` breaks each named guarantee once. A release build has no such
 //! switch (it reads nothing and breaks nothing). Must not import `report`, `cli` or terminal
 //! crates.
 
@@ -12,6 +12,9 @@ pub enum Break {
     /// `unasked-run`: the first request's run is sent to the page twice, the second time
     /// outside the harness's books: the page's count must differ from what the harness sent.
     UnaskedRun,
+    /// `unread-at-close`: the first page count read at a worker's close is skipped, as if its
+    /// page had been lost: the count its answers carried must stand in for it.
+    UnreadAtClose,
 }
 
 impl Break {
@@ -19,6 +22,7 @@ impl Break {
         match self {
             Break::DropOutcome => "drop-outcome",
             Break::UnaskedRun => "unasked-run",
+            Break::UnreadAtClose => "unread-at-close",
         }
     }
 }
@@ -30,9 +34,12 @@ pub fn once(b: Break) -> bool {
     use std::sync::OnceLock;
     // Read once: this is asked on the request path.
     static ASKED: OnceLock<Option<String>> = OnceLock::new();
-    static DONE: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
+    static DONE: [AtomicBool; 3] = [const { AtomicBool::new(false) }; 3];
     let asked = ASKED.get_or_init(|| std::env::var("WEBGPU_POOL_BREAK").ok());
-    asked.as_deref() == Some(b.name()) && !DONE[b as usize].swap(true, Ordering::SeqCst)
+    asked
+        .as_deref()
+        .is_some_and(|a| a.split(',').any(|n| n.trim() == b.name()))
+        && !DONE[b as usize].swap(true, Ordering::SeqCst)
 }
 
 /// Whether `b` is asked for: never, in a release build.

@@ -88,8 +88,19 @@ function copyFeeds(feeds) {
   return out;
 }
 
+/**
+ * Runs a loaded model once. Every answer carries the page's run counts as they stand when it
+ * leaves (`runs_for`), so the harness knows what a page counted up to its last answer even when
+ * the page is later lost (crashed, hung, killed) before it can be asked.
+ */
 export async function run(args) {
   countArrival(args);
+  const value = await runArrived(args);
+  value.runs_for = runsByPurpose();
+  return value;
+}
+
+async function runArrived(args) {
   const entry = sessionEntry(args);
   refuseIfWedged();
   const mode = args.outputs ?? 'none';

@@ -106,7 +106,7 @@ pub(super) async fn run(
         });
         let job = match job {
             Job::Close { read_stats, reply } => {
-                if read_stats {
+                if read_stats && !breaks::once(breaks::Break::UnreadAtClose) {
                     // Bounded: a hung page says nothing.
                     let stats = actor
                         .page
@@ -177,8 +177,11 @@ impl Actor {
                 if purpose == RunFor::Request && breaks::once(breaks::Break::UnaskedRun) {
                     let _ = self.page.run(&model, mode, purpose, t.run).await;
                 }
-                if r.is_ok() {
-                    self.with_status(|s| s.runs_answered += 1);
+                if let Ok(reply) = &r {
+                    self.with_status(|s| {
+                        s.runs_answered += 1;
+                        s.runs.answered(purpose, reply.runs_for.as_ref());
+                    });
                 }
                 let _ = reply.send(r);
             }
@@ -200,8 +203,11 @@ impl Actor {
                         reply.dispatched = Some(dispatched);
                         reply
                     });
-                if r.is_ok() {
-                    self.with_status(|s| s.runs_answered += 1);
+                if let Ok(reply) = &r {
+                    self.with_status(|s| {
+                        s.runs_answered += 1;
+                        s.runs.answered(purpose, reply.runs_for.as_ref());
+                    });
                 }
                 let _ = reply.send(r);
             }
@@ -293,8 +299,9 @@ impl Actor {
     /// Books a run call that failed: refused before it was sent, or sent and unanswered.
     fn note_failed(&self, purpose: RunFor, e: &WorkerError) {
         self.with_status(|s| match e {
-            // The page answered with an error: it counted the call on arrival.
-            WorkerError::Page { .. } => {}
+            // The page answered with an error: it counted the call on arrival, but the error
+            // carries no counts.
+            WorkerError::Page { .. } => s.runs.answered(purpose, None),
             WorkerError::Unusable { .. } => s.runs.not_sent(purpose),
             _ => s.runs.unanswered(purpose),
         });

@@ -174,6 +174,10 @@ pub struct RunReply {
     /// witness (`None` on other backends, or where the page cannot watch WebNN).
     #[serde(default)]
     pub webnn_dispatches: Option<u64>,
+    /// The page's run counts by purpose as they stood when this answer left it: what the page
+    /// vouches for even if it is lost before it can be asked again.
+    #[serde(default)]
+    pub runs_for: Option<BTreeMap<String, u64>>,
 }
 
 /// A per-run input: raw little-endian values in base64 (never JSON number text), or the URL of

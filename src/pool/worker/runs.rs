@@ -92,16 +92,30 @@ pub type Counted = Result<BTreeMap<String, u64>, CountUnknown>;
 /// One worker's runs: sent by the harness and counted by its pages, over every page it had.
 /// Only totals are compared, so what was sent needs no split by page; what earlier pages
 /// counted is summed as each is replaced.
+///
+/// A page that can no longer be asked (crashed, hung, killed) still vouches for what its
+/// answers carried: each successful run answer carries the page's counts as they stood when it
+/// left, and the highest of them is at least the number of calls answered that way (each such
+/// call was counted on arrival, under a distinct index, before its answer left). So a lost
+/// page's count is that highest count, a lower bound; the calls it answered with an error
+/// (which carries no counts) join the calls it never answered as the ones it may or may not
+/// have counted.
 #[derive(Debug, Clone, Default)]
 pub struct RunBooks {
     /// Sent to any of its pages, by purpose.
     asked: BTreeMap<&'static str, u64>,
     /// Of those, the calls that got no answer.
     unanswered: BTreeMap<&'static str, u64>,
-    /// What earlier pages counted.
+    /// Of those, calls a page answered with an error (no counts) and was then lost unasked.
+    uncounted: BTreeMap<&'static str, u64>,
+    /// What earlier pages counted (or, for a lost page, vouched for in its answers).
     earlier_page: BTreeMap<String, u64>,
-    /// Why an earlier page's count is unknown (the first such reason).
-    unknown: Option<CountUnknown>,
+    /// The highest counts the current page's answers carried.
+    seen: BTreeMap<String, u64>,
+    /// Calls the current page answered with an error.
+    seen_uncounted: BTreeMap<&'static str, u64>,
+    /// Why an earlier page's count is only what its answers carried (the first such reason).
+    lost: Option<CountUnknown>,
 }
 
 impl RunBooks {
@@ -116,6 +130,20 @@ impl RunBooks {
         *self.unanswered.entry(purpose.as_str()).or_default() += 1;
     }
 
+    /// A call counted by [`RunBooks::sent`] was answered by the page, carrying its counts as
+    /// they stood then (`None` for an error answer, which carries none).
+    pub fn answered(&mut self, purpose: RunFor, counts: Option<&BTreeMap<String, u64>>) {
+        match counts {
+            Some(c) => {
+                for (k, n) in c {
+                    let seen = self.seen.entry(k.clone()).or_default();
+                    *seen = (*seen).max(*n);
+                }
+            }
+            None => *self.seen_uncounted.entry(purpose.as_str()).or_default() += 1,
+        }
+    }
+
     /// A call counted by [`RunBooks::sent`] was refused before anything reached the browser.
     pub fn not_sent(&mut self, purpose: RunFor) {
         if let Some(n) = self.asked.get_mut(purpose.as_str()) {
@@ -123,42 +151,40 @@ impl RunBooks {
         }
     }
 
-    /// The current page is replaced (a reset): what it counted, or why that is unknown.
+    /// The current page is replaced (a reset): what it counted, or why it could not be asked
+    /// (then what its answers carried stands for its count).
     pub fn page_replaced(&mut self, counted: Counted) {
-        match counted {
-            Ok(c) => {
-                for (k, n) in c {
-                    *self.earlier_page.entry(k).or_default() += n;
-                }
-            }
+        let seen = std::mem::take(&mut self.seen);
+        let seen_uncounted = std::mem::take(&mut self.seen_uncounted);
+        let counted = match counted {
+            Ok(c) => c,
             Err(why) => {
-                self.unknown.get_or_insert(why);
+                self.lost.get_or_insert(why);
+                for (k, n) in seen_uncounted {
+                    *self.uncounted.entry(k).or_default() += n;
+                }
+                seen
             }
+        };
+        for (k, n) in counted {
+            *self.earlier_page.entry(k).or_default() += n;
         }
     }
 
-    /// Both witnesses over the worker's life, given the last page's count (or why it is
-    /// unknown).
+    /// Both witnesses over the worker's life, given the last page's count (or why it could not
+    /// be asked).
     pub fn close(&self, last: Counted) -> PageRuns {
+        let mut books = self.clone();
+        books.page_replaced(last);
         let owned = |m: &BTreeMap<&'static str, u64>| {
             m.iter().map(|(k, n)| ((*k).to_string(), *n)).collect()
         };
-        let (page, unknown) = match (&self.unknown, last) {
-            (Some(why), _) => (None, Some(why.to_string())),
-            (None, Err(why)) => (None, Some(why.to_string())),
-            (None, Ok(c)) => {
-                let mut page = self.earlier_page.clone();
-                for (k, n) in c {
-                    *page.entry(k).or_default() += n;
-                }
-                (Some(page), None)
-            }
-        };
         PageRuns {
-            asked: owned(&self.asked),
-            unanswered: owned(&self.unanswered),
-            page,
-            unknown,
+            asked: owned(&books.asked),
+            unanswered: owned(&books.unanswered),
+            uncounted: owned(&books.uncounted),
+            page: Some(books.earlier_page),
+            lower_bound: books.lost.map(|why| why.to_string()),
         }
     }
 }
@@ -204,20 +230,62 @@ mod tests {
     }
 
     #[test]
-    fn a_page_lost_before_its_reset_makes_the_count_unknown_for_good() {
+    fn a_page_lost_before_its_reset_vouches_for_what_its_answers_carried() {
         let mut b = RunBooks::default();
         b.sent(RunFor::Request);
+        b.answered(RunFor::Request, Some(&page(&[("request", 1)])));
+        b.sent(RunFor::Request);
+        b.answered(RunFor::Request, Some(&page(&[("request", 2)])));
+        // Answered with an error: no counts in the answer.
+        b.sent(RunFor::Request);
+        b.answered(RunFor::Request, None);
+        // Lost with its answer.
+        b.sent(RunFor::Request);
+        b.unanswered(RunFor::Request);
         b.page_replaced(Err(CountUnknown::SilentAtReset { ms: 900 }));
         b.sent(RunFor::Request);
         let r = b.close(Ok(page(&[("request", 1)])));
+        assert_eq!(r.asked, page(&[("request", 5)]));
+        assert_eq!(r.page, Some(page(&[("request", 3)])));
+        assert_eq!(r.uncounted, page(&[("request", 1)]));
         assert_eq!(
-            (r.page, r.unknown.as_deref()),
-            (
-                None,
-                Some("its page was silent for 900 ms when it was reset")
-            )
+            r.lower_bound.as_deref(),
+            Some("its page was silent for 900 ms when it was reset")
         );
-        assert_eq!(r.asked, page(&[("request", 2)]));
+        assert_eq!(r.mismatch(), None, "{r:?}");
+    }
+
+    #[test]
+    fn a_lost_page_s_answers_show_a_run_it_did_unasked() {
+        let mut b = RunBooks::default();
+        b.sent(RunFor::Request);
+        // The page counted a second request it was never sent before answering this one.
+        b.answered(RunFor::Request, Some(&page(&[("request", 2)])));
+        let r = b.close(Err(CountUnknown::NoAnswerAtClose));
+        assert!(r.mismatch().is_some(), "{r:?}");
+    }
+
+    #[test]
+    fn a_lost_page_s_answers_show_a_run_that_vanished() {
+        let mut b = RunBooks::default();
+        b.sent(RunFor::Request);
+        b.answered(RunFor::Request, Some(&page(&[("request", 1)])));
+        b.sent(RunFor::Request);
+        // Answered, yet the page's count did not grow: it never counted this call.
+        b.answered(RunFor::Request, Some(&page(&[("request", 1)])));
+        let r = b.close(Err(CountUnknown::NoAnswerAtClose));
+        assert!(r.mismatch().is_some(), "{r:?}");
+    }
+
+    #[test]
+    fn a_page_asked_at_its_reset_is_taken_at_its_word_not_its_answers() {
+        let mut b = RunBooks::default();
+        b.sent(RunFor::Request);
+        b.answered(RunFor::Request, None);
+        b.page_replaced(Ok(page(&[("request", 1)])));
+        let r = b.close(Ok(BTreeMap::new()));
+        assert!(r.uncounted.is_empty());
+        assert_eq!((r.lower_bound.as_deref(), r.mismatch()), (None, None));
     }
 
     #[test]
