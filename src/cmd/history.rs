@@ -133,8 +133,15 @@ pub fn recommend(args: RecommendArgs) -> Result<Outcome> {
     if args.source.json {
         print_json(&recs)?;
     } else if recs.models.is_empty() {
+        let matched = match recs.unknown_load {
+            0 => "no recorded run matches".to_string(),
+            n => format!(
+                "the {n} recorded cell run(s) that match are of unknown load context (recorded \
+                 before load contexts were) and are compared with nothing"
+            ),
+        };
         print(&format!(
-            "{}: no recorded run matches (since {}); run some first, e.g. `webgpu-pool run --models bert --backends wasm`\n",
+            "{}: {matched} (since {}); run some first, e.g. `webgpu-pool run --models bert --backends wasm`\n",
             path.display(),
             args.source.since
         ))?;

@@ -51,6 +51,11 @@ pub fn render(c: &Comparison) -> String {
             col.set_cell_alignment(CellAlignment::Right);
         }
     }
+    let table = if c.deltas.is_empty() {
+        "no cell was measured alike in both runs: nothing to compare".to_string()
+    } else {
+        table.to_string()
+    };
     let mut out = format!(
         "timing: {} ({}); --timing {} tests the other\n{table}\n",
         c.timing.as_str(),
@@ -136,6 +141,11 @@ mod tests {
             ..Comparison::default()
         };
         assert!(!c.passed() && !c.alike());
+        assert!(
+            render(&c).contains("\nno cell was measured alike in both runs: nothing to compare\n"),
+            "{}",
+            render(&c)
+        );
         assert_eq!(
             failure_lines(&c),
             [
