@@ -227,7 +227,9 @@ fn an_adaptive_run_that_starts_slow_moves_itself_and_reports_before_and_after() 
             "--max-connections",
             "2",
             "--duration",
-            "45s",
+            // The evaluation starts after 5 warm runs at 1-3 s each, then alternates 8 runs of
+            // the current placement (as slow) with the probe's: about 25 s of probing.
+            "75s",
             "--adaptive",
             "--sync-interval",
             "1s",
@@ -242,6 +244,29 @@ fn an_adaptive_run_that_starts_slow_moves_itself_and_reports_before_and_after() 
     assert_eq!(eval["current"]["backend"], "webgpu", "{eval}");
     let moved = &eval["moved"];
     assert_eq!(moved["to"]["backend"], "wasm", "it did not move: {eval}");
+    // Like for like: the winner was timed in alternation with the current placement, and its p
+    // passed Holm's level for the K placements timed (the smallest p is held to alpha / K).
+    let timed: Vec<&Value> = eval["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["p_value"].is_number())
+        .collect();
+    let to = timed
+        .iter()
+        .find(|p| p["backend"] == "wasm")
+        .unwrap_or_else(|| panic!("the wasm probe was not tested: {eval}"));
+    let current = to["current_p50_ms"].as_f64().expect("current timed beside");
+    assert!(current > to["p50_ms"].as_f64().unwrap(), "{to}");
+    let (p, level) = (
+        moved["p_value"].as_f64().unwrap(),
+        to["holm_level"].as_f64().unwrap(),
+    );
+    let smallest = timed.iter().all(|q| q["p_value"].as_f64().unwrap() >= p);
+    if smallest {
+        assert!((level - 0.01 / timed.len() as f64).abs() < 1e-12, "{eval}");
+    }
+    assert!(p <= level, "{eval}");
     let before = moved["before_p50_ms"].as_f64().unwrap();
     let after = moved["after_p50_ms"]
         .as_f64()

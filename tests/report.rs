@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{stderr, stdout, Sandbox};
+use common::{assert_valid, stderr, stdout, Sandbox};
 use headless_chrome::protocol::cdp::types::Event;
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions};
@@ -29,23 +29,6 @@ fn only_run_dir(results: &Path) -> PathBuf {
         .collect();
     assert_eq!(dirs.len(), 1, "expected one run folder: {dirs:?}");
     dirs.into_iter().next().unwrap()
-}
-
-fn schema() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/run.schema.json");
-    serde_json::from_str(&std::fs::read_to_string(path).expect("schema")).expect("schema JSON")
-}
-
-fn assert_valid(run: &Value) {
-    let validator = jsonschema::validator_for(&schema()).expect("the schema compiles");
-    let errors: Vec<String> = validator
-        .iter_errors(run)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "run.json does not match the schema: {errors:#?}"
-    );
 }
 
 #[test]

@@ -1,18 +1,22 @@
 //! `webgpu-pool shard` splits one model's layers across real browsers and runs it as a pipeline:
 //! the shards cover the model's layers in order, one worker each across Chromium and Firefox;
 //! every answer matches the unsharded model; per-shard compute, per-hop bytes and transfer time,
-//! latency, throughput and the unsharded baseline are reported; a model over a memory budget runs
+//! latency and throughput are reported, and the unsharded baseline is compared like for like (its
+//! own page with as many wasm threads as the shard pages together, sharded and unsharded batches
+//! in alternating rounds, every answer on both sides checked); a model over a memory budget runs
 //! only sharded; a killed shard's browser is recovered by each recovery strategy as documented
 //! (only the failed shard reloaded on a relaunched browser, moved to a live worker, or every
 //! shard reloaded) with no request lost or failed; the checked-in sharding scenario passes; bad
 //! input exits 2 naming the bad value; and no run leaves a browser, driver or profile behind.
 
 mod common;
+mod unsharded;
 
 use std::path::Path;
 
-use common::{assert_accounted, stderr, stdout, Sandbox};
+use common::{assert_accounted, assert_valid, stderr, stdout, Sandbox};
 use serde_json::Value;
+use unsharded::{assert_like_for_like, assert_table_compares};
 
 /// Runs `shard args` in `sb`, whatever its outcome.
 fn shard_run(sb: &Sandbox, args: &[&str], timeout_s: u64) -> assert_cmd::assert::Assert {
@@ -159,8 +163,8 @@ fn assert_answers_checked(run: &Value) {
 }
 
 /// The report of a sharded run with no fault: per-shard compute for every shard, every hop
-/// carrying `hop_bytes` with its transfer time, latency, throughput, and the unsharded baseline
-/// measured on one worker with the same answers.
+/// carrying `hop_bytes` with its transfer time, latency, throughput, the unsharded baseline
+/// compared like for like with the same answers, and a run.json that matches its schema.
 fn assert_measured(run: &Value, hop_bytes: u64) {
     let s = &run["sharding"];
     let n = shards(run).len();
@@ -210,13 +214,8 @@ fn assert_measured(run: &Value, hop_bytes: u64) {
         "{b}"
     );
     assert!(b["max_abs_diff"].as_f64().is_some_and(|x| x <= 1e-3), "{b}");
-    assert!(
-        s["throughput_vs_unsharded"]
-            .as_f64()
-            .is_some_and(|x| x > 0.0),
-        "{}",
-        s["throughput_vs_unsharded"]
-    );
+    assert_like_for_like(run);
+    assert_valid(run);
     assert!(
         s["events"].as_array().expect("events").is_empty(),
         "{}",
@@ -358,6 +357,7 @@ fn llama_tiny_sharded_three_ways_over_chromium_and_firefox_matches_the_unsharded
     // One activation of [1, 64, 256] float32 crosses each hop.
     assert_measured(&run, 64 * 256 * 4);
     assert_table_names_workers(&run, &out);
+    assert_table_compares(&run, &out);
     sb.assert_clean();
 }
 
@@ -395,6 +395,7 @@ fn bert_base_sharded_three_ways_over_chromium_and_firefox_matches_the_unsharded_
     // One hidden state of [1, 128, 768] float32 crosses each hop.
     assert_measured(&run, 128 * 768 * 4);
     assert_table_names_workers(&run, &out);
+    assert_table_compares(&run, &out);
     sb.assert_clean();
 }
 

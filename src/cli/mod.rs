@@ -80,9 +80,11 @@ pub enum Command {
     ///
     /// The planner prints which layers go where and why, activations pass between browsers as
     /// binary float32, every answer is checked against the unsharded model run by native
-    /// onnxruntime, one unsharded worker is measured beside it, and a failed shard is recovered
-    /// by the chosen strategy. The report gives per-shard compute, per-hop bytes and ms,
-    /// end-to-end latency and pipelined throughput against the unsharded worker.
+    /// onnxruntime, and a failed shard is recovered by the chosen strategy. The report gives
+    /// per-shard compute, per-hop bytes and ms, end-to-end latency and pipelined throughput, and
+    /// x unsharded: after the stream, the unsharded model on a page of its own with as many wasm
+    /// threads as the shard pages together, in rounds alternating with the pipeline (the median
+    /// of their ratios), every answer on both sides checked.
     ///
     /// Example: webgpu-pool shard --model llama-tiny --shards 3 --strategy layer_balanced --browsers chromium,firefox
     ///

@@ -72,8 +72,10 @@ pub struct ShardArgs {
     /// When --kill-shard strikes, after the stream starts.
     #[arg(long, default_value = "5s", value_parser = parse_duration, requires = "kill_shard")]
     pub kill_at: Duration,
-    /// Workers the pool may have: one per shard, plus room for a failed shard's new browser
-    /// (default: the shard count). A plan needing more workers than this is refused (exit 2).
+    /// Workers (browsers) the pool may have at once: one per shard, and one more for the
+    /// unsharded baseline, which runs on its own worker after the stream (default: the shard
+    /// count plus one). A plan needing more workers than this is refused (exit 2); one leaving
+    /// no room for the baseline's skips it, saying why.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: Option<u32>,
     /// Deadline of one request, recoveries included; one shard call is bounded by a quarter.

@@ -1,6 +1,7 @@
 //! What adaptive routing did in a run: each model's evaluation (its live latency where it ran,
-//! each other browser x backend timed on a real worker) and the move it led to, with the
-//! latency before and after. Part of `run.json` as `adaptive`.
+//! each other browser x backend timed on a real worker in alternation with the current
+//! placement, with its p-value and Holm level) and the move it led to, with the latency before
+//! and after. Part of `run.json` as `adaptive`.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,9 +19,10 @@ pub struct AdaptiveEvaluation {
     pub model: String,
     /// When, ms since the run started.
     pub at_ms: u64,
-    /// Where it ran, from the run's own warm requests.
+    /// Where it ran, from the run's own warm requests (what started the evaluation; the
+    /// decision compares each probe with the current placement timed beside it instead).
     pub current: PairTiming,
-    /// Each other placement tried.
+    /// Each other placement tried, each timed in alternation with the current placement.
     pub probes: Vec<PairTiming>,
     /// What was decided and why.
     pub decision: String,
@@ -44,6 +46,17 @@ pub struct PairTiming {
     /// Why it could not be timed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A probe: median of the current placement's runs timed in alternation with this one's
+    /// (the same load on both), ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_p50_ms: Option<f64>,
+    /// A probe: one-sided Mann-Whitney p of "the current placement is slower than this one".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// A probe: the level Holm's correction for every probe of the evaluation set for this
+    /// p (`alpha / (K - rank)`); a move needs `p_value` at or under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holm_level: Option<f64>,
 }
 
 /// A model moved by adaptive routing.
@@ -53,7 +66,8 @@ pub struct AdaptiveMove {
     pub from: PairTiming,
     /// ... to this one.
     pub to: PairTiming,
-    /// One-sided Mann-Whitney p of "where it ran is slower than where it went".
+    /// One-sided Mann-Whitney p of "where it ran is slower than where it went", both timed
+    /// in alternation; at or under its Holm level.
     pub p_value: f64,
     /// When the placement switched, ms since the run started.
     pub at_ms: u64,

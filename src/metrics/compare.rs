@@ -46,7 +46,7 @@ mod unlike;
 
 pub use super::CellKey;
 pub use lost::LostCell;
-pub use significance::{bootstrap_p95_greater, mann_whitney_greater};
+pub use significance::{bootstrap_p95_greater, holm, mann_whitney_greater};
 pub use unlike::Unlike;
 
 /// Regression criteria.

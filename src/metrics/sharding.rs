@@ -1,7 +1,9 @@
 //! The record of a sharded run (`run.json`'s `sharding`): the plan and its reasons, each shard's
-//! compute, each hop's bytes and time, end-to-end latency and pipelined throughput beside one
-//! unsharded worker, the check of every answer against the native oracle, recovery events and
-//! the timeline the HTML report draws.
+//! compute, each hop's bytes and time, end-to-end latency and pipelined throughput, the
+//! comparison with the same model unsharded (alternating rounds on equal wasm threads, the
+//! median of their ratios), the check of every answer against the native oracle, recovery
+//! events and the timeline the HTML report draws. Pure: the median of the rounds' ratios and
+//! the verdict live here, with their tests.
 
 use serde::{Deserialize, Serialize};
 
@@ -36,10 +38,18 @@ pub struct ShardingReport {
     pub latency_ms: Option<Percentiles>,
     /// Measured requests per second of wall time, with requests pipelined.
     pub throughput_per_s: f64,
-    /// The same model unsharded on one worker, measured the same way.
+    /// The same model unsharded on a worker of its own, measured in the rounds.
     pub baseline: Baseline,
-    /// `throughput_per_s / baseline.throughput_per_s` when both were measured.
+    /// After the stream, sharded and unsharded batches in alternating rounds (empty when the
+    /// baseline was skipped).
+    #[serde(default)]
+    pub rounds: Vec<Round>,
+    /// The median over the rounds of sharded throughput / unsharded throughput (each round's
+    /// two batches measured one right after the other); none without a round with a ratio.
     pub throughput_vs_unsharded: Option<f64>,
+    /// The smallest and largest of those ratios.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput_vs_unsharded_range: Option<[f64; 2]>,
     /// Every answer against the unsharded model run by native onnxruntime.
     pub correctness: ShardCorrectness,
     /// Recoveries of failed shards.
@@ -49,10 +59,127 @@ pub struct ShardingReport {
 }
 
 impl ShardingReport {
-    /// Every answer checked and right, and no recovery that gave up.
+    /// Every answer checked and right (the stream's, and both sides' in the rounds), and no
+    /// recovery that gave up.
     pub fn passed(&self) -> bool {
-        self.correctness.passed && self.events.iter().all(|e| e.succeeded)
+        self.correctness.passed
+            && self.events.iter().all(|e| e.succeeded)
+            && self.baseline.mismatched == 0
+            && self.rounds_mismatched() == 0
     }
+
+    /// Sharded answers outside tolerance in the rounds.
+    pub fn rounds_mismatched(&self) -> u64 {
+        self.rounds
+            .iter()
+            .map(|r| u64::from(r.sharded.mismatched))
+            .sum()
+    }
+}
+
+/// A side of the comparison.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// Through the pipeline of shards.
+    #[default]
+    Sharded,
+    /// The whole model on the baseline's worker.
+    Unsharded,
+}
+
+impl Side {
+    /// The side that goes first in round `round` (from 0): sharded, then each round the other,
+    /// so a drift of the shared machine lands on both sides alike.
+    pub fn first_in(round: u32) -> Self {
+        if round % 2 == 0 {
+            Self::Sharded
+        } else {
+            Self::Unsharded
+        }
+    }
+
+    /// `sharded` or `unsharded`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sharded => "sharded",
+            Self::Unsharded => "unsharded",
+        }
+    }
+}
+
+/// One round of the comparison: a batch on each side, one right after the other.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Round {
+    /// From 0.
+    pub round: u32,
+    /// The side that ran first.
+    pub first: Side,
+    /// Through the pipeline.
+    pub sharded: Batch,
+    /// The whole model on the baseline's worker.
+    pub unsharded: Batch,
+    /// `sharded.throughput_per_s / unsharded.throughput_per_s`, when every request of both
+    /// batches answered within tolerance.
+    pub ratio: Option<f64>,
+}
+
+impl Round {
+    /// The ratio of a round whose batches both answered every request right.
+    pub fn ratio_of(sharded: &Batch, unsharded: &Batch) -> Option<f64> {
+        (sharded.complete()
+            && unsharded.complete()
+            && sharded.throughput_per_s > 0.0
+            && unsharded.throughput_per_s > 0.0)
+            .then(|| sharded.throughput_per_s / unsharded.throughput_per_s)
+    }
+}
+
+/// One side's batch in a round: `requests` at the run's concurrency.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Batch {
+    /// The first request sent, ms since the pool started (the timeline's clock).
+    pub start_ms: f64,
+    /// The last answer, ms since the pool started.
+    pub end_ms: f64,
+    /// Requests sent.
+    pub requests: u32,
+    /// Answers checked against the reference (every answer).
+    pub checked: u32,
+    /// Answers outside tolerance (or, for a decoder, with another argmax).
+    pub mismatched: u32,
+    /// Largest absolute difference from the reference.
+    pub max_abs_diff: Option<f64>,
+    /// Right answers per second from `start_ms` to `end_ms`.
+    pub throughput_per_s: f64,
+}
+
+impl Batch {
+    /// Every request answered, every answer right.
+    pub fn complete(&self) -> bool {
+        self.requests > 0 && self.checked == self.requests && self.mismatched == 0
+    }
+}
+
+/// The median of the rounds' ratios (the mean of the middle two for an even count) with the
+/// smallest and largest; none when no round has a ratio.
+pub fn median_ratio(rounds: &[Round]) -> Option<(f64, [f64; 2])> {
+    let mut r: Vec<f64> = rounds
+        .iter()
+        .filter_map(|r| r.ratio)
+        .filter(|x| x.is_finite())
+        .collect();
+    if r.is_empty() {
+        return None;
+    }
+    r.sort_by(f64::total_cmp);
+    let n = r.len();
+    let median = if n % 2 == 1 {
+        r[n / 2]
+    } else {
+        (r[n / 2 - 1] + r[n / 2]) / 2.0
+    };
+    Some((median, [r[0], r[n - 1]]))
 }
 
 /// One request's end-to-end time by each route, measured side by side before the stream.
@@ -82,6 +209,10 @@ pub struct ShardRow {
     pub earlier_workers: Vec<String>,
     /// The backend it ran on there.
     pub backend: String,
+    /// Threads of onnxruntime-web's wasm backend in that page, as the page reported at the
+    /// shard's last load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasm_threads: Option<u32>,
     /// Times it was loaded (1 unless a recovery reloaded it).
     pub loads: u32,
     /// Its last load (fetch plus session creation), ms.
@@ -113,20 +244,30 @@ pub struct HopRow {
     pub wait_ms: Option<Percentiles>,
 }
 
-/// The unsharded model on one worker.
+/// The unsharded model on a worker of its own: a fresh page of shard 0's browser kind, on shard
+/// 0's backend, whose wasm thread count is the sum of the shard pages'.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Baseline {
     /// The worker, when it ran.
     pub worker: Option<String>,
     /// Its backend.
     pub backend: Option<String>,
-    /// Measured requests.
+    /// Threads of onnxruntime-web's wasm backend in its page, as the page reported at load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasm_threads: Option<u32>,
+    /// Requests sent (every round's unsharded batch).
     pub runs: u64,
-    /// End-to-end latency, ms.
+    /// Answers checked against the oracle (every answer).
+    #[serde(default)]
+    pub checked: u64,
+    /// Answers outside tolerance (or, for a decoder, with another argmax): any fails the run.
+    #[serde(default)]
+    pub mismatched: u64,
+    /// End-to-end latency of the right answers, ms.
     pub latency_ms: Option<Percentiles>,
-    /// Requests per second at the same concurrency.
+    /// Right answers per second over the rounds' unsharded batches, at the same concurrency.
     pub throughput_per_s: f64,
-    /// Its outputs against the oracle.
+    /// Largest absolute difference of its answers from the oracle's.
     pub max_abs_diff: Option<f64>,
     /// Why it did not run (e.g. the whole model is over one worker's memory budget).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,4 +338,117 @@ pub struct ShardSpan {
     pub end_ms: f64,
     /// Whether it answered.
     pub ok: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(throughput_per_s: f64) -> Batch {
+        Batch {
+            requests: 6,
+            checked: 6,
+            throughput_per_s,
+            ..Batch::default()
+        }
+    }
+
+    fn round(sharded: f64, unsharded: f64) -> Round {
+        let (s, u) = (batch(sharded), batch(unsharded));
+        Round {
+            ratio: Round::ratio_of(&s, &u),
+            sharded: s,
+            unsharded: u,
+            ..Round::default()
+        }
+    }
+
+    #[test]
+    fn x_unsharded_is_the_median_of_the_rounds_ratios_not_a_ratio_of_totals() {
+        // Ratios 2, 1, 6 (mean 3, ratio of sums 11/4): the median is 2.
+        let rounds = [round(4.0, 2.0), round(1.0, 1.0), round(6.0, 1.0)];
+        assert_eq!(median_ratio(&rounds), Some((2.0, [1.0, 6.0])));
+        // Even count: the mean of the middle two (1.5 and 2.5), not either one.
+        let rounds = [
+            round(1.0, 1.0),
+            round(3.0, 2.0),
+            round(5.0, 2.0),
+            round(8.0, 2.0),
+        ];
+        assert_eq!(median_ratio(&rounds), Some((2.0, [1.0, 4.0])));
+        // A skewed round does not drag it (the mean of 1, 1.1 and 10 would be 4).
+        let rounds = [round(1.0, 1.0), round(1.1, 1.0), round(10.0, 1.0)];
+        assert_eq!(median_ratio(&rounds).map(|m| m.0), Some(1.1));
+        assert_eq!(median_ratio(&[]), None);
+    }
+
+    #[test]
+    fn a_round_with_a_failed_or_wrong_answer_has_no_ratio() {
+        let good = batch(2.0);
+        assert_eq!(Round::ratio_of(&good, &batch(1.0)), Some(2.0));
+        let failed = Batch {
+            checked: 5,
+            ..batch(1.0)
+        };
+        assert_eq!(Round::ratio_of(&good, &failed), None);
+        let wrong = Batch {
+            mismatched: 1,
+            ..batch(1.0)
+        };
+        assert_eq!(Round::ratio_of(&wrong, &good), None);
+        // Only rounds with a ratio count.
+        let rounds = [
+            round(3.0, 1.0),
+            Round {
+                ratio: Round::ratio_of(&good, &failed),
+                ..Round::default()
+            },
+        ];
+        assert_eq!(median_ratio(&rounds), Some((3.0, [3.0, 3.0])));
+    }
+
+    #[test]
+    fn the_sides_alternate_from_round_to_round() {
+        let order: Vec<Side> = (0..4).map(Side::first_in).collect();
+        assert_eq!(
+            order,
+            [
+                Side::Sharded,
+                Side::Unsharded,
+                Side::Sharded,
+                Side::Unsharded
+            ]
+        );
+    }
+
+    #[test]
+    fn a_wrong_answer_on_either_side_of_the_rounds_fails_the_run() {
+        let right = ShardingReport {
+            correctness: ShardCorrectness {
+                passed: true,
+                checked: 3,
+                ..ShardCorrectness::default()
+            },
+            baseline: Baseline {
+                runs: 6,
+                checked: 6,
+                ..Baseline::default()
+            },
+            rounds: vec![round(2.0, 1.0)],
+            ..ShardingReport::default()
+        };
+        assert!(right.passed());
+        let mut baseline_wrong = right.clone();
+        baseline_wrong.baseline.mismatched = 1;
+        assert!(
+            !baseline_wrong.passed(),
+            "a baseline answer off the reference fails the run"
+        );
+        let mut round_wrong = right.clone();
+        round_wrong.rounds[0].sharded.mismatched = 1;
+        assert!(
+            !round_wrong.passed(),
+            "a sharded answer off the reference in a round fails the run"
+        );
+    }
 }

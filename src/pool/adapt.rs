@@ -2,13 +2,14 @@
 //! each other browser x backend the pool can offer (a real load and real `session.run`s on a
 //! real worker, outside the request ledger), and move it, as one journaled transaction, to the
 //! fastest when that is faster by more than [`AdaptSettings::min_gain`] with a one-sided
-//! Mann-Whitney p below [`AdaptSettings::alpha`]. Each model is evaluated once per run, so a
-//! noisy probe cannot make it oscillate. Must not import `report`, `cli` or terminal crates.
+//! Mann-Whitney p at or under its Holm level (family-wise [`AdaptSettings::alpha`] over every
+//! placement probed). Each model is evaluated once per run, so a noisy probe cannot make it
+//! oscillate. Must not import `report`, `cli` or terminal crates.
 //!
-//! The live times come from the run's own requests (under the run's concurrency) and the probe
-//! times from runs on a worker that may also be serving: both are page-measured
-//! `session.run` times on the same two cores at the same time, which is as side by side as
-//! this machine allows.
+//! Like for like: each probe's runs alternate with runs of the current placement (the order
+//! flips every round), both page-measured `session.run` times under the same load at the same
+//! time. The run's own live times only start the evaluation; they are never compared with a
+//! probe's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
 use crate::browser::BrowserKind;
-use crate::metrics::compare::mann_whitney_greater;
+use crate::metrics::compare::{holm, mann_whitney_greater};
 use crate::metrics::{AdaptiveEvaluation, AdaptiveMove, PairTiming, Percentiles};
 use crate::state::Op;
 
@@ -78,27 +79,65 @@ enum AdaptError {
     },
 }
 
-/// A placement tried: where, and its times.
+/// A placement tried: where, its times, and the current placement's times beside them.
 struct Probe {
     /// `None` when no worker could be had.
     worker: Option<Arc<Worker>>,
     kind: BrowserKind,
     backend: Backend,
     times: Vec<f64>,
+    /// The current placement, timed in alternation with `times`.
+    current: Vec<f64>,
     error: Option<String>,
+    /// Its p-value and Holm level, once every probe was timed.
+    tested: Option<(f64, f64)>,
 }
 
 impl Probe {
+    fn new(worker: Option<Arc<Worker>>, kind: BrowserKind, backend: Backend) -> Self {
+        Self {
+            worker,
+            kind,
+            backend,
+            times: Vec::new(),
+            current: Vec::new(),
+            error: None,
+            tested: None,
+        }
+    }
+
     fn timing(&self) -> PairTiming {
         let id = self.worker.as_ref().map_or(String::new(), |w| w.id.clone());
-        timing(
-            &id,
-            self.kind,
-            self.backend,
-            &self.times,
-            self.error.clone(),
-        )
+        PairTiming {
+            current_p50_ms: median(&self.current),
+            p_value: self.tested.map(|t| t.0),
+            holm_level: self.tested.map(|t| t.1),
+            ..timing(
+                &id,
+                self.kind,
+                self.backend,
+                &self.times,
+                self.error.clone(),
+            )
+        }
     }
+
+    /// Timed, with the current placement beside it.
+    fn timed(&self) -> bool {
+        self.error.is_none() && !self.times.is_empty() && !self.current.is_empty()
+    }
+
+    /// How much faster than the current placement timed beside it (0.1 = 10%).
+    fn gain(&self) -> f64 {
+        match (median(&self.times), median(&self.current)) {
+            (Some(t), Some(c)) if c > 0.0 => 1.0 - t / c,
+            _ => f64::NEG_INFINITY,
+        }
+    }
+}
+
+fn median(times: &[f64]) -> Option<f64> {
+    Percentiles::from_ms(times).map(|p| p.p50)
 }
 
 fn timing(
@@ -115,6 +154,9 @@ fn timing(
         p50_ms: Percentiles::from_ms(times).map_or(0.0, |p| p.p50),
         samples: times.len(),
         error,
+        current_p50_ms: None,
+        p_value: None,
+        holm_level: None,
     }
 }
 
@@ -186,36 +228,28 @@ async fn evaluate(
         if stop.is_cancelled() {
             break;
         }
-        let worker = match probe_worker(pool, entry, kind).await {
-            Ok(w) => w,
+        match probe_worker(pool, entry, kind).await {
+            Ok(w) => probes.push(time_on(entry, source, w, b, settings.probe_runs).await),
             Err(why) => {
-                probes.push(Probe {
-                    worker: None,
-                    kind,
-                    backend: b,
-                    times: Vec::new(),
-                    error: Some(why.to_string()),
-                });
-                continue;
+                let mut p = Probe::new(None, kind, b);
+                p.error = Some(why.to_string());
+                probes.push(p);
             }
-        };
-        // A probe that is already far behind the best so far stops early.
-        let bar = probes
-            .iter()
-            .filter(|p| p.error.is_none())
-            .filter_map(|p| Percentiles::from_ms(&p.times).map(|x| x.p50))
-            .fold(current.p50_ms, f64::min);
-        probes.push(time_on(entry, worker, b, settings.probe_runs, bar).await);
+        }
     }
-    let best = probes
+    // Holm over every probe timed: K tries at a move must not find a chance winner.
+    let tested: Vec<usize> = (0..probes.len()).filter(|&i| probes[i].timed()).collect();
+    let ps: Vec<f64> = tested
         .iter()
-        .enumerate()
-        .filter(|(_, p)| p.error.is_none() && !p.times.is_empty())
-        .min_by(|a, b| {
-            let m = |p: &Probe| Percentiles::from_ms(&p.times).map_or(f64::MAX, |x| x.p50);
-            m(a.1).total_cmp(&m(b.1))
-        })
-        .map(|(i, _)| i);
+        .map(|&i| mann_whitney_greater(&probes[i].current, &probes[i].times))
+        .collect();
+    for (&i, (&pv, (level, _))) in tested.iter().zip(ps.iter().zip(holm(&ps, settings.alpha))) {
+        probes[i].tested = Some((pv, level));
+    }
+    let best = tested
+        .iter()
+        .copied()
+        .max_by(|&a, &b| probes[a].gain().total_cmp(&probes[b].gain()));
     let mut eval = AdaptiveEvaluation {
         model: model.clone(),
         at_ms,
@@ -227,21 +261,22 @@ async fn evaluate(
     let winner = best.and_then(|i| {
         let p = &probes[i];
         let t = p.timing();
-        let gain = 1.0 - t.p50_ms / current.p50_ms;
-        let pv = mann_whitney_greater(&live, &p.times);
-        if gain > settings.min_gain && pv < settings.alpha {
+        let gain = p.gain();
+        let (pv, level) = p.tested.unwrap_or((1.0, settings.alpha));
+        if gain > settings.min_gain && pv <= level {
             Some((i, pv, gain))
         } else {
             eval.decision = format!(
-                "stays on {}/{backend}: the best other, {}/{} p50 {:.1} ms, is {:+.0}% (p={}); a move needs more than {:.0}% faster with p < {}",
+                "stays on {}/{backend}: the best other, {}/{} p50 {:.1} ms against {:.1} ms for the current placement timed beside it, is {:+.0}% (p={}, Holm level {}); a move needs more than {:.0}% faster with p at or under its level",
                 source.kind,
                 t.browser,
                 t.backend,
                 t.p50_ms,
+                t.current_p50_ms.unwrap_or(0.0),
                 -gain * 100.0,
                 crate::metrics::compare::format_p(pv),
+                crate::metrics::compare::format_p(level),
                 settings.min_gain * 100.0,
-                settings.alpha
             );
             None
         }
@@ -263,13 +298,15 @@ async fn evaluate(
             Ok(()) => {
                 let t = to.timing();
                 eval.decision = format!(
-                    "moved to {}/{}: p50 {:.1} ms against {:.1} ms ({:.0}% faster, p={})",
+                    "moved to {}/{}: p50 {:.1} ms against {:.1} ms for the current placement timed beside it ({:.0}% faster, p={}, Holm level {} over {} probe(s))",
                     t.browser,
                     t.backend,
                     t.p50_ms,
-                    current.p50_ms,
+                    t.current_p50_ms.unwrap_or(0.0),
                     gain * 100.0,
-                    crate::metrics::compare::format_p(pv)
+                    crate::metrics::compare::format_p(pv),
+                    crate::metrics::compare::format_p(t.holm_level.unwrap_or(settings.alpha)),
+                    tested.len()
                 );
                 eval.moved = Some(AdaptiveMove {
                     from: current.clone(),
@@ -348,23 +385,18 @@ async fn probe_worker(
         .await?)
 }
 
-/// Loads `entry` on `worker` with `backend` only, runs it once untimed, then `runs` timed
-/// (stopping after 3 when every one is over twice `bar`, the best median so far: it cannot
-/// win), and unloads it.
+/// Loads `entry` on `worker` with `backend` only, runs it and the current placement
+/// (`source`) once each untimed, then `runs` rounds timing both, the order flipping every
+/// round so drift and load hit both alike (stopping after 3 rounds when every probe time is
+/// over twice the current's median: it cannot win), and unloads it.
 async fn time_on(
     entry: &ModelEntry,
+    source: &Arc<Worker>,
     worker: Arc<Worker>,
     backend: Backend,
     runs: usize,
-    bar: f64,
 ) -> Probe {
-    let mut p = Probe {
-        worker: Some(worker.clone()),
-        kind: worker.kind,
-        backend,
-        times: Vec::new(),
-        error: None,
-    };
+    let mut p = Probe::new(Some(worker.clone()), worker.kind, backend);
     let model = entry.name();
     match worker
         .load(entry.prepared.clone(), Some(vec![backend]))
@@ -382,28 +414,48 @@ async fn time_on(
             return p;
         }
     }
-    for i in 0..=runs {
-        match worker
-            .run(
-                model,
-                OutputMode::None,
-                RunFor::Probe(worker::Probe::AdaptiveProbe),
-            )
-            .await
-        {
-            Ok(r) if i > 0 => p.times.push(r.run_ms),
-            Ok(_) => {}
-            Err(e) => {
+    for round in 0..=runs {
+        let (first, second) = if round % 2 == 0 {
+            (source, &worker)
+        } else {
+            (&worker, source)
+        };
+        let (a, b) = (timed(first, model).await, timed(second, model).await);
+        let (current, probe) = if round % 2 == 0 { (a, b) } else { (b, a) };
+        match (current, probe) {
+            (Ok(c), Ok(t)) if round > 0 => {
+                p.current.push(c);
+                p.times.push(t);
+            }
+            (Ok(_), Ok(_)) => {}
+            (Err(e), _) => {
+                p.error = Some(format!("the current placement's run failed: {e}"));
+                break;
+            }
+            (_, Err(e)) => {
                 p.error = Some(format!("run failed: {e}"));
                 break;
             }
         }
+        let bar = median(&p.current).unwrap_or(f64::MAX);
         if p.times.len() >= 3 && p.times.iter().all(|t| *t > 2.0 * bar) {
             break;
         }
     }
     let _ = worker.unload(model).await;
     p
+}
+
+/// One timed run of `model` on `worker` outside the ledger, ms of the page's `session.run`.
+async fn timed(worker: &Worker, model: &str) -> Result<f64, crate::browser::WorkerError> {
+    worker
+        .run(
+            model,
+            OutputMode::None,
+            RunFor::Probe(worker::Probe::AdaptiveProbe),
+        )
+        .await
+        .map(|r| r.run_ms)
 }
 
 /// Moves `entry` to `to`'s worker and backend as one transaction of the journal: load
@@ -444,7 +496,7 @@ async fn adopt(
         .await
     {
         Ok(l) if l.reply.backend == to.backend => {
-            super::placing::first_run(pool, entry, &target, &l)
+            super::first_answer::first_run(pool, entry, &target, &l)
                 .await
                 .map_err(AdaptError::from)
         }

@@ -27,9 +27,12 @@ impl Break {
 #[cfg(debug_assertions)]
 pub fn once(b: Break) -> bool {
     use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::OnceLock;
+    // Read once: this is asked on the request path.
+    static ASKED: OnceLock<Option<String>> = OnceLock::new();
     static DONE: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
-    let asked = std::env::var("WEBGPU_POOL_BREAK").is_ok_and(|v| v == b.name());
-    asked && !DONE[b as usize].swap(true, Ordering::SeqCst)
+    let asked = ASKED.get_or_init(|| std::env::var("WEBGPU_POOL_BREAK").ok());
+    asked.as_deref() == Some(b.name()) && !DONE[b as usize].swap(true, Ordering::SeqCst)
 }
 
 /// Whether `b` is asked for: never, in a release build.

@@ -163,6 +163,14 @@ pub enum PoolError {
     /// The pool is shutting down.
     #[error("the pool is shutting down")]
     ShuttingDown,
+    /// Another worker would take the pool over its maximum.
+    #[error("no room for another worker: the pool may have {max} and has {counted}")]
+    NoRoom {
+        /// The pool's `max_workers`.
+        max: usize,
+        /// Live workers plus launches in progress.
+        counted: usize,
+    },
     /// An answer's digest differs from the model's verified answer.
     #[error("wrong answer from {worker} for '{model}': {detail}")]
     WrongAnswer {
@@ -190,9 +198,10 @@ impl PoolError {
             Self::Worker(e) => ErrorClass::of(e),
             Self::ShuttingDown => ErrorClass::Interrupted,
             Self::WrongAnswer { .. } => ErrorClass::WrongAnswer,
-            Self::Model { .. } | Self::NoPlacement { .. } | Self::NotConfigured { .. } => {
-                ErrorClass::NoPlacement
-            }
+            Self::Model { .. }
+            | Self::NoPlacement { .. }
+            | Self::NotConfigured { .. }
+            | Self::NoRoom { .. } => ErrorClass::NoPlacement,
         }
     }
 }

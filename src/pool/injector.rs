@@ -208,14 +208,16 @@ pub fn start(
     Some(Running { task, stop })
 }
 
-/// What the chooser may know about each routable worker; when `settled`, only those back in
-/// service: serving a model (a rebuilt worker serves once its first run is verified) with no
-/// load in flight.
+/// What the chooser may know about each routable worker with no load in flight (a fault that
+/// cut a recovery's own load short would turn one fault into the failed recovery of another:
+/// on a busy machine a rebuild's load outlasted the gap to the next fault and the rebuild gave
+/// up, its new tab crashed under it); when `settled`, only those back in service: serving a
+/// model (a rebuilt worker serves once its first run is verified).
 fn views(pool: &Pool, settled: bool) -> Vec<WorkerView> {
     pool.members()
         .live()
         .iter()
-        .filter(|s| s.is_routable() && !(settled && s.status().loading))
+        .filter(|s| s.is_routable() && !s.status().loading)
         .map(|s| {
             WorkerView {
                 id: s.id.clone(),

@@ -44,9 +44,11 @@ pub mod correctness;
 pub mod engine;
 pub mod error;
 pub mod events;
+mod first_answer;
 mod handle;
 pub mod injector;
 pub mod journal;
+mod launching;
 pub mod ledger;
 mod members;
 pub mod pipeline;
@@ -344,50 +346,18 @@ impl Pool {
 
     /// Launches one worker of `kind` and adds it to the pool.
     async fn launch(&self, kind: BrowserKind, why: LaunchReason) -> Result<Arc<Worker>, PoolError> {
-        let c = &self.inner.config;
-        let Some(mut spec) = c.launch_of(kind).cloned() else {
-            return Err(PoolError::NotConfigured { kind });
-        };
-        spec.page_url = self.inner.ctx.server.page_url();
-        let members = &self.inner.members;
-        let id = members.next_id(kind);
-        // Counted until the new worker is in the list or closed: has_room() and shutdown() read
-        // it.
-        let _launching = members.launch_started();
-        let webnn = c.page.backends.contains(&Backend::Webnn);
-        let page = Page::start(id, spec).await?;
-        let caps = match page.capabilities(webnn, c.timeouts.call).await {
-            Ok(caps) => caps,
-            Err(e) => {
-                let _ = page.close().await;
-                return Err(e.into());
-            }
-        };
-        let ready_ms = page.launch_time.as_millis() as u64;
-        let worker = Worker::spawn(page, &caps, self.inner.ctx.clone());
-        let Some(live) = members.admit(&worker, || self.inner.cancel.is_cancelled()) else {
-            worker.close().await;
-            members.keep_retired(worker);
-            return Err(PoolError::ShuttingDown);
-        };
-        let browser = worker.browser();
-        self.emit(PoolEvent::Launched {
-            record: crate::state::WorkerRecord {
-                pid: browser.pid(),
-                driver_pid: browser.driver_pid(),
-                profile_dir: browser.profile_dir().map(|p| p.display().to_string()),
-                status: "ready".into(),
-                ..crate::state::WorkerRecord::new(
-                    worker.id.clone(),
-                    kind.as_str(),
-                    browser.driver().as_str(),
-                )
-            },
-            why,
-            ready_ms,
-            live,
-        });
-        Ok(worker)
+        launching::launch(self, kind, why, self.inner.ctx.clone()).await
+    }
+
+    /// Launches one worker of `kind` whose page runs `wasm_threads` wasm threads
+    /// ([`launching::with_threads`]).
+    async fn launch_with_threads(
+        &self,
+        kind: BrowserKind,
+        wasm_threads: u32,
+        why: LaunchReason,
+    ) -> Result<Arc<Worker>, PoolError> {
+        launching::with_threads(self, kind, wasm_threads, why).await
     }
 
     /// Takes `worker` out of service: out of the live list and every placement, its browser

@@ -213,7 +213,7 @@ impl ShardedHandle {
         let measured = phase == Phase::Measure;
         let request = self.shared.requests.fetch_add(1, Ordering::Relaxed);
         let result = self
-            .run(request, measured, self.route(), RunFor::Request)
+            .run(Some(request), measured, self.route(), RunFor::Request)
             .await;
         let ms = scheduled.elapsed().as_secs_f64() * 1e3;
         let outcome = match &result {
@@ -281,18 +281,34 @@ impl ShardedHandle {
     /// One request through the pipeline outside the ledger (a probe of a route), timed.
     pub async fn probe(&self, route: Route) -> Option<Duration> {
         let t = Instant::now();
-        self.run(u64::MAX, false, route, RunFor::Probe(Probe::RouteProbe))
-            .await
-            .ok()?;
+        self.run(
+            Some(u64::MAX),
+            false,
+            route,
+            RunFor::Probe(Probe::RouteProbe),
+        )
+        .await
+        .ok()?;
         Some(t.elapsed())
     }
 
-    /// One request (`request` numbers its spans; `measured` says whether its times count), its
-    /// activations carried by `route`, each shard's call counted as `purpose`. Relay slots it
-    /// used are freed whatever the outcome.
+    /// One request through the pipeline on the current route, outside the ledger and outside
+    /// the stream's records (no span, no shard run or time): a comparison round's, whose
+    /// answer the caller checks. After the stream, so the timeline stays the stream's.
+    ///
+    /// # Errors
+    /// As [`ShardedHandle::infer_at`].
+    pub async fn unrecorded(&self) -> Result<ShardedAnswer, ShardError> {
+        self.run(None, false, self.route(), RunFor::Probe(Probe::Baseline))
+            .await
+    }
+
+    /// One request (`request` numbers its spans, none for a request the records leave out;
+    /// `measured` says whether its times count), its activations carried by `route`, each
+    /// shard's call counted as `purpose`. Relay slots it used are freed whatever the outcome.
     async fn run(
         &self,
-        request: u64,
+        request: Option<u64>,
         measured: bool,
         route: Route,
         purpose: RunFor,
@@ -335,7 +351,7 @@ impl ShardedHandle {
 
     async fn pipeline(
         &self,
-        request: u64,
+        request: Option<u64>,
         measured: bool,
         route: Route,
         purpose: RunFor,
@@ -361,7 +377,8 @@ impl ShardedHandle {
             }
             let mut output_to = BTreeMap::new();
             let key = format!(
-                "r{request}-s{k}-{}",
+                "r{}-s{k}-{}",
+                request.map_or_else(|| "x".into(), |r| r.to_string()),
                 self.shared.relay_nonce.fetch_add(1, Ordering::Relaxed)
             );
             if route == Route::Server {
@@ -371,7 +388,9 @@ impl ShardedHandle {
             let sent = Instant::now();
             let result = worker.run_fed(&shard.name, feeds, output_to, purpose).await;
             let back = Instant::now();
-            self.span(request, k, &worker, sent, back, result.is_ok());
+            if let Some(request) = request {
+                self.span(request, k, &worker, sent, back, result.is_ok());
+            }
             let reply = match result {
                 Ok(reply) => reply,
                 Err(e) => {
@@ -401,7 +420,9 @@ impl ShardedHandle {
                 }
             };
             let out = Output::of(k, &worker.id, shard, &reply)?;
-            self.note_run(k, measured, sent, &reply, prev_end);
+            if request.is_some() {
+                self.note_run(k, measured, sent, &reply, prev_end);
+            }
             prev_end = reply.run_end_epoch_ms;
             let bad = |what: AnswerFault| ShardError::Answer {
                 shard: k,

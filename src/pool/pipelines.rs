@@ -26,6 +26,9 @@ pub struct ShardLoads {
     pub last_ms: f64,
     /// The backend it loaded on last.
     pub backend: String,
+    /// Threads of onnxruntime-web's wasm backend in the page it loaded on last, as the page
+    /// reported.
+    pub wasm_threads: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -100,13 +103,21 @@ impl Pipelines {
         lock(&self.all)[id.0].backends[k]
     }
 
-    /// Records a load of shard `k`.
-    pub fn loaded(&self, id: PipelineId, k: usize, ms: f64, backend: Backend) {
+    /// Records a load of shard `k`: its ms, backend and the page's wasm thread count.
+    pub fn loaded(
+        &self,
+        id: PipelineId,
+        k: usize,
+        ms: f64,
+        backend: Backend,
+        wasm_threads: Option<u32>,
+    ) {
         let mut all = lock(&self.all);
         let l = &mut all[id.0].loads[k];
         l.loads += 1;
         l.last_ms = ms;
         l.backend = backend.to_string();
+        l.wasm_threads = wasm_threads;
     }
 
     /// Records that shard `k` left worker `from`.

@@ -320,7 +320,7 @@ async fn try_level(
             let started = Instant::now();
             worker.reset(left / 2).await?;
             // The reloaded models serve again only once their answers are verified.
-            placing::verify_reloaded(pool, worker).await?;
+            super::first_answer::verify_reloaded(pool, worker).await?;
             Ok(Restored::Reopened {
                 ms: started.elapsed().as_millis(),
             })

@@ -15,7 +15,7 @@ use serde_json::json;
 use super::attribution::Cause;
 use super::events::{PoolEvent, RetireReason};
 use super::worker::Worker;
-use super::{placing, standby, ErrorClass, Pool};
+use super::{standby, ErrorClass, Pool};
 
 /// Why a worker set aside was not repaired.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +93,7 @@ async fn repair_in_place(
     let reset = Instant::now();
     worker.reset(bound).await?;
     // What it reloaded serves again only once its answers are verified.
-    placing::verify_reloaded(pool, worker).await?;
+    super::first_answer::verify_reloaded(pool, worker).await?;
     Ok(format!(
         "page reopened and models reloaded in {} ms",
         reset.elapsed().as_millis()

@@ -47,6 +47,7 @@ pub(super) async fn load_shard(
         k,
         reply.fetch_ms + reply.session_create_ms,
         reply.backend,
+        reply.wasm_threads,
     );
     pool.placements().place(&entry, worker);
     Ok(())

@@ -14,11 +14,10 @@ use std::time::{Duration, Instant};
 
 use crate::browser::WorkerError;
 
-use super::correctness::cell_output;
 use super::events::PoolEvent;
 use super::placements::ModelEntry;
 use super::worker::{Loaded, OutputMode, Probe, RunFor, Worker};
-use super::{lock, placing, Pool};
+use super::{lock, Pool};
 
 /// Why a standby copy was not kept.
 #[derive(Debug, thiserror::Error)]
@@ -29,9 +28,6 @@ enum StandbyError {
     /// The check run failed.
     #[error("its check run failed: {0}")]
     CheckRun(WorkerError),
-    /// The check run returned no values to compare.
-    #[error("its check run returned no output values")]
-    NoValues,
     /// Its first answer was not right; the copy was unloaded.
     #[error("{model} on {kind}/{backend}: {detail}; not kept")]
     Rejected {
@@ -304,28 +300,7 @@ async fn check(
         )
         .await
         .map_err(StandbyError::CheckRun)?;
-    let cell = cell_output(kind, &entry.prepared, backend, &reply);
-    let mut rejected = if entry.oracle.is_some() {
-        placing::judge_first(entry, cell.as_ref())
-    } else {
-        let cell = cell
-            .filter(|c| !c.full.is_empty())
-            .ok_or(StandbyError::NoValues)?;
-        registry.reference(entry).and_then(|want| {
-            let (diff, ok) = crate::oracle::allclose(&cell.full, &want);
-            (!ok).then(|| format!("its answer differs from the first placement's by {diff:.2e}"))
-        })
-    };
-    if rejected.is_none()
-        && matches!(
-            registry.verify_digests(entry, kind, backend, &reply.digests),
-            Some(false)
-        )
-    {
-        rejected = Some(format!(
-            "its digests differ from the verified answer on {kind}/{backend}"
-        ));
-    }
+    let (_, rejected) = super::first_answer::judge_answer(registry, entry, kind, backend, &reply);
     if let Some(detail) = rejected {
         registry.note_judged(entry, kind, backend, false);
         let _ = spare.unload(entry.name()).await;

@@ -28,10 +28,20 @@ pub(super) async fn run(pool: Pool) {
     let mut last_slow: Option<Instant> = None;
     let mut last_tick = Instant::now();
     let mut awake_since = Instant::now();
+    // The idle echoes wait up to `heartbeat_timeout` for a page that does not answer: in a
+    // task of their own, so the fast checks go on meanwhile (awaited here, an echo to a page
+    // that had just hung held them up for seconds, and the hang was found by a run's bound
+    // instead of by the page's silence).
+    let mut echoes: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            () = pool.cancel().cancelled() => return,
+            () = pool.cancel().cancelled() => {
+                if let Some(e) = echoes {
+                    e.abort();
+                }
+                return;
+            }
         }
         // This task itself was held up (the machine or the harness was stalled): beats may be
         // waiting to be read too, so silence counts only from when it is running again.
@@ -60,9 +70,16 @@ pub(super) async fn run(pool: Pool) {
         for w in &workers {
             w.sample_memory();
         }
-        if last_beat.elapsed() >= c.heartbeat_interval {
+        if last_beat.elapsed() >= c.heartbeat_interval
+            && echoes
+                .as_ref()
+                .is_none_or(tokio::task::JoinHandle::is_finished)
+        {
             last_beat = Instant::now();
-            heartbeats(&pool, c.heartbeat_timeout).await;
+            let (pool, timeout) = (pool.clone(), c.heartbeat_timeout);
+            echoes = Some(tokio::spawn(
+                async move { heartbeats(&pool, timeout).await },
+            ));
         }
         if c.standbys.copies > 0 && !pool.cancel().is_cancelled() {
             standby::ensure(&pool);

@@ -31,6 +31,7 @@ fn launch_reason(why: &LaunchReason) -> String {
         LaunchReason::Minimum => "keeping the minimum".into(),
         LaunchReason::Probe(m) => format!("adaptive probe of {m}"),
         LaunchReason::Shard(n) => format!("shard {n}"),
+        LaunchReason::Baseline(m) => format!("{m} unsharded, the baseline"),
     }
 }
 

@@ -141,7 +141,14 @@ impl ShardFlags {
             s.pool.browsers.len().max(2) as u32
         });
         s.pool.placement = PlacementMode::Matrix;
-        s.pool.max_connections = self.max_connections.unwrap_or(workers);
+        // By default one more than the shards: the unsharded baseline's worker counts against
+        // the maximum like every browser, and runs beside the shards' after the stream (it is
+        // skipped, saying why, when a given maximum leaves no room). memory_aware without a
+        // count plans over the maximum, so it keeps its own.
+        let baseline = u32::from(shards.is_some() || self.strategy != ShardStrategy::MemoryAware);
+        s.pool.max_connections = self
+            .max_connections
+            .unwrap_or((workers + baseline).min(super::validate::MAX_CONNECTIONS));
         s.pool.min_connections = workers.min(s.pool.max_connections);
         s.workload.concurrency = self.concurrency;
         s.sharding = Some(Sharding {

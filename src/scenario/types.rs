@@ -326,7 +326,8 @@ pub use crate::recovery::ShardRecovery;
 
 /// Split one model's layers into pipeline shards, one per worker. A scenario with this block
 /// runs that model sharded (its `models` list must name only it); the workload drives the
-/// sharded stream, and an unsharded worker is measured beside it.
+/// sharded stream, and then the unsharded model is compared with it like for like on a worker of
+/// its own, which counts against `pool.max_connections`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sharding {

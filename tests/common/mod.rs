@@ -154,6 +154,22 @@ pub fn assert_accounted(run: &serde_json::Value) {
     assert_eq!(q["closed_twice"], 0, "outcomes recorded twice: {q}");
 }
 
+/// `run` matches the checked-in run.json schema.
+pub fn assert_valid(run: &serde_json::Value) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/run.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("schema")).expect("schema JSON");
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(run)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "run.json does not match the schema: {errors:#?}"
+    );
+}
+
 /// The stdout of an assertion, as text.
 pub fn stdout(a: &assert_cmd::assert::Assert) -> String {
     String::from_utf8_lossy(&a.get_output().stdout).into_owned()

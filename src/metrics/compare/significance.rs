@@ -52,6 +52,24 @@ pub fn mann_whitney_greater(x: &[f64], y: &[f64]) -> f64 {
     upper_tail(z)
 }
 
+/// Holm's step-down correction for `p.len()` tests at family-wise level `alpha`: per test, in
+/// the order given, the level its p had to be at or under (`alpha / (K - rank)`, rank 0 for
+/// the smallest p) and whether its null is rejected. A test is rejected only when it and every
+/// smaller p passed their levels, so K tries at a move cannot find a chance winner at `alpha`.
+pub fn holm(p: &[f64], alpha: f64) -> Vec<(f64, bool)> {
+    let k = p.len();
+    let mut order: Vec<usize> = (0..k).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let mut out = vec![(alpha, false); k];
+    let mut still = true;
+    for (rank, &i) in order.iter().enumerate() {
+        let level = alpha / (k - rank) as f64;
+        still = still && p[i] <= level;
+        out[i] = (level, still);
+    }
+    out
+}
+
 /// P(Z > z) for a standard normal.
 fn upper_tail(z: f64) -> f64 {
     0.5 * erfc(z / std::f64::consts::SQRT_2)
@@ -121,6 +139,22 @@ pub(super) fn test_rng(seed: u64) -> impl FnMut() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn holm_steps_down_and_stops_at_the_first_p_over_its_level() {
+        // Sorted: 0.001 <= 0.05/4, 0.011 <= 0.05/3 (0.0167), 0.03 > 0.05/2: stop there, so
+        // 0.04 is not rejected either although it is under 0.05.
+        let r = holm(&[0.04, 0.001, 0.03, 0.011], 0.05);
+        assert_eq!(
+            r.iter().map(|x| x.1).collect::<Vec<_>>(),
+            [false, true, false, true]
+        );
+        assert!((r[1].0 - 0.0125).abs() < 1e-12 && (r[0].0 - 0.05).abs() < 1e-12);
+        // A p that passes alpha alone fails once three others were tried beside it.
+        assert!(holm(&[0.008], 0.01)[0].1);
+        assert!(!holm(&[0.008, 0.5, 0.6], 0.01)[0].1);
+        assert!(holm(&[], 0.01).is_empty());
+    }
 
     #[test]
     fn mann_whitney_matches_a_hand_computed_value() {

@@ -10,6 +10,7 @@
 //!
 //! Must not import `cli`, `report` or any terminal crate: progress goes out as [`RunEvent`]s.
 
+mod baseline;
 mod live;
 mod matrix;
 pub mod pipeline;

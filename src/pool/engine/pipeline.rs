@@ -4,10 +4,10 @@
 //! The run: time one layer on each worker first (`cost_balanced` only) and plan again, load
 //! each shard on its worker (one at a time: two loads at once on 2 cores only slow each other),
 //! choose how activations travel (time both routes side by side when asked), drive the
-//! workload through the [`ShardedHandle`] with the planned faults alongside, then measure the
-//! same model unsharded on one worker as the baseline. The sharding report is made from what
-//! the handle recorded and the pool's recovery episodes (`report`). Must not import `report`,
-//! `cli` or terminal crates.
+//! workload through the [`ShardedHandle`] with the planned faults alongside, then compare it
+//! with the same model unsharded, like for like (`baseline.rs`). The sharding report is made
+//! from what the handle recorded and the pool's recovery episodes (`report`). Must not import
+//! `report`, `cli` or terminal crates.
 
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
 use crate::browser::BrowserKind;
-use crate::metrics::sharding::{Baseline, TransferProbe};
+use crate::metrics::sharding::{Baseline, Round, TransferProbe};
 use crate::models::{self, LayerParameters, ModelSpec, ShardedModel};
 use crate::recovery::ShardRecovery;
 use crate::sharding::transfer::Route;
@@ -32,7 +32,8 @@ use super::super::router::HardwarePreferences;
 use super::super::scheduler;
 use super::super::worker::Worker;
 use super::super::{injector, shards, Pool, PoolError};
-use super::probes::{choose_route, layer_ms, unsharded, TRANSFER_ROUNDS};
+use super::baseline::{self, Comparison};
+use super::probes::{choose_route, layer_ms, TRANSFER_ROUNDS};
 use super::{RunEvent, RunObserver, RunPlan};
 
 /// Probe runs per worker for `cost_balanced`.
@@ -103,6 +104,8 @@ pub(super) struct PipelineOutcome {
     pub probe: Option<TransferProbe>,
     /// The unsharded baseline.
     pub baseline: Baseline,
+    /// The sharded and unsharded batches, in alternating rounds.
+    pub rounds: Vec<Round>,
 }
 
 /// Why a pipeline could not start.
@@ -230,17 +233,25 @@ pub(super) async fn run(
         })
         .collect();
     let history = pool.pipelines().history(id);
-    let baseline = match &p.baseline_skipped {
-        Some(why) => skipped(why),
-        None if cancel.is_cancelled() => skipped("the run was interrupted"),
+    let comparison = match &p.baseline_skipped {
+        Some(why) => Comparison::skipped(why.as_str()),
+        None if cancel.is_cancelled() => Comparison::skipped("the run was interrupted"),
         None => {
             observer.on_event(&RunEvent::Driving {
-                what: format!("{model} unsharded on one worker, the baseline"),
+                what: format!(
+                    "{model} sharded and unsharded in alternating rounds (the baseline on a worker of its own)"
+                ),
             });
-            let runs = handle.records().latency.len().max(1) as u32;
-            unsharded(&handle, &sharded.whole, runs, concurrency.max(1) as u32)
-                .await
-                .unwrap_or_else(|e| skipped(&format!("the unsharded baseline failed: {e}")))
+            let measured = handle.records().latency.len();
+            baseline::compare(
+                pool,
+                &handle,
+                &sharded.whole,
+                measured,
+                concurrency.max(1),
+                cancel,
+            )
+            .await
         }
     };
     Ok(PipelineOutcome {
@@ -250,15 +261,9 @@ pub(super) async fn run(
         workers,
         history,
         probe,
-        baseline,
+        baseline: comparison.baseline,
+        rounds: comparison.rounds,
     })
-}
-
-fn skipped(why: &str) -> Baseline {
-    Baseline {
-        skipped: Some(why.to_string()),
-        ..Baseline::default()
-    }
 }
 
 /// The pool's first workers in the order of `places`: shard `k` takes the n-th worker of its

@@ -1,22 +1,17 @@
 //! A pipeline run's named probes: runs on real workers outside the ledger, each for one
-//! decision or one comparison. `cost_balanced` times one layer on every worker; a `transfer:
-//! auto` run times one request through each route; the unsharded baseline runs the whole
-//! model on one worker beside the pipeline's figures. Must not import `report`, `cli` or
-//! terminal crates.
+//! decision. `cost_balanced` times one layer on every worker; a `transfer: auto` run times one
+//! request through each route. (The comparison with the unsharded model is `baseline.rs`.)
+//! Must not import `report`, `cli` or terminal crates.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
-use crate::metrics::sharding::{Baseline, TransferProbe};
-use crate::metrics::Percentiles;
+use crate::metrics::sharding::TransferProbe;
 use crate::models::PreparedModel;
-use crate::sharding::transfer::{f32_values, Route};
+use crate::sharding::transfer::Route;
 
-use super::super::correctness::check_answer;
 use super::super::pipeline::ShardedHandle;
 use super::super::worker::{OutputMode, Probe, RunFor, Worker};
-use super::super::{lock, PoolError};
+use super::super::PoolError;
 
 /// Requests per route when the transfer is chosen by timing both.
 pub(super) const TRANSFER_ROUNDS: usize = 2;
@@ -83,96 +78,4 @@ pub(super) async fn choose_route(handle: &ShardedHandle) -> TransferProbe {
         harness_ms: best[0],
         server_ms: best[1],
     }
-}
-
-/// The same model unsharded on the first shard's worker (after its shards are unloaded):
-/// `runs` requests at `concurrency`, each returning its whole output the way the pipeline's
-/// last output came back, checked against the reference. A named probe, outside the ledger.
-///
-/// # Errors
-/// A load that failed; a failed run is counted in the result instead.
-pub(super) async fn unsharded(
-    handle: &ShardedHandle,
-    whole: &PreparedModel,
-    runs: u32,
-    concurrency: u32,
-) -> Result<Baseline, PoolError> {
-    let worker = handle.worker_of(0).ok_or_else(|| PoolError::NoPlacement {
-        model: whole.name.clone(),
-        reason: "the first shard has no worker".into(),
-    })?;
-    for s in handle.shards() {
-        if worker.backend_of(&s.name).is_some() {
-            let _ = worker.unload(&s.name).await;
-        }
-    }
-    let whole = Arc::new(whole.clone());
-    let loaded = worker.load(whole.clone(), None).await?;
-    // The first run pays first-call costs, as the shards' warm-up did.
-    let _ = worker
-        .run(
-            &whole.name,
-            OutputMode::None,
-            RunFor::Probe(Probe::Baseline),
-        )
-        .await;
-    let next = AtomicU64::new(0);
-    let times = Mutex::new(Vec::new());
-    let worst = Mutex::new(0.0f64);
-    let started = Instant::now();
-    let server = handle.server();
-    let route = handle.route();
-    let reference = handle.reference();
-    let client = || async {
-        loop {
-            let i = next.fetch_add(1, Ordering::SeqCst);
-            if i >= u64::from(runs) {
-                break;
-            }
-            let key = format!("baseline-{i}");
-            let mut output_to = std::collections::BTreeMap::new();
-            if route == Route::Server {
-                output_to.insert(whole.output_name.clone(), server.relay_path(&key));
-            }
-            let t = Instant::now();
-            let reply = worker
-                .run_fed(
-                    &whole.name,
-                    std::collections::BTreeMap::new(),
-                    output_to,
-                    RunFor::Probe(Probe::Baseline),
-                )
-                .await;
-            let values = reply.ok().and_then(|r| {
-                let out = r.outputs.get(&whole.output_name)?;
-                let values = if out.relayed {
-                    f32_values(&server.take_relay(&key)?).ok()?
-                } else {
-                    out.full().ok()?
-                };
-                Some((out.dims.clone(), values))
-            });
-            if let Some((dims, values)) = values {
-                let ms = t.elapsed().as_secs_f64() * 1e3;
-                let (diff, _, _) = check_answer(reference, &dims, &values);
-                let mut w = lock(&worst);
-                *w = w.max(diff);
-                lock(&times).push(ms);
-            }
-            let _ = server.take_relay(&key);
-        }
-    };
-    futures::future::join_all((0..concurrency.max(1)).map(|_| client())).await;
-    let wall = started.elapsed().as_secs_f64();
-    let times = std::mem::take(&mut *lock(&times));
-    let _ = worker.unload(&whole.name).await;
-    Ok(Baseline {
-        worker: Some(worker.id.clone()),
-        backend: Some(loaded.reply.backend.to_string()),
-        runs: times.len() as u64,
-        throughput_per_s: times.len() as f64 / wall.max(1e-9),
-        latency_ms: Percentiles::from_ms(&times),
-        max_abs_diff: Some(worst.into_inner().unwrap_or(f64::NAN)),
-        skipped: None,
-    })
 }

@@ -18,7 +18,7 @@ use super::super::{PoolReport, WorkerReport};
 use super::matrix::CellCores;
 use super::pipeline::{PipelineOutcome, PipelinePlan};
 use super::{EngineOutput, PlacementError, RunPlan};
-use crate::metrics::sharding::{HopRow, ShardEvent, ShardRow, ShardingReport};
+use crate::metrics::sharding::{median_ratio, HopRow, ShardEvent, ShardRow, ShardingReport};
 use crate::metrics::{Percentiles, Requests};
 
 use super::super::events::RecoveryRecord;
@@ -450,8 +450,8 @@ fn worker_summary(w: &WorkerReport, report: &PoolReport) -> WorkerSummary {
         runs: st.runs.close(match &st.page_stats {
             Some(v) => runs::counted(v),
             None => Err(match &st.fault {
-                Some(f) => format!("it was taken out of service ({f})"),
-                None => "its page did not answer 'stats' before it closed".to_string(),
+                Some(f) => runs::CountUnknown::OutOfService(f.clone()),
+                None => runs::CountUnknown::NoAnswerAtClose,
             }),
         }),
     }
@@ -483,6 +483,7 @@ pub(super) fn sharding(
                 worker: o.workers.get(i).cloned().unwrap_or_default(),
                 earlier_workers: earlier,
                 backend: loads.backend,
+                wasm_threads: loads.wasm_threads,
                 loads: loads.loads,
                 load_ms: loads.last_ms,
                 compute_ms: records.compute.get(i).and_then(|c| Percentiles::from_ms(c)),
@@ -511,9 +512,9 @@ pub(super) fn sharding(
     } else {
         0.0
     };
-    let baseline = o.baseline.clone();
-    let throughput_vs_unsharded = (baseline.throughput_per_s > 0.0 && throughput_per_s > 0.0)
-        .then(|| throughput_per_s / baseline.throughput_per_s);
+    // Like for like: the median over rounds whose two batches ran one right after the other,
+    // never the stream's throughput over the baseline's, measured at another time.
+    let versus = median_ratio(&o.rounds);
     let events = recoveries
         .iter()
         .filter_map(|r| {
@@ -546,8 +547,10 @@ pub(super) fn sharding(
         concurrency,
         latency_ms: Percentiles::from_ms(&records.latency),
         throughput_per_s,
-        baseline,
-        throughput_vs_unsharded,
+        baseline: o.baseline.clone(),
+        rounds: o.rounds.clone(),
+        throughput_vs_unsharded: versus.map(|v| v.0),
+        throughput_vs_unsharded_range: versus.map(|v| v.1),
         correctness: records.correctness,
         events,
         timeline: records.spans,

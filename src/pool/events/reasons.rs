@@ -21,6 +21,8 @@ pub enum LaunchReason {
     Probe(String),
     /// A pipeline shard runs here.
     Shard(usize),
+    /// This sharded model runs unsharded here, the baseline it is compared with.
+    Baseline(String),
 }
 
 /// Why a worker was taken out of service.

@@ -5,7 +5,6 @@
 //!
 //! Must not import `report`, `cli` or terminal crates.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -16,13 +15,24 @@ use crate::browser::{process, WorkerError};
 use crate::models::PreparedModel;
 
 use super::super::breaks;
-use super::runs::{self, RunFor};
+use super::runs::{self, CountUnknown, Probe, RunFor};
 use super::{Lifecycle, Loaded, OutputMode, Page, RunReply, Worker, WorkerContext, WorkerStatus};
 
 /// How long a page about to be reset has to say what it counted.
 const STATS_BOUND: Duration = Duration::from_secs(1);
 /// How long a page about to be closed has to say what it counted.
 const STATS_AT_CLOSE: Duration = Duration::from_secs(5);
+
+/// The bound on one run for `purpose`: a copy's first answer just after its load (a reloaded
+/// page's check, a standby's) pays first-call costs on top of a run, so it gets the load's
+/// bound; a `run_timeout` of 1 s, meant for warm runs, failed a recovery's reload check on a
+/// busy machine.
+fn run_bound(purpose: RunFor, t: super::super::config::WorkerTimeouts) -> Duration {
+    match purpose {
+        RunFor::Probe(Probe::ReloadCheck | Probe::StandbyCheck) => t.run.max(t.load),
+        _ => t.run,
+    }
+}
 
 /// A job for the worker task.
 #[derive(Debug)]
@@ -161,7 +171,7 @@ impl Actor {
                 self.with_status(|s| s.runs.sent(purpose));
                 let r = self
                     .page
-                    .run(&model, mode, purpose, t.run)
+                    .run(&model, mode, purpose, run_bound(purpose, t))
                     .await
                     .inspect_err(|e| self.note_failed(purpose, e));
                 if purpose == RunFor::Request && breaks::once(breaks::Break::UnaskedRun) {
@@ -293,7 +303,7 @@ impl Actor {
     /// The runs the page about to be replaced counted, by purpose; why that is unknown when
     /// its heartbeat is silent (a hung page) or it does not answer within a second (a crashed
     /// tab answers at once).
-    async fn count_before_reset(&self) -> Result<BTreeMap<String, u64>, String> {
+    async fn count_before_reset(&self) -> runs::Counted {
         let id = self
             .worker
             .upgrade()
@@ -307,17 +317,14 @@ impl Actor {
                 .filter(|s| *s > super::HANG_AFTER)
         });
         if let Some(Some(s)) = silent {
-            return Err(format!(
-                "its page was silent for {} ms when it was reset",
-                s.as_millis()
-            ));
+            return Err(CountUnknown::SilentAtReset { ms: s.as_millis() });
         }
         let stats = self
             .page
             .browser()
             .call("stats", serde_json::json!({}), STATS_BOUND)
             .await
-            .map_err(|e| format!("its page did not answer 'stats' before its reset: {e}"))?;
+            .map_err(|e| CountUnknown::NoAnswerAtReset(e.to_string()))?;
         runs::counted(&stats)
     }
 

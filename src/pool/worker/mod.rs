@@ -142,6 +142,15 @@ impl Worker {
             .map(|l| l.reply.backend)
     }
 
+    /// Threads of onnxruntime-web's wasm backend in this page, as it reported when `model`
+    /// loaded; `None` when `model` is not loaded here.
+    pub fn wasm_threads_of(&self, model: &str) -> Option<u32> {
+        lock(&self.status)
+            .loaded
+            .get(model)
+            .and_then(|l| l.reply.wasm_threads)
+    }
+
     /// The models with a live session here, by name (in name order).
     pub fn loaded_models(&self) -> Vec<String> {
         lock(&self.status).loaded.keys().cloned().collect()

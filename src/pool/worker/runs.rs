@@ -55,34 +55,65 @@ impl RunFor {
     }
 }
 
+/// Why a page's own run count could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CountUnknown {
+    /// The page was silent (hung) when it was reset: it was not asked.
+    #[error("its page was silent for {ms} ms when it was reset")]
+    SilentAtReset {
+        /// How long its heartbeat had been silent.
+        ms: u128,
+    },
+    /// The page did not answer `stats` before its reset (a crashed tab answers at once).
+    #[error("its page did not answer 'stats' before its reset: {0}")]
+    NoAnswerAtReset(String),
+    /// The worker was out of service at its close, so its page was not asked.
+    #[error("it was taken out of service ({0})")]
+    OutOfService(String),
+    /// The page did not answer `stats` at close.
+    #[error("its page did not answer 'stats' before it closed")]
+    NoAnswerAtClose,
+    /// The page answered without its counts.
+    #[error("the page's stats have no 'runs_for': {0}")]
+    NoCounts(String),
+    /// A count that is not one.
+    #[error("the page's run count for '{purpose}' is not a count: {value}")]
+    NotACount {
+        /// The purpose counted.
+        purpose: String,
+        /// What the page gave.
+        value: String,
+    },
+}
+
+/// What a page counted, by purpose.
+pub type Counted = Result<BTreeMap<String, u64>, CountUnknown>;
+
 /// One worker's runs: sent by the harness and counted by its pages, over every page it had.
+/// Only totals are compared, so what was sent needs no split by page; what earlier pages
+/// counted is summed as each is replaced.
 #[derive(Debug, Clone, Default)]
 pub struct RunBooks {
-    /// Sent to the current page, by purpose.
-    asked: BTreeMap<String, u64>,
-    /// Of all sent (to any of its pages), those that got no answer.
-    unanswered: BTreeMap<String, u64>,
-    /// Sent to earlier pages (before a reset).
-    earlier_asked: BTreeMap<String, u64>,
+    /// Sent to any of its pages, by purpose.
+    asked: BTreeMap<&'static str, u64>,
+    /// Of those, the calls that got no answer.
+    unanswered: BTreeMap<&'static str, u64>,
     /// What earlier pages counted.
     earlier_page: BTreeMap<String, u64>,
     /// Why an earlier page's count is unknown (the first such reason).
-    unknown: Option<String>,
+    unknown: Option<CountUnknown>,
 }
 
 impl RunBooks {
     /// Counts a run call about to go to the current page.
     pub fn sent(&mut self, purpose: RunFor) {
-        *self.asked.entry(purpose.as_str().to_string()).or_default() += 1;
+        *self.asked.entry(purpose.as_str()).or_default() += 1;
     }
 
     /// A call counted by [`RunBooks::sent`] got no answer (a timeout, a connection failing
     /// under it): the page may have received it or not.
     pub fn unanswered(&mut self, purpose: RunFor) {
-        *self
-            .unanswered
-            .entry(purpose.as_str().to_string())
-            .or_default() += 1;
+        *self.unanswered.entry(purpose.as_str()).or_default() += 1;
     }
 
     /// A call counted by [`RunBooks::sent`] was refused before anything reached the browser.
@@ -93,10 +124,7 @@ impl RunBooks {
     }
 
     /// The current page is replaced (a reset): what it counted, or why that is unknown.
-    pub fn page_replaced(&mut self, counted: Result<BTreeMap<String, u64>, String>) {
-        for (k, n) in std::mem::take(&mut self.asked) {
-            *self.earlier_asked.entry(k).or_default() += n;
-        }
+    pub fn page_replaced(&mut self, counted: Counted) {
         match counted {
             Ok(c) => {
                 for (k, n) in c {
@@ -111,14 +139,13 @@ impl RunBooks {
 
     /// Both witnesses over the worker's life, given the last page's count (or why it is
     /// unknown).
-    pub fn close(&self, last: Result<BTreeMap<String, u64>, String>) -> PageRuns {
-        let mut asked = self.earlier_asked.clone();
-        for (k, n) in &self.asked {
-            *asked.entry(k.clone()).or_default() += n;
-        }
+    pub fn close(&self, last: Counted) -> PageRuns {
+        let owned = |m: &BTreeMap<&'static str, u64>| {
+            m.iter().map(|(k, n)| ((*k).to_string(), *n)).collect()
+        };
         let (page, unknown) = match (&self.unknown, last) {
-            (Some(why), _) => (None, Some(why.clone())),
-            (None, Err(why)) => (None, Some(why)),
+            (Some(why), _) => (None, Some(why.to_string())),
+            (None, Err(why)) => (None, Some(why.to_string())),
             (None, Ok(c)) => {
                 let mut page = self.earlier_page.clone();
                 for (k, n) in c {
@@ -128,8 +155,8 @@ impl RunBooks {
             }
         };
         PageRuns {
-            asked,
-            unanswered: self.unanswered.clone(),
+            asked: owned(&self.asked),
+            unanswered: owned(&self.unanswered),
             page,
             unknown,
         }
@@ -137,22 +164,25 @@ impl RunBooks {
 }
 
 /// The page's count by purpose, from its `stats` answer (`runs_for`).
-pub fn counted(stats: &serde_json::Value) -> Result<BTreeMap<String, u64>, String> {
+pub fn counted(stats: &serde_json::Value) -> Counted {
     let Some(by) = stats.get("runs_for").and_then(serde_json::Value::as_object) else {
-        return Err(format!("the page's stats have no 'runs_for': {stats}"));
+        return Err(CountUnknown::NoCounts(stats.to_string()));
     };
     by.iter()
         .map(|(k, v)| {
             v.as_u64()
                 .map(|n| (k.clone(), n))
-                .ok_or_else(|| format!("the page's run count for '{k}' is not a count: {v}"))
+                .ok_or_else(|| CountUnknown::NotACount {
+                    purpose: k.clone(),
+                    value: v.to_string(),
+                })
         })
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Probe, RunBooks, RunFor};
+    use super::{CountUnknown, Probe, RunBooks, RunFor};
     use std::collections::BTreeMap;
 
     fn page(v: &[(&str, u64)]) -> BTreeMap<String, u64> {
@@ -177,10 +207,16 @@ mod tests {
     fn a_page_lost_before_its_reset_makes_the_count_unknown_for_good() {
         let mut b = RunBooks::default();
         b.sent(RunFor::Request);
-        b.page_replaced(Err("hung".into()));
+        b.page_replaced(Err(CountUnknown::SilentAtReset { ms: 900 }));
         b.sent(RunFor::Request);
         let r = b.close(Ok(page(&[("request", 1)])));
-        assert_eq!((r.page, r.unknown.as_deref()), (None, Some("hung")));
+        assert_eq!(
+            (r.page, r.unknown.as_deref()),
+            (
+                None,
+                Some("its page was silent for 900 ms when it was reset")
+            )
+        );
         assert_eq!(r.asked, page(&[("request", 2)]));
     }
 

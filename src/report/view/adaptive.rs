@@ -1,16 +1,26 @@
 //! Adaptive routing as lines of text, shared by the terminal, Markdown and HTML reports: per
-//! model evaluated, where it ran and how fast, each placement timed, and the move with the
-//! latency before and after it.
+//! model evaluated, where it ran and how fast, each placement timed beside the current one
+//! (with its p-value and Holm level), and the move with the latency before and after it.
 
 use crate::metrics::{AdaptiveEvaluation, PairTiming, RunSummary};
 
 fn pair(p: &PairTiming) -> String {
     match &p.error {
         Some(e) => format!("{}/{}: not timed ({e})", p.browser, p.backend),
-        None => format!(
-            "{}/{} {:.1} ms (n={})",
-            p.browser, p.backend, p.p50_ms, p.samples
-        ),
+        None => {
+            let beside = match (p.current_p50_ms, p.p_value, p.holm_level) {
+                (Some(c), Some(pv), Some(level)) => format!(
+                    " vs current {c:.1} ms timed beside it, p={} (Holm level {})",
+                    crate::metrics::compare::format_p(pv),
+                    crate::metrics::compare::format_p(level)
+                ),
+                _ => String::new(),
+            };
+            format!(
+                "{}/{} {:.1} ms (n={}){beside}",
+                p.browser, p.backend, p.p50_ms, p.samples
+            )
+        }
     }
 }
 

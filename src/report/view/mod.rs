@@ -258,6 +258,25 @@ pub fn problem_notes(summary: &RunSummary) -> Vec<String> {
                     .unwrap_or_default()
             ));
         }
+        let b = &sh.baseline;
+        if b.mismatched > 0 {
+            notes.push(format!(
+                "{} unsharded baseline on {}: {} of {} answers outside tolerance (max abs diff {:.2e})",
+                sh.model,
+                b.worker.as_deref().unwrap_or("-"),
+                b.mismatched,
+                b.checked,
+                b.max_abs_diff.unwrap_or(f64::NAN)
+            ));
+        }
+        let wrong = sh.rounds_mismatched();
+        if wrong > 0 {
+            let checked: u64 = sh.rounds.iter().map(|r| u64::from(r.sharded.checked)).sum();
+            notes.push(format!(
+                "{} sharded, in the rounds against the unsharded baseline: {wrong} of {checked} answers outside tolerance",
+                sh.model
+            ));
+        }
         for e in sh.events.iter().filter(|e| !e.succeeded) {
             notes.push(format!(
                 "{} sharded: recovery of shard {} from {} gave up: {}",

@@ -1,8 +1,10 @@
 //! The cells and lines of a sharded run: the shard table, the hop table and the lines under
 //! them (terminal, Markdown and HTML alike).
 
+use std::collections::BTreeMap;
+
 use super::seconds;
-use crate::metrics::sharding::{HopRow, ShardRow, ShardingReport};
+use crate::metrics::sharding::{Batch, HopRow, ShardRow, ShardingReport};
 use crate::metrics::Percentiles;
 
 /// The columns of the shard table (terminal, Markdown and HTML).
@@ -75,8 +77,9 @@ pub fn hop_values(h: &HopRow) -> [String; 6] {
     ]
 }
 
-/// The lines under the shard tables: end-to-end latency and pipelined throughput against the
-/// unsharded worker, the answers checked, and each recovery.
+/// The lines under the shard tables: end-to-end latency and pipelined throughput, the
+/// comparison with the unsharded model (its worker, both sides' threads, each round, the
+/// median ratio), the answers checked, and each recovery.
 pub fn sharding_lines(r: &ShardingReport) -> Vec<String> {
     let pct = |p: &Option<Percentiles>| {
         p.as_ref().map_or_else(
@@ -111,20 +114,7 @@ pub fn sharding_lines(r: &ShardingReport) -> Vec<String> {
             )
         })
     ));
-    let b = &r.baseline;
-    out.push(match &b.skipped {
-        Some(why) => format!("unsharded baseline: skipped: {why}"),
-        None => format!(
-            "unsharded baseline on {} ({}): {}; {:.2} requests/s{}",
-            b.worker.as_deref().unwrap_or("-"),
-            b.backend.as_deref().unwrap_or("-"),
-            pct(&b.latency_ms),
-            b.throughput_per_s,
-            r.throughput_vs_unsharded
-                .map(|x| format!("; sharded throughput is {x:.2}x the unsharded worker's"))
-                .unwrap_or_default()
-        ),
-    });
+    out.extend(baseline_lines(r));
     let c = &r.correctness;
     out.push(format!(
         "answers checked: {} of {} within atol {:.0e} of {} (max abs diff {:.2e}){}",
@@ -154,4 +144,113 @@ pub fn sharding_lines(r: &ShardingReport) -> Vec<String> {
         ));
     }
     out
+}
+
+/// The unsharded baseline: why it was skipped, or its worker and answers, both sides'
+/// threads, each round and the median ratio.
+fn baseline_lines(r: &ShardingReport) -> Vec<String> {
+    let b = &r.baseline;
+    if let Some(why) = &b.skipped {
+        return vec![format!("unsharded baseline: skipped: {why}")];
+    }
+    let mut out = vec![format!(
+        "unsharded baseline on {} ({}): {}; {:.2} requests/s; {} of {} answers within tolerance (max abs diff {})",
+        b.worker.as_deref().unwrap_or("-"),
+        b.backend.as_deref().unwrap_or("-"),
+        b.latency_ms.as_ref().map_or_else(
+            || "-".into(),
+            |p| format!("p50 {:.1} ms, p95 {:.1} ms", p.p50, p.p95)
+        ),
+        b.throughput_per_s,
+        b.checked - b.mismatched.min(b.checked),
+        b.runs,
+        b.max_abs_diff
+            .map_or_else(|| "-".into(), |d| format!("{d:.2e}"))
+    )];
+    out.push(threads_line(r));
+    for round in &r.rounds {
+        let side = |b: &Batch| {
+            let wrong = if b.complete() {
+                String::new()
+            } else {
+                format!(
+                    " ({} of {} answered, {} wrong)",
+                    b.checked, b.requests, b.mismatched
+                )
+            };
+            format!("{:.2}/s{wrong}", b.throughput_per_s)
+        };
+        out.push(format!(
+            "round {} ({} first): sharded {}, unsharded {}: {}",
+            round.round + 1,
+            round.first.as_str(),
+            side(&round.sharded),
+            side(&round.unsharded),
+            round
+                .ratio
+                .map_or_else(|| "no ratio".into(), |x| format!("{x:.2}x"))
+        ));
+    }
+    let per_batch = r.rounds.first().map_or(0, |x| x.sharded.requests);
+    out.push(match (r.throughput_vs_unsharded, r.throughput_vs_unsharded_range) {
+        (Some(x), range) => format!(
+            "x unsharded: {x:.2}x ({}median of {} alternating rounds of {per_batch} requests a side at {} in flight)",
+            range.map_or_else(String::new, |[lo, hi]| format!("{lo:.2}..{hi:.2}, ")),
+            r.rounds.iter().filter(|x| x.ratio.is_some()).count(),
+            r.concurrency
+        ),
+        (None, _) => "x unsharded: no round with both sides answering every request right".into(),
+    });
+    out
+}
+
+/// Both sides' threads, each page counted once: `sharded: 3 pages x 1 thread = 3; unsharded:
+/// 1 page x 3 threads`, and what was not equalised when a side is not on wasm.
+fn threads_line(r: &ShardingReport) -> String {
+    let mut pages: BTreeMap<&str, Option<u32>> = BTreeMap::new();
+    for s in &r.shards {
+        pages.insert(&s.worker, s.wasm_threads);
+    }
+    let n = |v: Option<u32>| v.map_or_else(|| "?".into(), |t| t.to_string());
+    let threads = |t: Option<u32>| if t == Some(1) { "thread" } else { "threads" };
+    let counts: Vec<Option<u32>> = pages.values().copied().collect();
+    let total: Option<u32> = counts.iter().copied().sum();
+    let sharded = match counts.first() {
+        Some(&t) if counts.iter().all(|&c| c == t) => format!(
+            "{} page{} x {} {} = {}",
+            counts.len(),
+            if counts.len() == 1 { "" } else { "s" },
+            n(t),
+            threads(t),
+            n(total)
+        ),
+        _ => format!(
+            "{} pages ({} threads) = {}",
+            counts.len(),
+            counts.iter().map(|&t| n(t)).collect::<Vec<_>>().join(" + "),
+            n(total)
+        ),
+    };
+    let b = &r.baseline;
+    let mut line = format!(
+        "wasm threads: sharded: {sharded}; unsharded: 1 page x {} {}",
+        n(b.wasm_threads),
+        threads(b.wasm_threads)
+    );
+    let mut other: Vec<&str> = r
+        .shards
+        .iter()
+        .map(|s| s.backend.as_str())
+        .chain(b.backend.as_deref())
+        .filter(|&x| x != "wasm")
+        .collect();
+    other.sort_unstable();
+    other.dedup();
+    if !other.is_empty() {
+        line.push_str(&format!(
+            " (only onnxruntime-web's wasm threads are equalised; {} work runs on each browser's own device, which no thread count sets)",
+            other.join(" and ")
+        ));
+    }
+    line
 }
