@@ -157,3 +157,36 @@ fn grid_and_serve_addr_errors_name_the_flag_and_the_value() {
         &["--serve-addr", "0.0.0.0:0"],
     );
 }
+
+#[test]
+fn an_unknown_timing_or_load_context_is_named() {
+    // See: issue 25 (item 5): the gate's metric is a flag, and a bad name is a usage error.
+    let sb = Sandbox::new();
+    for (args, flag, value) in [
+        (
+            &["compare", "a", "b", "--timing", "wall"][..],
+            "--timing",
+            "wall",
+        ),
+        (
+            &["history", "--timing", "session"][..],
+            "--timing",
+            "session",
+        ),
+        (&["history", "--load", "heavy"][..], "--load", "heavy"),
+        (&["recommend", "--load", "heavy"][..], "--load", "heavy"),
+    ] {
+        let a = sb.cmd(30).args(args).assert().code(2);
+        let err = stderr(&a);
+        assert!(!err.contains("panicked"), "panic: {err}");
+        assert!(
+            err.contains(flag) && err.contains(&format!("'{value}'")),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("page-run") || err.contains("isolated"),
+            "{err}"
+        );
+    }
+    sb.assert_clean();
+}

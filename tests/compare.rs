@@ -183,10 +183,19 @@ fn compare_passes_same_and_normal_runs_and_fails_a_slowed_one() {
             normal.to_str().unwrap(),
         );
 
-        // The same run twice: every delta 0, nothing significant (never noisy).
+        // The same run twice: every delta 0, nothing significant (never noisy), on either
+        // time, each named.
         let (code, out) = compare(&sb, &[a, a]);
         assert_eq!(code, 0, "{out}");
         assert!(!out.contains("regression:"), "{out}");
+        assert!(out.starts_with("timing: page run time"), "{out}");
+        let (code, out) = compare(&sb, &[a, a, "--timing", "end-to-end"]);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains(" end-to-end latency p50 "), "{out}");
+        assert!(
+            out.contains("measured alike: bert-tiny/chromium/wasm on cpu x1, build "),
+            "{out}"
+        );
 
         // Two normal runs, the baseline found by name.
         let normal_pair = compare(&sb, &["--baseline", "main", b]);
@@ -196,7 +205,7 @@ fn compare_passes_same_and_normal_runs_and_fails_a_slowed_one() {
             && slowed_pair.0 == 1
             && slowed_pair
                 .1
-                .contains("regression: bert-tiny/chromium/wasm latency p50 +");
+                .contains("regression: bert-tiny/chromium/wasm page run time p50 +");
         verdicts.push((round, normal_pair, slowed_pair));
         if held {
             break;
@@ -208,7 +217,7 @@ fn compare_passes_same_and_normal_runs_and_fails_a_slowed_one() {
     assert_eq!(normal_code, 0, "{normal_out}");
     assert_eq!(slowed_code, 1, "{slowed_out}");
     assert!(
-        slowed_out.contains("regression: bert-tiny/chromium/wasm latency p50 +"),
+        slowed_out.contains("regression: bert-tiny/chromium/wasm page run time p50 +"),
         "{slowed_out}"
     );
     let a = run_dirs(&sb.results())[0].to_str().unwrap().to_owned();

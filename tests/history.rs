@@ -159,7 +159,44 @@ fn recommend_names_the_measured_best_and_a_routed_run_follows_it() {
 
     // Every run was recorded: 2 matrix cells, then one cell per routed run.
     let all = json(&sb, "history", &["--since", "1h"]);
-    assert_eq!(all["cells"].as_array().unwrap().len(), 4, "{all}");
+    let cells = all["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 4, "{all}");
+    // See: issue 25 (item 5). Each cell says how its run loaded it, and a cell measured alone
+    // (the matrix) is not the run before the same browser x backend routed beside the pool's
+    // other work: four configurations, no step between them.
+    let loads: Vec<String> = cells
+        .iter()
+        .map(|c| c["load"]["context"].as_str().unwrap_or("?").to_string())
+        .collect();
+    assert_eq!(loads, ["isolated", "isolated", "routed", "routed"], "{all}");
+    assert_eq!(all["trends"]["steps"], serde_json::json!([]), "{all}");
+    assert_eq!(all["trends"]["timing"], "page_run", "{all}");
+    // `compare` refuses the same: the matrix run against the first routed one is exit 2,
+    // naming what differs, not a regression.
+    let runs: Vec<_> = {
+        let mut d: Vec<_> = std::fs::read_dir(sb.results())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("run.json").is_file())
+            .collect();
+        d.sort();
+        d
+    };
+    let unlike = sb
+        .cmd(60)
+        .arg("compare")
+        .args([&runs[0], &runs[1]])
+        .assert()
+        .code(2);
+    let out = stdout(&unlike);
+    let said = format!("unlike: bert-tiny/{}/wasm: measured unlike, not compared (baseline vs current): load isolated vs routed x", chosen.as_str().unwrap());
+    assert!(out.contains(&said), "{out}");
+    assert!(
+        stderr(&unlike).contains("measured under other conditions"),
+        "{}",
+        stderr(&unlike)
+    );
     let none = json(&sb, "history", &["--since", "1ms"]);
     assert_eq!(none["cells"].as_array().unwrap().len(), 0, "{none}");
     let bad = sb

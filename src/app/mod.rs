@@ -287,6 +287,7 @@ async fn run_part(
     }
 
     let mut summary = empty_summary(run_id, &config.extras.command, started, earlier.clone());
+    summary.load = plan::load_context(&config.scenario);
     summary.environment.page_origin = Some(page_origin);
     summary.environment.not_installed = config
         .extras
@@ -409,6 +410,7 @@ fn empty_summary(
         complete: false,
         stopped_early: None,
         environment: environment(),
+        load: crate::metrics::LoadContext::UNKNOWN,
         requests: Default::default(),
         results: Vec::new(),
         faults: Vec::new(),

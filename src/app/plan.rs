@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics::{LoadContext, LoadKind};
 use crate::models::{self, ModelSpec, PreparedModel};
 use crate::pool::engine::pipeline::PipelinePlan;
 use crate::pool::engine::PlannedModel;
@@ -57,6 +58,32 @@ pub(super) fn canonicalize(sc: &mut Scenario) -> Result<Vec<&'static ModelSpec>,
             .collect();
     }
     Ok(specs)
+}
+
+/// How a run of `sc` loads its cells, for its `run.json` and the history: faults injected
+/// make it `under_faults` whatever the placement (recoveries and retries share the machine); a
+/// sharded run is `sharded`; the matrix `isolated` (one cell at a time); otherwise `routed`.
+/// The clients are the workload's concurrency (an open loop's bound on requests in flight),
+/// with its rate.
+pub(super) fn load_context(sc: &Scenario) -> LoadContext {
+    let context = if !sc.faults.is_empty() {
+        LoadKind::UnderFaults
+    } else if sc.sharding.is_some() {
+        LoadKind::Sharded
+    } else if sc.pool.placement == PlacementMode::Matrix {
+        LoadKind::Isolated
+    } else {
+        LoadKind::Routed
+    };
+    let w = &sc.workload;
+    LoadContext {
+        context,
+        clients: w.concurrency.max(1),
+        rate_per_s: match w.mode {
+            WorkloadMode::Open => w.rate,
+            WorkloadMode::Closed => None,
+        },
+    }
 }
 
 /// Compiles the resolved scenario and its prepared models into the engine's plan.
@@ -342,5 +369,35 @@ pub(super) fn limits(sc: &Scenario) -> crate::metrics::thresholds::Limits {
         error_rate: sc.thresholds.error_rate,
         p95_ms: sc.thresholds.p95_ms.clone(),
         p99_ms: sc.thresholds.p99_ms.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builtin(name: &str) -> Scenario {
+        scenario::load_str(name, scenario::builtin(name).expect("a built-in scenario"))
+            .expect("it parses")
+    }
+
+    #[test]
+    fn a_run_says_how_it_loaded_its_cells() {
+        let context = |name: &str| load_context(&builtin(name)).to_string();
+        // The matrix, here with two clients on each cell in turn.
+        assert_eq!(context("basic"), "isolated x2");
+        assert_eq!(context("concurrent-models"), "routed x6");
+        // An open loop keeps its arrival rate.
+        assert_eq!(context("stress"), "routed 30/s x16");
+        // Faults win over the placement: recoveries share the machine.
+        assert_eq!(context("fault-tolerance"), "under_faults x4");
+        assert_eq!(context("sharding"), "under_faults x3");
+        let mut sharded = builtin("sharding");
+        sharded.faults.clear();
+        assert_eq!(load_context(&sharded).to_string(), "sharded x3");
+        // The flags of a plain `run` compile to a matrix of one client.
+        let mut run = builtin("basic");
+        run.workload.concurrency = 1;
+        assert_eq!(load_context(&run).to_string(), "isolated");
     }
 }

@@ -159,8 +159,19 @@ pub struct GridNode {
     pub availability: String,
     /// `browserName` of each slot's stereotype.
     pub browsers: Vec<String>,
-    /// Ids of the sessions it holds.
-    pub sessions: Vec<String>,
+    /// The sessions it holds.
+    pub sessions: Vec<GridSession>,
+}
+
+/// One session a node holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GridSession {
+    /// Its id.
+    pub id: String,
+    /// `browserVersion` of its capabilities: the version the driver read from the browser
+    /// (geckodriver: `153.8.0` for the Firefox ESR whose `--version` says `153.8.0esr` and whose
+    /// user agent says only `153.0`).
+    pub browser_version: Option<String>,
 }
 
 /// The hub's `/status`.
@@ -201,7 +212,16 @@ impl GridStatus {
                     browsers,
                     sessions: slots
                         .iter()
-                        .filter_map(|s| s.get("session").and_then(|x| text(x, "sessionId")))
+                        .filter_map(|s| s.get("session"))
+                        .filter_map(|x| {
+                            Some(GridSession {
+                                id: text(x, "sessionId")?,
+                                browser_version: x
+                                    .get("capabilities")
+                                    .and_then(|c| text(c, "browserVersion"))
+                                    .filter(|v| !v.is_empty()),
+                            })
+                        })
                         .collect(),
                 }
             })
@@ -235,8 +255,17 @@ impl GridStatus {
     pub fn node_of(&self, session: &str) -> Option<&str> {
         self.nodes
             .iter()
-            .find(|n| n.sessions.iter().any(|s| s == session))
+            .find(|n| n.sessions.iter().any(|s| s.id == session))
             .map(|n| n.uri.as_str())
+    }
+
+    /// The browser version `session`'s capabilities report, when the hub lists it.
+    pub fn version_of(&self, session: &str) -> Option<&str> {
+        self.nodes
+            .iter()
+            .flat_map(|n| &n.sessions)
+            .find(|s| s.id == session)
+            .and_then(|s| s.browser_version.as_deref())
     }
 }
 
@@ -342,7 +371,8 @@ mod tests {
     fn status_parsing() {
         let body = json!({"value": {"ready": true, "nodes": [
             {"uri": "http://127.0.0.1:4447", "availability": "UP", "slots": [
-                {"stereotype": {"browserName": "chrome"}, "session": {"sessionId": "abc"}},
+                {"stereotype": {"browserName": "chrome"}, "session": {"sessionId": "abc",
+                    "capabilities": {"browserName": "chrome", "browserVersion": "156.0.8078.114"}}},
                 {"stereotype": {"browserName": "chrome"}, "session": null}]},
             {"uri": "http://127.0.0.1:4448", "availability": "DOWN", "slots": [
                 {"stereotype": {"browserName": "firefox"}, "session": null}]}]}});
@@ -356,6 +386,8 @@ mod tests {
         assert_eq!(s.offered(), ["chrome"]);
         assert_eq!(s.node_of("abc"), Some("http://127.0.0.1:4447"));
         assert_eq!(s.node_of("zzz"), None);
+        assert_eq!(s.version_of("abc"), Some("156.0.8078.114"));
+        assert_eq!(s.version_of("zzz"), None);
         let bad = GridStatus::parse(&json!({"value": {"ready": true}})).unwrap_err();
         assert!(matches!(bad, NotAGrid::NoNodes), "{bad}");
         assert!(bad.to_string().contains("no 'value.nodes'"), "{bad}");

@@ -19,7 +19,7 @@ mod shard;
 mod standby;
 mod stress;
 pub use grid::GridArgs;
-pub use history::{HistoryCmdArgs, HistoryMetric, HistorySource, RecommendArgs};
+pub use history::{HistoryCmdArgs, HistoryMetric, HistorySource, RecommendArgs, TimingChoice};
 pub use pool::{PoolArgs, WasmArgs};
 pub use shard::ShardArgs;
 pub use standby::StandbyArgs;
@@ -107,28 +107,31 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare a run with a baseline; exit 1 on a significant regression.
     ///
-    /// Per-metric deltas (warm latency p50/p95, throughput per model x browser x backend) and a
-    /// significance test over the raw samples. Exits 1 when a metric is worse by more than the
-    /// threshold with p < 0.01, or when a cell that had successful runs in the baseline has
-    /// none now, naming each.
+    /// Per-metric deltas (warm page run time or, with --timing end-to-end, end-to-end latency
+    /// p50/p95, and throughput) per cell measured alike in both runs, and a significance test
+    /// over the raw samples. Exits 1 when a metric is worse by more than the threshold with
+    /// p < 0.01, or when a cell that had successful runs in the baseline has none now, naming
+    /// each; exits 2 when a cell was measured under other conditions (adapter, threads, browser
+    /// build, load context), naming what differs.
     ///
     /// Example: webgpu-pool compare --baseline nightly results/2026-11-28T10-00-00Z-ab12
     Compare(CompareArgs),
     /// Show the performance history every run adds to, with regressions found.
     ///
-    /// Each model x browser x backend x adapter's runs over time with the change against the
-    /// run before (the same noise-aware tests as `compare`, over the raw samples), then the
-    /// regressions, improvements and anomalies found. `--html` draws the trend chart.
+    /// Each configuration's runs over time (model, browser, backend, adapter, wasm threads,
+    /// browser build, load context) with the change against the run before (the same
+    /// noise-aware tests as `compare`, over the raw samples), then the regressions,
+    /// improvements and anomalies found. `--html` draws the trend chart.
     ///
     /// Example: webgpu-pool history --model bert --since 7d
     ///
     /// Example: webgpu-pool history --model-type vision --metrics latency,browser_utilization --json
     History(HistoryCmdArgs),
-    /// Name the measured best browser x backend per model and model type.
+    /// Name the measured best configuration per model and model type, per load context.
     ///
     /// With the numbers behind it, a confidence (Mann-Whitney U against the runner-up) and the
     /// sample count (none below --min-samples). `--apply` writes the routing profile routed runs
-    /// use.
+    /// use, from the isolated (matrix) answers.
     ///
     /// Example: webgpu-pool recommend
     ///
@@ -520,6 +523,11 @@ pub struct CompareArgs {
     /// Smallest change for the worse that counts as a regression, e.g. 5% or 10%.
     #[arg(long, default_value = "5%", value_parser = parse_percent, value_name = "PERCENT")]
     pub threshold: f64,
+    /// Which time the p50/p95 tests (and so the gate) compare: `page-run` (the page's own
+    /// session.run: the browser and backend alone) or `end-to-end` (scheduled start to answer:
+    /// what a caller waits, queueing and the driver round trip included).
+    #[arg(long, value_enum, default_value = "page-run", value_name = "TIMING")]
+    pub timing: TimingChoice,
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,9 +14,10 @@ use crate::cli::CompareArgs;
 /// Prints the comparison, then one line per lost cell and per significant regression.
 ///
 /// # Errors
-/// The folders are given wrong, or a run is missing or unreadable (naming the file). A
-/// regression, or a cell that had successful runs in the baseline and has none now, is
-/// [`Outcome::Failed`] (exit 1).
+/// The folders are given wrong, or a run is missing or unreadable (naming the file), or a cell
+/// was measured under other conditions in the two runs (exit 2, naming both folders; the
+/// `unlike:` lines say what differs). A regression, or a cell that had successful runs in the
+/// baseline and has none now, is [`Outcome::Failed`] (exit 1).
 pub fn execute(args: CompareArgs) -> Result<Outcome> {
     let (baseline_dir, current_dir) = match (&args.baseline, args.runs.as_slice()) {
         (Some(name), [current]) => (
@@ -36,6 +37,7 @@ pub fn execute(args: CompareArgs) -> Result<Outcome> {
     let current = report::load_run(&current_dir)?;
     let options = CompareOptions {
         threshold: args.threshold,
+        timing: args.timing.to_timing(),
         ..CompareOptions::default()
     };
     let result = cmp::compare(baseline.data(), current.data(), &options);
@@ -45,6 +47,17 @@ pub fn execute(args: CompareArgs) -> Result<Outcome> {
         out.push('\n');
     }
     print(&out)?;
+    if !result.alike() {
+        // Not a regression (exit 1): the two runs given cannot say whether there is one.
+        anyhow::bail!(app::UsageError(format!(
+            "compare: {} cell(s) of the baseline '{}' were measured under other conditions in \
+             '{}' (see `unlike:` above) and were not compared; compare runs measured alike, e.g. \
+             a baseline saved from the same kind of run (`run --save-baseline`)",
+            result.unlike.len(),
+            baseline_dir.display(),
+            current_dir.display()
+        )));
+    }
     Ok(if result.passed() {
         Outcome::Pass
     } else {

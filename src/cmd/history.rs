@@ -43,6 +43,9 @@ fn select(source: &HistorySource) -> Result<(PathBuf, Vec<Recorded>)> {
     for c in h.cells(since)? {
         if model.is_some_and(|m| m != c.key.model)
             || source.model_type.is_some_and(|t| t.as_str() != c.task)
+            || source
+                .load
+                .is_some_and(|l| l.to_kind() != c.key.load.context)
         {
             continue;
         }
@@ -69,6 +72,7 @@ pub fn execute(args: HistoryCmdArgs) -> Result<Outcome> {
     let options = TrendOptions {
         compare: CompareOptions {
             threshold: args.threshold,
+            timing: args.timing.to_timing(),
             ..CompareOptions::default()
         },
         ..TrendOptions::default()
@@ -98,6 +102,7 @@ pub fn execute(args: HistoryCmdArgs) -> Result<Outcome> {
             latency: args.metrics.contains(&HistoryMetric::Latency),
             throughput: args.metrics.contains(&HistoryMetric::Throughput),
             browser_utilization: args.metrics.contains(&HistoryMetric::BrowserUtilization),
+            timing: args.timing.to_timing(),
         };
         print(&report::history::render(&runs, &trends, cols))?;
     }
@@ -128,8 +133,15 @@ pub fn recommend(args: RecommendArgs) -> Result<Outcome> {
     if args.source.json {
         print_json(&recs)?;
     } else if recs.models.is_empty() {
+        let matched = match recs.unknown_load {
+            0 => "no recorded run matches".to_string(),
+            n => format!(
+                "the {n} recorded cell run(s) that match are of unknown load context (recorded \
+                 before load contexts were) and are compared with nothing"
+            ),
+        };
         print(&format!(
-            "{}: no recorded run matches (since {}); run some first, e.g. `webgpu-pool run --models bert --backends wasm`\n",
+            "{}: {matched} (since {}); run some first, e.g. `webgpu-pool run --models bert --backends wasm`\n",
             path.display(),
             args.source.since
         ))?;
@@ -148,7 +160,9 @@ pub fn recommend(args: RecommendArgs) -> Result<Outcome> {
             RoutingProfile::from_recommendations(&recs, &path.display().to_string(), created);
         if profile.models.is_empty() {
             anyhow::bail!(app::UsageError(format!(
-                "--apply: nothing to apply, no model has a browser/backend with {} samples; '{}' is unchanged",
+                "--apply: nothing to apply, no model has a configuration measured isolated (a \
+                 matrix `run`) with {} samples; the profile is made from isolated runs only; \
+                 '{}' is unchanged",
                 options.min_samples,
                 to.display()
             )));

@@ -3,11 +3,13 @@
 //! (which browser x backend serves each model best) that steer the router.
 //!
 //! - `store.rs`: the file, its versioned schema and migrations, recording and reading.
-//! - `trends.rs`: per cell, each run against the one before with `compare`'s noise-aware tests
-//!   over raw samples, and anomalies (a run far from the cell's usual median). Pure.
-//! - `recommend.rs`: the measured best pair per model and per model type, with its numbers, a
-//!   confidence and the sample count; the routing profile `recommend --apply` writes. Pure but
-//!   for the profile's file.
+//! - `trends.rs`: per configuration ([`CellKey`]: model, browser, backend, adapter, threads,
+//!   build, load context), each run against the one before with `compare`'s noise-aware tests
+//!   over raw samples, and anomalies (a run far from the configuration's usual median). Pure.
+//! - `recommend.rs`: per model and load context, the measured best configuration, with its
+//!   numbers, a confidence and the sample count; per model type the same. Pure.
+//! - `profile.rs`: the routing profile `recommend --apply` writes from the isolated answers and
+//!   routed runs read. Pure but for its file.
 //!
 //! The run's own files are always written before the history is touched: a history that is
 //! locked, damaged or on a full disk is a warning for the run, never a lost result. Must not
@@ -17,16 +19,18 @@ use std::path::Path;
 
 use serde::Serialize;
 
+mod profile;
 mod recommend;
 mod store;
 mod trends;
 
+pub use profile::{ProfileChoice, RoutingProfile};
 pub use recommend::{
-    recommend, Choice, Confidence, ModelRecommendation, ProfileChoice, RecommendOptions,
-    Recommendations, RoutingProfile, TypeRecommendation,
+    recommend, Choice, Confidence, Config, ModelRecommendation, RecommendOptions, Recommendations,
+    TypeRecommendation, Unanswered,
 };
 pub use store::{schema_version, History, BUSY_WAIT};
-pub use trends::{trends, Anomaly, TrendOptions, TrendReport, TrendStep};
+pub use trends::{p50_of, trends, Anomaly, TrendOptions, TrendReport, TrendStep};
 
 /// The history file next to the run folders when none is named.
 pub const DEFAULT_FILE: &str = "history.sqlite";
@@ -34,37 +38,11 @@ pub const DEFAULT_FILE: &str = "history.sqlite";
 /// The routing profile `recommend --apply` writes next to it.
 pub const PROFILE_FILE: &str = "routing-profile.json";
 
-/// What identifies a measured configuration: one model on one browser, backend, adapter and
-/// thread count. Browser versions are kept per run (a new version is a point in the series, so
-/// trends show what it changed).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct CellKey {
-    /// Catalog model name.
-    pub model: String,
-    /// Browser kind.
-    pub browser: String,
-    /// Backend that ran.
-    pub backend: String,
-    /// WebGPU adapter (`vendor/architecture`), WebNN device (`webnn-cpu`) or `cpu` for wasm.
-    pub adapter: String,
-    /// wasm threads (1 for the other backends unless set).
-    pub threads: u32,
-}
-
-impl std::fmt::Display for CellKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}/{}/{} ({}, {} thread{})",
-            self.model,
-            self.browser,
-            self.backend,
-            self.adapter,
-            self.threads,
-            if self.threads == 1 { "" } else { "s" }
-        )
-    }
-}
+/// What identifies a measured configuration: model, browser, backend, adapter, wasm threads,
+/// browser build and load context (`metrics::CellKey`, the key `compare` uses too). Cells with
+/// different keys are never pooled or compared, and neither are cells of an unknown load
+/// context (recorded before schema version 2).
+pub use crate::metrics::CellKey;
 
 /// One cell of one recorded run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -85,7 +63,7 @@ pub struct CellRun {
     pub key: CellKey,
     /// Model type.
     pub task: String,
-    /// Browser version.
+    /// Browser version as the run reported it (the key has it normalised as `build`).
     pub browser_version: String,
     /// Weights (`seeded` or a checkpoint).
     pub weights: String,
@@ -93,12 +71,19 @@ pub struct CellRun {
     pub runs: u64,
     /// Failed requests.
     pub failed: u64,
-    /// Warm latency p50, ms.
+    /// Warm page run time (the page's `session.run`) p50, ms.
     pub p50_ms: f64,
-    /// Warm latency p95, ms.
+    /// Warm page run time p95, ms.
     pub p95_ms: f64,
-    /// Warm latency p99, ms.
+    /// Warm page run time p99, ms.
     pub p99_ms: f64,
+    /// Warm end-to-end latency (scheduled start to answer, as the harness saw it) p50, ms;
+    /// `None` for a cell recorded before schema version 2.
+    pub e2e_p50_ms: Option<f64>,
+    /// The same, p95.
+    pub e2e_p95_ms: Option<f64>,
+    /// The same, p99.
+    pub e2e_p99_ms: Option<f64>,
     /// Warm requests per second.
     pub throughput_per_s: f64,
     /// Mean busy fraction of the workers that served the cell, when known.
@@ -142,6 +127,16 @@ pub enum HistoryError {
         /// The file.
         path: String,
         /// SQLite's words.
+        message: String,
+    },
+    /// A database whose tables are not those its schema version says.
+    #[error("history '{path}' (schema version {version}) is not a webgpu-pool history or is damaged: {message}; move it away and the next run starts a new one")]
+    Schema {
+        /// The file.
+        path: String,
+        /// Its schema version.
+        version: u32,
+        /// What is missing or wrong.
         message: String,
     },
     /// Written by a newer webgpu-pool.

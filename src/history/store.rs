@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
-use crate::metrics::{Phase, RunSummary, Sample};
+use crate::metrics::{browser_build, LoadContext, LoadKind, Phase, RunSummary, Sample};
 
 use super::{CellKey, CellRun, HistoryError};
 
@@ -59,6 +59,76 @@ const MIGRATIONS: &[&str] = &[
         started_ms REAL NOT NULL
     );
     CREATE INDEX samples_by_cell ON samples(cell);",
+    // 2: the rest of a cell's identity, its load context (how the run loaded it: `isolated`,
+    // `routed`, `sharded`, `under_faults`; `unknown` for the cells recorded before, which are
+    // then compared with nothing), and end-to-end latency kept apart from service time: per
+    // cell its percentiles, per sample its scheduled start and latency (NULL before: version 1
+    // kept only page and service time, so an old sample's latency is not known).
+    "ALTER TABLE cells ADD COLUMN load TEXT NOT NULL DEFAULT 'unknown';
+    ALTER TABLE cells ADD COLUMN clients INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE cells ADD COLUMN rate_per_s REAL;
+    ALTER TABLE cells ADD COLUMN e2e_p50_ms REAL;
+    ALTER TABLE cells ADD COLUMN e2e_p95_ms REAL;
+    ALTER TABLE cells ADD COLUMN e2e_p99_ms REAL;
+    ALTER TABLE samples ADD COLUMN scheduled_ms REAL;
+    ALTER TABLE samples ADD COLUMN latency_ms REAL;",
+];
+
+/// Every table and the columns this version reads and writes, checked after migrating: a file
+/// whose `user_version` says one thing and whose tables say another is refused by name.
+const TABLES: &[(&str, &[&str])] = &[
+    (
+        "runs",
+        &[
+            "id",
+            "run_id",
+            "started_at",
+            "started_ms",
+            "command",
+            "run_dir",
+            "complete",
+        ],
+    ),
+    (
+        "cells",
+        &[
+            "id",
+            "run",
+            "model",
+            "task",
+            "browser",
+            "browser_version",
+            "backend",
+            "adapter",
+            "threads",
+            "weights",
+            "runs",
+            "failed",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+            "throughput_per_s",
+            "utilization",
+            "samples_csv",
+            "load",
+            "clients",
+            "rate_per_s",
+            "e2e_p50_ms",
+            "e2e_p95_ms",
+            "e2e_p99_ms",
+        ],
+    ),
+    (
+        "samples",
+        &[
+            "cell",
+            "page_ms",
+            "service_ms",
+            "started_ms",
+            "scheduled_ms",
+            "latency_ms",
+        ],
+    ),
 ];
 
 /// The schema version this build writes.
@@ -87,7 +157,7 @@ impl History {
         Self::setup(conn, path)
     }
 
-    /// Opens an existing history for reading only.
+    /// Opens an existing history to read it (migrating an older schema forward first).
     ///
     /// # Errors
     /// As [`History::open`]; [`HistoryError::Missing`] when there is no file.
@@ -97,9 +167,11 @@ impl History {
                 path: path.display().to_string(),
             });
         }
+        // Read-write without create: a history from an older version is migrated forward
+        // here too, so `history` works on it before the next run records.
         let conn = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| HistoryError::at(path, e))?;
         Self::setup(conn, path)
@@ -137,16 +209,59 @@ impl History {
                 known: schema_version(),
             });
         }
-        if version == schema_version() {
-            return Ok(());
+        if version < schema_version() {
+            let tx = self.conn.transaction().map_err(at)?;
+            for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+                // A file whose tables are not those of its version fails here first (a
+                // column to add exists already, a table to alter does not).
+                tx.execute_batch(sql)
+                    .map_err(|e| match HistoryError::at(&path, e) {
+                        HistoryError::Other { path, message } => HistoryError::Schema {
+                            path,
+                            version,
+                            message: format!("migrating to version {}: {message}", i + 1),
+                        },
+                        other => other,
+                    })?;
+            }
+            tx.pragma_update(None, "user_version", schema_version())
+                .map_err(at)?;
+            tx.commit().map_err(at)?;
         }
-        let tx = self.conn.transaction().map_err(at)?;
-        for sql in &MIGRATIONS[version as usize..] {
-            tx.execute_batch(sql).map_err(at)?;
+        self.check_tables(version)
+    }
+
+    /// Refuses a file whose tables lack a column this version uses.
+    fn check_tables(&self, version: u32) -> Result<(), HistoryError> {
+        let at = |e| HistoryError::at(&self.path, e);
+        for (table, columns) in TABLES {
+            let mut stmt = self
+                .conn
+                .prepare(&format!("PRAGMA table_info({table})"))
+                .map_err(at)?;
+            let have: Vec<String> = stmt
+                .query_map([], |r| r.get::<_, String>(1))
+                .map_err(at)?
+                .collect::<Result<_, _>>()
+                .map_err(at)?;
+            let missing: Vec<&str> = columns
+                .iter()
+                .copied()
+                .filter(|c| !have.iter().any(|h| h == c))
+                .collect();
+            if !missing.is_empty() {
+                return Err(HistoryError::Schema {
+                    path: self.path.display().to_string(),
+                    version,
+                    message: if have.is_empty() {
+                        format!("no table '{table}'")
+                    } else {
+                        format!("table '{table}' has no column {}", missing.join(", "))
+                    },
+                });
+            }
         }
-        tx.pragma_update(None, "user_version", schema_version())
-            .map_err(at)?;
-        tx.commit().map_err(at)
+        Ok(())
     }
 
     /// Records a finished run: its cells (one per result row with measured samples) and their
@@ -201,28 +316,30 @@ impl History {
             if measured.is_empty() {
                 continue;
             }
-            let env = summary
+            let version = summary
                 .environment
                 .browsers
                 .iter()
-                .find(|b| b.kind == row.browser);
-            let version = env.map_or(String::new(), |b| b.version.clone());
-            let adapter = adapter_of(row, env);
+                .find(|b| b.kind == row.browser)
+                .map_or(String::new(), |b| b.version.clone());
+            let key = CellKey::of(summary, row);
             let utilization = utilization_of(summary, row);
             tx.execute(
                 "INSERT INTO cells (run, model, task, browser, browser_version, backend, adapter,
                     threads, weights, runs, failed, p50_ms, p95_ms, p99_ms, throughput_per_s,
-                    utilization, samples_csv)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                    utilization, samples_csv, load, clients, rate_per_s, e2e_p50_ms, e2e_p95_ms,
+                    e2e_p99_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                    ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
                 params![
                     run,
-                    row.model,
+                    key.model,
                     row.task,
-                    row.browser,
+                    key.browser,
                     version,
-                    row.backend,
-                    adapter,
-                    row.wasm_threads.unwrap_or(1),
+                    key.backend,
+                    key.adapter,
+                    key.threads,
                     row.weights,
                     measured.len() as i64,
                     row.failed as i64,
@@ -232,18 +349,33 @@ impl History {
                     row.throughput_per_s,
                     utilization,
                     csv,
+                    key.load.context.as_str(),
+                    key.load.clients,
+                    key.load.rate_per_s,
+                    row.round_trip_ms.p50,
+                    row.round_trip_ms.p95,
+                    row.round_trip_ms.p99,
                 ],
             )
             .map_err(at)?;
             let cell = tx.last_insert_rowid();
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO samples (cell, page_ms, service_ms, started_ms) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO samples (cell, page_ms, service_ms, latency_ms, scheduled_ms,
+                        started_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(at)?;
             for s in measured {
                 insert
-                    .execute(params![cell, s.page_ms, s.service_ms, s.started_ms])
+                    .execute(params![
+                        cell,
+                        s.page_ms,
+                        s.service_ms,
+                        s.latency_ms,
+                        s.scheduled_ms,
+                        s.started_ms
+                    ])
                     .map_err(at)?;
             }
             cells += 1;
@@ -256,7 +388,8 @@ impl History {
     /// samples.
     ///
     /// # Errors
-    /// [`HistoryError`] naming the file.
+    /// [`HistoryError`] naming the file; [`HistoryError::Schema`] for a load context this
+    /// version does not know.
     pub fn cells(&self, since_ms: i64) -> Result<Vec<CellRun>, HistoryError> {
         let at = |e| HistoryError::at(&self.path, e);
         let mut stmt = self
@@ -265,7 +398,8 @@ impl History {
                 "SELECT c.id, r.run_id, r.started_at, r.started_ms, r.run_dir, c.model, c.task,
                         c.browser, c.browser_version, c.backend, c.adapter, c.threads, c.weights,
                         c.runs, c.failed, c.p50_ms, c.p95_ms, c.p99_ms, c.throughput_per_s,
-                        c.utilization, c.samples_csv
+                        c.utilization, c.samples_csv, c.load, c.clients, c.rate_per_s,
+                        c.e2e_p50_ms, c.e2e_p95_ms, c.e2e_p99_ms
                  FROM cells c JOIN runs r ON r.id = c.run
                  WHERE r.started_ms >= ?1
                  ORDER BY r.started_ms, r.id, c.id",
@@ -273,37 +407,69 @@ impl History {
             .map_err(at)?;
         let rows = stmt
             .query_map([since_ms], |r| {
-                Ok(CellRun {
-                    id: r.get(0)?,
-                    run_id: r.get(1)?,
-                    started_at: r.get(2)?,
-                    started_ms: r.get(3)?,
-                    run_dir: r.get(4)?,
-                    key: CellKey {
-                        model: r.get(5)?,
-                        browser: r.get(7)?,
-                        backend: r.get(9)?,
-                        adapter: r.get(10)?,
-                        threads: r.get(11)?,
+                let load: String = r.get(21)?;
+                let version: String = r.get(8)?;
+                Ok((
+                    load,
+                    CellRun {
+                        id: r.get(0)?,
+                        run_id: r.get(1)?,
+                        started_at: r.get(2)?,
+                        started_ms: r.get(3)?,
+                        run_dir: r.get(4)?,
+                        key: CellKey {
+                            model: r.get(5)?,
+                            browser: r.get(7)?,
+                            backend: r.get(9)?,
+                            adapter: r.get(10)?,
+                            threads: r.get(11)?,
+                            build: browser_build(&version),
+                            load: LoadContext {
+                                context: LoadKind::Unknown,
+                                clients: r.get(22)?,
+                                rate_per_s: r.get(23)?,
+                            },
+                        },
+                        task: r.get(6)?,
+                        browser_version: version,
+                        weights: r.get(12)?,
+                        runs: r.get::<_, i64>(13)? as u64,
+                        failed: r.get::<_, i64>(14)? as u64,
+                        p50_ms: r.get(15)?,
+                        p95_ms: r.get(16)?,
+                        p99_ms: r.get(17)?,
+                        e2e_p50_ms: r.get(24)?,
+                        e2e_p95_ms: r.get(25)?,
+                        e2e_p99_ms: r.get(26)?,
+                        throughput_per_s: r.get(18)?,
+                        utilization: r.get(19)?,
+                        samples_csv: r.get(20)?,
                     },
-                    task: r.get(6)?,
-                    browser_version: r.get(8)?,
-                    weights: r.get(12)?,
-                    runs: r.get::<_, i64>(13)? as u64,
-                    failed: r.get::<_, i64>(14)? as u64,
-                    p50_ms: r.get(15)?,
-                    p95_ms: r.get(16)?,
-                    p99_ms: r.get(17)?,
-                    throughput_per_s: r.get(18)?,
-                    utilization: r.get(19)?,
-                    samples_csv: r.get(20)?,
-                })
+                ))
             })
             .map_err(at)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(at)
+        let mut out = Vec::new();
+        for row in rows {
+            let (load, mut cell) = row.map_err(at)?;
+            cell.key.load.context = LoadKind::parse(&load).ok_or_else(|| HistoryError::Schema {
+                path: self.path.display().to_string(),
+                version: schema_version(),
+                message: format!(
+                    "cell of run {} has load '{load}', not one of {}",
+                    cell.run_id,
+                    LoadKind::ALL.map(LoadKind::as_str).join(", ")
+                ),
+            })?;
+            out.push(cell);
+        }
+        Ok(out)
     }
 
-    /// The measured samples of one cell, as `compare` takes them.
+    /// The measured samples of one cell, as `compare` takes them: `page_ms` (the page's
+    /// `session.run`), `service_ms` (issued to answer) and `latency_ms` (scheduled start to
+    /// answer) each read back as itself. A sample recorded before schema version 2 has no
+    /// latency or scheduled start: both read back as NaN (never as the service time), and the
+    /// end-to-end tests leave such samples out.
     ///
     /// # Errors
     /// [`HistoryError`] naming the file.
@@ -312,7 +478,8 @@ impl History {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT page_ms, service_ms, started_ms FROM samples WHERE cell = ?1 ORDER BY rowid",
+                "SELECT page_ms, service_ms, latency_ms, scheduled_ms, started_ms
+                 FROM samples WHERE cell = ?1 ORDER BY rowid",
             )
             .map_err(at)?;
         let rows = stmt
@@ -320,13 +487,15 @@ impl History {
                 Ok((
                     r.get::<_, f64>(0)?,
                     r.get::<_, f64>(1)?,
-                    r.get::<_, f64>(2)?,
+                    r.get::<_, Option<f64>>(2)?,
+                    r.get::<_, Option<f64>>(3)?,
+                    r.get::<_, f64>(4)?,
                 ))
             })
             .map_err(at)?;
         let mut out = Vec::new();
         for (i, row) in rows.enumerate() {
-            let (page_ms, service_ms, started_ms) = row.map_err(at)?;
+            let (page_ms, service_ms, latency_ms, scheduled_ms, started_ms) = row.map_err(at)?;
             out.push(Sample {
                 seq: i as u64,
                 model: cell.key.model.clone(),
@@ -334,9 +503,9 @@ impl History {
                 worker: String::new(),
                 backend: cell.key.backend.clone(),
                 phase: Phase::Measure,
-                scheduled_ms: started_ms,
+                scheduled_ms: scheduled_ms.unwrap_or(f64::NAN),
                 started_ms,
-                latency_ms: service_ms,
+                latency_ms: latency_ms.unwrap_or(f64::NAN),
                 service_ms,
                 page_ms,
                 ok: true,
@@ -357,34 +526,6 @@ impl History {
             .optional()
             .map(|n| n.unwrap_or(0) as u64)
             .map_err(|e| HistoryError::at(&self.path, e))
-    }
-}
-
-/// What computed a cell: the WebGPU adapter (vendor/architecture), the WebNN device, or the CPU
-/// for wasm.
-fn adapter_of(row: &crate::metrics::ResultRow, env: Option<&crate::metrics::BrowserEnv>) -> String {
-    match row.backend.as_str() {
-        "webgpu" => env
-            .and_then(|b| b.webgpu.get("adapter"))
-            .map(|a| {
-                let field = |k: &str| a.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-                let (vendor, arch) = (field("vendor"), field("architecture"));
-                let fallback = a.get("fallback").and_then(|v| v.as_bool()) == Some(true);
-                match (vendor.is_empty(), arch.is_empty()) {
-                    // Firefox names neither; a software fallback adapter still says so.
-                    (true, true) if fallback => "fallback".to_string(),
-                    (true, true) => "unknown".to_string(),
-                    (false, true) => vendor,
-                    (true, false) => arch,
-                    (false, false) => format!("{vendor}/{arch}"),
-                }
-            })
-            .unwrap_or_else(|| "unknown".into()),
-        "webnn" => row
-            .webnn
-            .as_ref()
-            .map_or("webnn".into(), |w| format!("webnn-{}", w.device_type)),
-        _ => "cpu".into(),
     }
 }
 

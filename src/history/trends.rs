@@ -1,13 +1,17 @@
-//! Trends: for each configuration, every recorded run against the run before it, with the same
-//! noise-aware tests `compare` uses over raw samples (Mann-Whitney U on the page's times for
-//! p50, a bootstrap for p95, Mann-Whitney on service times for throughput), so a 2% wobble
-//! inside the noise is not a regression and a 30% slowdown over enough samples is. Anomalies
-//! are single runs whose median sits far from the configuration's usual median (a robust
-//! z-score over the median absolute deviation of the others). Pure.
+//! Trends: for each configuration (a whole [`CellKey`]: model, browser, backend, adapter,
+//! threads, browser build, load context), every recorded run against the run before it, with
+//! the same noise-aware tests `compare` uses over raw samples (Mann-Whitney U on the chosen
+//! time, [`Timing`], for p50, a bootstrap for p95, Mann-Whitney on service times for
+//! throughput), so a 2% wobble inside the noise is not a regression and a 30% slowdown over
+//! enough samples is. A run under another load context, adapter, thread count or browser build
+//! is another series, never the next point of this one; a run of an unknown load context
+//! (recorded before it was) is compared with none. Anomalies are single runs whose
+//! median sits far from the configuration's usual median (a robust z-score over the median
+//! absolute deviation of the others). Pure.
 
 use serde::Serialize;
 
-use crate::metrics::compare::{self, CompareOptions, MetricDelta, Verdict};
+use crate::metrics::compare::{self, CompareOptions, MetricDelta, Timing, Verdict};
 use crate::metrics::Sample;
 
 use super::{CellKey, CellRun};
@@ -15,7 +19,7 @@ use super::{CellKey, CellRun};
 /// Criteria for trends and anomalies.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TrendOptions {
-    /// `compare`'s threshold, significance level and minimum sample count.
+    /// `compare`'s threshold, significance level, minimum sample count and timing.
     pub compare: CompareOptions,
     /// Robust z-score above which a run is an anomaly.
     pub anomaly_z: f64,
@@ -45,9 +49,8 @@ pub struct TrendStep {
     pub to_run: String,
     /// When the later run started.
     pub at: String,
-    /// Browser version in the earlier and the later run (a change is often the cause).
-    pub versions: (String, String),
-    /// One delta per metric (p50, p95, throughput), with its p-value and verdict.
+    /// One delta per metric (the timing's p50 and p95, throughput), with its p-value and
+    /// verdict.
     pub deltas: Vec<MetricDelta>,
 }
 
@@ -72,7 +75,7 @@ pub struct Anomaly {
     pub key: CellKey,
     /// The run.
     pub run_id: String,
-    /// Its p50, ms.
+    /// Its p50 of the timing, ms.
     pub p50_ms: f64,
     /// Median of the other runs' p50, ms.
     pub usual_ms: f64,
@@ -83,6 +86,8 @@ pub struct Anomaly {
 /// Every step and anomaly found.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TrendReport {
+    /// The time the p50 and p95 tests and the anomalies are about.
+    pub timing: Timing,
     /// Consecutive runs compared, per configuration, in time order.
     pub steps: Vec<TrendStep>,
     /// Runs far from the usual.
@@ -101,26 +106,39 @@ impl TrendReport {
     }
 }
 
+/// The p50 of `timing` a recorded cell has (none for end-to-end before schema version 2).
+pub fn p50_of(cell: &CellRun, timing: Timing) -> Option<f64> {
+    match timing {
+        Timing::PageRun => Some(cell.p50_ms),
+        Timing::EndToEnd => cell.e2e_p50_ms,
+    }
+}
+
 /// Trends over `runs`: each recorded cell with its measured samples, oldest first.
 pub fn trends(runs: &[super::Recorded], options: &TrendOptions) -> TrendReport {
-    let mut keys: Vec<&CellKey> = runs.iter().map(|(c, _)| &c.key).collect();
+    // Only keys of a known load context make series: an unknown one is comparable with
+    // nothing, not even with another unknown.
+    let mut keys: Vec<&CellKey> = runs
+        .iter()
+        .map(|(c, _)| &c.key)
+        .filter(|k| k.load.is_known())
+        .collect();
     keys.sort();
     keys.dedup();
-    let mut out = TrendReport::default();
+    let timing = options.compare.timing;
+    let mut out = TrendReport {
+        timing,
+        ..TrendReport::default()
+    };
     for key in keys {
         let series: Vec<&(CellRun, Vec<Sample>)> =
-            runs.iter().filter(|(c, _)| &c.key == key).collect();
-        let cmp_key = compare::CellKey {
-            model: key.model.clone(),
-            browser: key.browser.clone(),
-            backend: key.backend.clone(),
-        };
+            runs.iter().filter(|(c, _)| c.key.comparable(key)).collect();
         for pair in series.windows(2) {
             let ((a, a_samples), (b, b_samples)) = (pair[0], pair[1]);
             let base: Vec<&Sample> = a_samples.iter().collect();
             let cur: Vec<&Sample> = b_samples.iter().collect();
             let deltas = compare::compare_cell(
-                &cmp_key,
+                key,
                 &base,
                 &cur,
                 (a.throughput_per_s, b.throughput_per_s),
@@ -131,26 +149,29 @@ pub fn trends(runs: &[super::Recorded], options: &TrendOptions) -> TrendReport {
                 from_run: a.run_id.clone(),
                 to_run: b.run_id.clone(),
                 at: b.started_at.clone(),
-                versions: (a.browser_version.clone(), b.browser_version.clone()),
                 deltas,
             });
         }
-        if series.len() >= options.anomaly_min_runs.max(3) {
-            for (i, (c, _)) in series.iter().map(|x| (&x.0, &x.1)).enumerate() {
-                let others: Vec<f64> = series
+        let medians: Vec<(&CellRun, f64)> = series
+            .iter()
+            .filter_map(|(c, _)| Some((c, p50_of(c, timing)?)))
+            .collect();
+        if medians.len() >= options.anomaly_min_runs.max(3) {
+            for (i, &(c, p50)) in medians.iter().enumerate() {
+                let others: Vec<f64> = medians
                     .iter()
                     .enumerate()
                     .filter(|(j, _)| *j != i)
-                    .map(|(_, (o, _))| o.p50_ms)
+                    .map(|(_, (_, o))| *o)
                     .collect();
-                if let Some(z) = robust_z(c.p50_ms, &others) {
+                if let Some(z) = robust_z(p50, &others) {
                     let usual = median(&others);
-                    let off = (c.p50_ms / usual - 1.0).abs();
+                    let off = (p50 / usual - 1.0).abs();
                     if z > options.anomaly_z && off > options.compare.threshold {
                         out.anomalies.push(Anomaly {
                             key: key.clone(),
                             run_id: c.run_id.clone(),
-                            p50_ms: c.p50_ms,
+                            p50_ms: p50,
                             usual_ms: usual,
                             z,
                         });

@@ -3,17 +3,23 @@
 //! and real.
 //!
 //! Inputs: two runs as [`RunSummary`] plus their [`Sample`]s. Output: a [`Comparison`] with one
-//! [`MetricDelta`] per model x browser x backend x metric, and a [`LostCell`] per cell that
-//! succeeded in the baseline and not once now (`compare/lost.rs`). Pure: imports only std, serde
-//! and `crate::metrics`; no I/O (the report module reads the files and prints the table). The
-//! significance tests themselves are in `compare/significance.rs`.
+//! [`MetricDelta`] per cell and metric, a [`LostCell`] per cell that succeeded in the baseline
+//! and not once now (`compare/lost.rs`), and an [`Unlike`] per cell measured under other
+//! conditions (`compare/unlike.rs`). Cells are matched by their whole [`CellKey`] (model,
+//! browser, backend, adapter, wasm threads, browser build, load context): a cell measured alone
+//! in the baseline and under three other models now is not compared, it is named. Pure:
+//! imports only std, serde and `crate::metrics`; no I/O (the report module reads the files and
+//! prints the table). The significance tests themselves are in `compare/significance.rs`.
 //!
-//! The tests, per metric:
-//! - warm latency p50: one-sided Mann-Whitney U over the measured `page_ms` of each request
+//! Which time is tested is a [`Timing`]: the page's own `session.run` time (`page_ms`, the
+//! default: what the browser and backend did, free of the harness's queueing and driver round
+//! trip) or the end-to-end latency (`latency_ms`, from the scheduled start to the answer: what
+//! a caller waits). The tests, per metric:
+//! - p50 of the timing: one-sided Mann-Whitney U over the measured times of each request
 //!   (normal approximation with tie and continuity correction). Rank-based, so one outlier (a GC
 //!   pause, a descheduled thread) cannot make a run look slower; a t-test on means would be moved
 //!   by it, which is why it was rejected.
-//! - warm latency p95: a percentile bootstrap of the p95 ratio (deterministic seed, so the same
+//! - p95 of the timing: a percentile bootstrap of the p95 ratio (deterministic seed, so the same
 //!   two runs always give the same verdict). A rank test answers "is the whole distribution
 //!   shifted", not "did the tail move".
 //! - throughput: one-sided Mann-Whitney U over `service_ms` (the harness's per-request time): in
@@ -36,9 +42,12 @@ use super::{Percentiles, Phase, RunSummary, Sample};
 
 mod lost;
 mod significance;
+mod unlike;
 
+pub use super::CellKey;
 pub use lost::LostCell;
 pub use significance::{bootstrap_p95_greater, holm, mann_whitney_greater};
+pub use unlike::Unlike;
 
 /// Regression criteria.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -49,6 +58,8 @@ pub struct CompareOptions {
     pub alpha: f64,
     /// Fewer measured samples than this on either side: no verdict.
     pub min_samples: usize,
+    /// Which time the p50 and p95 tests compare.
+    pub timing: Timing,
 }
 
 impl Default for CompareOptions {
@@ -57,24 +68,66 @@ impl Default for CompareOptions {
             threshold: 0.05,
             alpha: 0.01,
             min_samples: 5,
+            timing: Timing::PageRun,
         }
     }
 }
 
-/// A model x browser x backend cell.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct CellKey {
-    /// Catalog model name.
-    pub model: String,
-    /// Browser kind.
-    pub browser: String,
-    /// Backend used.
-    pub backend: String,
+/// Which time of a request the p50 and p95 tests compare.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Timing {
+    /// The page's own `session.run` time (`page_ms`): what the browser and backend did. The
+    /// default, because it is what a browser, backend or model change moves, and the harness's
+    /// queueing and driver round trip (a few ms that vary with the machine's load) are not in it.
+    #[default]
+    PageRun,
+    /// End-to-end latency (`latency_ms`): from the request's scheduled start to its answer, as
+    /// the harness saw it: what a caller waits, queueing and the driver round trip included.
+    EndToEnd,
 }
 
-impl std::fmt::Display for CellKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/{}", self.model, self.browser, self.backend)
+impl Timing {
+    /// `page run time` or `end-to-end latency`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PageRun => "page run time",
+            Self::EndToEnd => "end-to-end latency",
+        }
+    }
+
+    /// The sample field it reads.
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::PageRun => "page_ms",
+            Self::EndToEnd => "latency_ms",
+        }
+    }
+
+    /// Its measured values in `samples`: the page's `session.run` times, or the end-to-end
+    /// latencies that were recorded (a history sample from before schema version 2 has none).
+    pub fn times(self, samples: &[&Sample]) -> Vec<f64> {
+        match self {
+            Self::PageRun => samples.iter().map(|s| s.page_ms).collect(),
+            Self::EndToEnd => samples
+                .iter()
+                .map(|s| s.latency_ms)
+                .filter(|v| v.is_finite())
+                .collect(),
+        }
+    }
+
+    /// Its p50 and p95 metrics.
+    pub fn metrics(self) -> [Metric; 2] {
+        match self {
+            Self::PageRun => [Metric::PageRunP50, Metric::PageRunP95],
+            Self::EndToEnd => [Metric::EndToEndP50, Metric::EndToEndP95],
+        }
+    }
+
+    /// Its p50 metric.
+    pub fn p50(self) -> Metric {
+        self.metrics()[0]
     }
 }
 
@@ -82,23 +135,26 @@ impl std::fmt::Display for CellKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
-    /// Median warm `session.run` time in the page, ms (lower is better).
-    LatencyP50,
+    /// Median warm page run time (the page's `session.run`), ms (lower is better).
+    PageRunP50,
     /// 95th percentile of the same, ms (lower is better).
-    LatencyP95,
+    PageRunP95,
+    /// Median warm end-to-end latency (scheduled start to answer), ms (lower is better).
+    EndToEndP50,
+    /// 95th percentile of the same, ms (lower is better).
+    EndToEndP95,
     /// Warm requests per second (higher is better).
     Throughput,
 }
 
 impl Metric {
-    /// Every metric, in report order.
-    pub const ALL: [Metric; 3] = [Self::LatencyP50, Self::LatencyP95, Self::Throughput];
-
-    /// Display name, e.g. `latency p50`.
+    /// Display name, e.g. `page run time p50`, `end-to-end latency p95`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::LatencyP50 => "latency p50",
-            Self::LatencyP95 => "latency p95",
+            Self::PageRunP50 => "page run time p50",
+            Self::PageRunP95 => "page run time p95",
+            Self::EndToEndP50 => "end-to-end latency p50",
+            Self::EndToEndP95 => "end-to-end latency p95",
             Self::Throughput => "throughput",
         }
     }
@@ -106,8 +162,8 @@ impl Metric {
     /// Unit of the values.
     pub fn unit(self) -> &'static str {
         match self {
-            Self::LatencyP50 | Self::LatencyP95 => "ms",
             Self::Throughput => "/s",
+            _ => "ms",
         }
     }
 
@@ -181,7 +237,7 @@ pub struct MetricDelta {
 }
 
 impl MetricDelta {
-    /// `bert-tiny/chromium/wasm latency p50 +23.4% (p_worse=1.2e-9)`: the p names the
+    /// `bert-tiny/chromium/wasm page run time p50 +23.4% (p_worse=1.2e-9)`: the p names the
     /// direction it tests.
     pub fn describe(&self) -> String {
         format!(
@@ -213,8 +269,14 @@ pub struct Comparison {
     pub threshold: f64,
     /// Significance level used.
     pub alpha: f64,
-    /// One entry per cell and metric present in both runs.
+    /// The time the p50 and p95 tests compared.
+    pub timing: Timing,
+    /// One entry per cell and metric measured alike in both runs.
     pub deltas: Vec<MetricDelta>,
+    /// Cells measured in both runs but under other conditions (adapter, threads, build or
+    /// load context): not compared, and each fails the gate. Comparing them was the bug this
+    /// fixes (a cell alone against the same cell beside three other models read as +160%).
+    pub unlike: Vec<Unlike>,
     /// Cells with successful measured runs in the baseline and none in the current run (all
     /// failed, or the cell is gone). Each fails the gate; listing them as notes was rejected: a
     /// model that stopped working passed, having nothing left to test.
@@ -224,10 +286,16 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// Whether the gate passes: no significant regression and no lost cell. The one place the
-    /// verdict is made; `compare` turns `false` into exit 1.
+    /// Whether the gate passes: no significant regression, no lost cell and no cell measured
+    /// unlike. The one place the verdict is made; `compare` turns `false` into exit 1, or into
+    /// exit 2 when a cell was measured unlike ([`Self::alike`]).
     pub fn passed(&self) -> bool {
-        self.regressions().next().is_none() && self.lost_cells.is_empty()
+        self.regressions().next().is_none() && self.lost_cells.is_empty() && self.alike()
+    }
+
+    /// Whether every cell of the baseline found in the current run was measured alike there.
+    pub fn alike(&self) -> bool {
+        self.unlike.is_empty()
     }
 
     /// The significant regressions.
@@ -247,7 +315,8 @@ pub struct RunData<'a> {
     pub samples: &'a [Sample],
 }
 
-/// Measured (warm, successful) samples of each cell, in the order of `summary.results`.
+/// Measured (warm, successful) samples of each cell, in the order of first sample, each with
+/// its whole key (from the run's row and environment, and the run's load context).
 fn cells(run: RunData<'_>) -> Vec<(CellKey, Vec<&Sample>)> {
     let mut out: Vec<(CellKey, Vec<&Sample>)> = Vec::new();
     for s in run.samples {
@@ -257,14 +326,15 @@ fn cells(run: RunData<'_>) -> Vec<(CellKey, Vec<&Sample>)> {
         {
             continue;
         }
-        let key = CellKey {
-            model: s.model.clone(),
-            browser: s.browser.clone(),
-            backend: s.backend.clone(),
-        };
-        match out.iter_mut().find(|(k, _)| *k == key) {
+        match out.iter_mut().find(|(k, _)| {
+            (k.model.as_str(), k.browser.as_str(), k.backend.as_str())
+                == (s.model.as_str(), s.browser.as_str(), s.backend.as_str())
+        }) {
             Some((_, v)) => v.push(s),
-            None => out.push((key, vec![s])),
+            None => out.push((
+                CellKey::of_cell(run.summary, &s.model, &s.browser, &s.backend),
+                vec![s],
+            )),
         }
     }
     out
@@ -312,14 +382,22 @@ pub fn compare(
     let mut out = Comparison {
         threshold: options.threshold,
         alpha: options.alpha,
+        timing: options.timing,
         ..Default::default()
     };
     for (key, base) in &base_cells {
-        let Some((_, cur)) = cur_cells.iter().find(|(k, _)| k == key) else {
+        let Some((now, cur)) = cur_cells.iter().find(|(k, _)| k.same_cell(key)) else {
             out.lost_cells
                 .push(lost::lost_cell(key, base.len(), current));
             continue;
         };
+        if !key.comparable(now) {
+            out.unlike.push(Unlike {
+                baseline: key.clone(),
+                current: now.clone(),
+            });
+            continue;
+        }
         let throughput = (
             throughput_of(baseline.summary, key, base),
             throughput_of(current.summary, key, cur),
@@ -328,7 +406,7 @@ pub fn compare(
             .extend(compare_cell(key, base, cur, throughput, options));
     }
     for (key, _) in &cur_cells {
-        if !base_cells.iter().any(|(k, _)| k == key) {
+        if !base_cells.iter().any(|(k, _)| k.same_cell(key)) {
             out.only_in_current.push(key.clone());
         }
     }
@@ -336,8 +414,8 @@ pub fn compare(
 }
 
 /// One cell's metrics, baseline samples against current ones: the tests and verdicts of
-/// [`compare`], for callers that hold the samples of one cell (the history's trends).
-/// `throughput` is (baseline, current) requests per second.
+/// [`compare`], for callers that hold the samples of one cell measured alike on both sides
+/// (the history's trends). `throughput` is (baseline, current) requests per second.
 pub fn compare_cell(
     key: &CellKey,
     base: &[&Sample],
@@ -346,37 +424,41 @@ pub fn compare_cell(
     options: &CompareOptions,
 ) -> Vec<MetricDelta> {
     let mut deltas = Vec::new();
-    let page = |v: &[&Sample]| v.iter().map(|s| s.page_ms).collect::<Vec<f64>>();
+    let timing = options.timing;
     let service = |v: &[&Sample]| v.iter().map(|s| s.service_ms).collect::<Vec<f64>>();
-    let (bp, cp) = (page(base), page(cur));
+    let (bp, cp) = (timing.times(base), timing.times(cur));
     let (bs, cs) = (service(base), service(cur));
-    for metric in Metric::ALL {
+    let [p50_metric, p95_metric] = timing.metrics();
+    for metric in [p50_metric, p95_metric, Metric::Throughput] {
         // Every test runs over times, where larger is worse (throughput over service_ms:
         // in a closed loop it is their inverse). `test_greater(x, y)` is the p of "x is
         // larger than y", so the mirror test is the same call with the runs swapped.
-        let (b, c, test_greater, test): (f64, f64, TestGreater, _) = match metric {
-            Metric::LatencyP50 => (
+        let (b, c, test_greater, test): (f64, f64, TestGreater, _) = if metric == p50_metric {
+            (
                 median(&bp),
                 median(&cp),
                 mann_whitney_greater,
-                "mann-whitney u (page_ms)",
-            ),
-            Metric::LatencyP95 => (
+                format!("mann-whitney u ({})", timing.field()),
+            )
+        } else if metric == p95_metric {
+            (
                 p95(&bp),
                 p95(&cp),
                 |x, y| bootstrap_p95_greater(x, y, 2000),
-                "bootstrap p95 ratio (page_ms)",
-            ),
-            Metric::Throughput => (
+                format!("bootstrap p95 ratio ({})", timing.field()),
+            )
+        } else {
+            (
                 throughput.0,
                 throughput.1,
                 mann_whitney_greater,
-                "mann-whitney u (service_ms)",
-            ),
+                "mann-whitney u (service_ms)".to_string(),
+            )
         };
-        let (base_times, cur_times) = match metric {
-            Metric::Throughput => (&bs, &cs),
-            Metric::LatencyP50 | Metric::LatencyP95 => (&bp, &cp),
+        let (base_times, cur_times) = if metric == Metric::Throughput {
+            (&bs, &cs)
+        } else {
+            (&bp, &cp)
         };
         let change = if b > 0.0 { c / b - 1.0 } else { 0.0 };
         let worse_by = if metric.higher_is_better() {
@@ -407,7 +489,7 @@ pub fn compare_cell(
             change,
             p_value: p,
             direction,
-            test: test.to_string(),
+            test,
             n_baseline: bp.len(),
             n_current: cp.len(),
             verdict,

@@ -7,8 +7,10 @@
 
 pub mod adaptive;
 pub mod aggregate;
+pub mod cell_key;
 pub mod compare;
 pub mod listing;
+pub mod load;
 pub mod page_runs;
 pub mod resilience;
 pub mod sample;
@@ -19,7 +21,9 @@ pub mod thresholds;
 pub mod webnn;
 
 pub use adaptive::{AdaptiveEvaluation, AdaptiveMove, AdaptiveReport, PairTiming};
+pub use cell_key::{browser_build, CellKey};
 pub use listing::*;
+pub use load::{LoadContext, LoadKind};
 pub use page_runs::PageRuns;
 pub use resilience::{served_ms, FaultKindStats, RecoveryStats, Resilience, Retries};
 pub use sample::{Phase, Sample};

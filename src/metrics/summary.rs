@@ -29,6 +29,11 @@ pub struct RunSummary {
     pub stopped_early: Option<String>,
     /// Host and browsers the run used.
     pub environment: Environment,
+    /// How the run loaded its cells (isolated, routed under N clients, under faults): part of
+    /// each cell's identity in the history and `compare`. `unknown` in a `run.json` written
+    /// before it was recorded.
+    #[serde(default)]
+    pub load: super::LoadContext,
     /// Request accounting over the whole run.
     pub requests: Requests,
     /// One row per model x browser x backend.

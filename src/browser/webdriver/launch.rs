@@ -279,10 +279,16 @@ impl WebDriverBrowser {
         let grid = grid.to_owned();
         let status = tokio::task::spawn_blocking(move || grid::status(&grid)).await;
         // The node is for the report; a hub that does not say is no reason to fail.
-        self.node = match status {
-            Ok(Ok(st)) => st.node_of(&id).map(str::to_owned),
-            _ => None,
-        };
+        if let Ok(Ok(st)) = status {
+            self.node = st.node_of(&id).map(str::to_owned);
+            // The session's browserVersion is the build the browser reports (geckodriver:
+            // `153.8.0`), where Firefox's user agent says only `153.0`: one build, one version,
+            // on a node or on this machine (`--version`, `153.8.0esr`; the history drops
+            // `esr`). The user agent stays the fallback for a hub that does not list it.
+            if let Some(v) = st.version_of(&id) {
+                self.version = v.to_owned();
+            }
+        }
         Ok(())
     }
 

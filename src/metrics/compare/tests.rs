@@ -23,10 +23,12 @@ fn sample(seq: u64, page_ms: f64) -> Sample {
     }
 }
 
+/// A run of no rows, measured isolated (a matrix run).
 fn summary() -> RunSummary {
     serde_json::from_value(serde_json::json!({
         "schema_version": 1, "run_id": "r", "command": "c", "started_at": "", "finished_at": "",
         "complete": true, "environment": {"harness_version": "", "os": "", "cpus": 2, "browsers": []},
+        "load": {"context": "isolated", "clients": 1},
         "requests": {"issued": 0, "succeeded": 0, "failed": 0, "lost": 0},
         "results": [], "faults": [], "recovery_events": [], "thresholds": []
     }))
@@ -71,7 +73,7 @@ fn a_shifted_run_is_a_regression_naming_the_metric() {
     let reg: Vec<String> = c.regressions().map(MetricDelta::describe).collect();
     assert!(
         reg.iter()
-            .any(|r| r.starts_with("m/chromium/wasm latency p50 +")),
+            .any(|r| r.starts_with("m/chromium/wasm page run time p50 +")),
         "{reg:?}"
     );
     assert!(c
@@ -164,7 +166,7 @@ fn an_improvement_needs_the_mirror_test_not_the_complement() {
     let worse = compare(run(&s, &fast), run(&s, &slow), &options).deltas[0].clone();
     assert_eq!(
         (better.metric, worse.metric),
-        (Metric::LatencyP50, Metric::LatencyP50)
+        (Metric::PageRunP50, Metric::PageRunP50)
     );
     assert_eq!(better.verdict, Verdict::Unchanged, "{better:?}");
     assert_eq!(better.direction, Direction::Better);
@@ -200,11 +202,7 @@ fn failed(seq: u64, model: &str, error: &str) -> Sample {
 }
 
 fn cell(model: &str, backend: &str) -> CellKey {
-    CellKey {
-        model: model.into(),
-        browser: "chromium".into(),
-        backend: backend.into(),
-    }
+    CellKey::of_cell(&summary(), model, "chromium", backend)
 }
 
 #[test]
@@ -311,4 +309,83 @@ fn a_cell_without_successes_in_either_run_is_not_lost() {
     let c = compare(run(&s, &base), run(&s, &cur), &CompareOptions::default());
     assert!(c.lost_cells.is_empty() && c.deltas.is_empty(), "{c:#?}");
     assert!(c.passed());
+}
+
+#[test]
+fn a_cell_measured_alone_and_under_load_is_not_compared() {
+    // Issue 25: the same cell alone (matrix) in the baseline and beside other models
+    // (`--concurrent-models`) now: 2.6x slower, and no regression can be told from that.
+    let base_summary = summary();
+    let mut cur_summary = summary();
+    cur_summary.load = crate::metrics::LoadContext::closed(crate::metrics::LoadKind::Routed, 4);
+    let (base, cur) = (jittered(12.0, 30, 1), jittered(31.0, 30, 2));
+    let c = compare(
+        run(&base_summary, &base),
+        run(&cur_summary, &cur),
+        &CompareOptions::default(),
+    );
+    assert!(c.deltas.is_empty(), "{c:#?}");
+    assert!(
+        c.lost_cells.is_empty() && c.only_in_current.is_empty(),
+        "{c:#?}"
+    );
+    assert_eq!(c.unlike.len(), 1);
+    assert_eq!(
+        c.unlike[0].describe(),
+        "m/chromium/wasm: measured unlike, not compared (baseline vs current): load isolated vs \
+         routed x4"
+    );
+    assert!(!c.alike() && !c.passed());
+    // Two runs that did not record their load (run.json from before it) are not alike either.
+    let mut old = summary();
+    old.load = crate::metrics::LoadContext::UNKNOWN;
+    let c = compare(
+        run(&old, &base),
+        run(&old, &base),
+        &CompareOptions::default(),
+    );
+    assert_eq!(c.unlike.len(), 1, "{c:#?}");
+}
+
+#[test]
+fn the_timing_chooses_the_time_the_tests_read() {
+    // The page got no slower; each request waited 40% longer before its answer.
+    let s = summary();
+    let base = jittered(12.0, 30, 1);
+    let cur: Vec<Sample> = base
+        .iter()
+        .map(|x| Sample {
+            latency_ms: x.latency_ms * 1.4,
+            ..x.clone()
+        })
+        .collect();
+    let page = compare(run(&s, &base), run(&s, &cur), &CompareOptions::default());
+    assert_eq!(page.timing, Timing::PageRun);
+    assert_eq!(
+        page.deltas.iter().map(|d| d.metric).collect::<Vec<_>>(),
+        [Metric::PageRunP50, Metric::PageRunP95, Metric::Throughput]
+    );
+    assert!(page.passed(), "{page:#?}");
+    let options = CompareOptions {
+        timing: Timing::EndToEnd,
+        ..CompareOptions::default()
+    };
+    let e2e = compare(run(&s, &base), run(&s, &cur), &options);
+    let reg: Vec<String> = e2e.regressions().map(MetricDelta::describe).collect();
+    assert!(
+        reg.iter()
+            .any(|r| r.starts_with("m/chromium/wasm end-to-end latency p50 +40.0%")),
+        "{reg:?}"
+    );
+    assert_eq!(e2e.deltas[0].test, "mann-whitney u (latency_ms)");
+    // A latency that was never recorded (a history sample from schema version 1) is no time.
+    let unknown: Vec<Sample> = base
+        .iter()
+        .map(|x| Sample {
+            latency_ms: f64::NAN,
+            ..x.clone()
+        })
+        .collect();
+    let c = compare(run(&s, &base), run(&s, &unknown), &options);
+    assert_eq!(c.deltas[0].verdict, Verdict::Insufficient, "{c:#?}");
 }
