@@ -226,10 +226,14 @@ fn an_adaptive_run_that_starts_slow_moves_itself_and_reports_before_and_after() 
             "1",
             "--max-connections",
             "2",
-            "--duration",
-            // The evaluation starts after 5 warm runs at 1-3 s each, then alternates 8 runs of
-            // the current placement (as slow) with the probe's: about 25 s of probing.
-            "75s",
+            // Bounded by requests, not time, so a slow machine cannot end the workload before
+            // the evaluation ends (at 4.4 s a WebGPU run under load, a 75 s run once did): the
+            // evaluation starts after 5 warm runs, then alternates 7 runs of the current
+            // placement with the probe's on the same worker as the live requests, which share
+            // it, so about 7 more requests are served before it decides; the rest are served
+            // where it moved.
+            "-n",
+            "24",
             "--adaptive",
             "--sync-interval",
             "1s",
