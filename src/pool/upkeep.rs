@@ -33,6 +33,10 @@ pub(super) async fn run(pool: Pool) {
     // that had just hung held them up for seconds, and the hang was found by a run's bound
     // instead of by the page's silence).
     let mut echoes: Option<tokio::task::JoinHandle<()>> = None;
+    // Memory samples read every process's smaps, a few hundred ms on a busy machine: on a
+    // blocking thread of their own, so this task is never held up by its own work and a
+    // hold-up it sees (which restarts the silence clock) is the machine's.
+    let mut sampling: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -67,8 +71,16 @@ pub(super) async fn run(pool: Pool) {
             continue;
         }
         last_slow = Some(Instant::now());
-        for w in &workers {
-            w.sample_memory();
+        if sampling
+            .as_ref()
+            .is_none_or(tokio::task::JoinHandle::is_finished)
+        {
+            let workers = workers.clone();
+            sampling = Some(tokio::task::spawn_blocking(move || {
+                for w in &workers {
+                    w.sample_memory();
+                }
+            }));
         }
         if last_beat.elapsed() >= c.heartbeat_interval
             && echoes
