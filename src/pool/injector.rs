@@ -146,10 +146,10 @@ const WAIT_FOR_TARGET: Duration = Duration::from_secs(30);
 
 /// Chooses the kind and worker for one occurrence among the routable workers. When none matches
 /// the target right now, waits for one that is back in service: routable, serving a model or
-/// holding a verified standby copy, no load in flight (a fault planned for Firefox while Firefox recovers from the last one hits it
-/// once it serves again, rather than being skipped for a timing accident or cutting the
-/// recovery's own load and first run short), up to [`WAIT_FOR_TARGET`] or the end of the
-/// injection; returns how long it waited, if it did.
+/// holding a verified standby copy, no load in flight (a fault planned for Firefox while
+/// Firefox recovers from the last one hits it once it serves again, rather than being skipped
+/// for a timing accident or cutting the recovery's own load and first run short), up to
+/// [`WAIT_FOR_TARGET`] or the end of the injection; returns how long it waited, if it did.
 async fn choose_when_routable(
     pool: &Pool,
     spec: &FaultSpec,

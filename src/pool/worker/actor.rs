@@ -178,10 +178,7 @@ impl Actor {
                     let _ = self.page.run(&model, mode, purpose, t.run).await;
                 }
                 if let Ok(reply) = &r {
-                    self.with_status(|s| {
-                        s.runs_answered += 1;
-                        s.runs.answered(purpose, reply.runs_for.as_ref());
-                    });
+                    self.note_answered(purpose, reply);
                 }
                 let _ = reply.send(r);
             }
@@ -204,10 +201,7 @@ impl Actor {
                         reply
                     });
                 if let Ok(reply) = &r {
-                    self.with_status(|s| {
-                        s.runs_answered += 1;
-                        s.runs.answered(purpose, reply.runs_for.as_ref());
-                    });
+                    self.note_answered(purpose, reply);
                 }
                 let _ = reply.send(r);
             }
@@ -294,6 +288,14 @@ impl Actor {
             });
         }
         Ok(())
+    }
+
+    /// Books a run call the page answered, with the counts its answer carried.
+    fn note_answered(&self, purpose: RunFor, reply: &RunReply) {
+        self.with_status(|s| {
+            s.runs_answered += 1;
+            s.runs.answered(purpose, reply.runs_for.as_ref());
+        });
     }
 
     /// Books a run call that failed: refused before it was sent, or sent and unanswered.
