@@ -13,6 +13,7 @@
 //! - [`sharding`]: one model's layers split across browsers, run as a checked pipeline.
 //! - [`state`]: the crash-safe transaction log of pool state, snapshots, replay and verify.
 //! - [`report`]: the terminal table and `run.json`; consumes [`metrics`] types only.
+//! - `breaks`: a debug build's switch that breaks a guarantee once, for the test that checks it.
 //! - [`app`]: wires a resolved [`app::RunConfig`] to the engine and the reports.
 //!
 //! The engine modules never import `report` or the CLI: reports consume the engine's output.
@@ -22,6 +23,7 @@
 pub mod app;
 pub mod backend;
 pub mod bench;
+pub(crate) mod breaks;
 pub mod browser;
 pub mod faults;
 pub mod history;

@@ -9,9 +9,15 @@ use serde_json::Value;
 
 /// Runs `yaml` as a scenario in `sb`, whatever its outcome.
 fn scenario_run(sb: &Sandbox, yaml: &str) -> assert_cmd::assert::Assert {
+    scenario_run_with(sb, yaml, &[])
+}
+
+/// As [`scenario_run`], with `env` set for the binary.
+fn scenario_run_with(sb: &Sandbox, yaml: &str, env: &[(&str, &str)]) -> assert_cmd::assert::Assert {
     let file = sb.dir.path().join("scenario.yaml");
     std::fs::write(&file, yaml).expect("scenario written");
     sb.cmd(300)
+        .envs(env.iter().copied())
         .arg("scenario")
         .arg(&file)
         .arg("--results-dir")
@@ -388,6 +394,28 @@ fn disconnect_is_reset_over_cdp_and_webdriver() {
         &["reset"],
         &["disconnect", "timeout", "session_lost", "heartbeat"],
     );
+    sb.assert_clean();
+}
+
+#[test]
+fn a_disconnect_that_wakes_no_call_is_still_noticed() {
+    // A drop can land while a call holds the CDP socket but no longer waits on it (its answer is
+    // in, it has not let go): its wake-up reaches no one and the socket is not free to drop.
+    // `unheard-drop` (a debug build's switch) makes the first drop land that way; the call that
+    // next takes the socket must drop it, so the disconnect is noticed and reset.
+    let sb = Sandbox::new();
+    let yaml = scenario("chromium", "", "  - {kind: disconnect, at: 3s}\n")
+        .replace("duration: 14s", "duration: 10s");
+    let a = scenario_run_with(&sb, &yaml, &[("WEBGPU_POOL_BREAK", "unheard-drop")]);
+    let run = sb.run_json();
+    assert!(
+        a.get_output().status.success(),
+        "run failed: {}\nrecovery events: {}\nevents: {}",
+        stderr(&a),
+        run["recovery_events"],
+        run["pool_events"]
+    );
+    assert_recovered(&run, "disconnect", &["reset"], &["disconnect"]);
     sb.assert_clean();
 }
 

@@ -76,6 +76,9 @@ pub struct CdpBrowser {
     page_url: String,
     /// Fault injection: wakes a call in flight so it drops the connection.
     drop_connection: tokio::sync::Notify,
+    /// Fault injection: a drop asked for while a call held the socket but was not yet waiting
+    /// on `drop_connection` (or between two calls); the next call to take the socket drops it.
+    drop_pending: AtomicBool,
     /// The page-call connection; `None` once the session is lost or closed.
     socket: tokio::sync::Mutex<Option<CdpSocket>>,
     broken: Mutex<Option<Broken>>,
@@ -116,6 +119,17 @@ impl CdpBrowser {
     fn set_broken(&self, b: Broken) {
         if let Ok(mut g) = self.broken.lock() {
             g.get_or_insert(b);
+        }
+    }
+
+    /// Fault injection: the socket is closed under a call.
+    fn dropped_under(&self, method: &str, socket: &mut Option<CdpSocket>) -> WorkerError {
+        *socket = None;
+        let message = "the DevTools connection was dropped".to_owned();
+        self.set_broken(Broken::Disconnected(message.clone()));
+        WorkerError::Disconnected {
+            method: method.to_owned(),
+            message,
         }
     }
 
@@ -222,6 +236,14 @@ impl Browser for CdpBrowser {
         })?;
         let expression = page::cdp_call_expression(method, &args_json);
         let mut guard = self.socket.lock().await;
+        // Registered before the pending flag is read, so a drop asked for from here on either
+        // wakes this wait or was already flagged: none falls between the two.
+        let dropped = self.drop_connection.notified();
+        tokio::pin!(dropped);
+        dropped.as_mut().enable();
+        if self.drop_pending.swap(false, Ordering::SeqCst) {
+            return Err(self.dropped_under(method, &mut guard));
+        }
         let Some(sock) = guard.as_mut() else {
             return Err(WorkerError::Unusable {
                 method: method.to_owned(),
@@ -230,12 +252,9 @@ impl Browser for CdpBrowser {
         };
         let outcome = tokio::select! {
             r = tokio::time::timeout(timeout, sock.evaluate(&expression)) => r,
-            () = self.drop_connection.notified() => {
-                // Fault injection: the socket is closed under the call.
-                *guard = None;
-                let message = "the DevTools connection was dropped".to_owned();
-                self.set_broken(Broken::Disconnected(message.clone()));
-                return Err(WorkerError::Disconnected { method: method.to_owned(), message });
+            () = dropped => {
+                self.drop_pending.store(false, Ordering::SeqCst);
+                return Err(self.dropped_under(method, &mut guard));
             }
         };
         let err = match outcome {
@@ -381,10 +400,15 @@ impl Browser for CdpBrowser {
     }
 
     async fn disconnect(&self, _hold: Duration) -> Result<String, WorkerError> {
-        // A call in flight drops the socket itself; otherwise drop it here.
-        self.drop_connection.notify_waiters();
-        if let Ok(mut g) = self.socket.try_lock() {
-            if g.take().is_some() {
+        // A call holding the socket drops it itself: woken if it waits, else at its next look
+        // at the flag (its own, or the next call's). With the socket free, drop it here.
+        self.drop_pending.store(true, Ordering::SeqCst);
+        let unheard = crate::breaks::once(crate::breaks::Break::UnheardDrop);
+        if !unheard {
+            self.drop_connection.notify_waiters();
+        }
+        if let Some(mut g) = self.socket.try_lock().ok().filter(|_| !unheard) {
+            if self.drop_pending.swap(false, Ordering::SeqCst) && g.take().is_some() {
                 self.set_broken(Broken::Disconnected(
                     "the DevTools connection was dropped".into(),
                 ));

@@ -38,7 +38,6 @@ use crate::server::AssetServer;
 
 mod adapt;
 pub mod attribution;
-mod breaks;
 pub mod config;
 pub mod correctness;
 pub mod engine;
@@ -504,7 +503,9 @@ impl Pool {
 
     /// Accounts for one request that ended, and says so on the event stream.
     fn request_ended(&self, end: RequestEnd<'_>) {
-        if end.phase == crate::metrics::Phase::Measure && breaks::once(breaks::Break::DropOutcome) {
+        if end.phase == crate::metrics::Phase::Measure
+            && crate::breaks::once(crate::breaks::Break::DropOutcome)
+        {
             return;
         }
         let ok = end.outcome.is_ok();

@@ -116,6 +116,7 @@ impl CdpBrowser {
             target: Mutex::new(launched.target_id.clone()),
             page_url: spec.page_url.clone(),
             drop_connection: tokio::sync::Notify::new(),
+            drop_pending: AtomicBool::new(false),
             socket: tokio::sync::Mutex::new(None),
             broken: Mutex::new(None),
             closed: AtomicBool::new(false),

@@ -15,6 +15,10 @@ pub enum Break {
     /// `unread-at-close`: the first page count read at a worker's close is skipped, as if its
     /// page had been lost: the count its answers carried must stand in for it.
     UnreadAtClose,
+    /// `unheard-drop`: the first injected CDP disconnect wakes no call and leaves the socket to
+    /// the next call, as when it lands while a call holds the socket after its wait ended: the
+    /// drop must still be noticed.
+    UnheardDrop,
 }
 
 impl Break {
@@ -23,6 +27,7 @@ impl Break {
             Break::DropOutcome => "drop-outcome",
             Break::UnaskedRun => "unasked-run",
             Break::UnreadAtClose => "unread-at-close",
+            Break::UnheardDrop => "unheard-drop",
         }
     }
 }
@@ -34,7 +39,7 @@ pub fn once(b: Break) -> bool {
     use std::sync::OnceLock;
     // Read once: this is asked on the request path.
     static ASKED: OnceLock<Option<String>> = OnceLock::new();
-    static DONE: [AtomicBool; 3] = [const { AtomicBool::new(false) }; 3];
+    static DONE: [AtomicBool; 4] = [const { AtomicBool::new(false) }; 4];
     let asked = ASKED.get_or_init(|| std::env::var("WEBGPU_POOL_BREAK").ok());
     asked
         .as_deref()
