@@ -6,6 +6,8 @@
 //! left, without touching anyone else's (tests run in parallel).
 #![allow(dead_code)]
 
+pub mod faults;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
