@@ -9,6 +9,7 @@ use common::faults::{
     scenario_run_with,
 };
 use common::{assert_accounted, fault, stderr, Sandbox};
+use serde_json::Value;
 
 #[test]
 fn kill_browser_is_rebuilt() {
@@ -184,15 +185,22 @@ fn a_recovery_outlives_the_request_whose_deadline_passed_and_is_recorded() {
     // The hung run is noticed at 1s and its request's deadline passes at 1.5s, long before the
     // reset (a new page and a model load) is done: the request fails `deadline`, and the
     // episode it started must still finish, be recorded and leave the worker serving.
-    let run = run_scenario(
-        &sb,
-        &scenario("chromium", "", "  - {kind: hang, at: 3s, duration: 8s}\n")
-            .replace(
-                "request_timeout: 40s, run_timeout: 3s",
-                "request_timeout: 1500ms, run_timeout: 1s",
-            )
-            .replace("max_connections: 3", "max_connections: 1"),
-    );
+    // That request was sent while its copy was live: a recovery failure, which the threshold
+    // refuses (exit 1). Requests that waited out the reset with no live copy anywhere are
+    // capacity failures.
+    let yaml = scenario("chromium", "", "  - {kind: hang, at: 3s, duration: 8s}\n")
+        .replace(
+            "request_timeout: 40s, run_timeout: 3s",
+            "request_timeout: 1500ms, run_timeout: 1s",
+        )
+        .replace("max_connections: 3", "max_connections: 1")
+        .replace(
+            "thresholds: {lost_requests: 0}",
+            "thresholds: {lost_requests: 0, recovery_failures: 0}",
+        );
+    let a = scenario_run_with(&sb, &yaml, &[]);
+    let run = sb.run_json();
+    assert_eq!(a.get_output().status.code(), Some(1), "{}", stderr(&a));
     assert_accounted(&run);
     let events = run["recovery_events"].as_array().expect("recovery_events");
     assert!(
@@ -202,11 +210,43 @@ fn a_recovery_outlives_the_request_whose_deadline_passed_and_is_recorded() {
         "the episode was dropped with its request: {events:?}\n{}",
         run["pool_events"]
     );
-    assert!(
-        run["requests"]["failed"].as_u64().unwrap_or(0) >= 1,
-        "no request passed its deadline: {}",
-        run["requests"]
+    let q = &run["requests"];
+    let causes = &q["causes"];
+    let n = |k: &str| causes[k].as_u64().unwrap_or(0);
+    assert!(n("recovery") >= 1, "no recovery failure: {q}");
+    assert!(n("capacity") >= 1, "no capacity failure: {q}");
+    assert_eq!(
+        ["capacity", "recovery", "answer", "overload", "stopped"]
+            .iter()
+            .map(|k| n(k))
+            .sum::<u64>(),
+        q["failed"].as_u64().unwrap_or(0),
+        "a failure without a cause: {q}"
     );
+    let broken: Vec<&Value> = run["thresholds"]
+        .as_array()
+        .expect("thresholds")
+        .iter()
+        .filter(|t| t["passed"] == false)
+        .collect();
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert_eq!(broken[0]["name"], "recovery_failures", "{broken:?}");
+    // samples.csv says the same, row by row.
+    let mut csv = csv::Reader::from_path(sb.run_dir().join("samples.csv")).expect("samples.csv");
+    let head = csv.headers().expect("header").clone();
+    let col = |name: &str| head.iter().position(|h| h == name).expect(name);
+    let (ok, cause) = (col("ok"), col("cause"));
+    let mut rows = 0;
+    for row in csv.records() {
+        let row = row.expect("row");
+        assert_eq!(
+            row[ok] == *"false",
+            !row[cause].is_empty(),
+            "a cause on a success or none on a failure: {row:?}"
+        );
+        rows += u64::from(&row[cause] == "recovery");
+    }
+    assert_eq!(rows, n("recovery"), "{q}");
     sb.assert_clean();
 }
 

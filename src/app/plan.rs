@@ -367,6 +367,7 @@ pub(super) fn limits(sc: &Scenario) -> crate::metrics::thresholds::Limits {
     crate::metrics::thresholds::Limits {
         lost_requests: sc.thresholds.lost_requests,
         error_rate: sc.thresholds.error_rate,
+        recovery_failures: sc.thresholds.recovery_failures,
         p95_ms: sc.thresholds.p95_ms.clone(),
         p99_ms: sc.thresholds.p99_ms.clone(),
     }

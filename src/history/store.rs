@@ -511,6 +511,7 @@ impl History {
                 ok: true,
                 error: String::new(),
                 attempt: 1,
+                cause: None,
             });
         }
         Ok(out)

@@ -46,6 +46,7 @@ fn run(
                 ok: true,
                 error: String::new(),
                 attempt: 1,
+                cause: None,
             }
         })
         .collect();

@@ -83,6 +83,7 @@ mod tests {
             ok: error.is_empty(),
             error: error.into(),
             attempt: 1,
+            cause: None,
         }
     }
 

@@ -26,7 +26,7 @@ pub use listing::*;
 pub use load::{LoadContext, LoadKind};
 pub use page_runs::PageRuns;
 pub use resilience::{served_ms, FaultKindStats, RecoveryStats, Resilience, Retries};
-pub use sample::{Phase, Sample};
+pub use sample::{FailureCause, Phase, Sample};
 pub use sharding::ShardingReport;
 pub use stats::Percentiles;
 pub use summary::*;

@@ -251,6 +251,7 @@ mod tests {
             ok,
             error: String::new(),
             attempt,
+            cause: None,
         }
     }
 

@@ -18,6 +18,48 @@ pub enum Phase {
     Measure,
 }
 
+/// Why a failed request failed, judged from the pool's record of which copies of its model were
+/// live (serving or a hot standby, verified against native onnxruntime, on a routable worker)
+/// while it waited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureCause {
+    /// Its model had no live copy anywhere in the pool for the request's whole wait.
+    Capacity,
+    /// A live copy existed at some moment of its wait, and the request still failed: the pool's
+    /// recovery did not bring it to a copy in time. The pool must have none of these.
+    Recovery,
+    /// A copy ran it and answered wrong or threw (`wrong_answer`, `page`): the answer failed,
+    /// not the pool.
+    Answer,
+    /// The scheduler's queue was full (`rejected`): more load was offered than it takes.
+    Overload,
+    /// The run was stopped before it could run (`interrupted`).
+    Stopped,
+}
+
+impl FailureCause {
+    /// Every cause, in report order.
+    pub const ALL: [FailureCause; 5] = [
+        Self::Capacity,
+        Self::Recovery,
+        Self::Answer,
+        Self::Overload,
+        Self::Stopped,
+    ];
+
+    /// The lowercase name samples and reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Capacity => "capacity",
+            Self::Recovery => "recovery",
+            Self::Answer => "answer",
+            Self::Overload => "overload",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
 /// One inference request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
@@ -49,11 +91,14 @@ pub struct Sample {
     pub error: String,
     /// Attempts it took (1 when nothing was retried).
     pub attempt: u32,
+    /// Why it failed (`None` when it succeeded; absent from files written before it existed).
+    #[serde(default)]
+    pub cause: Option<FailureCause>,
 }
 
 impl Sample {
     /// The `samples.csv` header, in column order.
-    pub const CSV_COLUMNS: [&'static str; 14] = [
+    pub const CSV_COLUMNS: [&'static str; 15] = [
         "seq",
         "model",
         "browser",
@@ -68,5 +113,6 @@ impl Sample {
         "ok",
         "error",
         "attempt",
+        "cause",
     ];
 }

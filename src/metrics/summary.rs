@@ -191,6 +191,48 @@ pub struct Requests {
     /// harness; they are reported lost, not failed, and do not fail the run.
     #[serde(default)]
     pub lost_with_harness: u64,
+    /// `failed`, by why each failed (see [`super::FailureCause`]).
+    #[serde(default)]
+    pub causes: FailureCauses,
+}
+
+/// Failed requests by [`super::FailureCause`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureCauses {
+    /// No live copy of the model for the request's whole wait.
+    pub capacity: u64,
+    /// A live copy existed while it waited, and it still failed.
+    pub recovery: u64,
+    /// A copy answered wrong or threw.
+    pub answer: u64,
+    /// The open-loop queue was full.
+    pub overload: u64,
+    /// The run was stopped first.
+    pub stopped: u64,
+}
+
+impl FailureCauses {
+    /// Counts one failure of `cause`.
+    pub fn add(&mut self, cause: super::FailureCause) {
+        *self.get_mut(cause) += 1;
+    }
+
+    /// The count of `cause`.
+    pub fn get(&self, cause: super::FailureCause) -> u64 {
+        let mut c = *self;
+        *c.get_mut(cause)
+    }
+
+    fn get_mut(&mut self, cause: super::FailureCause) -> &mut u64 {
+        use super::FailureCause as C;
+        match cause {
+            C::Capacity => &mut self.capacity,
+            C::Recovery => &mut self.recovery,
+            C::Answer => &mut self.answer,
+            C::Overload => &mut self.overload,
+            C::Stopped => &mut self.stopped,
+        }
+    }
 }
 
 /// One model x browser x backend.

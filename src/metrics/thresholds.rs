@@ -12,6 +12,8 @@ pub struct Limits {
     pub lost_requests: Option<u64>,
     /// Highest failed / issued allowed, 0..=1.
     pub error_rate: Option<f64>,
+    /// Most requests allowed to fail while a live copy of their model existed.
+    pub recovery_failures: Option<u64>,
     /// Highest warm p95 latency allowed per model, ms (every browser x backend row of it).
     pub p95_ms: BTreeMap<String, f64>,
     /// Highest warm p99 latency allowed per model, ms.
@@ -38,6 +40,15 @@ pub fn evaluate(summary: &RunSummary, limits: &Limits) -> Vec<ThresholdResult> {
             q.failed as f64 / q.issued as f64
         };
         out.push(result("error_rate".into(), limit, rate, rate <= limit));
+    }
+    if let Some(limit) = limits.recovery_failures {
+        let n = q.causes.recovery;
+        out.push(result(
+            "recovery_failures".into(),
+            limit as f64,
+            n as f64,
+            n <= limit,
+        ));
     }
     for (key, per_model, pick) in [
         (
@@ -109,6 +120,11 @@ mod tests {
             succeeded: 98,
             failed: 2,
             lost: 0,
+            causes: crate::metrics::FailureCauses {
+                capacity: 1,
+                recovery: 1,
+                ..Default::default()
+            },
             ..Default::default()
         };
         s
@@ -119,6 +135,7 @@ mod tests {
         let limits = Limits {
             lost_requests: Some(0),
             error_rate: Some(0.01),
+            recovery_failures: Some(0),
             p95_ms: BTreeMap::from([("bert-tiny".into(), 20.0), ("vit-micro".into(), 5.0)]),
             p99_ms: BTreeMap::new(),
         };
@@ -126,6 +143,7 @@ mod tests {
         let by: BTreeMap<_, _> = v.iter().map(|t| (t.name.as_str(), t.passed)).collect();
         assert!(by["lost_requests"]);
         assert!(!by["error_rate"], "2% > 1%");
+        assert!(!by["recovery_failures"], "one failed while a copy was live");
         assert!(by["p95_ms.bert-tiny.chromium.wasm"]);
         assert!(!by["p95_ms.vit-micro"], "unmeasured model must not pass");
     }

@@ -16,6 +16,7 @@ use crate::backend::Backend;
 use crate::browser::BrowserKind;
 use crate::metrics::{Phase, Requests, Sample};
 
+use super::coverage::{cause_of, ms_since, Coverage};
 use super::error::ErrorClass;
 use super::lock;
 
@@ -85,6 +86,8 @@ pub struct Books {
 pub struct Ledger {
     t0: Instant,
     books: Mutex<State>,
+    /// When each model had a live copy: a failed request's cause is judged from it.
+    coverage: Coverage,
 }
 
 #[derive(Debug, Default)]
@@ -105,7 +108,27 @@ impl Ledger {
         Self {
             t0,
             books: Mutex::default(),
+            coverage: Coverage::default(),
         }
+    }
+
+    /// Records whether each model has a live copy now.
+    pub fn record_coverage(&self, seen: impl IntoIterator<Item = (String, bool)>) {
+        self.coverage
+            .record(ms_since(self.t0, Instant::now()), seen);
+    }
+
+    /// Per model seen, the milliseconds of the run so far in which it had no live copy.
+    pub fn uncovered_ms(&self) -> BTreeMap<String, f64> {
+        let now = ms_since(self.t0, Instant::now());
+        self.coverage
+            .models()
+            .into_iter()
+            .map(|m| {
+                let ms = self.coverage.uncovered_ms(&m, now);
+                (m, ms)
+            })
+            .collect()
     }
 
     /// Issues a request's ticket, when it is scheduled (before it is dispatched).
@@ -142,8 +165,14 @@ impl Ledger {
                 return;
             }
         }
-        let ms = |t: Instant| t.saturating_duration_since(self.t0).as_secs_f64() * 1e3;
+        let ms = |t: Instant| ms_since(self.t0, t);
         let since = |t: Instant| done.saturating_duration_since(t).as_secs_f64() * 1e3;
+        let cause = end.outcome.err().map(|class| {
+            let waited = self
+                .coverage
+                .had_copy(end.model, ms(end.scheduled), ms(done));
+            cause_of(class, waited)
+        });
         let sample = Sample {
             seq: b.samples.len() as u64,
             model: end.model.to_string(),
@@ -167,6 +196,7 @@ impl Ledger {
                 .map(|c| c.as_str().to_string())
                 .unwrap_or_default(),
             attempt: end.attempt,
+            cause,
         };
         if sample.phase == Phase::Measure {
             *b.per_model.entry(sample.model.clone()).or_default() += 1;
@@ -175,6 +205,9 @@ impl Ledger {
             b.requests.succeeded += 1;
         } else {
             b.requests.failed += 1;
+        }
+        if let Some(c) = cause {
+            b.requests.causes.add(c);
         }
         b.samples.push(sample);
     }

@@ -40,6 +40,7 @@ mod adapt;
 pub mod attribution;
 pub mod config;
 pub mod correctness;
+mod coverage;
 pub mod engine;
 pub mod error;
 pub mod events;
@@ -502,6 +503,22 @@ impl Pool {
     }
 
     /// Accounts for one request that ended, and says so on the event stream.
+    /// Records which models have a live copy now (a pipeline's: every shard has one).
+    fn record_coverage(&self) {
+        let copies = self.placements().live_copies();
+        let mut live = std::collections::BTreeMap::<String, bool>::new();
+        for (name, has) in copies.values() {
+            *live.entry(name.clone()).or_default() |= *has;
+        }
+        for (model, shards) in self.pipelines().shard_keys() {
+            let all = shards
+                .iter()
+                .all(|k| copies.get(k).is_some_and(|(_, has)| *has));
+            live.insert(model, all);
+        }
+        self.ledger().record_coverage(live);
+    }
+
     fn request_ended(&self, end: RequestEnd<'_>) {
         if end.phase == crate::metrics::Phase::Measure
             && crate::breaks::once(crate::breaks::Break::DropOutcome)
@@ -509,6 +526,9 @@ impl Pool {
             return;
         }
         let ok = end.outcome.is_ok();
+        if !ok {
+            self.record_coverage();
+        }
         self.inner.ledger.end(end);
         self.emit(PoolEvent::RequestEnded { ok });
     }

@@ -51,6 +51,17 @@ pub(super) struct Pipelines {
 }
 
 impl Pipelines {
+    /// Each pipeline's model and its shards' entry keys, in order.
+    pub fn shard_keys(&self) -> Vec<(String, Vec<String>)> {
+        lock(&self.all)
+            .iter()
+            .map(|p| {
+                let keys = p.shards.iter().map(|e| e.key().to_string()).collect();
+                (p.model.clone(), keys)
+            })
+            .collect()
+    }
+
     /// Registers the pipeline of `model`: its `shards` (registry entries, in order), each one's
     /// backend, and what a failed shard's worker gets.
     pub fn add(

@@ -320,6 +320,18 @@ impl Placements {
         .unwrap_or(false)
     }
 
+    /// Per entry key, its model's name and whether it has a live copy: a routable worker
+    /// serving it or holding a hot standby of it (both verified before they were held).
+    pub fn live_copies(&self) -> BTreeMap<String, (String, bool)> {
+        lock(&self.slots)
+            .iter()
+            .map(|(key, s)| {
+                let live = s.serving.iter().chain(&s.standby).any(|w| w.is_routable());
+                (key.clone(), (s.entry.name().to_string(), live))
+            })
+            .collect()
+    }
+
     /// Whether every placed model has a ready standby.
     pub fn spares_ready(&self) -> bool {
         lock(&self.slots)

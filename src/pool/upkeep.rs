@@ -53,6 +53,7 @@ pub(super) async fn run(pool: Pool) {
             awake_since = Instant::now();
         }
         last_tick = Instant::now();
+        pool.record_coverage();
         let workers = pool.members().live();
         let silent = silent_pages(&workers, awake_since.elapsed(), c.hang_after);
         for w in &workers {

@@ -57,7 +57,10 @@ pub enum SamplesError {
 pub fn parse(bytes: &[u8]) -> Result<Vec<Sample>, SamplesError> {
     let mut r = ::csv::Reader::from_reader(bytes);
     let header = r.headers()?.clone();
-    if header.iter().ne(Sample::CSV_COLUMNS) {
+    // Files written before `cause` existed end one column earlier; their rows read as causes
+    // unknown.
+    let older = &Sample::CSV_COLUMNS[..Sample::CSV_COLUMNS.len() - 1];
+    if header.iter().ne(Sample::CSV_COLUMNS) && header.iter().ne(older.iter().copied()) {
         return Err(SamplesError::Header {
             found: header.iter().collect::<Vec<_>>().join(","),
         });
@@ -89,6 +92,7 @@ mod tests {
             ok: false,
             error: "page: \"boom\", again".into(),
             attempt: 2,
+            cause: None,
         };
         let summary: crate::metrics::RunSummary = serde_json::from_str(
             r#"{"schema_version":1,"run_id":"r","command":"c","started_at":"","finished_at":"",
@@ -128,6 +132,7 @@ mod tests {
             ok: true,
             error: String::new(),
             attempt: 1,
+            cause: None,
         })
         .unwrap();
         // serde_json without preserve_order sorts keys, so compare as sets plus the CSV writer

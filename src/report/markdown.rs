@@ -148,6 +148,9 @@ fn render(run: RunData<'_>) -> String {
         "\n**Requests:** {} issued, {} succeeded, {} failed, {} lost\n",
         q.issued, q.succeeded, q.failed, q.lost
     );
+    if let Some(causes) = view::failure_causes(q) {
+        let _ = writeln!(out, "**Failed by cause:** {}\n", cell(&causes));
+    }
     for n in view::info_notes(s) {
         let _ = writeln!(out, "{}\n", cell(&n));
     }

@@ -120,6 +120,9 @@ fn render_notes(summary: &RunSummary) -> String {
             String::new()
         }
     ));
+    if let Some(causes) = super::view::failure_causes(q) {
+        out.push_str(&format!("failed by cause: {causes}\n"));
+    }
     if summary.results.iter().any(|r| r.weights == "seeded") {
         out.push_str(
             "seeded: random weights at the exact architecture (same compute as the real model)\n",

@@ -93,7 +93,13 @@ const ORDER: &[(&str, &[&str])] = &[
     ),
     (
         "thresholds",
-        &["lost_requests", "error_rate", "p95_ms", "p99_ms"],
+        &[
+            "lost_requests",
+            "error_rate",
+            "recovery_failures",
+            "p95_ms",
+            "p99_ms",
+        ],
     ),
 ];
 

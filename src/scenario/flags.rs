@@ -297,6 +297,11 @@ impl StressFlags {
         s.recovery.max_attempts = self.max_attempts;
         if let Some(faults) = &self.faults {
             s.faults = vec![faults.to_fault(self.pool.seed)];
+            // Under faults a pool that recovers must bring every request to a live copy when
+            // one exists: a request that fails while one did is a recovery failure.
+            if self.recovery != RecoveryStrategy::None {
+                s.thresholds.recovery_failures = Some(0);
+            }
         }
         s.pool.routing_profile = self.routing_profile.clone();
         s.pool.adaptive = self.adaptive;
@@ -500,6 +505,7 @@ mod tests {
         assert_eq!(s.pool.heartbeat_timeout, Duration::from_secs(5));
         assert!(s.faults.is_empty());
         assert!(s.validate().is_ok());
+        assert_eq!(s.thresholds.recovery_failures, None);
     }
 
     #[test]
@@ -516,6 +522,22 @@ mod tests {
         assert_eq!(f.kind, FaultChoice::One(Kind::KillBrowser));
         assert!(f.kinds.is_empty() && f.duration.is_none() && f.delay.is_none());
         assert_eq!((f.every, f.seed), (Some(Duration::from_secs(15)), Some(42)));
+        // Under faults, a pool that recovers may fail no request while a live copy existed;
+        // one that does not recover is not held to it.
+        assert_eq!(s.thresholds.recovery_failures, Some(0));
+        let mut none = stress(Some(faults_again()));
+        none.recovery = RecoveryStrategy::None;
+        assert_eq!(none.to_scenario().thresholds.recovery_failures, None);
+    }
+
+    fn faults_again() -> FaultFlags {
+        FaultFlags {
+            every: Duration::from_secs(15),
+            rate: None,
+            kinds: Vec::new(),
+            duration: Duration::from_secs(20),
+            slow_delay: Duration::from_secs(1),
+        }
     }
 
     #[test]

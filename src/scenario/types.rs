@@ -421,6 +421,10 @@ pub struct Thresholds {
     /// Largest share of failed requests, from 0 to 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_rate: Option<f64>,
+    /// Most requests that may fail while a live copy of their model existed during their wait
+    /// (recovery failures; failures for want of any live copy are capacity failures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_failures: Option<u64>,
     /// Largest p95 latency per model, in milliseconds (keys: models of this scenario).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub p95_ms: BTreeMap<String, f64>,
@@ -434,6 +438,7 @@ impl Thresholds {
     pub fn is_empty(&self) -> bool {
         self.lost_requests.is_none()
             && self.error_rate.is_none()
+            && self.recovery_failures.is_none()
             && self.p95_ms.is_empty()
             && self.p99_ms.is_empty()
     }

@@ -20,6 +20,7 @@ fn sample(seq: u64, page_ms: f64) -> Sample {
         ok: true,
         error: String::new(),
         attempt: 1,
+        cause: None,
     }
 }
 

@@ -306,6 +306,27 @@ pub fn yes(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// `2 capacity (no live copy while they waited), 1 recovery (...)`: the failed requests by
+/// cause, when any failed with a recorded cause.
+pub fn failure_causes(q: &crate::metrics::Requests) -> Option<String> {
+    use crate::metrics::FailureCause;
+    let parts: Vec<String> = FailureCause::ALL
+        .iter()
+        .filter(|c| q.causes.get(**c) > 0)
+        .map(|&c| {
+            let why = match c {
+                FailureCause::Capacity => "no live copy while they waited",
+                FailureCause::Recovery => "a live copy existed while they waited",
+                FailureCause::Answer => "a copy answered wrong or threw",
+                FailureCause::Overload => "the queue was full",
+                FailureCause::Stopped => "the run was stopped",
+            };
+            format!("{} {} ({why})", q.causes.get(c), c.as_str())
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
