@@ -157,6 +157,18 @@ fn hang_is_caught_by_the_page_heartbeat_and_reset() {
     // The page's own heartbeat went silent: noticed before the run bound (else `timeout`), and
     // only once the silence had lasted `hang_after` (the default, 450 ms, would be sooner).
     assert_eq!(e["detected_by"], "heartbeat", "{e}");
+    // The silent page's renderer was ended before the reset: it no longer spins a core, holds
+    // the run in flight to its bound, or takes in the new tab.
+    assert!(
+        e["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .any(|s| s.as_str().is_some_and(|s| {
+                s.starts_with("reset: ") && s.contains("renderer ended first (SIGKILL to renderer")
+            })),
+        "{e}"
+    );
     let events = run["pool_events"].as_array().expect("pool_events");
     let why = events
         .iter()

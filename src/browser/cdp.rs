@@ -392,6 +392,11 @@ impl Browser for CdpBrowser {
         Ok(true)
     }
 
+    async fn end_page(&self) -> Option<String> {
+        // The worker's browser holds this one page: its renderers are the page's.
+        super::kill_page_processes(self.pid).ok()
+    }
+
     async fn crash_tab(&self) -> Result<String, WorkerError> {
         // Not `Page.crash`: measured here, Chromium reports a tab crashed that way only after
         // about 4.8 s (the renderer sits in its crash handler); a renderer killed by the OS

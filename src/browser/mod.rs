@@ -212,6 +212,14 @@ pub trait Browser: Send + Sync + fmt::Debug {
     /// [`WorkerError::Crashed`] when the browser or its driver is gone; [`WorkerError::Timeout`]
     /// when the page is not ready within `timeout`.
     async fn reset(&self, timeout: Duration) -> Result<(), WorkerError>;
+    /// Ends the renderer process that hosts the worker page, before a reset throws the page
+    /// away: a hung page keeps its renderer spinning a core and holds the call in flight until
+    /// its bound, and Chromium may put the new tab of the same site in that same process, so
+    /// the reset would wait out the hang. Returns what was done, or `None` where the harness
+    /// cannot reach the page's process (the default: WebDriver and Grid sessions).
+    async fn end_page(&self) -> Option<String> {
+        None
+    }
     /// Fault injection: crashes the renderer that hosts the worker page, for real (SIGKILL of
     /// the renderer processes: measured here, CDP `Page.crash` is reported only ~4.8 s later).
     /// Returns what was done.

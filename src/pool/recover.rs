@@ -17,6 +17,7 @@ use crate::faults::Kind;
 use crate::recovery::{self, Failure, Level, ShardRecovery};
 
 use super::attribution::{Attribution, Cause, Detection};
+use super::error::ErrorClass;
 use super::events::{LaunchReason, PoolEvent, RecoveryRecord, RetireReason, ShardRepair};
 use super::pipelines::PipelineId;
 use super::placing::{self, ReplaceError};
@@ -70,7 +71,11 @@ enum Restored {
     /// The same worker answered again.
     Answered,
     /// The page was reopened and its models loaded again.
-    Reopened { ms: u128 },
+    Reopened {
+        ms: u128,
+        /// The silent page's renderer was ended first (what was done).
+        ended: Option<String>,
+    },
     /// The worker's models now run elsewhere (`model -> where`).
     Moved(Vec<(String, String)>),
     /// The worker held no models; nothing needed moving.
@@ -90,7 +95,13 @@ impl std::fmt::Display for Restored {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Answered => f.write_str("the same worker answered again"),
-            Self::Reopened { ms } => write!(f, "page reopened and models reloaded in {ms} ms"),
+            Self::Reopened { ms, ended } => {
+                write!(f, "page reopened and models reloaded in {ms} ms")?;
+                match ended {
+                    Some(how) => write!(f, "; the silent page's renderer ended first ({how})"),
+                    None => Ok(()),
+                }
+            }
             Self::Moved(moves) => {
                 let parts: Vec<String> =
                     moves.iter().map(|(m, to)| format!("{m} -> {to}")).collect();
@@ -318,11 +329,24 @@ async fn try_level(
             }
             // Half the time left: a reset that hangs must leave room for migrate/rebuild.
             let started = Instant::now();
+            // A silent page may still be spinning: ended first, it frees its core and the call
+            // it holds, and the new page cannot land in its process.
+            let silent = matches!(
+                cause.seen,
+                Detection::Heartbeat
+                    | Detection::Request(ErrorClass::Timeout | ErrorClass::SessionLost)
+            );
+            let ended = if silent {
+                worker.browser().end_page().await
+            } else {
+                None
+            };
             worker.reset(left / 2).await?;
             // The reloaded models serve again only once their answers are verified.
             super::first_answer::verify_reloaded(pool, worker).await?;
             Ok(Restored::Reopened {
                 ms: started.elapsed().as_millis(),
+                ended,
             })
         }
         Level::Migrate => {
