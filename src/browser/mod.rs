@@ -216,7 +216,9 @@ pub trait Browser: Send + Sync + fmt::Debug {
     /// away: a hung page keeps its renderer spinning a core and holds the call in flight until
     /// its bound, and Chromium may put the new tab of the same site in that same process, so
     /// the reset would wait out the hang. Returns what was done, or `None` where the harness
-    /// cannot reach the page's process (the default: WebDriver and Grid sessions).
+    /// cannot reach the page's process or should not (the default): a Grid node's processes
+    /// are not ours, and a Firefox session whose content process is killed has no window left
+    /// (measured: the reset then fails `no such window` and only a new browser recovers it).
     async fn end_page(&self) -> Option<String> {
         None
     }
