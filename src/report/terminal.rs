@@ -337,7 +337,13 @@ pub fn render_workers(summary: &RunSummary) -> String {
             .iter()
             .map(|m| format!("{} +{:.0}", m.model, m.memory_added_mb))
             .collect();
+        // A driver's error can carry a stack trace over many lines: the first line here, the
+        // whole of it in run.json.
         let state = match &w.fault {
+            Some(f) if f.contains('\n') => {
+                let first = f.lines().next().unwrap_or_default().trim_end();
+                format!("{}: {first} ... (the rest in run.json)", w.state)
+            }
             Some(f) => format!("{}: {f}", w.state),
             None => w.state.clone(),
         };
@@ -376,6 +382,23 @@ pub fn render_workers(summary: &RunSummary) -> String {
 mod tests {
     use super::*;
     use crate::report::view::tests::{faulty, summary};
+
+    #[test]
+    fn a_workers_many_line_fault_shows_its_first_line() {
+        let mut s = summary();
+        s.workers.push(crate::metrics::WorkerSummary {
+            id: "firefox#5".into(),
+            state: "closed".into(),
+            fault: Some("the tab crashed during 'load': Window not found:\n    Status: 404".into()),
+            ..Default::default()
+        });
+        let out = render_workers(&s);
+        assert!(
+            out.contains("closed: the tab crashed during 'load': Window not found: ... (the rest"),
+            "{out}"
+        );
+        assert!(!out.contains("Status: 404"), "{out}");
+    }
 
     #[test]
     fn no_faults_no_section() {
