@@ -29,7 +29,12 @@ pub fn scenario_run_with(
 
 /// Runs `yaml` as a scenario in `sb` and returns its run.json (the run must pass).
 pub fn run_scenario(sb: &Sandbox, yaml: &str) -> Value {
-    let a = scenario_run(sb, yaml);
+    run_scenario_with(sb, yaml, &[])
+}
+
+/// As [`run_scenario`], with `env` set for the binary.
+pub fn run_scenario_with(sb: &Sandbox, yaml: &str, env: &[(&str, &str)]) -> Value {
+    let a = scenario_run_with(sb, yaml, env);
     let run = sb.run_json();
     assert!(
         a.get_output().status.success(),
