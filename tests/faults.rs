@@ -6,7 +6,7 @@ mod common;
 
 use common::faults::{
     assert_recovered, assert_recovered_min, assert_served_on, run_scenario, run_scenario_with,
-    scenario, scenario_run_with,
+    scenario, scenario_run,
 };
 use common::{assert_accounted, fault, stderr, Sandbox};
 use serde_json::Value;
@@ -210,7 +210,7 @@ fn a_recovery_outlives_the_request_whose_deadline_passed_and_is_recorded() {
             "thresholds: {lost_requests: 0}",
             "thresholds: {lost_requests: 0, recovery_failures: 0}",
         );
-    let a = scenario_run_with(&sb, &yaml, &[]);
+    let a = scenario_run(&sb, &yaml);
     let run = sb.run_json();
     assert_eq!(a.get_output().status.code(), Some(1), "{}", stderr(&a));
     assert_accounted(&run);

@@ -214,16 +214,15 @@ pub struct FailureCauses {
 impl FailureCauses {
     /// Counts one failure of `cause`.
     pub fn add(&mut self, cause: super::FailureCause) {
-        *self.get_mut(cause) += 1;
+        *self.count_of(cause) += 1;
     }
 
     /// The count of `cause`.
-    pub fn get(&self, cause: super::FailureCause) -> u64 {
-        let mut c = *self;
-        *c.get_mut(cause)
+    pub fn get(mut self, cause: super::FailureCause) -> u64 {
+        *self.count_of(cause)
     }
 
-    fn get_mut(&mut self, cause: super::FailureCause) -> &mut u64 {
+    fn count_of(&mut self, cause: super::FailureCause) -> &mut u64 {
         use super::FailureCause as C;
         match cause {
             C::Capacity => &mut self.capacity,

@@ -4,7 +4,7 @@
 //! its whole wait is a `capacity` failure; one that failed while a copy was live at some moment
 //! of its wait is a `recovery` failure, which the pool must not have.
 //!
-//! Recorded by the upkeep's watch loop every tick (50 ms) and at each request's end, as the
+//! Recorded by the upkeep's watch loop every tick (50 ms) and when a request fails, as the
 //! changes of a yes/no per model: a copy live for less than a tick between two looks can be
 //! missed, nothing else. Pure data behind one lock; the pool writes what it sees. Must not
 //! import `report`, `cli` or terminal crates.
@@ -55,27 +55,6 @@ impl Coverage {
                 .iter()
                 .any(|&(t, live)| live && t > from_ms && t <= to_ms)
     }
-
-    /// Milliseconds of `[0, end_ms]` in which `model` had no live copy, from its first look.
-    pub fn uncovered_ms(&self, model: &str, end_ms: f64) -> f64 {
-        let by = lock(&self.by_model);
-        let Some(changes) = by.get(model) else {
-            return 0.0;
-        };
-        let mut total = 0.0;
-        for (i, &(t, live)) in changes.iter().enumerate() {
-            let until = changes.get(i + 1).map_or(end_ms, |&(next, _)| next);
-            if !live && until > t {
-                total += until - t;
-            }
-        }
-        total
-    }
-
-    /// Every model seen, in name order.
-    pub fn models(&self) -> Vec<String> {
-        lock(&self.by_model).keys().cloned().collect()
-    }
 }
 
 /// Why a request that failed with `class` failed, given whether its model had a live copy
@@ -123,7 +102,6 @@ mod tests {
         assert!(!c.had_copy("vit", 0.0, 1000.0));
         // Only changes are kept.
         assert_eq!(lock(&c.by_model)["bert"].len(), 4);
-        assert_eq!(c.uncovered_ms("bert", 1000.0), 100.0 + 300.0);
     }
 
     #[test]

@@ -118,19 +118,6 @@ impl Ledger {
             .record(ms_since(self.t0, Instant::now()), seen);
     }
 
-    /// Per model seen, the milliseconds of the run so far in which it had no live copy.
-    pub fn uncovered_ms(&self) -> BTreeMap<String, f64> {
-        let now = ms_since(self.t0, Instant::now());
-        self.coverage
-            .models()
-            .into_iter()
-            .map(|m| {
-                let ms = self.coverage.uncovered_ms(&m, now);
-                (m, ms)
-            })
-            .collect()
-    }
-
     /// Issues a request's ticket, when it is scheduled (before it is dispatched).
     pub fn issue(&self, model: &str, phase: Phase) -> Ticket {
         let mut b = lock(&self.books);
@@ -157,6 +144,14 @@ impl Ledger {
     /// already, or never issued) is counted in `closed_twice` and leaves nothing else.
     pub fn end(&self, end: RequestEnd<'_>) {
         let done = Instant::now();
+        let ms = |t: Instant| ms_since(self.t0, t);
+        // Judged before the books are locked: the record has a lock of its own.
+        let cause = end.outcome.err().map(|class| {
+            let waited = self
+                .coverage
+                .had_copy(end.model, ms(end.scheduled), ms(done));
+            cause_of(class, waited)
+        });
         let mut b = lock(&self.books);
         match b.tickets.get_mut(end.ticket.0) {
             Some(t @ TicketState::Open { .. }) => *t = TicketState::Closed,
@@ -165,14 +160,7 @@ impl Ledger {
                 return;
             }
         }
-        let ms = |t: Instant| ms_since(self.t0, t);
         let since = |t: Instant| done.saturating_duration_since(t).as_secs_f64() * 1e3;
-        let cause = end.outcome.err().map(|class| {
-            let waited = self
-                .coverage
-                .had_copy(end.model, ms(end.scheduled), ms(done));
-            cause_of(class, waited)
-        });
         let sample = Sample {
             seq: b.samples.len() as u64,
             model: end.model.to_string(),

@@ -502,7 +502,6 @@ impl Pool {
         self.inner.events.emit(event);
     }
 
-    /// Accounts for one request that ended, and says so on the event stream.
     /// Records which models have a live copy now (a pipeline's: every shard has one).
     fn record_coverage(&self) {
         let copies = self.placements().live_copies();
@@ -519,6 +518,8 @@ impl Pool {
         self.ledger().record_coverage(live);
     }
 
+    /// Accounts for one request that ended, and says so on the event stream. A failure is
+    /// judged against the live copies as they stand now, too.
     fn request_ended(&self, end: RequestEnd<'_>) {
         if end.phase == crate::metrics::Phase::Measure
             && crate::breaks::once(crate::breaks::Break::DropOutcome)

@@ -517,7 +517,8 @@ mod tests {
             duration: Duration::from_secs(20),
             slow_delay: Duration::from_secs(1),
         };
-        let s = stress(Some(faults)).to_scenario();
+        let flags = stress(Some(faults));
+        let s = flags.to_scenario();
         let f = &s.faults[0];
         assert_eq!(f.kind, FaultChoice::One(Kind::KillBrowser));
         assert!(f.kinds.is_empty() && f.duration.is_none() && f.delay.is_none());
@@ -525,19 +526,11 @@ mod tests {
         // Under faults, a pool that recovers may fail no request while a live copy existed;
         // one that does not recover is not held to it.
         assert_eq!(s.thresholds.recovery_failures, Some(0));
-        let mut none = stress(Some(faults_again()));
-        none.recovery = RecoveryStrategy::None;
+        let none = StressFlags {
+            recovery: RecoveryStrategy::None,
+            ..flags
+        };
         assert_eq!(none.to_scenario().thresholds.recovery_failures, None);
-    }
-
-    fn faults_again() -> FaultFlags {
-        FaultFlags {
-            every: Duration::from_secs(15),
-            rate: None,
-            kinds: Vec::new(),
-            duration: Duration::from_secs(20),
-            slow_delay: Duration::from_secs(1),
-        }
     }
 
     #[test]

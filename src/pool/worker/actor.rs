@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::Backend;
+use crate::breaks;
 use crate::browser::{process, WorkerError};
 use crate::models::PreparedModel;
 
 use super::runs::{self, CountUnknown, Probe, RunFor};
 use super::{Lifecycle, Loaded, OutputMode, Page, RunReply, Worker, WorkerContext, WorkerStatus};
-use crate::breaks;
 
 /// How long a page about to be reset has to say what it counted.
 const STATS_BOUND: Duration = Duration::from_secs(1);
