@@ -227,14 +227,6 @@ fn a_recovery_outlives_the_request_whose_deadline_passed_and_is_recorded() {
     let n = |k: &str| causes[k].as_u64().unwrap_or(0);
     assert!(n("recovery") >= 1, "no recovery failure: {q}");
     assert!(n("capacity") >= 1, "no capacity failure: {q}");
-    assert_eq!(
-        ["capacity", "recovery", "answer", "overload", "stopped"]
-            .iter()
-            .map(|k| n(k))
-            .sum::<u64>(),
-        q["failed"].as_u64().unwrap_or(0),
-        "a failure without a cause: {q}"
-    );
     let broken: Vec<&Value> = run["thresholds"]
         .as_array()
         .expect("thresholds")
