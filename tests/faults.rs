@@ -198,8 +198,9 @@ fn a_recovery_outlives_the_request_whose_deadline_passed_and_is_recorded() {
     // reset (a new page and a model load) is done: the request fails `deadline`, and the
     // episode it started must still finish, be recorded and leave the worker serving.
     // That request was sent while its copy was live: a recovery failure, which the threshold
-    // refuses (exit 1). Requests that waited out the reset with no live copy anywhere are
-    // capacity failures.
+    // refuses (exit 1). (Requests that wait out the reset with no live copy anywhere are
+    // capacity failures; whether any does depends on how fast the reset is, so none is asked
+    // for.)
     let yaml = scenario("chromium", "", "  - {kind: hang, at: 3s, duration: 8s}\n")
         .replace(
             "request_timeout: 40s, run_timeout: 3s",
@@ -226,7 +227,6 @@ fn a_recovery_outlives_the_request_whose_deadline_passed_and_is_recorded() {
     let causes = &q["causes"];
     let n = |k: &str| causes[k].as_u64().unwrap_or(0);
     assert!(n("recovery") >= 1, "no recovery failure: {q}");
-    assert!(n("capacity") >= 1, "no capacity failure: {q}");
     let broken: Vec<&Value> = run["thresholds"]
         .as_array()
         .expect("thresholds")
