@@ -559,7 +559,32 @@ pub(super) fn sharding(
 
 #[cfg(test)]
 mod tests {
-    use super::nearest_threads;
+    use super::{native_baseline, nearest_threads};
+    use crate::metrics::Percentiles;
+    use crate::oracle::NativeResult;
+
+    #[test]
+    fn x_native_is_the_cells_time_over_natives() {
+        let p50 = |p50| Percentiles {
+            p50,
+            ..Percentiles::default()
+        };
+        let n = NativeResult {
+            dims: vec![1],
+            output: vec![0.0],
+            one_thread_ms: p50(5.0),
+            all_threads_ms: p50(2.0),
+            all_threads: 2,
+        };
+        // A cell four times slower than native at one thread reads 4x, not 0.25x.
+        let b = native_baseline(&n, 10, 20.0, 1.0);
+        assert_eq!((b.x_native, b.x_native_threads), (Some(4.0), 1));
+        assert_eq!(b.x_native_all_threads, Some(10.0));
+        let b = native_baseline(&n, 10, 20.0, 2.0);
+        assert_eq!((b.x_native, b.x_native_threads), (Some(10.0), 2));
+        // A cell with no runs has no ratio.
+        assert_eq!(native_baseline(&n, 0, 20.0, 1.0).x_native, None);
+    }
 
     #[test]
     fn x_native_is_taken_at_the_thread_count_nearest_the_cores_used() {
