@@ -13,6 +13,7 @@
 mod baseline;
 mod live;
 mod matrix;
+mod native;
 pub mod pipeline;
 mod probes;
 mod routed;
