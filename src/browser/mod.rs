@@ -217,8 +217,9 @@ pub trait Browser: Send + Sync + fmt::Debug {
     /// its bound, and Chromium may put the new tab of the same site in that same process, so
     /// the reset would wait out the hang. Returns what was done, or `None` where the harness
     /// cannot reach the page's process or should not (the default): a Grid node's processes
-    /// are not ours, and a Firefox session whose content process is killed has no window left
-    /// (measured: the reset then fails `no such window` and only a new browser recovers it).
+    /// are not ours, and chromedriver answers every command with "tab crashed" once the page's
+    /// renderer is gone (only a new browser recovers it). A local Firefox is started by the
+    /// harness so that it outlives a content process (`webdriver/firefox.rs`).
     async fn end_page(&self) -> Option<String> {
         None
     }

@@ -32,6 +32,7 @@ use super::{page, Browser, BrowserKind, DriverKind, WorkerError};
 
 mod classify;
 mod driver_server;
+mod firefox;
 mod launch;
 mod relay;
 
@@ -49,6 +50,8 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 struct Owned {
     session: Option<WebDriver>,
     driver: Option<Child>,
+    /// The browser, where we started it ourselves (local Firefox); else the driver did.
+    browser: Option<Child>,
     temp: Option<tempfile::TempDir>,
 }
 
@@ -274,12 +277,14 @@ impl Browser for WebDriverBrowser {
         };
         let reload = async {
             if let Err(first) = session.goto(self.page_url.as_str()).await {
-                // A crashed content process discards the tab's browsing context: carry on in
-                // another window of the session. After a Firefox tab crash the session has no
-                // window left at all; chromedriver keeps the crashed tab as the only window and
-                // answers every command, a new window and its CDP passthrough included, with
-                // "tab crashed" (measured through the Grid). Either way the reset fails and the
-                // ladder moves on: only a new session (a rebuild) recovers such a worker.
+                // A crashed content process may discard the tab's browsing context: carry on
+                // in another window of the session. A local Firefox keeps the window (its
+                // tab-crashed page) and the first navigation works. A Firefox that geckodriver
+                // started (a Grid node's) shuts down on a content crash; chromedriver keeps the
+                // crashed tab as the only window and answers every command, a new window and
+                // its CDP passthrough included, with "tab crashed" (measured through the Grid).
+                // There the reset fails and the ladder moves on: only a new session (a
+                // rebuild) recovers such a worker.
                 let handles = session.windows().await.unwrap_or_default();
                 let mut opened = false;
                 for h in handles {
@@ -345,6 +350,16 @@ impl Browser for WebDriverBrowser {
         Ok(true)
     }
 
+    async fn end_page(&self) -> Option<String> {
+        // Only a Firefox we started lives on without a content process (`webdriver/firefox.rs`):
+        // chromedriver answers everything with "tab crashed" afterwards, and a Grid node's
+        // processes are not ours.
+        if self.kind != BrowserKind::Firefox || self.relay.is_some() {
+            return None;
+        }
+        super::kill_page_processes(self.pid).ok()
+    }
+
     async fn crash_tab(&self) -> Result<String, WorkerError> {
         if self.relay.is_some() {
             return self.crash_remote_tab().await;
@@ -381,6 +396,7 @@ impl Browser for WebDriverBrowser {
         let Owned {
             session,
             driver,
+            browser,
             temp,
         } = std::mem::take(&mut *self.lock_owned());
         // Snapshot both trees before anything dies (children re-parent once a parent is gone).
@@ -417,7 +433,7 @@ impl Browser for WebDriverBrowser {
                 let _ = process::kill(p, Signal::Kill);
             }
         }
-        if let Some(mut child) = driver {
+        for mut child in [driver, browser].into_iter().flatten() {
             let _ = child.start_kill();
             let _ = tokio::time::timeout(EXIT_TIMEOUT, child.wait()).await;
         }
@@ -452,6 +468,7 @@ impl Drop for WebDriverBrowser {
         let Owned {
             session,
             driver,
+            browser,
             temp,
         } = std::mem::take(&mut *self.lock_owned());
         if let Some(s) = session {
@@ -465,6 +482,7 @@ impl Drop for WebDriverBrowser {
         }
         // `Child` has kill_on_drop; the directory removal is blocking I/O, so move it off-thread.
         drop(driver);
+        drop(browser);
         if let (Some(t), Ok(rt)) = (temp, tokio::runtime::Handle::try_current()) {
             rt.spawn_blocking(move || drop(t));
         }

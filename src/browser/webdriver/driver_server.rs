@@ -65,7 +65,8 @@ pub(crate) enum DriverServerError {
     },
 }
 
-/// Starts the driver server on a free port and waits for `/status` to say ready.
+/// Starts the driver server on a free port and waits for `/status` to say ready. geckodriver
+/// with `marionette` attaches to the Firefox already listening there instead of starting one.
 ///
 /// # Errors
 /// [`DriverServerError`] naming the port, log file or executable; for a driver that exits
@@ -74,6 +75,7 @@ pub(crate) async fn start_driver(
     kind: BrowserKind,
     exe: &Path,
     dir: &Path,
+    marionette: Option<u16>,
 ) -> Result<(Child, u16), DriverServerError> {
     let mut attempt = 0;
     loop {
@@ -93,9 +95,19 @@ pub(crate) async fn start_driver(
                     .arg("127.0.0.1")
                     .arg("--port")
                     .arg(port.to_string());
-                cmd.arg("--profile-root").arg(dir);
-                // BiDi's default port 9222 would collide between parallel geckodrivers.
-                cmd.arg("--websocket-port").arg("0");
+                match marionette {
+                    // A Firefox we started (see `firefox.rs`): attach to it.
+                    Some(m) => cmd
+                        .arg("--connect-existing")
+                        .arg("--marionette-port")
+                        .arg(m.to_string()),
+                    // BiDi's default port 9222 would collide between parallel geckodrivers.
+                    None => cmd
+                        .arg("--profile-root")
+                        .arg(dir)
+                        .arg("--websocket-port")
+                        .arg("0"),
+                };
             }
             _ => {
                 cmd.arg(format!("--port={port}"));

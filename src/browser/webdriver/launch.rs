@@ -17,6 +17,7 @@ use thirtyfour::WebDriver;
 use thirtyfour::error::WebDriverErrorInner;
 
 use super::driver_server::{find_browser_child, start_driver};
+use super::firefox::start_firefox;
 use super::relay::Relay;
 use super::{Owned, WebDriverBrowser, POLL};
 use crate::browser::discovery::version_of_async;
@@ -111,7 +112,21 @@ impl WebDriverBrowser {
             message,
         };
         let dir = self.profile.clone();
-        let (child, port) = start_driver(spec.kind, driver_exe, &dir)
+        // Firefox is ours to start, so that a crashed tab does not take the browser down (see
+        // `firefox.rs`); other browsers are started by their driver.
+        let marionette = if spec.kind == BrowserKind::Firefox {
+            self.stage = "starting Firefox";
+            let (firefox, port) = start_firefox(&spec.executable, &dir)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            self.pid = firefox.id();
+            self.lock_owned().browser = Some(firefox);
+            self.stage = "starting the driver";
+            Some(port)
+        } else {
+            None
+        };
+        let (child, port) = start_driver(spec.kind, driver_exe, &dir, marionette)
             .await
             .map_err(|e| fail(e.to_string()))?;
         self.driver_pid = child.id();
@@ -127,9 +142,11 @@ impl WebDriverBrowser {
             .await
             .map_err(|e| fail(format!("the driver refused the session: {e}")))?;
         self.lock_owned().session = Some(session.clone());
-        self.pid = self
-            .driver_pid
-            .and_then(|d| find_browser_child(d, &spec.executable));
+        if marionette.is_none() {
+            self.pid = self
+                .driver_pid
+                .and_then(|d| find_browser_child(d, &spec.executable));
+        }
         self.open_page(&session, spec).await
     }
 
@@ -320,14 +337,11 @@ fn with_log(e: WorkerError, log: &str) -> WorkerError {
 fn capabilities(spec: &LaunchSpec, dir: &Path) -> Map<String, Value> {
     let binary = spec.executable.display().to_string();
     let caps = match spec.kind {
+        // Firefox is already running with its prefs in its profile (`firefox.rs`): geckodriver
+        // attaches to it, and a binary, arguments or prefs here would be refused or ignored.
         BrowserKind::Firefox => json!({
             "browserName": "firefox",
             "acceptInsecureCerts": true,
-            "moz:firefoxOptions": {
-                "binary": binary,
-                "args": ["-headless"],
-                "prefs": Value::Object(flags::firefox_prefs()),
-            },
         }),
         BrowserKind::Edge => json!({
             "browserName": "MicrosoftEdge",
@@ -381,7 +395,7 @@ mod tests {
     use crate::browser::DriverKind;
 
     #[test]
-    fn firefox_capabilities_carry_webgpu_prefs() {
+    fn firefox_capabilities_attach_to_the_firefox_we_started() {
         let spec = LaunchSpec {
             kind: BrowserKind::Firefox,
             driver: DriverKind::WebDriver,
@@ -393,13 +407,13 @@ mod tests {
             grid: None,
         };
         let caps = Value::Object(capabilities(&spec, Path::new("/tmp/x")));
+        assert_eq!(caps.pointer("/browserName"), Some(&json!("firefox")));
+        assert!(caps.pointer("/moz:firefoxOptions").is_none(), "{caps}");
+        // A Grid node starts its own Firefox: its capabilities carry the WebGPU prefs.
+        let caps = Value::Object(remote_capabilities(&spec));
         assert_eq!(
             caps.pointer("/moz:firefoxOptions/prefs/dom.webgpu.enabled"),
             Some(&Value::Bool(true))
-        );
-        assert_eq!(
-            caps.pointer("/moz:firefoxOptions/args/0"),
-            Some(&json!("-headless"))
         );
     }
 }
