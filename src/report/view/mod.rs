@@ -183,13 +183,18 @@ fn native_note(s: &RunSummary) -> Option<String> {
     ))
 }
 
-/// `ok (finite+cross)`, `FAIL (golden)` or `error`.
+/// `ok (finite+cross)` or `FAIL (golden)`, with `; N failed` when some of the cell's requests
+/// failed (the notes say why), or `error` when the cell has no answer to judge.
 pub fn verdict(r: &ResultRow) -> String {
-    match (&r.error, r.correctness.passed) {
-        (Some(_), _) => "error".to_string(),
-        (None, true) => format!("ok ({})", r.correctness.check),
-        (None, false) => format!("FAIL ({})", r.correctness.check),
+    if r.error.is_some() && r.runs == 0 {
+        return "error".to_string();
     }
+    let word = if r.correctness.passed { "ok" } else { "FAIL" };
+    let failed = match r.failed {
+        0 => String::new(),
+        n => format!("; {n} failed"),
+    };
+    format!("{word} ({}){failed}", r.correctness.check)
 }
 
 /// Backend fallbacks, said once per browser and reason (the same fallback usually hits every
@@ -450,6 +455,24 @@ pub(crate) mod tests {
             ]
         );
         assert_eq!(events[1][7], "failed");
+    }
+
+    #[test]
+    fn a_cell_with_a_few_failed_requests_still_shows_its_correctness() {
+        let mut r = ResultRow {
+            runs: 3120,
+            failed: 1,
+            error: Some("1 of 3121 requests failed (1 tab_crash)".into()),
+            ..Default::default()
+        };
+        r.correctness.passed = true;
+        r.correctness.check = "finite+oracle".into();
+        assert_eq!(verdict(&r), "ok (finite+oracle); 1 failed");
+        r.correctness.passed = false;
+        assert_eq!(verdict(&r), "FAIL (finite+oracle); 1 failed");
+        // Nothing answered: nothing to judge.
+        r.runs = 0;
+        assert_eq!(verdict(&r), "error");
     }
 
     #[test]
