@@ -231,6 +231,15 @@ impl Browser for WebDriverBrowser {
             Ok(Some(Ok(ret))) => {
                 return match ret.json() {
                     Value::String(raw) => page::parse_envelope(method, raw),
+                    // The page always answers a string. Marionette answers null for a script
+                    // whose page went away under it: the tab's content process died (measured,
+                    // Firefox 153, a SIGKILL mid-call); the next call meets the crash page.
+                    Value::Null => Err(WorkerError::TabCrashed {
+                        method: method.to_owned(),
+                        message: "the page went away during the call (the script answered \
+                                  null): its content process is gone"
+                            .into(),
+                    }),
                     other => Err(WorkerError::Driver {
                         method: method.to_owned(),
                         message: format!(
@@ -238,7 +247,7 @@ impl Browser for WebDriverBrowser {
                             page::truncate(&other.to_string(), 200)
                         ),
                     }),
-                }
+                };
             }
             Ok(Some(Err(_))) if self.relay.as_ref().is_some_and(relay::Relay::is_cut) => {
                 WorkerError::Disconnected {

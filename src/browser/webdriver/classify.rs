@@ -58,6 +58,22 @@ pub(super) fn classify(
         WebDriverErrorInner::ScriptTimeout(_) | WebDriverErrorInner::Timeout(_) => {
             WorkerError::Timeout { method, after }
         }
+        // Firefox, whose content process died while the browser lives on: the tab shows its
+        // crash page, a parent-process page, and every script there is refused ("ExecuteScript
+        // and ExecuteAsyncScript are not supported for parent process browsing contexts").
+        // Without this it read as a driver error, which a repair takes for a frozen driver and
+        // waits out (30 s in a storm) before it resets the page.
+        WebDriverErrorInner::UnsupportedOperation(info)
+            if info
+                .value
+                .message
+                .contains("parent process browsing context") =>
+        {
+            WorkerError::TabCrashed {
+                method,
+                message: page::truncate(info.value.message.lines().next().unwrap_or_default(), 300),
+            }
+        }
         WebDriverErrorInner::JavascriptError(info) => WorkerError::Page {
             method,
             name: "JavascriptError".into(),
@@ -166,6 +182,16 @@ mod tests {
              http://127.0.0.1:4447/session/x/execute/async)",
         )));
         assert!(classify("run", t, &node_gone, true, true).is_browser_crash());
+        let crash_page = err(WebDriverErrorInner::UnsupportedOperation(info(
+            "ExecuteScript and ExecuteAsyncScript are not supported for parent process \
+             browsing contexts: 14",
+        )));
+        assert!(classify("run", t, &crash_page, true, true).is_tab_crash());
+        let other = err(WebDriverErrorInner::UnsupportedOperation(info("not here")));
+        assert!(matches!(
+            classify("run", t, &other, true, true),
+            WorkerError::Driver { .. }
+        ));
         let js = err(WebDriverErrorInner::JavascriptError(info("boom")));
         assert!(classify("run", t, &js, true, true).is_page_error());
         let st = err(WebDriverErrorInner::ScriptTimeout(info("late")));
