@@ -86,15 +86,9 @@ fn crash_tab_is_recovered_in_chromium_and_firefox() {
         "crash_tab",
         &["reset"],
         // session_lost: the page's heartbeat went silent first, and the request in flight
-        // stopped waiting for the dead tab.
-        &[
-            "tab_crash",
-            "page",
-            "heartbeat",
-            "driver",
-            "crash",
-            "session_lost",
-        ],
+        // stopped waiting for the dead tab. Not `driver`: Firefox refusing scripts on its
+        // crash page is a crashed tab (a driver error sent the repair waiting for a driver).
+        &["tab_crash", "page", "heartbeat", "crash", "session_lost"],
     );
     let events = run["recovery_events"].as_array().unwrap();
     for browser in ["chromium", "firefox"] {
@@ -349,7 +343,16 @@ fn a_disconnect_that_wakes_no_call_is_still_noticed() {
     let yaml = scenario("chromium", "", "  - {kind: disconnect, at: 3s}\n")
         .replace("duration: 14s", "duration: 10s");
     let run = run_scenario_with(&sb, &yaml, &[("WEBGPU_POOL_BREAK", "unheard-drop")]);
-    assert_recovered(&run, "disconnect", &["reset"], &["disconnect"]);
+    // Noticed at all is the guarantee (without the pending drop: "disconnect injected 1,
+    // recoveries 0", and this fails). Noticed as `disconnect` by the call that drops the
+    // socket, or as `session_lost` by a request the worker's failure cut short first (2 of 5
+    // runs here): whichever reaches recovery first names it.
+    assert_recovered(
+        &run,
+        "disconnect",
+        &["reset"],
+        &["disconnect", "session_lost"],
+    );
     sb.assert_clean();
 }
 
@@ -391,7 +394,13 @@ fn every_fault_that_fits_chromium_shell_is_recovered_on_it() {
         .replace("duration: 14s", "duration: 44s"),
     );
     assert_accounted(&run);
-    assert_eq!(run["requests"]["failed"], 0, "{}", run["requests"]);
+    // One worker and no standby: while kill_browser's rebuild (a launch and a WebNN load)
+    // runs, the model has no live copy anywhere, and a request whose deadline passes then is
+    // a capacity failure (1 in 1243 once here). A request failed while a copy was live is not
+    // allowed.
+    let r = &run["requests"];
+    assert_eq!(r["causes"]["recovery"], 0, "{r}");
+    assert_eq!(r["failed"], r["causes"]["capacity"], "{r}");
     let rows = run["results"].as_array().expect("results");
     assert!(
         rows.iter()
