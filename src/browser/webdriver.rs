@@ -360,13 +360,13 @@ impl Browser for WebDriverBrowser {
     }
 
     async fn end_page(&self) -> Option<String> {
-        // Only a Firefox we started lives on without a content process (`webdriver/firefox.rs`):
-        // chromedriver answers everything with "tab crashed" afterwards, and a Grid node's
+        // Only a browser we started ourselves (a local Firefox, `webdriver/firefox.rs`) lives on
+        // without its page's process: chromedriver answers everything with "tab crashed"
+        // afterwards, a Firefox that geckodriver started shuts down, and a Grid node's
         // processes are not ours.
-        if self.kind != BrowserKind::Firefox || self.relay.is_some() {
-            return None;
-        }
-        super::kill_page_processes(self.pid).ok()
+        let ours = self.lock_owned().browser.is_some();
+        ours.then(|| super::kill_page_processes(self.pid).ok())
+            .flatten()
     }
 
     async fn crash_tab(&self) -> Result<String, WorkerError> {

@@ -34,7 +34,7 @@ pub(crate) enum DriverServerError {
     /// The OS had no local port to give.
     #[error("no free local port: {0}")]
     NoFreePort(#[source] std::io::Error),
-    /// The driver's log file could not be created.
+    /// The driver's log file could not be created or shared between stdout and stderr.
     #[error("cannot create {}: {source}", path.display())]
     Log {
         /// The log file.
@@ -43,9 +43,6 @@ pub(crate) enum DriverServerError {
         #[source]
         source: std::io::Error,
     },
-    /// The log file's handle could not be shared between stdout and stderr.
-    #[error("driver log: {0}")]
-    LogHandle(#[source] std::io::Error),
     /// The executable did not start.
     #[error("cannot start {}: {source}", exe.display())]
     Spawn {
@@ -82,11 +79,10 @@ pub(crate) async fn start_driver(
         attempt += 1;
         let port = free_port().map_err(DriverServerError::NoFreePort)?;
         let log_path = dir.join("driver.log");
-        let log = std::fs::File::create(&log_path).map_err(|source| DriverServerError::Log {
+        let (out, err) = log_to(&log_path).map_err(|source| DriverServerError::Log {
             path: log_path.clone(),
             source,
         })?;
-        let log2 = log.try_clone().map_err(DriverServerError::LogHandle)?;
         let mut cmd = Command::new(exe);
         match kind {
             BrowserKind::Firefox => {
@@ -117,8 +113,8 @@ pub(crate) async fn start_driver(
         cmd.env("TMPDIR", dir)
             .env("BREAKPAD_DUMP_LOCATION", dir)
             .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2))
+            .stdout(out)
+            .stderr(err)
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|source| DriverServerError::Spawn {
             exe: exe.to_path_buf(),
@@ -198,6 +194,13 @@ fn complete_body(buf: &[u8]) -> Option<String> {
         .and_then(|v| v.trim().parse().ok())?;
     let body = buf.get(end..end + len)?;
     Some(String::from_utf8_lossy(body).into_owned())
+}
+
+/// A new log file at `path` as a child's stdout and stderr.
+pub(super) fn log_to(path: &Path) -> std::io::Result<(Stdio, Stdio)> {
+    let log = std::fs::File::create(path)?;
+    let err = log.try_clone()?;
+    Ok((Stdio::from(log), Stdio::from(err)))
 }
 
 /// A port that was free a moment ago (the OS picks it; the driver binds it right after).

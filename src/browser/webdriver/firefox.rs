@@ -19,8 +19,11 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
+use super::driver_server::log_to;
 use crate::browser::flags;
 
+/// Firefox's own output, in the launch's directory (its last lines join a launch error).
+pub(crate) const LOG: &str = "browser.log";
 /// How often the port file is looked for.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -28,7 +31,7 @@ const POLL: Duration = Duration::from_millis(50);
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FirefoxStartError {
     /// The profile could not be written.
-    #[error("cannot write the Firefox profile {path}: {source}")]
+    #[error("cannot write the Firefox profile {}: {source}", path.display())]
     Profile {
         /// The file or directory.
         path: PathBuf,
@@ -36,22 +39,21 @@ pub(crate) enum FirefoxStartError {
         source: std::io::Error,
     },
     /// The executable could not be run.
-    #[error("cannot run {exe}: {source}")]
+    #[error("cannot run {}: {source}", exe.display())]
     Spawn {
         /// The Firefox executable.
         exe: PathBuf,
         /// The I/O error.
         source: std::io::Error,
     },
-    /// Firefox exited before its Marionette server listened.
-    #[error("{exe} exited ({status}) before Marionette listened; see {log}")]
+    /// Firefox exited before its Marionette server listened (the launch error carries the
+    /// last lines of its log).
+    #[error("{} exited ({status}) before Marionette listened", exe.display())]
     Exited {
         /// The Firefox executable.
         exe: PathBuf,
         /// How it exited.
         status: std::process::ExitStatus,
-        /// Its log file.
-        log: PathBuf,
     },
 }
 
@@ -84,17 +86,11 @@ pub(crate) async fn start_firefox(
         path: profile.clone(),
         source,
     })?;
-    let log_path = dir.join("browser.log");
-    let log = std::fs::File::create(&log_path).map_err(|source| FirefoxStartError::Profile {
-        path: log_path.clone(),
+    let log_path = dir.join(LOG);
+    let (out, err) = log_to(&log_path).map_err(|source| FirefoxStartError::Profile {
+        path: log_path,
         source,
     })?;
-    let log2 = log
-        .try_clone()
-        .map_err(|source| FirefoxStartError::Profile {
-            path: log_path.clone(),
-            source,
-        })?;
     let mut child = Command::new(exe)
         .args(["--marionette", "-headless", "-no-remote", "-profile"])
         .arg(&profile)
@@ -102,8 +98,8 @@ pub(crate) async fn start_firefox(
         .env("MOZ_CRASHREPORTER_DISABLE", "1")
         .env("TMPDIR", dir)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log2))
+        .stdout(out)
+        .stderr(err)
         .kill_on_drop(true)
         .spawn()
         .map_err(|source| FirefoxStartError::Spawn {
@@ -116,7 +112,6 @@ pub(crate) async fn start_firefox(
             return Err(FirefoxStartError::Exited {
                 exe: exe.to_path_buf(),
                 status,
-                log: log_path,
             });
         }
         let port = std::fs::read_to_string(&port_file)

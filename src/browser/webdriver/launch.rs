@@ -17,7 +17,7 @@ use thirtyfour::WebDriver;
 use thirtyfour::error::WebDriverErrorInner;
 
 use super::driver_server::{find_browser_child, start_driver};
-use super::firefox::start_firefox;
+use super::firefox::{self, start_firefox};
 use super::relay::Relay;
 use super::{Owned, WebDriverBrowser, POLL};
 use crate::browser::discovery::version_of_async;
@@ -93,7 +93,7 @@ impl WebDriverBrowser {
             ))),
         };
         if let Err(e) = result {
-            let log = this.driver_log_tail();
+            let log = this.log_tails();
             let _ = this.close().await;
             return Err(with_log(e, &log));
         }
@@ -309,15 +309,21 @@ impl WebDriverBrowser {
         Ok(())
     }
 
-    /// The last lines of the driver's log, for launch errors.
-    fn driver_log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.profile.join("driver.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().rev().take(8).collect();
-        if lines.is_empty() {
-            return String::new();
-        }
-        let tail: Vec<&str> = lines.into_iter().rev().collect();
-        format!("\n  driver log (last lines):\n    {}", tail.join("\n    "))
+    /// The last lines of the driver's log and of the browser's own (a Firefox we started), for
+    /// launch errors: the directory holding them is gone once the launch has failed.
+    fn log_tails(&self) -> String {
+        [("driver", "driver.log"), ("browser", firefox::LOG)]
+            .iter()
+            .map(|(what, file)| {
+                let text = std::fs::read_to_string(self.profile.join(file)).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().rev().take(8).collect();
+                if lines.is_empty() {
+                    return String::new();
+                }
+                let tail: Vec<&str> = lines.into_iter().rev().collect();
+                format!("\n  {what} log (last lines):\n    {}", tail.join("\n    "))
+            })
+            .collect()
     }
 }
 
