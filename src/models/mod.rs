@@ -19,6 +19,7 @@ mod catalog;
 mod ct2_source;
 mod error;
 mod golden;
+pub mod gguf;
 mod graph;
 mod image;
 mod llama;
