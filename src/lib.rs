@@ -26,6 +26,7 @@ pub mod bench;
 pub(crate) mod breaks;
 pub mod browser;
 pub mod faults;
+pub mod generate;
 pub mod history;
 pub mod metrics;
 pub mod models;

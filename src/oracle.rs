@@ -283,6 +283,24 @@ pub fn run_once(
     output_of(&outputs, model).map_err(fail)
 }
 
+/// A native session on the ONNX file `file` at `threads` intra-op threads, for callers that
+/// drive the runs themselves (a generation's steps, with its key/value cache fed back).
+///
+/// # Errors
+/// [`OracleError`] when the library is missing or does not load, or the file does not.
+pub fn open_session(
+    cache: &Cache,
+    name: &str,
+    file: &Path,
+    threads: usize,
+) -> Result<Session, OracleError> {
+    let env = environment(&library_path(cache))?;
+    session_on(env, file, threads).map_err(|failure| OracleError::Run {
+        model: name.to_owned(),
+        failure,
+    })
+}
+
 /// `session.run`'s error as a [`RunFailure`].
 fn ran(e: ort::Error) -> RunFailure {
     RunFailure::Run {
@@ -296,15 +314,20 @@ fn session(
     model: &PreparedModel,
     threads: usize,
 ) -> Result<Session, RunFailure> {
+    session_on(env, &model.onnx_file, threads)
+}
+
+/// A session on `file` at `threads` intra-op threads (one inter-op thread).
+fn session_on(env: &Environment, file: &Path, threads: usize) -> Result<Session, RunFailure> {
     Session::builder(env)
         .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
         .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
         .map_err(|e| RunFailure::Options {
             message: e.to_string(),
         })?
-        .commit_from_file(&model.onnx_file)
+        .commit_from_file(file)
         .map_err(|e| RunFailure::Load {
-            file: model.onnx_file.clone(),
+            file: file.to_path_buf(),
             message: e.to_string(),
         })
 }

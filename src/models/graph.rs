@@ -5,7 +5,7 @@
 //! Inputs: op types, value names, tensors. Output: a `ModelProto`. Must not import `cli` or `report`.
 
 use super::onnx::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    AttributeProto, Dim, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
     ValueInfoProto, DATA_TYPE_FLOAT, DATA_TYPE_INT64, IR_VERSION, OPSET,
 };
 
@@ -32,6 +32,21 @@ impl GraphBuilder {
         self.inputs
             .push(ValueInfoProto::tensor(name, elem_type, dims));
         name.to_owned()
+    }
+
+    /// Declares a graph input whose axes may be named run-time sizes.
+    pub fn input_dims(&mut self, name: &str, elem_type: i32, dims: &[Dim]) -> String {
+        self.inputs
+            .push(ValueInfoProto::with_dims(name, elem_type, dims));
+        name.to_owned()
+    }
+
+    /// Declares a graph output whose axes may be named run-time sizes; `value` must be the
+    /// output of the last node added (as for [`GraphBuilder::output`]).
+    pub fn output_dims(&mut self, value: &str, name: &str, elem_type: i32, dims: &[Dim]) {
+        self.output(value, name, elem_type, &[]);
+        let last = self.outputs.len() - 1;
+        self.outputs[last] = ValueInfoProto::with_dims(name, elem_type, dims);
     }
 
     /// Declares a graph output; `value` is renamed to `name` through an Identity-free alias:
@@ -69,6 +84,11 @@ impl GraphBuilder {
             raw.extend_from_slice(&v.to_le_bytes());
         }
         self.push_init(name, dims, DATA_TYPE_INT64, raw)
+    }
+
+    /// True when an initializer named `name` was added.
+    pub fn has_initializer(&self, name: &str) -> bool {
+        self.initializers.iter().any(|t| t.name == name)
     }
 
     /// A fresh scalar float constant.

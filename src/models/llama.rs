@@ -20,8 +20,11 @@ pub struct LlamaConfig {
     pub layers: usize,
     /// Hidden size D.
     pub hidden: usize,
-    /// Attention heads (no grouped-query attention).
+    /// Query heads.
     pub heads: usize,
+    /// Key/value heads: `heads` for multi-head attention, fewer for grouped-query attention
+    /// (each key/value head serves `heads / kv_heads` query heads).
+    pub kv_heads: usize,
     /// SwiGLU inner size.
     pub intermediate: usize,
     /// Token vocabulary.
@@ -32,6 +35,20 @@ pub struct LlamaConfig {
     pub eps: f32,
     /// RoPE base.
     pub rope_theta: f32,
+    /// The output head is the token embedding (`lm_head.weight` is not stored).
+    pub tied_embeddings: bool,
+}
+
+impl LlamaConfig {
+    /// The size of one head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden / self.heads
+    }
+
+    /// The width of the key and value projections.
+    pub fn kv_dim(&self) -> usize {
+        self.kv_heads * self.head_dim()
+    }
 }
 
 /// Value names of the shared per-graph constants every layer reads.
@@ -62,7 +79,7 @@ pub fn build_range(
     let mut c = Ctx::new(w);
     let mut x = if layers.start == 0 {
         let ids = c.g.input("input_ids", DATA_TYPE_INT64, &[1, s as i64]);
-        let emb = c.weight("model.embed_tokens.weight", &[cfg.vocab, d], Init::Normal)?;
+        let emb = embedding(&mut c, cfg)?;
         c.g.node("Gather", &[&emb, &ids], vec![])
     } else {
         c.g.input(HIDDEN_IN, DATA_TYPE_FLOAT, &[1, s as i64, d as i64])
@@ -73,7 +90,7 @@ pub fn build_range(
     }
     let output = if layers.end == cfg.layers {
         let x = rms_norm(&mut c, &x, "model.norm.weight", cfg)?;
-        let logits = c.linear(&x, "lm_head.weight", None, d, cfg.vocab)?;
+        let logits = lm_head(&mut c, cfg, &x)?;
         c.g.output(
             &logits,
             "logits",
@@ -93,14 +110,14 @@ pub fn build_range(
     ))
 }
 
-/// Adds the RoPE cos/sin tables (`[S, dh]`, halves duplicated as HF does) and the causal mask.
-pub(crate) fn shared(c: &mut Ctx<'_>, cfg: &LlamaConfig) -> Shared {
-    let s = cfg.seq_len;
-    let dh = cfg.hidden / cfg.heads;
+/// RoPE tables for positions `0..positions`: `cos` and `sin` `[positions, dh]`, each row's
+/// halves duplicated as HF does (`rotate_half` pairs element `j` with `j + dh/2`).
+pub(crate) fn rope_tables(cfg: &LlamaConfig, positions: usize) -> (Vec<f32>, Vec<f32>) {
+    let dh = cfg.head_dim();
     let half = dh / 2;
-    let mut cos = vec![0.0; s * dh];
-    let mut sin = vec![0.0; s * dh];
-    for t in 0..s {
+    let mut cos = vec![0.0; positions * dh];
+    let mut sin = vec![0.0; positions * dh];
+    for t in 0..positions {
         for j in 0..half {
             let inv = f64::from(cfg.rope_theta).powf(-(2.0 * j as f64) / dh as f64);
             let a = t as f64 * inv;
@@ -110,6 +127,14 @@ pub(crate) fn shared(c: &mut Ctx<'_>, cfg: &LlamaConfig) -> Shared {
             }
         }
     }
+    (cos, sin)
+}
+
+/// Adds the RoPE cos/sin tables (`[S, dh]`) and the causal mask.
+pub(crate) fn shared(c: &mut Ctx<'_>, cfg: &LlamaConfig) -> Shared {
+    let s = cfg.seq_len;
+    let dh = cfg.head_dim();
+    let (cos, sin) = rope_tables(cfg, s);
     let mut mask = vec![0.0; s * s];
     for q in 0..s {
         for k in q + 1..s {
@@ -123,8 +148,39 @@ pub(crate) fn shared(c: &mut Ctx<'_>, cfg: &LlamaConfig) -> Shared {
     }
 }
 
+/// The output head on `x` `[1, S, D]` -> `[1, S, V]`: `lm_head.weight`, or the token
+/// embedding itself when they are tied (one initializer read twice, through Gemm's `transB`, so
+/// the 49k x 576 table is not stored again transposed).
+pub(crate) fn lm_head(c: &mut Ctx<'_>, cfg: &LlamaConfig, x: &str) -> Result<String, ModelError> {
+    let d = cfg.hidden;
+    if !cfg.tied_embeddings {
+        return c.linear(x, "lm_head.weight", None, d, cfg.vocab);
+    }
+    let emb = embedding(c, cfg)?;
+    let flat = c.g.ints(&[-1, d as i64]);
+    let x2 = c.g.node("Reshape", &[x, &flat], vec![]);
+    let y =
+        c.g.node("Gemm", &[&x2, &emb], vec![AttributeProto::int("transB", 1)]);
+    let back = c.g.ints(&[1, -1, cfg.vocab as i64]);
+    Ok(c.g.node("Reshape", &[&y, &back], vec![]))
+}
+
+/// The token embedding `[V, D]`, added once per graph however many times it is read.
+pub(crate) fn embedding(c: &mut Ctx<'_>, cfg: &LlamaConfig) -> Result<String, ModelError> {
+    const NAME: &str = "model.embed_tokens.weight";
+    if c.g.has_initializer(NAME) {
+        return Ok(NAME.to_owned());
+    }
+    c.weight(NAME, &[cfg.vocab, cfg.hidden], Init::Normal)
+}
+
 /// RMSNorm: `x / sqrt(mean(x^2) + eps) * g`.
-fn rms_norm(c: &mut Ctx<'_>, x: &str, gain: &str, cfg: &LlamaConfig) -> Result<String, ModelError> {
+pub(crate) fn rms_norm(
+    c: &mut Ctx<'_>,
+    x: &str,
+    gain: &str,
+    cfg: &LlamaConfig,
+) -> Result<String, ModelError> {
     let g = c.weight(gain, &[cfg.hidden], Init::Ones)?;
     let eps = c.g.scalar(cfg.eps);
     let sq = c.g.node("Mul", &[x, x], vec![]);
@@ -143,7 +199,7 @@ fn rms_norm(c: &mut Ctx<'_>, x: &str, gain: &str, cfg: &LlamaConfig) -> Result<S
 }
 
 /// `x * cos + rotate_half(x) * sin` on `[1, H, S, dh]`, with `rotate_half(x) = [-x2, x1]`.
-fn rope(c: &mut Ctx<'_>, x: &str, dh: usize, sh: &Shared) -> String {
+pub(crate) fn rope(c: &mut Ctx<'_>, x: &str, dh: usize, cos: &str, sin: &str) -> String {
     let half = (dh / 2) as i64;
     let axes = c.g.ints(&[-1]);
     let (z, h, e) = (c.g.ints(&[0]), c.g.ints(&[half]), c.g.ints(&[dh as i64]));
@@ -152,8 +208,8 @@ fn rope(c: &mut Ctx<'_>, x: &str, dh: usize, sh: &Shared) -> String {
     let n2 = c.g.node("Neg", &[&x2], vec![]);
     let rot =
         c.g.node("Concat", &[&n2, &x1], vec![AttributeProto::int("axis", -1)]);
-    let a = c.g.node("Mul", &[x, &sh.cos], vec![]);
-    let b = c.g.node("Mul", &[&rot, &sh.sin], vec![]);
+    let a = c.g.node("Mul", &[x, cos], vec![]);
+    let b = c.g.node("Mul", &[&rot, sin], vec![]);
     c.g.node("Add", &[&a, &b], vec![])
 }
 
@@ -165,25 +221,77 @@ pub(crate) fn layer(
     x: &str,
     sh: &Shared,
 ) -> Result<String, ModelError> {
-    let (d, heads) = (cfg.hidden, cfg.heads);
-    let dh = d / heads;
+    let dh = cfg.head_dim();
+    let a = attention_inputs(c, cfg, i, x, &sh.cos, &sh.sin)?;
+    let k = repeat_kv(c, cfg, &a.k);
+    let v = repeat_kv(c, cfg, &a.v);
+    let kt = c.g.node(
+        "Transpose",
+        &[&k],
+        vec![AttributeProto::ints("perm", &[0, 1, 3, 2])],
+    );
+    let ctx = c.attention_core(&a.q, &kt, &v, dh, Some(&sh.mask));
+    attention_out_and_mlp(c, cfg, i, x, &ctx)
+}
+
+/// One layer's rotated queries `[1, H, S, dh]` and rotated keys and values `[1, KV, S, dh]`.
+pub(crate) struct AttentionInputs {
+    pub q: String,
+    pub k: String,
+    pub v: String,
+}
+
+/// The first half of layer `i`: RMSNorm, the Q/K/V projections, heads split, RoPE applied to
+/// queries and keys with the tables `cos` and `sin` (broadcasting to `[S, dh]`).
+pub(crate) fn attention_inputs(
+    c: &mut Ctx<'_>,
+    cfg: &LlamaConfig,
+    i: usize,
+    x: &str,
+    cos: &str,
+    sin: &str,
+) -> Result<AttentionInputs, ModelError> {
+    let (d, dh, kv) = (cfg.hidden, cfg.head_dim(), cfg.kv_dim());
     let p = format!("model.layers.{i}");
     let h = rms_norm(c, x, &format!("{p}.input_layernorm.weight"), cfg)?;
     let q = c.linear(&h, &format!("{p}.self_attn.q_proj.weight"), None, d, d)?;
-    let k = c.linear(&h, &format!("{p}.self_attn.k_proj.weight"), None, d, d)?;
-    let v = c.linear(&h, &format!("{p}.self_attn.v_proj.weight"), None, d, d)?;
-    let qh = c.split_heads(&q, heads, dh, false);
-    let kh = c.split_heads(&k, heads, dh, false);
-    let vh = c.split_heads(&v, heads, dh, false);
-    let qr = rope(c, &qh, dh, sh);
-    let kr = rope(c, &kh, dh, sh);
-    let kt = c.g.node(
-        "Transpose",
-        &[&kr],
-        vec![AttributeProto::ints("perm", &[0, 1, 3, 2])],
-    );
-    let ctx = c.attention_core(&qr, &kt, &vh, dh, Some(&sh.mask));
-    let ctx = c.merge_heads(&ctx, d);
+    let k = c.linear(&h, &format!("{p}.self_attn.k_proj.weight"), None, d, kv)?;
+    let v = c.linear(&h, &format!("{p}.self_attn.v_proj.weight"), None, d, kv)?;
+    let qh = c.split_heads(&q, cfg.heads, dh, false);
+    let kh = c.split_heads(&k, cfg.kv_heads, dh, false);
+    let v = c.split_heads(&v, cfg.kv_heads, dh, false);
+    let q = rope(c, &qh, dh, cos, sin);
+    let k = rope(c, &kh, dh, cos, sin);
+    Ok(AttentionInputs { q, k, v })
+}
+
+/// `[1, KV, T, dh]` -> `[1, H, T, dh]`: each key/value head repeated for the query heads it
+/// serves (HF's `repeat_kv`: query head `h` reads key/value head `h / (H / KV)`).
+pub(crate) fn repeat_kv(c: &mut Ctx<'_>, cfg: &LlamaConfig, x: &str) -> String {
+    let group = cfg.heads / cfg.kv_heads;
+    if group == 1 {
+        return x.to_owned();
+    }
+    let axis = c.g.ints(&[2]);
+    let u = c.g.node("Unsqueeze", &[x, &axis], vec![]);
+    let by = c.g.ints(&[1, 1, group as i64, 1, 1]);
+    let e = c.g.node("Expand", &[&u, &by], vec![]);
+    let shape = c.g.ints(&[0, cfg.heads as i64, -1, cfg.head_dim() as i64]);
+    c.g.node("Reshape", &[&e, &shape], vec![])
+}
+
+/// The second half of layer `i` from the attention context `[1, H, S, dh]`: heads merged, the
+/// output projection and residual, then RMSNorm, the SwiGLU MLP and residual.
+pub(crate) fn attention_out_and_mlp(
+    c: &mut Ctx<'_>,
+    cfg: &LlamaConfig,
+    i: usize,
+    x: &str,
+    ctx: &str,
+) -> Result<String, ModelError> {
+    let d = cfg.hidden;
+    let p = format!("model.layers.{i}");
+    let ctx = c.merge_heads(ctx, d);
     let o = c.linear(&ctx, &format!("{p}.self_attn.o_proj.weight"), None, d, d)?;
     let x = c.g.node("Add", &[x, &o], vec![]);
     let h = rms_norm(c, &x, &format!("{p}.post_attention_layernorm.weight"), cfg)?;

@@ -9,17 +9,20 @@
 //! Files: `onnx` (protobuf messages), `graph` (builder), `blocks` (transformer pieces),
 //! `bert`/`vit`/`whisper`/`llama` (architectures), `weights` + `rng` (seeded),
 //! `safetensors_source` and `ct2_source` (real checkpoints), `text`/`image`/`audio` (inputs),
-//! `cache`, `golden`, `catalog`, `prepare`, `shard` (a layer range as its own graph).
+//! `cache`, `golden`, `catalog`, `prepare`, `shard` (a layer range as its own graph), `gguf` (a
+//! GGUF file: reader, weight source, tokenizer, chat template) and `decoder` (the llama decoder
+//! with a key/value cache, for generation).
 
 mod audio;
 mod bert;
 mod blocks;
-mod cache;
+pub(crate) mod cache;
 mod catalog;
 mod ct2_source;
+pub mod decoder;
 mod error;
-mod golden;
 pub mod gguf;
+mod golden;
 mod graph;
 mod image;
 mod llama;
@@ -173,6 +176,9 @@ pub struct RuntimeInput {
     pub name: String,
     /// Element type.
     pub dtype: DType,
-    /// Static shape.
+    /// Shape (with [`RuntimeInput::dynamic`], the first run's shape).
     pub dims: Vec<i64>,
+    /// Each run may give other dims of the same rank (a generation's growing cache).
+    #[serde(default)]
+    pub dynamic: bool,
 }

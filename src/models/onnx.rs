@@ -215,17 +215,35 @@ pub struct TensorShapeProto {
     pub dim: Vec<TensorShapeDimension>,
 }
 
-/// `onnx.TensorShapeProto.Dimension` (`dim_value` member of the `value` oneof).
+/// `onnx.TensorShapeProto.Dimension`: `dim_value` or `dim_param`, the `value` oneof's members.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TensorShapeDimension {
     /// The fixed size of the axis.
     #[prost(int64, optional, tag = "1")]
     pub dim_value: Option<i64>,
+    /// The name of a size known only at run time (axes sharing a name share the size).
+    #[prost(string, optional, tag = "2")]
+    pub dim_param: Option<String>,
+}
+
+/// One axis of a graph input or output: a fixed size or a named run-time size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dim {
+    /// A fixed size.
+    Fixed(i64),
+    /// A size known at run time, by name (`S`, `P`, `T`).
+    Named(&'static str),
 }
 
 impl ValueInfoProto {
     /// A tensor value with a static shape.
     pub fn tensor(name: &str, elem_type: i32, dims: &[i64]) -> Self {
+        let dims: Vec<Dim> = dims.iter().map(|&d| Dim::Fixed(d)).collect();
+        Self::with_dims(name, elem_type, &dims)
+    }
+
+    /// A tensor value whose axes may be named run-time sizes.
+    pub fn with_dims(name: &str, elem_type: i32, dims: &[Dim]) -> Self {
         ValueInfoProto {
             name: name.to_owned(),
             r#type: Some(TypeProto {
@@ -234,7 +252,16 @@ impl ValueInfoProto {
                     shape: Some(TensorShapeProto {
                         dim: dims
                             .iter()
-                            .map(|&d| TensorShapeDimension { dim_value: Some(d) })
+                            .map(|d| match *d {
+                                Dim::Fixed(v) => TensorShapeDimension {
+                                    dim_value: Some(v),
+                                    dim_param: None,
+                                },
+                                Dim::Named(n) => TensorShapeDimension {
+                                    dim_value: None,
+                                    dim_param: Some(n.to_owned()),
+                                },
+                            })
                             .collect(),
                     }),
                 }),

@@ -129,6 +129,7 @@ pub fn prepare_shards(
                 name: HIDDEN_IN.to_owned(),
                 dtype: DType::Float32,
                 dims: activation_dims(spec),
+                dynamic: false,
             }];
         }
         shards.push(shard);

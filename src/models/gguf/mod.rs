@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub mod chat;
 mod reader;
+pub mod source;
 pub mod tokenizer;
 
 use super::error::ModelError;

