@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             | cli::Command::Stress(_)
             | cli::Command::Resume(_)
             | cli::Command::Shard(_)
+            | cli::Command::Generate(_)
             | cli::Command::Scenario(_)
     ) {
         // Before the runtime's threads exist: see `oracle::preload`.

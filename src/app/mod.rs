@@ -19,12 +19,14 @@ use crate::models::{self, Cache, ModelSpec};
 use crate::pool::{self, RunEvent, RunObserver};
 use crate::scenario::Scenario;
 
+mod generate;
 mod inventory;
 mod plan;
 mod remote;
 mod resume;
 mod shard;
 
+pub use generate::{generate, GenerateOutcome, GenerateRequest, SideTimes, StepCheck};
 pub use inventory::{model_list, prepare_named, probe_browsers};
 pub use resume::resume;
 

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use webgpu_pool::browser::{BrowserKind, DriverKind};
 
 mod bench;
+mod generate;
 mod grid;
 mod history;
 mod pool;
@@ -20,6 +21,7 @@ mod shard;
 mod standby;
 mod stress;
 pub use bench::{BenchCommand, BenchOverheadArgs, BenchRecoveryArgs};
+pub use generate::GenerateArgs;
 pub use grid::GridArgs;
 pub use history::{HistoryCmdArgs, HistoryMetric, HistorySource, RecommendArgs, TimingChoice};
 pub use pool::{PoolArgs, WasmArgs};
@@ -94,6 +96,20 @@ pub enum Command {
     ///
     /// Example: webgpu-pool shard --model llama-tiny --strategy memory_aware --memory-budget-mib 48
     Shard(ShardArgs),
+    /// Generate text with a real small language model in a browser, checked token by token.
+    ///
+    /// SmolLM2-135M-Instruct (its GGUF file, dequantized to f32) runs in a browser page on wasm:
+    /// the prompt in one step, then one token a step, greedy, the key/value cache kept in the
+    /// page. The text streams to stdout as it is written. Then native onnxruntime runs the same
+    /// graph teacher-forced on the browser's tokens: every step's logits must be within
+    /// tolerance and choose the same token (a near tie is reported, not failed); exit 1
+    /// otherwise. The table gives time to first token, prefill and decode tokens/s and
+    /// inter-token latency, for the page and for native at 1 thread and every core.
+    ///
+    /// Example: webgpu-pool generate --prompt "Write a short story about AI" --max-new-tokens 64
+    ///
+    /// Example: webgpu-pool generate --raw --prompt "The capital of France is" --browser firefox
+    Generate(GenerateArgs),
     /// Finish a run whose harness died, from its snapshot and transaction log.
     ///
     /// Rebuilds the run's state from its folder's snapshot and transaction log (checksums

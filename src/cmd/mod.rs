@@ -10,6 +10,7 @@ mod bench;
 mod browsers;
 mod common;
 mod compare;
+mod generate;
 mod history;
 mod models;
 mod report;
@@ -76,6 +77,7 @@ pub async fn dispatch(cli: Cli, shutdown: CancellationToken) -> Result<Outcome> 
         Command::Run(args) => run::execute(args, &ctx).await,
         Command::Stress(args) => stress::execute(args, &ctx).await,
         Command::Shard(args) => shard::execute(args, &ctx).await,
+        Command::Generate(args) => generate::execute(args, &ctx).await,
         Command::Resume(args) => resume::execute(args, &ctx).await,
         Command::Scenario(args) => scenario::execute(args, &ctx).await,
         Command::Validate { files } => validate::execute(&files),

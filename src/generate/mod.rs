@@ -4,6 +4,7 @@
 
 pub mod model;
 pub mod native;
+pub mod page;
 
 /// The index of the largest logit (the first of equals), the greedy choice.
 pub fn argmax(logits: &[f32]) -> u32 {

@@ -48,8 +48,11 @@ async function fetchInput(input) {
   }
   if (input.per_run === true) {
     // Given with every run (a shard's incoming activation): zeros until a run supplies it.
+    // A `dynamic` one may come with other dims of the same rank each run (a generation's
+    // tokens and its key/value cache, whose length grows); its dims here are the first ones.
+    const dynamic = input.dynamic === true;
     const count = input.dims.reduce((a, b) => a * b, 1);
-    return { name, perRun: { dtype: input.dtype, dims: input.dims }, tensor: new (ort().Tensor)(input.dtype, new Typed(count), input.dims) };
+    return { name, perRun: { dtype: input.dtype, dims: input.dims, dynamic }, tensor: new (ort().Tensor)(input.dtype, new Typed(count), input.dims) };
   }
   const url = requireString(input, 'url');
   const bytes = await fetchBytes(url, `input '${name}'`);

@@ -54,13 +54,17 @@ async function decodeFeeds(entry, feeds) {
       throw new PageError('InputMismatch', `model '${entry.modelId}' takes no per-run input '${name}'; per-run inputs: [${Object.keys(entry.perRun ?? {}).join(', ')}]`);
     }
     const f = feeds[name];
-    if (f?.dtype !== want.dtype || JSON.stringify(f?.dims) !== JSON.stringify(want.dims)) {
-      throw new PageError('InputMismatch', `per-run input '${name}' of '${entry.modelId}' must be ${want.dtype}[${want.dims.join(',')}], got ${f?.dtype}[${f?.dims}]`);
+    const dims = want.dynamic ? dynamicDims(entry, name, want, f) : want.dims;
+    if (f?.dtype !== want.dtype || JSON.stringify(f?.dims) !== JSON.stringify(dims)) {
+      throw new PageError('InputMismatch', `per-run input '${name}' of '${entry.modelId}' must be ${want.dtype}[${dims.join(',')}], got ${f?.dtype}[${f?.dims}]`);
     }
     const Typed = DTYPES[want.dtype];
-    const count = want.dims.reduce((a, b) => a * b, 1);
+    const count = dims.reduce((a, b) => a * b, 1);
     let bytes;
-    if (typeof f.url === 'string') {
+    if (count === 0) {
+      // An empty tensor (a generation's cache before its first step) has no bytes to carry.
+      bytes = new Uint8Array(0);
+    } else if (typeof f.url === 'string') {
       // Through the asset server's relay: raw bytes, no base64.
       bytes = new Uint8Array(await fetchBytes(f.url, `per-run input '${name}'`));
     } else {
@@ -69,11 +73,59 @@ async function decodeFeeds(entry, feeds) {
       for (let i = 0; i < bin.length; i += 1) bytes[i] = bin.charCodeAt(i);
     }
     if (bytes.byteLength !== count * Typed.BYTES_PER_ELEMENT) {
-      throw new PageError('InputSizeMismatch', `per-run input '${name}': ${bytes.byteLength} bytes, but ${want.dtype}[${want.dims.join(',')}] needs ${count * Typed.BYTES_PER_ELEMENT}`);
+      throw new PageError('InputSizeMismatch', `per-run input '${name}': ${bytes.byteLength} bytes, but ${want.dtype}[${dims.join(',')}] needs ${count * Typed.BYTES_PER_ELEMENT}`);
     }
-    out[name] = new (ort().Tensor)(want.dtype, new Typed(bytes.buffer), want.dims);
+    out[name] = new (ort().Tensor)(want.dtype, new Typed(bytes.buffer), dims);
   }
   return out;
+}
+
+/** The dims a run gives a `dynamic` per-run input: any non-negative sizes, at its declared rank. */
+function dynamicDims(entry, name, want, f) {
+  const dims = f?.dims;
+  if (!Array.isArray(dims) || dims.length !== want.dims.length || !dims.every((d) => Number.isInteger(d) && d >= 0)) {
+    throw new PageError('InputMismatch', `per-run input '${name}' of '${entry.modelId}' must have ${want.dims.length} non-negative dims, got ${JSON.stringify(dims)}`);
+  }
+  return dims;
+}
+
+/**
+ * `args.carry` (`{output: input}`) checked against the session: the outputs a run keeps in the
+ * page as the inputs of the next run (a generation's key/value cache), instead of returning them.
+ */
+function carryOf(entry, args) {
+  const carry = args.carry ?? {};
+  if (typeof carry !== 'object' || Array.isArray(carry)) {
+    throw new PageError('TypeError', "'carry' must be an object of output name -> input name");
+  }
+  for (const [output, input] of Object.entries(carry)) {
+    if (!entry.session.outputNames.includes(output)) {
+      throw new PageError('InputMismatch', `'carry' names output '${output}', which '${entry.modelId}' does not have`);
+    }
+    if (!entry.perRun?.[input]?.dynamic) {
+      throw new PageError('InputMismatch', `'carry' names input '${input}', which is not a dynamic per-run input of '${entry.modelId}'`);
+    }
+  }
+  return carry;
+}
+
+/**
+ * Keeps the carried outputs of a finished run as the model's stored inputs (given feeds still
+ * override them), and takes them out of `ran.results` so they outlive the run's disposal. The
+ * previous carried tensors are released.
+ */
+function keepCarried(entry, ran, carry) {
+  entry.carried ??= {};
+  for (const [output, input] of Object.entries(carry)) {
+    const t = ran.results[output];
+    delete ran.results[output];
+    const old = entry.carried[input];
+    if (old && old !== t) {
+      try { old.dispose(); } catch { /* a CPU tensor has nothing to free */ }
+    }
+    entry.carried[input] = t;
+    entry.feeds[input] = t;
+  }
 }
 
 /**
@@ -116,13 +168,14 @@ async function runArrived(args) {
   if (typeof outputTo !== 'object' || Array.isArray(outputTo)) {
     throw new PageError('TypeError', "'output_to' must be an object of output name -> relay URL");
   }
+  const carry = carryOf(entry, args);
   const decodeMs = performance.now() - decodeStart;
   const queued = performance.now();
-  return exclusive(() => runQueued(entry, given, { mode, outputTo, decodeMs, queued }));
+  return exclusive(() => runQueued(entry, given, { mode, outputTo, decodeMs, queued, carry }));
 }
 
 /** The part of `run` that holds onnxruntime-web (inside `exclusive`). */
-async function runQueued(entry, given, { mode, outputTo, decodeMs, queued }) {
+async function runQueued(entry, given, { mode, outputTo, decodeMs, queued, carry }) {
   refuseIfWedged();
   if (!stillLoaded(entry)) {
     throw new PageError('NotLoaded', `model '${entry.modelId}' was unloaded while this run waited`);
@@ -139,21 +192,25 @@ async function runQueued(entry, given, { mode, outputTo, decodeMs, queued }) {
     // Runs are one at a time (`exclusive`): every dispatch between here and the end is this run's.
     const dispatched = graphsDispatched();
     const t0 = performance.now();
-    await unlessDeviceLost(entry, runAndReadBack(entry, given, ran));
+    await unlessDeviceLost(entry, runAndReadBack(entry, given, ran, carry));
     const runMs = performance.now() - t0;
     const webnnDispatches = entry.backend === 'webnn' && webnnWatched ? graphsDispatched() - dispatched : null;
     entry.runIndex += 1;
-    const names = entry.session.outputNames;
+    // Carried outputs stay in the page: neither digested nor returned, only their dims.
+    const carried = {};
+    for (const output of Object.keys(carry)) carried[output] = ran.results[output].dims;
+    const names = entry.session.outputNames.filter((name) => !(name in carry));
     // The fault hooks see the outputs here, before anything is digested (corrupt_answer).
     faults.afterRun(names.map((name) => ran.host[name]));
     // Every answer carries a digest of every output, so the harness can compare it with the
     // first verified answer of the same model, browser and backend.
     const digests = {};
     for (const name of names) digests[name] = fnv1a(ran.host[name]);
-    const outputs = mode === 'none' ? {} : await encodeOutputs(entry, ran, digests, mode, outputTo);
+    const outputs = mode === 'none' ? {} : await encodeOutputs(entry, ran, digests, mode, outputTo, names);
+    keepCarried(entry, ran, carry);
     const encodeMs = performance.now() - t0 - runMs;
     return {
-      model_id: entry.modelId, backend: entry.backend, run_index: runIndex, run_ms: runMs, queue_ms: queueMs, slow_ms: faults.slowDelayMs(), outputs, digests,
+      model_id: entry.modelId, backend: entry.backend, run_index: runIndex, run_ms: runMs, queue_ms: queueMs, slow_ms: faults.slowDelayMs(), outputs, digests, carried,
       webnn_dispatches: webnnDispatches,
       feed_decode_ms: decodeMs,
       output_encode_ms: encodeMs,
@@ -174,11 +231,12 @@ async function runQueued(entry, given, { mode, outputTo, decodeMs, queued }) {
 }
 
 /** One `session.run` and the read-back of every output into `ran` (`results`, `host`). */
-async function runAndReadBack(entry, given, ran) {
+async function runAndReadBack(entry, given, ran, carry) {
   const stored = proxyOn() ? copyFeeds(entry.feeds) : entry.feeds;
   ran.results = await entry.session.run(given ? { ...stored, ...given } : stored);
   // Read-back is part of the measured time: a GPU-located output is not usable until then.
-  for (const name of entry.session.outputNames) {
+  // A carried output stays where it is, for the next run.
+  for (const name of entry.session.outputNames.filter((n) => !(n in carry))) {
     const t = ran.results[name];
     ran.host[name] = t.location === 'cpu' || t.location === undefined ? t.data : await t.getData();
   }
@@ -206,9 +264,9 @@ async function unlessDeviceLost(entry, running) {
 }
 
 /** The reply's `outputs` for mode `sample` or `full`. */
-async function encodeOutputs(entry, ran, digests, mode, outputTo) {
+async function encodeOutputs(entry, ran, digests, mode, outputTo, names) {
   const outputs = {};
-  for (const name of entry.session.outputNames) {
+  for (const name of names) {
     const data = ran.host[name];
     const out = {
       dims: ran.results[name].dims,

@@ -178,6 +178,9 @@ pub struct RunReply {
     /// vouches for even if it is lost before it can be asked again.
     #[serde(default)]
     pub runs_for: Option<BTreeMap<String, u64>>,
+    /// The dims of each output the run kept in the page (`carry`), by output name.
+    #[serde(default)]
+    pub carried: BTreeMap<String, Vec<i64>>,
 }
 
 /// A per-run input: raw little-endian values in base64 (never JSON number text), or the URL of
@@ -374,6 +377,7 @@ impl Page {
                 "dtype": i.dtype.as_str(),
                 "dims": i.dims,
                 "per_run": true,
+                "dynamic": i.dynamic,
             })
         }));
         let args = json!({
@@ -422,13 +426,45 @@ impl Page {
         purpose: RunFor,
         timeout: Duration,
     ) -> Result<RunReply, WorkerError> {
-        let args = json!({
+        self.run_full(model_id, feeds, ("output_to", output_to), purpose, timeout)
+            .await
+    }
+
+    /// One step of a generation: `model_id` run with `feeds`, the outputs `carry` names kept in
+    /// the page as the named inputs of its next run (the key/value cache), the rest returned in
+    /// full.
+    ///
+    /// # Errors
+    /// Any [`WorkerError`] from the call.
+    pub async fn run_step(
+        &self,
+        model_id: &str,
+        feeds: &BTreeMap<String, Feed>,
+        carry: &BTreeMap<String, String>,
+        purpose: RunFor,
+        timeout: Duration,
+    ) -> Result<RunReply, WorkerError> {
+        self.run_full(model_id, feeds, ("carry", carry), purpose, timeout)
+            .await
+    }
+
+    /// A `run` with `feeds` and full outputs, and one more map argument (`output_to` or
+    /// `carry`: output name -> where it goes).
+    async fn run_full(
+        &self,
+        model_id: &str,
+        feeds: &BTreeMap<String, Feed>,
+        (key, outputs): (&str, &BTreeMap<String, String>),
+        purpose: RunFor,
+        timeout: Duration,
+    ) -> Result<RunReply, WorkerError> {
+        let mut args = json!({
             "model_id": model_id,
             "outputs": "full",
             "for": purpose.as_str(),
             "feeds": feeds,
-            "output_to": output_to,
         });
+        args[key] = json!(outputs);
         let value = self.browser.call("run", args, timeout).await?;
         parse("run", value)
     }
