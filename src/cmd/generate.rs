@@ -106,7 +106,7 @@ fn render(out: &GenerateOutcome) -> String {
     );
     s += &format!(
         "verified: {} of {} steps match native onnxruntime teacher-forced on the browser's tokens (max |diff| {worst:.2e}, {ties} near tie(s)): {}\n",
-        out.checks.iter().filter(|c| (c.close && c.same_choice) || c.near_tie).count(),
+        out.checks.iter().filter(|c| c.matched()).count(),
         out.checks.len(),
         if out.verified() { "ok" } else { "MISMATCH" }
     );
