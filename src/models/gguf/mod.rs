@@ -20,7 +20,7 @@ pub mod tokenizer;
 
 use super::error::ModelError;
 pub use reader::dequantize;
-use reader::Reader;
+use reader::{RawInfo, ReadError, Reader};
 
 /// The four bytes every GGUF file starts with.
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -160,21 +160,22 @@ impl Gguf {
     /// [`ModelError::BadWeights`] when the bytes are not a well-formed GGUF file.
     pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<Self, ModelError> {
         let bad = |m: String| ModelError::bad_weights(path, m);
+        let read = |e: ReadError| bad(e.to_string());
         let mut r = Reader::new(&bytes);
-        let magic = r.take(4).map_err(&bad)?;
+        let magic = r.take(4).map_err(read)?;
         if magic != MAGIC {
             return Err(bad(format!(
                 "not a GGUF file: it starts with {magic:02x?}, not the magic 'GGUF'"
             )));
         }
-        let version = r.u32().map_err(&bad)?;
+        let version = r.u32().map_err(read)?;
         if !(2..=3).contains(&version) {
             return Err(bad(format!(
                 "GGUF version {version} is not supported (2 and 3 are)"
             )));
         }
-        let tensor_count = r.u64().map_err(&bad)?;
-        let kv_count = r.u64().map_err(&bad)?;
+        let tensor_count = r.u64().map_err(read)?;
+        let kv_count = r.u64().map_err(read)?;
         let mut metadata = BTreeMap::new();
         for i in 0..kv_count {
             let key = r
@@ -204,7 +205,13 @@ impl Gguf {
         };
         let data = (r.offset() as u64).div_ceil(alignment) * alignment;
         let mut tensors = Vec::with_capacity(infos.len());
-        for (name, dims, type_id, offset) in infos {
+        for RawInfo {
+            name,
+            dims,
+            type_id,
+            offset,
+        } in infos
+        {
             let kind = TensorType::from_id(type_id).map_err(|id| {
                 bad(format!(
                     "tensor '{name}' has quantization {}, which this reader does not handle (F32, F16, Q8_0 and Q4_1 are)",

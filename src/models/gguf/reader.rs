@@ -43,6 +43,40 @@ pub(super) struct Reader<'a> {
 /// Arrays nested deeper than this are refused (a corrupt type byte could otherwise recurse).
 const MAX_NESTING: usize = 4;
 
+/// Why the bytes at some offset are not what GGUF puts there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum ReadError {
+    /// A read runs past the end of the file.
+    #[error("needs {need} bytes at offset {at}, past the end of the file ({len} bytes): the file is truncated")]
+    Truncated { need: u64, at: usize, len: usize },
+    /// A string's bytes are not UTF-8.
+    #[error("string at offset {at} is not UTF-8")]
+    NotUtf8 { at: usize },
+    /// A bool byte other than 0 or 1.
+    #[error("bool at offset {at} is {value}, not 0 or 1")]
+    BadBool { at: usize, value: u8 },
+    /// Arrays of arrays past [`MAX_NESTING`].
+    #[error("arrays nested over {MAX_NESTING} deep at offset {at}")]
+    TooDeep { at: usize },
+    /// An array count larger than the bytes left could hold.
+    #[error("array at offset {at} claims {count} elements, more than the file holds: the file is truncated or corrupt")]
+    ArrayTooLong { at: usize, count: u64 },
+    /// A value type id GGUF does not define.
+    #[error("value type {kind} at offset {at} is not a GGUF type")]
+    UnknownType { at: usize, kind: u32 },
+    /// A tensor with no dimensions or more than 4.
+    #[error("tensor '{name}' has {dims} dimensions (1 to 4 are valid)")]
+    BadRank { name: String, dims: u32 },
+}
+
+/// One tensor directory entry as stored, before its type and extent are checked.
+pub(super) struct RawInfo {
+    pub name: String,
+    pub dims: Vec<u64>,
+    pub type_id: u32,
+    pub offset: u64,
+}
+
 impl<'a> Reader<'a> {
     pub(super) fn new(bytes: &'a [u8]) -> Self {
         Reader { bytes, at: 0 }
@@ -53,7 +87,7 @@ impl<'a> Reader<'a> {
         self.at
     }
 
-    pub(super) fn take(&mut self, n: u64) -> Result<&[u8], String> {
+    pub(super) fn take(&mut self, n: u64) -> Result<&[u8], ReadError> {
         let end = (self.at as u64).checked_add(n);
         match end {
             Some(end) if end <= self.bytes.len() as u64 => {
@@ -61,32 +95,32 @@ impl<'a> Reader<'a> {
                 self.at = end as usize;
                 Ok(s)
             }
-            _ => Err(format!(
-                "needs {n} bytes at offset {}, past the end of the file ({} bytes): the file is truncated",
-                self.at,
-                self.bytes.len()
-            )),
+            _ => Err(ReadError::Truncated {
+                need: n,
+                at: self.at,
+                len: self.bytes.len(),
+            }),
         }
     }
 
-    pub(super) fn u32(&mut self) -> Result<u32, String> {
+    pub(super) fn u32(&mut self) -> Result<u32, ReadError> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    pub(super) fn u64(&mut self) -> Result<u64, String> {
+    pub(super) fn u64(&mut self) -> Result<u64, ReadError> {
         let b = self.take(8)?;
         Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
 
-    pub(super) fn string(&mut self) -> Result<String, String> {
+    pub(super) fn string(&mut self) -> Result<String, ReadError> {
         let n = self.u64()?;
         let at = self.at;
         let b = self.take(n)?;
-        String::from_utf8(b.to_vec()).map_err(|_| format!("string at offset {at} is not UTF-8"))
+        String::from_utf8(b.to_vec()).map_err(|_| ReadError::NotUtf8 { at })
     }
 
-    pub(super) fn value(&mut self, kind: u32, depth: usize) -> Result<Value, String> {
+    pub(super) fn value(&mut self, kind: u32, depth: usize) -> Result<Value, ReadError> {
         let at = self.at;
         Ok(match kind {
             0 => Value::U64(u64::from(self.take(1)?[0])),
@@ -105,22 +139,18 @@ impl<'a> Reader<'a> {
             7 => match self.take(1)?[0] {
                 0 => Value::Bool(false),
                 1 => Value::Bool(true),
-                b => return Err(format!("bool at offset {at} is {b}, not 0 or 1")),
+                value => return Err(ReadError::BadBool { at, value }),
             },
             8 => Value::Str(self.string()?),
             9 => {
                 if depth >= MAX_NESTING {
-                    return Err(format!(
-                        "arrays nested over {MAX_NESTING} deep at offset {at}"
-                    ));
+                    return Err(ReadError::TooDeep { at });
                 }
                 let item = self.u32()?;
                 let n = self.u64()?;
                 // Every element takes at least one byte: a count past the file is corrupt.
                 if n > (self.bytes.len() - self.at) as u64 {
-                    return Err(format!(
-                        "array at offset {at} claims {n} elements, more than the file holds: the file is truncated or corrupt"
-                    ));
+                    return Err(ReadError::ArrayTooLong { at, count: n });
                 }
                 let mut items = Vec::with_capacity(n as usize);
                 for _ in 0..n {
@@ -131,29 +161,27 @@ impl<'a> Reader<'a> {
             10 => Value::U64(self.u64()?),
             11 => Value::I64(self.u64()? as i64),
             12 => Value::F64(f64::from_bits(self.u64()?)),
-            other => {
-                return Err(format!(
-                    "value type {other} at offset {at} is not a GGUF type"
-                ))
-            }
+            kind => return Err(ReadError::UnknownType { at, kind }),
         })
     }
 
-    #[allow(clippy::type_complexity)]
-    pub(super) fn tensor_info(&mut self) -> Result<(String, Vec<u64>, u32, u64), String> {
+    pub(super) fn tensor_info(&mut self) -> Result<RawInfo, ReadError> {
         let name = self.string()?;
         let n = self.u32()?;
         if n == 0 || n > 4 {
-            return Err(format!(
-                "tensor '{name}' has {n} dimensions (1 to 4 are valid)"
-            ));
+            return Err(ReadError::BadRank { name, dims: n });
         }
         let mut dims = Vec::with_capacity(n as usize);
         for _ in 0..n {
             dims.push(self.u64()?);
         }
-        let kind = self.u32()?;
+        let type_id = self.u32()?;
         let offset = self.u64()?;
-        Ok((name, dims, kind, offset))
+        Ok(RawInfo {
+            name,
+            dims,
+            type_id,
+            offset,
+        })
     }
 }
