@@ -105,16 +105,6 @@ impl<'p> PageDecoder<'p> {
         }
     }
 
-    /// Positions the page's cache holds.
-    pub fn past(&self) -> usize {
-        self.past
-    }
-
-    /// Forgets the cache: the next step gives the page empty caches.
-    pub fn reset(&mut self) {
-        self.past = 0;
-    }
-
     /// Runs `ids` after the cached positions; the page keeps the grown cache.
     ///
     /// # Errors
@@ -154,6 +144,18 @@ impl<'p> PageDecoder<'p> {
             )
             .await?;
         let logits = logits_of(&reply)?;
+        // The page says what it kept: a cache that did not grow by these tokens was not carried.
+        let first = present_key(self.layers.start);
+        let kept = reply.carried.get(&first).and_then(|d| d.get(2)).copied();
+        if kept != Some((past + new) as i64) {
+            return Err(WorkerError::Page {
+                method: "run".into(),
+                name: "CacheNotKept".into(),
+                message: format!(
+                    "after {past} + {new} positions the page kept '{first}' with {kept:?} positions"
+                ),
+            });
+        }
         self.past = past + new;
         Ok(PageStep {
             logits,
