@@ -19,6 +19,9 @@ pub enum Break {
     /// the next call, as when it lands while a call holds the socket after its wait ended: the
     /// drop must still be noticed.
     UnheardDrop,
+    /// `lost-inputs`: the first rebuild of a generation shard's lost cache gets zeros for the
+    /// kept inputs of the earlier positions: the text after it must differ from native's.
+    LostInputs,
 }
 
 impl Break {
@@ -28,6 +31,7 @@ impl Break {
             Break::UnaskedRun => "unasked-run",
             Break::UnreadAtClose => "unread-at-close",
             Break::UnheardDrop => "unheard-drop",
+            Break::LostInputs => "lost-inputs",
         }
     }
 }
@@ -39,7 +43,7 @@ pub fn once(b: Break) -> bool {
     use std::sync::OnceLock;
     // Read once: this is asked on the request path.
     static ASKED: OnceLock<Option<String>> = OnceLock::new();
-    static DONE: [AtomicBool; 4] = [const { AtomicBool::new(false) }; 4];
+    static DONE: [AtomicBool; 5] = [const { AtomicBool::new(false) }; 5];
     let asked = ASKED.get_or_init(|| std::env::var("WEBGPU_POOL_BREAK").ok());
     asked
         .as_deref()

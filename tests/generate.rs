@@ -1,5 +1,7 @@
-//! `generate`: SmolLM2 writes text in a real browser page, its cache kept in the page, and every
-//! step is checked against native onnxruntime; bad weights and prompts exit 2 before any browser.
+//! `generate`: SmolLM2 writes text through the pool, in one browser or sharded across three, each
+//! page keeping its layers' cache, and every step is checked against native onnxruntime on the
+//! whole graph; a shard's browser killed mid-generation is recovered under each strategy with
+//! the same text; bad weights, prompts and flags exit 2 before any browser.
 
 mod common;
 
@@ -36,6 +38,134 @@ fn chromium_writes_the_reference_text_token_identical_to_native() {
     assert!(out.contains("native greedy: token-identical"), "{out}");
     assert!(out.contains("chromium") && out.contains("wasm"), "{out}");
     assert!(out.contains("native onnxruntime @1"), "{out}");
+}
+
+const STORY: &str = "Write a short story about AI";
+const THREE: &str = "chromium,firefox,chromium-shell";
+
+/// `generate` with `args` after the story prompt, in `sb`: (stdout, stderr, exit code).
+fn story(sb: &Sandbox, env: &[(&str, &str)], args: &[&str]) -> (String, String, i32) {
+    let mut cmd = sb.cmd(600);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let a = cmd
+        .args(["generate", "--prompt", STORY])
+        .args(args)
+        .assert();
+    let code = a.get_output().status.code().unwrap_or(-1);
+    (stdout(&a), stderr(&a), code)
+}
+
+#[test]
+fn three_shards_in_three_browsers_write_the_unsharded_text() {
+    let sb = Sandbox::new();
+    let (out, err, code) = story(
+        &sb,
+        &[],
+        &[
+            "--max-new-tokens",
+            "4",
+            "--shards",
+            "3",
+            "--browsers",
+            THREE,
+        ],
+    );
+    sb.assert_clean();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.starts_with(REFERENCE_START), "{out}\n{err}");
+    assert!(out.contains("verified: 4 of 4 steps match native"), "{out}");
+    assert!(out.contains("native greedy: token-identical"), "{out}");
+    for (k, layers, worker) in [
+        (0, "0..10", "chromium#1"),
+        (1, "10..20", "firefox#1"),
+        (2, "20..30", "chromium-shell#1"),
+    ] {
+        let row = out
+            .lines()
+            .find(|l| l.contains(&format!("│ {k} ")) && l.contains(layers))
+            .unwrap_or_else(|| panic!("no row for shard {k}:\n{out}"));
+        assert!(row.contains(worker) && row.contains("wasm"), "{row}");
+    }
+}
+
+/// The middle shard's browser killed after 2 of 4 tokens under `recovery`: the same text as
+/// unfaulted, every step verified, and the shards rebuilt from their kept inputs are `rebuilt`.
+fn killed_mid_generation(recovery: &str, rebuilt: &[usize]) {
+    let sb = Sandbox::new();
+    let args = [
+        "--max-new-tokens",
+        "4",
+        "--shards",
+        "3",
+        "--browsers",
+        THREE,
+        "--kill-shard",
+        "1",
+        "--kill-at-token",
+        "2",
+        "--recovery",
+        recovery,
+    ];
+    let (out, err, code) = story(&sb, &[], &args);
+    sb.assert_clean();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.starts_with(REFERENCE_START), "{out}\n{err}");
+    assert!(
+        out.contains("fault: after token 2: shard 1 on firefox#1: SIGKILL to browser pid"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("recovery ({recovery}): shard 1 on firefox#1")),
+        "{out}"
+    );
+    assert!(out.contains("the generation stalled"), "{out}");
+    for k in 0..3 {
+        let line = format!("rebuilt: shard {k}'s cache");
+        assert_eq!(out.contains(&line), rebuilt.contains(&k), "{line}?\n{out}");
+    }
+    assert!(out.contains("verified: 4 of 4 steps match native"), "{out}");
+    assert!(out.contains("native greedy: token-identical"), "{out}");
+}
+
+#[test]
+fn retry_failed_shards_rebuilds_only_the_killed_shard_with_the_same_text() {
+    killed_mid_generation("retry_failed_shards", &[1]);
+}
+
+#[test]
+fn reassign_shards_rebuilds_the_killed_shard_elsewhere_with_the_same_text() {
+    killed_mid_generation("reassign_shards", &[1]);
+}
+
+#[test]
+fn full_retry_rebuilds_every_shard_with_the_same_text() {
+    killed_mid_generation("full_retry", &[0, 1, 2]);
+}
+
+#[test]
+fn a_rebuild_without_the_kept_inputs_fails_the_check() {
+    // The break zeroes the kept inputs of the earlier positions in the first rebuild: the
+    // rebuilt cache is wrong, so the steps after it must not match native.
+    let sb = Sandbox::new();
+    let args = [
+        "--max-new-tokens",
+        "4",
+        "--shards",
+        "3",
+        "--browsers",
+        THREE,
+        "--kill-shard",
+        "1",
+        "--kill-at-token",
+        "2",
+    ];
+    let (out, err, code) = story(&sb, &[("WEBGPU_POOL_BREAK", "lost-inputs")], &args);
+    sb.assert_clean();
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("rebuilt: shard 1's cache"), "{out}");
+    assert!(out.contains("MISMATCH"), "{out}");
 }
 
 /// A cache folder holding `bytes` as the SmolLM2 GGUF file.
@@ -108,5 +238,44 @@ fn bad_weights_and_prompts_exit_2_naming_what_is_wrong() {
     let (code, err) = generate_with_cache(&sb, &empty, &["--prompt", " "]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--prompt"), "{err}");
+    // A kill of a shard that is not there, or after the last token.
+    let (code, err) = generate_with_cache(
+        &sb,
+        &root,
+        &[
+            "--prompt",
+            "hi",
+            "--shards",
+            "2",
+            "--kill-shard",
+            "2",
+            "--kill-at-token",
+            "1",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--kill-shard 2: there are 2 shard(s)"),
+        "{err}"
+    );
+    let (code, err) = generate_with_cache(
+        &sb,
+        &root,
+        &[
+            "--prompt",
+            "hi",
+            "--max-new-tokens",
+            "4",
+            "--kill-shard",
+            "0",
+            "--kill-at-token",
+            "4",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--kill-at-token 4: --max-new-tokens is 4"),
+        "{err}"
+    );
     sb.assert_clean();
 }

@@ -7,6 +7,7 @@ use clap::Args;
 use webgpu_pool::browser::BrowserKind;
 
 use super::parse_duration;
+use super::shard::ShardRecoveryChoice;
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -26,10 +27,33 @@ pub struct GenerateArgs {
     /// Tokens to generate at most; fewer when the model ends its turn.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=2000))]
     pub max_new_tokens: u32,
-    /// The browser whose page generates (on wasm).
-    #[arg(long, default_value = "chromium", value_name = "KIND")]
-    pub browser: BrowserKind,
-    /// Bound on one page call: the load, or one step.
+    /// Cut the decoder's 30 layers into this many shards, one browser each, in order; only the
+    /// hidden state (2.3 KB a token) crosses between them, each keeps its own layers' cache.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=30))]
+    pub shards: u32,
+    /// Browsers, used in turn for the shards, comma-separated (all on wasm), e.g.
+    /// `chromium,firefox,chromium-shell`.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "chromium",
+        value_name = "KIND,...",
+        alias = "browser"
+    )]
+    pub browsers: Vec<BrowserKind>,
+    /// What a failed shard gets: retry_failed_shards (relaunch its browser, rebuild only its
+    /// cache from the inputs the harness kept), reassign_shards (move it to a live browser,
+    /// rebuild its cache there), full_retry (relaunch, reload every shard, rebuild every cache).
+    #[arg(long, value_enum, default_value_t = ShardRecoveryChoice::RetryFailedShards)]
+    pub recovery: ShardRecoveryChoice,
+    /// Fault: SIGKILL the browser of this shard (0 is the first) once --kill-at-token tokens
+    /// are written; the generation must recover and write the same text.
+    #[arg(long, value_name = "N", requires = "kill_at_token")]
+    pub kill_shard: Option<u32>,
+    /// When --kill-shard strikes: after this many tokens are written.
+    #[arg(long, value_name = "K", requires = "kill_shard", value_parser = clap::value_parser!(u32).range(1..))]
+    pub kill_at_token: Option<u32>,
+    /// Bound on one page call: a load, or one shard's step.
     #[arg(long, default_value = "180s", value_parser = parse_duration)]
     pub call_timeout: Duration,
 }

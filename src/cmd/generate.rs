@@ -1,10 +1,13 @@
-//! `webgpu-pool generate`: the text streams to stdout as the page writes it, then a table of
-//! what it took and how it compares with native onnxruntime on the same graph.
+//! `webgpu-pool generate`: the text streams to stdout as the pages write it, then a table of
+//! what it took and how it compares with native onnxruntime on the same graph, the shards, and
+//! any recovery.
 
 use anyhow::Result;
 use comfy_table::{presets::UTF8_FULL, Table};
 
-use webgpu_pool::app::{self, GenerateOutcome, GenerateRequest, SideTimes};
+use webgpu_pool::app::{self, GenerateOutcome, GenerateRequest};
+use webgpu_pool::generate::check::SideTimes;
+use webgpu_pool::metrics::Percentiles;
 
 use super::common::print;
 use super::{Context, Outcome};
@@ -22,7 +25,13 @@ pub async fn execute(args: GenerateArgs, ctx: &Context) -> Result<Outcome> {
         prompt: args.prompt,
         chat: !args.raw,
         max_new_tokens: args.max_new_tokens as usize,
-        browser: args.browser,
+        shards: args.shards as usize,
+        browsers: args.browsers,
+        recovery: args.recovery.into(),
+        kill: args
+            .kill_shard
+            .zip(args.kill_at_token)
+            .map(|(s, k)| (s as usize, k as usize)),
         call_timeout: args.call_timeout,
         shutdown: ctx.shutdown.clone(),
     };
@@ -48,6 +57,13 @@ pub async fn execute(args: GenerateArgs, ctx: &Context) -> Result<Outcome> {
     })
 }
 
+fn ms3(p: Option<Percentiles>) -> String {
+    p.map_or_else(
+        || "-".to_owned(),
+        |p| format!("{:.1} / {:.1} / {:.1}", p.p50, p.p95, p.p99),
+    )
+}
+
 fn render(out: &GenerateOutcome) -> String {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL).set_header([
@@ -57,30 +73,59 @@ fn render(out: &GenerateOutcome) -> String {
         "inter-token p50 / p95 / p99 ms",
         "decode tok/s",
     ]);
-    let row = |name: String, ttft: Option<f64>, s: &SideTimes| {
-        let itl = s.inter_token().map_or_else(
-            || "-".to_owned(),
-            |p| format!("{:.1} / {:.1} / {:.1}", p.p50, p.p95, p.p99),
-        );
+    let row = |name: String, ttft: f64, s: &SideTimes| {
         vec![
             name,
-            ttft.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}")),
+            format!("{ttft:.0}"),
             format!("{:.0}", s.prefill_tokens_per_s(out.prompt_tokens)),
-            itl,
+            ms3(s.inter_token()),
             format!("{:.1}", s.decode_tokens_per_s()),
         ]
     };
+    let n = out.shards.len();
     t.add_row(row(
-        format!("{} {}", out.browser, out.backend),
-        Some(out.time_to_first_token_ms),
+        format!(
+            "pool, {n} shard(s): {} (wasm)",
+            dedup(&out.browsers).join(", ")
+        ),
+        out.time_to_first_token_ms,
         &out.browser_times,
     ));
     for (threads, s) in &out.native_times {
         t.add_row(row(
-            format!("native onnxruntime @{threads}"),
-            Some(s.prefill_ms),
+            format!("native onnxruntime @{threads}, unsharded"),
+            s.prefill_ms,
             s,
         ));
+    }
+    let mut s = format!("{t}\n");
+    {
+        let mut st = Table::new();
+        st.load_preset(UTF8_FULL).set_header([
+            "shard",
+            "layers",
+            "worker",
+            "backend",
+            "parameters",
+            "compute p50 / p95 / p99 ms",
+            "hop to next p50 / p95 / p99 ms",
+        ]);
+        for (k, sh) in out.shards.iter().enumerate() {
+            st.add_row(vec![
+                k.to_string(),
+                format!("{}..{}", sh.layers.start, sh.layers.end),
+                sh.worker.clone(),
+                sh.backend.clone(),
+                format!("{:.1} M", sh.parameters as f64 / 1e6),
+                ms3(Percentiles::from_ms(&sh.compute_ms)),
+                if k + 1 == n {
+                    "-".to_owned()
+                } else {
+                    ms3(Percentiles::from_ms(&sh.hop_ms))
+                },
+            ]);
+        }
+        s += &format!("{st}\n");
     }
     let b = out.browser_times.decode_tokens_per_s();
     let x = |n: &SideTimes| n.decode_tokens_per_s() / b;
@@ -90,13 +135,26 @@ fn render(out: &GenerateOutcome) -> String {
         .map(|c| c.max_abs_diff)
         .fold(0.0, f64::max);
     let ties = out.checks.iter().filter(|c| c.near_tie).count();
-    let mut s = format!("{t}\n");
     s += &format!(
-        "prompt {} tokens, generated {}; page load {:.0} ms\n",
+        "prompt {} tokens, generated {}; shards placed (fetch and session creation) in {:.0} ms\n",
         out.prompt_tokens,
         out.tokens.len(),
         out.load_ms
     );
+    s += "step times: the harness's, tokens sent to logits back (transfers included); compute: the pages' session.run";
+    if out.stalls.is_empty() && out.rebuilt.is_empty() {
+        s += "\n";
+    } else {
+        s += &format!(
+            "; the {} step(s) that waited for a recovery or rebuilt a cache are left out of both\n",
+            out.stalls
+                .iter()
+                .map(|(t, _)| t)
+                .chain(out.rebuilt.iter().map(|(t, _, _)| t))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        );
+    }
     s += &format!(
         "x native (decode): {:.1}x @{} thread, {:.1}x @{} threads\n",
         x(&out.native_times[0].1),
@@ -104,6 +162,29 @@ fn render(out: &GenerateOutcome) -> String {
         x(&out.native_times[1].1),
         out.native_times[1].0
     );
+    if let Some(f) = &out.fault {
+        s += &format!("fault: {f}\n");
+    }
+    for (token, st) in &out.stalls {
+        let what = match st.class {
+            Some(class) => format!("failed ({})", class.as_str()),
+            None => "was out of service (the pool's watch had started its recovery)".to_owned(),
+        };
+        s += &format!(
+            "recovery ({}): shard {} on {} {what} writing token {}; the generation stalled {:.0} ms\n",
+            out.recovery.as_str(),
+            st.shard,
+            st.worker,
+            token + 1,
+            st.stalled_ms
+        );
+    }
+    for (token, shard, positions) in &out.rebuilt {
+        s += &format!(
+            "rebuilt: shard {shard}'s cache, {positions} positions run again from its kept inputs, writing token {}\n",
+            token + 1
+        );
+    }
     s += &format!(
         "verified: {} of {} steps match native onnxruntime teacher-forced on the browser's tokens (max |diff| {worst:.2e}, {ties} near tie(s)): {}\n",
         out.checks.iter().filter(|c| c.matched()).count(),
@@ -112,7 +193,18 @@ fn render(out: &GenerateOutcome) -> String {
     );
     match &out.native_text {
         None => s += "native greedy: token-identical\n",
-        Some(text) => s += &format!("native greedy (differs after a near tie): {text}\n"),
+        Some(text) => s += &format!("native greedy (differs from the browser's): {text}\n"),
     }
     s
+}
+
+/// `v` without repeats, in order.
+fn dedup(v: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for x in v {
+        if !out.contains(x) {
+            out.push(x.clone());
+        }
+    }
+    out
 }

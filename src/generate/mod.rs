@@ -2,9 +2,9 @@
 //! loop, its choices (greedy, or sampled from a seed), and the native reference
 //! ([`native::NativeDecoder`]). Must not import `report` or `cli`.
 
+pub mod check;
 pub mod model;
 pub mod native;
-pub mod page;
 
 /// The index of the largest logit (the first of equals), the greedy choice.
 pub fn argmax(logits: &[f32]) -> u32 {

@@ -8,10 +8,13 @@ use std::path::PathBuf;
 use prost::Message;
 
 use crate::models::cache::{cache_key, file_identity, write_atomic};
-use crate::models::decoder;
+use crate::models::decoder::{self, past_key, past_value, ATTENTION_BIAS, POSITION_IDS};
 use crate::models::gguf::source::{config, GgufWeights};
 use crate::models::gguf::Gguf;
-use crate::models::{Cache, LlamaConfig, ModelError, WRITER_VERSION};
+use crate::models::{
+    Cache, DType, LlamaConfig, ModelError, PreparedModel, RuntimeInput, Task, WeightsKind,
+    HIDDEN_IN, HIDDEN_OUT, WRITER_VERSION,
+};
 
 /// The model's name on the command line.
 pub const SMOLLM2: &str = "smollm2";
@@ -100,4 +103,52 @@ pub fn decoder_file(
 /// As [`config`].
 pub fn architecture(weights: &Gguf) -> Result<LlamaConfig, ModelError> {
     config(weights, 0)
+}
+
+/// The decoder graph `file` as a model a page loads, named `name`: every input given with each
+/// run, of any length (`dynamic`), the caches starting empty; a shard after the first takes
+/// the hidden state (`hidden` wide) instead of tokens, and one before the last gives it.
+pub fn prepared(name: &str, file: &DecoderFile, cfg: &LlamaConfig) -> PreparedModel {
+    let (layers, kv_heads, head_dim) = (file.layers.clone(), cfg.kv_heads, cfg.head_dim());
+    let input = |name: String, dtype, dims: Vec<i64>| RuntimeInput {
+        name,
+        dtype,
+        dims,
+        dynamic: true,
+    };
+    let first = if layers.start == 0 {
+        input("input_ids".into(), DType::Int64, vec![1, 1])
+    } else {
+        input(
+            HIDDEN_IN.into(),
+            DType::Float32,
+            vec![1, 1, cfg.hidden as i64],
+        )
+    };
+    let mut runtime = vec![
+        first,
+        input(POSITION_IDS.into(), DType::Int64, vec![1]),
+        input(ATTENTION_BIAS.into(), DType::Float32, vec![1, 1, 1, 1]),
+    ];
+    let empty = vec![1, kv_heads as i64, 0, head_dim as i64];
+    let last = layers.end == cfg.layers;
+    for i in layers {
+        runtime.push(input(past_key(i), DType::Float32, empty.clone()));
+        runtime.push(input(past_value(i), DType::Float32, empty.clone()));
+    }
+    PreparedModel {
+        name: name.to_owned(),
+        task: Task::TextGeneration,
+        weights: WeightsKind::Real,
+        weights_note: "SmolLM2-135M-Instruct from its GGUF file (Q4_1 and Q8_0 dequantized to f32)"
+            .to_owned(),
+        onnx_bytes: std::fs::metadata(&file.path).map_or(0, |m| m.len()),
+        onnx_file: file.path.clone(),
+        parameters: file.parameters,
+        inputs: Vec::new(),
+        output_name: if last { "logits" } else { HIDDEN_OUT }.to_owned(),
+        input_note: "tokens given step by step".to_owned(),
+        golden: None,
+        runtime_inputs: runtime,
+    }
 }

@@ -47,7 +47,8 @@ pub use golden::{Golden, GoldenCheck};
 pub use llama::LlamaConfig;
 pub use prepare::{prepare, WRITER_VERSION};
 pub use shard::{
-    layer_parameters, prepare_shards, LayerParameters, ShardedModel, HIDDEN_IN, HIDDEN_OUT,
+    layer_parameters, prepare_shards, shard_id, LayerParameters, ShardedModel, HIDDEN_IN,
+    HIDDEN_OUT,
 };
 pub use vit::VitConfig;
 pub use whisper::WhisperConfig;

@@ -287,6 +287,16 @@ pub enum AnswerFault {
         /// The harness's.
         harness: String,
     },
+    /// A generation step's page did not keep the cache grown to the positions written.
+    #[error("kept '{output}' with {kept:?} positions after a step to {positions}")]
+    CacheNotKept {
+        /// The carried output checked.
+        output: String,
+        /// Positions it should hold.
+        positions: usize,
+        /// Positions it holds, as the page said.
+        kept: Option<i64>,
+    },
 }
 
 #[cfg(test)]

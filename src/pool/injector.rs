@@ -97,39 +97,7 @@ pub async fn run(
                     detail: format!("skipped: {why}{waited}"),
                     injected: false,
                 },
-                Ok((kind, worker)) => {
-                    let target = pool.members().find(&worker);
-                    pool.recovery().fault_starting(&worker, kind);
-                    let done = match &target {
-                        Some(s) => inject(s, kind, spec).await,
-                        None => Err(InjectError::WentAway(worker.clone())),
-                    };
-                    if done.is_ok()
-                        && matches!(
-                            kind,
-                            Kind::Hang
-                                | Kind::Slow
-                                | Kind::GpuDeviceLost
-                                | Kind::PageError
-                                | Kind::CorruptAnswer
-                        )
-                    {
-                        pool.recovery().fault_effective(&worker, kind);
-                    }
-                    if let (Ok(_), Some(s)) = (&done, &target) {
-                        absorb_later(&pool, s, kind, spec);
-                    }
-                    FaultNote {
-                        kind: Some(kind),
-                        at_ms: pool.elapsed_ms() as u64,
-                        target: worker,
-                        injected: done.is_ok(),
-                        detail: match done {
-                            Ok(d) => format!("{d}{waited}"),
-                            Err(e) => format!("failed: {e}{waited}"),
-                        },
-                    }
-                }
+                Ok((kind, worker)) => carry_out(&pool, &worker, kind, spec, &waited).await,
             };
             pool.note_fault(note);
         }));
@@ -137,6 +105,45 @@ pub async fn run(
     // Page faults are bounded by their call timeouts; wait so every fault is on record.
     for task in inflight {
         let _ = tokio::time::timeout(Duration::from_secs(40), task).await;
+    }
+}
+
+/// Carries out `kind` on the worker `worker` names now (`waited` says how long it waited for
+/// it), tells the pool's recovery so detection can be timed, and returns the note to record.
+/// A generation's planned kill comes here too, outside any schedule.
+pub async fn carry_out(
+    pool: &Pool,
+    worker: &str,
+    kind: Kind,
+    spec: &FaultSpec,
+    waited: &str,
+) -> FaultNote {
+    let target = pool.members().find(worker);
+    pool.recovery().fault_starting(worker, kind);
+    let done = match &target {
+        Some(s) => inject(s, kind, spec).await,
+        None => Err(InjectError::WentAway(worker.to_string())),
+    };
+    if done.is_ok()
+        && matches!(
+            kind,
+            Kind::Hang | Kind::Slow | Kind::GpuDeviceLost | Kind::PageError | Kind::CorruptAnswer
+        )
+    {
+        pool.recovery().fault_effective(worker, kind);
+    }
+    if let (Ok(_), Some(s)) = (&done, &target) {
+        absorb_later(pool, s, kind, spec);
+    }
+    FaultNote {
+        kind: Some(kind),
+        at_ms: pool.elapsed_ms() as u64,
+        target: worker.to_string(),
+        injected: done.is_ok(),
+        detail: match done {
+            Ok(d) => format!("{d}{waited}"),
+            Err(e) => format!("failed: {e}{waited}"),
+        },
     }
 }
 

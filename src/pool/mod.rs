@@ -45,6 +45,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 mod first_answer;
+pub mod generation;
 mod handle;
 pub mod injector;
 pub mod journal;
@@ -73,6 +74,7 @@ pub use config::{
 pub use engine::{execute, CellTensor, EngineOutput, Placement, RunEvent, RunObserver, RunPlan};
 pub use error::{AnswerFault, ErrorClass, PoolError, ShardError};
 pub use events::{PlacementRecord, PoolEvent, RecoveryRecord, Stamped};
+pub use generation::{GenerationHandle, Stall, Step, StepRecord};
 pub use handle::{Inference, Input, ModelHandle};
 pub use journal::Journal;
 pub use members::WorkerReport;
@@ -81,6 +83,7 @@ pub use pipelines::PipelineId;
 pub use placing::MigrateError;
 pub use router::{HardwarePreferences, Measured, Preferences};
 pub use scheduler::{Bound, Schedule, Workload};
+pub use shards::{place_pipeline, PipelineSpec};
 pub use worker::{Page, Worker, BEAT_INTERVAL, HANG_AFTER};
 
 use events::{Events, LaunchReason, RetireReason};

@@ -29,7 +29,7 @@ use super::ledger::{Ran, RequestEnd, Ticket};
 use super::pipelines::PipelineId;
 use super::placements::ModelEntry;
 use super::recover::recover;
-use super::worker::{Feed, OutputStats, Probe, RunFor, RunReply, Worker};
+use super::worker::{FedOutputs, Feed, OutputStats, Probe, RunFor, RunReply, Worker};
 use super::{lock, ErrorClass, Pool};
 
 /// One answer of the pipeline.
@@ -324,31 +324,6 @@ impl ShardedHandle {
         result
     }
 
-    /// The worker serving shard `k`: at once when one is routable, else after waiting (up to
-    /// the recovery timeout) for the recovery moving it.
-    async fn worker_for(&self, k: usize) -> Result<Arc<Worker>, ShardError> {
-        let pool = &self.pool;
-        let waited = Instant::now();
-        loop {
-            if let Some(w) = pool
-                .placements()
-                .least_loaded(&self.shared.entries[k], None)
-            {
-                return Ok(w);
-            }
-            if pool.cancel().is_cancelled() {
-                return Err(ShardError::ShuttingDown);
-            }
-            if waited.elapsed() >= pool.config().recovery.timeout {
-                return Err(ShardError::NoWorker {
-                    shard: k,
-                    waited: waited.elapsed(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     async fn pipeline(
         &self,
         request: Option<u64>,
@@ -368,7 +343,7 @@ impl ShardedHandle {
         let mut prev_end: Option<f64> = None;
         let mut recoveries = 0;
         loop {
-            let worker = self.worker_for(k).await?;
+            let worker = serving_worker(pool, &entries[k], k).await?;
             let shard = &entries[k].prepared;
             let generation = worker.generation();
             let mut feeds = BTreeMap::new();
@@ -386,7 +361,9 @@ impl ShardedHandle {
                 keys.push(key.clone());
             }
             let sent = Instant::now();
-            let result = worker.run_fed(&shard.name, feeds, output_to, purpose).await;
+            let result = worker
+                .run_fed(&shard.name, feeds, FedOutputs::Relay(output_to), purpose)
+                .await;
             let back = Instant::now();
             if let Some(request) = request {
                 self.span(request, k, &worker, sent, back, result.is_ok());
@@ -528,6 +505,31 @@ impl super::scheduler::Serve for ShardedHandle {
 
     fn reject(&self, ticket: Ticket, scheduled: Instant, phase: Phase, class: ErrorClass) {
         ShardedHandle::reject(self, ticket, scheduled, phase, class);
+    }
+}
+
+/// The worker serving shard `k` (`entry`): at once when one is routable, else after waiting
+/// (up to the recovery timeout) for the recovery moving it.
+pub(super) async fn serving_worker(
+    pool: &Pool,
+    entry: &ModelEntry,
+    k: usize,
+) -> Result<Arc<Worker>, ShardError> {
+    let waited = Instant::now();
+    loop {
+        if let Some(w) = pool.placements().least_loaded(entry, None) {
+            return Ok(w);
+        }
+        if pool.cancel().is_cancelled() {
+            return Err(ShardError::ShuttingDown);
+        }
+        if waited.elapsed() >= pool.config().recovery.timeout {
+            return Err(ShardError::NoWorker {
+                shard: k,
+                waited: waited.elapsed(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

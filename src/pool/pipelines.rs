@@ -131,6 +131,11 @@ impl Pipelines {
         l.wasm_threads = wasm_threads;
     }
 
+    /// Loads of shard `k` so far: a new one means its page state (a generation's cache) is new.
+    pub fn loads(&self, id: PipelineId, k: usize) -> u32 {
+        lock(&self.all)[id.0].loads[k].loads
+    }
+
     /// Records that shard `k` left worker `from`.
     pub fn moved(&self, id: PipelineId, k: usize, from: &str) {
         lock(&self.all)[id.0].earlier[k].push(from.to_string());

@@ -4,12 +4,123 @@
 //! full retry every shard loaded again). Each move is journaled once its shards loaded. Must
 //! not import `report`, `cli` or terminal crates.
 
+use std::ops::Range;
 use std::sync::Arc;
+
+use crate::backend::Backend;
+use crate::browser::BrowserKind;
+use crate::models::PreparedModel;
+use crate::recovery::ShardRecovery;
+use crate::state::ShardAssignment;
 
 use super::events::{LaunchReason, PoolEvent, RetireReason};
 use super::pipelines::PipelineId;
+use super::router::HardwarePreferences;
 use super::worker::Worker;
 use super::{Pool, PoolError};
+
+/// A sharded model to place as a pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineSpec<'a> {
+    /// The whole model's name.
+    pub model: &'a str,
+    /// Its shards, in order.
+    pub shards: &'a [PreparedModel],
+    /// The layers each shard holds.
+    pub ranges: &'a [Range<usize>],
+    /// Per shard: its browser and the one backend it must use, if any. The pool's first
+    /// workers are these, in this order.
+    pub places: &'a [(BrowserKind, Option<Backend>)],
+    /// What a failed shard's worker gets.
+    pub recovery: ShardRecovery,
+}
+
+/// Places `spec` in the pool: each shard a model of the placement registry, loaded on the
+/// pool's worker for its place (one at a time: two loads at once on 2 cores only slow each
+/// other; `loaded` hears of each), the assignment journaled. Returns the pipeline and its
+/// workers, in shard order.
+///
+/// # Errors
+/// [`PoolError::NoPlacement`] when the pool has no worker for a place, [`PoolError::Worker`]
+/// when a load failed.
+pub async fn place_pipeline(
+    pool: &Pool,
+    spec: &PipelineSpec<'_>,
+    loaded: &mut dyn FnMut(usize, &Worker),
+) -> Result<(PipelineId, Vec<Arc<Worker>>), PoolError> {
+    let workers = in_place_order(pool, spec.model, spec.places)?;
+    let registry = pool.placements();
+    let entries = spec
+        .shards
+        .iter()
+        .zip(spec.places)
+        .map(|(s, &(_, backend))| {
+            let hardware = HardwarePreferences {
+                browser: None,
+                backends: backend.map(|b| vec![b]),
+                measured: None,
+            };
+            // A shard has no native output of its own: the pipeline's every answer is judged
+            // against the unsharded model's.
+            registry.entry(Arc::new(s.clone()), None, hardware)
+        })
+        .collect();
+    let backends = spec.places.iter().map(|&(_, b)| b).collect();
+    let id = pool
+        .pipelines()
+        .add(spec.model, entries, backends, spec.recovery);
+    for (k, w) in workers.iter().enumerate() {
+        load_shard(pool, id, k, w).await?;
+        loaded(k, w);
+    }
+    pool.emit(PoolEvent::ShardsPlanned {
+        model: spec.model.to_string(),
+        shards: spec
+            .ranges
+            .iter()
+            .zip(&workers)
+            .enumerate()
+            .map(|(k, (r, w))| {
+                ShardAssignment::new(k as u32, r.start as u32..r.end as u32, w.id.clone())
+            })
+            .collect(),
+    });
+    Ok((id, workers))
+}
+
+/// The pool's first workers in the order of `places`: shard `k` takes the n-th worker of its
+/// kind, n being how many shards before it want that kind (ids name workers in launch order).
+pub(super) fn in_place_order(
+    pool: &Pool,
+    model: &str,
+    places: &[(BrowserKind, Option<Backend>)],
+) -> Result<Vec<Arc<Worker>>, PoolError> {
+    let mut live = pool.workers();
+    live.sort_by_key(|w| (w.kind, number(&w.id)));
+    places
+        .iter()
+        .enumerate()
+        .map(|(k, &(kind, _))| {
+            let n = places[..k].iter().filter(|p| p.0 == kind).count();
+            live.iter()
+                .filter(|w| w.kind == kind)
+                .nth(n)
+                .cloned()
+                .ok_or_else(|| PoolError::NoPlacement {
+                    model: model.to_string(),
+                    reason: format!("no {kind} worker for shard {k}"),
+                })
+        })
+        .collect()
+}
+
+/// The number of a worker id (`chromium#2` -> 2).
+fn number(id: &str) -> u64 {
+    id.rsplit('#')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
 
 /// Why a failed worker's shards could not be loaded elsewhere.
 #[derive(Debug, thiserror::Error)]
@@ -109,29 +220,37 @@ pub(super) async fn relaunch_shards(
     let Some(&(id, first)) = held.first() else {
         return Ok((Vec::new(), Vec::new()));
     };
-    let fresh = pool.launch(failed.kind, LaunchReason::Shard(first)).await?;
     let mine = |k: usize| held.iter().any(|&(_, h)| h == k);
+    let entries = pool.pipelines().shards(id);
     let reload: Vec<usize> = if everything {
-        (0..pool.pipelines().shards(id).len()).collect()
+        (0..entries.len()).collect()
     } else {
         held.iter().map(|&(_, k)| k).collect()
     };
+    // full_retry: every other shard leaves service before anything is reloaded, so no request
+    // runs on a shard (or keeps state in it) while the pipeline is being rebuilt.
+    let mut kept = Vec::new();
+    for &k in reload.iter().filter(|&&k| !mine(k)) {
+        let Some(w) = pool.placements().serving(&entries[k]).first().cloned() else {
+            return Err(ShardMoveError::NoLiveWorker { shard: k });
+        };
+        pool.placements().unplace(&entries[k], &w);
+        kept.push((k, w));
+    }
+    let fresh = pool.launch(failed.kind, LaunchReason::Shard(first)).await?;
     let mut to = vec![fresh.id.clone()];
     let mut moves = Vec::new();
     for &k in &reload {
-        let worker = if mine(k) {
-            fresh.clone()
-        } else {
-            // full_retry: every other shard is loaded again where it is.
-            let entry = pool.pipelines().shards(id)[k].clone();
-            let Some(w) = pool.placements().serving(&entry).first().cloned() else {
-                return Err(ShardMoveError::NoLiveWorker { shard: k });
-            };
-            let _ = w.unload(entry.name()).await;
-            if !to.contains(&w.id) {
-                to.push(w.id.clone());
+        let worker = match kept.iter().find(|(j, _)| *j == k) {
+            None => fresh.clone(),
+            Some((_, w)) => {
+                // Loaded again where it is.
+                let _ = w.unload(entries[k].name()).await;
+                if !to.contains(&w.id) {
+                    to.push(w.id.clone());
+                }
+                w.clone()
             }
-            w
         };
         load_shard(pool, id, k, &worker).await?;
         if mine(k) {

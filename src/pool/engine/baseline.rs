@@ -26,7 +26,7 @@ use crate::sharding::transfer::{f32_values, Route};
 use super::super::correctness::{check_answer, Reference};
 use super::super::events::LaunchReason;
 use super::super::pipeline::ShardedHandle;
-use super::super::worker::{OutputMode, Probe, RunFor, Worker};
+use super::super::worker::{FedOutputs, OutputMode, Probe, RunFor, Worker};
 use super::super::{lock, Pool, PoolError};
 
 /// Most rounds: enough for a median that one slow moment cannot move, few enough that the
@@ -268,7 +268,7 @@ async fn whole_once(
         .run_fed(
             &whole.name,
             BTreeMap::new(),
-            output_to,
+            FedOutputs::Relay(output_to),
             RunFor::Probe(Probe::Baseline),
         )
         .await;

@@ -22,13 +22,10 @@ use crate::models::{self, LayerParameters, ModelSpec, ShardedModel};
 use crate::recovery::ShardRecovery;
 use crate::sharding::transfer::Route;
 use crate::sharding::{self, PlanRequest};
-use crate::state::ShardAssignment;
 
 use super::super::correctness::Reference;
-use super::super::events::PoolEvent;
 use super::super::pipeline::ShardedHandle;
 use super::super::pipelines::ShardLoads;
-use super::super::router::HardwarePreferences;
 use super::super::scheduler;
 use super::super::worker::Worker;
 use super::super::{injector, shards, Pool, PoolError};
@@ -121,14 +118,6 @@ pub enum PipelineError {
     /// The new plan could not be made.
     #[error("planning again after the probe: {0}")]
     Plan(#[from] sharding::PlanError),
-    /// The pool has no worker for a shard.
-    #[error("no {kind} worker for shard {shard}")]
-    NoWorker {
-        /// The shard.
-        shard: usize,
-        /// The kind it wants.
-        kind: BrowserKind,
-    },
 }
 
 /// Runs the plan's pipeline: see the module doc.
@@ -148,55 +137,31 @@ pub(super) async fn run(
             reason: "a pipeline run without a pipeline plan".into(),
         }));
     };
-    let workers = in_place_order(pool, &p.places)?;
     let mut sharded = p.sharded.clone();
     let mut reasons = p.reasons.clone();
     if let Some(re) = &p.replan {
+        let workers = shards::in_place_order(pool, &sharded.whole.name, &p.places)?;
         let (s, r) = replan(plan, re, &workers, observer).await?;
         sharded = s;
         reasons = r;
     }
     observer.on_event(&RunEvent::ShardPlan { reasons: &reasons });
     let model = sharded.whole.name.clone();
-    let registry = pool.placements();
-    let entries = sharded
-        .shards
-        .iter()
-        .zip(&p.places)
-        .map(|(s, &(_, backend))| {
-            let hardware = HardwarePreferences {
-                browser: None,
-                backends: backend.map(|b| vec![b]),
-                measured: None,
-            };
-            // A shard has no native output of its own: the pipeline's every answer is judged
-            // against the unsharded model's.
-            registry.entry(Arc::new(s.clone()), None, hardware)
-        })
-        .collect();
-    let backends = p.places.iter().map(|&(_, b)| b).collect();
-    let id = pool.pipelines().add(&model, entries, backends, p.recovery);
-    // One at a time: two loads at once on 2 cores only slow each other.
-    for (k, w) in workers.iter().enumerate() {
-        shards::load_shard(pool, id, k, w).await?;
+    let spec = shards::PipelineSpec {
+        model: &model,
+        shards: &sharded.shards,
+        ranges: &sharded.ranges,
+        places: &p.places,
+        recovery: p.recovery,
+    };
+    let mut loaded = |k: usize, w: &Worker| {
         observer.on_event(&RunEvent::ShardLoaded {
             shard: k,
             layers: sharded.ranges[k].clone(),
             worker: &w.id,
         });
-    }
-    pool.emit(PoolEvent::ShardsPlanned {
-        model: model.clone(),
-        shards: sharded
-            .ranges
-            .iter()
-            .zip(&workers)
-            .enumerate()
-            .map(|(k, (r, w))| {
-                ShardAssignment::new(k as u32, r.start as u32..r.end as u32, w.id.clone())
-            })
-            .collect(),
-    });
+    };
+    let (id, _) = shards::place_pipeline(pool, &spec, &mut loaded).await?;
     let handle = ShardedHandle::new(pool.clone(), id, &model, p.reference.clone());
     let probe = match p.transfer {
         Transfer::Fixed(route) => {
@@ -264,36 +229,6 @@ pub(super) async fn run(
         baseline: comparison.baseline,
         rounds: comparison.rounds,
     })
-}
-
-/// The pool's first workers in the order of `places`: shard `k` takes the n-th worker of its
-/// kind, n being how many shards before it want that kind (ids name workers in launch order).
-fn in_place_order(
-    pool: &Pool,
-    places: &[(BrowserKind, Option<Backend>)],
-) -> Result<Vec<Arc<Worker>>, PipelineError> {
-    let mut live = pool.workers();
-    live.sort_by_key(|w| (w.kind, number(&w.id)));
-    places
-        .iter()
-        .enumerate()
-        .map(|(k, &(kind, _))| {
-            let n = places[..k].iter().filter(|p| p.0 == kind).count();
-            live.iter()
-                .filter(|w| w.kind == kind)
-                .nth(n)
-                .cloned()
-                .ok_or(PipelineError::NoWorker { shard: k, kind })
-        })
-        .collect()
-}
-
-/// The number of a worker id (`chromium#2` -> 2).
-fn number(id: &str) -> u64 {
-    id.rsplit('#')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 /// The workload through `handle`, with the planned faults alongside.

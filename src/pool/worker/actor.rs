@@ -48,11 +48,11 @@ pub(super) enum Job {
         purpose: RunFor,
         reply: oneshot::Sender<Result<RunReply, WorkerError>>,
     },
-    /// A run with per-run inputs (a shard's incoming activation), outputs in full.
+    /// A run with per-run inputs (a shard's incoming activation, a generation's step).
     RunFed {
         model: String,
         feeds: std::collections::BTreeMap<String, super::page_api::Feed>,
-        output_to: std::collections::BTreeMap<String, String>,
+        outputs: super::page_api::FedOutputs,
         purpose: RunFor,
         reply: oneshot::Sender<Result<RunReply, WorkerError>>,
     },
@@ -185,7 +185,7 @@ impl Actor {
             Job::RunFed {
                 model,
                 feeds,
-                output_to,
+                outputs,
                 purpose,
                 reply,
             } => {
@@ -193,7 +193,7 @@ impl Actor {
                 let dispatched = std::time::Instant::now();
                 let r = self
                     .page
-                    .run_fed(&model, &feeds, &output_to, purpose, t.run)
+                    .run_fed(&model, &feeds, &outputs, purpose, t.run)
                     .await
                     .inspect_err(|e| self.note_failed(purpose, e))
                     .map(|mut reply| {

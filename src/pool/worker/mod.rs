@@ -28,7 +28,8 @@ use crate::recovery::{Breaker, BreakerState};
 use crate::server::AssetServer;
 
 pub use page_api::{
-    Capabilities, Feed, LoadReply, OutputMode, OutputStats, OutputTensor, Page, RunReply,
+    Capabilities, FedOutputs, Feed, LoadReply, OutputMode, OutputStats, OutputTensor, Page,
+    RunReply,
 };
 
 use super::config::{PageSettings, WorkerTimeouts};
@@ -334,8 +335,8 @@ impl Worker {
         .await
     }
 
-    /// Runs `model` once for `purpose` on `feeds` (its per-run inputs), every output returned in full or PUT
-    /// to the relay path `output_to` gives for it.
+    /// Runs `model` once for `purpose` on `feeds` (its per-run inputs), the outputs `outputs`
+    /// names relayed or kept in the page, every other returned in full.
     ///
     /// # Errors
     /// As [`Worker::load`].
@@ -343,13 +344,13 @@ impl Worker {
         &self,
         model: &str,
         feeds: BTreeMap<String, Feed>,
-        output_to: BTreeMap<String, String>,
+        outputs: FedOutputs,
         purpose: RunFor,
     ) -> Result<RunReply, WorkerError> {
         self.ask("run", |reply| Job::RunFed {
             model: model.to_string(),
             feeds,
-            output_to,
+            outputs,
             purpose,
             reply,
         })

@@ -199,6 +199,16 @@ pub struct Feed {
     pub url: Option<String>,
 }
 
+/// Where a fed run's outputs go, by output name; outputs not named come back in full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FedOutputs {
+    /// PUT to the relay path given (a shard's activation on the server route).
+    Relay(BTreeMap<String, String>),
+    /// Kept in the page as the named input of the model's next run (a generation's key/value
+    /// cache); the reply gives their dims in `carried`.
+    Carry(BTreeMap<String, String>),
+}
+
 /// One output tensor as the page returned it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct OutputTensor {
@@ -413,8 +423,8 @@ impl Page {
         parse("run", value)
     }
 
-    /// Runs `model_id` once with its per-run inputs given (`feeds`: name -> [`Feed`]), and
-    /// every output returned in full, or PUT to the relay path `output_to` names for it.
+    /// Runs `model_id` once with its per-run inputs given (`feeds`: name -> [`Feed`]), the
+    /// outputs `outputs` names sent where it says, every other returned in full.
     ///
     /// # Errors
     /// Any [`WorkerError`] from the call.
@@ -422,39 +432,7 @@ impl Page {
         &self,
         model_id: &str,
         feeds: &BTreeMap<String, Feed>,
-        output_to: &BTreeMap<String, String>,
-        purpose: RunFor,
-        timeout: Duration,
-    ) -> Result<RunReply, WorkerError> {
-        self.run_full(model_id, feeds, ("output_to", output_to), purpose, timeout)
-            .await
-    }
-
-    /// One step of a generation: `model_id` run with `feeds`, the outputs `carry` names kept in
-    /// the page as the named inputs of its next run (the key/value cache), the rest returned in
-    /// full.
-    ///
-    /// # Errors
-    /// Any [`WorkerError`] from the call.
-    pub async fn run_step(
-        &self,
-        model_id: &str,
-        feeds: &BTreeMap<String, Feed>,
-        carry: &BTreeMap<String, String>,
-        purpose: RunFor,
-        timeout: Duration,
-    ) -> Result<RunReply, WorkerError> {
-        self.run_full(model_id, feeds, ("carry", carry), purpose, timeout)
-            .await
-    }
-
-    /// A `run` with `feeds` and full outputs, and one more map argument (`output_to` or
-    /// `carry`: output name -> where it goes).
-    async fn run_full(
-        &self,
-        model_id: &str,
-        feeds: &BTreeMap<String, Feed>,
-        (key, outputs): (&str, &BTreeMap<String, String>),
+        outputs: &FedOutputs,
         purpose: RunFor,
         timeout: Duration,
     ) -> Result<RunReply, WorkerError> {
@@ -464,7 +442,11 @@ impl Page {
             "for": purpose.as_str(),
             "feeds": feeds,
         });
-        args[key] = json!(outputs);
+        let (key, map) = match outputs {
+            FedOutputs::Relay(m) => ("output_to", m),
+            FedOutputs::Carry(m) => ("carry", m),
+        };
+        args[key] = json!(map);
         let value = self.browser.call("run", args, timeout).await?;
         parse("run", value)
     }
