@@ -3,7 +3,7 @@
 //! oracle's onnxruntime environment is one per process, and the library's unit tests check what
 //! happens before it exists.
 
-use webgpu_pool::generate::model::{architecture, decoder_file, open_weights};
+use webgpu_pool::generate::model::{architecture, decoder_file, open_weights, Precision};
 use webgpu_pool::generate::native::NativeDecoder;
 use webgpu_pool::generate::{argmax, top_two_gap};
 use webgpu_pool::models::Cache;
@@ -36,7 +36,7 @@ fn smollm2_decoder_matches_an_independent_f32_reference_step_by_step() {
     let cache = Cache::from_env();
     let weights = open_weights(&cache).expect("the SmolLM2 GGUF (run scripts/setup.sh)");
     let cfg = architecture(&weights).unwrap();
-    let file = decoder_file(&cache, weights, &cfg, 0..cfg.layers).unwrap();
+    let file = decoder_file(&cache, weights, &cfg, 0..cfg.layers, Precision::F32).unwrap();
     let mut d = NativeDecoder::open(
         &cache,
         "smollm2",

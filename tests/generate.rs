@@ -168,6 +168,51 @@ fn a_rebuild_without_the_kept_inputs_fails_the_check() {
     assert!(out.contains("MISMATCH"), "{out}");
 }
 
+#[test]
+fn q4_weights_write_the_reference_text_checked_on_their_own_graph() {
+    // The 4-bit graph keeps the GGUF's blocks (MatMulNBits plus per-block offsets): the same
+    // values as the f32 graph, so the same greedy text, each checked against native
+    // onnxruntime running the q4 graph.
+    let sb = Sandbox::new();
+    let (out, err, code) = story(&sb, &[], &["--max-new-tokens", "4", "--weights", "q4"]);
+    sb.assert_clean();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.starts_with(REFERENCE_START), "{out}\n{err}");
+    assert!(out.contains("pool, 1 shard(s), q4"), "{out}");
+    assert!(
+        out.contains("native onnxruntime @1, unsharded, q4"),
+        "{out}"
+    );
+    assert!(out.contains("verified: 4 of 4 steps match native"), "{out}");
+}
+
+#[test]
+fn sampling_is_checked_draw_by_draw_against_native() {
+    let sb = Sandbox::new();
+    let args = [
+        "--max-new-tokens",
+        "6",
+        "--temperature",
+        "1.5",
+        "--top-p",
+        "0.95",
+        "--seed",
+        "3",
+    ];
+    let (out, err, code) = story(&sb, &[], &args);
+    sb.assert_clean();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        !out.starts_with("As the AI, a brilliant"),
+        "sampled text equals the greedy text: the draws did nothing?\n{out}"
+    );
+    assert!(out.contains("verified: 6 of 6 steps match native"), "{out}");
+    assert!(
+        out.contains("native sampled with the same draws (temperature 1.5, top-p 0.95, seed 3): token-identical"),
+        "{out}"
+    );
+}
+
 /// A cache folder holding `bytes` as the SmolLM2 GGUF file.
 fn cache_with(sb: &Sandbox, bytes: &[u8]) -> std::path::PathBuf {
     let cache = sb.dir.path().join("cache");

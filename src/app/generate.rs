@@ -15,10 +15,11 @@ use anyhow::{bail, Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use crate::browser::{self, BrowserKind, DriverKind};
-use crate::generate::argmax;
-use crate::generate::check::{native_check, SideTimes, StepCheck};
+use crate::generate::check::{native_check, Chosen, SideTimes, StepCheck};
+use crate::generate::choose::{Chooser, Sampling};
 use crate::generate::model::{
-    architecture, decoder_file, open_weights, prepared, DecoderFile, MAX_POSITIONS, SMOLLM2,
+    architecture, decoder_file, open_weights, prepared, DecoderFile, Precision, MAX_POSITIONS,
+    SMOLLM2,
 };
 use crate::models::gguf::chat::{render_chat, ChatMessage};
 use crate::models::gguf::tokenizer::LlmTokenizer;
@@ -41,8 +42,16 @@ pub struct GenerateRequest {
     pub chat: bool,
     /// Tokens to generate at most (fewer when the model ends its turn).
     pub max_new_tokens: usize,
+    /// Softmax temperature; 0 is greedy.
+    pub temperature: f32,
+    /// Sampling's nucleus (default 1: every token).
+    pub top_p: Option<f32>,
+    /// Sampling's seed (default 0).
+    pub seed: Option<u64>,
     /// Shards of the decoder's layers, one worker each.
     pub shards: usize,
+    /// How the decoder's matrices are kept.
+    pub precision: Precision,
     /// Browsers, used in turn for the shards' workers.
     pub browsers: Vec<BrowserKind>,
     /// What a failed shard's worker gets.
@@ -71,6 +80,12 @@ pub struct ShardFigures {
     pub hop_ms: Vec<f64>,
     /// Its graph's parameters.
     pub parameters: u64,
+    /// Its graph file's bytes.
+    pub graph_bytes: u64,
+    /// Its browser's process tree (PSS, MiB) after the generation, and the growth since the
+    /// browser was launched (the model, its session and its cache), when the same browser
+    /// served it throughout.
+    pub memory_mib: Option<(f64, Option<f64>)>,
 }
 
 /// What a generation produced and measured.
@@ -106,6 +121,10 @@ pub struct GenerateOutcome {
     pub fault: Option<String>,
     /// What a failed shard's worker got.
     pub recovery: ShardRecovery,
+    /// How the decoder's matrices were kept.
+    pub precision: Precision,
+    /// How tokens were chosen (`None`: greedy).
+    pub sampling: Option<Sampling>,
     /// Ctrl-C stopped the generation early.
     pub interrupted: bool,
 }
@@ -120,6 +139,7 @@ impl GenerateOutcome {
 /// The prepared request: tokens, graphs, the model.
 struct Prepared {
     cfg: LlamaConfig,
+    sampling: Option<Sampling>,
     tokenizer: LlmTokenizer,
     prompt: Vec<u32>,
     whole: DecoderFile,
@@ -192,9 +212,15 @@ pub async fn generate(
         let (cache, path, layers) = (cache.clone(), p.whole.path.clone(), p.whole.layers.clone());
         let (tokens, logits) = (out.tokens.clone(), std::mem::take(&mut out.logits));
         let (kv, dh) = (p.cfg.kv_heads, p.cfg.head_dim());
-        let prompt = p.prompt.clone();
+        let (prompt, sampling, draws) = (p.prompt.clone(), p.sampling, out.draws.clone());
         tokio::task::spawn_blocking(move || {
-            native_check(&cache, &path, layers, kv, dh, &prompt, &tokens, &logits)
+            let chosen = Chosen {
+                sampling,
+                draws: &draws,
+            };
+            native_check(
+                &cache, &path, layers, kv, dh, &prompt, &tokens, &logits, chosen,
+            )
         })
         .await
         .context("the native check")??
@@ -221,6 +247,8 @@ pub async fn generate(
         rebuilt: out.rebuilt,
         fault: out.fault,
         recovery: req.recovery,
+        precision: req.precision,
+        sampling: p.sampling,
         interrupted: out.interrupted,
     })
 }
@@ -238,6 +266,7 @@ async fn prepare(
     if req.max_new_tokens == 0 {
         bail!(UsageError("--max-new-tokens must be at least 1".into()));
     }
+    let sampling = sampling(req)?;
     if req.browsers.is_empty() {
         bail!(UsageError("--browsers: no browser given".into()));
     }
@@ -291,14 +320,17 @@ async fn prepare(
         prompt.len()
     ));
     let (cache2, cfg2) = (cache.clone(), cfg.clone());
+    let precision = req.precision;
     let (whole, shards) = tokio::task::spawn_blocking(move || {
-        let whole = decoder_file(&cache2, open_weights(&cache2)?, &cfg2, 0..cfg2.layers)?;
+        let file =
+            |r: Range<usize>| decoder_file(&cache2, open_weights(&cache2)?, &cfg2, r, precision);
+        let whole = file(0..cfg2.layers)?;
         let shards = if ranges.len() == 1 {
             vec![whole.clone()]
         } else {
             ranges
                 .iter()
-                .map(|r| decoder_file(&cache2, open_weights(&cache2)?, &cfg2, r.clone()))
+                .map(|r| file(r.clone()))
                 .collect::<Result<Vec<_>, ModelError>>()?
         };
         Ok::<_, ModelError>((whole, shards))
@@ -307,11 +339,42 @@ async fn prepare(
     .context("building the decoder graphs")??;
     Ok(Prepared {
         cfg,
+        sampling,
         tokenizer,
         prompt,
         whole,
         shards,
     })
+}
+
+/// The sampling `req` asks for: `None` (greedy) at temperature 0, where `--top-p` and
+/// `--seed` would do nothing and are refused.
+fn sampling(req: &GenerateRequest) -> Result<Option<Sampling>> {
+    let t = req.temperature;
+    if !(t.is_finite() && t >= 0.0) {
+        bail!(UsageError(format!(
+            "--temperature {t}: must be 0 (greedy) or above"
+        )));
+    }
+    if let Some(p) = req.top_p {
+        if !(p > 0.0 && p <= 1.0) {
+            bail!(UsageError(format!("--top-p {p}: must be in (0, 1]")));
+        }
+    }
+    if t == 0.0 {
+        if req.top_p.is_some() || req.seed.is_some() {
+            bail!(UsageError(
+                "--top-p and --seed act only when sampling: give --temperature above 0 (0 is greedy)"
+                    .into()
+            ));
+        }
+        return Ok(None);
+    }
+    Ok(Some(Sampling {
+        temperature: t,
+        top_p: req.top_p.unwrap_or(1.0),
+        seed: req.seed.unwrap_or(0),
+    }))
 }
 
 /// `layers` cut into `n` contiguous ranges of as even a size as can be, the larger first (every
@@ -365,6 +428,7 @@ fn pool_config(
 struct InPool {
     browsers: Vec<String>,
     tokens: Vec<u32>,
+    draws: Vec<f64>,
     logits: Vec<Vec<f32>>,
     load_ms: f64,
     ttft_ms: f64,
@@ -412,6 +476,7 @@ async fn in_pool(
         "loading {SMOLLM2} ({} MB in {n} shard(s)) ...",
         models.iter().map(|m| m.onnx_bytes).sum::<u64>() / 1_000_000
     ));
+    let launched = pss_by_worker(pool);
     let t0 = Instant::now();
     let mut loaded = |k: usize, w: &crate::pool::Worker| {
         progress(&format!("shard {k} ({:?}) loaded on {}", ranges[k], w.id));
@@ -440,6 +505,7 @@ async fn in_pool(
     result?;
     let workers = handle.workers();
     let backends = handle.places();
+    let now = pss_by_worker(pool);
     let live = pool.workers();
     let browsers = workers
         .iter()
@@ -465,6 +531,17 @@ async fn in_pool(
                 .filter_map(|s| s.hop_ms.get(k).copied().flatten())
                 .collect(),
             parameters: p.shards[k].parameters,
+            graph_bytes: models[k].onnx_bytes,
+            memory_mib: now
+                .iter()
+                .find(|(id, _)| id == &workers[k])
+                .map(|(id, kib)| {
+                    let before = launched.iter().find(|(b, _)| b == id).map(|(_, k)| *k);
+                    (
+                        *kib as f64 / 1024.0,
+                        before.map(|b| (*kib as f64 - b as f64) / 1024.0),
+                    )
+                }),
         })
         .collect();
     let times = SideTimes {
@@ -480,6 +557,7 @@ async fn in_pool(
     Ok(InPool {
         browsers,
         tokens: gen.tokens,
+        draws: gen.draws,
         logits: gen.logits,
         load_ms,
         ttft_ms: gen.ttft_ms,
@@ -490,6 +568,20 @@ async fn in_pool(
         fault: gen.fault,
         interrupted: gen.interrupted,
     })
+}
+
+/// Each live worker's browser process tree PSS, KiB.
+fn pss_by_worker(pool: &Pool) -> Vec<(String, u64)> {
+    pool.workers()
+        .iter()
+        .filter_map(|w| {
+            let kib = w
+                .browser()
+                .pid()
+                .and_then(crate::browser::process::tree_pss_kib)?;
+            Some((w.id.clone(), kib))
+        })
+        .collect()
 }
 
 /// The decode steps that neither waited for a recovery nor rebuilt a cache (those are reported
@@ -505,6 +597,7 @@ fn steady(records: &[StepRecord]) -> impl Iterator<Item = &StepRecord> {
 #[derive(Debug, Default)]
 struct Generation {
     tokens: Vec<u32>,
+    draws: Vec<f64>,
     logits: Vec<Vec<f32>>,
     records: Vec<StepRecord>,
     ttft_ms: f64,
@@ -522,13 +615,14 @@ async fn generate_in(
     on_text: &mut dyn FnMut(&str),
 ) -> Result<()> {
     let mut stream = p.tokenizer.stream(true);
+    let mut chooser = Chooser::new(p.sampling);
     let t0 = Instant::now();
     let first = handle.step(&p.prompt).await?;
     gen.ttft_ms = t0.elapsed().as_secs_f64() * 1e3;
     gen.records.push(first.record);
     let mut next = first.logits;
     loop {
-        let token = argmax(&next);
+        let token = chooser.choose(&next);
         gen.tokens.push(token);
         gen.logits.push(next);
         on_text(&stream.push(token)?);
@@ -553,6 +647,7 @@ async fn generate_in(
         gen.records.push(step.record);
         next = step.logits;
     }
+    gen.draws = std::mem::take(&mut chooser.draws);
     on_text(&stream.finish());
     on_text("\n");
     Ok(())

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use webgpu_pool::browser::BrowserKind;
+use webgpu_pool::generate::model::Precision;
 
 use super::parse_duration;
 use super::shard::ShardRecoveryChoice;
@@ -27,6 +28,24 @@ pub struct GenerateArgs {
     /// Tokens to generate at most; fewer when the model ends its turn.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=2000))]
     pub max_new_tokens: u32,
+    /// Sample at this softmax temperature instead of choosing the most likely token (0, the
+    /// default, is greedy). Each step's draw is kept, and native's choice with the same draw
+    /// on its own logits must be the browser's.
+    #[arg(long, default_value_t = 0.0, value_name = "T")]
+    pub temperature: f32,
+    /// Sample only among the most likely tokens whose probabilities sum to P (with
+    /// --temperature; default 1, every token).
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f32>,
+    /// Seed of the sampling draws (with --temperature; default 0): the same seed writes the
+    /// same text.
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// How the decoder's matrices are kept: f32 (dequantized exactly), or q4 (the GGUF's 4-bit
+    /// blocks kept as onnxruntime's MatMulNBits, about a third of the memory). Each is checked
+    /// against native onnxruntime on its own graph.
+    #[arg(long, value_enum, default_value_t = WeightsChoice::F32)]
+    pub weights: WeightsChoice,
     /// Cut the decoder's 30 layers into this many shards, one browser each, in order; only the
     /// hidden state (2.3 KB a token) crosses between them, each keeps its own layers' cache.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=30))]
@@ -56,4 +75,22 @@ pub struct GenerateArgs {
     /// Bound on one page call: a load, or one shard's step.
     #[arg(long, default_value = "180s", value_parser = parse_duration)]
     pub call_timeout: Duration,
+}
+
+/// `--weights`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WeightsChoice {
+    /// Every weight dequantized to f32.
+    F32,
+    /// The 4-bit matrices kept 4-bit.
+    Q4,
+}
+
+impl From<WeightsChoice> for Precision {
+    fn from(c: WeightsChoice) -> Self {
+        match c {
+            WeightsChoice::F32 => Precision::F32,
+            WeightsChoice::Q4 => Precision::Q4,
+        }
+    }
 }

@@ -25,7 +25,11 @@ pub async fn execute(args: GenerateArgs, ctx: &Context) -> Result<Outcome> {
         prompt: args.prompt,
         chat: !args.raw,
         max_new_tokens: args.max_new_tokens as usize,
+        temperature: args.temperature,
+        top_p: args.top_p,
+        seed: args.seed,
         shards: args.shards as usize,
+        precision: args.weights.into(),
         browsers: args.browsers,
         recovery: args.recovery.into(),
         kill: args
@@ -85,7 +89,8 @@ fn render(out: &GenerateOutcome) -> String {
     let n = out.shards.len();
     t.add_row(row(
         format!(
-            "pool, {n} shard(s): {} (wasm)",
+            "pool, {n} shard(s), {}: {} (wasm)",
+            out.precision.as_str(),
             dedup(&out.browsers).join(", ")
         ),
         out.time_to_first_token_ms,
@@ -93,7 +98,10 @@ fn render(out: &GenerateOutcome) -> String {
     ));
     for (threads, s) in &out.native_times {
         t.add_row(row(
-            format!("native onnxruntime @{threads}, unsharded"),
+            format!(
+                "native onnxruntime @{threads}, unsharded, {}",
+                out.precision.as_str()
+            ),
             s.prefill_ms,
             s,
         ));
@@ -107,6 +115,8 @@ fn render(out: &GenerateOutcome) -> String {
             "worker",
             "backend",
             "parameters",
+            "graph MB",
+            "memory MiB (growth)",
             "compute p50 / p95 / p99 ms",
             "hop to next p50 / p95 / p99 ms",
         ]);
@@ -117,6 +127,12 @@ fn render(out: &GenerateOutcome) -> String {
                 sh.worker.clone(),
                 sh.backend.clone(),
                 format!("{:.1} M", sh.parameters as f64 / 1e6),
+                format!("{:.0}", sh.graph_bytes as f64 / 1e6),
+                match sh.memory_mib {
+                    None => "-".to_owned(),
+                    Some((now, None)) => format!("{now:.0}"),
+                    Some((now, Some(growth))) => format!("{now:.0} (+{growth:.0})"),
+                },
                 ms3(Percentiles::from_ms(&sh.compute_ms)),
                 if k + 1 == n {
                     "-".to_owned()
@@ -191,9 +207,16 @@ fn render(out: &GenerateOutcome) -> String {
         out.checks.len(),
         if out.verified() { "ok" } else { "MISMATCH" }
     );
+    let native = match out.sampling {
+        None => "native greedy".to_owned(),
+        Some(sp) => format!(
+            "native sampled with the same draws (temperature {}, top-p {}, seed {})",
+            sp.temperature, sp.top_p, sp.seed
+        ),
+    };
     match &out.native_text {
-        None => s += "native greedy: token-identical\n",
-        Some(text) => s += &format!("native greedy (differs from the browser's): {text}\n"),
+        None => s += &format!("{native}: token-identical\n"),
+        Some(text) => s += &format!("{native} (differs from the browser's): {text}\n"),
     }
     s
 }

@@ -10,6 +10,7 @@ use crate::metrics::Percentiles;
 use crate::models::Cache;
 use crate::oracle::{self, OracleError};
 
+use super::choose::{draw_slack, near_boundary, pick, Sampling};
 use super::model::SMOLLM2;
 use super::native::NativeDecoder;
 use super::{argmax, top_two_gap};
@@ -63,13 +64,40 @@ impl StepCheck {
     }
 }
 
-/// Per step against native, native's own greedy tokens, and its times at 1 thread and at
-/// every core.
+/// Per step against native, native's own tokens, and its times at 1 thread and at every core.
 pub type NativeCheck = (Vec<StepCheck>, Vec<u32>, [(usize, SideTimes); 2]);
 
+/// How the browser chose its tokens: greedily, or by sampling with these draws (one a step).
+#[derive(Debug, Clone, Copy)]
+pub struct Chosen<'a> {
+    /// The sampling settings, `None` for greedy.
+    pub sampling: Option<Sampling>,
+    /// The draws, one per token.
+    pub draws: &'a [f64],
+}
+
+impl Chosen<'_> {
+    /// The token step `k`'s choice gives from `logits`, and whether it is a near tie there for
+    /// logits that may be off by `delta`.
+    fn at(&self, k: usize, logits: &[f32], delta: f64) -> (u32, bool) {
+        match (self.sampling, self.draws.get(k)) {
+            (Some(s), Some(&u)) => {
+                let slack = draw_slack(delta, s.temperature);
+                (pick(logits, &s, u), near_boundary(logits, &s, u, slack))
+            }
+            _ => {
+                let top = logits.iter().fold(0f64, |m, &v| m.max(f64::from(v).abs()));
+                let tie = f64::from(top_two_gap(logits)) <= oracle::ATOL + oracle::RTOL * top;
+                (argmax(logits), tie)
+            }
+        }
+    }
+}
+
 /// Native onnxruntime teacher-forced on the browser's `tokens`: each step's logits against the
-/// browser's, then its own greedy continuation from the first step it would choose differently;
-/// timed at 1 thread and at every core.
+/// browser's and its choice (with the same draw, when sampling) against the browser's token,
+/// then its own continuation from the first step it would choose differently; timed at 1
+/// thread and at every core.
 #[allow(clippy::too_many_arguments)]
 pub fn native_check(
     cache: &Cache,
@@ -80,6 +108,7 @@ pub fn native_check(
     prompt: &[u32],
     tokens: &[u32],
     browser_logits: &[Vec<f32>],
+    chosen: Chosen<'_>,
 ) -> Result<NativeCheck, OracleError> {
     let all = std::thread::available_parallelism().map_or(1, usize::from);
     let mut checks = Vec::new();
@@ -100,8 +129,15 @@ pub fn native_check(
         side.prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
         for (k, &token) in tokens.iter().enumerate() {
             if *threads == 1 {
-                checks.push(check(&browser_logits[k], &logits));
-                native_tokens.push(argmax(&logits));
+                let (max_abs_diff, close) = oracle::allclose(&browser_logits[k], &logits);
+                let (native, near_tie) = chosen.at(k, &logits, max_abs_diff);
+                checks.push(StepCheck {
+                    max_abs_diff,
+                    close,
+                    same_choice: native == token,
+                    near_tie,
+                });
+                native_tokens.push(native);
             }
             if k + 1 == tokens.len() {
                 break;
@@ -119,24 +155,12 @@ pub fn native_check(
         let mut logits = d.step(&ids)?;
         native_tokens.truncate(at);
         while native_tokens.len() < tokens.len() {
-            let t = argmax(&logits);
+            let (t, _) = chosen.at(native_tokens.len(), &logits, 0.0);
             native_tokens.push(t);
             logits = d.step(&[t])?;
         }
     }
     Ok((checks, native_tokens, times))
-}
-
-/// One step's browser logits against native's.
-fn check(browser: &[f32], native: &[f32]) -> StepCheck {
-    let (max_abs_diff, close) = oracle::allclose(browser, native);
-    let top = native.iter().fold(0f64, |m, &v| m.max(f64::from(v).abs()));
-    StepCheck {
-        max_abs_diff,
-        close,
-        same_choice: argmax(browser) == argmax(native),
-        near_tie: f64::from(top_two_gap(native)) <= oracle::ATOL + oracle::RTOL * top,
-    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! ([`native::NativeDecoder`]). Must not import `report` or `cli`.
 
 pub mod check;
+pub mod choose;
 pub mod model;
 pub mod native;
 

@@ -42,6 +42,27 @@ pub fn open_weights(cache: &Cache) -> Result<Gguf, ModelError> {
     Gguf::open(&path)
 }
 
+/// How the decoder's matrices are kept in its graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// Every weight dequantized to f32.
+    #[default]
+    F32,
+    /// The GGUF's Q4_1 matrices kept 4-bit (`MatMulNBits` plus per-block offsets); the Q8_0
+    /// token embedding (and the tied output head) and the norms in f32.
+    Q4,
+}
+
+impl Precision {
+    /// Its name on the command line and in file names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Q4 => "q4",
+        }
+    }
+}
+
 /// A decoder graph written to the cache.
 #[derive(Debug, Clone)]
 pub struct DecoderFile {
@@ -51,10 +72,12 @@ pub struct DecoderFile {
     pub layers: Range<usize>,
     /// Learned parameters in it.
     pub parameters: u64,
+    /// How its matrices are kept.
+    pub precision: Precision,
 }
 
 /// Writes (or finds) the decoder graph of `layers` of the model in `weights`, whose
-/// architecture is `cfg`.
+/// architecture is `cfg`, its matrices kept as `precision` says.
 ///
 /// # Errors
 /// [`ModelError`] when a tensor is missing or mis-shaped, or the cache cannot be written.
@@ -63,6 +86,7 @@ pub fn decoder_file(
     weights: Gguf,
     cfg: &LlamaConfig,
     layers: Range<usize>,
+    precision: Precision,
 ) -> Result<DecoderFile, ModelError> {
     let identity = file_identity(weights.path());
     let key = cache_key(&[
@@ -71,10 +95,13 @@ pub fn decoder_file(
         &identity,
         &format!("{layers:?}"),
         &MAX_POSITIONS.to_string(),
+        precision.as_str(),
     ]);
     let path = cache.models_dir().join(format!(
-        "{SMOLLM2}-{}-{}-{key}.onnx",
-        layers.start, layers.end
+        "{SMOLLM2}-{}-{}-{}-{key}.onnx",
+        precision.as_str(),
+        layers.start,
+        layers.end
     ));
     let meta = path.with_extension("params");
     if let (true, Ok(p)) = (path.is_file(), std::fs::read_to_string(&meta)) {
@@ -83,10 +110,14 @@ pub fn decoder_file(
                 path,
                 layers,
                 parameters,
+                precision,
             });
         }
     }
     let mut source = GgufWeights::new(weights)?;
+    if precision == Precision::Q4 {
+        source = source.keeping_q4();
+    }
     let graph = decoder::build(cfg, &mut source, layers.clone(), MAX_POSITIONS)?;
     write_atomic(&path, &graph.model.encode_to_vec())?;
     write_atomic(&meta, graph.parameters.to_string().as_bytes())?;
@@ -94,6 +125,7 @@ pub fn decoder_file(
         path,
         layers,
         parameters: graph.parameters,
+        precision,
     })
 }
 
@@ -140,8 +172,15 @@ pub fn prepared(name: &str, file: &DecoderFile, cfg: &LlamaConfig) -> PreparedMo
         name: name.to_owned(),
         task: Task::TextGeneration,
         weights: WeightsKind::Real,
-        weights_note: "SmolLM2-135M-Instruct from its GGUF file (Q4_1 and Q8_0 dequantized to f32)"
-            .to_owned(),
+        weights_note: match file.precision {
+            Precision::F32 => {
+                "SmolLM2-135M-Instruct from its GGUF file (Q4_1 and Q8_0 dequantized to f32)"
+            }
+            Precision::Q4 => {
+                "SmolLM2-135M-Instruct from its GGUF file (Q4_1 matrices kept 4-bit, Q8_0 embedding in f32)"
+            }
+        }
+        .to_owned(),
         onnx_bytes: std::fs::metadata(&file.path).map_or(0, |m| m.len()),
         onnx_file: file.path.clone(),
         parameters: file.parameters,

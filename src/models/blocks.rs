@@ -6,9 +6,9 @@
 //! Must not import `cli` or `report`.
 
 use super::error::ModelError;
-use super::graph::GraphBuilder;
+use super::graph::{GraphBuilder, MS_DOMAIN};
 use super::onnx::AttributeProto;
-use super::weights::{Init, WeightSource};
+use super::weights::{Init, Q4Blocks, WeightSource, Q4_BLOCK};
 
 /// A graph under construction plus the source of its parameters.
 pub struct Ctx<'a> {
@@ -73,6 +73,17 @@ impl<'a> Ctx<'a> {
         d_in: usize,
         d_out: usize,
     ) -> Result<String, ModelError> {
+        if let Some(q) = self.w.q4_blocks(weight, d_out, d_in)? {
+            let y = self.linear_q4(x, weight, &q, d_in, d_out);
+            return match bias {
+                Some(name) => {
+                    let b = self.w.tensor(name, &[d_out], Init::Zeros)?;
+                    let b = self.g.param(name, &[d_out], &b);
+                    Ok(self.g.node("Add", &[&y, &b], vec![]))
+                }
+                None => Ok(y),
+            };
+        }
         let w = self.w.tensor(weight, &[d_out, d_in], Init::Normal)?;
         let b = match bias {
             Some(name) => Some((name, self.w.tensor(name, &[d_out], Init::Zeros)?)),
@@ -86,6 +97,56 @@ impl<'a> Ctx<'a> {
             d_in,
             d_out,
         ))
+    }
+
+    /// `x @ W^T` for `W` `[d_out, d_in]` kept in 4-bit blocks: onnxruntime's `MatMulNBits`
+    /// (symmetric, zero point 8) for `scale * (code - 8)`, plus each block's offset times the
+    /// sum of the 32 inputs it multiplies (a `[.., d_in / 32]` by `[d_in / 32, d_out]` MatMul),
+    /// which is exact for blocks of the form `scale * code + min`.
+    pub fn linear_q4(
+        &mut self,
+        x: &str,
+        name: &str,
+        q: &Q4Blocks,
+        d_in: usize,
+        d_out: usize,
+    ) -> String {
+        let blocks = d_in / Q4_BLOCK;
+        let codes = self.g.param_u8(
+            &format!("{name}.q4"),
+            &[d_out, blocks, Q4_BLOCK / 2],
+            &q.codes,
+            (d_out * d_in) as u64,
+        );
+        let scales = self
+            .g
+            .const_f32(&format!("{name}.scales"), &[d_out * blocks], &q.scales);
+        let attrs = vec![
+            AttributeProto::int("K", d_in as i64),
+            AttributeProto::int("N", d_out as i64),
+            AttributeProto::int("bits", 4),
+            AttributeProto::int("block_size", Q4_BLOCK as i64),
+        ];
+        let y = self
+            .g
+            .node_in(MS_DOMAIN, "MatMulNBits", &[x, &codes, &scales], attrs);
+        if q.offsets.iter().all(|&o| o == 0.0) {
+            return y;
+        }
+        let shape = self.g.ints(&[0, 0, blocks as i64, Q4_BLOCK as i64]);
+        let split = self.g.node("Reshape", &[x, &shape], vec![]);
+        let axes = self.g.ints(&[-1]);
+        let sums = self.g.node(
+            "ReduceSum",
+            &[&split, &axes],
+            vec![AttributeProto::int("keepdims", 0)],
+        );
+        let offsets = transpose(&q.offsets, d_out, blocks);
+        let offsets = self
+            .g
+            .const_f32(&format!("{name}.offsets"), &[blocks, d_out], &offsets);
+        let shift = self.g.node("MatMul", &[&sums, &offsets], vec![]);
+        self.g.node("Add", &[&y, &shift], vec![])
     }
 
     /// Like [`Ctx::linear`] for weights already in memory (`w` is `[out, in]`).

@@ -6,8 +6,11 @@
 
 use super::onnx::{
     AttributeProto, Dim, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    ValueInfoProto, DATA_TYPE_FLOAT, DATA_TYPE_INT64, IR_VERSION, OPSET,
+    ValueInfoProto, DATA_TYPE_FLOAT, DATA_TYPE_INT64, DATA_TYPE_UINT8, IR_VERSION, OPSET,
 };
+
+/// onnxruntime's contrib operator domain (`MatMulNBits`), and the version of it the graphs use.
+pub const MS_DOMAIN: (&str, i64) = ("com.microsoft", 1);
 
 /// Collects the nodes, initializers and I/O of one graph.
 #[derive(Debug, Default)]
@@ -17,6 +20,8 @@ pub struct GraphBuilder {
     inputs: Vec<ValueInfoProto>,
     outputs: Vec<ValueInfoProto>,
     counter: usize,
+    /// Operator domains besides the default one that nodes use.
+    domains: Vec<(&'static str, i64)>,
     /// Number of learned parameters added through [`GraphBuilder::param`].
     pub parameters: u64,
 }
@@ -77,6 +82,13 @@ impl GraphBuilder {
         self.push_init(name, dims, DATA_TYPE_FLOAT, raw)
     }
 
+    /// Adds a uint8 initializer holding `elements` learned parameters packed in `data` (4-bit
+    /// codes, two a byte).
+    pub fn param_u8(&mut self, name: &str, dims: &[usize], data: &[u8], elements: u64) -> String {
+        self.parameters += elements;
+        self.push_init(name, dims, DATA_TYPE_UINT8, data.to_vec())
+    }
+
     /// Adds an int64 initializer (shapes, axes, indices).
     pub fn const_i64(&mut self, name: &str, dims: &[usize], data: &[i64]) -> String {
         let mut raw = Vec::with_capacity(data.len() * 8);
@@ -121,6 +133,20 @@ impl GraphBuilder {
 
     /// Adds a node with one output and returns the output's name.
     pub fn node(&mut self, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> String {
+        self.node_in(("", 0), op, inputs, attrs)
+    }
+
+    /// Adds a node of the operator domain `domain` (name, version; `""` is the default one).
+    pub fn node_in(
+        &mut self,
+        domain: (&'static str, i64),
+        op: &str,
+        inputs: &[&str],
+        attrs: Vec<AttributeProto>,
+    ) -> String {
+        if !domain.0.is_empty() && !self.domains.contains(&domain) {
+            self.domains.push(domain);
+        }
         let out = self.fresh(op);
         self.nodes.push(NodeProto {
             input: inputs.iter().map(|s| (*s).to_owned()).collect(),
@@ -128,7 +154,7 @@ impl GraphBuilder {
             name: format!("n_{out}"),
             op_type: op.to_owned(),
             attribute: attrs,
-            domain: String::new(),
+            domain: domain.0.to_owned(),
         });
         out
     }
@@ -148,10 +174,15 @@ impl GraphBuilder {
                 input: self.inputs,
                 output: self.outputs,
             }),
-            opset_import: vec![OperatorSetIdProto {
+            opset_import: std::iter::once(OperatorSetIdProto {
                 domain: String::new(),
                 version: OPSET,
-            }],
+            })
+            .chain(self.domains.iter().map(|&(d, v)| OperatorSetIdProto {
+                domain: d.to_owned(),
+                version: v,
+            }))
+            .collect(),
         }
     }
 }

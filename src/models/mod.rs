@@ -51,6 +51,7 @@ pub use shard::{
     HIDDEN_OUT,
 };
 pub use vit::VitConfig;
+pub use weights::{Q4Blocks, Q4_BLOCK};
 pub use whisper::WhisperConfig;
 
 /// What a model does; decides routing preferences and which input generator feeds it.

@@ -11,6 +11,8 @@
 pub const DATA_TYPE_FLOAT: i32 = 1;
 /// `TensorProto.DataType.INT64`.
 pub const DATA_TYPE_INT64: i32 = 7;
+/// `TensorProto.DataType.UINT8`.
+pub const DATA_TYPE_UINT8: i32 = 2;
 /// The IR version written into every model (IR 8 goes with opset 17).
 pub const IR_VERSION: i64 = 8;
 /// The default-domain opset every graph targets (LayerNormalization exists from 17).

@@ -22,6 +22,23 @@ pub enum Init {
     Zeros,
 }
 
+/// A matrix `[rows, cols]` kept in blocks of 32 4-bit codes along each row: element
+/// `[r, 32*b + j]` is `scales[r, b] * (code - 8) + offsets[r, b]` (offset 0 for a symmetric
+/// block). The codes of a block are packed two a byte, the lower-numbered element in the low
+/// nibble: onnxruntime's `MatMulNBits` layout with its default zero point, 8.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Q4Blocks {
+    /// `[rows, cols / 32, 16]` bytes.
+    pub codes: Vec<u8>,
+    /// `[rows, cols / 32]`.
+    pub scales: Vec<f32>,
+    /// `[rows, cols / 32]`.
+    pub offsets: Vec<f32>,
+}
+
+/// Elements of one 4-bit block.
+pub const Q4_BLOCK: usize = 32;
+
 /// A provider of named f32 tensors.
 pub trait WeightSource {
     /// The tensor `name` with exactly `shape` (checkpoint layout), as row-major f32.
@@ -29,6 +46,21 @@ pub trait WeightSource {
     /// # Errors
     /// [`ModelError::BadWeights`] when a real source lacks the tensor or its shape differs.
     fn tensor(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Vec<f32>, ModelError>;
+
+    /// The matrix `name` (`[rows, cols]`) in 4-bit blocks, when the source holds it so and the
+    /// graph is to keep it so; `None` (the default) gives the graph f32 values.
+    ///
+    /// # Errors
+    /// As [`WeightSource::tensor`].
+    fn q4_blocks(
+        &mut self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Option<Q4Blocks>, ModelError> {
+        let _ = (name, rows, cols);
+        Ok(None)
+    }
 }
 
 /// Deterministic seeded values: N(0, 0.02) per [`Init::Normal`], ones, zeros.

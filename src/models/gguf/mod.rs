@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub mod chat;
+pub mod q4;
 mod reader;
 pub mod source;
 pub mod tokenizer;

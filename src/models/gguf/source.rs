@@ -8,17 +8,20 @@
 
 use std::path::Path;
 
-use super::Gguf;
+use super::q4::{q4_1_blocks, unpermute_blocks};
+use super::{Gguf, TensorType};
 use crate::models::error::ModelError;
 use crate::models::llama::LlamaConfig;
-use crate::models::weights::{Init, WeightSource};
+use crate::models::weights::{Init, Q4Blocks, WeightSource, Q4_BLOCK};
 
-/// A GGUF llama checkpoint, dequantized tensor by tensor as the graph asks.
+/// A GGUF llama checkpoint, dequantized tensor by tensor as the graph asks, or its Q4_1
+/// matrices kept 4-bit ([`GgufWeights::keeping_q4`]).
 #[derive(Debug)]
 pub struct GgufWeights {
     file: Gguf,
     heads: usize,
     kv_heads: usize,
+    keep_q4: bool,
 }
 
 impl GgufWeights {
@@ -32,7 +35,35 @@ impl GgufWeights {
             heads: cfg.heads,
             kv_heads: cfg.kv_heads,
             file,
+            keep_q4: false,
         })
+    }
+
+    /// The source that gives its Q4_1 matrices to the graph as 4-bit blocks.
+    pub fn keeping_q4(mut self) -> Self {
+        self.keep_q4 = true;
+        self
+    }
+
+    /// The GGUF name of `name`, checked to have `shape`, and its RoPE permutation's heads.
+    fn lookup(&self, name: &str, shape: &[usize]) -> Result<(String, Option<usize>), ModelError> {
+        let (gname, perm) = gguf_name(name, self.heads, self.kv_heads).ok_or_else(|| {
+            ModelError::bad_weights(
+                self.file.path(),
+                format!("no GGUF tensor corresponds to '{name}'"),
+            )
+        })?;
+        let info = self.file.info(&gname)?;
+        if info.shape() != shape {
+            return Err(ModelError::bad_weights(
+                self.file.path(),
+                format!(
+                    "tensor '{gname}' (for '{name}') has shape {:?}, expected {shape:?}",
+                    info.shape()
+                ),
+            ));
+        }
+        Ok((gname, perm))
     }
 
     /// The parsed file.
@@ -124,11 +155,11 @@ fn gguf_name(hf: &str, heads: usize, kv_heads: usize) -> Option<(String, Option<
 
 /// Undoes llama.cpp's RoPE row permutation of a `[heads * dh, cols]` matrix: the stored row
 /// `h*dh + 2*i + t` is HF's row `h*dh + t*dh/2 + i`.
-pub fn unpermute_rows(data: &[f32], heads: usize, cols: usize) -> Vec<f32> {
+pub fn unpermute_rows<T: Copy + Default>(data: &[T], heads: usize, cols: usize) -> Vec<T> {
     let rows = data.len() / cols;
     let dh = rows / heads;
     let half = dh / 2;
-    let mut out = vec![0.0; data.len()];
+    let mut out = vec![T::default(); data.len()];
     for h in 0..heads {
         for i in 0..half {
             for t in 0..2 {
@@ -144,27 +175,33 @@ pub fn unpermute_rows(data: &[f32], heads: usize, cols: usize) -> Vec<f32> {
 
 impl WeightSource for GgufWeights {
     fn tensor(&mut self, name: &str, shape: &[usize], _init: Init) -> Result<Vec<f32>, ModelError> {
-        let (gname, perm) = gguf_name(name, self.heads, self.kv_heads).ok_or_else(|| {
-            ModelError::bad_weights(
-                self.file.path(),
-                format!("no GGUF tensor corresponds to '{name}'"),
-            )
-        })?;
-        let info = self.file.info(&gname)?;
-        if info.shape() != shape {
-            return Err(ModelError::bad_weights(
-                self.file.path(),
-                format!(
-                    "tensor '{gname}' (for '{name}') has shape {:?}, expected {shape:?}",
-                    info.shape()
-                ),
-            ));
-        }
+        let (gname, perm) = self.lookup(name, shape)?;
         let data = self.file.dequantize(&gname)?;
         Ok(match perm {
             Some(heads) => unpermute_rows(&data, heads, shape[1]),
             None => data,
         })
+    }
+
+    fn q4_blocks(
+        &mut self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Option<Q4Blocks>, ModelError> {
+        if !self.keep_q4 || cols % Q4_BLOCK != 0 {
+            return Ok(None);
+        }
+        let (gname, perm) = self.lookup(name, &[rows, cols])?;
+        let (info, raw) = self.file.raw(&gname)?;
+        if info.kind != TensorType::Q4_1 {
+            return Ok(None);
+        }
+        let q = q4_1_blocks(raw, rows, cols);
+        Ok(Some(match perm {
+            Some(heads) => unpermute_blocks(&q, heads, cols),
+            None => q,
+        }))
     }
 }
 
