@@ -113,7 +113,7 @@ pub fn info_notes(s: &RunSummary) -> Vec<String> {
     let mut notes: Vec<String> = native_note(s).into_iter().collect();
     if s.results.iter().any(|r| r.cores_used.is_some()) {
         notes.push(
-            "cores: CPU time of the cell's browser processes (from /proc) over the wall time of \
+            "cores: CPU time of the cell's browser processes (each process's CPU-time clock) over the wall time of \
              its measured runs; a WebNN or 1-thread wasm cell that uses about 1 is compared with \
              native at 1 thread"
                 .to_string(),
