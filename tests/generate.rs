@@ -90,25 +90,33 @@ fn three_shards_in_three_browsers_write_the_unsharded_text() {
     }
 }
 
-/// The middle shard's browser killed after 2 of 4 tokens under `recovery`: the same text as
-/// unfaulted, every step verified, and the shards rebuilt from their kept inputs are `rebuilt`.
-fn killed_mid_generation(recovery: &str, rebuilt: &[usize]) {
-    let sb = Sandbox::new();
-    let args = [
+/// Four tokens over three shards, the middle shard's browser killed after the second, then
+/// `recovery`.
+fn killed_args(recovery: &str) -> Vec<&str> {
+    let mut args = vec![
         "--max-new-tokens",
         "4",
         "--shards",
         "3",
         "--browsers",
         THREE,
+    ];
+    args.extend([
         "--kill-shard",
         "1",
         "--kill-at-token",
         "2",
         "--recovery",
         recovery,
-    ];
-    let (out, err, code) = story(&sb, &[], &args);
+    ]);
+    args
+}
+
+/// The middle shard's browser killed after 2 of 4 tokens under `recovery`: the same text as
+/// unfaulted, every step verified, and the shards rebuilt from their kept inputs are `rebuilt`.
+fn killed_mid_generation(recovery: &str, rebuilt: &[usize]) {
+    let sb = Sandbox::new();
+    let (out, err, code) = story(&sb, &[], &killed_args(recovery));
     sb.assert_clean();
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.starts_with(REFERENCE_START), "{out}\n{err}");
@@ -149,18 +157,7 @@ fn a_rebuild_without_the_kept_inputs_fails_the_check() {
     // The break zeroes the kept inputs of the earlier positions in the first rebuild: the
     // rebuilt cache is wrong, so the steps after it must not match native.
     let sb = Sandbox::new();
-    let args = [
-        "--max-new-tokens",
-        "4",
-        "--shards",
-        "3",
-        "--browsers",
-        THREE,
-        "--kill-shard",
-        "1",
-        "--kill-at-token",
-        "2",
-    ];
+    let args = killed_args("retry_failed_shards");
     let (out, err, code) = story(&sb, &[("WEBGPU_POOL_BREAK", "lost-inputs")], &args);
     sb.assert_clean();
     assert_eq!(code, 1, "{out}\n{err}");

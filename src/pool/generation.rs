@@ -31,13 +31,12 @@ use crate::models::decoder::{
 use crate::models::{HIDDEN_IN, HIDDEN_OUT};
 use crate::sharding::transfer::decode_f32;
 
-use super::attribution::{Cause, Detection, FaultNote};
+use super::attribution::FaultNote;
 use super::error::{AnswerFault, ShardError};
 use super::ledger::{Ran, RequestEnd, Ticket};
-use super::pipeline::serving_worker;
+use super::pipeline::{recover_shard, serving_worker};
 use super::pipelines::PipelineId;
 use super::placements::ModelEntry;
-use super::recover::recover;
 use super::worker::{FedOutputs, Feed, RunFor, RunReply, Worker};
 use super::{injector, ErrorClass, Pool};
 
@@ -251,7 +250,6 @@ impl GenerationHandle {
         let n = self.entries.len();
         self.tokens.extend_from_slice(ids);
         let end = self.tokens.len();
-        let max_attempts = self.pool.config().recovery.max_attempts;
         let mut record = StepRecord {
             tokens: ids.len(),
             compute_ms: vec![0.0; n],
@@ -315,24 +313,11 @@ impl GenerationHandle {
             let reply = match result {
                 Ok(reply) => reply,
                 Err(e) => {
-                    let class = ErrorClass::of(&e);
                     self.holders[k] = None;
-                    if !class.is_transient() || recoveries >= max_attempts {
-                        return Err(ShardError::Call {
-                            shard: k,
-                            worker: worker.id.clone(),
-                            recoveries,
-                            source: e,
-                        });
-                    }
-                    recoveries += 1;
-                    let back = Instant::now();
-                    let cause = Cause {
-                        seen: Detection::Request(class),
-                        model: Some(self.entries[k].name().to_string()),
-                        in_flight: back.saturating_duration_since(sent),
-                        seen_at: back,
-                    };
+                    let call = (k, self.entries[k].name(), sent);
+                    let class =
+                        recover_shard(&self.pool, &worker, generation, call, e, &mut recoveries)
+                            .await?;
                     since.push(sent);
                     record.stalls.push(Stall {
                         shard: k,
@@ -340,7 +325,6 @@ impl GenerationHandle {
                         class: Some(class),
                         stalled_ms: 0.0,
                     });
-                    recover(&self.pool, &worker, generation, cause).await;
                     // From the first shard: those whose cache went with the recovery run again.
                     k = 0;
                     continue;

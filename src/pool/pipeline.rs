@@ -336,7 +336,6 @@ impl ShardedHandle {
         let server = pool.ctx().server.clone();
         let entries = &self.shared.entries;
         let n = entries.len();
-        let max_attempts = pool.config().recovery.max_attempts;
         let full_retry = pool.pipelines().recovery(self.shared.id) == ShardRecovery::FullRetry;
         let mut k = 0;
         let mut activation: Option<Feed> = None;
@@ -371,23 +370,8 @@ impl ShardedHandle {
             let reply = match result {
                 Ok(reply) => reply,
                 Err(e) => {
-                    let class = ErrorClass::of(&e);
-                    if !class.is_transient() || recoveries >= max_attempts {
-                        return Err(ShardError::Call {
-                            shard: k,
-                            worker: worker.id.clone(),
-                            recoveries,
-                            source: e,
-                        });
-                    }
-                    recoveries += 1;
-                    let cause = Cause {
-                        seen: Detection::Request(class),
-                        model: Some(shard.name.clone()),
-                        in_flight: back.saturating_duration_since(sent),
-                        seen_at: back,
-                    };
-                    recover(pool, &worker, generation, cause).await;
+                    let call = (k, shard.name.as_str(), sent);
+                    recover_shard(pool, &worker, generation, call, e, &mut recoveries).await?;
                     if full_retry {
                         k = 0;
                         activation = None;
@@ -531,6 +515,39 @@ pub(super) async fn serving_worker(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A failed call of shard `call.0` (model `call.1`, sent at `call.2`) on `worker`: when its
+/// class is transient and the request has recoveries left (`recoveries`, counted here), starts
+/// or joins the pool's recovery episode of the worker and returns the class once it ended, for
+/// the request to go on; else the request's error.
+pub(super) async fn recover_shard(
+    pool: &Pool,
+    worker: &Arc<Worker>,
+    generation: u64,
+    (k, model, sent): (usize, &str, Instant),
+    e: crate::browser::WorkerError,
+    recoveries: &mut u32,
+) -> Result<ErrorClass, ShardError> {
+    let class = ErrorClass::of(&e);
+    if !class.is_transient() || *recoveries >= pool.config().recovery.max_attempts {
+        return Err(ShardError::Call {
+            shard: k,
+            worker: worker.id.clone(),
+            recoveries: *recoveries,
+            source: e,
+        });
+    }
+    *recoveries += 1;
+    let back = Instant::now();
+    let cause = Cause {
+        seen: Detection::Request(class),
+        model: Some(model.to_string()),
+        in_flight: back.saturating_duration_since(sent),
+        seen_at: back,
+    };
+    recover(pool, worker, generation, cause).await;
+    Ok(class)
 }
 
 /// A shard's output as its reply gave it.
