@@ -143,6 +143,7 @@ fn render(out: &GenerateOutcome) -> String {
         }
         s += &format!("{st}\n");
     }
+    s += "backends: every shard on wasm; WebNN is not tried: its graphs need static shapes, and a generation's cache grows by a position each step (a fixed-capacity cache variant is not built yet)\n";
     let b = out.browser_times.decode_tokens_per_s();
     let x = |n: &SideTimes| n.decode_tokens_per_s() / b;
     let worst = out
