@@ -9,29 +9,29 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use crate::browser::{self, BrowserKind, DriverKind};
 use crate::generate::check::{native_check, Chosen, SideTimes, StepCheck};
-use crate::generate::choose::{Chooser, Sampling};
+use crate::generate::choose::Sampling;
 use crate::generate::model::{
-    architecture, decoder_file, open_weights, prepared, DecoderFile, Precision, MAX_POSITIONS,
-    SMOLLM2,
+    architecture, decoder_file, open_weights, DecoderFile, Precision, MAX_POSITIONS, SMOLLM2,
 };
 use crate::models::gguf::chat::{render_chat, ChatMessage};
 use crate::models::gguf::tokenizer::LlmTokenizer;
 use crate::models::{Cache, LlamaConfig, ModelError};
-use crate::pool::{
-    place_pipeline, Backend, GenerationHandle, PageSettings, PipelineSpec, Pool, PoolConfig,
-    RecoveryConfig, Stall, StepRecord, WorkerTimeouts,
-};
-use crate::recovery::{self, ShardRecovery};
+use crate::pool::{Backend, Pool, Stall};
+use crate::recovery::ShardRecovery;
 use crate::server::AssetServer;
 
 use super::{launch_spec, web_dir, UsageError};
+
+mod in_pool;
+
+use in_pool::{in_pool, pool_config};
 
 /// What to generate, and where.
 #[derive(Debug, Clone)]
@@ -390,267 +390,6 @@ pub fn even_ranges(layers: usize, n: usize) -> Vec<Range<usize>> {
             r
         })
         .collect()
-}
-
-/// A pool whose first workers are the shards', on wasm, recovering a failed shard by `req`'s
-/// step of the ladder; it never scales or closes an idle worker.
-fn pool_config(
-    launches: Vec<browser::LaunchSpec>,
-    places: &[(BrowserKind, Option<Backend>)],
-    req: &GenerateRequest,
-    cache: &Cache,
-) -> PoolConfig {
-    let mut config = PoolConfig::fixed(launches);
-    config.page = PageSettings {
-        backends: vec![Backend::Wasm],
-        ..PageSettings::default()
-    };
-    config.initial = Some(places.iter().map(|p| p.0).collect());
-    config.min_workers = 0;
-    // Room for a relaunch before the failed worker is gone.
-    config.max_workers = places.len() + 1;
-    config.idle_timeout = Duration::from_secs(24 * 3600);
-    config.cache = cache.clone();
-    config.timeouts = WorkerTimeouts {
-        load: req.call_timeout,
-        run: req.call_timeout,
-        ..WorkerTimeouts::default()
-    };
-    config.recovery = RecoveryConfig {
-        strategy: recovery::Strategy::Progressive,
-        timeout: req.call_timeout,
-        max_attempts: 3,
-    };
-    config
-}
-
-/// What the pool did.
-struct InPool {
-    browsers: Vec<String>,
-    tokens: Vec<u32>,
-    draws: Vec<f64>,
-    logits: Vec<Vec<f32>>,
-    load_ms: f64,
-    ttft_ms: f64,
-    times: SideTimes,
-    shards: Vec<ShardFigures>,
-    stalls: Vec<(usize, Stall)>,
-    rebuilt: Vec<(usize, usize, usize)>,
-    fault: Option<String>,
-    interrupted: bool,
-}
-
-/// Places the shards and generates greedily, streaming the text; the generation is one request
-/// of the pool's ledger.
-async fn in_pool(
-    pool: &Pool,
-    p: &Prepared,
-    places: &[(BrowserKind, Option<Backend>)],
-    req: &GenerateRequest,
-    on_text: &mut dyn FnMut(&str),
-    progress: &dyn Fn(&str),
-) -> Result<InPool> {
-    let n = p.shards.len();
-    let models: Vec<_> = p
-        .shards
-        .iter()
-        .enumerate()
-        .map(|(k, f)| {
-            let name = if n == 1 {
-                SMOLLM2.to_owned()
-            } else {
-                crate::models::shard_id(SMOLLM2, k, n, &f.layers)
-            };
-            prepared(&name, f, &p.cfg)
-        })
-        .collect();
-    let ranges: Vec<_> = p.shards.iter().map(|f| f.layers.clone()).collect();
-    let spec = PipelineSpec {
-        model: SMOLLM2,
-        shards: &models,
-        ranges: &ranges,
-        places,
-        recovery: req.recovery,
-    };
-    progress(&format!(
-        "loading {SMOLLM2} ({} MB in {n} shard(s)) ...",
-        models.iter().map(|m| m.onnx_bytes).sum::<u64>() / 1_000_000
-    ));
-    let launched = pss_by_worker(pool);
-    let t0 = Instant::now();
-    let mut loaded = |k: usize, w: &crate::pool::Worker| {
-        progress(&format!("shard {k} ({:?}) loaded on {}", ranges[k], w.id));
-    };
-    let (id, _) = place_pipeline(pool, &spec, &mut loaded).await?;
-    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let mut handle = GenerationHandle::new(
-        pool.clone(),
-        id,
-        ranges.clone(),
-        (p.cfg.kv_heads, p.cfg.head_dim()),
-        p.cfg.hidden,
-    );
-    let ticket = handle.ticket();
-    let scheduled = Instant::now();
-    let mut gen = Generation::default();
-    let result = generate_in(&mut handle, p, req, &mut gen, on_text).await;
-    let attempts = 1 + gen.records.iter().map(|r| r.stalls.len()).sum::<usize>() as u32;
-    let outcome = match &result {
-        Ok(()) => Ok(scheduled.elapsed().as_secs_f64() * 1e3),
-        Err(e) => Err(e
-            .downcast_ref::<crate::pool::ShardError>()
-            .map_or(crate::pool::ErrorClass::Page, |e| e.class())),
-    };
-    handle.end(ticket, scheduled, outcome, attempts);
-    result?;
-    let workers = handle.workers();
-    let backends = handle.places();
-    let now = pss_by_worker(pool);
-    let live = pool.workers();
-    let browsers = workers
-        .iter()
-        .map(|id| {
-            live.iter().find(|w| &w.id == id).map_or_else(
-                || id.clone(),
-                |w| format!("{} {}", w.kind, w.browser().version()),
-            )
-        })
-        .collect();
-    let shards = ranges
-        .iter()
-        .enumerate()
-        .map(|(k, r)| ShardFigures {
-            layers: r.clone(),
-            worker: workers[k].clone(),
-            backend: backends[k].map_or_else(|| "-".to_owned(), |(_, b)| b.to_string()),
-            compute_ms: steady(&gen.records)
-                .map(|s| s.compute_ms[k])
-                .filter(|&ms| ms > 0.0)
-                .collect(),
-            hop_ms: steady(&gen.records)
-                .filter_map(|s| s.hop_ms.get(k).copied().flatten())
-                .collect(),
-            parameters: p.shards[k].parameters,
-            graph_bytes: models[k].onnx_bytes,
-            memory_mib: now
-                .iter()
-                .find(|(id, _)| id == &workers[k])
-                .map(|(id, kib)| {
-                    let before = launched.iter().find(|(b, _)| b == id).map(|(_, k)| *k);
-                    (
-                        *kib as f64 / 1024.0,
-                        before.map(|b| (*kib as f64 - b as f64) / 1024.0),
-                    )
-                }),
-        })
-        .collect();
-    let times = SideTimes {
-        prefill_ms: gen.records.first().map_or(0.0, |r| r.wall_ms),
-        decode_ms: steady(&gen.records).map(|r| r.wall_ms).collect(),
-    };
-    let mut stalls = Vec::new();
-    let mut rebuilt = Vec::new();
-    for (i, r) in gen.records.iter().enumerate() {
-        stalls.extend(r.stalls.iter().map(|s| (i, s.clone())));
-        rebuilt.extend(r.rebuilt.iter().map(|&(k, pos)| (i, k, pos)));
-    }
-    Ok(InPool {
-        browsers,
-        tokens: gen.tokens,
-        draws: gen.draws,
-        logits: gen.logits,
-        load_ms,
-        ttft_ms: gen.ttft_ms,
-        times,
-        shards,
-        stalls,
-        rebuilt,
-        fault: gen.fault,
-        interrupted: gen.interrupted,
-    })
-}
-
-/// Each live worker's browser process tree PSS, KiB.
-fn pss_by_worker(pool: &Pool) -> Vec<(String, u64)> {
-    pool.workers()
-        .iter()
-        .filter_map(|w| {
-            let kib = w
-                .browser()
-                .pid()
-                .and_then(crate::browser::process::tree_pss_kib)?;
-            Some((w.id.clone(), kib))
-        })
-        .collect()
-}
-
-/// The decode steps that neither waited for a recovery nor rebuilt a cache (those are reported
-/// on their own, not mixed into the step times).
-fn steady(records: &[StepRecord]) -> impl Iterator<Item = &StepRecord> {
-    records
-        .iter()
-        .skip(1)
-        .filter(|r| r.stalls.is_empty() && r.rebuilt.is_empty())
-}
-
-/// The generation so far.
-#[derive(Debug, Default)]
-struct Generation {
-    tokens: Vec<u32>,
-    draws: Vec<f64>,
-    logits: Vec<Vec<f32>>,
-    records: Vec<StepRecord>,
-    ttft_ms: f64,
-    fault: Option<String>,
-    interrupted: bool,
-}
-
-/// The token loop: prefill, then one step per token until the model ends its turn, the
-/// budget is spent or Ctrl-C; the planned kill between the steps it names.
-async fn generate_in(
-    handle: &mut GenerationHandle,
-    p: &Prepared,
-    req: &GenerateRequest,
-    gen: &mut Generation,
-    on_text: &mut dyn FnMut(&str),
-) -> Result<()> {
-    let mut stream = p.tokenizer.stream(true);
-    let mut chooser = Chooser::new(p.sampling);
-    let t0 = Instant::now();
-    let first = handle.step(&p.prompt).await?;
-    gen.ttft_ms = t0.elapsed().as_secs_f64() * 1e3;
-    gen.records.push(first.record);
-    let mut next = first.logits;
-    loop {
-        let token = chooser.choose(&next);
-        gen.tokens.push(token);
-        gen.logits.push(next);
-        on_text(&stream.push(token)?);
-        if token == p.tokenizer.eos() || gen.tokens.len() == req.max_new_tokens {
-            break;
-        }
-        if req.shutdown.is_cancelled() {
-            gen.interrupted = true;
-            break;
-        }
-        if let Some((shard, at)) = req.kill.filter(|&(_, at)| at == gen.tokens.len()) {
-            let note = handle.kill(shard).await;
-            gen.fault = Some(match note {
-                Some(n) => format!(
-                    "after token {at}: shard {shard} on {}: {}",
-                    n.target, n.detail
-                ),
-                None => format!("after token {at}: shard {shard} had no worker to kill"),
-            });
-        }
-        let step = handle.step(&[token]).await?;
-        gen.records.push(step.record);
-        next = step.logits;
-    }
-    gen.draws = std::mem::take(&mut chooser.draws);
-    on_text(&stream.finish());
-    on_text("\n");
-    Ok(())
 }
 
 /// Stops the asset server once the pool let go of it.
