@@ -25,7 +25,9 @@ fn chromium_writes_the_reference_text_token_identical_to_native() {
             "6",
             "--browser",
             "chromium",
+            "--results-dir",
         ])
+        .arg(sb.results())
         .assert();
     let (out, err) = (stdout(&a), stderr(&a));
     sb.assert_clean();
@@ -38,6 +40,54 @@ fn chromium_writes_the_reference_text_token_identical_to_native() {
     assert!(out.contains("native greedy: token-identical"), "{out}");
     assert!(out.contains("chromium") && out.contains("wasm"), "{out}");
     assert!(out.contains("native onnxruntime @1"), "{out}");
+
+    // The run folder holds what was printed: the same text, every step, one cell.
+    let run = sb.run_json();
+    common::assert_valid(&run);
+    common::assert_accounted(&run);
+    assert_eq!(
+        run["requests"]["succeeded"], 1,
+        "the generation is one request: {run}"
+    );
+    let g = &run["generation"];
+    let streamed = out.lines().next().unwrap_or_default();
+    assert_eq!(g["text"].as_str(), Some(streamed), "{g}");
+    assert_eq!(g["tokens"].as_array().map(Vec::len), Some(6), "{g}");
+    assert_eq!(g["verified_steps"], 6, "{g}");
+    let steps = g["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 6, "the prefill and 5 decode steps: {g}");
+    assert!(
+        steps
+            .iter()
+            .all(|st| st["compute_ms"][0].as_f64() > Some(0.0)),
+        "every step ran in the page: {g}"
+    );
+    assert_eq!(run["load"]["context"], "generation", "{run}");
+    let row = &run["results"][0];
+    assert_eq!(
+        (&row["model"], &row["task"], &row["runs"]),
+        (&"smollm2".into(), &"text_generation".into(), &5.into()),
+        "{row}"
+    );
+    assert!(row["native"]["x_native"].as_f64() > Some(0.0), "{row}");
+    let csv = std::fs::read_to_string(sb.run_dir().join("samples.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 6, "{csv}");
+    let html = std::fs::read_to_string(sb.run_dir().join("report.html")).unwrap();
+    assert!(
+        html.contains("per-token latency by shard"),
+        "no chart in report.html"
+    );
+    let history = webgpu_pool::history::History::open_read(
+        &sb.results().join(webgpu_pool::history::DEFAULT_FILE),
+    )
+    .expect("the history");
+    let cells = history.cells(0).expect("cells");
+    assert!(
+        cells
+            .iter()
+            .any(|c| c.key.model == "smollm2" && c.key.load.context.as_str() == "generation"),
+        "{cells:?}"
+    );
 }
 
 const STORY: &str = "Write a short story about AI";
@@ -52,6 +102,8 @@ fn story(sb: &Sandbox, env: &[(&str, &str)], args: &[&str]) -> (String, String, 
     let a = cmd
         .args(["generate", "--prompt", STORY])
         .args(args)
+        .arg("--results-dir")
+        .arg(sb.results())
         .assert();
     let code = a.get_output().status.code().unwrap_or(-1);
     (stdout(&a), stderr(&a), code)
@@ -88,6 +140,35 @@ fn three_shards_in_three_browsers_write_the_unsharded_text() {
             .unwrap_or_else(|| panic!("no row for shard {k}:\n{out}"));
         assert!(row.contains(worker) && row.contains("wasm"), "{row}");
     }
+    // run.json: a cell per shard, named by its layers, with its browser.
+    let run = sb.run_json();
+    let cells: Vec<(String, String)> = run["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                r["model"].as_str().unwrap().into(),
+                r["browser"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cells,
+        [
+            ("smollm2/shard0of3/L0-10", "chromium"),
+            ("smollm2/shard1of3/L10-20", "firefox"),
+            ("smollm2/shard2of3/L20-30", "chromium-shell"),
+        ]
+        .map(|(m, b)| (m.to_owned(), b.to_owned())),
+        "{run}"
+    );
+    let hops = &run["generation"]["shards"];
+    assert!(hops[0]["hop_ms"]["p50"].as_f64() > Some(0.0), "{hops}");
+    assert!(
+        hops[2]["hop_ms"].is_null(),
+        "the last shard has no hop: {hops}"
+    );
     // chromium-shell's shard is on wasm, and the report says why not WebNN.
     assert!(
         out.contains("WebNN is not tried: its graphs need static shapes"),
@@ -138,6 +219,16 @@ fn killed_mid_generation(recovery: &str, rebuilt: &[usize]) {
         let line = format!("rebuilt: shard {k}'s cache");
         assert_eq!(out.contains(&line), rebuilt.contains(&k), "{line}?\n{out}");
     }
+    // run.json records the stall and the fault's load context.
+    let run = sb.run_json();
+    assert_eq!(run["load"]["context"], "under_faults", "{run}");
+    let stalls = run["generation"]["stalls"].as_array().expect("stalls");
+    assert!(
+        stalls
+            .iter()
+            .any(|s| s["shard"] == 1 && s["stalled_ms"].as_f64() > Some(0.0)),
+        "{stalls:?}"
+    );
     assert!(out.contains("verified: 4 of 4 steps match native"), "{out}");
     assert!(out.contains("native greedy: token-identical"), "{out}");
 }
@@ -168,6 +259,31 @@ fn a_rebuild_without_the_kept_inputs_fails_the_check() {
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(out.contains("rebuilt: shard 1's cache"), "{out}");
     assert!(out.contains("MISMATCH"), "{out}");
+}
+
+#[test]
+fn a_shard_placed_on_webgpu_writes_the_same_text() {
+    // Firefox's WebGPU here is lavapipe, a software adapter: about 5 s a step for 15 layers,
+    // so two tokens.
+    let sb = Sandbox::new();
+    let args = [
+        "--max-new-tokens",
+        "2",
+        "--placement",
+        "chromium:wasm,firefox:webgpu",
+    ];
+    let (out, err, code) = story(&sb, &[], &args);
+    sb.assert_clean();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.starts_with("As the"), "{out}\n{err}");
+    assert!(out.contains("verified: 2 of 2 steps match native"), "{out}");
+    assert!(out.contains("shard 0 on wasm, shard 1 on webgpu"), "{out}");
+    let run = sb.run_json();
+    assert_eq!(
+        (&run["results"][0]["backend"], &run["results"][1]["backend"]),
+        (&"wasm".into(), &"webgpu".into()),
+        "{run}"
+    );
 }
 
 #[test]
@@ -322,6 +438,33 @@ fn bad_weights_and_prompts_exit_2_naming_what_is_wrong() {
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("--kill-at-token 4: --max-new-tokens is 4"),
+        "{err}"
+    );
+    // WebNN cannot take a shard (static shapes against a growing cache), and --placement sets
+    // the shard count itself.
+    let (code, err) = generate_with_cache(
+        &sb,
+        &root,
+        &[
+            "--prompt",
+            "hi",
+            "--placement",
+            "chromium:wasm,chromium-shell:webnn",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--placement chromium-shell:webnn") && err.contains("static shapes"),
+        "{err}"
+    );
+    let (code, err) = generate_with_cache(
+        &sb,
+        &root,
+        &["--prompt", "hi", "--placement", "chromium", "--shards", "2"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--placement") && err.contains("--shards"),
         "{err}"
     );
     sb.assert_clean();

@@ -8,6 +8,7 @@
 //! (reference and timings) have the machine to themselves.
 
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,13 +24,14 @@ use crate::generate::model::{
 use crate::models::gguf::chat::{render_chat, ChatMessage};
 use crate::models::gguf::tokenizer::LlmTokenizer;
 use crate::models::{Cache, LlamaConfig, ModelError};
-use crate::pool::{Backend, Pool, Stall};
+use crate::pool::{Backend, Pool, Stall, StepRecord};
 use crate::recovery::ShardRecovery;
 use crate::server::AssetServer;
 
 use super::{launch_spec, web_dir, UsageError};
 
 mod in_pool;
+mod record;
 
 use in_pool::{in_pool, pool_config};
 
@@ -52,8 +54,11 @@ pub struct GenerateRequest {
     pub shards: usize,
     /// How the decoder's matrices are kept.
     pub precision: Precision,
-    /// Browsers, used in turn for the shards' workers.
+    /// Browsers, used in turn for the shards' workers, on wasm.
     pub browsers: Vec<BrowserKind>,
+    /// Each shard's browser and backend (`None`: wasm), in order, instead of `browsers`; its
+    /// length is the shard count.
+    pub placement: Vec<(BrowserKind, Option<Backend>)>,
     /// What a failed shard's worker gets.
     pub recovery: ShardRecovery,
     /// A planned fault: SIGKILL the browser of shard `.0` once token `.1` is written.
@@ -63,21 +68,35 @@ pub struct GenerateRequest {
     /// Cancelled on Ctrl-C: the generation stops after the step in flight, and what was
     /// generated is checked and reported.
     pub shutdown: CancellationToken,
+    /// Where the run folder goes (`results/<run id>/`: run.json, samples.csv, report.html,
+    /// ...), also when the generation fails part way.
+    pub results_dir: PathBuf,
+    /// The command line, for run.json.
+    pub command: String,
 }
 
 /// One shard as it ran.
 #[derive(Debug, Clone)]
 pub struct ShardFigures {
+    /// Its name in the pool.
+    pub model: String,
     /// Its layers.
     pub layers: Range<usize>,
     /// The worker serving it at the end.
     pub worker: String,
+    /// That worker's browser kind.
+    pub kind: String,
     /// Its backend there.
     pub backend: String,
     /// The page's `session.run` ms of each decode step.
     pub compute_ms: Vec<f64>,
     /// To the next shard: each decode step's hop ms (none for the last shard).
     pub hop_ms: Vec<f64>,
+    /// Its last load (fetch and session creation), ms, and its loads (1, plus one per
+    /// recovery that reloaded it).
+    pub load: (f64, u32),
+    /// Threads of onnxruntime-web's wasm backend in its page, as the page reported.
+    pub wasm_threads: Option<u32>,
     /// Its graph's parameters.
     pub parameters: u64,
     /// Its graph file's bytes.
@@ -117,6 +136,10 @@ pub struct GenerateOutcome {
     pub stalls: Vec<(usize, Stall)>,
     /// Shards rebuilt from their kept inputs: (token being written, shard, positions run).
     pub rebuilt: Vec<(usize, usize, usize)>,
+    /// Every step as it ran (the prefill first).
+    pub steps: Vec<StepRecord>,
+    /// Each step's send, ms since the prompt was sent.
+    pub step_started_ms: Vec<f64>,
     /// The planned fault, as carried out.
     pub fault: Option<String>,
     /// What a failed shard's worker got.
@@ -127,6 +150,8 @@ pub struct GenerateOutcome {
     pub sampling: Option<Sampling>,
     /// Ctrl-C stopped the generation early.
     pub interrupted: bool,
+    /// The run folder written.
+    pub run_dir: PathBuf,
 }
 
 impl GenerateOutcome {
@@ -159,10 +184,11 @@ pub async fn generate(
     progress: &dyn Fn(&str),
 ) -> Result<GenerateOutcome> {
     let cache = Cache::from_env();
+    let started = std::time::SystemTime::now();
     let p = prepare(&req, &cache, progress).await?;
     let installed = browser::discover();
     let mut launches = Vec::new();
-    for &kind in &req.browsers {
+    for kind in places(&req, p.shards.len()).into_iter().map(|p| p.0) {
         if launches
             .iter()
             .any(|l: &browser::LaunchSpec| l.kind == kind)
@@ -176,9 +202,7 @@ pub async fn generate(
         };
         launches.push(launch_spec(&installed, kind, driver, false)?);
     }
-    let places: Vec<(BrowserKind, Option<Backend>)> = (0..p.shards.len())
-        .map(|k| (req.browsers[k % req.browsers.len()], Some(Backend::Wasm)))
-        .collect();
+    let places = places(&req, p.shards.len());
     let server = Arc::new(
         AssetServer::start(web_dir()?, cache.models_dir())
             .await
@@ -203,9 +227,17 @@ pub async fn generate(
     };
     let ran = in_pool(&pool, &p, &places, &req, on_text, progress).await;
     // Every browser closed, whatever happened in the pool.
-    drop(pool.shutdown().await);
+    let report = pool.shutdown().await;
     stop_server(server).await;
-    let mut out = ran?;
+    let mut out = match ran {
+        Ok(out) => out,
+        Err(e) => {
+            // Nothing generated is lost: the run folder says what the pool did and why it stopped.
+            let run = record::Run::new(&req, started, &report);
+            let dir = run.write_stopped(&e)?;
+            return Err(e.context(format!("partial report in '{}'", dir.display())));
+        }
+    };
 
     progress("checking every step against native onnxruntime (the whole graph) ...");
     let (checks, native_tokens, native_times) = {
@@ -231,7 +263,7 @@ pub async fn generate(
     } else {
         Some(p.tokenizer.decode(&native_tokens, true)?)
     };
-    Ok(GenerateOutcome {
+    let mut outcome = GenerateOutcome {
         browsers: out.browsers,
         prompt_tokens: p.prompt.len(),
         tokens: out.tokens,
@@ -250,7 +282,12 @@ pub async fn generate(
         precision: req.precision,
         sampling: p.sampling,
         interrupted: out.interrupted,
-    })
+        steps: out.steps,
+        step_started_ms: out.step_started_ms,
+        run_dir: PathBuf::new(),
+    };
+    outcome.run_dir = record::Run::new(&req, started, &report).write(&outcome)?;
+    Ok(outcome)
 }
 
 /// Checks the request, tokenizes the prompt and writes (or finds) the graphs: the whole
@@ -269,6 +306,18 @@ async fn prepare(
     let sampling = sampling(req)?;
     if req.browsers.is_empty() {
         bail!(UsageError("--browsers: no browser given".into()));
+    }
+    if let Some((kind, _)) = req.placement.iter().find(|p| p.1 == Some(Backend::Webnn)) {
+        bail!(UsageError(format!(
+            "--placement {kind}:webnn: the decoder cannot run on WebNN, whose graphs need static shapes while a generation's cache grows a position each step (a fixed-capacity cache variant is not built yet); use wasm or webgpu"
+        )));
+    }
+    if !req.placement.is_empty() && req.placement.len() != req.shards {
+        bail!(UsageError(format!(
+            "--placement names {} shard(s) but --shards is {}",
+            req.placement.len(),
+            req.shards
+        )));
     }
     let weights = open_weights(cache).map_err(usage)?;
     let tokenizer = LlmTokenizer::from_gguf(&weights).map_err(usage)?;
@@ -390,6 +439,20 @@ pub fn even_ranges(layers: usize, n: usize) -> Vec<Range<usize>> {
             r
         })
         .collect()
+}
+
+/// Each shard's browser and backend: `--placement`'s, else the browsers in turn on wasm.
+fn places(req: &GenerateRequest, shards: usize) -> Vec<(BrowserKind, Option<Backend>)> {
+    if req.placement.is_empty() {
+        (0..shards)
+            .map(|k| (req.browsers[k % req.browsers.len()], Some(Backend::Wasm)))
+            .collect()
+    } else {
+        req.placement
+            .iter()
+            .map(|&(kind, b)| (kind, Some(b.unwrap_or(Backend::Wasm))))
+            .collect()
+    }
 }
 
 /// Stops the asset server once the pool let go of it.

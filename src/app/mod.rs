@@ -327,38 +327,8 @@ async fn run_part(
             summary.peak_workers = out.peak_workers;
             summary.adaptive = out.adaptive;
             summary.sharding = out.sharding;
-            summary.faults = out
-                .faults
-                .iter()
-                .map(|f| crate::metrics::FaultRecord {
-                    kind: f.kind_name().to_string(),
-                    at_ms: f.at_ms,
-                    target: f.target.clone(),
-                    injected: f.injected,
-                    detail: f.detail.clone(),
-                })
-                .collect();
-            summary.recovery_events = out
-                .recoveries
-                .iter()
-                .map(|r| crate::metrics::RecoveryEvent {
-                    fault_kind: r.fault_name().to_string(),
-                    level: r.level.map_or("none", |l| l.as_str()).to_string(),
-                    detection_ms: r.detection_ms,
-                    recovery_ms: r.recovery_ms,
-                    served_ms: r
-                        .succeeded
-                        .then(|| crate::metrics::served_ms(r.at_ms, &r.models, &out.samples))
-                        .flatten(),
-                    models: r.models.clone(),
-                    served_nothing: r.models.is_empty() && r.shards.is_none(),
-                    succeeded: r.succeeded,
-                    at_ms: r.at_ms,
-                    worker: r.worker.clone(),
-                    detected_by: r.detected_by.to_string(),
-                    steps: r.steps.clone(),
-                })
-                .collect();
+            summary.faults = fault_records(&out.faults);
+            summary.recovery_events = recovery_events(&out.recoveries, &out.samples);
             summary.thresholds =
                 crate::metrics::thresholds::evaluate(&summary, &plan::limits(&config.scenario));
             crate::report::write_run(&summary, &out.samples, &run_dir)?;
@@ -396,6 +366,48 @@ async fn run_part(
     }
 }
 
+/// The pool's fault notes as run.json records them.
+fn fault_records(faults: &[pool::FaultNote]) -> Vec<crate::metrics::FaultRecord> {
+    faults
+        .iter()
+        .map(|f| crate::metrics::FaultRecord {
+            kind: f.kind_name().to_string(),
+            at_ms: f.at_ms,
+            target: f.target.clone(),
+            injected: f.injected,
+            detail: f.detail.clone(),
+        })
+        .collect()
+}
+
+/// The pool's recoveries as run.json records them; `samples` give when each recovered model
+/// was served again.
+fn recovery_events(
+    recoveries: &[pool::RecoveryRecord],
+    samples: &[crate::metrics::Sample],
+) -> Vec<crate::metrics::RecoveryEvent> {
+    recoveries
+        .iter()
+        .map(|r| crate::metrics::RecoveryEvent {
+            fault_kind: r.fault_name().to_string(),
+            level: r.level.map_or("none", |l| l.as_str()).to_string(),
+            detection_ms: r.detection_ms,
+            recovery_ms: r.recovery_ms,
+            served_ms: r
+                .succeeded
+                .then(|| crate::metrics::served_ms(r.at_ms, &r.models, samples))
+                .flatten(),
+            models: r.models.clone(),
+            served_nothing: r.models.is_empty() && r.shards.is_none(),
+            succeeded: r.succeeded,
+            at_ms: r.at_ms,
+            worker: r.worker.clone(),
+            detected_by: r.detected_by.to_string(),
+            steps: r.steps.clone(),
+        })
+        .collect()
+}
+
 /// The summary of a run that has measured nothing yet (finished now).
 fn empty_summary(
     run_id: String,
@@ -425,6 +437,7 @@ fn empty_summary(
         resumed,
         sharding: None,
         adaptive: None,
+        generation: None,
     }
 }
 

@@ -1,14 +1,16 @@
 //! `generate`'s flags.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
 use webgpu_pool::browser::BrowserKind;
 use webgpu_pool::generate::model::Precision;
+use webgpu_pool::scenario::ShardWorker;
 
-use super::parse_duration;
-use super::shard::ShardRecoveryChoice;
+use super::shard::{parse_shard_worker, ShardRecoveryChoice};
+use super::{parse_duration, HistoryArgs};
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -60,6 +62,18 @@ pub struct GenerateArgs {
         alias = "browser"
     )]
     pub browsers: Vec<BrowserKind>,
+    /// Where each shard runs, in order: BROWSER or BROWSER:BACKEND, comma-separated, e.g.
+    /// `chromium:wasm,firefox:webgpu`; sets the shard count and the browsers. Backends: `wasm`
+    /// (the default) or `webgpu`; `webnn` exits 2 (its graphs need static shapes, and the
+    /// cache grows a position each step).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = parse_shard_worker,
+        value_name = "BROWSER[:BACKEND],...",
+        conflicts_with_all = ["browsers", "shards"]
+    )]
+    pub placement: Vec<ShardWorker>,
     /// What a failed shard gets: retry_failed_shards (relaunch its browser, rebuild only its
     /// cache from the inputs the harness kept), reassign_shards (move it to a live browser,
     /// rebuild its cache there), full_retry (relaunch, reload every shard, rebuild every cache).
@@ -75,6 +89,12 @@ pub struct GenerateArgs {
     /// Bound on one page call: a load, or one shard's step.
     #[arg(long, default_value = "180s", value_parser = parse_duration)]
     pub call_timeout: Duration,
+    /// Where the run folder is written (run.json with the generation and every step,
+    /// samples.csv, report.html with the per-token chart by shard, summary.md, junit.xml).
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub results_dir: PathBuf,
+    #[command(flatten)]
+    pub history: HistoryArgs,
 }
 
 /// `--weights`.

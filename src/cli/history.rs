@@ -29,8 +29,9 @@ pub struct HistorySource {
     #[arg(long, value_enum, value_name = "TYPE")]
     pub model_type: Option<TaskChoice>,
     /// Only cells measured under this load context: `isolated` (a matrix run, one cell at a
-    /// time), `routed` (every model at once), `sharded`, `under_faults` (faults injected), or
-    /// `unknown` (recorded before load contexts were).
+    /// time), `routed` (every model at once), `sharded`, `under_faults` (faults injected),
+    /// `generation` (`generate`'s decode steps, per shard), or `unknown` (recorded before load
+    /// contexts were).
     #[arg(long, value_enum, value_name = "CONTEXT")]
     pub load: Option<LoadChoice>,
     /// Print JSON instead of tables.
@@ -155,6 +156,8 @@ pub enum LoadChoice {
     Sharded,
     /// A run with faults injected.
     UnderFaults,
+    /// A generation's decode steps, per shard.
+    Generation,
     /// Recorded before load contexts were.
     Unknown,
 }
@@ -167,6 +170,7 @@ impl LoadChoice {
             Self::Routed => LoadKind::Routed,
             Self::Sharded => LoadKind::Sharded,
             Self::UnderFaults => LoadKind::UnderFaults,
+            Self::Generation => LoadKind::Generation,
             Self::Unknown => LoadKind::Unknown,
         }
     }

@@ -158,7 +158,7 @@ impl From<ShardRecoveryChoice> for ShardRecovery {
     }
 }
 
-fn parse_shard_worker(s: &str) -> Result<ShardWorker, String> {
+pub(super) fn parse_shard_worker(s: &str) -> Result<ShardWorker, String> {
     let (browser, backend) = match s.split_once(':') {
         Some((b, k)) => (b, Some(k)),
         None => (s, None),

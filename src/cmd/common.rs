@@ -204,19 +204,24 @@ pub fn finish(
         observer.line(&format!("saved baseline '{name}' in {}", to.display()));
     }
     if let Some(file) = &after.history {
-        // After run.json: a history that fails loses nothing of the run.
-        match add_to_history(file, dir) {
-            Ok(n) => observer.line(&format!(
-                "added {n} cell(s) to the history {}",
-                file.display()
-            )),
-            Err(e) => eprintln!(
-                "warning: {e:#}; the run is not in the history, its results are intact in {}",
-                dir.display()
-            ),
-        }
+        add_history(file, dir, &|m: &str| observer.line(m));
     }
     Ok(Outcome::judge(&ctx.shutdown, summary.passed()))
+}
+
+/// Adds the run in `dir` to the history `file`, after its run.json is written: a history that
+/// fails is a warning and loses nothing of the run.
+pub fn add_history(file: &Path, dir: &Path, line: &dyn Fn(&str)) {
+    match add_to_history(file, dir) {
+        Ok(n) => line(&format!(
+            "added {n} cell(s) to the history {}",
+            file.display()
+        )),
+        Err(e) => eprintln!(
+            "warning: {e:#}; the run is not in the history, its results are intact in {}",
+            dir.display()
+        ),
+    }
 }
 
 /// Adds the run in `dir` (its run.json and samples.csv) to the history `file`.

@@ -7,9 +7,10 @@ use comfy_table::{presets::UTF8_FULL, Table};
 
 use webgpu_pool::app::{self, GenerateOutcome, GenerateRequest};
 use webgpu_pool::generate::check::SideTimes;
+use webgpu_pool::generate::model::WEBNN_NOTE;
 use webgpu_pool::metrics::Percentiles;
 
-use super::common::print;
+use super::common::{add_history, command_line, history_file, print};
 use super::{Context, Outcome};
 use crate::cli::GenerateArgs;
 use crate::observe;
@@ -28,9 +29,18 @@ pub async fn execute(args: GenerateArgs, ctx: &Context) -> Result<Outcome> {
         temperature: args.temperature,
         top_p: args.top_p,
         seed: args.seed,
-        shards: args.shards as usize,
         precision: args.weights.into(),
+        shards: if args.placement.is_empty() {
+            args.shards as usize
+        } else {
+            args.placement.len()
+        },
         browsers: args.browsers,
+        placement: args
+            .placement
+            .iter()
+            .map(|w| (w.browser, w.backend))
+            .collect(),
         recovery: args.recovery.into(),
         kill: args
             .kill_shard
@@ -38,7 +48,10 @@ pub async fn execute(args: GenerateArgs, ctx: &Context) -> Result<Outcome> {
             .map(|(s, k)| (s as usize, k as usize)),
         call_timeout: args.call_timeout,
         shutdown: ctx.shutdown.clone(),
+        results_dir: args.results_dir.clone(),
+        command: command_line(),
     };
+    let history = history_file(&args.history, &args.results_dir);
     let mut wrote = false;
     let mut on_text = |piece: &str| {
         if !piece.is_empty() {
@@ -52,6 +65,13 @@ pub async fn execute(args: GenerateArgs, ctx: &Context) -> Result<Outcome> {
         print("\n")?;
     }
     print(&render(&out))?;
+    observer.line(&format!(
+        "wrote {} (run.json, samples.csv, summary.md, report.html, junit.xml)",
+        out.run_dir.display()
+    ));
+    if let Some(file) = &history {
+        add_history(file, &out.run_dir, &|m: &str| observer.line(m));
+    }
     Ok(if out.interrupted {
         Outcome::Interrupted
     } else if out.verified() {
@@ -89,9 +109,16 @@ fn render(out: &GenerateOutcome) -> String {
     let n = out.shards.len();
     t.add_row(row(
         format!(
-            "pool, {n} shard(s), {}: {} (wasm)",
+            "pool, {n} shard(s), {}: {} ({})",
             out.precision.as_str(),
-            dedup(&out.browsers).join(", ")
+            dedup(&out.browsers).join(", "),
+            dedup(
+                &out.shards
+                    .iter()
+                    .map(|s| s.backend.clone())
+                    .collect::<Vec<_>>()
+            )
+            .join(", ")
         ),
         out.time_to_first_token_ms,
         &out.browser_times,
@@ -143,7 +170,25 @@ fn render(out: &GenerateOutcome) -> String {
         }
         s += &format!("{st}\n");
     }
-    s += "backends: every shard on wasm; WebNN is not tried: its graphs need static shapes, and a generation's cache grows by a position each step (a fixed-capacity cache variant is not built yet)\n";
+    let backends = dedup(
+        &out.shards
+            .iter()
+            .map(|s| s.backend.clone())
+            .collect::<Vec<_>>(),
+    );
+    s += &format!(
+        "backends: {}; {WEBNN_NOTE}\n",
+        if backends == ["wasm"] {
+            "every shard on wasm".to_owned()
+        } else {
+            out.shards
+                .iter()
+                .enumerate()
+                .map(|(k, s)| format!("shard {k} on {}", s.backend))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
     let b = out.browser_times.decode_tokens_per_s();
     let x = |n: &SideTimes| n.decode_tokens_per_s() / b;
     let worst = out

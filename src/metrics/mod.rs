@@ -9,6 +9,7 @@ pub mod adaptive;
 pub mod aggregate;
 pub mod cell_key;
 pub mod compare;
+pub mod generation;
 pub mod listing;
 pub mod load;
 pub mod page_runs;
@@ -22,6 +23,7 @@ pub mod webnn;
 
 pub use adaptive::{AdaptiveEvaluation, AdaptiveMove, AdaptiveReport, PairTiming};
 pub use cell_key::{browser_build, CellKey};
+pub use generation::GenerationReport;
 pub use listing::*;
 pub use load::{LoadContext, LoadKind};
 pub use page_runs::PageRuns;

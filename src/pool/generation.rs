@@ -160,6 +160,16 @@ impl GenerationHandle {
             .collect()
     }
 
+    /// Per shard: its loads so far (the last one's ms, its page's wasm threads).
+    pub fn loads(&self) -> Vec<super::ShardLoads> {
+        self.pool
+            .pipelines()
+            .history(self.id)
+            .into_iter()
+            .map(|(_, loads)| loads)
+            .collect()
+    }
+
     /// Per shard: its worker's browser kind and the backend the shard runs on, if served.
     pub fn places(&self) -> Vec<Option<(BrowserKind, Backend)>> {
         self.entries

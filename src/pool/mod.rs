@@ -79,7 +79,7 @@ pub use handle::{Inference, Input, ModelHandle};
 pub use journal::Journal;
 pub use members::WorkerReport;
 pub use pipeline::{ShardedAnswer, ShardedHandle};
-pub use pipelines::PipelineId;
+pub use pipelines::{PipelineId, ShardLoads};
 pub use placing::MigrateError;
 pub use router::{HardwarePreferences, Measured, Preferences};
 pub use scheduler::{Bound, Schedule, Workload};

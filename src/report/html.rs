@@ -2,10 +2,11 @@
 //! enforces it) built from `templates/report.html`: the verdict, the result table, a latency
 //! CDF per model (one line per browser x backend), faults and recovery ([`faults`], from
 //! `templates/faults.html`) when the run had any, throughput over time with fault and recovery
-//! markers, a shard timeline when the run had shards, and the environment with each browser's
-//! adapter.
+//! markers, a shard timeline when the run had shards, a generation's text and per-token chart
+//! by shard ([`generation`]), and the environment with each browser's adapter.
 
 mod faults;
+mod generation;
 
 use std::fmt::Write as _;
 
@@ -17,6 +18,7 @@ use super::template::{escape, fill};
 use super::view::{text, yes};
 use super::{view, ReportError, Reporter};
 use faults::faults_section;
+use generation::generation_section;
 
 const REPORT_HTML: &str = include_str!("templates/report.html");
 
@@ -70,6 +72,7 @@ fn render(run: RunData<'_>) -> String {
             ("faults_section", &faults_section(s, run.samples)),
             ("throughput_chart", &throughput_chart(s, run.samples)),
             ("shard_section", &shard_section(s)),
+            ("generation_section", &generation_section(s)),
             ("adaptive_section", &adaptive_section(s)),
             ("host_rows", &host_rows(s)),
             ("browser_rows", &browser_rows(&s.environment.browsers)),
@@ -219,6 +222,10 @@ fn cdf_charts(samples: &[Sample]) -> String {
 }
 
 fn throughput_chart(s: &RunSummary, samples: &[Sample]) -> String {
+    if s.generation.is_some() {
+        // Its samples are steps by shard, not requests: the per-token chart draws them.
+        return r#"<p class="empty">A generation: one request, its steps in the per-token chart below.</p>"#.into();
+    }
     let done: Vec<(&str, f64)> = samples
         .iter()
         .filter(|x| x.ok)

@@ -26,8 +26,15 @@ pub(super) fn pool_config(
     cache: &Cache,
 ) -> PoolConfig {
     let mut config = PoolConfig::fixed(launches);
+    // The backends the shards ask for, WebGPU first where one does (the order detection
+    // tries them in).
+    let mut backends: Vec<Backend> = places.iter().filter_map(|p| p.1).collect();
+    backends.sort_by_key(|b| *b != Backend::Webgpu);
+    backends.dedup();
+    // Asked for by name, WebGPU is taken on this machine's software adapters too.
     config.page = PageSettings {
-        backends: vec![Backend::Wasm],
+        allow_fallback_adapter: backends.contains(&Backend::Webgpu),
+        backends,
         ..PageSettings::default()
     };
     config.initial = Some(places.iter().map(|p| p.0).collect());
@@ -61,6 +68,8 @@ pub(super) struct InPool {
     pub(super) shards: Vec<ShardFigures>,
     pub(super) stalls: Vec<(usize, Stall)>,
     pub(super) rebuilt: Vec<(usize, usize, usize)>,
+    pub(super) steps: Vec<StepRecord>,
+    pub(super) step_started_ms: Vec<f64>,
     pub(super) fault: Option<String>,
     pub(super) interrupted: bool,
 }
@@ -130,6 +139,7 @@ pub(super) async fn in_pool(
     result?;
     let workers = handle.workers();
     let backends = handle.places();
+    let loads = handle.loads();
     let now = pss_by_worker(pool);
     let live = pool.workers();
     let browsers = workers
@@ -145,8 +155,10 @@ pub(super) async fn in_pool(
         .iter()
         .enumerate()
         .map(|(k, r)| ShardFigures {
+            model: models[k].name.clone(),
             layers: r.clone(),
             worker: workers[k].clone(),
+            kind: backends[k].map_or_else(|| places[k].0.to_string(), |(b, _)| b.to_string()),
             backend: backends[k].map_or_else(|| "-".to_owned(), |(_, b)| b.to_string()),
             compute_ms: steady(&gen.records)
                 .map(|s| s.compute_ms[k])
@@ -155,6 +167,8 @@ pub(super) async fn in_pool(
             hop_ms: steady(&gen.records)
                 .filter_map(|s| s.hop_ms.get(k).copied().flatten())
                 .collect(),
+            load: (loads[k].last_ms, loads[k].loads),
+            wasm_threads: loads[k].wasm_threads,
             parameters: p.shards[k].parameters,
             graph_bytes: models[k].onnx_bytes,
             memory_mib: now
@@ -190,6 +204,8 @@ pub(super) async fn in_pool(
         shards,
         stalls,
         rebuilt,
+        steps: gen.records,
+        step_started_ms: gen.started_ms,
         fault: gen.fault,
         interrupted: gen.interrupted,
     })
@@ -225,6 +241,8 @@ struct Generation {
     draws: Vec<f64>,
     logits: Vec<Vec<f32>>,
     records: Vec<StepRecord>,
+    /// Each step's send, ms since the prompt was sent.
+    started_ms: Vec<f64>,
     ttft_ms: f64,
     fault: Option<String>,
     interrupted: bool,
@@ -242,6 +260,7 @@ async fn generate_in(
     let mut stream = p.tokenizer.stream(true);
     let mut chooser = Chooser::new(p.sampling);
     let t0 = Instant::now();
+    gen.started_ms.push(0.0);
     let first = handle.step(&p.prompt).await?;
     gen.ttft_ms = t0.elapsed().as_secs_f64() * 1e3;
     gen.records.push(first.record);
@@ -268,6 +287,7 @@ async fn generate_in(
                 None => format!("after token {at}: shard {shard} had no worker to kill"),
             });
         }
+        gen.started_ms.push(t0.elapsed().as_secs_f64() * 1e3);
         let step = handle.step(&[token]).await?;
         gen.records.push(step.record);
         next = step.logits;
