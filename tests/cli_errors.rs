@@ -31,6 +31,18 @@ fn unknown_model_lists_the_catalog() {
 }
 
 #[test]
+fn a_language_model_in_run_is_sent_to_generate() {
+    assert_usage_error(
+        &["--models", "bert-tiny,smollm2"],
+        &[
+            "--models",
+            "'smollm2' is a language model",
+            "webgpu-pool generate",
+        ],
+    );
+}
+
+#[test]
 fn missing_browser_names_the_package() {
     // Edge cannot be installed on this machine, so this is a real missing browser.
     assert_usage_error(

@@ -25,6 +25,8 @@ fn chromium_writes_the_reference_text_token_identical_to_native() {
             "6",
             "--browser",
             "chromium",
+            "--save-baseline",
+            "nightly",
             "--results-dir",
         ])
         .arg(sb.results())
@@ -77,6 +79,16 @@ fn chromium_writes_the_reference_text_token_identical_to_native() {
         html.contains("per-token latency by shard"),
         "no chart in report.html"
     );
+    // A nightly job can gate on it: compare reads the saved baseline and the run alike.
+    let c = sb
+        .cmd(60)
+        .args(["compare", "--baseline", "nightly", "--results-dir"])
+        .arg(sb.results())
+        .arg(sb.run_dir())
+        .assert();
+    let table = stdout(&c);
+    c.success();
+    assert!(table.contains("smollm2/chromium/wasm"), "{table}");
     let history = webgpu_pool::history::History::open_read(
         &sb.results().join(webgpu_pool::history::DEFAULT_FILE),
     )

@@ -93,6 +93,10 @@ pub struct GenerateArgs {
     /// samples.csv, report.html with the per-token chart by shard, summary.md, junit.xml).
     #[arg(long, default_value = "results", value_name = "DIR")]
     pub results_dir: PathBuf,
+    /// After the generation, copy its report files to `<results-dir>/baselines/NAME/`, for
+    /// `compare --baseline NAME` (a nightly job gating on tokens/s).
+    #[arg(long, value_name = "NAME")]
+    pub save_baseline: Option<String>,
     #[command(flatten)]
     pub history: HistoryArgs,
 }

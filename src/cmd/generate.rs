@@ -69,6 +69,10 @@ pub async fn execute(args: GenerateArgs, ctx: &Context) -> Result<Outcome> {
         "wrote {} (run.json, samples.csv, summary.md, report.html, junit.xml)",
         out.run_dir.display()
     ));
+    if let Some(name) = &args.save_baseline {
+        let to = webgpu_pool::report::save_baseline(&out.run_dir, &args.results_dir, name)?;
+        observer.line(&format!("saved baseline '{name}' in {}", to.display()));
+    }
     if let Some(file) = &history {
         add_history(file, &out.run_dir, &|m: &str| observer.line(m));
     }

@@ -231,12 +231,24 @@ pub fn catalog() -> &'static [ModelSpec] {
     CATALOG.get_or_init(build_catalog)
 }
 
+/// The language models `generate` writes with (not catalog entries: they run token by token).
+pub const LANGUAGE_MODELS: [&str; 1] = ["smollm2"];
+
 /// Finds an entry by name or alias, ignoring ASCII case and surrounding spaces.
 ///
 /// # Errors
+/// [`ModelError::LanguageModel`] for a language model (it goes to `generate`),
 /// [`ModelError::Unknown`] listing every known name and alias.
 pub fn resolve(name: &str) -> Result<&'static ModelSpec, ModelError> {
     let wanted = name.trim();
+    if LANGUAGE_MODELS
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(wanted))
+    {
+        return Err(ModelError::LanguageModel {
+            name: wanted.to_ascii_lowercase(),
+        });
+    }
     catalog()
         .iter()
         .find(|s| {
@@ -256,6 +268,12 @@ pub fn resolve(name: &str) -> Result<&'static ModelSpec, ModelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_language_model_is_sent_to_generate() {
+        let e = resolve(" SmolLM2 ").unwrap_err().to_string();
+        assert!(e.contains("webgpu-pool generate --model smollm2"), "{e}");
+    }
 
     #[test]
     fn resolves_names_and_aliases_case_insensitively() {

@@ -18,6 +18,12 @@ pub enum ModelError {
         /// Every catalog name and alias, in catalog order.
         known: Vec<String>,
     },
+    /// A language model named where the catalog's single-pass models go.
+    #[error("'{name}' is a language model: it writes text with `webgpu-pool generate --model {name}` (a generation cell in `run` and in scenarios is not built yet)")]
+    LanguageModel {
+        /// The name as given.
+        name: String,
+    },
     /// A model that needs real weights cannot find them in the cache.
     #[error("model '{model}' needs real weights at '{}', which is missing; {hint}", path.display())]
     MissingWeights {

@@ -74,13 +74,14 @@ impl Sandbox {
         serde_json::from_str(&text).expect("run.json is JSON")
     }
 
-    /// The one run folder under [`Sandbox::results`] (which also holds the history file).
+    /// The one run folder under [`Sandbox::results`] (which also holds the history file and
+    /// any `baselines/`).
     pub fn run_dir(&self) -> PathBuf {
         let dirs: Vec<_> = std::fs::read_dir(self.results())
             .expect("results dir")
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.is_dir())
+            .filter(|p| p.is_dir() && !p.ends_with("baselines"))
             .collect();
         assert_eq!(dirs.len(), 1, "expected exactly one run folder: {dirs:?}");
         dirs[0].clone()
