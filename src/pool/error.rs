@@ -297,6 +297,20 @@ pub enum AnswerFault {
         /// Positions it holds, as the page said.
         kept: Option<i64>,
     },
+    /// A shard returned a hidden state of the wrong size for the positions it was given.
+    #[error(
+        "returned '{output}' of {values} values for {positions} new position(s) of width {width}"
+    )]
+    WrongSize {
+        /// The output.
+        output: String,
+        /// Values it returned.
+        values: usize,
+        /// New positions run.
+        positions: usize,
+        /// Values per position.
+        width: usize,
+    },
 }
 
 #[cfg(test)]

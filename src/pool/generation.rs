@@ -40,6 +40,10 @@ use super::placements::ModelEntry;
 use super::worker::{FedOutputs, Feed, RunFor, RunReply, Worker};
 use super::{injector, ErrorClass, Pool};
 
+mod write;
+
+pub use write::{Writing, Written};
+
 /// The input of the first shard: the new tokens.
 const INPUT_IDS: &str = "input_ids";
 /// The last shard's output: the last new position's logits.
@@ -374,16 +378,19 @@ impl GenerationHandle {
                 });
             }
             // Its output is the next shard's input for positions `from..end`.
+            if values.len() != (end - from) * self.hidden {
+                return Err(bad(AnswerFault::WrongSize {
+                    output: HIDDEN_OUT.to_string(),
+                    values: values.len(),
+                    positions: end - from,
+                    width: self.hidden,
+                }));
+            }
             let next = &mut self.boundary[k + 1];
             next.truncate(from * self.hidden);
             next.extend_from_slice(&values);
-            if next.len() != end * self.hidden {
-                return Err(bad(AnswerFault::CacheNotKept {
-                    output: HIDDEN_OUT.to_string(),
-                    positions: end,
-                    kept: Some((next.len() / self.hidden.max(1)) as i64),
-                }));
-            }
+            // Shard k's outputs so far are shard k+1's inputs so far.
+            debug_assert_eq!(next.len(), end * self.hidden);
             k += 1;
         }
     }

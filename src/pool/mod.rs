@@ -74,7 +74,7 @@ pub use config::{
 pub use engine::{execute, CellTensor, EngineOutput, Placement, RunEvent, RunObserver, RunPlan};
 pub use error::{AnswerFault, ErrorClass, PoolError, ShardError};
 pub use events::{PlacementRecord, PoolEvent, RecoveryRecord, Stamped};
-pub use generation::{GenerationHandle, Stall, Step, StepRecord};
+pub use generation::{GenerationHandle, Stall, Step, StepRecord, Writing, Written};
 pub use handle::{Inference, Input, ModelHandle};
 pub use journal::Journal;
 pub use members::WorkerReport;

@@ -13,7 +13,7 @@ use crate::generate::model::{prepared, SMOLLM2};
 use crate::models::Cache;
 use crate::pool::{
     place_pipeline, Backend, GenerationHandle, PageSettings, PipelineSpec, Pool, PoolConfig,
-    RecoveryConfig, Stall, StepRecord, WorkerTimeouts,
+    RecoveryConfig, Stall, StepRecord, WorkerTimeouts, Writing, Written,
 };
 use crate::recovery;
 
@@ -126,7 +126,7 @@ pub(super) async fn in_pool(
     );
     let ticket = handle.ticket();
     let scheduled = Instant::now();
-    let mut gen = Generation::default();
+    let mut gen = Written::default();
     let result = generate_in(&mut handle, p, req, &mut gen, on_text).await;
     let attempts = 1 + gen.records.iter().map(|r| r.stalls.len()).sum::<usize>() as u32;
     let outcome = match &result {
@@ -227,72 +227,44 @@ fn pss_by_worker(pool: &Pool) -> Vec<(String, u64)> {
 
 /// The decode steps that neither waited for a recovery nor rebuilt a cache (those are reported
 /// on their own, not mixed into the step times).
-fn steady(records: &[StepRecord]) -> impl Iterator<Item = &StepRecord> {
+pub(super) fn steady(records: &[StepRecord]) -> impl Iterator<Item = &StepRecord> {
     records
         .iter()
         .skip(1)
         .filter(|r| r.stalls.is_empty() && r.rebuilt.is_empty())
 }
 
-/// The generation so far.
-#[derive(Debug, Default)]
-struct Generation {
-    tokens: Vec<u32>,
-    draws: Vec<f64>,
-    logits: Vec<Vec<f32>>,
-    records: Vec<StepRecord>,
-    /// Each step's send, ms since the prompt was sent.
-    started_ms: Vec<f64>,
-    ttft_ms: f64,
-    fault: Option<String>,
-    interrupted: bool,
-}
-
-/// The token loop: prefill, then one step per token until the model ends its turn, the
-/// budget is spent or Ctrl-C; the planned kill between the steps it names.
+/// The token loop of the pool, the text streamed as it is written.
 async fn generate_in(
     handle: &mut GenerationHandle,
     p: &Prepared,
     req: &GenerateRequest,
-    gen: &mut Generation,
+    gen: &mut Written,
     on_text: &mut dyn FnMut(&str),
 ) -> Result<()> {
     let mut stream = p.tokenizer.stream(true);
-    let mut chooser = Chooser::new(p.sampling);
-    let t0 = Instant::now();
-    gen.started_ms.push(0.0);
-    let first = handle.step(&p.prompt).await?;
-    gen.ttft_ms = t0.elapsed().as_secs_f64() * 1e3;
-    gen.records.push(first.record);
-    let mut next = first.logits;
-    loop {
-        let token = chooser.choose(&next);
-        gen.tokens.push(token);
-        gen.logits.push(next);
-        on_text(&stream.push(token)?);
-        if token == p.tokenizer.eos() || gen.tokens.len() == req.max_new_tokens {
-            break;
+    let mut broken = None;
+    let writing = Writing {
+        prompt: &p.prompt,
+        max_new_tokens: req.max_new_tokens,
+        eos: p.tokenizer.eos(),
+        chooser: Chooser::new(p.sampling),
+        kill: req.kill,
+        stop: &req.shutdown,
+    };
+    let mut on_token = |token: u32| {
+        if broken.is_none() {
+            match stream.push(token) {
+                Ok(text) => on_text(&text),
+                Err(e) => broken = Some(e),
+            }
         }
-        if req.shutdown.is_cancelled() {
-            gen.interrupted = true;
-            break;
-        }
-        if let Some((shard, at)) = req.kill.filter(|&(_, at)| at == gen.tokens.len()) {
-            let note = handle.kill(shard).await;
-            gen.fault = Some(match note {
-                Some(n) => format!(
-                    "after token {at}: shard {shard} on {}: {}",
-                    n.target, n.detail
-                ),
-                None => format!("after token {at}: shard {shard} had no worker to kill"),
-            });
-        }
-        gen.started_ms.push(t0.elapsed().as_secs_f64() * 1e3);
-        let step = handle.step(&[token]).await?;
-        gen.records.push(step.record);
-        next = step.logits;
+    };
+    let wrote = handle.write(writing, gen, &mut on_token).await;
+    wrote?;
+    if let Some(e) = broken {
+        return Err(e.into());
     }
-    gen.draws = std::mem::take(&mut chooser.draws);
     on_text(&stream.finish());
     on_text("\n");
     Ok(())
