@@ -31,14 +31,12 @@ fn unknown_model_lists_the_catalog() {
 }
 
 #[test]
-fn a_language_model_in_run_is_sent_to_generate() {
+fn a_generation_cell_where_it_is_not_built_is_refused() {
+    // In the matrix a language model gets a generation cell; in a routed pool it is refused by
+    // name, never run as something else.
     assert_usage_error(
-        &["--models", "bert-tiny,smollm2"],
-        &[
-            "--models",
-            "'smollm2' is a language model",
-            "webgpu-pool generate",
-        ],
+        &["--models", "bert-tiny,smollm2", "--concurrent-models"],
+        &["generation", "routed pool", "not built yet"],
     );
 }
 

@@ -51,7 +51,7 @@ fn chromium_writes_the_reference_text_token_identical_to_native() {
         run["requests"]["succeeded"], 1,
         "the generation is one request: {run}"
     );
-    let g = &run["generation"];
+    let g = &run["generations"][0];
     let streamed = out.lines().next().unwrap_or_default();
     assert_eq!(g["text"].as_str(), Some(streamed), "{g}");
     assert_eq!(g["tokens"].as_array().map(Vec::len), Some(6), "{g}");
@@ -175,7 +175,7 @@ fn three_shards_in_three_browsers_write_the_unsharded_text() {
         .map(|(m, b)| (m.to_owned(), b.to_owned())),
         "{run}"
     );
-    let hops = &run["generation"]["shards"];
+    let hops = &run["generations"][0]["shards"];
     assert!(hops[0]["hop_ms"]["p50"].as_f64() > Some(0.0), "{hops}");
     assert!(
         hops[2]["hop_ms"].is_null(),
@@ -234,7 +234,7 @@ fn killed_mid_generation(recovery: &str, rebuilt: &[usize]) {
     // run.json records the stall and the fault's load context.
     let run = sb.run_json();
     assert_eq!(run["load"]["context"], "under_faults", "{run}");
-    let stalls = run["generation"]["stalls"].as_array().expect("stalls");
+    let stalls = run["generations"][0]["stalls"].as_array().expect("stalls");
     assert!(
         stalls
             .iter()
@@ -341,6 +341,75 @@ fn sampling_is_checked_draw_by_draw_against_native() {
         out.contains("native sampled with the same draws (temperature 1.5, top-p 0.95, seed 3): token-identical"),
         "{out}"
     );
+}
+
+#[test]
+fn run_gives_a_generation_cell_beside_the_other_models() {
+    // `run --models bert-tiny,smollm2`: bert-tiny's cell, then SmolLM2 writing each default
+    // prompt (16 tokens) in the same browser, each a request of the same pool, every step
+    // checked against native after the browser closed.
+    let sb = Sandbox::new();
+    let a = sb.run(
+        &[
+            "--models",
+            "bert-tiny,smollm2",
+            "--browsers",
+            "chromium",
+            "-n",
+            "5",
+            "--quiet",
+        ],
+        600,
+    );
+    let (out, err) = (stdout(&a), stderr(&a));
+    sb.assert_clean();
+    a.success();
+    let run = sb.run_json();
+    common::assert_valid(&run);
+    common::assert_accounted(&run);
+    let rows = run["results"].as_array().expect("results");
+    assert!(
+        rows.iter().any(|r| r["model"] == "bert-tiny"),
+        "{out}\n{err}"
+    );
+    let row = rows
+        .iter()
+        .find(|r| r["model"] == "smollm2")
+        .unwrap_or_else(|| panic!("no smollm2 row:\n{out}\n{err}"));
+    assert_eq!(
+        (&row["task"], &row["browser"], &row["backend"]),
+        (
+            &"text_generation".into(),
+            &"chromium".into(),
+            &"wasm".into()
+        ),
+        "{row}"
+    );
+    assert_eq!(row["correctness"]["passed"], true, "{row}");
+    assert!(
+        row["runs"].as_u64() > Some(10),
+        "decode steps of both prompts: {row}"
+    );
+    let gens = run["generations"].as_array().expect("generations");
+    assert_eq!(gens.len(), 2, "one per default prompt: {run}");
+    assert!(
+        gens[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with(REFERENCE_START)),
+        "the story prompt's text is not the reference's: {}",
+        gens[0]["text"]
+    );
+    for g in gens {
+        assert!(g["checked_steps"].as_u64() > Some(0), "{g}");
+        assert_eq!(g["verified_steps"], g["checked_steps"], "{g}");
+    }
+    // samples.csv: the generations' steps.
+    let smollm2_steps = std::fs::read_to_string(sb.run_dir().join("samples.csv"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(",smollm2,"))
+        .count();
+    assert!(smollm2_steps > 10, "a sample per step");
 }
 
 /// A cache folder holding `bytes` as the SmolLM2 GGUF file.

@@ -30,8 +30,11 @@ use crate::server::AssetServer;
 
 use super::{launch_spec, web_dir, UsageError};
 
+mod cells;
 mod in_pool;
 mod record;
+
+pub use cells::{check_cells, prepare_cells};
 
 use in_pool::{in_pool, pool_config};
 

@@ -253,6 +253,11 @@ async fn run_part(
         journal,
         earlier,
     } = part;
+    // The generation cells' decoder and prompts, before any browser starts.
+    let cells = match &config.scenario.generation {
+        Some(g) => Some(generate::prepare_cells(g, &config.cache, observer).await?),
+        None => None,
+    };
     let mut plan = if sharded {
         shard::plan(config, observer).await?
     } else {
@@ -268,6 +273,7 @@ async fn run_part(
         for (m, native) in plan.models.iter_mut().zip(natives) {
             m.native = Some(native);
         }
+        plan.generation = cells.as_ref().map(|c| c.plan.clone());
         plan
     };
     let server = remote::start_server(config).await?;
@@ -301,7 +307,22 @@ async fn run_part(
         })
         .collect();
     match outcome {
-        Ok(out) => {
+        Ok(mut out) => {
+            if let Some(c) = &cells {
+                // The browsers are closed: the native checks have the machine to themselves.
+                let runs = std::mem::take(&mut out.generations);
+                let checked = generate::check_cells(c, runs, &config.cache, observer).await?;
+                out.rows.extend(checked.rows);
+                summary.generations = checked.generations;
+                // A generation's samples are its steps, not its one request.
+                out.samples.retain(|s| s.model != c.plan.model);
+                let base = out.samples.len() as u64;
+                out.samples
+                    .extend(checked.samples.into_iter().enumerate().map(|(i, mut s)| {
+                        s.seq = base + i as u64;
+                        s
+                    }));
+            }
             summary.complete = out.stopped_early.is_none();
             summary.stopped_early = out.stopped_early;
             summary.environment.browsers = out.browsers;
@@ -437,7 +458,7 @@ fn empty_summary(
         resumed,
         sharding: None,
         adaptive: None,
-        generation: None,
+        generations: Vec::new(),
     }
 }
 

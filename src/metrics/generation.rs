@@ -1,7 +1,8 @@
-//! The record of a generation (`run.json`'s `generation`): the text and its tokens, the times a
-//! person waiting for it sees (first token, inter-token), each shard's compute and each hop,
-//! native onnxruntime's same figures on the same graph, the token-by-token check against it,
-//! and every step as it ran (the HTML report's per-token chart). Pure.
+//! The record of a generation (an entry of `run.json`'s `generations`): the text and its
+//! tokens, the times a person waiting for it sees (first token, inter-token), each shard's
+//! compute and each hop, native onnxruntime's same figures on the same graph, the
+//! token-by-token check against it, and every step as it ran (the HTML report's per-token
+//! chart). Pure.
 
 use serde::{Deserialize, Serialize};
 

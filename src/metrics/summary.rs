@@ -66,9 +66,9 @@ pub struct RunSummary {
     /// What adaptive routing measured and moved (runs with `adaptive: true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptive: Option<super::AdaptiveReport>,
-    /// A generation (`generate`): its text, times, shards, steps and check.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generation: Option<super::GenerationReport>,
+    /// Generations (`generate` writes one): each one's text, times, shards, steps and check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generations: Vec<super::GenerationReport>,
 }
 
 /// The part of a resumed run that ran before the harness died, as its transaction log has it.
@@ -112,9 +112,9 @@ impl RunSummary {
                 .as_ref()
                 .is_none_or(super::ShardingReport::passed)
             && self
-                .generation
-                .as_ref()
-                .is_none_or(super::GenerationReport::verified)
+                .generations
+                .iter()
+                .all(super::GenerationReport::verified)
     }
 }
 

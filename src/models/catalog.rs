@@ -234,6 +234,13 @@ pub fn catalog() -> &'static [ModelSpec] {
 /// The language models `generate` writes with (not catalog entries: they run token by token).
 pub const LANGUAGE_MODELS: [&str; 1] = ["smollm2"];
 
+/// Whether `name` (any case, surrounding spaces) is one of [`LANGUAGE_MODELS`].
+pub fn is_language_model(name: &str) -> bool {
+    LANGUAGE_MODELS
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(name.trim()))
+}
+
 /// Finds an entry by name or alias, ignoring ASCII case and surrounding spaces.
 ///
 /// # Errors
@@ -241,10 +248,7 @@ pub const LANGUAGE_MODELS: [&str; 1] = ["smollm2"];
 /// [`ModelError::Unknown`] listing every known name and alias.
 pub fn resolve(name: &str) -> Result<&'static ModelSpec, ModelError> {
     let wanted = name.trim();
-    if LANGUAGE_MODELS
-        .iter()
-        .any(|m| m.eq_ignore_ascii_case(wanted))
-    {
+    if is_language_model(wanted) {
         return Err(ModelError::LanguageModel {
             name: wanted.to_ascii_lowercase(),
         });
@@ -273,6 +277,7 @@ mod tests {
     fn a_language_model_is_sent_to_generate() {
         let e = resolve(" SmolLM2 ").unwrap_err().to_string();
         assert!(e.contains("webgpu-pool generate --model smollm2"), "{e}");
+        assert!(e.contains("`generation:` block"), "{e}");
     }
 
     #[test]

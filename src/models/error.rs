@@ -19,7 +19,7 @@ pub enum ModelError {
         known: Vec<String>,
     },
     /// A language model named where the catalog's single-pass models go.
-    #[error("'{name}' is a language model: it writes text with `webgpu-pool generate --model {name}` (a generation cell in `run` and in scenarios is not built yet)")]
+    #[error("'{name}' is a language model, not a model cell: it writes text in a scenario's `generation:` block (which `run --models {name}` fills) or with `webgpu-pool generate --model {name}`")]
     LanguageModel {
         /// The name as given.
         name: String,

@@ -41,7 +41,9 @@ use serde::{Deserialize, Serialize};
 
 pub use bert::BertConfig;
 pub use cache::Cache;
-pub use catalog::{catalog, resolve, Arch, ModelSpec, WeightPlan};
+pub use catalog::{
+    catalog, is_language_model, resolve, Arch, ModelSpec, WeightPlan, LANGUAGE_MODELS,
+};
 pub use error::ModelError;
 pub use golden::{Golden, GoldenCheck};
 pub use llama::LlamaConfig;

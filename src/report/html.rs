@@ -222,17 +222,20 @@ fn cdf_charts(samples: &[Sample]) -> String {
 }
 
 fn throughput_chart(s: &RunSummary, samples: &[Sample]) -> String {
-    if s.generation.is_some() {
-        // Its samples are steps by shard, not requests: the per-token chart draws them.
-        return r#"<p class="empty">A generation: one request, its steps in the per-token chart below.</p>"#.into();
-    }
+    // A generation's samples are steps, not requests: its per-token chart draws them.
+    let stepped = |x: &Sample| s.generations.iter().any(|g| x.model.starts_with(&g.model));
     let done: Vec<(&str, f64)> = samples
         .iter()
-        .filter(|x| x.ok)
+        .filter(|x| x.ok && !stepped(x))
         .map(|x| (x.browser.as_str(), (x.started_ms + x.service_ms) / 1000.0))
         .collect();
     if done.is_empty() {
-        return r#"<p class="empty">No completed requests.</p>"#.into();
+        return if s.generations.is_empty() {
+            r#"<p class="empty">No completed requests.</p>"#
+        } else {
+            r#"<p class="empty">Generations only: their steps are in the per-token charts below.</p>"#
+        }
+        .into();
     }
     let end = done.iter().map(|(_, t)| *t).fold(0.0, f64::max);
     let markers = markers(s);

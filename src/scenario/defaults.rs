@@ -124,6 +124,17 @@ pub(super) fn shard_recovery() -> ShardRecovery {
     ShardRecovery::RetryFailedShards
 }
 
+pub(super) fn generation_prompts() -> Vec<String> {
+    vec![
+        "Write a short story about AI".into(),
+        "Explain in one paragraph what a web browser does.".into(),
+    ]
+}
+
+pub(super) fn generation_tokens() -> u32 {
+    16
+}
+
 pub(super) fn sync_interval() -> Duration {
     Duration::from_secs(5)
 }
@@ -144,6 +155,7 @@ impl Default for Scenario {
             faults: Vec::new(),
             recovery: Recovery::default(),
             sharding: None,
+            generation: None,
             state: None,
             thresholds: Thresholds::default(),
         }

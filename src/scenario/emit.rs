@@ -27,10 +27,12 @@ const ORDER: &[(&str, &[&str])] = &[
             "faults",
             "recovery",
             "sharding",
+            "generation",
             "state",
             "thresholds",
         ],
     ),
+    ("generation", &["model", "prompts", "max_new_tokens"]),
     (
         "pool",
         &[

@@ -17,9 +17,9 @@ use crate::faults::Kind;
 use crate::models;
 
 use super::{
-    Fault, FaultChoice, FaultTarget, Migration, ModelEntry, PlacementMode, RecoveryStrategy,
-    Scenario, ShardRecovery, ShardStrategy, ShardTransfer, ShardWorker, Sharding, StateSync,
-    WorkloadMode,
+    Fault, FaultChoice, FaultTarget, Generation, Migration, ModelEntry, PlacementMode,
+    RecoveryStrategy, Scenario, ShardRecovery, ShardStrategy, ShardTransfer, ShardWorker, Sharding,
+    StateSync, WorkloadMode,
 };
 
 /// What `run` and `stress` both name: the seed, the models and the pool's browsers.
@@ -347,9 +347,18 @@ impl PoolFlags {
             seed: self.seed,
             ..Scenario::default()
         };
-        s.models = self
+        // A language model is a generation cell, not a model cell.
+        let (language, single): (Vec<&String>, Vec<&String>) = self
             .models
             .iter()
+            .partition(|m| models::is_language_model(m));
+        s.generation = language.first().map(|m| Generation {
+            model: m.trim().to_ascii_lowercase(),
+            prompts: super::defaults::generation_prompts(),
+            max_new_tokens: super::defaults::generation_tokens(),
+        });
+        s.models = single
+            .into_iter()
             .map(|m| ModelEntry {
                 name: m.clone(),
                 browser: None,

@@ -29,9 +29,9 @@ mod yaml;
 
 pub use error::{ScenarioError, TOP_LEVEL};
 pub use types::{
-    Fault, FaultChoice, FaultTarget, Migration, ModelEntry, PlacementMode, PoolConfig, Preferences,
-    Recovery, RecoveryStrategy, Scenario, ShardRecovery, ShardStrategy, ShardTransfer, ShardWorker,
-    Sharding, StateSync, Thresholds, Workload, WorkloadMode,
+    Fault, FaultChoice, FaultTarget, Generation, Migration, ModelEntry, PlacementMode, PoolConfig,
+    Preferences, Recovery, RecoveryStrategy, Scenario, ShardRecovery, ShardStrategy, ShardTransfer,
+    ShardWorker, Sharding, StateSync, Thresholds, Workload, WorkloadMode,
 };
 pub use validate::MAX_CONNECTIONS;
 

@@ -323,3 +323,38 @@ fn standbys_need_workers_a_recovering_routed_pool_and_memory() {
     s.recovery.strategy = RecoveryStrategy::None;
     s.validate().unwrap();
 }
+
+#[test]
+fn a_generation_block_runs_in_the_matrix_only() {
+    let s = load("pool: {placement: matrix}\ngeneration: {model: SmolLM2, max_new_tokens: 4}\n")
+        .expect("a generation cell alone is a scenario");
+    let g = s.generation.expect("the block");
+    assert_eq!((g.prompts.len(), g.max_new_tokens), (2, 4));
+    let e = first_error("pool: {placement: routed}\ngeneration: {model: smollm2}\n");
+    assert!(
+        e.contains("generation: generation cells in a routed pool") && e.contains("not built yet"),
+        "{e}"
+    );
+    let e = first_error("pool: {placement: matrix}\ngeneration: {model: bert}\n");
+    assert!(
+        e.contains("generation.model: 'bert' is not a language model; one of: smollm2"),
+        "{e}"
+    );
+    let e =
+        first_error("pool: {placement: matrix}\ngeneration: {model: smollm2, max_new_tokens: 0}\n");
+    assert!(
+        e.contains("generation.max_new_tokens: '0' is out of range"),
+        "{e}"
+    );
+    let e = first_error("pool: {placement: matrix}\ngeneration: {model: smollm2, prompts: []}\n");
+    assert!(
+        e.contains("generation.prompts: the prompt list is empty"),
+        "{e}"
+    );
+    // As a model cell it is named for what it is.
+    let e = first_error("models: [{name: smollm2}]\n");
+    assert!(
+        e.contains("models[0].name: 'smollm2' is a language model"),
+        "{e}"
+    );
+}

@@ -59,6 +59,10 @@ pub struct Scenario {
     /// Split one text-generation model across several workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sharding: Option<Sharding>,
+    /// A language model writing text in each browser of the matrix, beside the other models'
+    /// cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<Generation>,
     /// Periodic state synchronisation between workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<StateSync>,
@@ -358,6 +362,24 @@ pub struct Sharding {
     /// timed on the same requests before the stream, and the faster is used).
     #[serde(default = "d::shard_transfer")]
     pub transfer: ShardTransfer,
+}
+
+/// Generation cells: in the matrix placement, after each browser's model cells, the language
+/// model is loaded in that browser (wasm) and writes each prompt greedily, every step checked
+/// against native onnxruntime teacher-forced on the browser's tokens. Each prompt is one
+/// request; the cell's figures are its decode steps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Generation {
+    /// The language model: `smollm2`.
+    pub model: String,
+    /// What to ask, each wrapped in the model's chat template. Default: two fixed prompts.
+    #[serde(default = "d::generation_prompts")]
+    pub prompts: Vec<String>,
+    /// Tokens each prompt's generation writes at most (1 to 256; fewer when the model ends
+    /// its turn).
+    #[serde(default = "d::generation_tokens")]
+    pub max_new_tokens: u32,
 }
 
 /// How activations travel between shards.

@@ -1,5 +1,5 @@
 //! A generation as a run folder, written like every run's (`report::write_run`): run.json with
-//! its `generation` section and one result row per shard (its decode steps, the cell the
+//! the generation in `generations` and one result row per shard (its decode steps, the cell the
 //! history keeps), the pool's requests, events, faults and recoveries; samples.csv with one
 //! row per shard per decode step; report.html with the per-token chart; summary.md and
 //! junit.xml. A generation that fails part way still gets its folder, saying why it stopped.
@@ -88,7 +88,7 @@ impl<'a> Run<'a> {
             self.summary.stopped_early = Some("interrupted (Ctrl-C)".into());
         }
         self.summary.results = rows(out);
-        self.summary.generation = Some(generation(out));
+        self.summary.generations = vec![generation(out)];
         let samples = samples(out);
         self.write_with(&samples)
     }
@@ -106,7 +106,7 @@ impl<'a> Run<'a> {
 /// One row per shard: its steady decode steps' compute (the page's `session.run`) as the
 /// cell's latency, the whole step (sent to logits back) as its round trip, checked with the
 /// whole generation against native.
-fn rows(out: &GenerateOutcome) -> Vec<ResultRow> {
+pub(super) fn rows(out: &GenerateOutcome) -> Vec<ResultRow> {
     let verified = out.verified();
     let worst = out
         .checks
@@ -196,7 +196,7 @@ fn native_baseline(out: &GenerateOutcome, p50: f64) -> NativeBaseline {
 /// steady decode steps are measured, and the steps that waited for a recovery or rebuilt a
 /// cache are `warmup`, kept but out of every figure (run.json's `generation.steps` and
 /// `stalls` give them).
-fn samples(out: &GenerateOutcome) -> Vec<Sample> {
+pub(super) fn samples(out: &GenerateOutcome) -> Vec<Sample> {
     let mut v = Vec::new();
     for (i, r) in out.steps.iter().enumerate() {
         let phase = if i == 0 {
@@ -230,8 +230,8 @@ fn samples(out: &GenerateOutcome) -> Vec<Sample> {
     v
 }
 
-/// run.json's `generation`.
-fn generation(out: &GenerateOutcome) -> GenerationReport {
+/// An entry of run.json's `generations`.
+pub(super) fn generation(out: &GenerateOutcome) -> GenerationReport {
     let side = |name: String, threads: usize, ttft: f64, s: &SideTimes| SideFigures {
         side: name,
         threads,

@@ -1,5 +1,6 @@
 //! Matrix placement: every model in every browser, one cell at a time, each cell measured as
-//! the browser is (no recovery: a failing browser shows in its cell). While a cell's measured
+//! the browser is (no recovery: a failing browser shows in its cell), then the language
+//! model's generation cell, if any ([`super::generation`]). While a cell's measured
 //! runs go, nothing else computes in its browser, so the CPU time its browser processes spend
 //! then is the cell's: [`CellCores`]. Must not import `report`, `cli` or terminal crates.
 
@@ -34,6 +35,8 @@ pub(super) struct Measured {
     /// One entry per cell measured on a local browser (a Grid node's processes are not ours
     /// to read).
     pub cores: Vec<CellCores>,
+    /// The generation cells' generations.
+    pub generations: Vec<super::generation::GenerationRun>,
 }
 
 /// Measures each model x browser cell in turn.
@@ -46,6 +49,7 @@ pub(super) async fn run(
     let mut out = Measured {
         errors: Vec::new(),
         cores: Vec::new(),
+        generations: Vec::new(),
     };
     for kind in plan.kinds() {
         for m in &plan.models {
@@ -110,6 +114,14 @@ pub(super) async fn run(
                     out.errors.push((name.clone(), Some(kind), e));
                 }
             }
+        }
+        // The language model last: its decoder stays loaded on the worker after its cell.
+        if let Some(g) = &plan.generation {
+            if cancel.is_cancelled() {
+                return out;
+            }
+            let runs = super::generation::cell(g, kind, pool, cancel, observer).await;
+            out.generations.extend(runs);
         }
     }
     out

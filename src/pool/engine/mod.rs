@@ -11,6 +11,7 @@
 //! Must not import `cli`, `report` or any terminal crate: progress goes out as [`RunEvent`]s.
 
 mod baseline;
+pub mod generation;
 mod live;
 mod matrix;
 mod native;
@@ -92,6 +93,8 @@ pub struct RunPlan {
     pub resumed: Option<state::Progress>,
     /// Pipeline placement: the sharded model and how it runs.
     pub pipeline: Option<pipeline::PipelinePlan>,
+    /// Matrix placement: a language model's generation cell after each browser's model cells.
+    pub generation: Option<generation::GenerationPlan>,
 }
 
 impl RunPlan {
@@ -130,6 +133,7 @@ impl RunPlan {
             adaptive: None,
             resumed: None,
             pipeline: None,
+            generation: None,
         }
     }
 
@@ -171,6 +175,8 @@ pub struct EngineOutput {
     pub adaptive: Option<crate::metrics::AdaptiveReport>,
     /// A pipeline run's sharding report.
     pub sharding: Option<crate::metrics::sharding::ShardingReport>,
+    /// The generation cells' generations, each prompt in each browser.
+    pub generations: Vec<generation::GenerationRun>,
 }
 
 /// One cell's first-run output.
@@ -294,6 +300,7 @@ enum Ran {
         Vec<PlacementError>,
         Option<Vec<crate::metrics::AdaptiveEvaluation>>,
         Vec<matrix::CellCores>,
+        Vec<generation::GenerationRun>,
     ),
     /// A pipeline.
     Pipeline(Result<Box<pipeline::PipelineOutcome>, pipeline::PipelineError>),
@@ -335,11 +342,11 @@ pub async fn execute(
         match plan.placement {
             Placement::Matrix => {
                 let m = matrix::run(plan, &pool, cancel, observer).await;
-                Ran::Cells(m.errors, None, m.cores)
+                Ran::Cells(m.errors, None, m.cores, m.generations)
             }
             Placement::Routed => {
                 let (errors, evals) = routed::run(plan, &pool, cancel, observer, &driving).await;
-                Ran::Cells(errors, evals, Vec::new())
+                Ran::Cells(errors, evals, Vec::new(), Vec::new())
             }
             Placement::Pipeline => Ran::Pipeline(
                 pipeline::run(plan, &pool, cancel, observer, &driving)
@@ -357,9 +364,10 @@ pub async fn execute(
     let (requests, recoveries) = (report.requests, report.recoveries.clone());
     let mut out;
     match ran {
-        Ran::Cells(errors, evaluations, cores) => {
+        Ran::Cells(errors, evaluations, cores, generations) => {
             out = summary::summarize(plan, report, errors, &cores);
             out.adaptive = evaluations.map(|e| summary::adaptive(e, &out.samples));
+            out.generations = generations;
         }
         Ran::Pipeline(outcome) => {
             out = summary::summarize(plan, report, Vec::new(), &[]);

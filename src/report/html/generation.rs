@@ -12,9 +12,9 @@ use crate::metrics::{GenerationReport, Percentiles, RunSummary};
 use crate::report::svg::{Chart, Marker, MarkerKind, Scale, Series};
 use crate::report::template::escape;
 
-/// The section, or nothing.
+/// The section of each generation, or nothing.
 pub(super) fn generation_section(s: &RunSummary) -> String {
-    s.generation.as_ref().map_or_else(String::new, section)
+    s.generations.iter().map(section).collect()
 }
 
 fn section(g: &GenerationReport) -> String {
