@@ -36,7 +36,7 @@ fn smollm2_decoder_matches_an_independent_f32_reference_step_by_step() {
     let cache = Cache::from_env();
     let weights = open_weights(&cache).expect("the SmolLM2 GGUF (run scripts/setup.sh)");
     let cfg = architecture(&weights).unwrap();
-    let file = decoder_file(&cache, weights, &cfg, 0..cfg.layers, Precision::F32).unwrap();
+    let file = decoder_file(&cache, weights, &cfg, 0..cfg.layers, Precision::F32, None).unwrap();
     let mut d = NativeDecoder::open(
         &cache,
         "smollm2",

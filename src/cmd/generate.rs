@@ -7,7 +7,6 @@ use comfy_table::{presets::UTF8_FULL, Table};
 
 use webgpu_pool::app::{self, GenerateOutcome, GenerateRequest};
 use webgpu_pool::generate::check::SideTimes;
-use webgpu_pool::generate::model::WEBNN_NOTE;
 use webgpu_pool::metrics::Percentiles;
 
 use super::common::{add_history, command_line, history_file, print};
@@ -181,7 +180,7 @@ fn render(out: &GenerateOutcome) -> String {
             .collect::<Vec<_>>(),
     );
     s += &format!(
-        "backends: {}; {WEBNN_NOTE}\n",
+        "backends: {}; {}\n",
         if backends == ["wasm"] {
             "every shard on wasm".to_owned()
         } else {
@@ -191,7 +190,8 @@ fn render(out: &GenerateOutcome) -> String {
                 .map(|(k, s)| format!("shard {k} on {}", s.backend))
                 .collect::<Vec<_>>()
                 .join(", ")
-        }
+        },
+        out.backends_note()
     );
     let b = out.browser_times.decode_tokens_per_s();
     let x = |n: &SideTimes| n.decode_tokens_per_s() / b;

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use prost::Message;
 
 use crate::models::cache::{cache_key, file_identity, write_atomic};
-use crate::models::decoder::{self, past_key, past_value, ATTENTION_BIAS, POSITION_IDS};
+use crate::models::decoder::{
+    self, past_key, past_value, ATTENTION_BIAS, CACHE_SLOT, POSITION_IDS,
+};
 use crate::models::gguf::source::{config, GgufWeights};
 use crate::models::gguf::Gguf;
 use crate::models::{
@@ -77,6 +79,8 @@ pub struct DecoderFile {
     pub parameters: u64,
     /// How its matrices are kept.
     pub precision: Precision,
+    /// The fixed-capacity variant's slots (`None`: the cache grows).
+    pub capacity: Option<usize>,
 }
 
 /// Writes (or finds) the decoder graph of `layers` of the model in `weights`, whose
@@ -90,8 +94,10 @@ pub fn decoder_file(
     cfg: &LlamaConfig,
     layers: Range<usize>,
     precision: Precision,
+    capacity: Option<usize>,
 ) -> Result<DecoderFile, ModelError> {
     let identity = file_identity(weights.path());
+    let fixed = capacity.map_or_else(String::new, |c| format!("-fixed{c}"));
     let key = cache_key(&[
         "llama-kv",
         &WRITER_VERSION.to_string(),
@@ -99,9 +105,10 @@ pub fn decoder_file(
         &format!("{layers:?}"),
         &MAX_POSITIONS.to_string(),
         precision.as_str(),
+        &fixed,
     ]);
     let path = cache.models_dir().join(format!(
-        "{SMOLLM2}-{}-{}-{}-{key}.onnx",
+        "{SMOLLM2}-{}-{}-{}{fixed}-{key}.onnx",
         precision.as_str(),
         layers.start,
         layers.end
@@ -114,6 +121,7 @@ pub fn decoder_file(
                 layers,
                 parameters,
                 precision,
+                capacity,
             });
         }
     }
@@ -121,7 +129,7 @@ pub fn decoder_file(
     if precision == Precision::Q4 {
         source = source.keeping_q4();
     }
-    let graph = decoder::build(cfg, &mut source, layers.clone(), MAX_POSITIONS)?;
+    let graph = decoder::build(cfg, &mut source, layers.clone(), MAX_POSITIONS, capacity)?;
     write_atomic(&path, &graph.model.encode_to_vec())?;
     write_atomic(&meta, graph.parameters.to_string().as_bytes())?;
     Ok(DecoderFile {
@@ -129,6 +137,7 @@ pub fn decoder_file(
         layers,
         parameters: graph.parameters,
         precision,
+        capacity,
     })
 }
 
@@ -160,12 +169,25 @@ pub fn prepared(name: &str, file: &DecoderFile, cfg: &LlamaConfig) -> PreparedMo
             vec![1, 1, cfg.hidden as i64],
         )
     };
+    // The fixed-capacity variant's caches always hold its slots; a growing one starts empty.
+    let slots = file.capacity.map_or(0, |c| c as i64);
     let mut runtime = vec![
         first,
         input(POSITION_IDS.into(), DType::Int64, vec![1]),
-        input(ATTENTION_BIAS.into(), DType::Float32, vec![1, 1, 1, 1]),
+        input(
+            ATTENTION_BIAS.into(),
+            DType::Float32,
+            vec![1, 1, 1, slots.max(1)],
+        ),
     ];
-    let empty = vec![1, kv_heads as i64, 0, head_dim as i64];
+    if slots > 0 {
+        runtime.push(input(
+            CACHE_SLOT.into(),
+            DType::Float32,
+            vec![1, 1, slots, 1],
+        ));
+    }
+    let empty = vec![1, kv_heads as i64, slots, head_dim as i64];
     let last = layers.end == cfg.layers;
     for i in layers {
         runtime.push(input(past_key(i), DType::Float32, empty.clone()));

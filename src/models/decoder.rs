@@ -14,7 +14,13 @@
 //! Its outputs: per layer `present_key.i` and `present_value.i` `[1, KV, T, dh]` (the past with
 //! the new positions appended, fed back as the next step's past), and `logits` f32 `[1, 1, V]`
 //! for the last new position when the range ends at the last layer, else [`HIDDEN_OUT`]
-//! `[1, S, D]`. Must not import `cli` or `report`.
+//! `[1, S, D]`.
+//!
+//! The fixed-capacity variant (for WebNN, whose graphs need static shapes) has no named sizes:
+//! one position a run (`S = 1`), and every cache holds `C` slots (`P = T = C`). The new
+//! position's keys and values are written into its slot by a one-hot [`CACHE_SLOT`] input
+//! `[1, 1, C, 1]` (`present = past * (1 - slot) + new * slot`), and the bias `[1, 1, 1, C]`
+//! masks the slots after it. Must not import `cli` or `report`.
 
 use std::ops::Range;
 
@@ -34,6 +40,8 @@ pub const POSITION_IDS: &str = "position_ids";
 pub const ATTENTION_BIAS: &str = "attention_bias";
 /// The additive bias of a position a token may not attend to (finite, as in [`super::llama`]).
 pub const MASKED: f32 = -1e9;
+/// The fixed-capacity variant's input marking the slot of the new position.
+pub const CACHE_SLOT: &str = "cache_slot";
 
 /// The name of layer `i`'s past keys input.
 pub fn past_key(i: usize) -> String {
@@ -67,7 +75,7 @@ pub struct DecoderGraph {
 }
 
 /// Builds layers `layers` of `cfg` with a key/value cache; RoPE covers positions
-/// `0..max_positions`.
+/// `0..max_positions`. With `capacity`, the fixed-capacity variant of that many slots.
 ///
 /// # Errors
 /// Whatever the weight source returns.
@@ -76,13 +84,21 @@ pub fn build(
     w: &mut dyn WeightSource,
     layers: Range<usize>,
     max_positions: usize,
+    capacity: Option<usize>,
 ) -> Result<DecoderGraph, ModelError> {
     let (d, dh, kv) = (
         cfg.hidden as i64,
         cfg.head_dim() as i64,
         cfg.kv_heads as i64,
     );
-    let (s, p, t) = (Dim::Named("S"), Dim::Named("P"), Dim::Named("T"));
+    let (s, p, t) = match capacity {
+        Some(cap) => (
+            Dim::Fixed(1),
+            Dim::Fixed(cap as i64),
+            Dim::Fixed(cap as i64),
+        ),
+        None => (Dim::Named("S"), Dim::Named("P"), Dim::Named("T")),
+    };
     let mut c = Ctx::new(w);
     let mut x = if layers.start == 0 {
         let ids =
@@ -110,14 +126,44 @@ pub fn build(
     let sin = c.g.node("Gather", &[&sin_table, &positions], vec![]);
     let cache = [Dim::Fixed(1), Dim::Fixed(kv), p, Dim::Fixed(dh)];
     let present = [Dim::Fixed(1), Dim::Fixed(kv), t, Dim::Fixed(dh)];
+    // The fixed variant's slot of the new position, and the slots it leaves as they were.
+    let slot = capacity.map(|cap| {
+        let slot = c.g.input_dims(
+            CACHE_SLOT,
+            DATA_TYPE_FLOAT,
+            &[
+                Dim::Fixed(1),
+                Dim::Fixed(1),
+                Dim::Fixed(cap as i64),
+                Dim::Fixed(1),
+            ],
+        );
+        let one = c.g.const_f32("one", &[1], &[1.0]);
+        let keep = c.g.node("Sub", &[&one, &slot], vec![]);
+        (slot, keep)
+    });
     let mut presents = Vec::new();
     for i in layers.clone() {
         let past_k = c.g.input_dims(&past_key(i), DATA_TYPE_FLOAT, &cache);
         let past_v = c.g.input_dims(&past_value(i), DATA_TYPE_FLOAT, &cache);
         let a = attention_inputs(&mut c, cfg, i, &x, &cos, &sin)?;
-        let axis2 = || vec![AttributeProto::int("axis", 2)];
-        let k_all = c.g.node("Concat", &[&past_k, &a.k], axis2());
-        let v_all = c.g.node("Concat", &[&past_v, &a.v], axis2());
+        let (k_all, v_all) = match &slot {
+            Some((slot, keep)) => {
+                let mut write = |past: &str, new: &str| {
+                    let kept = c.g.node("Mul", &[past, keep], vec![]);
+                    let put = c.g.node("Mul", &[new, slot], vec![]);
+                    c.g.node("Add", &[&kept, &put], vec![])
+                };
+                (write(&past_k, &a.k), write(&past_v, &a.v))
+            }
+            None => {
+                let axis2 = || vec![AttributeProto::int("axis", 2)];
+                (
+                    c.g.node("Concat", &[&past_k, &a.k], axis2()),
+                    c.g.node("Concat", &[&past_v, &a.v], axis2()),
+                )
+            }
+        };
         presents.push((i, k_all.clone(), v_all.clone()));
         let k = repeat_kv(&mut c, cfg, &k_all);
         let v = repeat_kv(&mut c, cfg, &v_all);

@@ -246,6 +246,15 @@ pub enum ShardError {
         /// What was wrong.
         what: AnswerFault,
     },
+    /// A fixed-capacity shard lost its cache: running its positions again one at a time is
+    /// not built yet.
+    #[error("shard {shard}'s fixed-capacity cache is gone; rebuilding {positions} positions one at a time is not built yet")]
+    NotRebuildable {
+        /// The shard.
+        shard: usize,
+        /// Positions its cache held.
+        positions: usize,
+    },
     /// The pool is shutting down.
     #[error("the pool is shutting down")]
     ShuttingDown,
@@ -257,7 +266,7 @@ impl ShardError {
         match self {
             Self::Call { source, .. } => ErrorClass::of(source),
             Self::NoWorker { .. } => ErrorClass::NoPlacement,
-            Self::Answer { .. } => ErrorClass::Page,
+            Self::Answer { .. } | Self::NotRebuildable { .. } => ErrorClass::Page,
             Self::ShuttingDown => ErrorClass::Interrupted,
         }
     }

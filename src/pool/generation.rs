@@ -26,7 +26,8 @@ use crate::browser::BrowserKind;
 use crate::faults::{Choice, FaultSpec, Kind, Target, When};
 use crate::metrics::Phase;
 use crate::models::decoder::{
-    causal_bias, past_key, past_value, present_key, present_value, ATTENTION_BIAS, POSITION_IDS,
+    causal_bias, past_key, past_value, present_key, present_value, ATTENTION_BIAS, CACHE_SLOT,
+    MASKED, POSITION_IDS,
 };
 use crate::models::{HIDDEN_IN, HIDDEN_OUT};
 use crate::sharding::transfer::decode_f32;
@@ -121,6 +122,8 @@ pub struct GenerationHandle {
     boundary: Vec<Vec<f32>>,
     /// Per shard: who holds its cache.
     holders: Vec<Option<Holder>>,
+    /// The fixed-capacity graphs' slots (`None`: the caches grow).
+    capacity: Option<usize>,
 }
 
 impl GenerationHandle {
@@ -146,7 +149,21 @@ impl GenerationHandle {
             tokens: Vec::new(),
             boundary: vec![Vec::new(); n],
             holders: vec![None; n],
+            capacity: None,
         }
+    }
+
+    /// The handle for fixed-capacity graphs (WebNN needs static shapes): every cache holds
+    /// `capacity` slots and one position runs at a time ([`Self::write`] feeds the prompt
+    /// token by token); a shard whose cache is gone cannot be rebuilt yet.
+    pub fn fixed(mut self, capacity: usize) -> Self {
+        self.capacity = Some(capacity);
+        self
+    }
+
+    /// The fixed-capacity graphs' slots, if the shards are that variant.
+    pub fn capacity(&self) -> Option<usize> {
+        self.capacity
     }
 
     /// Per shard: the worker serving it now (empty when none).
@@ -308,6 +325,12 @@ impl GenerationHandle {
             }
             // A cache lost with earlier positions in it: rebuilt from the kept inputs.
             let rebuild = from == 0 && end > ids.len();
+            if rebuild && self.capacity.is_some() {
+                return Err(ShardError::NotRebuildable {
+                    shard: k,
+                    positions: end - ids.len(),
+                });
+            }
             if rebuild {
                 record.rebuilt.push((k, end));
             }
@@ -415,13 +438,15 @@ impl GenerationHandle {
     ) -> Result<(), ShardError> {
         let first = present_key(self.layers[k].start);
         let kept = reply.carried.get(&first).and_then(|d| d.get(2)).copied();
-        if kept != Some(end as i64) {
+        // A fixed-capacity cache holds its slots whatever was written.
+        let holds = self.capacity.unwrap_or(end);
+        if kept != Some(holds as i64) {
             return Err(ShardError::Answer {
                 shard: k,
                 worker: worker.id.clone(),
                 what: AnswerFault::CacheNotKept {
                     output: first,
-                    positions: end,
+                    positions: holds,
                     kept,
                 },
             });
@@ -467,16 +492,39 @@ impl GenerationHandle {
             POSITION_IDS.to_owned(),
             feed_i64(vec![new as i64], &positions),
         );
-        let dims = vec![1, 1, new as i64, end as i64];
-        feeds.insert(
-            ATTENTION_BIAS.to_owned(),
-            feed_f32(dims, &causal_bias(from, new)),
-        );
+        let mut empty = self.empty.clone();
+        let mut zeros = Vec::new();
+        match self.capacity {
+            // One position: it sees the slots up to its own, and is written into its own.
+            Some(cap) => {
+                let bias: Vec<f32> = (0..cap)
+                    .map(|j| if j <= from { 0.0 } else { MASKED })
+                    .collect();
+                feeds.insert(
+                    ATTENTION_BIAS.to_owned(),
+                    feed_f32(vec![1, 1, 1, cap as i64], &bias),
+                );
+                let slot: Vec<f32> = (0..cap).map(|j| f32::from(u8::from(j == from))).collect();
+                feeds.insert(
+                    CACHE_SLOT.to_owned(),
+                    feed_f32(vec![1, 1, cap as i64, 1], &slot),
+                );
+                empty[2] = cap as i64;
+                zeros = vec![0.0; empty.iter().product::<i64>() as usize];
+            }
+            None => {
+                let dims = vec![1, 1, new as i64, end as i64];
+                feeds.insert(
+                    ATTENTION_BIAS.to_owned(),
+                    feed_f32(dims, &causal_bias(from, new)),
+                );
+            }
+        }
         let mut carry = BTreeMap::new();
         for i in self.layers[k].clone() {
             if from == 0 {
-                feeds.insert(past_key(i), feed_f32(self.empty.clone(), &[]));
-                feeds.insert(past_value(i), feed_f32(self.empty.clone(), &[]));
+                feeds.insert(past_key(i), feed_f32(empty.clone(), &zeros));
+                feeds.insert(past_value(i), feed_f32(empty.clone(), &zeros));
             }
             carry.insert(present_key(i), past_key(i));
             carry.insert(present_value(i), past_value(i));

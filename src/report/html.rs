@@ -7,6 +7,7 @@
 
 mod faults;
 mod generation;
+mod table;
 
 use std::fmt::Write as _;
 
@@ -19,6 +20,7 @@ use super::view::{text, yes};
 use super::{view, ReportError, Reporter};
 use faults::faults_section;
 use generation::generation_section;
+use table::table;
 
 const REPORT_HTML: &str = include_str!("templates/report.html");
 
@@ -358,23 +360,6 @@ fn adaptive_section(s: &RunSummary) -> String {
 fn shard_section(s: &RunSummary) -> String {
     let Some(sh) = &s.sharding else {
         return String::new();
-    };
-    let table = |header: &[&str], numeric: &dyn Fn(usize) -> bool, rows: Vec<Vec<String>>| {
-        let mut t = String::from("<table><tr>");
-        for h in header {
-            let _ = write!(t, "<th>{}</th>", escape(h));
-        }
-        t.push_str("</tr>");
-        for r in rows {
-            t.push_str("<tr>");
-            for (i, c) in r.iter().enumerate() {
-                let class = if numeric(i) { r#" class="num""# } else { "" };
-                let _ = write!(t, "<td{class}>{}</td>", escape(c));
-            }
-            t.push_str("</tr>");
-        }
-        t.push_str("</table>");
-        t
     };
     let shards = table(
         &view::SHARD_COLUMNS,

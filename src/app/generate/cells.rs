@@ -8,9 +8,11 @@ use anyhow::{Context, Result};
 
 use super::in_pool::steady;
 use super::record::{generation, rows, samples};
-use super::{GenerateOutcome, ShardFigures};
-use crate::generate::check::{native_check, Chosen, SideTimes};
-use crate::generate::model::{architecture, decoder_file, open_weights, prepared, Precision};
+use super::{against_native, GenerateOutcome, ShardFigures, Verdict, Written};
+use crate::generate::check::SideTimes;
+use crate::generate::model::{
+    architecture, decoder_file, open_weights, prepared, DecoderFile, Precision,
+};
 use crate::metrics::{GenerationReport, ResultRow, Sample};
 use crate::models::gguf::chat::{render_chat, ChatMessage};
 use crate::models::gguf::tokenizer::LlmTokenizer;
@@ -25,8 +27,7 @@ pub struct Cells {
     /// What the engine runs.
     pub plan: GenerationPlan,
     tokenizer: LlmTokenizer,
-    file: std::path::PathBuf,
-    parameters: u64,
+    whole: DecoderFile,
 }
 
 /// Prepares `g`: the model's whole decoder graph (f32, cached), the prompts in its chat
@@ -75,6 +76,7 @@ pub async fn prepare_cells(
             &cfg2,
             0..cfg2.layers,
             Precision::F32,
+            None,
         )
     })
     .await
@@ -92,8 +94,7 @@ pub async fn prepare_cells(
             eos: tokenizer.eos(),
         },
         tokenizer,
-        parameters: file.parameters,
-        file: file.path,
+        whole: file,
     })
 }
 
@@ -175,29 +176,25 @@ pub async fn check_cells(
 async fn check_one(cells: &Cells, run: GenerationRun, cache: &Cache) -> Result<GenerateOutcome> {
     let prompt = cells.plan.prompts[run.prompt].clone();
     let w = run.written;
-    let (cache2, file, layers) = (cache.clone(), cells.file.clone(), cells.plan.layers.clone());
-    let (kv, dh) = cells.plan.cache;
-    let (tokens, logits) = (w.tokens.clone(), w.logits);
-    let (checks, native_tokens, native_times) = {
-        let prompt = prompt.clone();
-        tokio::task::spawn_blocking(move || {
-            let chosen = Chosen {
-                sampling: None,
-                draws: &[],
-            };
-            native_check(
-                &cache2, &file, layers, kv, dh, &prompt, &tokens, &logits, chosen,
-            )
-        })
-        .await
-        .context("the native check")??
-    };
-    let text = cells.tokenizer.decode(&w.tokens, true)?;
-    let native_text = if native_tokens == w.tokens {
-        None
-    } else {
-        Some(cells.tokenizer.decode(&native_tokens, true)?)
-    };
+    let Verdict {
+        checks,
+        native_times,
+        text,
+        native_text,
+    } = against_native(
+        cache,
+        &cells.whole,
+        cells.plan.cache,
+        &cells.tokenizer,
+        Written {
+            prompt: prompt.clone(),
+            tokens: w.tokens.clone(),
+            logits: w.logits,
+            sampling: None,
+            draws: Vec::new(),
+        },
+    )
+    .await?;
     let records = &w.records;
     let times = SideTimes {
         prefill_ms: records.first().map_or(0.0, |r| r.wall_ms),
@@ -216,12 +213,12 @@ async fn check_one(cells: &Cells, run: GenerationRun, cache: &Cache) -> Result<G
         hop_ms: Vec::new(),
         load: (run.load.last_ms, run.load.loads),
         wasm_threads: run.load.wasm_threads,
-        parameters: cells.parameters,
+        parameters: cells.whole.parameters,
         graph_bytes: cells.plan.prepared.onnx_bytes,
         memory_mib: None,
     };
     Ok(GenerateOutcome {
-        browsers: vec![kind],
+        browsers: vec![format!("{kind} {}", run.version).trim_end().to_owned()],
         prompt_tokens: prompt.len(),
         text,
         native_text,
@@ -240,6 +237,7 @@ async fn check_one(cells: &Cells, run: GenerationRun, cache: &Cache) -> Result<G
         interrupted: w.interrupted,
         steps: w.records,
         step_started_ms: w.started_ms,
+        capacity: None,
         tokens: w.tokens,
         run_dir: std::path::PathBuf::new(),
     })

@@ -28,9 +28,13 @@ pub(super) fn pool_config(
     let mut config = PoolConfig::fixed(launches);
     // The backends the shards ask for, WebGPU first where one does (the order detection
     // tries them in).
-    let mut backends: Vec<Backend> = places.iter().filter_map(|p| p.1).collect();
+    let mut backends: Vec<Backend> = Vec::new();
+    for b in places.iter().filter_map(|p| p.1) {
+        if !backends.contains(&b) {
+            backends.push(b);
+        }
+    }
     backends.sort_by_key(|b| *b != Backend::Webgpu);
-    backends.dedup();
     // Asked for by name, WebGPU is taken on this machine's software adapters too.
     config.page = PageSettings {
         allow_fallback_adapter: backends.contains(&Backend::Webgpu),
@@ -124,6 +128,9 @@ pub(super) async fn in_pool(
         (p.cfg.kv_heads, p.cfg.head_dim()),
         p.cfg.hidden,
     );
+    if let Some(cap) = p.capacity {
+        handle = handle.fixed(cap);
+    }
     let ticket = handle.ticket();
     let scheduled = Instant::now();
     let mut gen = Written::default();

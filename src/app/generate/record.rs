@@ -324,6 +324,17 @@ pub(super) fn generation(out: &GenerateOutcome) -> GenerationReport {
             })
             .collect(),
         interrupted: out.interrupted,
-        backends_note: WEBNN_NOTE.into(),
+        backends_note: backends_note(out.capacity),
+    }
+}
+
+/// What the report says of the backends: the fixed-capacity variant the shards ran for WebNN,
+/// or why none is on WebNN.
+pub(super) fn backends_note(capacity: Option<usize>) -> String {
+    match capacity {
+        Some(cap) => format!(
+            "every shard runs the fixed-capacity cache variant for WebNN's static shapes: {cap} slots, one position a run (the prompt too)"
+        ),
+        None => WEBNN_NOTE.to_owned(),
     }
 }

@@ -51,6 +51,8 @@ pub struct GenerationRun {
     pub prompt: usize,
     /// The worker that served it.
     pub worker: String,
+    /// Its browser's version.
+    pub version: String,
     /// The backend the decoder ran on.
     pub backend: Option<Backend>,
     /// The decoder's loads on that worker.
@@ -136,10 +138,18 @@ pub(super) async fn cell(
             Err(e) => Err(e.class()),
         };
         handle.end(ticket, scheduled, outcome, attempts);
+        let worker = handle.workers().swap_remove(0);
+        let version = pool
+            .workers()
+            .iter()
+            .find(|w| w.id == worker)
+            .map(|w| w.browser().version().to_string())
+            .unwrap_or_default();
         runs.push(GenerationRun {
             browser: Some(kind),
             prompt: i,
-            worker: handle.workers().swap_remove(0),
+            worker,
+            version,
             backend: handle.places()[0].map(|(_, b)| b),
             load: handle.loads().swap_remove(0),
             written,

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::generate::choose::Chooser;
 
 use super::super::error::ShardError;
-use super::{GenerationHandle, StepRecord};
+use super::{GenerationHandle, Step, StepRecord};
 
 /// What to write and when to stop.
 #[derive(Debug)]
@@ -73,7 +73,7 @@ impl GenerationHandle {
         } = w;
         let t0 = Instant::now();
         out.started_ms.push(0.0);
-        let first = self.step(prompt).await;
+        let first = self.prefill(prompt).await;
         let first = keep_draws(first, &mut chooser, out)?;
         out.ttft_ms = t0.elapsed().as_secs_f64() * 1e3;
         out.records.push(first.record);
@@ -108,6 +108,50 @@ impl GenerationHandle {
         out.draws = std::mem::take(&mut chooser.draws);
         Ok(())
     }
+}
+
+impl GenerationHandle {
+    /// The prompt's step: one run of every shard, or, for fixed-capacity graphs, one per
+    /// position, reported as one step.
+    async fn prefill(&mut self, prompt: &[u32]) -> Result<Step, ShardError> {
+        if self.capacity().is_none() {
+            return self.step(prompt).await;
+        }
+        let mut whole: Option<Step> = None;
+        for &token in prompt {
+            let s = self.step(&[token]).await?;
+            whole = Some(match whole {
+                None => s,
+                Some(w) => Step {
+                    logits: s.logits,
+                    record: joined(w.record, s.record),
+                },
+            });
+        }
+        match whole {
+            Some(w) => Ok(w),
+            // An empty prompt (`generate` and the cells refuse one): the page says what is wrong.
+            None => self.step(prompt).await,
+        }
+    }
+}
+
+/// Two consecutive steps' records as one.
+fn joined(mut a: StepRecord, b: StepRecord) -> StepRecord {
+    a.tokens += b.tokens;
+    a.wall_ms += b.wall_ms;
+    for (x, y) in a.compute_ms.iter_mut().zip(&b.compute_ms) {
+        *x += y;
+    }
+    for (x, y) in a.hop_ms.iter_mut().zip(&b.hop_ms) {
+        *x = match (*x, *y) {
+            (Some(x), Some(y)) => Some(x + y),
+            (x, y) => x.or(y),
+        };
+    }
+    a.rebuilt.extend(b.rebuilt);
+    a.stalls.extend(b.stalls);
+    a
 }
 
 /// `step`, with the draws so far kept in `out` when it failed.

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use crate::metrics::generation::SideFigures;
 use crate::metrics::{GenerationReport, Percentiles, RunSummary};
 
+use super::table;
 use crate::report::svg::{Chart, Marker, MarkerKind, Scale, Series};
 use crate::report::template::escape;
 
@@ -45,6 +46,7 @@ fn section(g: &GenerationReport) -> String {
             "decode tok/s",
             "x native (decode)",
         ],
+        &|i| i >= 1,
         std::iter::once(&g.pool)
             .chain(&g.native)
             .map(|f| side_row(g, f))
@@ -61,6 +63,7 @@ fn section(g: &GenerationReport) -> String {
             "hop to next p50 / p95 / p99 ms",
             "memory MiB (growth)",
         ],
+        &|i| i == 0 || i >= 5,
         g.shards
             .iter()
             .enumerate()
@@ -82,6 +85,7 @@ fn section(g: &GenerationReport) -> String {
             })
             .collect(),
     );
+    out.push('\n');
     let mut lines = vec![format!(
         "verified: {} of {} steps match native onnxruntime teacher-forced on the browser's tokens (max |diff| {:.2e}, {} near tie(s))",
         g.verified_steps, g.checked_steps, g.max_abs_diff, g.near_ties
@@ -146,28 +150,6 @@ fn ms3(p: Option<Percentiles>) -> String {
         || "-".to_owned(),
         |p| format!("{:.1} / {:.1} / {:.1}", p.p50, p.p95, p.p99),
     )
-}
-
-fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
-    let mut t = String::from("<table><tr>");
-    for h in header {
-        let _ = write!(t, "<th>{}</th>", escape(h));
-    }
-    t.push_str("</tr>");
-    for r in rows {
-        t.push_str("<tr>");
-        for (i, c) in r.iter().enumerate() {
-            let class = if i > 0 && c.starts_with(|ch: char| ch.is_ascii_digit()) {
-                r#" class="num""#
-            } else {
-                ""
-            };
-            let _ = write!(t, "<td{class}>{}</td>", escape(c));
-        }
-        t.push_str("</tr>");
-    }
-    t.push_str("</table>\n");
-    t
 }
 
 /// Per decode step (x: the token it wrote), its whole time and each shard's and hop's part;
