@@ -23,6 +23,7 @@ pub mod flags;
 mod types;
 mod validate;
 mod validate_faults;
+mod validate_generation;
 mod validate_remote;
 mod validate_standby;
 mod yaml;

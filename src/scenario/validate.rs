@@ -35,68 +35,9 @@ pub(crate) fn check(s: &Scenario) -> Vec<Issue> {
         super::validate_faults::check_fault(s, &models, i, f, &mut out);
     }
     check_recovery_sharding_state(s, &mut out);
-    check_generation(s, &mut out);
+    super::validate_generation::generation(s, &mut out);
     check_thresholds(s, &models, &mut out);
     out
-}
-
-/// Most tokens a generation cell writes per prompt.
-const MAX_GENERATION_TOKENS: u32 = 256;
-
-/// The generation cells: a language model, prompts, a token budget, in the matrix only.
-fn check_generation(s: &Scenario, out: &mut Vec<Issue>) {
-    let Some(g) = &s.generation else {
-        return;
-    };
-    if !models::is_language_model(&g.model) {
-        push(
-            out,
-            "generation.model",
-            format!(
-                "'{}' is not a language model; one of: {}",
-                g.model,
-                models::LANGUAGE_MODELS.join(", ")
-            ),
-        );
-    }
-    let not_yet = if s.sharding.is_some() {
-        Some("a sharded run (use `webgpu-pool generate --shards N` to shard a generation)")
-    } else if s.pool.placement != super::types::PlacementMode::Matrix {
-        Some("a routed pool (generation cells run in the matrix placement; `generate` runs one through the pool)")
-    } else if !s.faults.is_empty() {
-        Some("a run with faults (use `webgpu-pool generate --kill-shard N --kill-at-token K`)")
-    } else {
-        None
-    };
-    if let Some(what) = not_yet {
-        push(
-            out,
-            "generation",
-            format!("generation cells in {what} are not built yet"),
-        );
-    }
-    if g.prompts.is_empty() {
-        push(out, "generation.prompts", "the prompt list is empty");
-    }
-    for (i, p) in g.prompts.iter().enumerate() {
-        if p.trim().is_empty() {
-            push(
-                out,
-                format!("generation.prompts[{i}]"),
-                "the prompt is empty",
-            );
-        }
-    }
-    if !(1..=MAX_GENERATION_TOKENS).contains(&g.max_new_tokens) {
-        push(
-            out,
-            "generation.max_new_tokens",
-            format!(
-                "'{}' is out of range; give 1 to {MAX_GENERATION_TOKENS}",
-                g.max_new_tokens
-            ),
-        );
-    }
 }
 
 fn check_top(s: &Scenario, out: &mut Vec<Issue>) {
