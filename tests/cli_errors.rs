@@ -36,7 +36,7 @@ fn a_generation_cell_where_it_is_not_built_is_refused() {
     // name, never run as something else.
     assert_usage_error(
         &["--models", "bert-tiny,smollm2", "--concurrent-models"],
-        &["generation", "routed pool", "not built yet"],
+        &["--models", "generation", "routed pool", "not built yet"],
     );
 }
 

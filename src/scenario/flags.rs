@@ -414,6 +414,8 @@ pub fn in_flag_words(message: &str) -> String {
 pub fn flag_for(path: &str) -> &'static str {
     match path {
         p if p.starts_with("models") => "--models",
+        // `run --models` fills the generation block with a language model.
+        p if p.starts_with("generation") => "--models",
         p if p.starts_with("pool.browsers") => "--browsers",
         "backends" => "--backends",
         "workload.concurrency" => "--concurrency",
@@ -571,6 +573,7 @@ mod tests {
         assert_eq!(flag_for("faults[0].kinds[1]"), "--fault-kinds");
         assert_eq!(flag_for("workload.rate"), "--rate");
         assert_eq!(flag_for("sharding.shards"), "--shards");
+        assert_eq!(flag_for("generation"), "--models");
         assert_eq!(flag_for("sharding.strategy"), "--strategy");
     }
 }
