@@ -93,6 +93,14 @@ pub struct StepRecord {
     pub stalls: Vec<Stall>,
 }
 
+impl StepRecord {
+    /// A decode step that neither waited for a recovery nor rebuilt a cache: the steps every
+    /// figure is taken over.
+    pub fn steady(&self) -> bool {
+        self.stalls.is_empty() && self.rebuilt.is_empty()
+    }
+}
+
 /// One step's answer.
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -510,7 +518,10 @@ impl GenerationHandle {
                     feed_f32(vec![1, 1, cap as i64, 1], &slot),
                 );
                 empty[2] = cap as i64;
-                zeros = vec![0.0; empty.iter().product::<i64>() as usize];
+                // Only a cache started over is sent; later steps carry it in the page.
+                if from == 0 {
+                    zeros = vec![0.0; empty.iter().product::<i64>() as usize];
+                }
             }
             None => {
                 let dims = vec![1, 1, new as i64, end as i64];

@@ -235,10 +235,7 @@ fn pss_by_worker(pool: &Pool) -> Vec<(String, u64)> {
 /// The decode steps that neither waited for a recovery nor rebuilt a cache (those are reported
 /// on their own, not mixed into the step times).
 pub(super) fn steady(records: &[StepRecord]) -> impl Iterator<Item = &StepRecord> {
-    records
-        .iter()
-        .skip(1)
-        .filter(|r| r.stalls.is_empty() && r.rebuilt.is_empty())
+    records.iter().skip(1).filter(|r| r.steady())
 }
 
 /// The token loop of the pool, the text streamed as it is written.

@@ -201,7 +201,7 @@ pub(super) fn samples(out: &GenerateOutcome) -> Vec<Sample> {
     for (i, r) in out.steps.iter().enumerate() {
         let phase = if i == 0 {
             Phase::First
-        } else if r.stalls.is_empty() && r.rebuilt.is_empty() {
+        } else if r.steady() {
             Phase::Measure
         } else {
             Phase::Warmup
