@@ -22,6 +22,9 @@ pub enum Break {
     /// `lost-inputs`: the first rebuild of a generation shard's lost cache gets zeros for the
     /// kept inputs of the earlier positions: the text after it must differ from native's.
     LostInputs,
+    /// `repeat-logits`: a routed run's first generation of a prompt written before shifts one
+    /// logit of its last step: the check must fail it, though its tokens are the earlier one's.
+    RepeatLogits,
 }
 
 impl Break {
@@ -32,6 +35,7 @@ impl Break {
             Break::UnreadAtClose => "unread-at-close",
             Break::UnheardDrop => "unheard-drop",
             Break::LostInputs => "lost-inputs",
+            Break::RepeatLogits => "repeat-logits",
         }
     }
 }
@@ -43,7 +47,7 @@ pub fn once(b: Break) -> bool {
     use std::sync::OnceLock;
     // Read once: this is asked on the request path.
     static ASKED: OnceLock<Option<String>> = OnceLock::new();
-    static DONE: [AtomicBool; 5] = [const { AtomicBool::new(false) }; 5];
+    static DONE: [AtomicBool; 6] = [const { AtomicBool::new(false) }; 6];
     let asked = ASKED.get_or_init(|| std::env::var("WEBGPU_POOL_BREAK").ok());
     asked
         .as_deref()

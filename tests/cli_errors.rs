@@ -31,16 +31,6 @@ fn unknown_model_lists_the_catalog() {
 }
 
 #[test]
-fn a_generation_cell_where_it_is_not_built_is_refused() {
-    // In the matrix a language model gets a generation cell; in a routed pool it is refused by
-    // name, never run as something else.
-    assert_usage_error(
-        &["--models", "bert-tiny,smollm2", "--concurrent-models"],
-        &["--models", "generation", "routed pool", "not built yet"],
-    );
-}
-
-#[test]
 fn missing_browser_names_the_package() {
     // Edge cannot be installed on this machine, so this is a real missing browser.
     assert_usage_error(

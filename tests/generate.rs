@@ -1,7 +1,8 @@
 //! `generate`: SmolLM2 writes text through the pool, in one browser or sharded across three, each
 //! page keeping its layers' cache, and every step is checked against native onnxruntime on the
 //! whole graph; a shard's browser killed mid-generation is recovered under each strategy with
-//! the same text; bad weights, prompts and flags exit 2 before any browser.
+//! the same text; a routed pool serves generations beside other models' requests; bad weights,
+//! prompts and flags exit 2 before any browser.
 
 mod common;
 
@@ -430,6 +431,98 @@ fn run_gives_a_generation_cell_beside_the_other_models() {
         .filter(|l| l.contains(",smollm2,"))
         .count();
     assert!(smollm2_steps > 10, "a sample per step");
+}
+
+/// `run --concurrent-models --models bert-tiny,smollm2 -n 8` in Chromium (with `extra`): a
+/// routed pool whose requests alternate between bert-tiny's inferences and SmolLM2's
+/// generations (16 tokens, the default prompts in turn). (stdout, stderr, exit code).
+fn routed(sb: &Sandbox, env: &[(&str, &str)], extra: &[&str]) -> (String, String, i32) {
+    let mut cmd = sb.cmd(600);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let a = cmd
+        .args([
+            "run",
+            "--concurrent-models",
+            "--models",
+            "bert-tiny,smollm2",
+        ])
+        .args(["--browsers", "chromium", "-n", "8", "--quiet"])
+        .args(extra)
+        .arg("--results-dir")
+        .arg(sb.results())
+        .assert();
+    let code = a.get_output().status.code().unwrap_or(-1);
+    (stdout(&a), stderr(&a), code)
+}
+
+#[test]
+fn a_routed_pool_serves_generations_beside_the_other_models() {
+    let sb = Sandbox::new();
+    let (out, err, code) = routed(&sb, &[], &[]);
+    sb.assert_clean();
+    assert_eq!(code, 0, "{out}\n{err}");
+    let run = sb.run_json();
+    common::assert_valid(&run);
+    common::assert_accounted(&run);
+    let row = run["results"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["model"] == "smollm2"))
+        .unwrap_or_else(|| panic!("no smollm2 row:\n{out}\n{err}"));
+    assert_eq!(row["task"], "text_generation", "{row}");
+    assert_eq!(row["correctness"]["passed"], true, "{row}");
+    // Half of the 8 measured requests are generations, each prompt twice; each is checked,
+    // the repeats against native's logits of the first.
+    let gens = run["generations"].as_array().expect("generations");
+    assert_eq!(gens.len(), 4, "{out}\n{err}");
+    for (i, g) in gens.iter().enumerate() {
+        assert_eq!(g["checked_steps"], 16, "{g}");
+        assert_eq!(g["verified_steps"], 16, "{g}");
+        assert_eq!(
+            g["text"],
+            gens[i % 2]["text"],
+            "greedy: a prompt writes the same text"
+        );
+    }
+    assert!(
+        gens[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with(REFERENCE_START)),
+        "{}",
+        gens[0]["text"]
+    );
+    // The ledger counted each generation as one request of the pool, beside bert-tiny's.
+    let samples = std::fs::read_to_string(sb.run_dir().join("samples.csv")).unwrap();
+    assert!(
+        samples
+            .lines()
+            .any(|l| l.contains(",bert-tiny,") && l.contains(",measure,")),
+        "{samples}"
+    );
+    let issued = run["requests"]["issued"].as_u64().unwrap_or(0);
+    assert!(issued >= 8, "{}", run["requests"]);
+}
+
+#[test]
+fn a_repeated_generation_is_judged_by_its_own_logits() {
+    // The third generation writes prompt 0 again, the same tokens as the first; one of its
+    // logits shifted must fail its check (it is not taken on the first one's word).
+    let sb = Sandbox::new();
+    let env = [("WEBGPU_POOL_BREAK", "repeat-logits")];
+    let (out, err, code) = routed(&sb, &env, &["--warmup", "0"]);
+    sb.assert_clean();
+    assert_eq!(code, 1, "a mismatch fails the run:\n{out}\n{err}");
+    let run = sb.run_json();
+    let gens = run["generations"].as_array().expect("generations");
+    let verified: Vec<_> = gens.iter().map(|g| g["verified_steps"].clone()).collect();
+    assert_eq!(verified, [16, 16, 15, 16], "{out}\n{err}");
+    assert_eq!(gens[2]["text"], gens[0]["text"]);
+    let row = run["results"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["model"] == "smollm2"))
+        .expect("the smollm2 row");
+    assert_eq!(row["correctness"]["passed"], false, "{row}");
 }
 
 /// A cache folder holding `bytes` as the SmolLM2 GGUF file.

@@ -141,7 +141,7 @@ pub struct GenerateOutcome {
     pub rebuilt: Vec<(usize, usize, usize)>,
     /// Every step as it ran (the prefill first).
     pub steps: Vec<StepRecord>,
-    /// Each step's send, ms since the prompt was sent.
+    /// Each step's send, ms since the run started (a sample's `scheduled_ms`).
     pub step_started_ms: Vec<f64>,
     /// The planned fault, as carried out.
     pub fault: Option<String>,
@@ -258,6 +258,7 @@ pub async fn generate(
         native_times,
         text,
         native_text,
+        ..
     } = against_native(
         &cache,
         &p.whole,
@@ -310,12 +311,15 @@ struct Written {
 }
 
 /// What native onnxruntime said of a generation, and its texts.
+#[derive(Clone)]
 struct Verdict {
     checks: Vec<StepCheck>,
     native_times: [(usize, SideTimes); 2],
     text: String,
     /// Native's own text, where it differs.
     native_text: Option<String>,
+    /// Native's logits at each step (another generation of the same tokens is judged by them).
+    native_logits: Vec<Vec<f32>>,
 }
 
 /// Runs `whole` natively, teacher-forced on `w`'s tokens (off the async runtime), and decodes
@@ -332,7 +336,7 @@ async fn against_native(
 ) -> Result<Verdict> {
     let (cache, path, layers) = (cache.clone(), whole.path.clone(), whole.layers.clone());
     let tokens = w.tokens.clone();
-    let (checks, native_tokens, native_times) = tokio::task::spawn_blocking(move || {
+    let native = tokio::task::spawn_blocking(move || {
         let chosen = Chosen {
             sampling: w.sampling,
             draws: &w.draws,
@@ -344,16 +348,17 @@ async fn against_native(
     .await
     .context("the native check")??;
     let text = tokenizer.decode(&tokens, true)?;
-    let native_text = if native_tokens == tokens {
+    let native_text = if native.tokens == tokens {
         None
     } else {
-        Some(tokenizer.decode(&native_tokens, true)?)
+        Some(tokenizer.decode(&native.tokens, true)?)
     };
     Ok(Verdict {
-        checks,
-        native_times,
+        checks: native.checks,
+        native_times: native.times,
         text,
         native_text,
+        native_logits: native.logits,
     })
 }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::browser::{self, BrowserKind, DriverKind, Installed, LaunchSpec};
-use crate::metrics::{Environment, RunSummary, SCHEMA_VERSION};
+use crate::metrics::{Environment, Phase, RunSummary, SCHEMA_VERSION};
 use crate::models::{self, Cache, ModelSpec};
 use crate::pool::{self, RunEvent, RunObserver};
 use crate::scenario::Scenario;
@@ -314,8 +314,10 @@ async fn run_part(
                 let checked = generate::check_cells(c, runs, &config.cache, observer).await?;
                 out.rows.extend(checked.rows);
                 summary.generations = checked.generations;
-                // A generation's samples are its steps, not its one request.
-                out.samples.retain(|s| s.model != c.plan.model);
+                // A measured generation's samples are its steps, not its one request; a
+                // request that failed or warmed up keeps its own (its steps are not reported).
+                out.samples
+                    .retain(|s| s.model != c.plan.model || !s.ok || s.phase == Phase::Warmup);
                 let base = out.samples.len() as u64;
                 out.samples
                     .extend(checked.samples.into_iter().enumerate().map(|(i, mut s)| {

@@ -64,8 +64,55 @@ impl StepCheck {
     }
 }
 
-/// Per step against native, native's own tokens, and its times at 1 thread and at every core.
-pub type NativeCheck = (Vec<StepCheck>, Vec<u32>, [(usize, SideTimes); 2]);
+/// What native onnxruntime said of a generation.
+#[derive(Debug, Clone)]
+pub struct NativeCheck {
+    /// Each step against the browser's.
+    pub checks: Vec<StepCheck>,
+    /// Native's own tokens (its continuation from the first step it chose differently).
+    pub tokens: Vec<u32>,
+    /// Its times at 1 thread and at every core.
+    pub times: [(usize, SideTimes); 2],
+    /// Its logits at each step, teacher-forced on the browser's tokens (1 thread): the same
+    /// tokens give the same logits, so another generation of them is judged against these.
+    pub logits: Vec<Vec<f32>>,
+}
+
+/// Each step of a greedy generation of `tokens` against native's `logits` teacher-forced on
+/// the same tokens (see [`NativeCheck::logits`]).
+pub fn against_logits(
+    browser_logits: &[Vec<f32>],
+    native_logits: &[Vec<f32>],
+    tokens: &[u32],
+) -> Vec<StepCheck> {
+    let greedy = Chosen {
+        sampling: None,
+        draws: &[],
+    };
+    (0..tokens.len())
+        .map(|k| step_check(&browser_logits[k], &native_logits[k], tokens[k], greedy, k).0)
+        .collect()
+}
+
+/// Step `k`: the browser's logits against native's, and native's choice (which it returns)
+/// against the browser's `token`.
+fn step_check(
+    browser: &[f32],
+    native: &[f32],
+    token: u32,
+    chosen: Chosen<'_>,
+    k: usize,
+) -> (StepCheck, u32) {
+    let (max_abs_diff, close) = oracle::allclose(browser, native);
+    let (choice, near_tie) = chosen.at(k, native, max_abs_diff);
+    let check = StepCheck {
+        max_abs_diff,
+        close,
+        same_choice: choice == token,
+        near_tie,
+    };
+    (check, choice)
+}
 
 /// How the browser chose its tokens: greedily, or by sampling with these draws (one a step).
 #[derive(Debug, Clone, Copy)]
@@ -113,6 +160,7 @@ pub fn native_check(
     let all = std::thread::available_parallelism().map_or(1, usize::from);
     let mut checks = Vec::new();
     let mut native_tokens = Vec::new();
+    let mut native_logits = Vec::new();
     let mut times = [(1, SideTimes::default()), (all, SideTimes::default())];
     for (threads, side) in &mut times {
         let mut d = NativeDecoder::open(
@@ -129,15 +177,10 @@ pub fn native_check(
         side.prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
         for (k, &token) in tokens.iter().enumerate() {
             if *threads == 1 {
-                let (max_abs_diff, close) = oracle::allclose(&browser_logits[k], &logits);
-                let (native, near_tie) = chosen.at(k, &logits, max_abs_diff);
-                checks.push(StepCheck {
-                    max_abs_diff,
-                    close,
-                    same_choice: native == token,
-                    near_tie,
-                });
+                let (check, native) = step_check(&browser_logits[k], &logits, token, chosen, k);
+                checks.push(check);
                 native_tokens.push(native);
+                native_logits.push(logits.clone());
             }
             if k + 1 == tokens.len() {
                 break;
@@ -160,7 +203,12 @@ pub fn native_check(
             logits = d.step(&[t])?;
         }
     }
-    Ok((checks, native_tokens, times))
+    Ok(NativeCheck {
+        checks,
+        tokens: native_tokens,
+        times,
+        logits: native_logits,
+    })
 }
 
 #[cfg(test)]
@@ -183,5 +231,27 @@ mod tests {
         assert!(!step(true, false, false).matched());
         assert!(!step(false, true, true).matched());
         assert!(!step(false, false, true).matched());
+    }
+
+    #[test]
+    fn a_repeated_generation_is_judged_by_its_own_logits() {
+        let native = vec![vec![0.0, 3.0, 1.0], vec![2.0, 0.0, 1.0]];
+        let tokens = [1, 0];
+        let same: Vec<Vec<f32>> = native
+            .iter()
+            .map(|l| l.iter().map(|v| v + 1e-6).collect())
+            .collect();
+        assert!(against_logits(&same, &native, &tokens)
+            .iter()
+            .all(StepCheck::matched));
+        // Its own logits off at one step: that step fails, though the tokens are the same.
+        let mut off = same.clone();
+        off[1][2] += 0.5;
+        let checks = against_logits(&off, &native, &tokens);
+        assert!(checks[0].matched());
+        assert!(!checks[1].close && !checks[1].matched());
+        // A token native would not choose fails its step.
+        let checks = against_logits(&same, &native, &[1, 2]);
+        assert!(!checks[1].same_choice && !checks[1].matched());
     }
 }

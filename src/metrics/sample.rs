@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Which part of a run a request belonged to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// The first run of a session (pays shader compilation and first-call costs).
@@ -15,6 +15,7 @@ pub enum Phase {
     /// An unmeasured warm-up run.
     Warmup,
     /// A measured run.
+    #[default]
     Measure,
 }
 

@@ -210,7 +210,7 @@ impl GenerationHandle {
             .collect()
     }
 
-    /// Issues the generation's ticket: one request of the ledger.
+    /// Issues the generation's ticket: one measured request of the ledger, started now.
     pub fn ticket(&self) -> Ticket {
         let pool = &self.pool;
         let t = pool.ledger().issue(&self.model, Phase::Measure);
@@ -218,11 +218,11 @@ impl GenerationHandle {
         t
     }
 
-    /// Closes `ticket`: ok after `ms`, or failed with `class`; `attempts` counts the first
-    /// and every recovery it waited for.
+    /// Closes `ticket` of `phase`: ok after `ms`, or failed with `class`; `attempts` counts
+    /// the first and every recovery it waited for.
     pub fn end(
         &self,
-        ticket: Ticket,
+        (ticket, phase): (Ticket, Phase),
         scheduled: Instant,
         outcome: Result<f64, ErrorClass>,
         attempts: u32,
@@ -247,7 +247,7 @@ impl GenerationHandle {
                 }),
                 _ => None,
             },
-            phase: Phase::Measure,
+            phase,
             scheduled,
             issued: scheduled,
             attempt: attempts,

@@ -139,6 +139,11 @@ impl Ledger {
         lock(&self.books).started
     }
 
+    /// `t` in ms since the run started (the clock of every sample's `scheduled_ms`).
+    pub fn ms_at(&self, t: Instant) -> f64 {
+        ms_since(self.t0, t)
+    }
+
     /// Accounts for one request that ended: its ticket is closed, it is counted succeeded or
     /// failed, and it leaves one sample. An outcome for a ticket that is not open (closed
     /// already, or never issued) is counted in `closed_twice` and leaves nothing else.

@@ -325,14 +325,22 @@ fn standbys_need_workers_a_recovering_routed_pool_and_memory() {
 }
 
 #[test]
-fn a_generation_block_runs_in_the_matrix_only() {
+fn a_generation_block_runs_in_the_matrix_and_a_routed_pool_not_a_sharded_run() {
     let s = load("pool: {placement: matrix}\ngeneration: {model: SmolLM2, max_new_tokens: 4}\n")
         .expect("a generation cell alone is a scenario");
     let g = s.generation.expect("the block");
     assert_eq!((g.prompts.len(), g.max_new_tokens), (2, 4));
-    let e = first_error("pool: {placement: routed}\ngeneration: {model: smollm2}\n");
+    load(
+        "pool: {placement: routed, max_connections: 2}\nmodels: [{name: bert-tiny}]\n\
+         generation: {model: smollm2}\nfaults: [{kind: kill_browser, at: 5s}]\n",
+    )
+    .expect("generation requests in a routed pool, under faults");
+    let e = first_error(
+        "models: [{name: llama-tiny}]\nsharding: {model: llama-tiny, shards: 2}\n\
+         generation: {model: smollm2}\n",
+    );
     assert!(
-        e.contains("generation: generation cells in a routed pool") && e.contains("not built yet"),
+        e.contains("generation: generations in a sharded run") && e.contains("not built yet"),
         "{e}"
     );
     let e = first_error("pool: {placement: matrix}\ngeneration: {model: bert}\n");

@@ -1,15 +1,15 @@
-//! Semantic checks of the `generation:` block: a language model, prompts and a token budget,
-//! in the matrix placement only (where the engine runs generation cells); anywhere else it is
-//! refused by name.
+//! Semantic checks of the `generation:` block: a language model, prompts and a token budget.
+//! The matrix runs it as a cell per browser, a routed pool as requests among the other
+//! models' (faults included); a sharded scenario refuses it by name.
 
-use super::types::{PlacementMode, Scenario};
+use super::types::Scenario;
 use super::validate::{push, Issue};
 use crate::models;
 
 /// Most tokens a generation cell writes per prompt.
 const MAX_GENERATION_TOKENS: u32 = 256;
 
-/// The generation cells: a language model, prompts, a token budget, in the matrix only.
+/// The generation block: a language model, prompts, a token budget, not in a sharded run.
 pub(super) fn generation(s: &Scenario, out: &mut Vec<Issue>) {
     let Some(g) = &s.generation else {
         return;
@@ -25,20 +25,11 @@ pub(super) fn generation(s: &Scenario, out: &mut Vec<Issue>) {
             ),
         );
     }
-    let not_yet = if s.sharding.is_some() {
-        Some("a sharded run (use `webgpu-pool generate --shards N` to shard a generation)")
-    } else if s.pool.placement != PlacementMode::Matrix {
-        Some("a routed pool (generation cells run in the matrix placement; `generate` runs one through the pool)")
-    } else if !s.faults.is_empty() {
-        Some("a run with faults (use `webgpu-pool generate --kill-shard N --kill-at-token K`)")
-    } else {
-        None
-    };
-    if let Some(what) = not_yet {
+    if s.sharding.is_some() {
         push(
             out,
             "generation",
-            format!("generation cells in {what} are not built yet"),
+            "generations in a sharded run are not built yet (use `webgpu-pool generate --shards N` to shard a generation)",
         );
     }
     if g.prompts.is_empty() {

@@ -9,11 +9,11 @@ use anyhow::{Context, Result};
 use super::in_pool::steady;
 use super::record::{generation, rows, samples};
 use super::{against_native, GenerateOutcome, ShardFigures, Verdict, Written};
-use crate::generate::check::SideTimes;
+use crate::generate::check::{against_logits, SideTimes};
 use crate::generate::model::{
     architecture, decoder_file, open_weights, prepared, DecoderFile, Precision,
 };
-use crate::metrics::{GenerationReport, ResultRow, Sample};
+use crate::metrics::{GenerationReport, Phase, ResultRow, Sample};
 use crate::models::gguf::chat::{render_chat, ChatMessage};
 use crate::models::gguf::tokenizer::LlmTokenizer;
 use crate::models::Cache;
@@ -125,46 +125,58 @@ pub async fn check_cells(
         generations: Vec::new(),
         samples: Vec::new(),
     };
-    let mut by_browser: Vec<(String, Vec<GenerateOutcome>, Vec<String>)> = Vec::new();
+    let mut by_browser: Vec<Browser> = Vec::new();
+    let mut known = Known::new();
     for run in runs {
         let kind = run.browser.map(|k| k.to_string()).unwrap_or_default();
-        let at = match by_browser.iter().position(|(b, _, _)| *b == kind) {
+        let at = match by_browser.iter().position(|b| b.kind == kind) {
             Some(i) => i,
             None => {
-                by_browser.push((kind.clone(), Vec::new(), Vec::new()));
+                by_browser.push(Browser {
+                    kind: kind.clone(),
+                    ..Browser::default()
+                });
                 by_browser.len() - 1
             }
         };
+        let b = &mut by_browser[at];
         if let Some(e) = &run.error {
-            by_browser[at].2.push(format!("prompt {}: {e}", run.prompt));
+            b.failed.push(format!("prompt {}: {e}", run.prompt));
             continue;
         }
-        observer.on_event(&RunEvent::Note {
-            line: format!(
-                "checking {}'s generation of prompt {} in {kind} against native onnxruntime ...",
-                cells.plan.model, run.prompt
-            ),
-        });
-        let outcome = check_one(cells, run, cache).await?;
-        by_browser[at].1.push(outcome);
+        let (prompt, warmup) = (run.prompt, run.phase == Phase::Warmup);
+        let outcome = check_one(cells, run, cache, &mut known, observer).await?;
+        if warmup {
+            // A warm-up generation is checked like any, but not measured or reported.
+            let matched = outcome.checks.iter().filter(|c| c.matched()).count();
+            if matched < outcome.checks.len() {
+                b.mismatched.push(format!(
+                    "warm-up generation of prompt {prompt}: {matched} of {} steps match native onnxruntime",
+                    outcome.checks.len()
+                ));
+            }
+            continue;
+        }
+        b.outcomes.push(outcome);
     }
-    for (kind, outcomes, errors) in by_browser {
-        for o in &outcomes {
+    for b in by_browser {
+        for o in &b.outcomes {
             out.generations.push(generation(o));
             out.samples.extend(samples(o));
         }
-        let mut row = match merged(&outcomes) {
+        let mut row = match merged(&b.outcomes) {
             Some(all) => rows(&all).swap_remove(0),
             None => ResultRow {
                 model: cells.plan.model.clone(),
                 task: "text_generation".into(),
-                browser: kind.clone(),
+                browser: b.kind.clone(),
                 ..ResultRow::default()
             },
         };
+        row.failed += b.failed.len() as u64;
+        let errors: Vec<String> = b.failed.into_iter().chain(b.mismatched).collect();
         if !errors.is_empty() {
             row.correctness.passed = false;
-            row.failed = errors.len() as u64;
             row.error = Some(errors.join("; "));
         }
         out.rows.push(row);
@@ -172,29 +184,74 @@ pub async fn check_cells(
     Ok(out)
 }
 
+/// One browser's generations: those measured, and why others failed or did not match.
+#[derive(Default)]
+struct Browser {
+    kind: String,
+    outcomes: Vec<GenerateOutcome>,
+    /// Generations that did not finish.
+    failed: Vec<String>,
+    /// Warm-up generations that finished but did not match native.
+    mismatched: Vec<String>,
+}
+
+/// Native's verdicts so far, by prompt and tokens: greedy generations repeat (a routed run
+/// writes each prompt many times), and native teacher-forced on the same tokens gives the
+/// same logits, so each sequence runs natively once and every generation of it is judged
+/// against those logits.
+type Known = Vec<((usize, Vec<u32>), Verdict)>;
+
 /// One generation checked against native, as `generate` reports it.
-async fn check_one(cells: &Cells, run: GenerationRun, cache: &Cache) -> Result<GenerateOutcome> {
+async fn check_one(
+    cells: &Cells,
+    run: GenerationRun,
+    cache: &Cache,
+    known: &mut Known,
+    observer: &dyn RunObserver,
+) -> Result<GenerateOutcome> {
     let prompt = cells.plan.prompts[run.prompt].clone();
     let w = run.written;
+    let key = (run.prompt, w.tokens.clone());
+    let verdict = match known.iter().find(|(k, _)| *k == key) {
+        Some((_, v)) => Verdict {
+            checks: against_logits(&w.logits, &v.native_logits, &w.tokens),
+            native_times: v.native_times.clone(),
+            text: v.text.clone(),
+            native_text: v.native_text.clone(),
+            native_logits: Vec::new(),
+        },
+        None => {
+            observer.on_event(&RunEvent::Note {
+                line: format!(
+                    "checking {}'s generation of prompt {} against native onnxruntime ...",
+                    cells.plan.model, run.prompt
+                ),
+            });
+            let v = against_native(
+                cache,
+                &cells.whole,
+                cells.plan.cache,
+                &cells.tokenizer,
+                Written {
+                    prompt: prompt.clone(),
+                    tokens: w.tokens.clone(),
+                    logits: w.logits,
+                    sampling: None,
+                    draws: Vec::new(),
+                },
+            )
+            .await?;
+            known.push((key, v.clone()));
+            v
+        }
+    };
     let Verdict {
         checks,
         native_times,
         text,
         native_text,
-    } = against_native(
-        cache,
-        &cells.whole,
-        cells.plan.cache,
-        &cells.tokenizer,
-        Written {
-            prompt: prompt.clone(),
-            tokens: w.tokens.clone(),
-            logits: w.logits,
-            sampling: None,
-            draws: Vec::new(),
-        },
-    )
-    .await?;
+        ..
+    } = verdict;
     let records = &w.records;
     let times = SideTimes {
         prefill_ms: records.first().map_or(0.0, |r| r.wall_ms),
@@ -236,7 +293,7 @@ async fn check_one(cells: &Cells, run: GenerationRun, cache: &Cache) -> Result<G
         sampling: None,
         interrupted: w.interrupted,
         steps: w.records,
-        step_started_ms: w.started_ms,
+        step_started_ms: w.started_ms.iter().map(|t| t + w.sent_ms).collect(),
         capacity: None,
         tokens: w.tokens,
         run_dir: std::path::PathBuf::new(),

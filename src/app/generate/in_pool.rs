@@ -10,6 +10,7 @@ use crate::browser::{self, BrowserKind};
 use crate::generate::check::SideTimes;
 use crate::generate::choose::Chooser;
 use crate::generate::model::{prepared, SMOLLM2};
+use crate::metrics::Phase;
 use crate::models::Cache;
 use crate::pool::{
     place_pipeline, Backend, GenerationHandle, PageSettings, PipelineSpec, Pool, PoolConfig,
@@ -142,7 +143,7 @@ pub(super) async fn in_pool(
             .downcast_ref::<crate::pool::ShardError>()
             .map_or(crate::pool::ErrorClass::Page, |e| e.class())),
     };
-    handle.end(ticket, scheduled, outcome, attempts);
+    handle.end((ticket, Phase::Measure), scheduled, outcome, attempts);
     result?;
     let workers = handle.workers();
     let backends = handle.places();
@@ -212,7 +213,7 @@ pub(super) async fn in_pool(
         stalls,
         rebuilt,
         steps: gen.records,
-        step_started_ms: gen.started_ms,
+        step_started_ms: gen.started_ms.iter().map(|t| t + gen.sent_ms).collect(),
         fault: gen.fault,
         interrupted: gen.interrupted,
     })

@@ -6,6 +6,8 @@
 //! share the machine). Must not import `report`, `cli` or terminal crates.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
@@ -13,11 +15,15 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::Backend;
 use crate::browser::BrowserKind;
 use crate::generate::choose::Chooser;
+use crate::metrics::Phase;
 use crate::models::PreparedModel;
 use crate::recovery::ShardRecovery;
 
+use super::super::ledger::{RequestEnd, Ticket};
+use super::super::scheduler::Serve;
 use super::super::{
-    place_pipeline, GenerationHandle, PipelineSpec, Pool, ShardLoads, Writing, Written,
+    place_pipeline, ErrorClass, GenerationHandle, PipelineId, PipelineSpec, Pool, ShardLoads,
+    Writing, Written,
 };
 use super::{RunEvent, RunObserver};
 
@@ -49,6 +55,8 @@ pub struct GenerationRun {
     pub browser: Option<BrowserKind>,
     /// The prompt's index in the plan.
     pub prompt: usize,
+    /// Warm-up or measured.
+    pub phase: Phase,
     /// The worker that served it.
     pub worker: String,
     /// Its browser's version.
@@ -71,6 +79,45 @@ pub(super) async fn cell(
     cancel: &CancellationToken,
     observer: &dyn RunObserver,
 ) -> Vec<GenerationRun> {
+    let id = match place(plan, kind, pool, cancel, observer).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return Vec::new(),
+        Err(run) => return vec![run],
+    };
+    observer.on_event(&RunEvent::Driving {
+        what: format!("{} on {kind}", plan.model),
+    });
+    let mut runs = Vec::new();
+    for i in 0..plan.prompts.len() {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let ticket = pool.ledger().issue(&plan.model, Phase::Measure);
+        runs.push(
+            write_one(
+                plan,
+                pool,
+                id,
+                (i, Phase::Measure),
+                ticket,
+                Instant::now(),
+                cancel,
+            )
+            .await,
+        );
+    }
+    runs
+}
+
+/// Places the decoder on `kind`'s worker as a pipeline of one shard on wasm. `Ok(None)` when
+/// cancelled; `Err` is the failed run that reports why it could not be placed.
+async fn place(
+    plan: &GenerationPlan,
+    kind: BrowserKind,
+    pool: &Pool,
+    cancel: &CancellationToken,
+    observer: &dyn RunObserver,
+) -> Result<Option<PipelineId>, GenerationRun> {
     observer.on_event(&RunEvent::Loading {
         browser: Some(kind),
         model: &plan.model,
@@ -85,76 +132,202 @@ pub(super) async fn cell(
     let mut loaded = |_: usize, _: &super::super::Worker| {};
     let placed = tokio::select! {
         p = place_pipeline(pool, &spec, &mut loaded) => p,
-        () = cancel.cancelled() => return Vec::new(),
+        () = cancel.cancelled() => return Ok(None),
     };
-    let id = match placed {
-        Ok((id, _)) => id,
+    match placed {
+        Ok((id, _)) => Ok(Some(id)),
         Err(e) => {
             observer.on_event(&RunEvent::Warning {
                 message: format!("{} on {kind}: {e}", plan.model),
             });
-            return vec![GenerationRun {
+            Err(GenerationRun {
                 browser: Some(kind),
                 error: Some(e.to_string()),
                 ..GenerationRun::default()
-            }];
+            })
         }
+    }
+}
+
+/// Writes prompt `prompt` greedily through pipeline `id` as the request of `ticket` (in
+/// `phase`), latency from `scheduled`, and closes the ticket.
+async fn write_one(
+    plan: &GenerationPlan,
+    pool: &Pool,
+    id: PipelineId,
+    (prompt, phase): (usize, Phase),
+    ticket: Ticket,
+    scheduled: Instant,
+    cancel: &CancellationToken,
+) -> GenerationRun {
+    pool.ledger().start();
+    // A handle per request: its first step sends an empty cache, so the page starts over.
+    let mut handle = GenerationHandle::new(
+        pool.clone(),
+        id,
+        vec![plan.layers.clone()],
+        plan.cache,
+        plan.hidden,
+    );
+    let mut written = Written::default();
+    let writing = Writing {
+        prompt: &plan.prompts[prompt],
+        max_new_tokens: plan.max_new_tokens,
+        eos: plan.eos,
+        chooser: Chooser::new(None),
+        kill: None,
+        stop: cancel,
     };
-    observer.on_event(&RunEvent::Driving {
-        what: format!("{} on {kind}", plan.model),
-    });
-    let mut runs = Vec::new();
-    for (i, prompt) in plan.prompts.iter().enumerate() {
-        if cancel.is_cancelled() {
-            break;
+    let result = handle.write(writing, &mut written, &mut |_| {}).await;
+    let attempts = 1 + written
+        .records
+        .iter()
+        .map(|r| r.stalls.len())
+        .sum::<usize>() as u32;
+    let outcome = match &result {
+        Ok(()) => Ok(scheduled.elapsed().as_secs_f64() * 1e3),
+        Err(e) => Err(e.class()),
+    };
+    handle.end((ticket, phase), scheduled, outcome, attempts);
+    let worker = handle.workers().swap_remove(0);
+    let version = pool
+        .workers()
+        .iter()
+        .find(|w| w.id == worker)
+        .map(|w| w.browser().version().to_string())
+        .unwrap_or_default();
+    GenerationRun {
+        browser: handle.places()[0].map(|(k, _)| k),
+        prompt,
+        phase,
+        worker,
+        version,
+        backend: handle.places()[0].map(|(_, b)| b),
+        load: handle.loads().swap_remove(0),
+        written,
+        error: result.err().map(|e| e.to_string()),
+    }
+}
+
+/// A routed run's generation requests: the decoder placed once, and each request of the
+/// workload writes the next prompt through it (one at a time: the page holds one cache).
+#[derive(Debug, Clone)]
+pub(super) struct GenerationRequests {
+    inner: Arc<Requests>,
+}
+
+#[derive(Debug)]
+struct Requests {
+    plan: GenerationPlan,
+    pool: Pool,
+    id: PipelineId,
+    /// Held while a generation writes: the page's cache belongs to one at a time.
+    writing: tokio::sync::Mutex<()>,
+    /// The next request's prompt (round robin).
+    next: AtomicUsize,
+    /// Every generation that ran, finished or not.
+    runs: std::sync::Mutex<Vec<GenerationRun>>,
+    stop: CancellationToken,
+}
+
+impl GenerationRequests {
+    /// Places the decoder for a routed run: on the browser kind the run prefers for text
+    /// generation when it has a live worker of it, else on the first live worker's kind.
+    /// `Err` is the run that reports why it could not be placed (`None`: cancelled).
+    pub(super) async fn place(
+        plan: &GenerationPlan,
+        preferred: Option<BrowserKind>,
+        pool: &Pool,
+        cancel: &CancellationToken,
+        observer: &dyn RunObserver,
+    ) -> Result<Self, Option<GenerationRun>> {
+        let mut live = pool.workers();
+        live.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+        let kind = preferred
+            .filter(|k| live.iter().any(|w| w.kind == *k))
+            .or_else(|| live.first().map(|w| w.kind))
+            .ok_or_else(|| {
+                Some(GenerationRun {
+                    error: Some(format!("no live worker to place {} on", plan.model)),
+                    ..GenerationRun::default()
+                })
+            })?;
+        let id = match place(plan, kind, pool, cancel, observer).await {
+            Ok(Some(id)) => id,
+            Ok(None) => return Err(None),
+            Err(run) => return Err(Some(run)),
+        };
+        Ok(Self {
+            inner: Arc::new(Requests {
+                plan: plan.clone(),
+                pool: pool.clone(),
+                id,
+                writing: tokio::sync::Mutex::new(()),
+                next: AtomicUsize::new(0),
+                runs: std::sync::Mutex::new(Vec::new()),
+                stop: cancel.clone(),
+            }),
+        })
+    }
+
+    /// The model's name.
+    pub(super) fn model(&self) -> &str {
+        &self.inner.plan.model
+    }
+
+    /// Every generation that ran so far.
+    pub(super) fn runs(&self) -> Vec<GenerationRun> {
+        lock(&self.inner.runs).clone()
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Serve for GenerationRequests {
+    fn ticket(&self, phase: Phase) -> Ticket {
+        self.inner
+            .pool
+            .ledger()
+            .issue(&self.inner.plan.model, phase)
+    }
+
+    async fn serve(&self, ticket: Ticket, scheduled: Instant, phase: Phase) -> bool {
+        let r = &self.inner;
+        let _writing = r.writing.lock().await;
+        let n = r.next.fetch_add(1, Ordering::SeqCst);
+        let prompt = n % r.plan.prompts.len();
+        let mut run = write_one(
+            &r.plan,
+            &r.pool,
+            r.id,
+            (prompt, phase),
+            ticket,
+            scheduled,
+            &r.stop,
+        )
+        .await;
+        if n >= r.plan.prompts.len() && crate::breaks::once(crate::breaks::Break::RepeatLogits) {
+            if let Some(v) = run.written.logits.last_mut().and_then(|l| l.first_mut()) {
+                *v += 1.0;
+            }
         }
-        // A handle per prompt: its first step sends an empty cache, so the page starts over.
-        let mut handle = GenerationHandle::new(
-            pool.clone(),
-            id,
-            vec![plan.layers.clone()],
-            plan.cache,
-            plan.hidden,
-        );
-        let ticket = handle.ticket();
-        let scheduled = Instant::now();
-        let mut written = Written::default();
-        let writing = Writing {
-            prompt,
-            max_new_tokens: plan.max_new_tokens,
-            eos: plan.eos,
-            chooser: Chooser::new(None),
-            kill: None,
-            stop: cancel,
-        };
-        let result = handle.write(writing, &mut written, &mut |_| {}).await;
-        let attempts = 1 + written
-            .records
-            .iter()
-            .map(|r| r.stalls.len())
-            .sum::<usize>() as u32;
-        let outcome = match &result {
-            Ok(()) => Ok(scheduled.elapsed().as_secs_f64() * 1e3),
-            Err(e) => Err(e.class()),
-        };
-        handle.end(ticket, scheduled, outcome, attempts);
-        let worker = handle.workers().swap_remove(0);
-        let version = pool
-            .workers()
-            .iter()
-            .find(|w| w.id == worker)
-            .map(|w| w.browser().version().to_string())
-            .unwrap_or_default();
-        runs.push(GenerationRun {
-            browser: Some(kind),
-            prompt: i,
-            worker,
-            version,
-            backend: handle.places()[0].map(|(_, b)| b),
-            load: handle.loads().swap_remove(0),
-            written,
-            error: result.err().map(|e| e.to_string()),
+        let ok = run.error.is_none();
+        lock(&r.runs).push(run);
+        ok
+    }
+
+    fn reject(&self, ticket: Ticket, scheduled: Instant, phase: Phase, class: ErrorClass) {
+        self.inner.pool.request_ended(RequestEnd {
+            ticket,
+            model: &self.inner.plan.model,
+            ran: None,
+            phase,
+            scheduled,
+            issued: Instant::now(),
+            attempt: 1,
+            outcome: Err(class),
         });
     }
-    runs
 }

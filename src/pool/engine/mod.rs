@@ -93,7 +93,8 @@ pub struct RunPlan {
     pub resumed: Option<state::Progress>,
     /// Pipeline placement: the sharded model and how it runs.
     pub pipeline: Option<pipeline::PipelinePlan>,
-    /// Matrix placement: a language model's generation cell after each browser's model cells.
+    /// A language model's generations: in the matrix, a cell after each browser's model cells;
+    /// routed, requests of the workload beside the other models'.
     pub generation: Option<generation::GenerationPlan>,
 }
 
@@ -345,8 +346,8 @@ pub async fn execute(
                 Ran::Cells(m.errors, None, m.cores, m.generations)
             }
             Placement::Routed => {
-                let (errors, evals) = routed::run(plan, &pool, cancel, observer, &driving).await;
-                Ran::Cells(errors, evals, Vec::new(), Vec::new())
+                let r = routed::run(plan, &pool, cancel, observer, &driving).await;
+                Ran::Cells(r.errors, r.evaluations, Vec::new(), r.generations)
             }
             Placement::Pipeline => Ran::Pipeline(
                 pipeline::run(plan, &pool, cancel, observer, &driving)

@@ -43,6 +43,8 @@ pub struct Written {
     pub records: Vec<StepRecord>,
     /// Each step's send, ms since the prompt was sent.
     pub started_ms: Vec<f64>,
+    /// When the prompt was sent, ms since the run started (the clock of the ledger's samples).
+    pub sent_ms: f64,
     /// Prompt sent to first logits back, ms.
     pub ttft_ms: f64,
     /// The planned fault, as carried out.
@@ -57,11 +59,11 @@ impl GenerationHandle {
     ///
     /// # Errors
     /// [`ShardError`] when a step failed and its recovery did not bring the shard back.
-    pub async fn write(
+    pub async fn write<F: FnMut(u32)>(
         &mut self,
         w: Writing<'_>,
         out: &mut Written,
-        on_token: &mut dyn FnMut(u32),
+        on_token: &mut F,
     ) -> Result<(), ShardError> {
         let Writing {
             prompt,
@@ -72,6 +74,7 @@ impl GenerationHandle {
             stop,
         } = w;
         let t0 = Instant::now();
+        out.sent_ms = self.pool.ledger().ms_at(t0);
         out.started_ms.push(0.0);
         let first = self.prefill(prompt).await;
         let first = keep_draws(first, &mut chooser, out)?;

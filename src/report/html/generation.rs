@@ -13,9 +13,21 @@ use super::table;
 use crate::report::svg::{Chart, Marker, MarkerKind, Scale, Series};
 use crate::report::template::escape;
 
-/// The section of each generation, or nothing.
+/// Generations drawn in full; a routed run writes many (each prompt again and again), and the
+/// rest are in run.json and the result rows.
+const DRAWN: usize = 6;
+
+/// The section of each generation (the first [`DRAWN`]), or nothing.
 pub(super) fn generation_section(s: &RunSummary) -> String {
-    s.generations.iter().map(section).collect()
+    let mut out: String = s.generations.iter().take(DRAWN).map(section).collect();
+    if let Some(more) = s.generations.len().checked_sub(DRAWN).filter(|&n| n > 0) {
+        let _ = writeln!(
+            out,
+            "<p>{more} more generation(s), each checked against native onnxruntime like these: \
+             their steps are in run.json's <code>generations</code> and in the result rows.</p>"
+        );
+    }
+    out
 }
 
 fn section(g: &GenerationReport) -> String {
@@ -292,5 +304,16 @@ mod tests {
     fn the_text_is_escaped() {
         let html = section(&report());
         assert!(html.contains("As the AI, &lt;b&gt;"), "{html}");
+    }
+
+    #[test]
+    fn many_generations_draw_the_first_few_and_count_the_rest() {
+        let mut s = crate::report::view::tests::summary();
+        s.generations = vec![report(); DRAWN + 2];
+        let html = generation_section(&s);
+        assert_eq!(html.matches("<h2>Generation</h2>").count(), DRAWN);
+        assert!(html.contains("<p>2 more generation(s)"), "{html}");
+        s.generations.truncate(DRAWN);
+        assert!(!generation_section(&s).contains("more generation"));
     }
 }
