@@ -228,8 +228,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME")]
     pub save_baseline: Option<String>,
     /// Models to run, comma-separated (see `webgpu-pool models list`). A language model
-    /// (`smollm2`) gets a generation cell in each browser after the others: two fixed prompts,
-    /// 16 tokens each, every step checked against native (a scenario's `generation:` block
+    /// (`smollm2`) writes text: a generation cell in each browser after the others (two fixed
+    /// prompts, 16 tokens each), or with `--concurrent-models` generation requests beside the
+    /// other models'; every step is checked against native (a scenario's `generation:` block
     /// sets the prompts and tokens).
     #[arg(
         long,

@@ -59,8 +59,8 @@ pub struct Scenario {
     /// Split one text-generation model across several workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sharding: Option<Sharding>,
-    /// A language model writing text in each browser of the matrix, beside the other models'
-    /// cells.
+    /// A language model writing text beside the other models: a cell per browser of the
+    /// matrix, or requests of a routed pool's workload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<Generation>,
     /// Periodic state synchronisation between workers.
@@ -364,10 +364,11 @@ pub struct Sharding {
     pub transfer: ShardTransfer,
 }
 
-/// Generation cells: in the matrix placement, after each browser's model cells, the language
-/// model is loaded in that browser (wasm) and writes each prompt greedily, every step checked
-/// against native onnxruntime teacher-forced on the browser's tokens. Each prompt is one
-/// request; the cell's figures are its decode steps.
+/// A language model's generations, each prompt written greedily and every step checked against
+/// native onnxruntime teacher-forced on the browser's tokens. In the matrix placement, after
+/// each browser's model cells, the model is loaded in that browser (wasm) and writes each prompt
+/// once; in a routed pool it is placed once and each request of the workload writes the next
+/// prompt. A generation is one request; the row's figures are its decode steps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Generation {
