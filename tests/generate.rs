@@ -300,6 +300,47 @@ fn a_shard_placed_on_webgpu_writes_the_same_text() {
 }
 
 #[test]
+fn cost_balanced_gives_the_slow_webgpu_page_few_layers() {
+    // Firefox's WebGPU here is lavapipe, about 40x slower a layer than Chromium's wasm: timed
+    // first, it gets a few layers where an unmeasured cut would give it half or more (its
+    // embedding lookup costs no compute, and the head is on the other shard).
+    let sb = Sandbox::new();
+    let args = [
+        "--max-new-tokens",
+        "2",
+        "--placement",
+        "firefox:webgpu,chromium:wasm",
+        "--strategy",
+        "cost_balanced",
+    ];
+    let (out, err, code) = story(&sb, &[], &args);
+    sb.assert_clean();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("verified: 2 of 2 steps match native"), "{out}");
+    let run = sb.run_json();
+    let g = &run["generations"][0];
+    assert_eq!(g["strategy"], "cost_balanced", "{g}");
+    let plan: Vec<&str> = g["plan"]
+        .as_array()
+        .map(|p| p.iter().filter_map(|l| l.as_str()).collect())
+        .unwrap_or_default();
+    for worker in ["firefox#1", "chromium#1"] {
+        assert!(
+            plan.iter()
+                .any(|l| l.starts_with(worker) && l.contains("ms per layer")),
+            "{worker}'s measured speed: {plan:?}"
+        );
+    }
+    let layers = |k: usize| {
+        let l = &g["shards"][k]["layers"];
+        (l[0].as_u64().unwrap_or(0), l[1].as_u64().unwrap_or(0))
+    };
+    let ((a0, a1), (b0, b1)) = (layers(0), layers(1));
+    assert_eq!((a0, a1, b1), (0, b0, 30), "{}", g["shards"]);
+    assert!(a1 - a0 <= 6, "the WebGPU page got {} layers: {plan:?}", a1 - a0);
+}
+
+#[test]
 fn a_shard_on_webnn_runs_the_fixed_capacity_variant_with_the_same_text() {
     // chromium-shell's WebNN needs static shapes: every shard runs the fixed-capacity variant,
     // the prompt one position at a time, and the text is still native's.

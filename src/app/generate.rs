@@ -33,6 +33,9 @@ use super::{launch_spec, web_dir, UsageError};
 mod cells;
 mod in_pool;
 mod record;
+mod split;
+
+pub use split::Split;
 
 pub use cells::{check_cells, prepare_cells};
 
@@ -55,6 +58,8 @@ pub struct GenerateRequest {
     pub seed: Option<u64>,
     /// Shards of the decoder's layers, one worker each.
     pub shards: usize,
+    /// How the layers are cut into the shards.
+    pub split: Split,
     /// How the decoder's matrices are kept.
     pub precision: Precision,
     /// Browsers, used in turn for the shards' workers, on wasm.
@@ -147,6 +152,8 @@ pub struct GenerateOutcome {
     pub fault: Option<String>,
     /// What a failed shard's worker got.
     pub recovery: ShardRecovery,
+    /// How the layers were cut into the shards, and why.
+    pub plan: (Split, Vec<String>),
     /// How the decoder's matrices were kept.
     pub precision: Precision,
     /// How tokens were chosen (`None`: greedy).
@@ -179,9 +186,40 @@ struct Prepared {
     tokenizer: LlmTokenizer,
     prompt: Vec<u32>,
     whole: DecoderFile,
+    /// Empty until `cost_balanced` has timed the pages.
     shards: Vec<DecoderFile>,
+    /// How the layers were cut, and why.
+    plan: Vec<String>,
     /// The shards' fixed-capacity slots, when a shard is on WebNN.
     capacity: Option<usize>,
+}
+
+/// `cost_balanced`: times a layer on each shard's worker, cuts the layers by those speeds and
+/// writes the shards' graphs (nothing when the shards are written already).
+async fn cut_by_speed(
+    pool: &Pool,
+    p: &mut Prepared,
+    places: &[(BrowserKind, Option<Backend>)],
+    req: &GenerateRequest,
+    cache: &Cache,
+    progress: &dyn Fn(&str),
+) -> Result<()> {
+    if !p.shards.is_empty() {
+        return Ok(());
+    }
+    let variant = (req.precision, p.capacity);
+    let (ranges, reasons) = split::measured(pool, places, cache, &p.cfg, variant, progress).await?;
+    progress(&format!(
+        "cost_balanced: {}; building the shards' graphs ...",
+        ranges
+            .iter()
+            .map(|r| format!("{}..{}", r.start, r.end))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    p.shards = split::shard_files(cache, &p.cfg, &ranges, variant, &p.whole).await?;
+    p.plan = reasons;
+    Ok(())
 }
 
 /// Runs a generation and its native check; `on_text` gets the text as it is written, `progress`
@@ -198,10 +236,10 @@ pub async fn generate(
 ) -> Result<GenerateOutcome> {
     let cache = Cache::from_env();
     let started = std::time::SystemTime::now();
-    let p = prepare(&req, &cache, progress).await?;
+    let mut p = prepare(&req, &cache, progress).await?;
     let installed = browser::discover();
     let mut launches = Vec::new();
-    for kind in places(&req, p.shards.len()).into_iter().map(|p| p.0) {
+    for kind in places(&req, req.shards).into_iter().map(|p| p.0) {
         if launches
             .iter()
             .any(|l: &browser::LaunchSpec| l.kind == kind)
@@ -215,7 +253,7 @@ pub async fn generate(
         };
         launches.push(launch_spec(&installed, kind, driver, false)?);
     }
-    let places = places(&req, p.shards.len());
+    let places = places(&req, req.shards);
     let server = Arc::new(
         AssetServer::start(web_dir()?, cache.models_dir())
             .await
@@ -238,7 +276,11 @@ pub async fn generate(
             return Err(e.into());
         }
     };
-    let ran = in_pool(&pool, &p, &places, &req, on_text, progress).await;
+    // cost_balanced: the layers are cut once each shard's page is timed.
+    let ran = match cut_by_speed(&pool, &mut p, &places, &req, &cache, progress).await {
+        Ok(()) => in_pool(&pool, &p, &places, &req, on_text, progress).await,
+        Err(e) => Err(e),
+    };
     // Every browser closed, whatever happened in the pool.
     let report = pool.shutdown().await;
     stop_server(server).await;
@@ -289,6 +331,7 @@ pub async fn generate(
         rebuilt: out.rebuilt,
         fault: out.fault,
         recovery: req.recovery,
+        plan: (req.split, p.plan.clone()),
         precision: req.precision,
         sampling: p.sampling,
         interrupted: out.interrupted,
@@ -432,38 +475,48 @@ async fn prepare(
     // WebNN needs static shapes: every shard then runs the fixed-capacity variant, its cache
     // as many slots as the generation can fill, rounded up to 64.
     let capacity = webnn.map(|_| (prompt.len() + req.max_new_tokens).div_ceil(64) * 64);
-    let ranges = even_ranges(cfg.layers, req.shards);
-    progress(&format!(
-        "building the decoder graphs ({} layers in {} shard(s): {}; {} prompt tokens) ...",
-        cfg.layers,
-        ranges.len(),
-        ranges
-            .iter()
-            .map(|r| format!("{}..{}", r.start, r.end))
-            .collect::<Vec<_>>()
-            .join(", "),
-        prompt.len()
-    ));
-    let (cache2, cfg2) = (cache.clone(), cfg.clone());
-    let precision = req.precision;
-    let (whole, shards) = tokio::task::spawn_blocking(move || {
-        let file = |r: Range<usize>, cap| {
-            decoder_file(&cache2, open_weights(&cache2)?, &cfg2, r, precision, cap)
-        };
-        // Native checks against the growing graph, whatever the shards run.
-        let whole = file(0..cfg2.layers, None)?;
-        let shards = if ranges.len() == 1 && capacity.is_none() {
-            vec![whole.clone()]
-        } else {
+    let planned = split::planned(req.split, &cfg, req.shards)?;
+    match &planned {
+        Some((ranges, _)) => progress(&format!(
+            "building the decoder graphs ({} layers in {} shard(s), {}: {}; {} prompt tokens) ...",
+            cfg.layers,
+            ranges.len(),
+            req.split.as_str(),
             ranges
                 .iter()
-                .map(|r| file(r.clone(), capacity))
-                .collect::<Result<Vec<_>, ModelError>>()?
-        };
-        Ok::<_, ModelError>((whole, shards))
+                .map(|r| format!("{}..{}", r.start, r.end))
+                .collect::<Vec<_>>()
+                .join(", "),
+            prompt.len()
+        )),
+        None => progress(&format!(
+            "building the decoder graph ({} layers, {} prompt tokens; the shards' once their pages are timed) ...",
+            cfg.layers,
+            prompt.len()
+        )),
+    }
+    let (cache2, cfg2) = (cache.clone(), cfg.clone());
+    let precision = req.precision;
+    // Native checks against the growing graph, whatever the shards run.
+    let whole = tokio::task::spawn_blocking(move || {
+        decoder_file(
+            &cache2,
+            open_weights(&cache2)?,
+            &cfg2,
+            0..cfg2.layers,
+            precision,
+            None,
+        )
     })
     .await
-    .context("building the decoder graphs")??;
+    .context("building the decoder graph")??;
+    let (shards, plan) = match planned {
+        Some((ranges, reasons)) => (
+            split::shard_files(cache, &cfg, &ranges, (precision, capacity), &whole).await?,
+            reasons,
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
     Ok(Prepared {
         cfg,
         sampling,
@@ -471,6 +524,7 @@ async fn prepare(
         prompt,
         whole,
         shards,
+        plan,
         capacity,
     })
 }
@@ -505,21 +559,6 @@ fn sampling(req: &GenerateRequest) -> Result<Option<Sampling>> {
     }))
 }
 
-/// `layers` cut into `n` contiguous ranges of as even a size as can be, the larger first (every
-/// layer of this model holds the same parameters).
-pub fn even_ranges(layers: usize, n: usize) -> Vec<Range<usize>> {
-    let (size, extra) = (layers / n, layers % n);
-    let mut start = 0;
-    (0..n)
-        .map(|k| {
-            let len = size + usize::from(k < extra);
-            let r = start..start + len;
-            start += len;
-            r
-        })
-        .collect()
-}
-
 /// Each shard's browser and backend: `--placement`'s, else the browsers in turn on wasm.
 fn places(req: &GenerateRequest, shards: usize) -> Vec<(BrowserKind, Option<Backend>)> {
     if req.placement.is_empty() {
@@ -544,16 +583,4 @@ async fn stop_server(server: Arc<AssetServer>) {
 /// A [`ModelError`] about the user's files or input as a usage error (exit 2).
 fn usage(e: ModelError) -> anyhow::Error {
     UsageError(e.to_string()).into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn layers_are_cut_evenly_the_larger_first() {
-        assert_eq!(even_ranges(30, 3), vec![0..10, 10..20, 20..30]);
-        assert_eq!(even_ranges(30, 4), vec![0..8, 8..16, 16..23, 23..30]);
-        assert_eq!(even_ranges(30, 1), vec![0..30]);
-    }
 }

@@ -26,7 +26,7 @@ mod remote;
 mod resume;
 mod shard;
 
-pub use generate::{generate, GenerateOutcome, GenerateRequest, ShardFigures};
+pub use generate::{generate, GenerateOutcome, GenerateRequest, ShardFigures, Split};
 pub use inventory::{model_list, prepare_named, probe_browsers};
 pub use resume::resume;
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use webgpu_pool::app::Split;
 use webgpu_pool::browser::BrowserKind;
 use webgpu_pool::generate::model::Precision;
 use webgpu_pool::scenario::ShardWorker;
@@ -74,6 +75,13 @@ pub struct GenerateArgs {
         conflicts_with_all = ["browsers", "shards"]
     )]
     pub placement: Vec<ShardWorker>,
+    /// How the layers are cut into the shards: even (the same number each), layer_balanced
+    /// (parameters per shard even: the first shard holds the embedding and the last the tied
+    /// head, so they get fewer layers and every page about the same memory), or cost_balanced
+    /// (one layer timed on each shard's page first, then a faster page gets more layers and
+    /// the head counts as the layers of compute it costs).
+    #[arg(long, value_enum, default_value_t = SplitChoice::Even)]
+    pub strategy: SplitChoice,
     /// What a failed shard gets: retry_failed_shards (relaunch its browser, rebuild only its
     /// cache from the inputs the harness kept), reassign_shards (move it to a live browser,
     /// rebuild its cache there), full_retry (relaunch, reload every shard, rebuild every cache).
@@ -99,6 +107,28 @@ pub struct GenerateArgs {
     pub save_baseline: Option<String>,
     #[command(flatten)]
     pub history: HistoryArgs,
+}
+
+/// `--strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum SplitChoice {
+    /// The same number of layers in each shard.
+    Even,
+    /// Parameters per shard as even as contiguous ranges allow.
+    LayerBalanced,
+    /// By one layer's time measured on each shard's page.
+    CostBalanced,
+}
+
+impl From<SplitChoice> for Split {
+    fn from(c: SplitChoice) -> Self {
+        match c {
+            SplitChoice::Even => Split::Even,
+            SplitChoice::LayerBalanced => Split::LayerBalanced,
+            SplitChoice::CostBalanced => Split::CostBalanced,
+        }
+    }
 }
 
 /// `--weights`.

@@ -34,6 +34,7 @@ pub async fn execute(args: GenerateArgs, ctx: &Context) -> Result<Outcome> {
         } else {
             args.placement.len()
         },
+        split: args.strategy.into(),
         browsers: args.browsers,
         placement: args
             .placement
@@ -172,6 +173,7 @@ fn render(out: &GenerateOutcome) -> String {
             ]);
         }
         s += &format!("{st}\n");
+        s += &format!("layers: {}\n", out.plan.1.join("; "));
     }
     let backends = dedup(
         &out.shards

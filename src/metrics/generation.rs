@@ -19,6 +19,13 @@ pub struct GenerationReport {
     pub choice: String,
     /// What a failed shard's worker got.
     pub recovery: String,
+    /// How the layers were cut into the shards: `even`, `layer_balanced` or `cost_balanced`.
+    #[serde(default)]
+    pub strategy: String,
+    /// Why the layers were cut so, a line each (each page's measured ms per layer, for
+    /// `cost_balanced`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<String>,
     /// Prompt tokens.
     pub prompt_tokens: usize,
     /// The generated tokens.

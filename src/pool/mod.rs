@@ -71,7 +71,9 @@ pub use attribution::{Detection, FaultNote};
 pub use config::{
     FaultTolerance, PageSettings, PoolConfig, RecoveryConfig, Standbys, WorkerTimeouts,
 };
-pub use engine::{execute, CellTensor, EngineOutput, Placement, RunEvent, RunObserver, RunPlan};
+pub use engine::{
+    execute, layer_ms, CellTensor, EngineOutput, Placement, RunEvent, RunObserver, RunPlan,
+};
 pub use error::{AnswerFault, ErrorClass, PoolError, ShardError};
 pub use events::{PlacementRecord, PoolEvent, RecoveryRecord, Stamped};
 pub use generation::{GenerationHandle, Stall, Step, StepRecord, Writing, Written};
@@ -83,7 +85,7 @@ pub use pipelines::{PipelineId, ShardLoads};
 pub use placing::MigrateError;
 pub use router::{HardwarePreferences, Measured, Preferences};
 pub use scheduler::{Bound, Schedule, Workload};
-pub use shards::{place_pipeline, PipelineSpec};
+pub use shards::{in_place_order, place_pipeline, PipelineSpec};
 pub use worker::{Page, Worker, BEAT_INTERVAL, HANG_AFTER};
 
 use events::{Events, LaunchReason, RetireReason};

@@ -90,7 +90,7 @@ pub async fn place_pipeline(
 
 /// The pool's first workers in the order of `places`: shard `k` takes the n-th worker of its
 /// kind, n being how many shards before it want that kind (ids name workers in launch order).
-pub(super) fn in_place_order(
+pub fn in_place_order(
     pool: &Pool,
     model: &str,
     places: &[(BrowserKind, Option<Backend>)],

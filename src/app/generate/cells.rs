@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use super::in_pool::steady;
 use super::record::{generation, rows, samples};
-use super::{against_native, GenerateOutcome, ShardFigures, Verdict, Written};
+use super::{against_native, GenerateOutcome, ShardFigures, Split, Verdict, Written};
 use crate::generate::check::{against_logits, SideTimes};
 use crate::generate::model::{
     architecture, decoder_file, open_weights, prepared, DecoderFile, Precision,
@@ -289,6 +289,7 @@ async fn check_one(
         rebuilt: Vec::new(),
         fault: None,
         recovery: ShardRecovery::RetryFailedShards,
+        plan: (Split::Even, Vec::new()),
         precision: Precision::F32,
         sampling: None,
         interrupted: w.interrupted,

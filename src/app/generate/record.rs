@@ -254,6 +254,8 @@ pub(super) fn generation(out: &GenerateOutcome) -> GenerationReport {
             },
         ),
         recovery: out.recovery.as_str().into(),
+        strategy: out.plan.0.as_str().into(),
+        plan: out.plan.1.clone(),
         prompt_tokens: out.prompt_tokens,
         tokens: out.tokens.clone(),
         text: out.text.clone(),

@@ -20,6 +20,8 @@ mod probes;
 mod routed;
 mod summary;
 
+pub use probes::layer_ms;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 

@@ -258,7 +258,7 @@ async fn replan(
         .await?
         .shards
         .swap_remove(1);
-    let speeds = layer_ms(workers, Arc::new(probe), PROBE_RUNS).await?;
+    let speeds = layer_ms(workers, &[], Arc::new(probe), PROBE_RUNS).await?;
     for (w, ms) in workers.iter().zip(&speeds) {
         observer.on_event(&RunEvent::LayerTimed {
             worker: &w.id,

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::backend::Backend;
 use crate::metrics::sharding::TransferProbe;
 use crate::models::PreparedModel;
 use crate::sharding::transfer::Route;
@@ -16,17 +17,19 @@ use super::super::PoolError;
 /// Requests per route when the transfer is chosen by timing both.
 pub(super) const TRANSFER_ROUNDS: usize = 2;
 
-/// Each worker's ms per layer: `probe` (a shard of one middle layer) loaded on every worker,
-/// one warm-up run each, then `runs` rounds of one run per worker in turn (so a slow moment of
+/// Each worker's ms per layer: `probe` (a shard of one middle layer) loaded on every worker
+/// (on its backend of `backends`, where one is given), one warm-up run each, then `runs` rounds of one run per worker in turn (so a slow moment of
 /// the shared machine lands on every worker alike), the median taken, then unloaded. Runs on
 /// zeros: the time does not depend on the values. A named probe, outside the ledger.
-pub(super) async fn layer_ms(
+pub async fn layer_ms(
     workers: &[Arc<Worker>],
+    backends: &[Option<Backend>],
     probe: Arc<PreparedModel>,
     runs: usize,
 ) -> Result<Vec<f64>, PoolError> {
-    for w in workers {
-        w.load(probe.clone(), None).await?;
+    for (k, w) in workers.iter().enumerate() {
+        let on = backends.get(k).copied().flatten().map(|b| vec![b]);
+        w.load(probe.clone(), on).await?;
     }
     let mut times = vec![Vec::with_capacity(runs); workers.len()];
     for round in 0..=runs {
