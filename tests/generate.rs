@@ -337,7 +337,11 @@ fn cost_balanced_gives_the_slow_webgpu_page_few_layers() {
     };
     let ((a0, a1), (b0, b1)) = (layers(0), layers(1));
     assert_eq!((a0, a1, b1), (0, b0, 30), "{}", g["shards"]);
-    assert!(a1 - a0 <= 6, "the WebGPU page got {} layers: {plan:?}", a1 - a0);
+    assert!(
+        a1 - a0 <= 6,
+        "the WebGPU page got {} layers: {plan:?}",
+        a1 - a0
+    );
 }
 
 #[test]

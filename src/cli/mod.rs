@@ -109,6 +109,8 @@ pub enum Command {
     /// Example: webgpu-pool generate --prompt "Write a short story about AI" --max-new-tokens 64
     ///
     /// Example: webgpu-pool generate --raw --prompt "The capital of France is" --browser firefox
+    ///
+    /// Example: webgpu-pool generate --prompt "Hi" --shards 3 --browsers chromium,firefox,chromium-shell --strategy cost_balanced
     Generate(GenerateArgs),
     /// Finish a run whose harness died, from its snapshot and transaction log.
     ///

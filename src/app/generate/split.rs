@@ -87,11 +87,7 @@ pub fn decoder_parameters(cfg: &LlamaConfig) -> LayerParameters {
 ///
 /// # Errors
 /// The planner cannot cut the layers so.
-pub fn planned(
-    split: Split,
-    cfg: &LlamaConfig,
-    shards: usize,
-) -> Result<Option<Cut>> {
+pub fn planned(split: Split, cfg: &LlamaConfig, shards: usize) -> Result<Option<Cut>> {
     match split {
         Split::Even => Ok(Some((
             even_ranges(cfg.layers, shards),
