@@ -19,7 +19,7 @@ use crate::browser::{self, BrowserKind, DriverKind};
 use crate::generate::check::{native_check, Chosen, SideTimes, StepCheck};
 use crate::generate::choose::Sampling;
 use crate::generate::model::{
-    architecture, decoder_file, open_weights, DecoderFile, Precision, MAX_POSITIONS, SMOLLM2,
+    architecture, open_weights, DecoderFile, Precision, MAX_POSITIONS, SMOLLM2,
 };
 use crate::models::gguf::chat::{render_chat, ChatMessage};
 use crate::models::gguf::tokenizer::LlmTokenizer;
@@ -495,21 +495,9 @@ async fn prepare(
             prompt.len()
         )),
     }
-    let (cache2, cfg2) = (cache.clone(), cfg.clone());
     let precision = req.precision;
     // Native checks against the growing graph, whatever the shards run.
-    let whole = tokio::task::spawn_blocking(move || {
-        decoder_file(
-            &cache2,
-            open_weights(&cache2)?,
-            &cfg2,
-            0..cfg2.layers,
-            precision,
-            None,
-        )
-    })
-    .await
-    .context("building the decoder graph")??;
+    let whole = split::decoder_graph(cache, &cfg, 0..cfg.layers, (precision, None)).await?;
     let (shards, plan) = match planned {
         Some((ranges, reasons)) => (
             split::shard_files(cache, &cfg, &ranges, (precision, capacity), &whole).await?,

@@ -359,16 +359,13 @@ impl ModelHandle {
         attempt: u32,
         class: ErrorClass,
     ) {
-        self.pool.request_ended(RequestEnd {
-            ticket,
-            model: self.entry.name(),
-            ran: None,
-            phase,
+        self.pool.never_ran(
+            (ticket, self.entry.name()),
             scheduled,
-            issued: Instant::now(),
+            phase,
             attempt,
-            outcome: Err(class),
-        });
+            class,
+        );
     }
 
     /// The least-loaded live placement (other than `avoid`, when there is another), placing

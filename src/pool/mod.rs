@@ -89,7 +89,7 @@ pub use shards::{in_place_order, place_pipeline, PipelineSpec};
 pub use worker::{Page, Worker, BEAT_INTERVAL, HANG_AFTER};
 
 use events::{Events, LaunchReason, RetireReason};
-use ledger::{Ledger, RequestEnd};
+use ledger::{Ledger, RequestEnd, Ticket};
 use members::Members;
 use pipelines::Pipelines;
 use placements::Placements;
@@ -537,6 +537,28 @@ impl Pool {
         }
         self.inner.ledger.end(end);
         self.emit(PoolEvent::RequestEnded { ok });
+    }
+
+    /// Closes `ticket` of `model` for a request that never ran (or whose run was abandoned),
+    /// failed with `class` after `attempt` attempts.
+    fn never_ran(
+        &self,
+        (ticket, model): (Ticket, &str),
+        scheduled: Instant,
+        phase: crate::metrics::Phase,
+        attempt: u32,
+        class: ErrorClass,
+    ) {
+        self.request_ended(RequestEnd {
+            ticket,
+            model,
+            ran: None,
+            phase,
+            scheduled,
+            issued: Instant::now(),
+            attempt,
+            outcome: Err(class),
+        });
     }
 
     fn config(&self) -> &PoolConfig {

@@ -241,16 +241,8 @@ impl ShardedHandle {
 
     /// Closes `ticket` for a request that never ran.
     pub fn reject(&self, ticket: Ticket, scheduled: Instant, phase: Phase, class: ErrorClass) {
-        self.pool.request_ended(RequestEnd {
-            ticket,
-            model: &self.shared.model,
-            ran: None,
-            phase,
-            scheduled,
-            issued: Instant::now(),
-            attempt: 1,
-            outcome: Err(class),
-        });
+        self.pool
+            .never_ran((ticket, &self.shared.model), scheduled, phase, 1, class);
     }
 
     /// Checks an answer against the reference and records it; true when it matched.

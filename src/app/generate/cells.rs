@@ -4,15 +4,14 @@
 //! browser's tokens, then reported like `generate`'s: an entry of `generations` per prompt and
 //! browser, a result row per browser over all its prompts' decode steps, step samples.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::in_pool::steady;
 use super::record::{generation, rows, samples};
+use super::split::decoder_graph;
 use super::{against_native, GenerateOutcome, ShardFigures, Split, Verdict, Written};
 use crate::generate::check::{against_logits, SideTimes};
-use crate::generate::model::{
-    architecture, decoder_file, open_weights, prepared, DecoderFile, Precision,
-};
+use crate::generate::model::{architecture, open_weights, prepared, DecoderFile, Precision};
 use crate::metrics::{GenerationReport, Phase, ResultRow, Sample};
 use crate::models::gguf::chat::{render_chat, ChatMessage};
 use crate::models::gguf::tokenizer::LlmTokenizer;
@@ -68,19 +67,7 @@ pub async fn prepare_cells(
         }
         prompts.push(ids);
     }
-    let (cache2, cfg2) = (cache.clone(), cfg.clone());
-    let file = tokio::task::spawn_blocking(move || {
-        decoder_file(
-            &cache2,
-            open_weights(&cache2)?,
-            &cfg2,
-            0..cfg2.layers,
-            Precision::F32,
-            None,
-        )
-    })
-    .await
-    .context("building the decoder graph")??;
+    let file = decoder_graph(cache, &cfg, 0..cfg.layers, (Precision::F32, None)).await?;
     let model = g.model.trim().to_ascii_lowercase();
     Ok(Cells {
         plan: GenerationPlan {

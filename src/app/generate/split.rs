@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use crate::backend::Backend;
 use crate::browser::BrowserKind;
 use crate::generate::model::{decoder_file, open_weights, prepared, DecoderFile, Precision};
-use crate::models::{Cache, LayerParameters, LlamaConfig, ModelError};
+use crate::models::{Cache, LayerParameters, LlamaConfig};
 use crate::pool::{in_place_order, layer_ms, Pool};
 use crate::scenario::ShardStrategy;
 use crate::sharding::{self, PlanRequest};
@@ -138,19 +138,7 @@ pub async fn measured(
 ) -> Result<Cut> {
     let model = crate::generate::model::SMOLLM2;
     let workers = in_place_order(pool, model, places)?;
-    let (cache2, cfg2) = (cache.clone(), cfg.clone());
-    let file = tokio::task::spawn_blocking(move || {
-        decoder_file(
-            &cache2,
-            open_weights(&cache2)?,
-            &cfg2,
-            PROBE_LAYERS,
-            precision,
-            capacity,
-        )
-    })
-    .await
-    .context("building the one-layer probe graph")??;
+    let file = decoder_graph(cache, cfg, PROBE_LAYERS, (precision, capacity)).await?;
     let (from, to) = (PROBE_LAYERS.start, PROBE_LAYERS.end);
     let probe = prepared(&format!("{model}/probe/L{from}-{to}"), &file, cfg);
     progress(&format!(
@@ -186,31 +174,49 @@ pub async fn shard_files(
     cache: &Cache,
     cfg: &LlamaConfig,
     ranges: &[Range<usize>],
-    (precision, capacity): (Precision, Option<usize>),
+    variant: (Precision, Option<usize>),
     whole: &DecoderFile,
 ) -> Result<Vec<DecoderFile>> {
-    if ranges.len() == 1 && capacity.is_none() {
+    if ranges.len() == 1 && variant.1.is_none() {
         return Ok(vec![whole.clone()]);
     }
-    let (cache, cfg, ranges) = (cache.clone(), cfg.clone(), ranges.to_vec());
-    let files = tokio::task::spawn_blocking(move || {
-        ranges
-            .iter()
-            .map(|r| {
-                decoder_file(
-                    &cache,
-                    open_weights(&cache)?,
-                    &cfg,
-                    r.clone(),
-                    precision,
-                    capacity,
-                )
-            })
-            .collect::<Result<Vec<_>, ModelError>>()
+    let mut files = Vec::new();
+    for r in ranges {
+        files.push(decoder_graph(cache, cfg, r.clone(), variant).await?);
+    }
+    Ok(files)
+}
+
+/// The decoder graph of `layers` in `precision` (with `capacity` slots: the fixed-capacity
+/// variant), written off the async runtime, or found in the cache.
+///
+/// # Errors
+/// The weights cannot be read or the graph cannot be written.
+pub async fn decoder_graph(
+    cache: &Cache,
+    cfg: &LlamaConfig,
+    layers: Range<usize>,
+    (precision, capacity): (Precision, Option<usize>),
+) -> Result<DecoderFile> {
+    let what = format!(
+        "building the decoder graph of layers {}..{}",
+        layers.start, layers.end
+    );
+    let (cache, cfg) = (cache.clone(), cfg.clone());
+    let file = tokio::task::spawn_blocking(move || {
+        decoder_file(
+            &cache,
+            open_weights(&cache)?,
+            &cfg,
+            layers,
+            precision,
+            capacity,
+        )
     })
     .await
-    .context("building the shards' graphs")??;
-    Ok(files)
+    .context(what.clone())?
+    .context(what)?;
+    Ok(file)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::metrics::Phase;
 use crate::models::PreparedModel;
 use crate::recovery::ShardRecovery;
 
-use super::super::ledger::{RequestEnd, Ticket};
+use super::super::ledger::Ticket;
 use super::super::scheduler::Serve;
 use super::super::{
     place_pipeline, ErrorClass, GenerationHandle, PipelineId, PipelineSpec, Pool, ShardLoads,
@@ -319,15 +319,8 @@ impl Serve for GenerationRequests {
     }
 
     fn reject(&self, ticket: Ticket, scheduled: Instant, phase: Phase, class: ErrorClass) {
-        self.inner.pool.request_ended(RequestEnd {
-            ticket,
-            model: &self.inner.plan.model,
-            ran: None,
-            phase,
-            scheduled,
-            issued: Instant::now(),
-            attempt: 1,
-            outcome: Err(class),
-        });
+        let r = &self.inner;
+        r.pool
+            .never_ran((ticket, &r.plan.model), scheduled, phase, 1, class);
     }
 }
