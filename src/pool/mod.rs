@@ -36,6 +36,7 @@ use crate::browser::BrowserKind;
 use crate::models::{self, PreparedModel, Task};
 use crate::server::AssetServer;
 
+mod accounting;
 mod adapt;
 pub mod attribution;
 pub mod config;
@@ -89,7 +90,7 @@ pub use shards::{in_place_order, place_pipeline, PipelineSpec};
 pub use worker::{Page, Worker, BEAT_INTERVAL, HANG_AFTER};
 
 use events::{Events, LaunchReason, RetireReason};
-use ledger::{Ledger, RequestEnd, Ticket};
+use ledger::Ledger;
 use members::Members;
 use pipelines::Pipelines;
 use placements::Placements;
@@ -521,44 +522,6 @@ impl Pool {
             live.insert(model, all);
         }
         self.ledger().record_coverage(live);
-    }
-
-    /// Accounts for one request that ended, and says so on the event stream. A failure is
-    /// judged against the live copies as they stand now, too.
-    fn request_ended(&self, end: RequestEnd<'_>) {
-        if end.phase == crate::metrics::Phase::Measure
-            && crate::breaks::once(crate::breaks::Break::DropOutcome)
-        {
-            return;
-        }
-        let ok = end.outcome.is_ok();
-        if !ok {
-            self.record_coverage();
-        }
-        self.inner.ledger.end(end);
-        self.emit(PoolEvent::RequestEnded { ok });
-    }
-
-    /// Closes `ticket` of `model` for a request that never ran (or whose run was abandoned),
-    /// failed with `class` after `attempt` attempts.
-    fn never_ran(
-        &self,
-        (ticket, model): (Ticket, &str),
-        scheduled: Instant,
-        phase: crate::metrics::Phase,
-        attempt: u32,
-        class: ErrorClass,
-    ) {
-        self.request_ended(RequestEnd {
-            ticket,
-            model,
-            ran: None,
-            phase,
-            scheduled,
-            issued: Instant::now(),
-            attempt,
-            outcome: Err(class),
-        });
     }
 
     fn config(&self) -> &PoolConfig {
