@@ -480,10 +480,16 @@ async fn native_runs(
     let mut out = Vec::with_capacity(prepared.len());
     for model in prepared {
         let (cache, m) = (cache.clone(), model.clone());
-        let native =
-            tokio::task::spawn_blocking(move || crate::oracle::run_model(&cache, &m, NATIVE_RUNS))
-                .await
-                .context("the native run panicked")??;
+        // The graph the pages will load is saved here too, while no browser computes (a
+        // page's load would otherwise wait for it). A failed save is not an error here: the
+        // load says why and gives the page the model's own graph.
+        let native = tokio::task::spawn_blocking(move || {
+            let native = crate::oracle::run_model(&cache, &m, NATIVE_RUNS);
+            let _ = crate::oracle::preoptimize(&cache, &m.onnx_file);
+            native
+        })
+        .await
+        .context("the native run panicked")??;
         observer.on_event(&RunEvent::Note {
             line: format!(
                 "native {}: p50 {:.1} ms at 1 thread, {:.1} ms at {} threads (onnxruntime {})",

@@ -263,6 +263,11 @@ pub struct ResultRow {
     pub load_ms: f64,
     /// Session creation alone, ms.
     pub session_create_ms: f64,
+    /// How the session's graph was optimized: `native basic, page disabled` (saved once by
+    /// native onnxruntime, loaded without optimizing again), `native basic, page all`, or
+    /// `page all` with why the native graph was not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph_optimization: Option<String>,
     /// First `session.run`, ms (includes shader compilation on WebGPU).
     pub first_run_ms: f64,
     /// Warm runs measured.

@@ -124,6 +124,7 @@ function loadValue(entry, reused) {
     session_create_ms: entry.sessionCreateMs,
     fetch_ms: entry.fetchMs,
     model_bytes: entry.modelBytes,
+    graph_optimization: entry.graphOptimization,
     input_names: entry.session.inputNames,
     output_names: entry.session.outputNames,
     load_count: loadCount(),
@@ -170,6 +171,9 @@ function loadArgs(args) {
   if (args.webnn_device_type !== undefined && !WEBNN_DEVICE_TYPES.includes(args.webnn_device_type)) {
     throw new PageError('TypeError', `webnn_device_type must be one of ${WEBNN_DEVICE_TYPES.join(', ')}`);
   }
+  if (args.preoptimized !== undefined && typeof args.preoptimized !== 'boolean') {
+    throw new PageError('TypeError', `'preoptimized' must be true or false, got ${JSON.stringify(args.preoptimized)}`);
+  }
   const inputs = args.inputs ?? [];
   if (!Array.isArray(inputs)) throw new PageError('TypeError', "'inputs' must be an array");
   if (args.wasm_threads !== undefined && args.wasm_threads !== null) {
@@ -187,9 +191,24 @@ function loadArgs(args) {
   return { url, backends, inputs };
 }
 
+/**
+ * onnxruntime-web's graph optimization level for a session on `backend`. A `preoptimized` graph
+ * was already rewritten by native onnxruntime at its basic level (rewrites that hold for every
+ * execution provider): on wasm the page's own optimizations then cost a third of session
+ * creation and gained nothing measured (bert-base: create 3.1-3.2 s at `all`, 2.0 s `disabled`,
+ * warm p50 the same). On WebGPU and WebNN the page still runs them: their provider-specific
+ * fusions happen there, and their loads were not measured without them.
+ */
+export function graphOptimizationLevel(backend, preoptimized) {
+  return preoptimized && backend === 'wasm' ? 'disabled' : 'all';
+}
+
 /** `[session, sessionCreateMs, webnnGraph]`: one `InferenceSession.create` on `backend`. */
 function createSession(backend, blocker, modelBytes, args) {
-  const options = { executionProviders: [executionProvider(backend, blocker)], graphOptimizationLevel: 'all' };
+  const options = {
+    executionProviders: [executionProvider(backend, blocker)],
+    graphOptimizationLevel: graphOptimizationLevel(backend, args.preoptimized === true),
+  };
   // Queued behind other ORT work; the timer starts when this creation really starts.
   return exclusive(async () => {
     // onnxruntime-web says how the WebNN EP partitioned the graph only in its verbose log:
@@ -267,6 +286,7 @@ export async function load(args) {
       runIndex: 0,
       webnnDeviceType: blocker?.deviceType ?? null,
       webnnGraph,
+      graphOptimization: graphOptimizationLevel(backend, args.preoptimized === true),
       adapter: backend === 'webgpu' ? await webgpuAdapterInUse() : null,
     };
     addSession(entry);

@@ -135,6 +135,7 @@ pub(super) fn rows(out: &GenerateOutcome) -> Vec<ResultRow> {
                 backend_fallback_reason: None,
                 load_ms: sh.load.0,
                 session_create_ms: 0.0,
+                graph_optimization: None,
                 // The prefill.
                 first_run_ms: out
                     .steps

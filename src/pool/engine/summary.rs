@@ -192,6 +192,7 @@ fn cells(
                     .filter(|_| p.load.backend == crate::backend::Backend::Wasm),
                 load_ms: p.load.fetch_ms + p.load.session_create_ms,
                 session_create_ms: p.load.session_create_ms,
+                graph_optimization: graph_optimization(&p.load),
                 first_run_ms: p.first_run_ms,
                 memory_added_mb: p.memory_added_kib as f64 / 1024.0,
                 ..Default::default()
@@ -519,4 +520,13 @@ pub(super) fn sharding(
         events,
         timeline: records.spans,
     }
+}
+
+/// The row's `graph_optimization`: who optimized the session's graph, and how.
+fn graph_optimization(load: &crate::pool::worker::LoadReply) -> Option<String> {
+    let page = load.graph_optimization.as_deref()?;
+    Some(match &load.preoptimize_failed {
+        None => format!("native basic, page {page}"),
+        Some(why) => format!("page {page} (no native graph: {why})"),
+    })
 }

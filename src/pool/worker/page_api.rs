@@ -94,6 +94,40 @@ impl Capabilities {
     }
 }
 
+/// The graph a page loads for `model_file`, and why it is not the natively optimized one
+/// when it is not.
+#[derive(Debug)]
+struct Graph {
+    file: std::path::PathBuf,
+    failed: Option<String>,
+}
+
+impl Graph {
+    fn file_is_preoptimized(&self) -> bool {
+        self.failed.is_none()
+    }
+}
+
+/// [`crate::oracle::page_graph`] off the async runtime (a first save is native CPU work).
+async fn page_graph(model_file: &std::path::Path) -> Graph {
+    let file = model_file.to_path_buf();
+    let resolved = tokio::task::spawn_blocking(move || {
+        let mut failed = None;
+        let graph = crate::oracle::page_graph(&crate::models::Cache::from_env(), &file, &mut |e| {
+            failed = Some(e.to_string());
+        });
+        Graph {
+            file: graph.file,
+            failed,
+        }
+    })
+    .await;
+    resolved.unwrap_or_else(|e| Graph {
+        file: model_file.to_path_buf(),
+        failed: Some(format!("saving the optimized graph panicked: {e}")),
+    })
+}
+
 /// The page's answer to `load`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct LoadReply {
@@ -127,6 +161,14 @@ pub struct LoadReply {
     /// How the WebNN EP partitioned the graph, from onnxruntime's log.
     #[serde(default)]
     pub webnn_graph: Option<crate::metrics::WebnnGraph>,
+    /// onnxruntime-web's `graphOptimizationLevel` for the session (`disabled` on a graph
+    /// native onnxruntime optimized, `all` otherwise).
+    #[serde(default)]
+    pub graph_optimization: Option<String>,
+    /// Why the page was given the model's own graph instead of the natively optimized one
+    /// (set by the harness, not the page).
+    #[serde(skip)]
+    pub preoptimize_failed: Option<String>,
 }
 
 /// A backend the page skipped.
@@ -390,9 +432,11 @@ impl Page {
                 "dynamic": i.dynamic,
             })
         }));
+        let graph = page_graph(&model.onnx_file).await;
         let args = json!({
             "model_id": model.name,
-            "url": server.model_path(&file_name(&model.onnx_file)),
+            "url": server.model_path(&file_name(&graph.file)),
+            "preoptimized": graph.file_is_preoptimized(),
             "backends": backends,
             "allow_fallback_adapter": settings.allow_fallback_adapter,
             "wasm_threads": settings.wasm_threads,
@@ -400,7 +444,9 @@ impl Page {
             "inputs": inputs,
         });
         let value = self.browser.call("load", args, timeout).await?;
-        parse("load", value)
+        let mut reply: LoadReply = parse("load", value)?;
+        reply.preoptimize_failed = graph.failed;
+        Ok(reply)
     }
 
     /// Runs `model_id` once on its stored inputs; the page counts the run under `purpose`.
