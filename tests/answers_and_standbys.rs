@@ -383,3 +383,75 @@ fn a_browser_killed_during_the_first_placement_is_recovered_and_the_model_still_
     );
     sb.assert_clean();
 }
+
+/// A routed pool of Chromium workers, bert-tiny beside smollm2's generations (8 tokens each),
+/// with `standbys` hot copies and one `fault` on the worker holding the decoder at 6 s.
+fn decoder_under_a_fault(sb: &Sandbox, standbys: u32, fault: &str) -> serde_json::Value {
+    let yaml = format!(
+        "name: decoder-fault\n\
+         pool: {{browsers: [chromium], min_connections: {min}, max_connections: 3, standbys: {standbys}}}\n\
+         models: [{{name: bert-tiny}}]\n\
+         generation: {{model: smollm2, prompts: [\"Write a short story about AI\"], max_new_tokens: 8}}\n\
+         workload: {{mode: closed, concurrency: 2, duration: 16s, warmup: 1, request_timeout: 60s}}\n\
+         recovery: {{strategy: progressive, timeout: 45s, max_attempts: 4}}\n\
+         thresholds: {{lost_requests: 0}}\n\
+         faults:\n  - {{kind: {fault}, at: 6s, target: {{model: smollm2}}}}\n",
+        min = standbys + 1,
+    );
+    let run = run_scenario(sb, &yaml);
+    assert_accounted(&run);
+    assert_eq!(run["requests"]["failed"], 0, "{}", run["pool_events"]);
+    // Every generation, the one the fault cut into among them, matched native step by step.
+    let gens = run["generations"].as_array().expect("generations");
+    assert!(!gens.is_empty(), "{}", run["requests"]);
+    for g in gens {
+        assert_eq!(g["verified_steps"], g["checked_steps"], "{g}");
+        assert_eq!(g["checked_steps"], 8, "{g}");
+    }
+    run
+}
+
+/// The recovery of `kind` on the decoder's worker.
+fn decoder_recovery<'a>(run: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
+    run["recovery_events"]
+        .as_array()
+        .and_then(|r| r.iter().find(|e| e["fault_kind"] == kind))
+        .unwrap_or_else(|| panic!("no {kind} recovery: {}", run["pool_events"]))
+}
+
+#[test]
+fn a_killed_decoder_worker_hands_its_shard_to_the_hot_standby() {
+    let sb = Sandbox::new();
+    let run = decoder_under_a_fault(&sb, 1, "kill_browser");
+    let e = decoder_recovery(&run, "kill_browser");
+    assert_eq!(e["succeeded"], true, "{e}");
+    // Without the promotion this is the pipeline's own step: a new browser and a load.
+    assert_eq!(e["level"], "migrate", "{e}");
+    let steps = e["steps"].to_string();
+    assert!(steps.contains("promote: shards [0] to"), "{e}");
+    let events = run["pool_events"].as_array().expect("pool_events");
+    assert!(
+        events.iter().any(|v| v["kind"] == "shards_assigned"
+            && v["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("smollm2: shard 0 ->"))),
+        "the move is journaled: {events:?}"
+    );
+    sb.assert_clean();
+}
+
+#[test]
+fn a_crashed_decoder_tab_is_reopened_in_its_live_browser() {
+    let sb = Sandbox::new();
+    let run = decoder_under_a_fault(&sb, 0, "crash_tab");
+    let e = decoder_recovery(&run, "crash_tab");
+    assert_eq!(e["succeeded"], true, "{e}");
+    // A new page in the same browser, the shard loaded there: no launch. Without the reset the
+    // pipeline's step relaunches the browser.
+    assert_eq!(e["level"], "reset", "{e}");
+    assert!(e["steps"].to_string().contains("page reopened"), "{e}");
+    let events = run["pool_events"].as_array().expect("pool_events");
+    let launched = events.iter().filter(|v| v["kind"] == "launched").count();
+    assert_eq!(launched, 1, "{events:?}");
+    sb.assert_clean();
+}

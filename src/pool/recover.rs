@@ -196,7 +196,7 @@ async fn episode(
     let shards = held_shards(pool, worker);
     let models = served_models(pool, worker);
     let levels = match shards.first() {
-        Some(&(id, _)) => vec![pool.pipelines().recovery(id).level()],
+        Some(&(id, _)) => shard_levels(pool.pipelines().recovery(id), failure),
         None => recovery::ladder(config.strategy, failure, breaker_open),
     };
     pool.emit(PoolEvent::Recovering {
@@ -236,6 +236,31 @@ async fn episode(
             steps.push(format!("promote: {moved}; the ladder for the rest"));
         }
     }
+    // A worker holding shards: their standbys take over when everything it served has one,
+    // unless the pipeline asked for every shard reloaded (`full_retry`).
+    let shard_standbys = match shards.first() {
+        Some(&(id, _)) => pool.pipelines().recovery(id) != ShardRecovery::FullRetry,
+        None => false,
+    };
+    if pool.config().standbys.copies > 0 && shard_standbys {
+        if let Some(to) = shards::promote_shards(pool, worker, &shards) {
+            reached = Some(Level::Migrate);
+            succeeded = true;
+            let moved: Vec<usize> = shards.iter().map(|&(_, k)| k).collect();
+            aside = repair::set_aside(pool, worker);
+            let then = if aside {
+                "the worker is repaired aside"
+            } else {
+                pool.retire(worker, RetireReason::ToStandbys);
+                "the worker is retired"
+            };
+            steps.push(format!(
+                "promote: shards {moved:?} to {} (hot standbys); {then}",
+                to.join(", ")
+            ));
+            moved_shards = Some((to, Vec::new()));
+        }
+    }
     for level in levels.into_iter().filter(|_| !succeeded) {
         reached = Some(level);
         let left = deadline.saturating_duration_since(Instant::now());
@@ -246,6 +271,10 @@ async fn episode(
                 steps.push(format!("{level}: {done}"));
                 if let Restored::Shards { to, reloaded } = done {
                     moved_shards = Some((to, reloaded));
+                } else if !shards.is_empty() {
+                    // Reset: the shards were loaded again in the new page, on the same worker.
+                    let reloaded = shards.iter().map(|&(_, k)| k).collect();
+                    moved_shards = Some((vec![worker.id.clone()], reloaded));
                 }
                 succeeded = true;
                 break;
@@ -308,7 +337,7 @@ async fn try_level(
     left: Duration,
     shards: &[(PipelineId, usize)],
 ) -> Result<Restored, LevelFailed> {
-    if let Some(&(id, _)) = shards.first() {
+    if let Some(&(id, _)) = shards.first().filter(|_| level != Level::Reset) {
         let (to, reloaded) = match pool.pipelines().recovery(id) {
             ShardRecovery::ReassignShards => shards::reassign_shards(pool, worker, shards).await,
             ShardRecovery::RetryFailedShards => {
@@ -381,6 +410,17 @@ async fn try_level(
             }
             Ok(Restored::Moved(moved))
         }
+    }
+}
+
+/// The levels a worker holding pipeline shards climbs: its pipeline's step, after a reset
+/// when its browser lives on (a crashed or hung tab: a new page in the same browser reloads the
+/// shards, no launch), unless the pipeline asked for every shard reloaded (`full_retry`).
+fn shard_levels(step: ShardRecovery, failure: Failure) -> Vec<Level> {
+    if failure.browser_gone || step == ShardRecovery::FullRetry {
+        vec![step.level()]
+    } else {
+        vec![Level::Reset, step.level()]
     }
 }
 

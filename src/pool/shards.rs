@@ -204,6 +204,43 @@ pub(super) async fn reassign_shards(
     Ok((to, held.iter().map(|&(_, k)| k).collect()))
 }
 
+/// Hot standbys take over a failed worker whose models, its shards among them, all have a
+/// ready copy elsewhere: each moves at once (no launch, no load), and each shard's move is
+/// journaled as a reassignment. A decoder shard's page has no cache yet: the generation that
+/// waited for this recovery rebuilds it there from its kept inputs, as after any move.
+/// `None` when some model on the worker has no copy elsewhere (the pipeline's ladder step
+/// then runs, as without standbys).
+pub(super) fn promote_shards(
+    pool: &Pool,
+    failed: &Arc<Worker>,
+    held: &[(PipelineId, usize)],
+) -> Option<Vec<String>> {
+    let registry = pool.placements();
+    let on = registry.models_on(failed);
+    if on.is_empty() || !on.iter().all(|e| registry.covered_without(e, failed)) {
+        return None;
+    }
+    let (_, all) = super::standby::promote_off(pool, failed);
+    let mut to = Vec::new();
+    let mut moves = Vec::new();
+    for &(id, k) in held {
+        let entry = &pool.pipelines().shards(id)[k];
+        // A standby that went away between the check and the move leaves the shard unserved:
+        // the ladder loads it.
+        let Some(w) = registry.serving(entry).first().cloned() else {
+            continue;
+        };
+        pool.pipelines().moved(id, k, &failed.id);
+        moves.push((k as u32, w.id.clone()));
+        if !to.contains(&w.id) {
+            to.push(w.id.clone());
+        }
+    }
+    let every_shard = moves.len() == held.len();
+    shards_assigned(pool, held, moves);
+    (all && every_shard).then_some(to)
+}
+
 /// `retry_failed_shards` (`everything` false) or `full_retry` (true): a new browser of the
 /// failed one's kind takes its shards; a full retry loads every other shard again where it
 /// is. Returns the workers that loaded and the shards loaded.

@@ -196,8 +196,16 @@ fn check_target(
             let found = models::resolve(name)
                 .ok()
                 .filter(|spec| specs.iter().any(|s| s.name == spec.name));
-            if found.is_none() {
-                let names: Vec<&str> = s.models.iter().map(|m| m.name.as_str()).collect();
+            // The language model of a generation block is a model of the pool too: the worker
+            // that holds its decoder.
+            let generating = s.generation.as_ref().is_some_and(|g| g.model == *name);
+            if found.is_none() && !generating {
+                let names: Vec<&str> = s
+                    .models
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .chain(s.generation.as_ref().map(|g| g.model.as_str()))
+                    .collect();
                 push(
                     out,
                     format!("{p}.target.model"),
