@@ -224,13 +224,8 @@ async fn episode(
         if all {
             reached = Some(Level::Migrate);
             succeeded = true;
-            aside = repair::set_aside(pool, worker);
-            let then = if aside {
-                "the worker is repaired aside"
-            } else {
-                pool.retire(worker, RetireReason::ToStandbys);
-                "the worker is retired"
-            };
+            let then;
+            (aside, then) = hand_over(pool, worker);
             steps.push(format!("promote: {moved}; {then}"));
         } else if !matches!(moved, Restored::NothingToMove) {
             steps.push(format!("promote: {moved}; the ladder for the rest"));
@@ -247,13 +242,8 @@ async fn episode(
             reached = Some(Level::Migrate);
             succeeded = true;
             let moved: Vec<usize> = shards.iter().map(|&(_, k)| k).collect();
-            aside = repair::set_aside(pool, worker);
-            let then = if aside {
-                "the worker is repaired aside"
-            } else {
-                pool.retire(worker, RetireReason::ToStandbys);
-                "the worker is retired"
-            };
+            let then;
+            (aside, then) = hand_over(pool, worker);
             steps.push(format!(
                 "promote: shards {moved:?} to {} (hot standbys); {then}",
                 to.join(", ")
@@ -325,6 +315,17 @@ async fn episode(
     let _ = done.send(());
     if aside {
         repair::repair_aside(pool, worker, &cause).await;
+    }
+}
+
+/// A worker whose every model went to standbys: repaired aside when it can be, else retired.
+/// Returns whether it is aside, and the words for the episode's step.
+fn hand_over(pool: &Pool, worker: &Arc<Worker>) -> (bool, &'static str) {
+    if repair::set_aside(pool, worker) {
+        (true, "the worker is repaired aside")
+    } else {
+        pool.retire(worker, RetireReason::ToStandbys);
+        (false, "the worker is retired")
     }
 }
 
