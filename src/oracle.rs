@@ -19,7 +19,7 @@ use crate::metrics::Percentiles;
 
 mod preoptimized;
 use crate::models::{Cache, DType, PreparedModel};
-pub use preoptimized::{basic_file, ensure as preoptimize, page_graph, PageGraph};
+pub use preoptimized::{ensure as preoptimize, page_graph, PageGraph};
 
 /// The onnxruntime release the oracle loads: `ort`'s `api-30` feature needs API 30, which 1.30
 /// serves (it does not serve 31, `ort`'s default).

@@ -22,12 +22,20 @@ use crate::models::Cache;
 pub struct PageGraph {
     /// The file to serve.
     pub file: PathBuf,
+    /// Why `file` is the model's own graph rather than the natively optimized one (the page
+    /// then optimizes it itself); `None` when it is the optimized one.
+    pub not_preoptimized: Option<String>,
+}
+
+impl PageGraph {
     /// Whether `file` is the natively optimized graph (the page need not optimize it again).
-    pub preoptimized: bool,
+    pub fn preoptimized(&self) -> bool {
+        self.not_preoptimized.is_none()
+    }
 }
 
 /// The saved graph's file for `model_file`: `<stem>.basic.onnx` beside it.
-pub fn basic_file(model_file: &Path) -> PathBuf {
+fn basic_file(model_file: &Path) -> PathBuf {
     let stem = model_file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -95,21 +103,18 @@ pub fn ensure(cache: &Cache, model_file: &Path) -> Result<PathBuf, OracleError> 
 }
 
 /// The graph a page should load for `model_file`: the saved basic graph, else (the native
-/// library missing or failing) the file itself, which the page then optimizes as before; `why`
-/// hears why, so the fallback is never silent.
-pub fn page_graph(cache: &Cache, model_file: &Path, why: &mut dyn FnMut(OracleError)) -> PageGraph {
+/// library missing or failing) the file itself, which the page then optimizes as before, with
+/// why, so the fallback is never silent. Blocking, as [`ensure`].
+pub fn page_graph(cache: &Cache, model_file: &Path) -> PageGraph {
     match ensure(cache, model_file) {
         Ok(file) => PageGraph {
             file,
-            preoptimized: true,
+            not_preoptimized: None,
         },
-        Err(e) => {
-            why(e);
-            PageGraph {
-                file: model_file.to_path_buf(),
-                preoptimized: false,
-            }
-        }
+        Err(e) => PageGraph {
+            file: model_file.to_path_buf(),
+            not_preoptimized: Some(e.to_string()),
+        },
     }
 }
 

@@ -233,10 +233,9 @@ async fn episode(
     }
     // A worker holding shards: their standbys take over when everything it served has one,
     // unless the pipeline asked for every shard reloaded (`full_retry`).
-    let shard_standbys = match shards.first() {
-        Some(&(id, _)) => pool.pipelines().recovery(id) != ShardRecovery::FullRetry,
-        None => false,
-    };
+    let shard_standbys = shards
+        .first()
+        .is_some_and(|&(id, _)| pool.pipelines().recovery(id) != ShardRecovery::FullRetry);
     if pool.config().standbys.copies > 0 && shard_standbys {
         if let Some(to) = shards::promote_shards(pool, worker, &shards) {
             reached = Some(Level::Migrate);

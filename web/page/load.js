@@ -199,16 +199,16 @@ function loadArgs(args) {
  * warm p50 the same). On WebGPU and WebNN the page still runs them: their provider-specific
  * fusions happen there, and their loads were not measured without them.
  */
-export function graphOptimizationLevel(backend, preoptimized) {
+function graphOptimizationLevel(backend, preoptimized) {
   return preoptimized && backend === 'wasm' ? 'disabled' : 'all';
 }
 
-/** `[session, sessionCreateMs, webnnGraph]`: one `InferenceSession.create` on `backend`. */
-function createSession(backend, blocker, modelBytes, args) {
-  const options = {
-    executionProviders: [executionProvider(backend, blocker)],
-    graphOptimizationLevel: graphOptimizationLevel(backend, args.preoptimized === true),
-  };
+/**
+ * `[session, sessionCreateMs, webnnGraph]`: one `InferenceSession.create` on `backend` at the
+ * graph optimization level `level`.
+ */
+function createSession(backend, blocker, modelBytes, level, args) {
+  const options = { executionProviders: [executionProvider(backend, blocker)], graphOptimizationLevel: level };
   // Queued behind other ORT work; the timer starts when this creation really starts.
   return exclusive(async () => {
     // onnxruntime-web says how the WebNN EP partitioned the graph only in its verbose log:
@@ -262,11 +262,12 @@ export async function load(args) {
       fallbackReasons.push({ backend, reason: blocker.reason });
       continue;
     }
+    const level = graphOptimizationLevel(backend, args.preoptimized === true);
     let session;
     let sessionCreateMs;
     let webnnGraph = null;
     try {
-      [session, sessionCreateMs, webnnGraph] = await createSession(backend, blocker, modelBytes, args);
+      [session, sessionCreateMs, webnnGraph] = await createSession(backend, blocker, modelBytes, level, args);
     } catch (e) {
       fallbackReasons.push({ backend, reason: `InferenceSession.create failed: ${describe(e)}` });
       continue;
@@ -286,7 +287,7 @@ export async function load(args) {
       runIndex: 0,
       webnnDeviceType: blocker?.deviceType ?? null,
       webnnGraph,
-      graphOptimization: graphOptimizationLevel(backend, args.preoptimized === true),
+      graphOptimization: level,
       adapter: backend === 'webgpu' ? await webgpuAdapterInUse() : null,
     };
     addSession(entry);

@@ -94,37 +94,16 @@ impl Capabilities {
     }
 }
 
-/// The graph a page loads for `model_file`, and why it is not the natively optimized one
-/// when it is not.
-#[derive(Debug)]
-struct Graph {
-    file: std::path::PathBuf,
-    failed: Option<String>,
-}
-
-impl Graph {
-    fn file_is_preoptimized(&self) -> bool {
-        self.failed.is_none()
-    }
-}
-
 /// [`crate::oracle::page_graph`] off the async runtime (a first save is native CPU work).
-async fn page_graph(model_file: &std::path::Path) -> Graph {
+async fn page_graph(model_file: &std::path::Path) -> crate::oracle::PageGraph {
     let file = model_file.to_path_buf();
-    let resolved = tokio::task::spawn_blocking(move || {
-        let mut failed = None;
-        let graph = crate::oracle::page_graph(&crate::models::Cache::from_env(), &file, &mut |e| {
-            failed = Some(e.to_string());
-        });
-        Graph {
-            file: graph.file,
-            failed,
-        }
+    tokio::task::spawn_blocking(move || {
+        crate::oracle::page_graph(&crate::models::Cache::from_env(), &file)
     })
-    .await;
-    resolved.unwrap_or_else(|e| Graph {
+    .await
+    .unwrap_or_else(|e| crate::oracle::PageGraph {
         file: model_file.to_path_buf(),
-        failed: Some(format!("saving the optimized graph panicked: {e}")),
+        not_preoptimized: Some(format!("saving the optimized graph panicked: {e}")),
     })
 }
 
@@ -436,7 +415,7 @@ impl Page {
         let args = json!({
             "model_id": model.name,
             "url": server.model_path(&file_name(&graph.file)),
-            "preoptimized": graph.file_is_preoptimized(),
+            "preoptimized": graph.preoptimized(),
             "backends": backends,
             "allow_fallback_adapter": settings.allow_fallback_adapter,
             "wasm_threads": settings.wasm_threads,
@@ -445,7 +424,7 @@ impl Page {
         });
         let value = self.browser.call("load", args, timeout).await?;
         let mut reply: LoadReply = parse("load", value)?;
-        reply.preoptimize_failed = graph.failed;
+        reply.preoptimize_failed = graph.not_preoptimized;
         Ok(reply)
     }
 
